@@ -1,0 +1,270 @@
+"""Typed artifacts that components exchange.
+
+An artifact is a directory (its ``uri``) plus a few typed properties. The
+metadata store records both; the directory holds the payload. Each type is one
+small class whose docstring states its on-disk layout and properties.
+
+Outputs are written to ``<pipeline_root>/<pipeline>/<component_id>/<output>/<execution_id>/``
+and only appear there once the execution succeeded (see ``orchestration.execution``).
+
+>>> examples = Examples(uri="/tmp/ex", split_names=["train", "eval"], span=3)
+>>> examples.split_uri("train")
+'/tmp/ex/Split-train'
+>>> Examples.from_record(examples.to_record()).span
+3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, ClassVar
+
+# Filled by Artifact.__init_subclass__: type name -> class.
+ARTIFACT_TYPES: dict[str, type["Artifact"]] = {}
+
+
+@dataclasses.dataclass(kw_only=True)
+class Artifact:
+    """A payload directory with typed properties.
+
+    ``id`` is assigned by the metadata store when the artifact is published;
+    ``fingerprint`` is a content hash of the directory, computed at publish time
+    and used in downstream cache keys.
+    """
+
+    TYPE_NAME: ClassVar[str] = "Artifact"
+
+    uri: str
+    id: str | None = None
+    fingerprint: str | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Custom artifact types register themselves so records round-trip.
+        ARTIFACT_TYPES[cls.TYPE_NAME] = cls
+
+    def path(self, *parts: str) -> str:
+        """A path inside the artifact directory."""
+        return os.path.join(self.uri, *parts)
+
+    def properties(self) -> dict[str, Any]:
+        """The type-specific properties (everything but uri, id and fingerprint)."""
+        base = {"uri", "id", "fingerprint"}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in base
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """A plain-JSON description, as stored in the metadata store and the IR."""
+        return {
+            "type": self.TYPE_NAME,
+            "uri": self.uri,
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "properties": self.properties(),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Artifact":
+        artifact_cls = ARTIFACT_TYPES.get(record.get("type"), cls)
+        known = {f.name for f in dataclasses.fields(artifact_cls)}
+        props = {k: v for k, v in (record.get("properties") or {}).items() if k in known}
+        return artifact_cls(
+            uri=record["uri"],
+            id=record.get("id"),
+            fingerprint=record.get("fingerprint"),
+            **props,
+        )
+
+
+ARTIFACT_TYPES[Artifact.TYPE_NAME] = Artifact
+
+
+@dataclasses.dataclass(kw_only=True)
+class Examples(Artifact):
+    """Rows of examples, one folder per split.
+
+    Layout::
+
+        <uri>/Split-<split>/part-<shard>-of-<shards>.parquet   (file_format="parquet")
+        <uri>/Split-<split>/part-<shard>-of-<shards>.tfrecord.gz (file_format="tfrecord")
+
+    Properties: ``split_names`` (e.g. ``["train", "eval"]``), ``span`` and
+    ``version`` of the input data they came from, and ``file_format``.
+    """
+
+    TYPE_NAME: ClassVar[str] = "Examples"
+
+    split_names: list[str] = dataclasses.field(default_factory=list)
+    span: int = 0
+    version: int | None = None
+    file_format: str = "parquet"
+
+    def split_uri(self, split: str) -> str:
+        return self.path(f"Split-{split}")
+
+
+@dataclasses.dataclass(kw_only=True)
+class ExampleStatistics(Artifact):
+    """Per-split dataset statistics in TFDV's format.
+
+    Layout::
+
+        <uri>/Split-<split>/FeatureStats.pb   (tensorflow_metadata DatasetFeatureStatisticsList, binary)
+        <uri>/Split-<split>/report.html       (human-readable report)
+
+    Properties: ``split_names``, ``span``.
+    """
+
+    TYPE_NAME: ClassVar[str] = "ExampleStatistics"
+
+    split_names: list[str] = dataclasses.field(default_factory=list)
+    span: int = 0
+
+    def split_uri(self, split: str) -> str:
+        return self.path(f"Split-{split}")
+
+
+@dataclasses.dataclass(kw_only=True)
+class Schema(Artifact):
+    """A tensorflow_metadata ``Schema``.
+
+    Layout::
+
+        <uri>/schema.pbtxt   (text format)
+
+    No properties.
+    """
+
+    TYPE_NAME: ClassVar[str] = "Schema"
+
+    @property
+    def file(self) -> str:
+        return self.path("schema.pbtxt")
+
+
+@dataclasses.dataclass(kw_only=True)
+class ExampleAnomalies(Artifact):
+    """Per-split anomalies in TFDV's format.
+
+    Layout::
+
+        <uri>/Split-<split>/SchemaDiff.pb   (tensorflow_metadata Anomalies, binary)
+        <uri>/Split-<split>/report.html
+
+    Properties: ``split_names``, ``anomaly_count`` (total over splits).
+    """
+
+    TYPE_NAME: ClassVar[str] = "ExampleAnomalies"
+
+    split_names: list[str] = dataclasses.field(default_factory=list)
+    anomaly_count: int = 0
+
+    def split_uri(self, split: str) -> str:
+        return self.path(f"Split-{split}")
+
+
+@dataclasses.dataclass(kw_only=True)
+class TransformGraph(Artifact):
+    """The preprocessing function traced into a SavedModel, with its analysis.
+
+    Layout::
+
+        <uri>/transform_fn/          (TF SavedModel: raw features -> transformed features)
+        <uri>/transformed_metadata/schema.pbtxt
+        <uri>/analysis.json          (the analyzers' computed constants)
+
+    No properties.
+    """
+
+    TYPE_NAME: ClassVar[str] = "TransformGraph"
+
+
+@dataclasses.dataclass(kw_only=True)
+class Model(Artifact):
+    """A trained model.
+
+    Layout::
+
+        <uri>/Format-Serving/   (TF SavedModel with a ``serving_default`` signature)
+
+    Properties: ``framework`` (e.g. ``"tensorflow"``).
+    """
+
+    TYPE_NAME: ClassVar[str] = "Model"
+
+    framework: str = "tensorflow"
+
+    @property
+    def serving_dir(self) -> str:
+        return self.path("Format-Serving")
+
+
+@dataclasses.dataclass(kw_only=True)
+class ModelRun(Artifact):
+    """Training-run side products: TensorBoard logs and checkpoints.
+
+    Layout::
+
+        <uri>/logs/   (TensorBoard event files)
+
+    No properties.
+    """
+
+    TYPE_NAME: ClassVar[str] = "ModelRun"
+
+
+@dataclasses.dataclass(kw_only=True)
+class ModelEvaluation(Artifact):
+    """Evaluation results of a model, overall and per slice.
+
+    Layout::
+
+        <uri>/metrics.json   ({"overall": {metric: value}, "slices": {"feature=value": {...}}})
+        <uri>/report.html
+
+    Properties: ``blessed`` (whether the thresholds passed).
+    """
+
+    TYPE_NAME: ClassVar[str] = "ModelEvaluation"
+
+    blessed: bool | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class ModelBlessing(Artifact):
+    """Whether a model may be pushed, as TFX writes it.
+
+    Layout::
+
+        <uri>/BLESSED  or  <uri>/NOT_BLESSED   (empty marker file)
+
+    Properties: ``blessed``, ``model_uri`` (the model judged), ``reason``.
+    """
+
+    TYPE_NAME: ClassVar[str] = "ModelBlessing"
+
+    blessed: bool = False
+    model_uri: str = ""
+    reason: str = ""
+
+
+@dataclasses.dataclass(kw_only=True)
+class PushedModel(Artifact):
+    """The outcome of a push to a serving directory.
+
+    Layout::
+
+        <uri>/push.json   ({"pushed": bool, "version": int, "destination": str, "reason": str})
+
+    Properties: ``pushed``, ``version``, ``destination`` (``<serving_dir>/<version>``).
+    """
+
+    TYPE_NAME: ClassVar[str] = "PushedModel"
+
+    pushed: bool = False
+    version: int | None = None
+    destination: str = ""

@@ -1,0 +1,410 @@
+"""The component SDK: a component is a plain typed Python function.
+
+Its signature declares everything: ``Input[T]`` parameters are input
+artifacts, ``Output[T]`` parameters are output artifacts, any other typed
+parameter is a parameter, validated when the pipeline is defined. A parameter
+typed ``ExecutionContext`` receives the run's context (Beam options, metrics).
+
+A custom component, and how it is tested without any orchestrator::
+
+    from components.artifacts import Examples
+    from components.sdk import Input, Output, component
+
+    def count_rows(examples: Input[Examples], counted: Output[Examples],
+                   min_rows: int = 1) -> None:
+        '''Copies examples and checks there are at least ``min_rows``.'''
+        ...
+
+    CountRows = component(count_rows)      # or use @component on the def
+
+    # Unit test: call the plain function with artifacts.
+    count_rows(examples=Examples(uri=src), counted=Examples(uri=dst), min_rows=5)
+
+    # In a pipeline: wire channels, set parameters (validated now).
+    node = CountRows(examples=example_gen.outputs["examples"], min_rows=5)
+    node.outputs["counted"]        # a Channel for downstream components
+
+This module imports nothing heavy: no TensorFlow, Beam or MLflow at import time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import re
+import sys
+import types
+import typing
+from typing import Annotated, Any, Callable, Union
+
+from components.artifacts import Artifact
+
+
+class DefinitionError(ValueError):
+    """A pipeline or component definition is invalid; the message names the culprit."""
+
+
+class ComponentError(RuntimeError):
+    """A component rejected its input at run time; the message names the culprit.
+
+    Raise it from an executor for bad data or bad user code: the CLI prints the
+    message as one line, without a traceback.
+    """
+
+
+# --- signature markers -------------------------------------------------------
+
+
+class _Marker:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_INPUT = _Marker("Input")
+_OUTPUT = _Marker("Output")
+_MODULE_FILE = _Marker("ModuleFile")
+_EXTERNAL_DATA = _Marker("ExternalData")
+
+
+class Input:
+    """``Input[Examples]``: an input artifact of that type."""
+
+    def __class_getitem__(cls, artifact_type: type[Artifact]):
+        return Annotated[artifact_type, _INPUT]
+
+
+class Output:
+    """``Output[Model]``: an output artifact of that type, written by the function."""
+
+    def __class_getitem__(cls, artifact_type: type[Artifact]):
+        return Annotated[artifact_type, _OUTPUT]
+
+
+# A parameter holding the path of a user module file. Its contents are part of
+# the cache key, so editing the file invalidates the cache.
+ModuleFile = Annotated[str, _MODULE_FILE]
+
+# A parameter naming data outside the pipeline (a file, folder or pattern).
+# The content of what it names is part of the cache key.
+ExternalData = Annotated[str, _EXTERNAL_DATA]
+
+
+# --- the execution context ---------------------------------------------------
+
+
+@dataclasses.dataclass
+class ExecutionContext:
+    """What a running component may know about its run.
+
+    A component asks for it by declaring a parameter typed ``ExecutionContext``.
+    Unit tests can pass ``ExecutionContext()``.
+    """
+
+    pipeline_name: str = "test"
+    component_id: str = "test"
+    execution_id: str = "test"
+    beam_pipeline_args: list[str] = dataclasses.field(default_factory=list)
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None
+    pipeline_root: str = ""
+    # Queries the metadata store, e.g. for the latest blessed model; set by the runner.
+    lookup: Any = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    _step: int = 0
+
+    def log_metric(self, name: str, value: float) -> None:
+        """Records a metric of this execution (stored on its metadata record)."""
+        self.metrics[name] = float(value)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.log_metric(name, value)
+
+    def beam_pipeline(self):
+        """A Beam pipeline built from the pipeline's ``beam_pipeline_args``.
+
+        Without ``--runner`` (or with ``--runner=DirectRunner``) it runs
+        in-process on the FnApiRunner, which is what DirectRunner uses for batch
+        work. The plain DirectRunner would first try Prism, which downloads a
+        binary at run time. Every other option passes through unchanged.
+        """
+        import apache_beam as beam
+        from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+        options = PipelineOptions(self.beam_pipeline_args)
+        runner_name = options.view_as(StandardOptions).runner
+        if runner_name in (None, "DirectRunner", "direct", "FnApiRunner"):
+            from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+            return beam.Pipeline(runner=FnApiRunner(), options=options)
+        return beam.Pipeline(options=options)
+
+
+# --- component specs ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtifactSpec:
+    name: str
+    type: type[Artifact]
+    optional: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    annotation: Any
+    default: Any = inspect.Parameter.empty
+    kind: str = "value"  # "value", "module_file" or "external_data"
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    def validate(self, value: Any, owner: str) -> Any:
+        """Checks ``value`` against the annotation; returns it in canonical form."""
+        import pydantic
+
+        if value is None and not self.required and self.default is None:
+            return None
+        try:
+            adapter = pydantic.TypeAdapter(self.annotation)
+            return adapter.validate_python(value, strict=True)
+        except pydantic.ValidationError as exc:
+            problem = exc.errors()[0]
+            where = "".join(f"[{p!r}]" for p in problem.get("loc", ()))
+            raise DefinitionError(
+                f"{owner}: parameter '{self.name}'{where} expects "
+                f"{type_label(self.annotation)}, got {type(value).__name__} {value!r}: "
+                f"{problem['msg']}"
+            ) from None
+        except pydantic.PydanticSchemaGenerationError:
+            raise DefinitionError(
+                f"{owner}: parameter '{self.name}' has an annotation Sluice cannot "
+                f"validate: {self.annotation!r}"
+            ) from None
+
+    def to_json(self, value: Any) -> Any:
+        """The plain-JSON form of a validated value (for the IR and the store)."""
+        import pydantic
+
+        return pydantic.TypeAdapter(self.annotation).dump_python(value, mode="json")
+
+
+def type_label(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
+            return args[0], True
+    return annotation, False
+
+
+def _marker_of(annotation: Any) -> tuple[Any, _Marker | None]:
+    if typing.get_origin(annotation) is Annotated:
+        base, *extras = typing.get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, _Marker):
+                return base, extra
+    return annotation, None
+
+
+class Component:
+    """A component type built from a typed function; calling it makes a pipeline node.
+
+    ``name`` is the component type (and the default node id); ``version`` is
+    mixed into cache keys together with a hash of the function's module source.
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, version: str = "1"):
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.version = version
+        self.inputs: dict[str, ArtifactSpec] = {}
+        self.outputs: dict[str, ArtifactSpec] = {}
+        self.parameters: dict[str, ParameterSpec] = {}
+        self.context_parameter: str | None = None
+        self._parse_signature()
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def _parse_signature(self) -> None:
+        try:
+            hints = typing.get_type_hints(self.fn, include_extras=True)
+        except Exception as exc:  # an unresolvable annotation
+            raise DefinitionError(f"component {self.name}: cannot read its type hints: {exc}") from None
+        for pname, param in inspect.signature(self.fn).parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise DefinitionError(f"component {self.name}: *args/**kwargs are not allowed ({pname})")
+            if pname not in hints:
+                raise DefinitionError(f"component {self.name}: parameter '{pname}' needs a type annotation")
+            annotation = hints[pname]
+            if annotation is ExecutionContext:
+                self.context_parameter = pname
+                continue
+            inner, optional = _unwrap_optional(annotation)
+            base, marker = _marker_of(inner)
+            if marker in (_INPUT, _OUTPUT):
+                if not (isinstance(base, type) and issubclass(base, Artifact)):
+                    raise DefinitionError(
+                        f"component {self.name}: {marker.name}[...] of '{pname}' must be an artifact type"
+                    )
+                spec = ArtifactSpec(pname, base, optional or param.default is None)
+                (self.inputs if marker is _INPUT else self.outputs)[pname] = spec
+                continue
+            kind = {_MODULE_FILE: "module_file", _EXTERNAL_DATA: "external_data"}.get(marker, "value")
+            if marker is not None:  # ModuleFile / ExternalData: validate as the plain type
+                annotation = base | None if optional else base
+            self.parameters[pname] = ParameterSpec(pname, annotation, param.default, kind)
+
+    @property
+    def code_version(self) -> str:
+        """``version`` plus a hash of the source file defining the function."""
+        module = sys.modules.get(self.fn.__module__)
+        try:
+            source = inspect.getsource(module) if module else inspect.getsource(self.fn)
+        except (OSError, TypeError):
+            source = self.fn.__qualname__
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        return f"{self.version}:{digest}"
+
+    @property
+    def reference(self) -> dict[str, str]:
+        """Where the runner finds the function again (module, qualname, source file)."""
+        return {
+            "module": self.fn.__module__,
+            "qualname": self.fn.__qualname__,
+            "file": inspect.getsourcefile(self.fn) or "",
+        }
+
+    def __call__(self, *, id: str | None = None, **kwargs: Any) -> "Node":  # noqa: A002
+        return Node(self, id or self.name, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<component {self.name}>"
+
+
+def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str = "1"):
+    """Turns a typed function into a component (usable bare or as ``@component(...)``)."""
+    if fn is None:
+        return lambda f: Component(f, name=name, version=version)
+    return Component(fn, name=name, version=version)
+
+
+# --- nodes and channels ------------------------------------------------------
+
+_ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Channel:
+    """One output of one node, to wire into another node's input."""
+
+    producer: "Node"
+    output: str
+    type: type[Artifact]
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.producer.id}.outputs[{self.output!r}] ({self.type.TYPE_NAME})>"
+
+
+class _Outputs(dict):
+    def __init__(self, node: "Node"):
+        super().__init__({n: Channel(node, n, s.type) for n, s in node.component.outputs.items()})
+        self._node = node
+
+    def __missing__(self, key: str):
+        raise DefinitionError(
+            f"component {self._node.id}: has no output '{key}' (outputs: {', '.join(self) or 'none'})"
+        )
+
+
+class Node:
+    """A component placed in a pipeline, with its inputs wired and parameters set."""
+
+    def __init__(self, comp: Component, node_id: str, kwargs: dict[str, Any]):
+        self.component = comp
+        self.id = validate_id(node_id, f"component {comp.name}")
+        self.inputs: dict[str, Channel] = {}
+        self.parameters: dict[str, Any] = {}
+        self.upstream: list[Node] = []
+        # Free-form, runner-specific settings (e.g. Kubeflow resources).
+        self.platform_config: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key in comp.inputs:
+                self._wire(key, value)
+            elif key in comp.parameters:
+                self.parameters[key] = comp.parameters[key].validate(value, f"component {self.id}")
+            elif key in comp.outputs:
+                raise DefinitionError(f"component {self.id}: '{key}' is an output; it cannot be set")
+            else:
+                valid = sorted([*comp.inputs, *comp.parameters])
+                raise DefinitionError(
+                    f"component {self.id}: unknown parameter '{key}' (valid: {', '.join(valid) or 'none'})"
+                )
+        for name, spec in comp.inputs.items():
+            if name not in self.inputs and not spec.optional:
+                raise DefinitionError(
+                    f"component {self.id}: missing required input '{name}' ({spec.type.TYPE_NAME})"
+                )
+        for name, spec in comp.parameters.items():
+            if name not in self.parameters:
+                if spec.required:
+                    raise DefinitionError(f"component {self.id}: missing required parameter '{name}'")
+                self.parameters[name] = spec.default
+        self.outputs = _Outputs(self)
+
+    def _wire(self, name: str, value: Any) -> None:
+        spec = self.component.inputs[name]
+        if value is None and spec.optional:
+            return
+        if not isinstance(value, Channel):
+            raise DefinitionError(
+                f"component {self.id}: input '{name}' expects a channel of {spec.type.TYPE_NAME} "
+                f"(another component's outputs[...]), got {type(value).__name__}"
+            )
+        if not issubclass(value.type, spec.type):
+            raise DefinitionError(
+                f"component {self.id}: input '{name}' expects {spec.type.TYPE_NAME}, "
+                f"got {value.type.TYPE_NAME} from {value.producer.id}.outputs['{value.output}']"
+            )
+        self.inputs[name] = value
+
+    def with_id(self, node_id: str) -> "Node":
+        """Renames the node, as TFX's ``with_id`` (ids must be unique in a pipeline)."""
+        self.id = validate_id(node_id, f"component {self.component.name}")
+        return self
+
+    def add_upstream(self, other: "Node") -> "Node":
+        """Runs this node after ``other`` even without a data dependency."""
+        self.upstream.append(other)
+        return self
+
+    def dependencies(self) -> list["Node"]:
+        deps = [c.producer for c in self.inputs.values()] + self.upstream
+        seen: dict[int, Node] = {}
+        for dep in deps:
+            seen.setdefault(id(dep), dep)
+        return list(seen.values())
+
+    def __repr__(self) -> str:
+        return f"<Node {self.id} ({self.component.name})>"
+
+
+def validate_id(value: str, owner: str) -> str:
+    """Ids become path segments, so they are restricted to a safe alphabet."""
+    if not isinstance(value, str) or not _ID_PATTERN.match(value) or value in (".", ".."):
+        raise DefinitionError(
+            f"{owner}: invalid id {value!r} (use letters, digits, '_', '-', '.'; start with a letter)"
+        )
+    return value

@@ -1,0 +1,281 @@
+"""Running one component: cache lookup, execution, and atomic publication.
+
+This is the one place an executor is invoked. The local runner calls it for
+each node, and so do the Kubeflow tasks, so no component has a second
+implementation.
+
+Publication protocol:
+
+1. The execution is recorded RUNNING, with its planned output URIs.
+2. The executor writes each output to ``<output>/.tmp-<execution_id>``,
+   a sibling of its final URI ``<output>/<execution_id>`` (same filesystem).
+3. On success, each temporary folder is renamed to its final URI, and only then
+   is the execution recorded as executed, with its output artifacts.
+4. On failure the temporary folders are removed and the execution is recorded
+   failed. A process killed mid-way leaves a RUNNING record; the next run marks
+   it failed and removes what it left (``recover_abandoned``).
+
+A cache hit needs a successful record with the same cache key *and* its outputs
+still on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+import traceback
+from typing import Any, Callable
+
+from components.artifacts import ARTIFACT_TYPES, Artifact
+from components.sdk import Component, ComponentError, DefinitionError, ExecutionContext
+from orchestration.metadata import CACHED, EXECUTED, FAILED, Execution, MetadataStore
+from orchestration.pipeline import load_component
+
+CACHE_KEY_VERSION = "1"
+FAULT_ENV = "SLUICE_FAULT"
+
+
+@dataclasses.dataclass
+class NodeResult:
+    id: str
+    type: str
+    status: str  # executed | cached | failed | skipped
+    seconds: float
+    outputs: dict[str, list[Artifact]]
+    execution_id: str | None = None
+    error: str = ""
+    log: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "execution_id": self.execution_id,
+            "outputs": {k: [a.uri for a in v] for k, v in self.outputs.items()},
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+class ExecutionFailed(RuntimeError):
+    def __init__(self, node_id: str, message: str, log: str = ""):
+        super().__init__(f"component {node_id} failed: {message}")
+        self.node_id = node_id
+        self.log = log
+
+
+# --- fingerprints and cache keys --------------------------------------------------
+
+
+def fingerprint_path(path: str) -> str:
+    """A content hash of a file, a folder (recursively) or a glob pattern."""
+    digest = hashlib.blake2b(digest_size=16)
+    if any(ch in path for ch in "*?[") and not os.path.exists(path):
+        files = sorted(glob.glob(path, recursive=True))
+    elif os.path.isdir(path):
+        files = []
+        for root, dirs, names in os.walk(path):
+            dirs.sort()
+            files.extend(os.path.join(root, n) for n in sorted(names))
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        files = []
+    base = path if os.path.isdir(path) else os.path.dirname(path)
+    for file in files:
+        if not os.path.isfile(file):
+            continue
+        digest.update(os.path.relpath(file, base).encode() + b"\0")
+        with open(file, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "blake2b").digest())
+    if not files:
+        digest.update(b"<missing>" + path.encode())
+    return digest.hexdigest()
+
+
+def external_data_paths(value: str) -> list[str]:
+    """What an ExternalData parameter names: a path or a pattern with placeholders."""
+    import re
+
+    return [re.sub(r"\{[A-Z]+\}", "*", value)]
+
+
+def cache_key(node: dict[str, Any], inputs: dict[str, list[Artifact]]) -> str:
+    """Hash of the component type, code version, parameters, module file
+    contents and the input artifacts' content fingerprints."""
+    parts: dict[str, Any] = {
+        "v": CACHE_KEY_VERSION,
+        "type": node["type"],
+        "code": node["code_version"],
+        "parameters": node["parameters"],
+        "inputs": {k: [a.fingerprint for a in v] for k, v in sorted(inputs.items())},
+        "files": {},
+    }
+    for name in node.get("fingerprinted_parameters", []):
+        value = node["parameters"].get(name)
+        if value:
+            parts["files"][name] = [fingerprint_path(p) for p in external_data_paths(value)]
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+# --- paths ---------------------------------------------------------------------------
+
+
+def output_base(pipeline_root: str, pipeline: str, node_id: str, output: str) -> str:
+    return os.path.join(pipeline_root, pipeline, node_id, output)
+
+
+def _safe_join(root: str, *parts: str) -> str:
+    path = os.path.abspath(os.path.join(root, *parts))
+    if os.path.commonpath([path, os.path.abspath(root)]) != os.path.abspath(root):
+        raise DefinitionError(f"path {os.path.join(*parts)!r} escapes the pipeline root")
+    return path
+
+
+def outputs_exist(outputs: dict[str, list[Artifact]]) -> bool:
+    return all(os.path.isdir(a.uri) for arts in outputs.values() for a in arts)
+
+
+def _fault_point(node_id: str, point: str) -> None:
+    """Test hook: SLUICE_FAULT=<component_id>:<point> kills this process there."""
+    wanted = os.environ.get(FAULT_ENV, "")
+    if wanted and wanted == f"{node_id}:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- running a node ---------------------------------------------------------------------
+
+
+def resolve_parameters(comp: Component, node: dict[str, Any]) -> dict[str, Any]:
+    """IR parameter values, validated again into their typed form."""
+    values = {}
+    for name, raw in node["parameters"].items():
+        spec = comp.parameters.get(name)
+        if spec is None:
+            raise DefinitionError(f"component {node['id']}: unknown parameter '{name}'")
+        values[name] = spec.validate(raw, f"component {node['id']}") if raw is not None else None
+    return values
+
+
+def run_node(
+    node: dict[str, Any],
+    pipeline: dict[str, Any],
+    inputs: dict[str, list[Artifact]],
+    store: MetadataStore,
+    pipeline_run_id: str,
+    enable_cache: bool = True,
+    on_start: Callable[[str], None] | None = None,
+) -> NodeResult:
+    """Executes (or reuses) one node and records it. Raises ExecutionFailed."""
+    started = time.monotonic()
+    name, root = pipeline["name"], pipeline["pipeline_root"]
+    comp = load_component(node["component"])
+    params = resolve_parameters(comp, node)
+    key = cache_key(node, inputs)
+
+    if enable_cache:
+        for hit in store.find_cached(name, node["id"], key):
+            if outputs_exist(hit.outputs):
+                store.record_cached(name, pipeline_run_id, node["id"], node["type"], node["parameters"],
+                                    inputs, key, hit)
+                return NodeResult(node["id"], node["type"], CACHED, time.monotonic() - started,
+                                  hit.outputs, hit.id)
+
+    if on_start:
+        on_start(node["id"])
+    bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
+    execution_id = store.start_execution(
+        name, pipeline_run_id, node["id"], node["type"], node["parameters"], inputs, key,
+        planned_outputs={out: base for out, base in bases.items()},
+    )
+    log_path = os.path.join(_safe_join(root, name, node["id"]), ".logs", f"{execution_id}.log")
+    tmp = {out: os.path.join(base, f".tmp-{execution_id}") for out, base in bases.items()}
+    final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
+    outputs = {
+        out: ARTIFACT_TYPES[spec["type"]](uri=tmp[out]) for out, spec in node["outputs"].items()
+    }
+    for path in tmp.values():
+        os.makedirs(path)
+    ctx = ExecutionContext(
+        pipeline_name=name, component_id=node["id"], execution_id=execution_id,
+        beam_pipeline_args=list(pipeline.get("beam_pipeline_args") or []),
+        tracking_uri=store.tracking_uri, mlflow_run_id=execution_id, pipeline_root=root,
+        lookup=store,
+    )
+    kwargs: dict[str, Any] = dict(params)
+    for in_name in comp.inputs:
+        arts = inputs.get(in_name) or []
+        kwargs[in_name] = arts[0] if arts else None
+    kwargs.update({out: art for out, art in outputs.items()})
+    if comp.context_parameter:
+        kwargs[comp.context_parameter] = ctx
+
+    try:
+        _fault_point(node["id"], "before_executor")
+        comp.fn(**kwargs)
+        _fault_point(node["id"], "after_executor")
+        for out, art in outputs.items():
+            art.fingerprint = fingerprint_path(art.uri)
+    except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
+        seconds = time.monotonic() - started
+        message = _describe(exc)
+        _write_log(log_path, traceback.format_exc())
+        for path in tmp.values():
+            shutil.rmtree(path, ignore_errors=True)
+        store.fail_execution(execution_id, message, seconds, log=log_path)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise ExecutionFailed(node["id"], message, log_path) from exc
+
+    # Publish: move every output into place, then record. A crash between the
+    # two leaves a RUNNING record, which the next run cleans up.
+    for out, art in outputs.items():
+        os.replace(tmp[out], final[out])
+        art.uri = final[out]
+        art.id = f"{execution_id}:{out}"
+        _fault_point(node["id"], "during_publish")
+    seconds = time.monotonic() - started
+    published = {out: [art] for out, art in outputs.items()}
+    store.publish_execution(execution_id, published, ctx.metrics, seconds)
+    return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (ComponentError, DefinitionError)):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _write_log(path: str, text: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(text)
+    except OSError:
+        pass
+
+
+def recover_abandoned(store: MetadataStore, pipeline: str) -> list[Execution]:
+    """Marks RUNNING records of dead processes failed and removes their leftovers."""
+    recovered = []
+    for record, planned in store.find_abandoned(pipeline):
+        for base in planned.values():
+            for leftover in (os.path.join(base, f".tmp-{record.id}"), os.path.join(base, record.id)):
+                shutil.rmtree(leftover, ignore_errors=True)
+        store.mark_abandoned(record)
+        recovered.append(record)
+    return recovered
+
+
+__all__ = ["run_node", "recover_abandoned", "cache_key", "fingerprint_path", "NodeResult", "ExecutionFailed",
+           "FAILED", "EXECUTED", "CACHED"]

@@ -1,0 +1,152 @@
+"""The local runner: executes a compiled pipeline (its IR) in this process.
+
+Components run in dependency order; independent ones run in parallel threads.
+Beam components get the pipeline's Beam options and run in-process (see
+``ExecutionContext.beam_pipeline``). A failed component stops its dependents,
+which are recorded as skipped; independent branches still finish.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from components.artifacts import Artifact
+from orchestration.execution import ExecutionFailed, NodeResult, recover_abandoned, run_node
+from orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
+from orchestration.pipeline import Pipeline, compile_pipeline
+
+
+@dataclasses.dataclass
+class RunResult:
+    pipeline: str
+    run_id: str
+    status: str  # executed | failed
+    seconds: float
+    pipeline_root: str
+    tracking_uri: str
+    components: list[NodeResult]
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == EXECUTED
+
+    def outputs(self, node_id: str) -> dict[str, list[Artifact]]:
+        return next(c.outputs for c in self.components if c.id == node_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "run_id": self.run_id,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "pipeline_root": self.pipeline_root,
+            "tracking_uri": mask_uri(self.tracking_uri),
+            "components": [c.to_json() for c in self.components],
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+class Progress:
+    """Per-component progress lines on a terminal; silent elsewhere and under CI."""
+
+    def __init__(self, enabled: bool | None = None, stream=None):
+        self.stream = stream or sys.stderr
+        if enabled is None:
+            enabled = self.stream.isatty() and not os.environ.get("CI")
+        self.enabled = enabled
+        self._lock = threading.Lock()
+
+    def _line(self, text: str) -> None:
+        if self.enabled:
+            with self._lock:
+                print(text, file=self.stream, flush=True)
+
+    def started(self, node_id: str) -> None:
+        self._line(f"  ▶ {node_id:<24} running")
+
+    def finished(self, result: NodeResult) -> None:
+        mark = {"executed": "✓", "cached": "↺", "failed": "✗", "skipped": "-"}.get(result.status, "?")
+        self._line(f"  {mark} {result.id:<24} {result.status:<8} {result.seconds:6.1f}s")
+
+
+def run_pipeline(
+    pipeline: Pipeline | dict[str, Any],
+    tracking_uri: str | None = None,
+    enable_cache: bool | None = None,
+    max_parallel: int | None = None,
+    progress: Progress | None = None,
+    store: MetadataStore | None = None,
+) -> RunResult:
+    """Runs a pipeline (or its IR) to completion and returns what happened."""
+    ir = compile_pipeline(pipeline) if isinstance(pipeline, Pipeline) else pipeline
+    spec = ir["pipeline"]
+    name, root = spec["name"], spec["pipeline_root"]
+    uri = tracking_uri or spec.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    store = store or MetadataStore(uri, artifact_root=root)
+    cache = spec["enable_cache"] if enable_cache is None else enable_cache
+    progress = progress or Progress(enabled=False)
+    started = time.monotonic()
+
+    recover_abandoned(store, name)
+    run_id = store.start_pipeline_run(name)
+    nodes = {n["id"]: n for n in ir["nodes"]}
+    results: dict[str, NodeResult] = {}
+    pending = dict(nodes)
+    running: dict[futures.Future, str] = {}
+    workers = max_parallel or min(2, os.cpu_count() or 1)
+    first_error = ""
+
+    def inputs_of(node: dict[str, Any]) -> dict[str, list[Artifact]]:
+        return {
+            name: results[src["node"]].outputs[src["output"]]
+            for name, src in node["inputs"].items()
+        }
+
+    def task(node: dict[str, Any]) -> NodeResult:
+        return run_node(node, spec, inputs_of(node), store, run_id, cache, on_start=progress.started)
+
+    with futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sluice") as pool:
+        try:
+            while pending or running:
+                for node_id, node in list(pending.items()):
+                    deps = [results.get(d) for d in node["upstream"]]
+                    if any(r is not None and r.status in (FAILED, SKIPPED) for r in deps):
+                        failed_dep = next(d for d in node["upstream"] if results[d].status in (FAILED, SKIPPED))
+                        reason = f"upstream {failed_dep} did not complete"
+                        exec_id = store.record_skipped(name, run_id, node_id, node["type"], reason)
+                        results[node_id] = NodeResult(node_id, node["type"], SKIPPED, 0.0, {}, exec_id, reason)
+                        progress.finished(results[node_id])
+                        del pending[node_id]
+                    elif all(r is not None for r in deps) and len(running) < workers:
+                        running[pool.submit(task, node)] = node_id
+                        del pending[node_id]
+                if not running:
+                    continue
+                done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for fut in done:
+                    node_id = running.pop(fut)
+                    node = nodes[node_id]
+                    try:
+                        results[node_id] = fut.result()
+                    except ExecutionFailed as exc:
+                        first_error = first_error or str(exc)
+                        results[node_id] = NodeResult(node_id, node["type"], FAILED, 0.0, {}, None,
+                                                      str(exc), exc.log)
+                    progress.finished(results[node_id])
+        except BaseException as exc:
+            store.end_pipeline_run(run_id, FAILED, f"interrupted: {type(exc).__name__}",
+                                   time.monotonic() - started)
+            raise
+
+    status = FAILED if first_error else EXECUTED
+    seconds = time.monotonic() - started
+    store.end_pipeline_run(run_id, status, first_error, seconds)
+    ordered = [results[n["id"]] for n in ir["nodes"]]
+    return RunResult(name, run_id, status, seconds, root, uri, ordered, first_error)
