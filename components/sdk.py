@@ -219,6 +219,10 @@ def _marker_of(annotation: Any) -> tuple[Any, _Marker | None]:
     return annotation, None
 
 
+# Components defined inside functions (e.g. in tests), by module:qualname:name.
+LOCAL_COMPONENTS: dict[str, "Component"] = {}
+
+
 class Component:
     """A component type built from a typed function; calling it makes a pipeline node.
 
@@ -237,6 +241,9 @@ class Component:
         self._parse_signature()
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
+        if "<locals>" in fn.__qualname__:
+            # Not importable by name: the in-process runner finds it here.
+            LOCAL_COMPONENTS[f"{fn.__module__}:{fn.__qualname__}:{self.name}"] = self
 
     def _parse_signature(self) -> None:
         try:
@@ -288,7 +295,7 @@ class Component:
         }
 
     def __call__(self, *, id: str | None = None, **kwargs: Any) -> "Node":  # noqa: A002
-        return Node(self, id or self.name, kwargs)
+        return Node(self, self.name if id is None else id, kwargs)
 
     def __repr__(self) -> str:
         return f"<component {self.name}>"

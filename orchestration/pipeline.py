@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from components.sdk import Component, DefinitionError, Node, validate_id
+from components.sdk import LOCAL_COMPONENTS, Component, DefinitionError, Node, validate_id
 
 IR_VERSION = 1
 
@@ -144,6 +144,14 @@ def compile_pipeline(pipeline: Pipeline) -> dict[str, Any]:
 
 def load_component(reference: dict[str, str]) -> Component:
     """Finds the component a node's IR names: by module, else by source file."""
+    if "<locals>" in reference["qualname"]:
+        key = f"{reference['module']}:{reference['qualname']}:{reference.get('name')}"
+        if key not in LOCAL_COMPONENTS:
+            raise DefinitionError(
+                f"component {reference.get('name')}: defined inside a function, so only the process "
+                f"that defined it can run it; define it at module level"
+            )
+        return LOCAL_COMPONENTS[key]
     module = sys.modules.get(reference["module"])
     if module is None:
         try:

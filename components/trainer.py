@@ -1,0 +1,470 @@
+"""Trainer: runs a user module's ``run_fn(fn_args)`` to train and export a model.
+
+As in TFX, the module file defines ``run_fn(fn_args: FnArgs)``; it reads
+``fn_args.train_files`` / ``fn_args.eval_files`` (Parquet files, see
+:func:`parquet_dataset`), builds its model under ``fn_args.strategy`` and saves
+a SavedModel with a ``serving_default`` signature (serialized ``tf.Example`` in,
+input name ``examples``) into ``fn_args.serving_model_dir``.
+
+A minimal module file::
+
+    import tensorflow as tf
+
+    def run_fn(fn_args):
+        train = fn_args.dataset(fn_args.train_files, batch_size=32, label_key="label")
+        with fn_args.strategy.scope():
+            model = ...  # a Keras model over the feature dict
+        model.fit(train, steps_per_epoch=fn_args.train_steps, callbacks=fn_args.callbacks())
+        tf.saved_model.save(model_with_signature, fn_args.serving_model_dir)
+
+TensorBoard logs go to ``<model_run.uri>/logs``; with a tracking URI, params,
+per-epoch metrics and the SavedModel are logged to the pipeline's MLflow run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, Callable, Literal
+
+from components.artifacts import Examples, Model, ModelRun, Schema, TransformGraph
+from components.sdk import ComponentError, ExecutionContext, Input, ModuleFile, Output, component
+
+# Above this many rows the Parquet input is streamed instead of held in memory.
+IN_MEMORY_ROW_LIMIT = 2_000_000
+# Rows read from Parquet per chunk when streaming.
+STREAM_CHUNK_ROWS = 65_536
+
+
+# --- the input pipeline ------------------------------------------------------
+
+
+def split_files(examples: Examples, split: str) -> list[str]:
+    """The Parquet files of one split, sorted; a ComponentError if there are none."""
+    pattern = os.path.join(examples.split_uri(split), "*.parquet")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise ComponentError(f"Trainer: no Parquet files for split '{split}' at {pattern}")
+    return files
+
+
+def _column_to_numpy(column, name: str, path: str):
+    """One Arrow column as a dense numpy array that TF accepts; nulls become 0 / ''."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_floating(kind):
+        return pc.fill_null(column, 0.0).to_numpy().astype(np.float32, copy=False)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        return pc.fill_null(column.cast(pa.int64()), 0).to_numpy()
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+            or pa.types.is_large_binary(kind):
+        return np.asarray(pc.fill_null(column.cast(pa.large_binary()), b"").to_pylist(), dtype=object)
+    raise ComponentError(f"Trainer: column '{name}' in {path} has type {kind}, which is not a scalar "
+                         f"int, float or string column")
+
+
+def _table_to_arrays(table, path: str) -> dict[str, Any]:
+    return {name: _column_to_numpy(table.column(name).combine_chunks(), name, path)
+            for name in table.column_names}
+
+
+def _check_columns(files: list[str], label_key: str | None, feature_keys: list[str] | None) -> list[str]:
+    """Validates the requested columns against every file's schema; returns the columns to read."""
+    import pyarrow.parquet as pq
+
+    columns = None
+    for path in files:
+        names = pq.read_schema(path).names
+        if label_key is not None and label_key not in names:
+            raise ComponentError(f"Trainer: label '{label_key}' is not a column of {path} "
+                                 f"(columns: {', '.join(names)})")
+        for key in feature_keys or []:
+            if key not in names:
+                raise ComponentError(f"Trainer: feature '{key}' is not a column of {path}")
+        wanted = list(feature_keys) if feature_keys is not None else [n for n in names if n != label_key]
+        if label_key is not None and label_key not in wanted:
+            wanted.append(label_key)
+        columns = columns or wanted
+    return columns
+
+
+def parquet_dataset(
+    files: list[str],
+    batch_size: int,
+    label_key: str | None = None,
+    feature_keys: list[str] | None = None,
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int | None = None,
+):
+    """A ``tf.data.Dataset`` of batches read from Parquet files.
+
+    Yields ``features`` (a dict of dense tensors ``[batch]``: float columns as
+    float32, integer columns as int64, strings as tf.string; nulls as 0 / '') or
+    ``(features, label)`` when ``label_key`` is given. Small inputs are held in
+    memory and shuffled per epoch with one vectorized gather per batch; inputs
+    over ``IN_MEMORY_ROW_LIMIT`` rows are streamed in Parquet chunks that are
+    each shuffled, then re-batched. With ``repeat`` every batch is full.
+
+    >>> ds = parquet_dataset(["/data/part-00000-of-00001.parquet"], 32, label_key="label")  # doctest: +SKIP
+    >>> features, label = next(iter(ds))                                                      # doctest: +SKIP
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    if not files:
+        raise ComponentError("Trainer: parquet_dataset got no files")
+    columns = _check_columns(files, label_key, feature_keys)
+    total_rows = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    if total_rows == 0:
+        raise ComponentError(f"Trainer: the Parquet files hold no rows ({files[0]} ...)")
+
+    def split_label(batch):
+        if label_key is None:
+            return batch
+        features = {k: v for k, v in batch.items() if k != label_key}
+        return features, batch[label_key]
+
+    if total_rows <= IN_MEMORY_ROW_LIMIT:
+        arrays: dict[str, list] = {c: [] for c in columns}
+        for path in files:
+            for name, values in _table_to_arrays(pq.read_table(path, columns=columns), path).items():
+                arrays[name].append(values)
+        tensors = {name: tf.constant(np.concatenate(parts)) for name, parts in arrays.items()}
+        num_rows = total_rows
+        # Batches of row indices; one gather per batch keeps tf.data's per-element cost away.
+        if repeat:
+            def epoch_indices(epoch):
+                order = tf.random.shuffle(tf.range(num_rows, dtype=tf.int64), seed=seed) if shuffle \
+                    else tf.range(num_rows, dtype=tf.int64)
+                return tf.data.Dataset.from_tensors(order)
+            # rebatch(n) == unbatch().batch(n) with one copy; over endless epochs every batch is full.
+            indices = tf.data.Dataset.range(1).repeat().flat_map(epoch_indices).rebatch(batch_size)
+        else:
+            order = np.random.default_rng(seed).permutation(num_rows) if shuffle else np.arange(num_rows)
+            indices = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(batch_size)
+        dataset = indices.map(lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()},
+                              num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.map(split_label).prefetch(tf.data.AUTOTUNE)
+
+    # Streaming: chunks from Parquet, shuffled within each chunk, files in random order.
+    first = _table_to_arrays(pq.read_table(files[0], columns=columns).slice(0, 1), files[0])
+    signature = {name: tf.TensorSpec([None], tf.as_dtype(values.dtype) if values.dtype != object
+                                     else tf.string) for name, values in first.items()}
+
+    def chunks():
+        rng = np.random.default_rng(seed)
+        while True:
+            order = rng.permutation(len(files)) if shuffle else range(len(files))
+            for i in order:
+                path = files[i]
+                for record_batch in pq.ParquetFile(path).iter_batches(STREAM_CHUNK_ROWS, columns=columns):
+                    arrays = _table_to_arrays(record_batch, path)
+                    if shuffle:
+                        perm = rng.permutation(record_batch.num_rows)
+                        arrays = {k: v[perm] for k, v in arrays.items()}
+                    yield arrays
+            if not repeat:
+                return
+
+    dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature)
+    dataset = dataset.rebatch(batch_size, drop_remainder=repeat)
+    return dataset.map(split_label).prefetch(tf.data.AUTOTUNE)
+
+
+# --- what run_fn receives ----------------------------------------------------
+
+
+@dataclasses.dataclass
+class DatasetOptions:
+    """TFX's ``tfxio.TensorFlowDatasetOptions``, reduced to what Parquet needs."""
+
+    batch_size: int
+    label_key: str | None = None
+    shuffle: bool = True
+    num_epochs: int | None = None  # None: repeat forever
+
+
+class DataAccessor:
+    """TFX's ``fn_args.data_accessor``: ``tf_dataset_factory(files, options, schema)``."""
+
+    def tf_dataset_factory(self, files: list[str] | str, options: DatasetOptions, schema: Any = None):
+        files = [files] if isinstance(files, str) else list(files)
+        expanded = [p for f in files for p in (sorted(glob.glob(f)) if any(c in f for c in "*?[") else [f])]
+        return parquet_dataset(expanded, options.batch_size, label_key=options.label_key,
+                               shuffle=options.shuffle, repeat=options.num_epochs is None)
+
+
+@dataclasses.dataclass
+class FnArgs:
+    """What ``run_fn`` receives (the TFX ``FnArgs`` fields, for Parquet inputs)."""
+
+    train_files: list[str]
+    eval_files: list[str]
+    transform_output: str | None      # TransformGraph uri: ``TransformOutput(fn_args.transform_output)``
+    schema_path: str | None
+    serving_model_dir: str            # save the serving SavedModel here
+    model_run_dir: str                # TensorBoard logs, checkpoints
+    train_steps: int
+    eval_steps: int
+    custom_config: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    base_model: str | None            # SavedModel dir of a base model to warm-start from
+    strategy: Any                     # a tf.distribute.Strategy
+    is_chief: bool = True
+    data_accessor: DataAccessor = dataclasses.field(default_factory=DataAccessor)
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None
+
+    @property
+    def transform_graph_path(self) -> str | None:  # the TFX name
+        return self.transform_output
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.model_run_dir, "logs")
+
+    def dataset(self, files: list[str], batch_size: int, label_key: str | None = None, **kwargs):
+        """:func:`parquet_dataset` over ``files``."""
+        return parquet_dataset(files, batch_size, label_key=label_key, **kwargs)
+
+    def callbacks(self) -> list:
+        """Keras callbacks: TensorBoard into ``model_run/logs`` and per-epoch MLflow metrics."""
+        import tensorflow as tf
+
+        callbacks = [tf.keras.callbacks.TensorBoard(log_dir=self.log_dir, update_freq="epoch")]
+        if self.tracking_uri and self.mlflow_run_id and self.is_chief:
+            callbacks.append(_mlflow_callback(self.tracking_uri, self.mlflow_run_id))
+        return callbacks
+
+
+def _mlflow_callback(tracking_uri: str, run_id: str):
+    import tensorflow as tf
+
+    class MlflowEpochMetrics(tf.keras.callbacks.Callback):
+        """Logs each epoch's Keras metrics to an existing MLflow run."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            import time
+
+            import mlflow.entities
+            from mlflow.tracking import MlflowClient
+
+            now_ms = int(time.time() * 1000)
+            metrics = [mlflow.entities.Metric(key, float(value), now_ms, epoch)
+                       for key, value in (logs or {}).items() if _is_number(value)]
+            if metrics:
+                MlflowClient(tracking_uri).log_batch(run_id, metrics=metrics)
+
+    return MlflowEpochMetrics()
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# --- distribution strategies -------------------------------------------------
+
+
+def make_strategy(distribution: str, cluster_spec: dict | None = None):
+    """A ``tf.distribute.Strategy`` for a ``distribution`` name (see ``run_trainer``)."""
+    import tensorflow as tf
+
+    if distribution == "auto":
+        if tf.config.list_physical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        # No GPU: mirror over the logical CPU devices (one unless configured otherwise).
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    if distribution == "one_device":
+        device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+        return tf.distribute.OneDeviceStrategy(device)
+    if distribution == "multi_worker":
+        if cluster_spec is not None:
+            os.environ["TF_CONFIG"] = json.dumps(_tf_config(cluster_spec))
+        elif not os.environ.get("TF_CONFIG"):
+            raise ComponentError("Trainer: distribution 'multi_worker' needs parameter 'cluster_spec' "
+                                 "or the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if distribution == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except Exception as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ComponentError(f"Trainer: distribution 'tpu': no TPU found: {first_line}") from None
+        return tf.distribute.TPUStrategy(resolver)
+    raise ComponentError(f"Trainer: unknown distribution {distribution!r}")
+
+
+def _tf_config(cluster_spec: dict) -> dict:
+    """TF_CONFIG from ``cluster_spec``: a full TF_CONFIG dict, or a bare cluster whose task comes
+    from the TF_CONFIG environment variable (as a Kubeflow training operator sets it)."""
+    if "cluster" not in cluster_spec:
+        cluster_spec = {"cluster": cluster_spec}
+    if "task" not in cluster_spec:
+        env_task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task")
+        if not env_task:
+            raise ComponentError("Trainer: parameter 'cluster_spec' has no 'task' and TF_CONFIG names none")
+        cluster_spec = {**cluster_spec, "task": env_task}
+    return cluster_spec
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+# --- the component -----------------------------------------------------------
+
+
+def load_module_function(module_file: str, name: str) -> Callable:
+    """Imports ``module_file`` and returns its function ``name``; a ComponentError names the file."""
+    if not os.path.isfile(module_file):
+        raise ComponentError(f"Trainer: module file {module_file} does not exist")
+    module_name = f"_sluice_user_module_{abs(hash(os.path.abspath(module_file)))}"
+    spec = importlib.util.spec_from_file_location(module_name, module_file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise ComponentError(f"Trainer: module file {module_file}, line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:
+        raise ComponentError(f"Trainer: module file {module_file} failed to import: "
+                             f"{type(exc).__name__}: {exc}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ComponentError(f"Trainer: module file {module_file} defines no function '{name}'")
+    return fn
+
+
+def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, str]:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_params(f"{name}.", value))
+        else:
+            flat[name] = str(value)[:500]  # MLflow's param value limit is generous; keep it tidy
+    return flat
+
+
+def run_trainer(
+    examples: Input[Examples],
+    model: Output[Model],
+    model_run: Output[ModelRun],
+    module_file: ModuleFile,
+    train_steps: int,
+    transform_graph: Input[TransformGraph] | None = None,
+    schema: Input[Schema] | None = None,
+    base_model: Input[Model] | None = None,
+    eval_steps: int = 100,
+    custom_config: dict[str, Any] = {},
+    hyperparameters: dict[str, Any] = {},
+    distribution: Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"] = "auto",
+    cluster_spec: dict[str, Any] | None = None,
+    train_splits: list[str] = ["train"],
+    eval_splits: list[str] = ["eval"],
+    ctx: ExecutionContext = None,
+) -> None:
+    """Trains a model with the module file's ``run_fn(fn_args)``.
+
+    ``distribution``: ``auto`` mirrors over GPUs when there are any, else the
+    default strategy; ``mirrored``; ``multi_worker`` (TF_CONFIG or
+    ``cluster_spec``: a TF_CONFIG-shaped dict); ``tpu``; ``one_device``.
+    ``base_model``, when wired (e.g. the latest pushed model), is passed to
+    ``run_fn`` for warm starts.
+    """
+    ctx = ctx or ExecutionContext()
+    if train_steps <= 0:
+        raise ComponentError(f"Trainer: parameter 'train_steps' must be positive, got {train_steps}")
+    run_fn = load_module_function(module_file, "run_fn")
+    train_files = [f for split in train_splits for f in split_files(examples, split)]
+    eval_files = [f for split in eval_splits for f in split_files(examples, split)]
+    strategy = make_strategy(distribution, cluster_spec)
+    is_chief = _is_chief(strategy)
+
+    # Non-chief workers must still save (saving is collective) but somewhere thrown away.
+    scratch = None if is_chief else tempfile.mkdtemp(prefix="sluice-worker-model-")
+    serving_dir = model.serving_dir if is_chief else os.path.join(scratch, "Format-Serving")
+    run_dir = model_run.uri if is_chief else scratch
+    os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
+    tracking = ctx.tracking_uri if (ctx.tracking_uri and ctx.mlflow_run_id and is_chief) else None
+
+    fn_args = FnArgs(
+        train_files=train_files,
+        eval_files=eval_files,
+        transform_output=transform_graph.uri if transform_graph is not None else None,
+        schema_path=schema.file if schema is not None else None,
+        serving_model_dir=serving_dir,
+        model_run_dir=run_dir,
+        train_steps=train_steps,
+        eval_steps=eval_steps,
+        custom_config=dict(custom_config),
+        hyperparameters=dict(hyperparameters),
+        base_model=base_model.serving_dir if base_model is not None else None,
+        strategy=strategy,
+        is_chief=is_chief,
+        tracking_uri=tracking,
+        mlflow_run_id=ctx.mlflow_run_id if tracking else None,
+    )
+    if tracking:
+        from mlflow.tracking import MlflowClient
+
+        import mlflow.entities
+
+        params = {"train_steps": str(train_steps), "eval_steps": str(eval_steps),
+                  "distribution": distribution, "num_replicas": str(strategy.num_replicas_in_sync),
+                  **_flat_params("hp.", hyperparameters), **_flat_params("config.", custom_config)}
+        MlflowClient(tracking).log_batch(
+            ctx.mlflow_run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
+
+    try:
+        run_fn(fn_args)
+    except ComponentError:
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if not is_chief:
+        return
+    if not os.path.isfile(os.path.join(model.serving_dir, "saved_model.pb")):
+        raise ComponentError(f"Trainer: run_fn in {module_file} saved no SavedModel into "
+                             f"fn_args.serving_model_dir")
+    model.framework = "tensorflow"
+    ctx.log_metric("train_steps", train_steps)
+    if tracking:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking).log_artifacts(ctx.mlflow_run_id, model.serving_dir, "model")
+
+
+Trainer = component(run_trainer, name="Trainer")

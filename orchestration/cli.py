@@ -1,0 +1,301 @@
+"""The ``sluice`` command line.
+
+Every failure ends with a non-zero exit and one line on stderr naming the
+culprit; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from components.sdk import ComponentError, DefinitionError
+
+DEFAULT_ROOT_ENV = "SLUICE_PIPELINE_ROOT"
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def _quiet_libraries(debug: bool) -> None:
+    if not debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        logging.basicConfig(level=logging.WARNING)
+        for name in ("apache_beam", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool):
+    """Keeps stdout for the single JSON document: library chatter goes to stderr."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _default_root() -> str:
+    return os.environ.get(DEFAULT_ROOT_ENV) or "sluice_runs"
+
+
+def _store(pipeline_root: str | None, tracking_uri: str | None):
+    from orchestration.metadata import MetadataStore, default_tracking_uri
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        root = pipeline_root or _default_root()
+        db = os.path.join(os.path.abspath(root), "metadata.db")
+        if not os.path.exists(db):
+            raise CliError(f"no metadata store at {db} (run a pipeline first, or pass --pipeline-root/--tracking-uri)")
+        uri = default_tracking_uri(root)
+    return MetadataStore(uri, artifact_root=pipeline_root)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and library logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Sluice: production ML pipelines (TFX components, MLflow metadata, Beam, Kubeflow)."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _common_store_options(fn):
+    fn = click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite under the pipeline root).")(fn)
+    fn = click.option("--pipeline-root", type=click.Path(file_okay=False),
+                      help=f"Pipeline root (default: ${DEFAULT_ROOT_ENV} or ./sluice_runs).")(fn)
+    return fn
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter.")
+@click.option("--pipeline-root", type=click.Path(file_okay=False), help="Override the pipeline root.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite under the pipeline root).")
+@click.option("--no-cache", is_flag=True, help="Execute every component, ignoring the cache.")
+@click.option("--max-parallel", type=click.IntRange(1, 64), default=None, help="Components run at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the run.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and library logs.")
+@click.pass_context
+def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parallel, as_json, debug):
+    """Run PIPELINE (a name under pipelines/, or a .py file) locally."""
+    ctx.obj["debug"] = ctx.obj.get("debug") or debug
+    _quiet_libraries(ctx.obj["debug"])
+    from orchestration.loader import build_pipeline
+    from orchestration.local_runner import Progress, run_pipeline
+
+    with _stdout_to_stderr(as_json):
+        pipe = build_pipeline(pipeline, list(params))
+        if pipeline_root:
+            pipe.pipeline_root = pipeline_root
+        pipe.pipeline_root = _absolute(pipe.pipeline_root)
+        progress = Progress(enabled=None if not as_json else False)
+        if progress.enabled:
+            click.echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
+        result = run_pipeline(pipe, tracking_uri=tracking_uri, enable_cache=False if no_cache else None,
+                              max_parallel=max_parallel, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        _print_result(result)
+    if not result.ok:
+        failed = next((c for c in result.components if c.status == "failed"), None)
+        detail = f" (log: {failed.log})" if failed is not None and failed.log else ""
+        raise CliError(f"{result.error}{detail}")
+
+
+def _absolute(root: str) -> str:
+    return root if "://" in root else os.path.abspath(root)
+
+
+def _print_result(result) -> None:
+    from orchestration.metadata import mask_uri
+
+    for comp in result.components:
+        click.echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
+    click.echo(f"run {result.run_id}: {result.status} in {result.seconds:.1f}s")
+    click.echo(f"metadata: {mask_uri(result.tracking_uri)}")
+
+
+@cli.group()
+def runs() -> None:
+    """Inspect pipeline runs recorded in the metadata store."""
+
+
+@runs.command("list")
+@click.argument("pipeline", required=False)
+@_common_store_options
+@click.option("--json", "as_json", is_flag=True)
+def runs_list(pipeline, pipeline_root, tracking_uri, as_json):
+    """List runs (newest first), optionally of one PIPELINE."""
+    _quiet_libraries(False)
+    store = _store(pipeline_root, tracking_uri)
+    items = store.list_pipeline_runs(pipeline)
+    if as_json:
+        click.echo(json.dumps([_run_json(r) for r in items]))
+        return
+    if not items:
+        click.echo("no runs")
+        return
+    click.echo(f"{'RUN ID':<34} {'PIPELINE':<16} {'STATUS':<9} {'STARTED':<20} SECONDS")
+    for r in items:
+        secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
+        click.echo(f"{r.id:<34} {r.pipeline:<16} {r.status:<9} {_time(r.start_time):<20} {secs}")
+        if r.error:
+            click.echo(f"    {r.error}")
+
+
+def _time(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _run_json(r) -> dict[str, Any]:
+    return {"run_id": r.id, "pipeline": r.pipeline, "status": r.status, "start_time": _time(r.start_time),
+            "seconds": r.seconds, "error": r.error or None}
+
+
+@runs.command("show")
+@click.argument("run_id")
+@_common_store_options
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run_id, pipeline_root, tracking_uri, as_json):
+    """Show one run: every component, its status, outputs and errors."""
+    _quiet_libraries(False)
+    from orchestration.metadata import StoreError
+
+    store = _store(pipeline_root, tracking_uri)
+    try:
+        run_record = store.get_pipeline_run(run_id)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    executions = store.executions(run_id)
+    if as_json:
+        click.echo(json.dumps({**_run_json(run_record), "components": [e.to_json() for e in executions]}))
+        return
+    click.echo(f"run {run_record.id}  pipeline {run_record.pipeline}  {run_record.status}  "
+               f"started {_time(run_record.start_time)}")
+    for e in executions:
+        secs = f"{e.seconds:.2f}s" if e.seconds is not None else "-"
+        click.echo(f"  {e.component_id:<24} {e.component_type:<18} {e.status:<9} {secs}")
+        for name, arts in e.outputs.items():
+            for art in arts:
+                click.echo(f"      {name}: {art.uri}")
+        if e.error:
+            click.echo(f"      error: {e.error}")
+        if e.log:
+            click.echo(f"      log: {e.log}")
+
+
+@cli.command()
+@click.argument("artifact_uri")
+@_common_store_options
+@click.option("--json", "as_json", is_flag=True)
+def lineage(artifact_uri, pipeline_root, tracking_uri, as_json):
+    """Show the executions and artifacts upstream and downstream of ARTIFACT_URI."""
+    _quiet_libraries(False)
+    from orchestration.lineage import walk_lineage
+
+    store = _store(pipeline_root, tracking_uri)
+    graph = walk_lineage(store, artifact_uri)
+    if graph is None:
+        raise CliError(f"{artifact_uri}: no artifact with this URI in {store.tracking_uri}")
+    if as_json:
+        click.echo(json.dumps(graph))
+        return
+    click.echo(f"artifact {graph['artifact']['type']} {graph['artifact']['uri']}")
+    click.echo("upstream:")
+    for step in graph["upstream"]:
+        click.echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
+                   f"execution {step['execution_id']})")
+        for art in step["inputs"]:
+            click.echo(f"  {'  ' * step['depth']}  <- {art['type']} {art['uri']}")
+    click.echo("downstream:")
+    for step in graph["downstream"]:
+        click.echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
+                   f"{step['status']}, execution {step['execution_id']})")
+        for art in step["outputs"]:
+            click.echo(f"  {'  ' * step['depth']}  -> {art['type']} {art['uri']}")
+
+
+@cli.command()
+@_common_store_options
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def ui(pipeline_root, tracking_uri, host, port):
+    """Start the MLflow UI on the pipeline's metadata store."""
+    store = _store(pipeline_root, tracking_uri)
+    if "://" in store.tracking_uri and store.tracking_uri.split("://")[0] in ("http", "https"):
+        click.echo(f"the store is a tracking server: open {store.tracking_uri}")
+        return
+    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
+            "--host", host, "--port", str(port)]
+    click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    os.execv(sys.executable, argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors, tracebacks only with --debug."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        cli.main(args=argv, prog_name="sluice", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except click.UsageError as exc:
+        hint = f" (see 'sluice {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
+        return 2
+    except (CliError, DefinitionError, ComponentError) as exc:
+        return _fail(exc, debug)
+    except Exception as exc:  # noqa: BLE001 - last resort: still one line
+        from orchestration.metadata import StoreError
+
+        if not isinstance(exc, StoreError) and debug:
+            traceback.print_exc()
+        return _fail(exc, debug, prefix="" if isinstance(exc, StoreError) else f"{type(exc).__name__}: ")
+
+
+def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
+    from orchestration.metadata import mask_uri
+
+    if debug:
+        traceback.print_exception(exc)
+    text = str(exc).strip() or type(exc).__name__
+    # A failed run may carry a component's readable block (e.g. the anomalies
+    # found); everything else is one line.
+    message = text if isinstance(exc, CliError) else text.splitlines()[0]
+    click.echo(f"error: {_mask_all(message, mask_uri)}", err=True)
+    return 1
+
+
+def _mask_all(text: str, mask) -> str:
+    import re
+
+    return re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", lambda m: mask(m.group(0)), text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Finding a pipeline definition and building it from ``--param`` values.
+
+``PIPELINE`` is either the name of an example under ``pipelines/`` (``penguin``
+loads ``pipelines/penguin/pipeline.py``) or the path of a ``.py`` file. The
+module must define ``create_pipeline(**params) -> Pipeline``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from types import ModuleType
+from typing import Any
+
+from components.sdk import DefinitionError
+from orchestration.pipeline import Pipeline
+
+PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines")
+
+
+class PipelineLoadError(DefinitionError):
+    """The pipeline file is missing, broken or does not build a pipeline."""
+
+
+def pipeline_file(spec: str) -> str:
+    """The .py file that ``spec`` names."""
+    if spec.endswith(".py") or os.sep in spec:
+        path = os.path.abspath(spec)
+        if not os.path.isfile(path):
+            raise PipelineLoadError(f"{spec}: pipeline file does not exist")
+        return path
+    path = os.path.join(PIPELINES_DIR, spec, "pipeline.py")
+    if not os.path.isfile(path):
+        known = sorted(
+            d for d in os.listdir(PIPELINES_DIR)
+            if os.path.isfile(os.path.join(PIPELINES_DIR, d, "pipeline.py"))
+        ) if os.path.isdir(PIPELINES_DIR) else []
+        raise PipelineLoadError(
+            f"{spec}: no such pipeline (examples: {', '.join(known) or 'none'}; or give a path to a .py file)"
+        )
+    return path
+
+
+def _module_name(path: str) -> str:
+    if os.path.dirname(os.path.dirname(path)) == PIPELINES_DIR:
+        return f"pipelines.{os.path.basename(os.path.dirname(path))}.pipeline"
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return f"sluice_user_pipeline_{stem}"
+
+
+def _where(path: str, exc: BaseException) -> str:
+    """``file:line`` of the deepest frame in ``path`` (or the syntax error's line)."""
+    if isinstance(exc, SyntaxError) and exc.filename == path:
+        return f"{path}:{exc.lineno}"
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) == path:
+            line = frame.lineno
+    return f"{path}:{line}" if line else path
+
+
+def load_module(spec: str) -> ModuleType:
+    path = pipeline_file(spec)
+    name = _module_name(path)
+    if name.startswith("pipelines."):
+        try:
+            return importlib.import_module(name)
+        except DefinitionError:
+            raise
+        except Exception as exc:
+            raise PipelineLoadError(f"{_where(path, exc)}: {type(exc).__name__}: {exc}") from exc
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except DefinitionError as exc:
+        raise PipelineLoadError(f"{_where(path, exc)}: {exc}") from exc
+    except Exception as exc:
+        del sys.modules[name]
+        raise PipelineLoadError(f"{_where(path, exc)}: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def parse_params(create_pipeline: Any, raw: list[str], source: str) -> dict[str, Any]:
+    """``["rows=10", ...]`` -> typed keyword arguments of ``create_pipeline``."""
+    import pydantic
+
+    signature = inspect.signature(create_pipeline)
+    accepted = {n: p for n, p in signature.parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    values: dict[str, Any] = {}
+    for item in raw:
+        if "=" not in item:
+            raise PipelineLoadError(f"--param {item!r}: expected NAME=VALUE")
+        name, text = item.split("=", 1)
+        if name not in accepted:
+            raise PipelineLoadError(
+                f"--param {name}: unknown parameter of {source} (valid: {', '.join(accepted) or 'none'})"
+            )
+        annotation = accepted[name].annotation
+        if annotation is inspect.Parameter.empty:
+            values[name] = text
+            continue
+        try:
+            values[name] = pydantic.TypeAdapter(annotation).validate_strings(text)
+        except pydantic.ValidationError:
+            try:
+                values[name] = pydantic.TypeAdapter(annotation).validate_json(text)
+            except pydantic.ValidationError as exc:
+                msg = exc.errors()[0]["msg"]
+                raise PipelineLoadError(f"--param {name}={text!r}: {msg}") from None
+    return values
+
+
+def build_pipeline(spec: str, raw_params: list[str] | None = None) -> Pipeline:
+    """Loads ``spec`` and calls its ``create_pipeline`` with the given ``--param`` values."""
+    module = load_module(spec)
+    path = os.path.abspath(module.__file__)
+    create = getattr(module, "create_pipeline", None)
+    if not callable(create):
+        raise PipelineLoadError(f"{path}: defines no create_pipeline(**params) function")
+    params = parse_params(create, raw_params or [], path)
+    try:
+        pipeline = create(**params)
+    except DefinitionError as exc:
+        raise PipelineLoadError(str(exc)) from exc
+    except Exception as exc:
+        raise PipelineLoadError(f"{_where(path, exc)}: create_pipeline raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(pipeline, Pipeline):
+        raise PipelineLoadError(f"{path}: create_pipeline returned {type(pipeline).__name__}, not a Pipeline")
+    pipeline.parameters = {**_defaults(create), **params, **pipeline.parameters}
+    return pipeline
+
+
+def _defaults(fn: Any) -> dict[str, Any]:
+    return {
+        n: p.default for n, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }

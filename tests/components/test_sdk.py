@@ -1,0 +1,121 @@
+"""The component SDK: signatures, definition-time validation, plain-function tests."""
+
+import json
+
+import pydantic
+import pytest
+
+from components.artifacts import Examples, Model, Schema
+from components.sdk import (
+    DefinitionError, ExecutionContext, Input, ModuleFile, Output, component,
+)
+
+
+def produce(examples: Output[Examples], rows: int = 10) -> None:
+    with open(examples.path("rows.json"), "w") as fh:
+        json.dump(list(range(rows)), fh)
+
+
+def make_schema(schema: Output[Schema]) -> None:
+    pass
+
+
+class Settings(pydantic.BaseModel):
+    learning_rate: float
+    layers: list[int] = [8]
+
+
+def train(examples: Input[Examples], model: Output[Model], settings: Settings, steps: int = 5,
+          schema: Input[Schema] | None = None, module_file: ModuleFile | None = None,
+          ctx: ExecutionContext = None) -> None:
+    pass
+
+
+Produce = component(produce, name="Produce")
+MakeSchema = component(make_schema, name="MakeSchema")
+Train = component(train, name="Train")
+
+
+def test_signature_is_parsed_into_inputs_outputs_and_parameters():
+    assert set(Train.inputs) == {"examples", "schema"}
+    assert Train.inputs["schema"].optional and not Train.inputs["examples"].optional
+    assert set(Train.outputs) == {"model"}
+    assert set(Train.parameters) == {"settings", "steps", "module_file"}
+    assert Train.parameters["module_file"].kind == "module_file"
+    assert Train.context_parameter == "ctx"
+
+
+def test_plain_function_runs_without_an_orchestrator(tmp_path):
+    produce(examples=Examples(uri=str(tmp_path)), rows=3)
+    assert json.loads((tmp_path / "rows.json").read_text()) == [0, 1, 2]
+
+
+def test_wiring_and_typed_parameters():
+    p = Produce(rows=4)
+    t = Train(examples=p.outputs["examples"], settings=Settings(learning_rate=0.1), steps=3)
+    assert t.inputs["examples"].producer is p
+    assert t.parameters["settings"].learning_rate == 0.1
+    assert t.parameters["steps"] == 3 and t.id == "Train"
+
+
+def test_dict_is_accepted_for_a_typed_object_parameter():
+    t = Train(examples=Produce().outputs["examples"], settings={"learning_rate": 0.5, "layers": [4, 2]})
+    assert isinstance(t.parameters["settings"], Settings)
+
+
+def test_type_mismatch_names_component_and_input():
+    with pytest.raises(DefinitionError, match=r"component Train: input 'examples' expects Examples, got Schema"):
+        Train(examples=MakeSchema().outputs["schema"], settings=Settings(learning_rate=0.1))
+
+
+def test_missing_required_input():
+    with pytest.raises(DefinitionError, match=r"component Train: missing required input 'examples'"):
+        Train(settings=Settings(learning_rate=0.1))
+
+
+def test_missing_required_parameter():
+    with pytest.raises(DefinitionError, match=r"component Train: missing required parameter 'settings'"):
+        Train(examples=Produce().outputs["examples"])
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(DefinitionError, match=r"component Produce: unknown parameter 'rowz' \(valid: rows\)"):
+        Produce(rowz=3)
+
+
+def test_wrong_parameter_type():
+    with pytest.raises(DefinitionError, match=r"component Produce: parameter 'rows' expects int, got str '3'"):
+        Produce(rows="3")
+
+
+def test_wrong_type_inside_a_typed_object():
+    with pytest.raises(DefinitionError, match=r"parameter 'settings'\['learning_rate'\] expects Settings"):
+        Train(examples=Produce().outputs["examples"], settings={"learning_rate": "fast"})
+
+
+def test_input_given_a_non_channel():
+    with pytest.raises(DefinitionError, match=r"input 'examples' expects a channel of Examples"):
+        Train(examples="/data/examples", settings=Settings(learning_rate=0.1))
+
+
+def test_unknown_output_name():
+    with pytest.raises(DefinitionError, match=r"component Produce: has no output 'model'"):
+        Produce().outputs["model"]
+
+
+def test_invalid_ids_are_rejected():
+    for bad in ("../up", "a/b", "", "1abc"):
+        with pytest.raises(DefinitionError, match="invalid id"):
+            Produce(id=bad)
+
+
+def test_unannotated_parameter_is_a_definition_error():
+    def untyped(examples: Output[Examples], rows):
+        pass
+
+    with pytest.raises(DefinitionError, match=r"parameter 'rows' needs a type annotation"):
+        component(untyped)
+
+
+def test_code_version_changes_with_version_string():
+    assert component(produce, version="2").code_version != component(produce, version="1").code_version

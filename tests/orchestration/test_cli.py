@@ -1,0 +1,153 @@
+"""The sluice CLI: commands, --json, and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import FIXTURES, REPO
+
+TOY = str(FIXTURES / "toy_pipeline.py")
+
+
+def sluice(*args, cwd=None, env_extra=None):
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def toy_params(ws):
+    return ["--param", f"data_file={ws / 'numbers.txt'}", "--param", f"module_file={ws / 'toy_module.py'}",
+            "--pipeline-root", str(ws / "root")]
+
+
+def one_line_error(proc, pattern):
+    import re
+
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_help_lists_every_command():
+    out = sluice("--help")
+    assert out.returncode == 0
+    for command in ("run", "runs", "lineage", "ui"):
+        assert f"  {command}" in out.stdout
+
+
+def test_run_json_runs_list_show_and_lineage(toy_workspace):
+    proc = sluice("run", TOY, *toy_params(toy_workspace), "--json", cwd=toy_workspace)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) >= {"pipeline", "run_id", "status", "seconds", "pipeline_root", "tracking_uri", "components"}
+    assert doc["status"] == "executed" and doc["pipeline"] == "toy"
+    comp = doc["components"][0]
+    assert set(comp) >= {"id", "type", "status", "seconds", "outputs"}
+    assert comp["status"] == "executed" and comp["outputs"]["numbers"][0].startswith(str(toy_workspace))
+
+    again = json.loads(sluice("run", TOY, *toy_params(toy_workspace), "--json", cwd=toy_workspace).stdout)
+    assert {c["status"] for c in again["components"]} == {"cached"}
+    forced = json.loads(sluice("run", TOY, *toy_params(toy_workspace), "--json", "--no-cache",
+                               cwd=toy_workspace).stdout)
+    assert {c["status"] for c in forced["components"]} == {"executed"}
+
+    root = ["--pipeline-root", str(toy_workspace / "root")]
+    listed = sluice("runs", "list", "toy", *root)
+    assert listed.returncode == 0 and doc["run_id"] in listed.stdout and again["run_id"] in listed.stdout
+    shown = json.loads(sluice("runs", "show", doc["run_id"], *root, "--json").stdout)
+    order = [c["component_id"] for c in shown["components"]]
+    assert order[0] == "ReadNumbers" and order[-1] == "Report" and set(order[1:3]) == {"Scale", "Count"}
+    assert all(c["cache_key"] for c in shown["components"])
+
+    numbers = comp["outputs"]["numbers"][0]
+    lin = json.loads(sluice("lineage", numbers, *root, "--json").stdout)
+    assert lin["upstream"][0]["component_id"] == "ReadNumbers"
+    downstream = {s["component_id"] for s in lin["downstream"]}
+    assert {"Scale", "Count", "Report"} <= downstream
+    report = doc["components"][3]["outputs"]["evaluation"][0]
+    lin_up = json.loads(sluice("lineage", report, *root, "--json").stdout)
+    assert [s["component_id"] for s in lin_up["upstream"]] == ["Report", "Scale", "ReadNumbers"]
+    text = sluice("lineage", report, *root)
+    assert "upstream:" in text.stdout and "ReadNumbers" in text.stdout
+
+
+def test_failed_run_is_one_line_naming_the_component_and_log(toy_workspace):
+    proc = sluice("run", TOY, *toy_params(toy_workspace), cwd=toy_workspace,
+                  env_extra={"TOY_RAISE_MID_WRITE": "1"})
+    assert proc.returncode == 1
+    err = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(err) == 1 and "component Scale failed: scale: refusing values" in err[0] and "(log: " in err[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_pipeline_file(tmp_path):
+    one_line_error(sluice("run", str(tmp_path / "nope.py")), r"nope\.py: pipeline file does not exist")
+
+
+def test_unknown_example_pipeline():
+    one_line_error(sluice("run", "no_such_pipeline"), r"no_such_pipeline: no such pipeline")
+
+
+def test_file_without_create_pipeline(tmp_path):
+    f = tmp_path / "empty.py"
+    f.write_text("x = 1\n")
+    one_line_error(sluice("run", str(f)), r"empty\.py: defines no create_pipeline")
+
+
+def test_create_pipeline_that_raises_names_file_and_line(tmp_path):
+    f = tmp_path / "raises.py"
+    f.write_text("def create_pipeline():\n    raise ValueError('bad config')\n")
+    one_line_error(sluice("run", str(f)), r"raises\.py:2: create_pipeline raised ValueError: bad config")
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    f = tmp_path / "broken.py"
+    f.write_text("def create_pipeline(:\n    pass\n")
+    one_line_error(sluice("run", str(f)), r"broken\.py:1: SyntaxError")
+
+
+def test_definition_error_in_pipeline_names_component(tmp_path):
+    f = tmp_path / "typo.py"
+    f.write_text(f"import sys; sys.path.insert(0, {str(FIXTURES)!r})\n"
+                 "from toy_pipeline import ReadNumbers\n"
+                 "from orchestration.pipeline import Pipeline\n"
+                 "def create_pipeline():\n"
+                 "    return Pipeline(name='t', pipeline_root='r', components=[ReadNumbers(data_fil='x')])\n")
+    one_line_error(sluice("run", str(f)), r"component ReadNumbers: unknown parameter 'data_fil' \(valid: data_file\)")
+
+
+def test_unknown_param_lists_valid_ones(toy_workspace):
+    one_line_error(sluice("run", TOY, "--param", "facter=2"),
+                   r"--param facter: unknown parameter of .*toy_pipeline\.py \(valid: pipeline_root, data_file, "
+                   r"module_file, factor, enable_cache\)")
+
+
+def test_param_of_wrong_type(toy_workspace):
+    one_line_error(sluice("run", TOY, "--param", "factor=lots"), r"--param factor='lots': ")
+
+
+def test_unknown_option_is_one_line():
+    one_line_error(sluice("run", TOY, "--bogus"), r"No such option '--bogus'")
+
+
+def test_debug_shows_traceback(tmp_path):
+    f = tmp_path / "raises.py"
+    f.write_text("def create_pipeline():\n    raise ValueError('bad config')\n")
+    proc = sluice("run", str(f), "--debug")
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+def test_runs_show_unknown_id(toy_workspace):
+    assert sluice("run", TOY, *toy_params(toy_workspace), cwd=toy_workspace).returncode == 0
+    one_line_error(sluice("runs", "show", "deadbeef", "--pipeline-root", str(toy_workspace / "root")),
+                   r"no run 'deadbeef'")
+
+
+def test_runs_list_without_a_store(tmp_path):
+    one_line_error(sluice("runs", "list", "--pipeline-root", str(tmp_path / "none")), r"no metadata store at")

@@ -1,0 +1,166 @@
+"""The local runner: ordering, caching, atomic publication, crash recovery."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.artifacts import Examples
+from components.sdk import Output, component
+from orchestration.local_runner import run_pipeline
+from orchestration.metadata import MetadataStore, default_tracking_uri
+from orchestration.pipeline import Pipeline
+from tests.conftest import FIXTURES, REPO
+
+sys.path.insert(0, str(FIXTURES))
+import toy_pipeline  # noqa: E402
+
+
+def toy(ws, **kw):
+    return toy_pipeline.create_pipeline(
+        pipeline_root=str(ws / "root"), data_file=str(ws / "numbers.txt"),
+        module_file=str(ws / "toy_module.py"), **kw,
+    )
+
+
+def statuses(result):
+    return {c.id: c.status for c in result.components}
+
+
+def published_dirs(ws, node, output):
+    base = ws / "root" / "toy" / node / output
+    return sorted(p.name for p in base.iterdir()) if base.exists() else []
+
+
+def test_runs_in_dependency_order_and_publishes_under_the_layout(toy_workspace):
+    result = run_pipeline(toy(toy_workspace))
+    assert result.ok, result.error
+    assert statuses(result) == dict.fromkeys(["ReadNumbers", "Scale", "Count", "Report"], "executed")
+    model = result.outputs("Scale")["model"][0]
+    exec_id = result.components[1].execution_id
+    assert model.uri == str(toy_workspace / "root" / "toy" / "Scale" / "model" / exec_id)
+    assert json.loads(Path(model.uri, "weights.json").read_text()) == {"weights": [4.0, 6.0, 8.0]}
+    assert model.fingerprint and model.id == f"{exec_id}:model"
+
+
+def test_unchanged_rerun_is_all_cached(toy_workspace):
+    first = run_pipeline(toy(toy_workspace))
+    second = run_pipeline(toy(toy_workspace))
+    assert set(statuses(second).values()) == {"cached"}
+    assert second.outputs("Report") == first.outputs("Report")
+
+
+def test_changed_parameter_misses_only_downstream(toy_workspace):
+    run_pipeline(toy(toy_workspace))
+    result = run_pipeline(toy(toy_workspace, factor=3.0))
+    assert statuses(result) == {"ReadNumbers": "cached", "Scale": "executed", "Count": "cached",
+                                "Report": "executed"}
+
+
+def test_changed_module_file_misses(toy_workspace):
+    run_pipeline(toy(toy_workspace))
+    (toy_workspace / "toy_module.py").write_text("def transform(v):\n    return v + 2\n")
+    result = run_pipeline(toy(toy_workspace))
+    assert statuses(result)["Scale"] == "executed"
+    assert statuses(result)["ReadNumbers"] == "cached"
+
+
+def test_changed_input_content_at_same_path_misses(toy_workspace):
+    run_pipeline(toy(toy_workspace))
+    (toy_workspace / "numbers.txt").write_text("1 2 4\n")
+    result = run_pipeline(toy(toy_workspace))
+    assert set(statuses(result).values()) == {"executed"}
+
+
+def test_same_content_upstream_keeps_downstream_cached(toy_workspace):
+    run_pipeline(toy(toy_workspace))
+    (toy_workspace / "numbers.txt").write_text("1   2 3")  # different bytes, same parsed values
+    result = run_pipeline(toy(toy_workspace))
+    assert statuses(result)["ReadNumbers"] == "executed"
+    assert statuses(result)["Scale"] == "cached"  # fingerprints of the new output equal the old
+
+
+def test_deleted_outputs_miss(toy_workspace):
+    first = run_pipeline(toy(toy_workspace))
+    import shutil
+
+    shutil.rmtree(first.outputs("Scale")["model"][0].uri)
+    result = run_pipeline(toy(toy_workspace))
+    assert statuses(result)["Scale"] == "executed"
+
+
+def test_no_cache_forces_execution(toy_workspace):
+    run_pipeline(toy(toy_workspace))
+    result = run_pipeline(toy(toy_workspace), enable_cache=False)
+    assert set(statuses(result).values()) == {"executed"}
+
+
+def test_raising_executor_publishes_nothing_and_skips_dependents(toy_workspace, monkeypatch):
+    monkeypatch.setenv("TOY_RAISE_MID_WRITE", "1")
+    result = run_pipeline(toy(toy_workspace))
+    assert not result.ok
+    assert statuses(result) == {"ReadNumbers": "executed", "Scale": "failed", "Count": "executed",
+                                "Report": "skipped"}
+    assert "component Scale failed: scale: refusing values" in result.error
+    assert published_dirs(toy_workspace, "Scale", "model") == []
+    store = MetadataStore(default_tracking_uri(str(toy_workspace / "root")))
+    recs = {e.component_id: e for e in store.executions(result.run_id)}
+    assert recs["Scale"].status == "failed" and "refusing" in recs["Scale"].error
+    assert os.path.isfile(recs["Scale"].log)
+    assert store.get_pipeline_run(result.run_id).status == "failed"
+    monkeypatch.delenv("TOY_RAISE_MID_WRITE")
+    again = run_pipeline(toy(toy_workspace))
+    assert statuses(again)["Scale"] == "executed" and statuses(again)["ReadNumbers"] == "cached"
+
+
+def _cli(ws, *args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "run", str(FIXTURES / "toy_pipeline.py"),
+         "--param", f"pipeline_root={ws / 'root'}", "--param", f"data_file={ws / 'numbers.txt'}",
+         "--param", f"module_file={ws / 'toy_module.py'}", "--json", "--max-parallel", "1", *args],
+        capture_output=True, text=True, env=env, cwd=ws, timeout=300,
+    )
+
+
+@pytest.mark.parametrize("fault", [
+    {"TOY_KILL_MID_WRITE": "1"},
+    {"SLUICE_FAULT": "Scale:after_executor"},
+    {"SLUICE_FAULT": "Scale:during_publish"},
+])
+def test_sigkilled_execution_publishes_nothing_and_is_recovered(toy_workspace, fault):
+    killed = _cli(toy_workspace, env_extra=fault)
+    assert killed.returncode == -9, killed.stderr
+    store = MetadataStore(default_tracking_uri(str(toy_workspace / "root")))
+    [scale] = [e for e in store.find_abandoned("toy") if e[0].component_id == "Scale"]
+    assert store.find_cached("toy", "Scale", scale[0].cache_key) == []
+    again = _cli(toy_workspace)
+    assert again.returncode == 0, again.stderr
+    doc = json.loads(again.stdout)
+    by_id = {c["id"]: c for c in doc["components"]}
+    assert by_id["ReadNumbers"]["status"] == "cached"
+    assert by_id["Scale"]["status"] == "executed"
+    assert store.get_execution(scale[0].id).status == "failed"
+    # Only the re-run's output exists: nothing of the killed execution is left.
+    assert published_dirs(toy_workspace, "Scale", "model") == [by_id["Scale"]["execution_id"]]
+
+
+def test_independent_components_run_in_parallel(tmp_path):
+    import threading
+    import time
+
+    barrier = threading.Barrier(2, timeout=20)
+
+    def wait_for_peer(examples: Output[Examples], tag: str = "") -> None:
+        barrier.wait()  # only returns if both run at the same time
+
+    Wait = component(wait_for_peer, name="Wait")
+    pipe = Pipeline(name="par", components=[Wait(id="a", tag="a"), Wait(id="b", tag="b")],
+                    pipeline_root=str(tmp_path))
+    start = time.monotonic()
+    result = run_pipeline(pipe, max_parallel=2)
+    assert result.ok and time.monotonic() - start < 20
