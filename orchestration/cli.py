@@ -136,6 +136,26 @@ def _print_result(result) -> None:
     click.echo(f"metadata: {mask_uri(result.tracking_uri)}")
 
 
+@cli.command("compile")
+@click.argument("pipeline")
+@click.option("--target", default="kubeflow", show_default=True, help="Compilation target.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="YAML to write.")
+@click.option("--image", help="Container image with Sluice installed (see infra/Dockerfile).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter.")
+@click.option("--tracking-uri", help="MLflow tracking URI the tasks log to (default: MLFLOW_TRACKING_URI in the pod).")
+def compile_command(pipeline, target, output, image, params, tracking_uri):
+    """Compile PIPELINE for Kubeflow Pipelines v2 (KFP IR YAML)."""
+    _quiet_libraries(False)
+    from orchestration.kubeflow import compile_kubeflow
+    from orchestration.loader import build_pipeline
+
+    if target != "kubeflow":
+        raise CliError(f"--target {target}: unknown target (known: kubeflow)")
+    pipe = build_pipeline(pipeline, list(params))
+    summary = compile_kubeflow(pipe, output, image=image, tracking_uri=tracking_uri, source=pipeline)
+    click.echo(f"compiled {summary['pipeline']} ({len(summary['tasks'])} tasks) to {output}")
+
+
 @cli.group()
 def runs() -> None:
     """Inspect pipeline runs recorded in the metadata store."""

@@ -7,7 +7,7 @@ implementation.
 Publication protocol:
 
 1. The execution is recorded RUNNING, with its planned output URIs.
-2. The executor writes each output to ``<output>/.tmp-<execution_id>``,
+2. The executor writes each output to ``<output>/.tmp-<execution_id>-<output>``,
    a sibling of its final URI ``<output>/<execution_id>`` (same filesystem).
 3. On success, each temporary folder is renamed to its final URI, and only then
    is the execution recorded as executed, with its output artifacts.
@@ -173,8 +173,13 @@ def run_node(
     pipeline_run_id: str,
     enable_cache: bool = True,
     on_start: Callable[[str], None] | None = None,
+    output_uris: dict[str, str] | None = None,
 ) -> NodeResult:
-    """Executes (or reuses) one node and records it. Raises ExecutionFailed."""
+    """Executes (or reuses) one node and records it. Raises ExecutionFailed.
+
+    ``output_uris`` fixes where outputs are published (Kubeflow hands each task
+    its artifact paths); by default they go under the pipeline root.
+    """
     started = time.monotonic()
     name, root = pipeline["name"], pipeline["pipeline_root"]
     comp = load_component(node["component"])
@@ -191,14 +196,22 @@ def run_node(
 
     if on_start:
         on_start(node["id"])
-    bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
+    if output_uris:
+        bases = {out: os.path.dirname(output_uris[out].rstrip("/")) for out in node["outputs"]}
+    else:
+        bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
     execution_id = store.start_execution(
         name, pipeline_run_id, node["id"], node["type"], node["parameters"], inputs, key,
         planned_outputs={out: base for out, base in bases.items()},
     )
-    log_path = os.path.join(_safe_join(root, name, node["id"]), ".logs", f"{execution_id}.log")
-    tmp = {out: os.path.join(base, f".tmp-{execution_id}") for out, base in bases.items()}
-    final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
+    if output_uris:
+        final = {out: output_uris[out].rstrip("/") for out in node["outputs"]}
+        log_dir = os.path.join(os.path.dirname(next(iter(bases.values()), root)), ".logs")
+    else:
+        final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
+        log_dir = os.path.join(_safe_join(root, name, node["id"]), ".logs")
+    log_path = os.path.join(log_dir, f"{execution_id}.log")
+    tmp = {out: os.path.join(bases[out], f".tmp-{execution_id}-{out}") for out in node["outputs"]}
     outputs = {
         out: ARTIFACT_TYPES[spec["type"]](uri=tmp[out]) for out, spec in node["outputs"].items()
     }
@@ -238,6 +251,8 @@ def run_node(
     # Publish: move every output into place, then record. A crash between the
     # two leaves a RUNNING record, which the next run cleans up.
     for out, art in outputs.items():
+        if os.path.isdir(final[out]) and not os.listdir(final[out]):
+            os.rmdir(final[out])  # an empty folder made for us by Kubeflow's launcher
         os.replace(tmp[out], final[out])
         art.uri = final[out]
         art.id = f"{execution_id}:{out}"
@@ -269,8 +284,8 @@ def recover_abandoned(store: MetadataStore, pipeline: str) -> list[Execution]:
     """Marks RUNNING records of dead processes failed and removes their leftovers."""
     recovered = []
     for record, planned in store.find_abandoned(pipeline):
-        for base in planned.values():
-            for leftover in (os.path.join(base, f".tmp-{record.id}"), os.path.join(base, record.id)):
+        for out, base in planned.items():
+            for leftover in (os.path.join(base, f".tmp-{record.id}-{out}"), os.path.join(base, record.id)):
                 shutil.rmtree(leftover, ignore_errors=True)
         store.mark_abandoned(record)
         recovered.append(record)

@@ -50,6 +50,7 @@ HOST = "sluice.host"
 PID = "sluice.pid"
 PID_START = "sluice.pid_start"
 LOG = "sluice.log"
+EXTERNAL_ID = "sluice.external_run_id"
 
 # Execution statuses as Sluice reports them.
 RUNNING, EXECUTED, CACHED, FAILED, SKIPPED = "running", "executed", "cached", "failed", "skipped"
@@ -231,6 +232,15 @@ class MetadataStore:
                   PID: str(os.getpid()), PID_START: _process_start(os.getpid()), **(tags or {})},
         )
         return run.info.run_id
+
+    def find_or_start_pipeline_run(self, pipeline: str, external_id: str) -> str:
+        """The pipeline run tagged with an orchestrator's run id (e.g. KFP's), created once."""
+        exp_id = self.experiment_id(pipeline)
+        found = self._search([exp_id], f"tags.`{EXTERNAL_ID}` = '{_quote(external_id)}'", max_results=1,
+                             order_by=["attributes.start_time ASC"])
+        if found:
+            return found[0].info.run_id
+        return self.start_pipeline_run(pipeline, tags={EXTERNAL_ID: external_id})
 
     def end_pipeline_run(self, run_id: str, status: str, error: str = "", seconds: float | None = None) -> None:
         tags = {STATUS: status}

@@ -1,0 +1,279 @@
+"""Compiling a pipeline's IR to Kubeflow Pipelines v2 (KFP IR YAML).
+
+Each node becomes one lightweight Python KFP component whose body only calls
+``orchestration.kubeflow_task.run_task``: the same ``run_node`` executor code
+the local runner uses, inside the image. Artifacts travel as KFP artifacts
+(path + metadata); the create_pipeline parameters become KFP pipeline
+parameters, and each task rebuilds its node from them at run time.
+
+Resources come from ``node.platform_config["kubeflow"]``, set with
+``kubeflow_resources(node, ...)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import keyword
+import os
+import re
+import sys
+import tempfile
+from typing import Any
+
+import pydantic
+
+from components.sdk import DefinitionError, Node
+
+TARGETS = ("kubeflow",)
+_CARRIABLE = (str, int, float, bool)
+
+
+class Accelerator(pydantic.BaseModel):
+    """An accelerator request, e.g. ``Accelerator(type="nvidia.com/gpu", count=1)``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    type: str
+    count: int = pydantic.Field(1, ge=1, le=64)
+
+    @pydantic.field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value in ("nvidia.com/gpu", "amd.com/gpu") or value.startswith("cloud-tpu") or re.match(
+            r"^(NVIDIA_[A-Z0-9_]+|TPU_V[0-9A-Z_]+)$", value
+        ) or value.startswith("tpu-"):
+            return value
+        raise ValueError(
+            f"unknown accelerator type {value!r} (use nvidia.com/gpu, amd.com/gpu, NVIDIA_TESLA_T4-style names, "
+            f"or a TPU type such as TPU_V3 / cloud-tpus.google.com/v3)"
+        )
+
+
+class Toleration(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    key: str
+    operator: str = "Equal"
+    value: str | None = None
+    effect: str | None = None
+
+
+class KubeflowResources(pydantic.BaseModel):
+    """Per-component settings compiled into the KFP spec."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+    accelerator: Accelerator | None = None
+    node_selector: dict[str, str] = {}
+    tolerations: list[Toleration] = []
+    retries: int = pydantic.Field(0, ge=0, le=20)
+    backoff_duration: str = "30s"
+    backoff_factor: float = 2.0
+    backoff_max_duration: str = "3600s"
+
+    @pydantic.field_validator("cpu_request", "cpu_limit")
+    @classmethod
+    def _cpu(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+(\.\d+)?m?", value):
+            raise ValueError(f"invalid CPU quantity {value!r} (e.g. '500m', '2')")
+        return value
+
+    @pydantic.field_validator("memory_request", "memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d+(\.\d+)?(E|P|T|G|M|K|Ei|Pi|Ti|Gi|Mi|Ki)?", value):
+            raise ValueError(f"invalid memory quantity {value!r} (e.g. '512Mi', '4G')")
+        return value
+
+
+def kubeflow_resources(node: Node, **settings: Any) -> Node:
+    """Validates and attaches Kubeflow settings to a node (checked at definition time).
+
+    >>> # kubeflow_resources(trainer, cpu_request="2", memory_limit="8Gi",
+    >>> #                    accelerator={"type": "nvidia.com/gpu", "count": 1}, retries=3)
+    """
+    try:
+        resources = KubeflowResources(**settings)
+    except pydantic.ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise DefinitionError(f"component {node.id}: kubeflow setting '{where}': {problem['msg']}") from None
+    node.platform_config["kubeflow"] = resources.model_dump(mode="json", exclude_defaults=False)
+    return node
+
+
+def _identifier(name: str, taken: set[str]) -> str:
+    ident = re.sub(r"\W", "_", name).lower()
+    if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
+        ident = f"x_{ident}"
+    base, n = ident, 2
+    while ident in taken:
+        ident, n = f"{base}_{n}", n + 1
+    taken.add(ident)
+    return ident
+
+
+def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    for name, value in params.items():
+        if not name.isidentifier():
+            raise DefinitionError(f"pipeline parameter {name!r} is not a valid KFP parameter name")
+        if isinstance(value, _CARRIABLE) or value is None:
+            continue
+        if isinstance(value, (list, dict)):
+            try:
+                json.dumps(value)
+                continue
+            except TypeError:
+                pass
+        raise DefinitionError(
+            f"pipeline parameter '{name}' of type {type(value).__name__} cannot be carried by KFP "
+            f"(use str, int, float, bool, or JSON-able list/dict)"
+        )
+    return params
+
+
+def _kfp_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return "str"
+
+
+def compile_kubeflow(
+    pipeline,
+    output_path: str,
+    image: str | None,
+    tracking_uri: str | None = None,
+    source: str | None = None,
+    target: str = "kubeflow",
+) -> dict[str, Any]:
+    """Writes KFP v2 IR YAML for ``pipeline``; returns a summary of what was compiled."""
+    from kfp import compiler, dsl
+
+    from orchestration.pipeline import compile_pipeline
+
+    if target not in TARGETS:
+        raise DefinitionError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
+    if not image:
+        raise DefinitionError(
+            "--image is required for --target kubeflow: the container image with Sluice installed "
+            "(build it from infra/Dockerfile)"
+        )
+    ir = compile_pipeline(pipeline)
+    params = _check_parameters(dict(ir["pipeline"].get("parameters") or {}))
+    ir["pipeline"]["source"] = source
+    if tracking_uri:
+        ir["pipeline"]["tracking_uri"] = tracking_uri
+    for node in ir["nodes"]:
+        if node["platform_config"].get("kubeflow"):
+            KubeflowResources(**node["platform_config"]["kubeflow"])  # re-check hand-set configs
+
+    module_dir = tempfile.mkdtemp(prefix="sluice-kfp-")
+    taken: set[str] = set()
+    param_idents = {name: _identifier(f"param_{name}", taken) for name in params}
+    functions: dict[str, str] = {}
+    lines = ["from kfp import dsl", "from kfp.dsl import Input, Output, Artifact", ""]
+    for node in ir["nodes"]:
+        fname = _identifier(f"sluice_{node['id']}", taken)
+        functions[node["id"]] = fname
+        args = []
+        for name in node["inputs"]:
+            args.append(f"{name}: Input[Artifact]")
+        for name in node["outputs"]:
+            args.append(f"{name}: Output[Artifact]")
+        args += ["sluice_ir: str", "sluice_node: str", "sluice_run_id: str"]
+        args += [f"{ident}: {_kfp_type(params[name])}" for name, ident in param_idents.items()]
+        inputs = ", ".join(f"{n!r}: {n}" for n in node["inputs"])
+        outputs = ", ".join(f"{n!r}: {n}" for n in node["outputs"])
+        pvals = ", ".join(f"{name!r}: {ident}" for name, ident in param_idents.items())
+        lines += [
+            f"def {fname}({', '.join(args)}):",
+            f"    from orchestration.kubeflow_task import run_task",
+            f"    run_task(sluice_ir, sluice_node, sluice_run_id, {{{pvals}}}, {{{inputs}}}, {{{outputs}}})",
+            "",
+        ]
+    module_path = os.path.join(module_dir, "sluice_kfp_components.py")
+    with open(module_path, "w") as fh:
+        fh.write("\n".join(lines))
+    spec = importlib.util.spec_from_file_location(f"sluice_kfp_{abs(hash(module_path))}", module_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+    ir_json = json.dumps(ir, sort_keys=True)
+    kfp_components = {
+        node_id: dsl.component(getattr(module, fname), base_image=image, install_kfp_package=False)
+        for node_id, fname in functions.items()
+    }
+
+    def build(**values: Any) -> None:
+        tasks: dict[str, Any] = {}
+        for node in ir["nodes"]:
+            kwargs: dict[str, Any] = {
+                name: tasks[src["node"]].outputs[src["output"]] for name, src in node["inputs"].items()
+            }
+            kwargs.update(sluice_ir=ir_json, sluice_node=node["id"], sluice_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+            kwargs.update({ident: values[name] for name, ident in param_idents.items()})
+            task = kfp_components[node["id"]](**kwargs)
+            task.set_display_name(node["id"])
+            task.set_caching_options(bool(ir["pipeline"]["enable_cache"]))
+            for dep in node["upstream"]:
+                if dep not in {src["node"] for src in node["inputs"].values()}:
+                    task.after(tasks[dep])
+            _apply_resources(task, node["platform_config"].get("kubeflow") or {})
+            if ir["pipeline"].get("tracking_uri"):
+                task.set_env_variable("SLUICE_TRACKING_URI", ir["pipeline"]["tracking_uri"])
+            tasks[node["id"]] = task
+
+    # The pipeline function's signature is the pipeline's parameters, typed.
+    sig_args = ", ".join(f"{name}: {_kfp_type(value)} = {value!r}" for name, value in params.items())
+    namespace: dict[str, Any] = {"build": build}
+    call = ", ".join(f"{name}={name}" for name in params)
+    source_code = f"def pipeline_fn({sig_args}):\n    build({call})\n"
+    # dont_inherit: this module's `from __future__ import annotations` would turn the
+    # annotations into strings, which KFP reads as artifact type names.
+    exec(compile(source_code, "<sluice-pipeline>", "exec", dont_inherit=True), namespace)  # noqa: S102
+    pipeline_fn = dsl.pipeline(name=ir["pipeline"]["name"],
+                               description=f"Sluice pipeline {ir['pipeline']['name']}")(namespace["pipeline_fn"])
+    compiler.Compiler().compile(pipeline_fn, output_path)
+    return {"pipeline": ir["pipeline"]["name"], "tasks": [n["id"] for n in ir["nodes"]], "image": image,
+            "parameters": params, "output": output_path}
+
+
+def _apply_resources(task: Any, cfg: dict[str, Any]) -> None:
+    if not cfg:
+        return
+    if cfg.get("cpu_request"):
+        task.set_cpu_request(cfg["cpu_request"])
+    if cfg.get("cpu_limit"):
+        task.set_cpu_limit(cfg["cpu_limit"])
+    if cfg.get("memory_request"):
+        task.set_memory_request(cfg["memory_request"])
+    if cfg.get("memory_limit"):
+        task.set_memory_limit(cfg["memory_limit"])
+    if cfg.get("accelerator"):
+        task.set_accelerator_type(cfg["accelerator"]["type"])
+        task.set_accelerator_limit(cfg["accelerator"]["count"])
+    if cfg.get("retries"):
+        task.set_retry(num_retries=cfg["retries"], backoff_duration=cfg["backoff_duration"],
+                       backoff_factor=cfg["backoff_factor"], backoff_max_duration=cfg["backoff_max_duration"])
+    if cfg.get("node_selector") or cfg.get("tolerations"):
+        from kfp import kubernetes
+
+        for key, value in (cfg.get("node_selector") or {}).items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for tol in cfg.get("tolerations") or []:
+            kubernetes.add_toleration(task, key=tol["key"], operator=tol["operator"], value=tol.get("value"),
+                                      effect=tol.get("effect"))

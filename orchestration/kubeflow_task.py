@@ -1,0 +1,75 @@
+"""What a compiled Kubeflow task runs: one node, through ``run_node``.
+
+The task gets the compiled IR, its node id, the KFP run id, the pipeline
+parameters and its KFP artifacts. If the parameters differ from those the IR
+was compiled with, the node is rebuilt from the pipeline's ``create_pipeline``.
+It logs to MLflow at ``MLFLOW_TRACKING_URI`` (as KFP's MLflow integration
+injects it), else the compile-time URI, else SQLite beside the artifacts;
+``MLFLOW_RUN_ID``, when injected, is the parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from components.artifacts import Artifact
+from orchestration.execution import run_node
+from orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
+
+SLUICE_META = "sluice"
+
+
+def _rebuild_ir(ir: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    compiled = ir["pipeline"].get("parameters") or {}
+    if all(compiled.get(k) == v for k, v in params.items()) or not ir["pipeline"].get("source"):
+        return ir
+    from orchestration.loader import build_pipeline
+    from orchestration.pipeline import compile_pipeline
+
+    pipe = build_pipeline(ir["pipeline"]["source"], [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                                                     for k, v in params.items()])
+    fresh = compile_pipeline(pipe)
+    fresh["pipeline"]["source"] = ir["pipeline"]["source"]
+    fresh["pipeline"]["tracking_uri"] = ir["pipeline"].get("tracking_uri")
+    return fresh
+
+
+def run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any],
+             inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+    ir = _rebuild_ir(json.loads(ir_json), params)
+    spec = dict(ir["pipeline"])
+    node = next(n for n in ir["nodes"] if n["id"] == node_id)
+    first_output = next(iter(outputs.values()), None)
+    # The store lives beside the artifacts unless a tracking URI is configured.
+    artifacts_root = _kfp_root(first_output.path if first_output else next(iter(inputs.values())).path)
+    spec["pipeline_root"] = artifacts_root
+    uri = (os.environ.get("MLFLOW_TRACKING_URI") or os.environ.get("SLUICE_TRACKING_URI")
+           or spec.get("tracking_uri") or default_tracking_uri(artifacts_root))
+    store = MetadataStore(uri, artifact_root=artifacts_root)
+    parent = os.environ.get("MLFLOW_RUN_ID") or store.find_or_start_pipeline_run(spec["name"], kfp_run_id)
+
+    in_artifacts: dict[str, list[Artifact]] = {}
+    for name, kfp_artifact in inputs.items():
+        if kfp_artifact is None:
+            continue
+        record = dict(kfp_artifact.metadata.get(SLUICE_META) or {"type": node["inputs"][name]["type"]})
+        record["uri"] = kfp_artifact.path
+        in_artifacts[name] = [Artifact.from_record(record)]
+    result = run_node(node, spec, in_artifacts, store, parent, enable_cache=False,
+                      output_uris={name: art.path for name, art in outputs.items()})
+    for name, kfp_artifact in outputs.items():
+        published = result.outputs[name][0]
+        kfp_artifact.metadata[SLUICE_META] = published.to_record()
+        kfp_artifact.metadata.update({k: v for k, v in published.properties().items()
+                                      if isinstance(v, (str, int, float, bool))})
+    done = {e.component_id for e in store.executions(parent) if e.status == EXECUTED}
+    if not os.environ.get("MLFLOW_RUN_ID") and done >= {n["id"] for n in ir["nodes"]}:
+        store.end_pipeline_run(parent, EXECUTED)
+
+
+def _kfp_root(path: str) -> str:
+    """The KFP pipeline root: artifact paths are <root>/<run>/<task>/<output>."""
+    parts = os.path.normpath(path).split(os.sep)
+    return os.sep.join(parts[:-3]) or os.path.dirname(path)
