@@ -27,10 +27,10 @@ class CliError(Exception):
 
 
 def _quiet_libraries(debug: bool) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        logging.basicConfig(level=logging.WARNING)
         for name in ("apache_beam", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
             logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -154,6 +154,59 @@ def compile_command(pipeline, target, output, image, params, tracking_uri):
     pipe = build_pipeline(pipeline, list(params))
     summary = compile_kubeflow(pipe, output, image=image, tracking_uri=tracking_uri, source=pipeline)
     click.echo(f"compiled {summary['pipeline']} ({len(summary['tasks'])} tasks) to {output}")
+
+
+@cli.command()
+@click.argument("pipeline")
+@click.option("--cron", help="5-field cron expression, e.g. '0 3 * * *'.")
+@click.option("--timezone", "timezone_name", default="UTC", show_default=True, help="IANA time zone of --cron.")
+@click.option("--on-new-span", is_flag=True, help="Run when a new {SPAN} of an input lands.")
+@click.option("--poll", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds between checks.")
+@click.option("--catch-up", is_flag=True, help="Replay runs missed while the scheduler was down.")
+@click.option("--once", is_flag=True, help="Print the next run times and exit.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter.")
+@click.option("--pipeline-root", type=click.Path(file_okay=False), help="Override the pipeline root.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite under the pipeline root).")
+def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, params, pipeline_root, tracking_uri):
+    """Run PIPELINE on a cron schedule or when new data lands (foreground; stops on SIGTERM)."""
+    import signal
+
+    _quiet_libraries(False)
+    logging.getLogger("sluice.scheduler").setLevel(logging.INFO)
+    from orchestration.loader import build_pipeline
+    from orchestration.local_runner import run_pipeline
+    from orchestration.pipeline import compile_pipeline
+    from orchestration.scheduler import CronSchedule, Scheduler, SpanWatcher
+
+    if bool(cron) == bool(on_new_span):
+        raise CliError("schedule: give exactly one of --cron or --on-new-span")
+    pipe = build_pipeline(pipeline, list(params))
+    root = _absolute(pipeline_root or pipe.pipeline_root)
+    cron_schedule = CronSchedule(cron, timezone_name) if cron else None
+    watcher = SpanWatcher(compile_pipeline(pipe)) if on_new_span else None
+    if once:
+        if cron_schedule:
+            for t in cron_schedule.times_after(datetime.datetime.now(datetime.timezone.utc), 5):
+                click.echo(f"{t.isoformat()}  ({t.astimezone(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC)")
+        else:
+            click.echo(f"latest span now: {watcher.latest_span()}; watching {', '.join(watcher.patterns)}")
+        return
+
+    def job():
+        fresh = build_pipeline(pipeline, list(params))
+        fresh.pipeline_root = root
+        return run_pipeline(fresh, tracking_uri=tracking_uri)
+
+    scheduler = Scheduler(job, os.path.join(root, ".scheduler"), pipe.name, catch_up=catch_up)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
+    click.echo(f"scheduling {pipe.name}: " + (f"cron '{cron}' in {timezone_name}" if cron else
+                                               f"on new span (poll {poll:g}s)"), err=True)
+    if cron_schedule:
+        scheduler.run_cron(cron_schedule)
+    else:
+        scheduler.run_on_new_span(watcher, poll)
+    click.echo("scheduler stopped", err=True)
 
 
 @cli.group()
