@@ -210,6 +210,66 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
 
 
 @cli.group()
+def kfp() -> None:
+    """Submit and schedule pipelines on a Kubeflow Pipelines endpoint."""
+
+
+def _kfp_options(fn):
+    for opt in reversed([
+        click.argument("pipeline"),
+        click.option("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080."),
+        click.option("--experiment", default=None, help="KFP experiment (default: the pipeline name)."),
+        click.option("--image", help="Container image with Sluice installed (see infra/Dockerfile)."),
+        click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter."),
+        click.option("--tracking-uri", help="MLflow tracking URI for the tasks."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _compile_to_temp(pipeline, image, params, tracking_uri):
+    import tempfile
+
+    from orchestration.kubeflow import compile_kubeflow
+    from orchestration.loader import build_pipeline
+
+    pipe = build_pipeline(pipeline, list(params))
+    path = os.path.join(tempfile.mkdtemp(prefix="sluice-"), f"{pipe.name}.yaml")
+    compile_kubeflow(pipe, path, image=image, tracking_uri=tracking_uri, source=pipeline)
+    return pipe, path
+
+
+@kfp.command("submit")
+@_kfp_options
+def kfp_submit(pipeline, host, experiment, image, params, tracking_uri):
+    """Compile PIPELINE and create one run of it on Kubeflow."""
+    _quiet_libraries(False)
+    from orchestration.kubeflow import submit_run
+
+    pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
+    run_id = submit_run(path, host, experiment or pipe.name)
+    click.echo(f"submitted {pipe.name}: run {run_id} in experiment {experiment or pipe.name}")
+
+
+@kfp.command("schedule")
+@_kfp_options
+@click.option("--cron", required=True, help="5-field cron in --timezone, e.g. '0 3 * * *'.")
+@click.option("--timezone", "timezone_name", default="UTC", show_default=True)
+@click.option("--catch-up", is_flag=True, help="Let KFP backfill missed runs.")
+def kfp_schedule(pipeline, host, experiment, image, params, tracking_uri, cron, timezone_name, catch_up):
+    """Compile PIPELINE and create a recurring run (converted to KFP's UTC cron)."""
+    _quiet_libraries(False)
+    from orchestration.kubeflow import schedule_recurring_run
+    from orchestration.scheduler import to_kfp_cron
+
+    kfp_cron = to_kfp_cron(cron, timezone_name)
+    pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
+    rid = schedule_recurring_run(path, host, experiment or pipe.name, f"{pipe.name}-recurring", kfp_cron, catch_up)
+    click.echo(f"scheduled {pipe.name}: recurring run {rid}, cron '{cron}' in {timezone_name} "
+               f"= KFP cron '{kfp_cron}' (UTC)")
+
+
+@cli.group()
 def runs() -> None:
     """Inspect pipeline runs recorded in the metadata store."""
 

@@ -277,3 +277,34 @@ def _apply_resources(task: Any, cfg: dict[str, Any]) -> None:
         for tol in cfg.get("tolerations") or []:
             kubernetes.add_toleration(task, key=tol["key"], operator=tol["operator"], value=tol.get("value"),
                                       effect=tol.get("effect"))
+
+
+def _client(host: str):
+    import warnings
+
+    import kfp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return kfp.Client(host=host)
+
+
+def submit_run(package_path: str, host: str, experiment: str, arguments: dict[str, Any] | None = None,
+               run_name: str | None = None) -> str:
+    """Creates one run of a compiled pipeline on a KFP endpoint; returns the run id."""
+    client = _client(host)
+    result = client.create_run_from_pipeline_package(
+        package_path, arguments=arguments or {}, run_name=run_name, experiment_name=experiment)
+    return result.run_id
+
+
+def schedule_recurring_run(package_path: str, host: str, experiment: str, job_name: str, kfp_cron: str,
+                           catch_up: bool = False, arguments: dict[str, Any] | None = None) -> str:
+    """Creates a recurring run (KFP's 6-field UTC cron); returns its id."""
+    client = _client(host)
+    exp = client.create_experiment(name=experiment)
+    recurring = client.create_recurring_run(
+        experiment_id=exp.experiment_id, job_name=job_name, cron_expression=kfp_cron,
+        pipeline_package_path=package_path, params=arguments or {}, no_catchup=not catch_up, max_concurrency=1,
+    )
+    return recurring.recurring_run_id
