@@ -93,10 +93,11 @@ def _common_store_options(fn):
 @click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite under the pipeline root).")
 @click.option("--no-cache", is_flag=True, help="Execute every component, ignoring the cache.")
 @click.option("--max-parallel", type=click.IntRange(1, 64), default=None, help="Components run at once.")
+@click.option("--resume", metavar="RUN_ID", help="Continue a failed run, reusing its completed components.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document describing the run.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and library logs.")
 @click.pass_context
-def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parallel, as_json, debug):
+def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parallel, resume, as_json, debug):
     """Run PIPELINE (a name under pipelines/, or a .py file) locally."""
     ctx.obj["debug"] = ctx.obj.get("debug") or debug
     _quiet_libraries(ctx.obj["debug"])
@@ -112,7 +113,7 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
         if progress.enabled:
             click.echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
         result = run_pipeline(pipe, tracking_uri=tracking_uri, enable_cache=False if no_cache else None,
-                              max_parallel=max_parallel, progress=progress)
+                              max_parallel=max_parallel, progress=progress, resume=resume)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:

@@ -174,6 +174,7 @@ def run_node(
     enable_cache: bool = True,
     on_start: Callable[[str], None] | None = None,
     output_uris: dict[str, str] | None = None,
+    reuse: Execution | None = None,
 ) -> NodeResult:
     """Executes (or reuses) one node and records it. Raises ExecutionFailed.
 
@@ -186,13 +187,16 @@ def run_node(
     params = resolve_parameters(comp, node)
     key = cache_key(node, inputs)
 
+    # --resume reuses what the earlier run published (same cache key), even with the cache off.
+    candidates = [reuse] if reuse is not None and reuse.cache_key == key else []
     if enable_cache:
-        for hit in store.find_cached(name, node["id"], key):
-            if outputs_exist(hit.outputs):
-                store.record_cached(name, pipeline_run_id, node["id"], node["type"], node["parameters"],
-                                    inputs, key, hit)
-                return NodeResult(node["id"], node["type"], CACHED, time.monotonic() - started,
-                                  hit.outputs, hit.id)
+        candidates += store.find_cached(name, node["id"], key)
+    for hit in candidates:
+        if outputs_exist(hit.outputs):
+            store.record_cached(name, pipeline_run_id, node["id"], node["type"], node["parameters"],
+                                inputs, key, hit)
+            return NodeResult(node["id"], node["type"], CACHED, time.monotonic() - started,
+                              hit.outputs, hit.id)
 
     if on_start:
         on_start(node["id"])

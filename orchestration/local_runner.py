@@ -83,6 +83,7 @@ def run_pipeline(
     max_parallel: int | None = None,
     progress: Progress | None = None,
     store: MetadataStore | None = None,
+    resume: str | None = None,
 ) -> RunResult:
     """Runs a pipeline (or its IR) to completion and returns what happened."""
     ir = compile_pipeline(pipeline) if isinstance(pipeline, Pipeline) else pipeline
@@ -95,7 +96,8 @@ def run_pipeline(
     started = time.monotonic()
 
     recover_abandoned(store, name)
-    run_id = store.start_pipeline_run(name)
+    reusable = _reusable_executions(store, resume, name) if resume else {}
+    run_id = store.start_pipeline_run(name, tags={"sluice.resumed_from": resume} if resume else None)
     nodes = {n["id"]: n for n in ir["nodes"]}
     results: dict[str, NodeResult] = {}
     pending = dict(nodes)
@@ -110,7 +112,8 @@ def run_pipeline(
         }
 
     def task(node: dict[str, Any]) -> NodeResult:
-        return run_node(node, spec, inputs_of(node), store, run_id, cache, on_start=progress.started)
+        return run_node(node, spec, inputs_of(node), store, run_id, cache, on_start=progress.started,
+                        reuse=reusable.get(node["id"]))
 
     with futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sluice") as pool:
         try:
@@ -150,3 +153,19 @@ def run_pipeline(
     store.end_pipeline_run(run_id, status, first_error, seconds)
     ordered = [results[n["id"]] for n in ir["nodes"]]
     return RunResult(name, run_id, status, seconds, root, uri, ordered, first_error)
+
+
+def _reusable_executions(store: MetadataStore, run_id: str, pipeline: str) -> dict[str, Any]:
+    """The successful executions of an earlier run of this pipeline, by component id."""
+    from orchestration.metadata import CACHED, StoreError
+
+    earlier = store.get_pipeline_run(run_id)
+    if earlier.pipeline != pipeline:
+        raise StoreError(f"--resume {run_id}: that is a run of pipeline {earlier.pipeline}, not {pipeline}")
+    found = {}
+    for execution in store.executions(run_id):
+        if execution.status == EXECUTED:
+            found[execution.component_id] = execution
+        elif execution.status == CACHED and execution.cached_from:
+            found[execution.component_id] = store.get_execution(execution.cached_from)
+    return found

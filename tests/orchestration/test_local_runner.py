@@ -164,3 +164,25 @@ def test_independent_components_run_in_parallel(tmp_path):
     start = time.monotonic()
     result = run_pipeline(pipe, max_parallel=2)
     assert result.ok and time.monotonic() - start < 20
+
+
+def test_resume_continues_a_failed_run_from_its_last_good_component(toy_workspace, monkeypatch):
+    monkeypatch.setenv("TOY_RAISE_MID_WRITE", "1")
+    failed = run_pipeline(toy(toy_workspace, enable_cache=False))
+    assert statuses(failed)["Scale"] == "failed"
+    monkeypatch.delenv("TOY_RAISE_MID_WRITE")
+    resumed = run_pipeline(toy(toy_workspace, enable_cache=False), resume=failed.run_id)
+    assert statuses(resumed) == {"ReadNumbers": "cached", "Count": "cached", "Scale": "executed",
+                                 "Report": "executed"}
+    assert resumed.outputs("ReadNumbers") == failed.outputs("ReadNumbers")
+
+
+def test_resume_rejects_a_run_of_another_pipeline(toy_workspace, tmp_path):
+    from orchestration.metadata import StoreError
+
+    first = run_pipeline(toy(toy_workspace))
+    store = MetadataStore(default_tracking_uri(str(toy_workspace / "root")))
+    other = store.start_pipeline_run("other")
+    with pytest.raises(StoreError, match=r"--resume .*: that is a run of pipeline other, not toy"):
+        run_pipeline(toy(toy_workspace), resume=other, store=store)
+    assert first.ok
