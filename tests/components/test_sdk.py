@@ -119,3 +119,37 @@ def test_unannotated_parameter_is_a_definition_error():
 
 def test_code_version_changes_with_version_string():
     assert component(produce, version="2").code_version != component(produce, version="1").code_version
+
+
+def test_beam_pipeline_gets_the_pipeline_options_and_never_prism():
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    ctx = ExecutionContext(beam_pipeline_args=["--direct_running_mode=multi_threading", "--direct_num_workers=2"])
+    pipeline = ctx.beam_pipeline()
+    assert isinstance(pipeline.runner, FnApiRunner)
+    opts = pipeline.options.view_as(DirectOptions)
+    assert opts.direct_running_mode == "multi_threading" and opts.direct_num_workers == 2
+    explicit = ExecutionContext(beam_pipeline_args=["--runner=DirectRunner"]).beam_pipeline()
+    assert isinstance(explicit.runner, FnApiRunner)
+    other = ExecutionContext(beam_pipeline_args=["--runner=PortableRunner", "--job_endpoint=localhost:1"])
+    assert type(other.beam_pipeline().runner).__name__ == "PortableRunner"  # passed through, not replaced
+
+
+def beam_count(examples: Output[Examples], ctx: ExecutionContext = None) -> None:
+    import apache_beam as beam
+
+    with ctx.beam_pipeline() as p:
+        (p | beam.Create(range(100)) | beam.combiners.Count.Globally()
+         | beam.Map(lambda n: open(examples.path("count.txt"), "w").write(str(n))))
+
+
+def test_beam_component_runs_in_a_pipeline_with_its_options(tmp_path):
+    from orchestration.local_runner import run_pipeline
+    from orchestration.pipeline import Pipeline
+
+    BeamCount = component(beam_count, name="BeamCount")
+    result = run_pipeline(Pipeline(name="beam", components=[BeamCount()], pipeline_root=str(tmp_path),
+                                   beam_pipeline_args=["--direct_running_mode=in_memory"]))
+    assert result.ok, result.error
+    assert open(result.outputs("BeamCount")["examples"][0].path("count.txt")).read() == "100"
