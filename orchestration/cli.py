@@ -11,7 +11,9 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -31,8 +33,10 @@ def _quiet_libraries(debug: bool) -> None:
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        for name in ("apache_beam", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
+        for name in ("mlflow", "alembic", "absl", "tensorflow", "urllib3"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # Beam logs a failing DoFn's traceback; the component's error says it in one line.
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
@@ -51,6 +55,44 @@ def _stdout_to_stderr(enabled: bool):
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+# Native libraries (TensorFlow, XLA, gRPC) print these straight to fd 2 before
+# any log level applies; they say nothing a user can act on.
+_NATIVE_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWE]\d{4} [\d:.]+ +\d+ \S+\.(cc|h):\d+\] .*"
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)$"
+)
+
+
+@contextlib.contextmanager
+def _filtered_stderr(enabled: bool):
+    """Drops native-library chatter from fd 2 (kept with --debug)."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump() -> None:
+        with os.fdopen(read_fd, "rb") as pipe, os.fdopen(os.dup(saved), "wb", buffering=0) as out:
+            for line in pipe:
+                if not _NATIVE_NOISE.match(line.decode("utf-8", "replace").rstrip("\n")):
+                    out.write(line)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last writer, so the pump drains and ends
+        os.close(saved)
+        thread.join(timeout=5)
 
 
 def _default_root() -> str:
@@ -391,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
-        cli.main(args=argv, prog_name="sluice", standalone_mode=False)
+        with _filtered_stderr(not debug):
+            cli.main(args=argv, prog_name="sluice", standalone_mode=False)
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
