@@ -22,7 +22,6 @@ from components.transform import Transform
 from orchestration.pipeline import Pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
 
 
 def penguins_data_dir() -> str:
@@ -62,7 +61,9 @@ def create_pipeline(
         train_steps=train_steps, eval_steps=eval_steps)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        label_key="species", label_vocabulary=SPECIES, prediction_key="probabilities",
+        # The label as the model sees it: the species' vocabulary index, computed from the raw
+        # eval examples by the model's transform_features signature.
+        label_key="species_xf", prediction_key="probabilities",
         problem="multiclass", slicing_features=["island"],
         thresholds={"accuracy": MetricThreshold(lower_bound=min_accuracy, max_regression=0.02)})
     pusher = Pusher(

@@ -1,0 +1,69 @@
+"""TFX's Chicago taxi pipeline, like for like, on Sluice.
+
+Same 8 components, same preprocessing (``preprocessing.py``), same wide-and-deep
+model (``model.py``: 1000 training steps at batch 40, 150 eval steps). The data
+is ``../shared/data/chicago_taxi`` by default:
+
+    sluice run taxi --param data_root=../shared/data/chicago_taxi
+"""
+
+from __future__ import annotations
+
+import os
+
+from components.evaluator import Evaluator, MetricThreshold
+from components.example_gen import CsvExampleGen
+from components.example_validator import ExampleValidator
+from components.pusher import Pusher
+from components.schema_gen import SchemaGen
+from components.statistics_gen import StatisticsGen
+from components.trainer import Trainer
+from components.transform import Transform
+from orchestration.pipeline import Pipeline
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "..", "shared", "data", "chicago_taxi")
+
+
+def create_pipeline(
+    data_root: str = os.path.normpath(DEFAULT_DATA),
+    input_pattern: str = "*.csv",
+    pipeline_root: str = os.environ.get("SLUICE_PIPELINE_ROOT", "sluice_runs"),
+    serving_dir: str = "",
+    train_steps: int = 1000,
+    eval_steps: int = 150,
+    min_accuracy: float = 0.6,
+    max_accuracy_regression: float = 0.01,
+    enable_cache: bool = True,
+    beam_pipeline_args: list[str] = [],  # noqa: B006 - never mutated
+) -> Pipeline:
+    serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "taxi")
+    example_gen = CsvExampleGen(input_base=data_root, input_pattern=input_pattern)
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    example_validator = ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        module_file=os.path.join(HERE, "preprocessing.py"))
+    transform.add_upstream(example_validator)  # anomalies stop the run before training
+    trainer = Trainer(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        module_file=os.path.join(HERE, "model.py"),
+        train_steps=train_steps, eval_steps=eval_steps)
+    evaluator = Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        label_key="tips_xf", prediction_key="outputs", problem="binary",
+        slicing_features=["payment_type", "trip_start_hour"],
+        thresholds={"binary_accuracy": MetricThreshold(lower_bound=min_accuracy,
+                                                       max_regression=max_accuracy_regression)})
+    pusher = Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        serving_dir=serving_dir, registered_model_name="taxi")
+    return Pipeline(
+        name="taxi",
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+                    evaluator, pusher],
+        pipeline_root=pipeline_root, enable_cache=enable_cache, beam_pipeline_args=beam_pipeline_args)
