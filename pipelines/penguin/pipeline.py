@@ -44,7 +44,8 @@ def create_pipeline(
 ) -> Pipeline:
     data_root = data_root or penguins_data_dir()
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "penguin")
-    example_gen = CsvExampleGen(input_base=data_root, input_pattern="penguins.csv")
+    # The package writes missing values R-style, as "NA".
+    example_gen = CsvExampleGen(input_base=data_root, input_pattern="penguins.csv", null_values=["", "NA"])
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
     example_validator = ExampleValidator(

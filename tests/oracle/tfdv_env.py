@@ -6,7 +6,7 @@ base Python 3.11 and cached at ``~/.cache/sluice/tfdv-venv`` (override with the
 environment variable ``SLUICE_TFDV_VENV``). Scripts run there as subprocesses
 and exchange files (CSV, Parquet, binary protos) with the test.
 
-Usage from a test::
+Usage from a test (``tests`` is a package, so this import works under pytest)::
 
     from tests.oracle import tfdv_env
 
@@ -17,6 +17,12 @@ Usage from a test::
 From a shell (build it ahead of time, e.g. in the background)::
 
     .venv/bin/python -m tests.oracle.tfdv_env          # prints the venv's python
+
+Oracle scripts here (run them with run_tfdv):
+    tfdv_stats.py INPUT OUT.pb [--schema S.pbtxt]   TFDV statistics of a Parquet file/folder
+                                  (fed as typed) or a CSV (via pandas); binary proto out.
+    tfdv_load_stats.py STATS.pb OUT_DIR              loads our stats with TFDV's loaders, writes
+                                  summary.json, the inferred schema.pbtxt and anomalies.pbtxt.
 
 API:
     ensure_tfdv_venv() -> Path    python of the venv; builds it if needed (locked, so

@@ -5,6 +5,8 @@ Subcommands (all paths are files)::
     stats    <in.csv> <out_stats.pb>                 tfdv.generate_statistics_from_dataframe
     infer    <stats.pb> <out_schema.pbtxt> [max_string_domain_size]
                                                      tfdv.infer_schema
+    update   <schema.pbtxt> <stats.pb> <out_schema.pbtxt>
+                                                     tfdv.update_schema
     validate <stats.pb> <schema.pbtxt> <out_anomalies.pb> [<previous_stats.pb>]
                                                      tfdv.validate_statistics
     load     <schema.pbtxt> <anomalies.pb>           checks TFDV reads our files; prints a summary
@@ -39,6 +41,9 @@ def main(argv):
         max_size = int(args[2]) if len(args) > 2 else 100
         schema = tfdv.infer_schema(_read_stats(args[0]), max_string_domain_size=max_size)
         tfdv.write_schema_text(schema, args[1])
+    elif command == "update":
+        schema = tfdv.update_schema(tfdv.load_schema_text(args[0]), _read_stats(args[1]))
+        tfdv.write_schema_text(schema, args[2])
     elif command == "validate":
         schema = tfdv.load_schema_text(args[1])
         previous = _read_stats(args[3]) if len(args) > 3 else None

@@ -1,0 +1,899 @@
+"""StatisticsGen: per-split dataset statistics in TFDV's format, computed on Beam.
+
+For every split of the input Examples (Parquet) it writes
+
+    <statistics.uri>/Split-<split>/FeatureStats.pb   binary DatasetFeatureStatisticsList
+    <statistics.uri>/Split-<split>/report.html       self-contained HTML summary
+
+The proto holds what TFDV's default generators produce for scalar columns
+(common stats, numeric stats with a STANDARD and a QUANTILES histogram, string
+stats with uniques, top values and the rank histogram), so TFDV-based tools
+(``tfdv.load_stats_binary``, ``tfdv.infer_schema``, Facets) read it unchanged.
+
+Everything is mergeable, so it runs on any number of Beam workers:
+moments are merged with Chan's parallel formula; quantiles, median and both
+histograms come from a tfx_bsl ``QuantilesSketch`` (eps = 0.01, as TFDV);
+string value counts are exact up to ``EXACT_VALUE_COUNTS_LIMIT`` distinct
+values per column, after which ``MisraGriesSketch`` (top-k) and ``KmvSketch``
+(distinct count) take over.
+
+Quantile error bound: a batch of more than ``SUMMARY_THRESHOLD`` values is
+sorted and fed to the sketch as ``SUMMARY_SIZE`` evenly spaced order
+statistics (weights sum to the batch size; min and max kept), which is ~5x
+cheaper than feeding every value (the sort also yields min, max, zeros, NaNs
+and infinities). Columns of a batch are processed on a small thread pool. A reported quantile q_p therefore has a true
+rank within ``(QUANTILES_EPSILON + 1 / SUMMARY_SIZE) * N`` of ``p * N``
+(0.01 + 1/4096 ~= 0.0102); batches of at most ``SUMMARY_THRESHOLD`` values are
+fed whole, giving TFDV's own bound of 0.01.
+
+Used in a pipeline::
+
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+
+and outside one (``ComputeStatistics`` is a plain Beam PTransform)::
+
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from components.statistics_gen import ComputeStatistics, ReadParquetBatches
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        stats = (p | ReadParquetBatches(["/data/Split-train/*.parquet"])
+                   | ComputeStatistics(dataset_name="train"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections import Counter
+from typing import Any, Iterable
+
+from components.artifacts import Examples, ExampleStatistics, Schema
+from components.sdk import ComponentError, ExecutionContext, Input, Output, component
+
+# TFDV's StatsOptions defaults, so both produce the same shape of statistics.
+NUM_TOP_VALUES = 20
+NUM_RANK_HISTOGRAM_BUCKETS = 1000
+NUM_VALUES_HISTOGRAM_BUCKETS = 10
+NUM_HISTOGRAM_BUCKETS = 10
+NUM_QUANTILES_HISTOGRAM_BUCKETS = 10
+QUANTILES_EPSILON = 0.01
+# TFDV builds the equi-width histogram from 100x finer quantiles than it reports.
+QUANTILES_PER_HISTOGRAM_BUCKET = 100
+MISRA_GRIES_BUCKETS = 1024
+KMV_BUCKETS = 16384
+
+# Batches larger than this are pre-summarized before entering the quantiles sketch.
+SUMMARY_THRESHOLD = 16384
+SUMMARY_SIZE = 4096
+# Beyond this many distinct values, a string column switches from exact counts to sketches.
+EXACT_VALUE_COUNTS_LIMIT = 100_000
+DEFAULT_BATCH_SIZE = 65536
+
+FEATURE_STATS_FILE = "FeatureStats.pb"
+REPORT_FILE = "report.html"
+
+
+# --- per-column accumulators -------------------------------------------------
+
+
+class _NumericAccumulator:
+    """Mergeable moments, extremes and a quantiles sketch of one INT or FLOAT column."""
+
+    def __init__(self, type_name: str):
+        self.type_name = type_name  # "INT" or "FLOAT"
+        self.num_non_missing = 0
+        self.num_nan = 0
+        self.count = 0  # non-NaN values
+        self.mean = 0.0
+        self.m2 = 0.0  # sum of squared deviations from the mean
+        self.num_zeros = 0
+        self.min = math.inf
+        self.max = -math.inf
+        self.finite_min = math.inf
+        self.finite_max = -math.inf
+        self.num_pos_inf = 0
+        self.quantiles = None  # tfx_bsl QuantilesSketch, created on first values
+        self.value_counts: _ValueCounts | None = None  # only for categorical INT columns
+
+    def _combine_moments(self, count: int, mean: float, m2: float) -> None:
+        total = self.count + count
+        if count == 0:
+            return
+        delta = mean - self.mean
+        self.mean += delta * count / total
+        self.m2 += m2 + delta * delta * self.count * count / total
+        self.count = total
+
+    def add(self, array) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        present = len(array) - array.null_count
+        self.num_non_missing += present
+        if present == 0:
+            return
+        values = array.drop_null() if array.null_count else array
+        if self.value_counts is not None:
+            self.value_counts.add(values)
+        if pa.types.is_boolean(values.type):
+            values = values.cast(pa.int64())
+        # One float64 copy, sorted in place: the sort yields min, max, zeros, NaNs
+        # and infinities by binary search, and the sketch's input.
+        x = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+        x.sort()
+        num_nan = x.size - int(np.searchsorted(x, np.nan, side="left"))  # NaNs sort last
+        if num_nan:
+            self.num_nan += num_nan
+            x = x[: x.size - num_nan]
+        if x.size == 0:
+            return
+        low, high = float(x[0]), float(x[-1])
+        self.min, self.max = min(self.min, low), max(self.max, high)
+        finite_low = int(np.searchsorted(x, -np.inf, side="right"))
+        finite_high = int(np.searchsorted(x, np.inf, side="left"))
+        if finite_high > finite_low:
+            self.finite_min = min(self.finite_min, float(x[finite_low]))
+            self.finite_max = max(self.finite_max, float(x[finite_high - 1]))
+        self.num_pos_inf += x.size - finite_high
+        self.num_zeros += int(np.searchsorted(x, 0.0, side="right") - np.searchsorted(x, 0.0, side="left"))
+        if x.size > SUMMARY_THRESHOLD:
+            # Evenly spaced order statistics (min and max included) weighted to the batch size.
+            summary_index = np.linspace(0, x.size - 1, SUMMARY_SIZE).round().astype(np.int64)
+            points = pa.array(x[summary_index])
+            weights = pa.array(np.full(SUMMARY_SIZE, x.size / SUMMARY_SIZE))
+        else:
+            points, weights = pa.array(x), None  # the sketch copies it before x changes below
+        if self.quantiles is None:
+            self.quantiles = _new_quantiles_sketch()
+        if weights is None:
+            self.quantiles.AddValues(points)
+        else:
+            self.quantiles.AddValues(points, weights)
+        batch_mean = float(x.mean())
+        # In place, no second copy; not x @ x: BLAS threads spin and burn CPU.
+        x -= batch_mean
+        np.square(x, out=x)
+        self._combine_moments(x.size, batch_mean, float(x.sum()))
+
+    def merge(self, other: "_NumericAccumulator") -> None:
+        if other.type_name == "FLOAT":
+            self.type_name = "FLOAT"
+        self.num_non_missing += other.num_non_missing
+        self.num_nan += other.num_nan
+        self._combine_moments(other.count, other.mean, other.m2)
+        self.num_zeros += other.num_zeros
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+        self.finite_min = min(self.finite_min, other.finite_min)
+        self.finite_max = max(self.finite_max, other.finite_max)
+        self.num_pos_inf += other.num_pos_inf
+        if other.quantiles is not None:
+            if self.quantiles is None:
+                self.quantiles = _new_quantiles_sketch()
+            self.quantiles.Merge(other.quantiles)
+        if other.value_counts is not None:
+            if self.value_counts is None:
+                self.value_counts = _ValueCounts()
+            self.value_counts.merge(other.value_counts)
+
+
+class _ValueCounts:
+    """Exact value counts while small; Misra-Gries + KMV sketches once too many distinct values."""
+
+    def __init__(self):
+        self.exact: Counter | None = Counter()
+        self.top_k = None  # MisraGriesSketch
+        self.distinct = None  # KmvSketch
+
+    def add(self, values) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.exact is not None:
+            counted = pc.value_counts(values)
+            self.exact.update(dict(zip(counted.field("values").to_pylist(),
+                                       counted.field("counts").to_pylist())))
+            if len(self.exact) > EXACT_VALUE_COUNTS_LIMIT:
+                self._switch_to_sketches()
+            return
+        if pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
+            values = values.cast(pa.binary())
+        self.top_k.AddValues(values)
+        self.distinct.AddValues(values)
+
+    def _switch_to_sketches(self) -> None:
+        import pyarrow as pa
+        from tfx_bsl import sketches
+
+        self.top_k = sketches.MisraGriesSketch(MISRA_GRIES_BUCKETS)
+        self.distinct = sketches.KmvSketch(KMV_BUCKETS)
+        if self.exact:
+            keys = pa.array([_as_bytes(k) for k in self.exact], pa.binary())
+            self.top_k.AddValues(keys, pa.array(list(self.exact.values()), pa.float32()))
+            self.distinct.AddValues(keys)
+        self.exact = None
+
+    def merge(self, other: "_ValueCounts") -> None:
+        if self.exact is not None and other.exact is not None:
+            self.exact.update(other.exact)
+            if len(self.exact) > EXACT_VALUE_COUNTS_LIMIT:
+                self._switch_to_sketches()
+            return
+        if self.exact is not None:
+            self._switch_to_sketches()
+        if other.exact is not None:
+            other = _copy_to_sketches(other)
+        self.top_k.Merge(other.top_k)
+        self.distinct.Merge(other.distinct)
+
+    def unique_and_top(self, num_top: int) -> tuple[int, list[tuple[Any, float]]]:
+        """Distinct count and the ``num_top`` most frequent (value, count), TFDV's order."""
+        if self.exact is not None:
+            pairs = list(self.exact.items())
+            unique = len(pairs)
+        else:
+            estimate = self.top_k.Estimate()
+            pairs = list(zip(estimate.field("values").to_pylist(), estimate.field("counts").to_pylist()))
+            unique = int(self.distinct.Estimate())
+        # TFDV: descending by count; ties go to the larger value.
+        pairs.sort(key=lambda pair: (pair[1], _as_bytes(pair[0])), reverse=True)
+        return unique, pairs[:num_top]
+
+
+def _copy_to_sketches(counts: _ValueCounts) -> _ValueCounts:
+    copy = _ValueCounts()
+    copy.exact = Counter(counts.exact)
+    copy._switch_to_sketches()
+    return copy
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "__BYTES_VALUE__"  # TFDV's placeholder for non-UTF-8 values
+    return str(value)
+
+
+class _StringAccumulator:
+    """Counts, byte lengths and value frequencies of one STRING column."""
+
+    def __init__(self):
+        self.type_name = "STRING"
+        self.num_non_missing = 0
+        self.total_bytes = 0
+        self.value_counts = _ValueCounts()
+
+    def add(self, array) -> None:
+        import pyarrow.compute as pc
+
+        present = len(array) - array.null_count
+        self.num_non_missing += present
+        if present == 0:
+            return
+        values = array.drop_null() if array.null_count else array
+        self.total_bytes += int(pc.sum(pc.binary_length(values)).as_py() or 0)
+        self.value_counts.add(values)
+
+    def merge(self, other: "_StringAccumulator") -> None:
+        self.num_non_missing += other.num_non_missing
+        self.total_bytes += other.total_bytes
+        self.value_counts.merge(other.value_counts)
+
+
+class _MissingOnlyAccumulator:
+    """A column whose values were all null so far (Arrow type ``null``): its type is unknown yet."""
+
+    type_name = "NULL"
+
+    def __init__(self):
+        self.num_non_missing = 0
+
+    def add(self, array) -> None:
+        pass
+
+    def merge(self, other) -> None:
+        pass
+
+
+def _new_quantiles_sketch():
+    from tfx_bsl import sketches
+
+    return sketches.QuantilesSketch(QUANTILES_EPSILON, 1 << 32, 1)
+
+
+def _type_name(arrow_type) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
+        return "INT"
+    if pa.types.is_floating(arrow_type):
+        return "FLOAT"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) \
+            or pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return "STRING"
+    if pa.types.is_null(arrow_type):
+        return "NULL"
+    return ""
+
+
+def _new_accumulator(type_name: str, categorical: bool):
+    if type_name == "STRING":
+        return _StringAccumulator()
+    if type_name == "NULL":
+        return _MissingOnlyAccumulator()
+    accumulator = _NumericAccumulator(type_name)
+    if categorical and type_name == "INT":
+        accumulator.value_counts = _ValueCounts()
+    return accumulator
+
+
+def _merge_columns(left, right, column: str):
+    """Merges two accumulators of one column, reconciling NULL/INT/FLOAT types."""
+    if right.type_name == "NULL":
+        left.num_non_missing += right.num_non_missing
+        return left
+    if left.type_name == "NULL":
+        right.num_non_missing += left.num_non_missing
+        return right
+    numeric = ("INT", "FLOAT")
+    if left.type_name != right.type_name and not (left.type_name in numeric and right.type_name in numeric):
+        raise ComponentError(
+            f"StatisticsGen: column '{column}' has mixed types across files/batches "
+            f"({left.type_name} and {right.type_name})"
+        )
+    left.merge(right)
+    return left
+
+
+@dataclasses.dataclass
+class _DatasetAccumulator:
+    num_examples: int = 0
+    columns: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# --- the Beam transforms -----------------------------------------------------
+
+
+def _statistics_combine_fn(dataset_name: str, categorical_int_features: frozenset[str]):
+    import apache_beam as beam
+
+    class _StatisticsCombineFn(beam.CombineFn):
+        def create_accumulator(self):
+            return _DatasetAccumulator()
+
+        def add_input(self, accumulator, batch):
+            accumulator.num_examples += batch.num_rows
+            updates = []
+            for name, column in zip(batch.schema.names, batch.columns):
+                type_name = _type_name(column.type)
+                if not type_name:
+                    raise ComponentError(
+                        f"StatisticsGen: column '{name}' has unsupported Arrow type {column.type} "
+                        "(expected integer, floating point or string)"
+                    )
+                current = accumulator.columns.get(name)
+                if current is None or current.type_name == type_name \
+                        or (current.type_name == "FLOAT" and type_name == "INT"):
+                    target = current or _new_accumulator(type_name, name in categorical_int_features)
+                    accumulator.columns[name] = target
+                    updates.append((target, column))
+                else:  # e.g. an INT column meeting floats, or a NULL column meeting values
+                    incoming = _new_accumulator(type_name, name in categorical_int_features)
+                    incoming.add(column)
+                    accumulator.columns[name] = _merge_columns(current, incoming, name)
+            # Columns are independent and numpy/Arrow release the GIL: update them in parallel.
+            list(_column_pool().map(lambda update: update[0].add(update[1]), updates))
+            return accumulator
+
+        def merge_accumulators(self, accumulators):
+            accumulators = iter(accumulators)
+            merged = next(accumulators)
+            for other in accumulators:
+                merged.num_examples += other.num_examples
+                for name, column in other.columns.items():
+                    current = merged.columns.get(name)
+                    merged.columns[name] = column if current is None else _merge_columns(current, column, name)
+            return merged
+
+        def compact(self, accumulator):
+            # Shrinks the sketches before Beam serializes the accumulator.
+            for column in accumulator.columns.values():
+                if getattr(column, "quantiles", None) is not None:
+                    column.quantiles.Compact()
+            return accumulator
+
+        def extract_output(self, accumulator):
+            return _to_statistics_proto(accumulator, dataset_name)
+
+    return _StatisticsCombineFn()
+
+
+_POOL = None
+
+
+def _column_pool():
+    """A process-wide thread pool for per-column work (never pickled with the CombineFn)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="statistics")
+    return _POOL
+
+
+def _compute_statistics_transform():
+    import apache_beam as beam
+
+    class ComputeStatistics(beam.PTransform):
+        """PCollection of Arrow RecordBatches -> one DatasetFeatureStatisticsList (TFDV format).
+
+        Each batch column is a flat Arrow array (nulls are missing values).
+        ``categorical_int_features`` names INT columns that also get string
+        stats (top values), as TFDV does for ``int_domain.is_categorical``.
+        A column missing from a batch counts as missing there.
+        """
+
+        def __init__(self, dataset_name: str = "", categorical_int_features: Iterable[str] = ()):
+            super().__init__()
+            self.dataset_name = dataset_name
+            self.categorical_int_features = frozenset(categorical_int_features)
+
+        def expand(self, batches):
+            _record_batch_coder()
+            return batches | "CombineStatistics" >> beam.CombineGlobally(
+                _statistics_combine_fn(self.dataset_name, self.categorical_int_features)
+            )
+
+    return ComputeStatistics
+
+
+def _record_batch_coder():
+    import apache_beam as beam
+    import pyarrow as pa
+
+    class RecordBatchCoder(beam.coders.Coder):
+        """Arrow IPC encoding of a RecordBatch.
+
+        Beam samples element sizes with the coder; the default (pickle) would
+        serialize whole batches just to measure them.
+        """
+
+        def encode(self, batch):
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_batch(batch)
+            return sink.getvalue().to_pybytes()
+
+        def decode(self, encoded):
+            return pa.ipc.open_stream(encoded).read_next_batch()
+
+        def estimate_size(self, batch):
+            return batch.nbytes
+
+        def is_deterministic(self):
+            return True
+
+        def to_type_hint(self):
+            return pa.RecordBatch
+
+    beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
+    return RecordBatchCoder
+
+
+def _read_parquet_transform():
+    import apache_beam as beam
+    import pyarrow as pa
+
+    _record_batch_coder()
+
+    class ReadParquetBatches(beam.PTransform):
+        """File patterns -> PCollection of Arrow RecordBatches (``batch_size`` rows at most).
+
+        Files are distributed over workers; each is read batch by batch, so
+        memory stays bounded by one batch. Paths may be any Beam filesystem.
+        """
+
+        def __init__(self, file_patterns: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
+                     columns: list[str] | None = None):
+            super().__init__()
+            self.file_patterns = list(file_patterns)
+            self.batch_size = batch_size
+            self.columns = columns
+
+        def expand(self, pbegin):
+            files = match_files(self.file_patterns)
+            names = pbegin | "ListFiles" >> beam.Create(files)
+            if len(files) > 1:  # spread files over workers; a lone file gains nothing from it
+                names = names | "Distribute" >> beam.Reshuffle()
+            return names | "ReadBatches" >> beam.FlatMap(
+                read_parquet_batches, self.batch_size, self.columns
+            ).with_output_types(pa.RecordBatch)
+
+    return ReadParquetBatches
+
+
+def match_files(file_patterns: list[str]) -> list[str]:
+    """All files matching the patterns (sorted); ComponentError if a pattern matches nothing."""
+    from apache_beam.io.filesystems import FileSystems
+
+    files = []
+    for pattern, result in zip(file_patterns, FileSystems.match(file_patterns)):
+        matched = sorted(m.path for m in result.metadata_list)
+        if not matched:
+            raise ComponentError(f"StatisticsGen: no files match {pattern}")
+        files.extend(matched)
+    return files
+
+
+def read_parquet_batches(path: str, batch_size: int = DEFAULT_BATCH_SIZE, columns: list[str] | None = None):
+    """Yields the RecordBatches of one Parquet file; ComponentError names a broken file."""
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    try:
+        source = path if "://" not in path else FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        parquet_file = pq.ParquetFile(source)
+        yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns)
+    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) for bad files
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ComponentError(f"StatisticsGen: cannot read Parquet file {path}: {message}") from None
+
+
+def __getattr__(name: str):
+    # The PTransform classes subclass beam.PTransform; they are built on first
+    # access so that importing this module does not import Beam.
+    factories = {"ComputeStatistics": _compute_statistics_transform, "ReadParquetBatches": _read_parquet_transform}
+    if name in factories:
+        cls = factories[name]()
+        cls.__module__ = __name__
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- building the proto ------------------------------------------------------
+# The histogram helpers follow tensorflow_data_validation/utils/quantiles_util.py
+# (Apache 2.0), so bucket boundaries and counts match TFDV's.
+
+
+def _bin_weights(boundaries, cumulative):
+    import numpy as np
+
+    cumulative = cumulative.astype(np.float64)
+    low, high = boundaries[:-1], boundaries[1:]
+    counts = np.diff(cumulative)
+    i = 0
+    while i < low.size:  # spread the weight of bins sharing an upper bound evenly
+        j = i + 1
+        while j < low.size and high[i] == high[j]:
+            j += 1
+        if j > i + 1:
+            counts[i:j] = counts[i:j].sum() / (j - i)
+        i = j
+    same = 0  # the minimum's own weight goes to the leading bins equal to the first one
+    while same < low.size and low[0] == low[same] and high[0] == high[same]:
+        same += 1
+    if same > 0:
+        counts[0:same] += cumulative[0] / same
+    return low, high, counts
+
+
+def _quantiles_histogram(boundaries, cumulative, statistics_pb2):
+    histogram = statistics_pb2.Histogram(type=statistics_pb2.Histogram.QUANTILES)
+    for low, high, count in zip(*_bin_weights(boundaries, cumulative)):
+        histogram.buckets.add(low_value=low, high_value=high, sample_count=count)
+    return histogram
+
+
+def _equi_width_histogram(boundaries, cumulative, finite_min, finite_max, num_pos_inf, statistics_pb2):
+    """TFDV's STANDARD histogram: quantile buckets spread linearly over equal-width buckets."""
+    import numpy as np
+
+    result = statistics_pb2.Histogram(type=statistics_pb2.Histogram.STANDARD)
+    if not math.isfinite(finite_min) and not math.isfinite(finite_max):
+        result.buckets.add(low_value=finite_min, high_value=finite_max, sample_count=cumulative[-1])
+        return result
+    # Strip infinities: -inf buckets become one leading bucket, +inf one trailing bucket.
+    neg_inf_index = np.searchsorted(boundaries, -np.inf, side="right")
+    num_neg_inf = 0.0
+    if neg_inf_index:
+        num_neg_inf = cumulative[neg_inf_index - 1]
+        boundaries, cumulative = boundaries[neg_inf_index:], cumulative[neg_inf_index:] - num_neg_inf
+    if num_pos_inf:
+        pos_inf_index = np.searchsorted(boundaries, np.inf, side="left")
+        finite_count = cumulative[-1] - num_pos_inf
+        boundaries = np.concatenate([boundaries[:pos_inf_index], [finite_max]])
+        cumulative = np.concatenate([cumulative[:pos_inf_index], [finite_count]])
+    low, high, counts = _bin_weights(boundaries, cumulative)
+    if finite_min == finite_max:
+        edges = np.array([finite_min, finite_max])
+    else:
+        edges = np.linspace(finite_min, finite_max, NUM_HISTOGRAM_BUCKETS + 1)
+        if not np.isfinite(edges).all():
+            return result
+    if num_neg_inf:
+        result.buckets.add(low_value=-math.inf, high_value=-math.inf, sample_count=num_neg_inf)
+    start = 0
+    for i in range(edges.size - 1):
+        low_edge, high_edge = edges[i], edges[i + 1]
+        total = 0.0
+        for b in range(start, low.size):
+            overlap, precedes, follows = _overlap(low[b], high[b], low_edge, high_edge, i == 0)
+            if follows:
+                break
+            if precedes:
+                start = b
+            total += overlap * counts[b]
+        result.buckets.add(low_value=low_edge, high_value=high_edge, sample_count=total)
+    if num_pos_inf:
+        result.buckets.add(low_value=math.inf, high_value=math.inf, sample_count=num_pos_inf)
+    return result
+
+
+def _overlap(b_low, b_high, low, high, first):
+    """(fraction of bucket [b_low, b_high] inside [low, high], bucket precedes, bucket follows)."""
+    if b_high == b_low == low:
+        return (1.0, False, False) if first else (0.0, True, False)
+    if b_high < low:
+        return 0.0, True, False
+    if b_low > high:
+        return 0.0, False, True
+    if low <= b_low and high >= b_high:
+        return 1.0, False, False
+    width = b_high - b_low
+    if low <= b_low:
+        return (high - b_low) / width, False, False
+    if high >= b_high:
+        return (b_high - low) / width, False, False
+    return (high - low) / width, False, False
+
+
+def _median(boundaries) -> float:
+    middle = len(boundaries) // 2
+    if len(boundaries) % 2 == 0:
+        return float((boundaries[middle - 1] + boundaries[middle]) / 2.0)
+    return float(boundaries[middle])
+
+
+def _common_stats(column, num_examples, statistics_pb2):
+    common = statistics_pb2.CommonStatistics(
+        num_non_missing=column.num_non_missing,
+        num_missing=num_examples - column.num_non_missing,
+        tot_num_values=column.num_non_missing,
+    )
+    if column.num_non_missing:
+        # Every present value is a scalar: exactly one value per example.
+        common.min_num_values = common.max_num_values = 1
+        common.avg_num_values = 1.0
+        histogram = common.num_values_histogram
+        histogram.type = statistics_pb2.Histogram.QUANTILES
+        for _ in range(NUM_VALUES_HISTOGRAM_BUCKETS):
+            histogram.buckets.add(low_value=1, high_value=1,
+                                  sample_count=column.num_non_missing / NUM_VALUES_HISTOGRAM_BUCKETS)
+    return common
+
+
+def _fill_top_values(string_stats, value_counts: _ValueCounts) -> None:
+    unique, top = value_counts.unique_and_top(max(NUM_TOP_VALUES, NUM_RANK_HISTOGRAM_BUCKETS))
+    string_stats.unique = unique
+    for rank, (value, count) in enumerate(top):
+        label = _as_text(value)
+        if rank < NUM_TOP_VALUES:
+            string_stats.top_values.add(value=label, frequency=count)
+        if rank < NUM_RANK_HISTOGRAM_BUCKETS:
+            string_stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=label, sample_count=count)
+
+
+def _feature_proto(name: str, column, num_examples: int, statistics_pb2):
+    import numpy as np
+
+    Type = statistics_pb2.FeatureNameStatistics
+    feature = statistics_pb2.FeatureNameStatistics()
+    feature.path.step.append(name)
+    common = _common_stats(column, num_examples, statistics_pb2)
+    if column.type_name in ("STRING", "NULL"):
+        # TFDV also calls a column without any value STRING (it has no "unknown" type).
+        feature.type = Type.STRING
+        stats = feature.string_stats
+        stats.common_stats.CopyFrom(common)
+        if column.num_non_missing:
+            stats.avg_length = column.total_bytes / column.num_non_missing
+            _fill_top_values(stats, column.value_counts)
+        return feature
+    feature.type = Type.INT if column.type_name == "INT" else Type.FLOAT
+    if column.value_counts is not None:  # a categorical INT: string stats, as TFDV
+        feature.string_stats.common_stats.CopyFrom(common)
+        _fill_top_values(feature.string_stats, column.value_counts)
+        return feature
+    stats = feature.num_stats
+    stats.common_stats.CopyFrom(common)
+    if column.count == 0:
+        if column.num_nan:
+            stats.histograms.add(type=statistics_pb2.Histogram.STANDARD).num_nan = column.num_nan
+            stats.histograms.add(type=statistics_pb2.Histogram.QUANTILES).num_nan = column.num_nan
+        return feature
+    stats.mean = column.mean
+    stats.std_dev = math.sqrt(max(0.0, column.m2 / column.count))  # population std, as TFDV
+    stats.num_zeros = column.num_zeros
+    stats.min, stats.max = column.min, column.max
+    boundaries, cumulative = column.quantiles.GetQuantilesAndCumulativeWeights(
+        QUANTILES_PER_HISTOGRAM_BUCKET * NUM_QUANTILES_HISTOGRAM_BUCKETS
+    )
+    boundaries = boundaries.flatten().to_numpy(zero_copy_only=False)
+    cumulative = cumulative.flatten().to_numpy(zero_copy_only=False)
+    stats.median = _median(boundaries)
+    standard = _equi_width_histogram(boundaries, cumulative, column.finite_min, column.finite_max,
+                                     column.num_pos_inf, statistics_pb2)
+    standard.num_nan = column.num_nan
+    stats.histograms.append(standard)
+    step = QUANTILES_PER_HISTOGRAM_BUCKET
+    coarse = np.concatenate([[boundaries[0]], boundaries[step::step]])
+    coarse_cumulative = np.concatenate([[cumulative[0]], cumulative[step::step]])
+    quantiles = _quantiles_histogram(coarse, coarse_cumulative, statistics_pb2)
+    quantiles.num_nan = column.num_nan
+    stats.histograms.append(quantiles)
+    return feature
+
+
+def _to_statistics_proto(accumulator: _DatasetAccumulator, dataset_name: str):
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    result = statistics_pb2.DatasetFeatureStatisticsList()
+    dataset = result.datasets.add(name=dataset_name, num_examples=accumulator.num_examples)
+    for name, column in accumulator.columns.items():
+        dataset.features.append(_feature_proto(name, column, accumulator.num_examples, statistics_pb2))
+    return result
+
+
+# --- the HTML report ---------------------------------------------------------
+
+
+def _feature_summary(feature, num_examples: int) -> dict[str, Any]:
+    """The values the report shows for one feature (plain Python, for the template)."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    kind = feature.WhichOneof("stats")
+    stats = getattr(feature, kind) if kind else None
+    common = stats.common_stats if stats is not None else None
+    num_missing = common.num_missing if common else num_examples
+    summary = {
+        "name": "/".join(feature.path.step),
+        "type": statistics_pb2.FeatureNameStatistics.Type.Name(feature.type),
+        "count": common.num_non_missing if common else 0,
+        "missing": num_missing,
+        "missing_pct": 100.0 * num_missing / num_examples if num_examples else 0.0,
+        "numeric": None,
+        "histogram": [],
+        "top_values": [],
+        "unique": None,
+        "avg_length": None,
+    }
+    if kind == "num_stats":
+        summary["numeric"] = {k: getattr(stats, k) for k in ("mean", "std_dev", "min", "median", "max", "num_zeros")}
+        standard = [h for h in stats.histograms if h.type == statistics_pb2.Histogram.STANDARD]
+        if standard and standard[0].buckets:
+            buckets = standard[0].buckets
+            peak = max(b.sample_count for b in buckets) or 1.0
+            summary["histogram"] = [
+                {"low": b.low_value, "high": b.high_value, "count": b.sample_count,
+                 "height": 40.0 * b.sample_count / peak}
+                for b in buckets
+            ]
+    elif kind == "string_stats":
+        summary["unique"] = stats.unique
+        summary["avg_length"] = stats.avg_length
+        summary["top_values"] = [(v.value, v.frequency) for v in stats.top_values[:10]]
+    return summary
+
+
+def render_report(statistics, split: str) -> str:
+    """A self-contained HTML page (inline CSS and SVG) summarizing one split's statistics."""
+    import jinja2
+
+    dataset = statistics.datasets[0]
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(__file__))),
+        autoescape=True,
+    )
+    template = environment.get_template("statistics_gen_report.html.j2")
+    features = [_feature_summary(f, dataset.num_examples) for f in dataset.features]
+    return template.render(split=split, num_examples=dataset.num_examples, features=features)
+
+
+# --- the component -----------------------------------------------------------
+
+
+def _categorical_int_features(schema: Schema | None) -> list[str]:
+    """INT features the schema marks categorical (int_domain.is_categorical or bool_domain)."""
+    if schema is None:
+        return []
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    try:
+        with open(schema.file) as handle:
+            parsed = text_format.Parse(handle.read(), schema_pb2.Schema())
+    except OSError as exc:
+        raise ComponentError(f"StatisticsGen: cannot read schema {schema.file}: {exc.strerror}") from None
+    except text_format.ParseError as exc:
+        raise ComponentError(f"StatisticsGen: invalid schema {schema.file}: {exc}") from None
+    return [
+        f.name for f in parsed.feature
+        if f.type == schema_pb2.INT and (f.int_domain.is_categorical or f.HasField("bool_domain"))
+    ]
+
+
+def generate_statistics(
+    examples: Input[Examples],
+    statistics: Output[ExampleStatistics],
+    schema: Input[Schema] | None = None,
+    exclude_splits: list[str] = [],  # noqa: B006 (validated, never mutated)
+    ctx: ExecutionContext = None,
+) -> None:
+    """Computes TFDV-format statistics of every split of ``examples`` not in ``exclude_splits``.
+
+    ``schema`` (optional) marks INT features as categorical (``int_domain
+    { is_categorical: true }``): those get string stats (top values), as TFDV.
+    """
+    ctx = ctx or ExecutionContext()
+    if examples.file_format != "parquet":
+        raise ComponentError(
+            f"StatisticsGen: examples file_format '{examples.file_format}' is not supported (only 'parquet')"
+        )
+    unknown = sorted(set(exclude_splits) - set(examples.split_names))
+    if unknown:
+        raise ComponentError(
+            f"StatisticsGen: parameter 'exclude_splits' names unknown splits {unknown} "
+            f"(splits: {examples.split_names})"
+        )
+    splits = [s for s in examples.split_names if s not in exclude_splits]
+    categorical = _categorical_int_features(schema)
+
+    import apache_beam as beam
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    from components import statistics_gen as this
+
+    outputs = {}
+    try:
+        # One pipeline for all splits: one start-up cost, and the runner may overlap them.
+        with ctx.beam_pipeline() as pipeline:
+            for split in splits:
+                os.makedirs(statistics.split_uri(split), exist_ok=True)
+                outputs[split] = os.path.join(statistics.split_uri(split), FEATURE_STATS_FILE)
+                _ = (
+                    pipeline
+                    | f"Read[{split}]" >> this.ReadParquetBatches([os.path.join(examples.split_uri(split), "*.parquet")])
+                    | f"Statistics[{split}]" >> this.ComputeStatistics(split, categorical)
+                    | f"Write[{split}]" >> beam.Map(_write_outputs, outputs[split], split)
+                )
+    except ComponentError as exc:
+        # Beam appends the failing step and a traceback; keep the one-line message.
+        raise ComponentError(str(exc).splitlines()[0]) from None
+    for split, output in outputs.items():
+        with open(output, "rb") as handle:
+            dataset = statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read()).datasets[0]
+        ctx.log_metric(f"num_examples_{split}", dataset.num_examples)
+    statistics.split_names = splits
+    statistics.span = examples.span
+
+
+def _write_outputs(proto, output_path: str, split: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(output_path) as handle:
+        handle.write(proto.SerializeToString())
+    report_path = FileSystems.join(output_path.rsplit("/", 1)[0], REPORT_FILE)
+    with FileSystems.create(report_path) as handle:
+        handle.write(render_report(proto, split).encode("utf-8"))
+
+
+StatisticsGen = component(generate_statistics, name="StatisticsGen")

@@ -1,0 +1,1 @@
+"""The Palmer penguins example pipeline (TFX's penguin example)."""

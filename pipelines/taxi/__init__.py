@@ -1,0 +1,1 @@
+"""The Chicago taxi example pipeline (TFX's flagship example)."""

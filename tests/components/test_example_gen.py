@@ -1,0 +1,545 @@
+"""Tests of ExampleGen: input resolution, CSV type inference, splits, formats, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from components import example_gen
+from components.artifacts import Examples
+from components.example_gen import (
+    CsvColumns,
+    CsvExampleGen,
+    InputFile,
+    SpanRange,
+    SplitConfig,
+    csv_example_gen,
+    import_example_gen,
+    parquet_example_gen,
+    resolve_input,
+    sniff_csv_columns,
+)
+from components.sdk import ComponentError, DefinitionError, ExecutionContext
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+TAXI = SHARED_DATA / "chicago_taxi"
+TAXI_SPANS = SHARED_DATA / "chicago_taxi_spans"
+needs_taxi = pytest.mark.skipif(not (TAXI / "data.csv").exists(), reason="shared taxi data not present")
+
+TAXI_TYPES = {
+    "pickup_community_area": pa.int64(),
+    "fare": pa.float64(),
+    "trip_start_month": pa.int64(),
+    "trip_start_hour": pa.int64(),
+    "trip_start_day": pa.int64(),
+    "trip_start_timestamp": pa.int64(),
+    "pickup_latitude": pa.float64(),
+    "pickup_longitude": pa.float64(),
+    "dropoff_latitude": pa.float64(),
+    "dropoff_longitude": pa.float64(),
+    "trip_miles": pa.float64(),
+    "pickup_census_tract": pa.int64(),
+    "dropoff_census_tract": pa.int64(),
+    "payment_type": pa.string(),
+    "company": pa.string(),
+    "trip_seconds": pa.int64(),
+    "dropoff_community_area": pa.int64(),
+    "tips": pa.float64(),
+}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _run_csv(tmp_path, name="out", **params) -> tuple[Examples, ExecutionContext]:
+    out = tmp_path / name
+    out.mkdir()
+    examples, ctx = Examples(uri=str(out)), ExecutionContext()
+    csv_example_gen(examples=examples, ctx=ctx, **params)
+    return examples, ctx
+
+
+def _read_split(examples: Examples, split: str) -> pa.Table:
+    folder = Path(examples.split_uri(split))
+    files = sorted(folder.glob("part-*-of-*.parquet"))
+    assert files, f"no shards in {folder}"
+    return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def penguins_csv(tmp_path_factory) -> Path:
+    from palmerpenguins import load_penguins
+
+    folder = tmp_path_factory.mktemp("penguins")
+    load_penguins().to_csv(folder / "penguins.csv", index=False)  # NaN -> empty field
+    return folder
+
+
+# --- input resolution --------------------------------------------------------------------------
+
+
+@needs_taxi
+def test_resolve_latest_span_by_default_and_a_range():
+    latest = resolve_input("CsvExampleGen", str(TAXI_SPANS), "span-{SPAN}/data.csv")
+    assert latest.span == 2 and latest.version is None
+    assert [Path(f.path).parent.name for f in latest.files] == ["span-2"]
+    both = resolve_input("CsvExampleGen", str(TAXI_SPANS), "span-{SPAN}/data.csv", span_range=SpanRange(start=1, end=2))
+    assert both.span == 2
+    assert [Path(f.path).parent.name for f in both.files] == ["span-1", "span-2"]
+    with pytest.raises(ComponentError, match=r"no span .* in \[5, 9\] \(found spans \[1, 2\]\)"):
+        resolve_input("CsvExampleGen", str(TAXI_SPANS), "span-{SPAN}/data.csv", span_range=SpanRange(start=5, end=9))
+
+
+def test_resolve_versions_and_dates(tmp_path):
+    for span, version in [(1, 1), (1, 2), (3, 1), (3, 4), (12, 9)]:
+        _write(tmp_path / f"s{span}" / f"v{version}" / "data.csv", "a\n1\n")
+    latest = resolve_input("X", str(tmp_path), "s{SPAN}/v{VERSION}/data.csv")
+    assert (latest.span, latest.version) == (12, 9)
+    ranged = resolve_input("X", str(tmp_path), "s{SPAN}/v{VERSION}/data.csv", span_range=SpanRange(start=0, end=3))
+    assert (ranged.span, ranged.version) == (3, 4)
+    assert [os.path.relpath(f.path, tmp_path) for f in ranged.files] == ["s1/v2/data.csv", "s3/v4/data.csv"]
+
+    dated = tmp_path / "dated"
+    for day in ["2024-01-31", "2024-02-01"]:
+        _write(dated / day / "data.csv", "a\n1\n")
+    result = resolve_input("X", str(dated), "{YYYY}-{MM}-{DD}/data.csv")
+    assert result.span == 19754  # days from 1970-01-01 to 2024-02-01, as TFX numbers date spans
+    assert result.files[0].path.endswith("2024-02-01/data.csv")
+
+
+def test_split_config_and_span_range_are_validated():
+    assert SplitConfig().splits == {"train": 2, "eval": 1}
+    with pytest.raises(ValueError, match="at least 1 bucket"):
+        SplitConfig(splits={"train": 0})
+    with pytest.raises(ValueError, match="is after end"):
+        SpanRange(start=3, end=1)
+    node = CsvExampleGen(input_base="/data", output_config={"splits": {"train": 4, "test": 1}})
+    assert node.parameters["output_config"] == SplitConfig(splits={"train": 4, "test": 1})
+    with pytest.raises(DefinitionError, match="output_format"):
+        CsvExampleGen(input_base="/data", output_format="csv")
+
+
+# --- CSV: types ----------------------------------------------------------------------------------
+
+
+@needs_taxi
+def test_taxi_types_splits_and_properties(tmp_path):
+    examples, ctx = _run_csv(tmp_path, input_base=str(TAXI))
+    assert examples.split_names == ["train", "eval"]
+    assert (examples.span, examples.version, examples.file_format) == (0, None, "parquet")
+    train, evaluation = _read_split(examples, "train"), _read_split(examples, "eval")
+    assert dict(zip(train.schema.names, train.schema.types)) == TAXI_TYPES
+    assert train.num_rows + evaluation.num_rows == 15002
+    assert ctx.metrics["rows_train"] == train.num_rows and ctx.metrics["rows_eval"] == evaluation.num_rows
+    assert 0.63 < train.num_rows / 15002 < 0.70  # 2:1
+    assert Path(examples.split_uri("train"), "part-00000-of-00001.parquet").exists()
+    # Blank fields are nulls, in numbers and strings alike.
+    assert train.column("pickup_census_tract").null_count > 9000
+    assert train.column("company").null_count > 0
+
+
+@needs_taxi
+def test_span_two_writes_ints_as_floats_but_infers_the_same_types(tmp_path):
+    assert "480.0" in (TAXI_SPANS / "span-2" / "data.csv").read_text()[:2000]
+    span2, _ = _run_csv(tmp_path, "s2", input_base=str(TAXI_SPANS), input_pattern="span-{SPAN}/data.csv")
+    span1, _ = _run_csv(tmp_path, "s1", input_base=str(TAXI_SPANS), input_pattern="span-{SPAN}/data.csv",
+                        span_range=SpanRange(start=1, end=1))
+    assert (span2.span, span1.span) == (2, 1)
+    s2, s1 = _read_split(span2, "train"), _read_split(span1, "train")
+    assert s2.schema == s1.schema
+    assert dict(zip(s2.schema.names, s2.schema.types)) == TAXI_TYPES
+    assert 480 in s2.column("trip_seconds").to_pylist() + _read_split(span2, "eval").column("trip_seconds").to_pylist()
+
+
+@needs_taxi
+def test_span_range_reads_all_spans_in_it(tmp_path):
+    examples, ctx = _run_csv(tmp_path, input_base=str(TAXI_SPANS), input_pattern="span-{SPAN}/data.csv",
+                             span_range=SpanRange(start=1, end=2))
+    assert examples.span == 2
+    assert ctx.metrics["rows"] == 15000
+    assert ctx.metrics["input_files"] == 2
+
+
+def test_types_use_every_row_not_just_the_first_block(tmp_path, monkeypatch):
+    # Small blocks, so the later rows fall outside what is sniffed.
+    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 256)
+    monkeypatch.setattr(example_gen, "SNIFF_MAX_BYTES", 256)
+    rows = ["ints,floaty,late,texty,wholefloat"]
+    rows += [f"{i},{i},,{i},{i}.0" for i in range(200)]
+    rows += ["7,2.5,,x,3.0", "8,1,42,9,4"]
+    _write(tmp_path / "data" / "mixed.csv", "\n".join(rows) + "\n")
+    examples, ctx = _run_csv(tmp_path, input_base=str(tmp_path / "data"), output_config=SplitConfig(splits={"all": 1}))
+    table = _read_split(examples, "all")
+    assert dict(zip(table.schema.names, table.schema.types)) == {
+        "ints": pa.int64(), "floaty": pa.float64(), "late": pa.int64(), "texty": pa.string(), "wholefloat": pa.int64(),
+    }
+    assert table.num_rows == 202
+    assert sorted(v for v in table.column("late").to_pylist() if v is not None) == [42]
+    assert "2.5" not in table.column("texty").to_pylist() and "x" in table.column("texty").to_pylist()
+
+
+def test_sniffed_kinds_of_first_block(tmp_path):
+    path = _write(tmp_path / "a.csv", "i,f,w,s,e\n1,1.5,2.0,a,\n2,,3.0,b,\n")
+    columns = sniff_csv_columns("X", [InputFile(str(path), 0)])
+    assert columns.describe() == {"i": "int64", "f": "float64", "w": "int64", "s": "string", "e": "empty (int64)"}
+    assert columns.arrow_schema().field("e").type == pa.int64()
+
+
+# --- CSV: splits ------------------------------------------------------------------------------------
+
+
+def test_splits_are_deterministic_and_near_the_ratio(tmp_path, penguins_csv, monkeypatch):
+    first, _ = _run_csv(tmp_path, "a", input_base=str(penguins_csv))
+    second, _ = _run_csv(tmp_path, "b", input_base=str(penguins_csv))
+    # Another block size must not move rows between splits either.
+    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 2048)
+    third, _ = _run_csv(tmp_path, "c", input_base=str(penguins_csv))
+    order = [("bill_length_mm", "ascending"), ("body_mass_g", "ascending")]
+    for split in ("train", "eval"):
+        assert _read_split(first, split).equals(_read_split(second, split))
+        assert _read_split(first, split).sort_by(order).equals(_read_split(third, split).sort_by(order))
+    train, evaluation = _read_split(first, "train"), _read_split(first, "eval")
+    assert train.num_rows + evaluation.num_rows == 344
+    assert 0.58 < train.num_rows / 344 < 0.75
+    assert train.schema.field("body_mass_g").type == pa.int64()  # pandas wrote 3750.0
+    assert train.schema.field("bill_length_mm").type == pa.float64()
+    assert train.schema.field("year").type == pa.int64()
+
+
+def test_partition_feature_keeps_equal_values_in_one_split(tmp_path, penguins_csv):
+    config = SplitConfig(splits={"train": 1, "eval": 1, "test": 1}, partition_feature="island")
+    examples, _ = _run_csv(tmp_path, input_base=str(penguins_csv), output_config=config)
+    assert examples.split_names == ["train", "eval", "test"]
+    seen: dict[str, str] = {}
+    for split in examples.split_names:
+        for island in set(_read_split(examples, split).column("island").to_pylist()):
+            assert island not in seen, f"{island} in {seen.get(island)} and {split}"
+            seen[island] = split
+    assert set(seen) == {"Torgersen", "Biscoe", "Dream"}
+
+
+def test_unknown_partition_feature_is_an_error(tmp_path, penguins_csv):
+    with pytest.raises(ComponentError, match="partition_feature 'nope' is not a column"):
+        _run_csv(tmp_path, input_base=str(penguins_csv), output_config=SplitConfig(partition_feature="nope"))
+
+
+def test_input_config_keeps_the_given_splits(tmp_path):
+    _write(tmp_path / "in" / "train" / "a.csv", "x,y\n1,a\n2,b\n3,c\n")
+    _write(tmp_path / "in" / "train" / "b.csv", "x,y\n4,d\n")
+    _write(tmp_path / "in" / "eval" / "a.csv", "x,y\n5,e\n")
+    examples, ctx = _run_csv(tmp_path, input_base=str(tmp_path / "in"),
+                             input_config={"train": "train/*.csv", "eval": "eval/*.csv"})
+    assert examples.split_names == ["train", "eval"]
+    assert sorted(_read_split(examples, "train").column("x").to_pylist()) == [1, 2, 3, 4]
+    assert _read_split(examples, "eval").column("y").to_pylist() == ["e"]
+    assert sorted(p.name for p in Path(examples.split_uri("train")).iterdir()) == [
+        "part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
+    assert ctx.metrics == {"rows_train": 4.0, "rows_eval": 1.0, "rows": 5.0, "input_files": 3.0}
+
+
+def test_an_empty_split_still_gets_a_readable_shard(tmp_path):
+    _write(tmp_path / "in" / "one.csv", "x\n1\n")
+    examples, ctx = _run_csv(tmp_path, input_base=str(tmp_path / "in"),
+                             output_config=SplitConfig(splits={"a": 1, "b": 1, "c": 1, "d": 1}))
+    tables = {s: _read_split(examples, s) for s in examples.split_names}
+    assert sum(t.num_rows for t in tables.values()) == 1
+    assert all(t.schema.names == ["x"] for t in tables.values())
+
+
+# --- formats ----------------------------------------------------------------------------------------
+
+
+def _parse_tfrecords(paths: list[Path]) -> pa.RecordBatch:
+    from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
+
+    records = []
+    for path in paths:
+        data = gzip.decompress(path.read_bytes())
+        pos = 0
+        while pos < len(data):
+            length = int.from_bytes(data[pos:pos + 8], "little")
+            records.append(data[pos + 12:pos + 12 + length])
+            pos += 16 + length
+    return ExamplesToRecordBatchDecoder().DecodeBatch(records)
+
+
+def test_tfrecord_output_is_gzipped_tf_examples(tmp_path, penguins_csv):
+    examples, ctx = _run_csv(tmp_path, input_base=str(penguins_csv), output_format="tfrecord")
+    assert examples.file_format == "tfrecord"
+    shards = sorted(Path(examples.split_uri("train")).glob("part-*-of-*.tfrecord.gz"))
+    assert [s.name for s in shards] == ["part-00000-of-00001.tfrecord.gz"]
+    decoded = _parse_tfrecords(shards)
+    assert decoded.num_rows == ctx.metrics["rows_train"]
+    assert decoded.schema.field("body_mass_g").type == pa.large_list(pa.int64())
+    assert decoded.schema.field("bill_length_mm").type == pa.large_list(pa.float32())
+    assert decoded.schema.field("species").type == pa.large_list(pa.large_binary())
+    # A missing value is a feature without values, read back as null / empty.
+    assert any(not v for v in decoded.column("sex").to_pylist())
+
+
+def test_tfrecord_output_reads_with_tensorflow(tmp_path, penguins_csv):
+    tf = pytest.importorskip("tensorflow")
+    examples, ctx = _run_csv(tmp_path, input_base=str(penguins_csv), output_format="tfrecord")
+    files = [str(p) for p in Path(examples.split_uri("eval")).glob("*.tfrecord.gz")]
+    records = list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+    assert len(records) == ctx.metrics["rows_eval"]
+    parsed = tf.io.parse_example(records, {"year": tf.io.VarLenFeature(tf.int64)})
+    assert set(parsed["year"].values.numpy().tolist()) <= {2007, 2008, 2009}
+
+
+def test_parquet_example_gen(tmp_path):
+    from palmerpenguins import load_penguins
+
+    table = pa.Table.from_pandas(load_penguins(), preserve_index=False)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 200), folder / "a.parquet")
+    pq.write_table(table.slice(200), folder / "b.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    examples, ctx = Examples(uri=str(out)), ExecutionContext()
+    parquet_example_gen(examples=examples, input_base=str(folder), ctx=ctx)
+    train, evaluation = _read_split(examples, "train"), _read_split(examples, "eval")
+    assert train.num_rows + evaluation.num_rows == 344
+    assert train.schema.field("bill_length_mm").type == pa.float64()
+    assert train.schema.field("species").type == pa.string()
+    assert train.schema.field("year").type == pa.int64()
+    assert len(list(Path(examples.split_uri("train")).glob("part-*-of-00002.parquet"))) == 2
+
+
+def _write_tfx_split(folder: Path, rows: list[dict]) -> None:
+    import tensorflow as tf
+
+    folder.mkdir(parents=True)
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(str(folder / "data_tfrecord-00000-of-00001.gz"), options) as writer:
+        for row in rows:
+            features = {}
+            for name, value in row.items():
+                if value is None:
+                    continue
+                if isinstance(value, str):
+                    features[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+                elif isinstance(value, float):
+                    features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+                elif isinstance(value, list):
+                    features[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+                else:
+                    features[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+
+
+def test_import_example_gen_reads_tfx_split_folders(tmp_path):
+    pytest.importorskip("tensorflow")
+    base = tmp_path / "tfx_examples"
+    _write_tfx_split(base / "Split-train", [
+        {"fare": 1.5, "company": "A", "trips": 3, "tags": [1, 2]},
+        {"fare": None, "company": "B", "trips": None, "tags": [3]},
+        {"fare": 2.25, "company": None, "trips": 5, "tags": []},
+    ])
+    _write_tfx_split(base / "Split-eval", [{"fare": 4.0, "company": "C", "trips": 7, "tags": [4, 5, 6]}])
+    out = tmp_path / "out"
+    out.mkdir()
+    examples, ctx = Examples(uri=str(out)), ExecutionContext()
+    import_example_gen(examples=examples, input_base=str(base), ctx=ctx)
+    assert examples.split_names == ["eval", "train"]
+    train = _read_split(examples, "train")
+    assert train.schema.field("fare").type == pa.float64()
+    assert train.schema.field("company").type == pa.string()
+    assert train.schema.field("trips").type == pa.int64()
+    assert train.schema.field("tags").type == pa.large_list(pa.int64())  # multi-valued stays a list
+    rows = {r["company"]: r for r in train.to_pylist()}
+    assert rows["A"] == {"company": "A", "fare": 1.5, "tags": [1, 2], "trips": 3}
+    assert rows["B"]["fare"] is None and rows["B"]["trips"] is None
+    assert rows[None]["tags"] in ([], None)
+    assert _read_split(examples, "eval").column("tags").to_pylist() == [[4, 5, 6]]
+    assert ctx.metrics["rows_train"] == 3 and ctx.metrics["rows_eval"] == 1
+
+
+def test_import_round_trip_of_csv_tfrecord_output(tmp_path, penguins_csv):
+    as_tfrecord, _ = _run_csv(tmp_path, "tfr", input_base=str(penguins_csv), output_format="tfrecord")
+    as_parquet, _ = _run_csv(tmp_path, "pq", input_base=str(penguins_csv))
+    out = tmp_path / "imported"
+    out.mkdir()
+    imported = Examples(uri=str(out))
+    import_example_gen(examples=imported, input_base=as_tfrecord.uri, ctx=ExecutionContext())
+    assert sorted(imported.split_names) == ["eval", "train"]
+    original = _read_split(as_parquet, "eval")
+    again = _read_split(imported, "eval").select(original.schema.names)
+    assert again.num_rows == original.num_rows
+    assert again.column("species").to_pylist() == original.column("species").to_pylist()
+    assert again.column("body_mass_g").to_pylist() == original.column("body_mass_g").to_pylist()
+    np.testing.assert_allclose(
+        np.array(again.column("bill_length_mm").to_pylist(), dtype=float),
+        np.array(original.column("bill_length_mm").to_pylist(), dtype=float), rtol=1e-6)
+
+
+# --- the PTransforms ---------------------------------------------------------------------------------
+
+
+def test_read_csv_transform_with_test_pipeline(tmp_path):
+    first = _write(tmp_path / "a.csv", "n,s\n1,x\n2,\n")
+    second = _write(tmp_path / "b.csv", "n,s\n3,z\n")
+    files = [InputFile(str(first), 0, "train"), InputFile(str(second), 1, "eval")]
+    columns = CsvColumns(("n", "s"), (example_gen.INT, example_gen.STRING))
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        batches = pipeline | example_gen.ReadCsvToRecordBatches(files, columns)
+        assert_that(
+            batches | beam.Map(lambda e: (e[0], e[1], e[2].to_pydict(), str(e[2].schema.types))),
+            equal_to([
+                ("train", 0, {"n": [1, 2], "s": ["x", None]}, "[DataType(int64), DataType(string)]"),
+                ("eval", 1, {"n": [3], "s": ["z"]}, "[DataType(int64), DataType(string)]"),
+            ]),
+        )
+
+
+def test_infer_columns_transform_feeds_the_reader_as_side_input(tmp_path):
+    path = _write(tmp_path / "a.csv", "a,b\n1,1\n2,2.5\n")
+    files = [InputFile(str(path), 0)]
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        columns = pipeline | "Infer" >> example_gen.InferCsvColumns(files, ("a", "b"))
+        assert_that(columns | beam.Map(lambda c: c.describe()), equal_to([{"a": "int64", "b": "float64"}]),
+                    label="kinds")
+        batches = pipeline | "Read" >> example_gen.ReadCsvToRecordBatches(files, columns)
+        assert_that(batches | beam.Map(lambda e: e[2].to_pydict()), equal_to([{"a": [1, 2], "b": [1.0, 2.5]}]),
+                    label="rows")
+
+
+def test_split_and_write_transform_with_test_pipeline(tmp_path):
+    batch = pa.record_batch(
+        {"id": pa.array(range(3000), pa.int64()), "name": pa.array([f"n{i % 7}" for i in range(3000)])}
+    )
+    config = SplitConfig(splits={"train": 2, "eval": 1})
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        written = (
+            pipeline
+            | beam.Create([
+                (None, 0, batch.slice(0, 1000)), (None, 0, batch.slice(1000)), ("test", 1, batch.slice(0, 10)),
+            ])
+            | example_gen.SplitAndWriteExamples(str(tmp_path), config)
+        )
+        totals = written | beam.Map(lambda e: (e[0], e[2])) | beam.CombinePerKey(sum)
+        assert_that(totals | beam.Map(lambda kv: kv[0]), equal_to(["train", "eval", "test"]), label="splits")
+        assert_that(totals | beam.Map(lambda kv: kv[1]) | beam.CombineGlobally(sum), equal_to([3010]), label="rows")
+    example_gen.finalize_shards(str(tmp_path), ["train", "eval", "test"], "parquet")
+    train = pq.read_table(tmp_path / "Split-train")
+    assert 1800 < train.num_rows < 2200
+    hashes = example_gen.row_hashes(pa.record_batch(train.to_pydict()))
+    assert len(set(hashes.tolist())) == train.num_rows
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+
+BAD_CSV = {
+    "wrong_columns": ("a,b,c\n1,2,3\n4,5\n6,7,8\n", r"bad\.csv:3: expected 3 columns, got 2"),
+    "too_many_columns": ("a,b,c\n1,2,3\n4,5,6,7\n", r"bad\.csv:3: expected 3 columns, got 4"),
+    "broken_quoting": ('a,b,c\n1,2,3\n4,"5,6\n7,8,9\n', r"bad\.csv:3: broken quoting: unterminated quoted field"),
+    "non_utf8": (b"a,b,c\n1,2,x\n4,5,\xff\xfe\n", r"bad\.csv:3: column 'c' is not valid UTF-8"),
+    "non_utf8_in_numbers": (b"a,b,c\n1,2,3\n4,5,\xff\n", r"bad\.csv:3: column 'c' is not valid UTF-8"),
+    "empty_file": ("", r"bad\.csv: empty file"),
+    "header_only": ("a,b,c\n", r"bad\.csv: has a header but no data rows"),
+    "duplicate_columns": ("a,b,a\n1,2,3\n", r"bad\.csv:1: duplicate column name\(s\) 'a'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CSV))
+def test_bad_csv_raises_one_clear_line(tmp_path, case):
+    content, message = BAD_CSV[case]
+    _write(tmp_path / "in" / "bad.csv", content)
+    with pytest.raises(ComponentError, match=message) as info:
+        _run_csv(tmp_path, input_base=str(tmp_path / "in"))
+    assert "\n" not in str(info.value)
+    assert str(tmp_path / "in" / "bad.csv") in str(info.value)
+
+
+def test_bad_row_far_into_a_file_is_located(tmp_path, monkeypatch):
+    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 512)
+    lines = ["a,b"] + [f"{i},{i}" for i in range(500)] + ["1,2,3"] + ["9,9"]
+    _write(tmp_path / "in" / "big.csv", "\n".join(lines) + "\n")
+    with pytest.raises(ComponentError, match=r"big\.csv:502: expected 2 columns, got 3"):
+        _run_csv(tmp_path, input_base=str(tmp_path / "in"))
+
+
+def test_missing_input_and_unmatched_pattern(tmp_path):
+    with pytest.raises(ComponentError, match=r"CsvExampleGen: input_base .*nowhere does not exist"):
+        _run_csv(tmp_path, "a", input_base=str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ComponentError, match=r"CsvExampleGen: no files match 'span-\{SPAN\}/data.csv' under .*empty"):
+        _run_csv(tmp_path, "b", input_base=str(tmp_path / "empty"), input_pattern="span-{SPAN}/data.csv")
+
+
+def test_files_with_different_headers_are_rejected(tmp_path):
+    _write(tmp_path / "in" / "a.csv", "x,y\n1,2\n")
+    _write(tmp_path / "in" / "b.csv", "x,z\n1,2\n")
+    with pytest.raises(ComponentError, match=r"b\.csv:1: header differs from .*a\.csv"):
+        _run_csv(tmp_path, input_base=str(tmp_path / "in"))
+
+
+def test_import_rejects_records_that_are_not_examples(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    from components.example_gen import _write_tfrecords
+
+    with gzip.open(folder / "junk.gz", "wb") as fh:
+        _write_tfrecords(fh, [b"\xff\xff not a proto"])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ComponentError, match=r"junk\.gz: not serialized tf.Example records"):
+        import_example_gen(examples=Examples(uri=str(out)), input_base=str(folder), ctx=ExecutionContext())
+
+
+# --- in a pipeline ----------------------------------------------------------------------------------
+
+
+def test_csv_example_gen_in_a_local_pipeline(tmp_path, penguins_csv):
+    from orchestration.local_runner import run_pipeline
+    from orchestration.pipeline import Pipeline
+
+    node = CsvExampleGen(input_base=str(penguins_csv), output_config=SplitConfig(splits={"train": 3, "eval": 1}))
+    pipeline = Pipeline(name="eg-test", components=[node], pipeline_root=str(tmp_path / "root"))
+    result = run_pipeline(pipeline)
+    assert result.ok, result.error
+    examples = result.components[0].outputs["examples"][0]
+    assert isinstance(examples, Examples)
+    assert examples.split_names == ["train", "eval"]
+    assert examples.file_format == "parquet"
+    assert _read_split(examples, "train").num_rows + _read_split(examples, "eval").num_rows == 344
+    again = run_pipeline(pipeline)
+    assert again.components[0].status == "cached"
+
+
+def test_parquet_example_gen_rejects_a_file_that_is_not_parquet(tmp_path):
+    _write(tmp_path / "in" / "data.parquet", "a,b\n1,2\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ComponentError, match=r"data\.parquet: not a readable Parquet file"):
+        parquet_example_gen(examples=Examples(uri=str(out)), input_base=str(tmp_path / "in"), ctx=ExecutionContext())
+
+
+def test_null_values_make_r_style_na_missing(tmp_path):
+    _write(tmp_path / "in" / "data.csv", "species,bill,sex\nAdelie,39.1,male\nGentoo,NA,NA\nAdelie,40.3,female\n")
+    plain, _ = _run_csv(tmp_path, name="plain", input_base=str(tmp_path / "in"),
+                        output_config=SplitConfig(splits={"train": 1}))
+    assert _read_split(plain, "train").schema.field("bill").type == pa.string()  # "NA" is a value
+    examples, _ = _run_csv(tmp_path, name="na", input_base=str(tmp_path / "in"), null_values=["", "NA"],
+                           output_config=SplitConfig(splits={"train": 1}))
+    table = _read_split(examples, "train")
+    assert table.schema.field("bill").type == pa.float64()
+    assert table.column("bill").null_count == 1 and table.column("sex").null_count == 1

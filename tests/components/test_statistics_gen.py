@@ -1,0 +1,318 @@
+"""Tests of StatisticsGen: the Beam transforms, the sketches' fallbacks and the component."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+import apache_beam as beam
+from components import statistics_gen
+from components.artifacts import Examples, ExampleStatistics, Schema
+from components.sdk import ComponentError, ExecutionContext
+from components.statistics_gen import ComputeStatistics, ReadParquetBatches, StatisticsGen, generate_statistics
+
+Type = statistics_pb2.FeatureNameStatistics
+Histogram = statistics_pb2.Histogram
+
+
+def _batches():
+    first = pa.record_batch(
+        {
+            "age": pa.array([1, 2, None, 4, 0], pa.int64()),
+            "score": pa.array([0.5, None, float("nan"), 2.5, 0.0], pa.float64()),
+            "color": pa.array(["red", "blue", "red", None, "red"], pa.string()),
+            "empty": pa.array([None] * 5, pa.int64()),
+        }
+    )
+    second = pa.record_batch(
+        {
+            "age": pa.array([7, 8, 9], pa.int64()),
+            "score": pa.array([1.0, 1.0, None], pa.float64()),
+            "color": pa.array(["blue", "green", "red"], pa.large_string()),
+            "empty": pa.array([None] * 3, pa.int64()),
+        }
+    )
+    return [first, second]
+
+
+def _features(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, statistics_pb2.FeatureNameStatistics]:
+    assert len(stats.datasets) == 1
+    return {"/".join(f.path.step): f for f in stats.datasets[0].features}
+
+
+def test_compute_statistics_transform_matches_numpy():
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        stats = pipeline | beam.Create(_batches(), reshuffle=False) | ComputeStatistics(dataset_name="train")
+        assert_that(stats | beam.Map(lambda s: s.datasets[0].num_examples), equal_to([8]))
+        assert_that(stats, _check_small_statistics, label="statistics")
+
+
+def _check_small_statistics(outputs):
+    (stats,) = outputs
+    dataset = stats.datasets[0]
+    assert dataset.name == "train" and dataset.num_examples == 8
+    features = _features(stats)
+    assert set(features) == {"age", "score", "color", "empty"}
+
+    age = features["age"]
+    assert age.type == Type.INT
+    values = np.array([1, 2, 4, 0, 7, 8, 9], dtype=float)
+    common = age.num_stats.common_stats
+    assert (common.num_non_missing, common.num_missing, common.tot_num_values) == (7, 1, 7)
+    assert (common.min_num_values, common.max_num_values, common.avg_num_values) == (1, 1, 1.0)
+    assert len(common.num_values_histogram.buckets) == 10
+    assert age.num_stats.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert age.num_stats.std_dev == pytest.approx(values.std(), rel=1e-12)  # population std
+    assert (age.num_stats.min, age.num_stats.max, age.num_stats.num_zeros) == (0, 9, 1)
+    assert age.num_stats.median == 4
+    standard, quantiles = age.num_stats.histograms
+    assert standard.type == Histogram.STANDARD and quantiles.type == Histogram.QUANTILES
+    assert len(standard.buckets) == 10 and len(quantiles.buckets) == 10
+    assert standard.buckets[0].low_value == 0 and standard.buckets[-1].high_value == 9
+    assert sum(b.sample_count for b in standard.buckets) == pytest.approx(7)
+    assert sum(b.sample_count for b in quantiles.buckets) == pytest.approx(7)
+
+    score = features["score"]
+    assert score.type == Type.FLOAT
+    present = np.array([0.5, 2.5, 0.0, 1.0, 1.0])  # NaN counts as present but not in moments
+    assert score.num_stats.common_stats.num_non_missing == 6
+    assert score.num_stats.common_stats.num_missing == 2
+    assert score.num_stats.mean == pytest.approx(present.mean())
+    assert score.num_stats.std_dev == pytest.approx(present.std())
+    assert score.num_stats.histograms[0].num_nan == 1
+    assert score.num_stats.num_zeros == 1
+
+    color = features["color"]
+    assert color.type == Type.STRING
+    assert color.string_stats.common_stats.num_non_missing == 7
+    assert color.string_stats.unique == 3
+    assert [(v.value, v.frequency) for v in color.string_stats.top_values] == [("red", 4), ("blue", 2), ("green", 1)]
+    assert [b.label for b in color.string_stats.rank_histogram.buckets] == ["red", "blue", "green"]
+    assert color.string_stats.avg_length == pytest.approx((4 * 3 + 2 * 4 + 5) / 7)
+
+    empty = features["empty"]
+    assert empty.type == Type.INT
+    assert empty.num_stats.common_stats.num_missing == 8
+    assert not empty.num_stats.histograms
+
+
+def test_combine_fn_is_mergeable():
+    """Accumulators built on separate workers and merged equal one pass over all data."""
+    rng = np.random.default_rng(1)
+    values = rng.normal(100.0, 3.0, 3000)
+    names = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, 3000)]
+    batches = [pa.record_batch({"x": values[i:i + 500], "s": names[i:i + 500]}) for i in range(0, 3000, 500)]
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+
+    single = fn.create_accumulator()
+    for batch in batches:
+        single = fn.add_input(single, batch)
+    parts = []
+    for chunk in (batches[:2], batches[2:3], batches[3:]):
+        acc = fn.create_accumulator()
+        for batch in chunk:
+            acc = fn.add_input(acc, batch)
+        parts.append(fn.compact(acc))
+    merged = fn.merge_accumulators(parts)
+
+    one, many = _features(fn.extract_output(single)), _features(fn.extract_output(merged))
+    for stat in ("mean", "std_dev", "min", "max"):
+        assert getattr(many["x"].num_stats, stat) == pytest.approx(getattr(one["x"].num_stats, stat), rel=1e-12)
+    assert many["x"].num_stats.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert many["x"].num_stats.std_dev == pytest.approx(values.std(), rel=1e-12)
+    assert many["s"].string_stats.top_values == one["s"].string_stats.top_values
+    assert abs(np.mean(values <= many["x"].num_stats.median) - 0.5) <= statistics_gen.QUANTILES_EPSILON
+
+
+def test_large_batches_use_summaries_within_the_stated_bound(monkeypatch):
+    monkeypatch.setattr(statistics_gen, "SUMMARY_THRESHOLD", 1000)
+    monkeypatch.setattr(statistics_gen, "SUMMARY_SIZE", 256)
+    rng = np.random.default_rng(2)
+    values = rng.lognormal(0.0, 1.0, 20000)
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    acc = fn.create_accumulator()
+    for i in range(0, values.size, 5000):
+        acc = fn.add_input(acc, pa.record_batch({"x": values[i:i + 5000]}))
+    x = _features(fn.extract_output(acc))["x"].num_stats
+    assert (x.min, x.max) == (values.min(), values.max())
+    bound = statistics_gen.QUANTILES_EPSILON + 1 / 256
+    quantiles = x.histograms[1]
+    for i, bucket in enumerate(quantiles.buckets):
+        rank = np.mean(values <= bucket.high_value)
+        assert abs(rank - (i + 1) / 10) <= bound, (i, rank)
+    assert sum(b.sample_count for b in x.histograms[0].buckets) == pytest.approx(values.size)
+
+
+def test_many_distinct_strings_switch_to_sketches(monkeypatch):
+    monkeypatch.setattr(statistics_gen, "EXACT_VALUE_COUNTS_LIMIT", 50)
+    values = [f"v{i}" for i in range(400)] + ["hot"] * 300 + ["warm"] * 100
+    batches = [pa.record_batch({"s": pa.array(values[i:i + 100])}) for i in range(0, len(values), 100)]
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    left, right = fn.create_accumulator(), fn.create_accumulator()
+    for i, batch in enumerate(batches):
+        fn.add_input(left if i % 2 else right, batch)
+    stats = _features(fn.extract_output(fn.merge_accumulators([left, right])))["s"].string_stats
+    assert stats.common_stats.num_non_missing == 800
+    assert abs(stats.unique - 402) <= 402 * 0.05  # KMV estimate
+    assert [v.value for v in stats.top_values[:2]] == ["hot", "warm"]
+    assert stats.top_values[0].frequency == pytest.approx(300, abs=800 / statistics_gen.MISRA_GRIES_BUCKETS + 1)
+
+
+def test_mixed_column_types_are_rejected():
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    acc = fn.add_input(fn.create_accumulator(), pa.record_batch({"c": pa.array([1, 2])}))
+    with pytest.raises(ComponentError, match="column 'c' has mixed types"):
+        fn.add_input(acc, pa.record_batch({"c": pa.array(["a", "b"])}))
+    # INT followed by FLOAT is promoted, as TFDV would see one FLOAT column.
+    acc = fn.add_input(fn.create_accumulator(), pa.record_batch({"c": pa.array([1, 2])}))
+    acc = fn.add_input(acc, pa.record_batch({"c": pa.array([0.5])}))
+    c = _features(fn.extract_output(acc))["c"]
+    assert c.type == Type.FLOAT and c.num_stats.mean == pytest.approx(3.5 / 3)
+
+
+def test_unsupported_column_type_names_the_column():
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    with pytest.raises(ComponentError, match="column 'tags' has unsupported Arrow type"):
+        fn.add_input(fn.create_accumulator(), pa.record_batch({"tags": pa.array([[1], [2]])}))
+
+
+# --- reading and the component -------------------------------------------------
+
+
+def _write_examples(root, tables: dict[str, list[pa.Table]]) -> Examples:
+    for split, parts in tables.items():
+        folder = os.path.join(root, f"Split-{split}")
+        os.makedirs(folder, exist_ok=True)
+        for i, table in enumerate(parts):
+            pq.write_table(table, os.path.join(folder, f"part-{i:05d}-of-{len(parts):05d}.parquet"))
+    return Examples(uri=str(root), split_names=list(tables))
+
+
+@pytest.fixture(scope="module")
+def penguins() -> pa.Table:
+    import palmerpenguins
+
+    return pa.Table.from_pandas(palmerpenguins.load_penguins(), preserve_index=False)
+
+
+def test_read_parquet_batches_transform(tmp_path, penguins):
+    examples = _write_examples(tmp_path, {"train": [penguins.slice(0, 200), penguins.slice(200)]})
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        batches = pipeline | ReadParquetBatches([os.path.join(examples.split_uri("train"), "*.parquet")], batch_size=64)
+        assert_that(batches | beam.Map(lambda b: b.num_rows) | beam.CombineGlobally(sum), equal_to([344]))
+        assert_that(batches | "Max" >> beam.Map(lambda b: b.num_rows) | "M" >> beam.CombineGlobally(max),
+                    equal_to([64]), label="batched")
+
+
+def test_component_writes_stats_report_and_metrics(tmp_path, penguins):
+    examples = _write_examples(tmp_path / "examples", {
+        "train": [penguins.slice(0, 250), penguins.slice(250)],
+        "eval": [penguins.slice(0, 40)],
+        "test": [penguins.slice(0, 10)],
+    })
+    examples.span = 3
+    output = ExampleStatistics(uri=str(tmp_path / "stats"))
+    os.makedirs(output.uri)
+    ctx = ExecutionContext()
+    generate_statistics(examples=examples, statistics=output, exclude_splits=["test"], ctx=ctx)
+
+    assert output.split_names == ["train", "eval"] and output.span == 3
+    assert sorted(os.listdir(output.uri)) == ["Split-eval", "Split-train"]
+    assert ctx.metrics == {"num_examples_train": 344.0, "num_examples_eval": 40.0}
+    with open(os.path.join(output.split_uri("train"), "FeatureStats.pb"), "rb") as handle:
+        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read())
+    assert stats.datasets[0].name == "train" and stats.datasets[0].num_examples == 344
+    features = _features(stats)
+    assert {name: f.type for name, f in features.items()} == {
+        "species": Type.STRING, "island": Type.STRING, "sex": Type.STRING, "year": Type.INT,
+        "bill_length_mm": Type.FLOAT, "bill_depth_mm": Type.FLOAT, "flipper_length_mm": Type.FLOAT,
+        "body_mass_g": Type.FLOAT,
+    }
+    assert features["sex"].string_stats.common_stats.num_missing == 11
+    assert features["body_mass_g"].num_stats.mean == pytest.approx(
+        np.nanmean(penguins.column("body_mass_g").to_numpy(zero_copy_only=False)), rel=1e-12)
+
+    report = open(os.path.join(output.split_uri("train"), "report.html")).read()
+    assert "<svg" in report and "body_mass_g" in report and "Adelie" in report
+    assert "<script" not in report and "http" not in report  # self-contained
+    assert str(tmp_path) not in report
+
+
+def test_schema_marks_categorical_int_features(tmp_path, penguins):
+    examples = _write_examples(tmp_path / "examples", {"train": [penguins]})
+    schema = Schema(uri=str(tmp_path / "schema"))
+    os.makedirs(schema.uri)
+    with open(schema.file, "w") as handle:
+        handle.write('feature { name: "year" type: INT int_domain { is_categorical: true } }\n')
+    output = ExampleStatistics(uri=str(tmp_path / "stats"))
+    generate_statistics(examples=examples, statistics=output, schema=schema, ctx=ExecutionContext())
+    with open(os.path.join(output.split_uri("train"), "FeatureStats.pb"), "rb") as handle:
+        year = _features(statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read()))["year"]
+    assert year.type == Type.INT
+    assert year.string_stats.unique == 3
+    assert [(v.value, v.frequency) for v in year.string_stats.top_values] == [("2009", 120), ("2008", 114), ("2007", 110)]
+
+
+def test_bad_inputs_raise_one_line_component_errors(tmp_path, penguins):
+    examples = _write_examples(tmp_path / "examples", {"train": [penguins]})
+    output = ExampleStatistics(uri=str(tmp_path / "stats"))
+    with pytest.raises(ComponentError, match=r"'exclude_splits' names unknown splits \['nope'\]"):
+        generate_statistics(examples=examples, statistics=output, exclude_splits=["nope"])
+
+    bad = os.path.join(examples.split_uri("train"), "part-00001-of-00002.parquet")
+    with open(bad, "wb") as handle:
+        handle.write(b"this is not parquet")
+    with pytest.raises(ComponentError) as error:
+        generate_statistics(examples=examples, statistics=output, ctx=ExecutionContext())
+    assert f"cannot read Parquet file {bad}" in str(error.value) and "\n" not in str(error.value)
+
+    with pytest.raises(ComponentError, match="no files match .*Split-eval"):
+        generate_statistics(examples=Examples(uri=examples.uri, split_names=["eval"]), statistics=output)
+    with pytest.raises(ComponentError, match="file_format 'tfrecord' is not supported"):
+        generate_statistics(examples=Examples(uri=examples.uri, split_names=["train"], file_format="tfrecord"),
+                            statistics=output)
+    schema = Schema(uri=str(tmp_path))
+    with open(schema.file, "w") as handle:
+        handle.write("feature { nme: 1 }")
+    with pytest.raises(ComponentError, match="invalid schema .*schema.pbtxt"):
+        generate_statistics(examples=examples, statistics=output, schema=schema)
+
+
+def test_component_definition():
+    assert StatisticsGen.name == "StatisticsGen"
+    assert set(StatisticsGen.inputs) == {"examples", "schema"} and StatisticsGen.inputs["schema"].optional
+    assert set(StatisticsGen.outputs) == {"statistics"}
+    assert StatisticsGen.parameters["exclude_splits"].default == []
+
+
+def test_module_import_is_light():
+    code = (
+        "import sys, components.statistics_gen\n"
+        "heavy = [m for m in ('apache_beam', 'tensorflow', 'pyarrow', 'mlflow') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_empty_split_and_escaped_report_values(tmp_path):
+    examples = _write_examples(tmp_path / "examples", {
+        "train": [pa.table({"s": pa.array(["<script>x</script>", "a"]), "n": pa.array([1, 2])})],
+        "eval": [pa.table({"s": pa.array([], pa.string()), "n": pa.array([], pa.int64())})],
+    })
+    output = ExampleStatistics(uri=str(tmp_path / "stats"))
+    ctx = ExecutionContext()
+    generate_statistics(examples=examples, statistics=output, ctx=ctx)
+    assert ctx.metrics == {"num_examples_train": 2.0, "num_examples_eval": 0.0}
+    report = open(os.path.join(output.split_uri("train"), "report.html")).read()
+    assert "&lt;script&gt;x&lt;/script&gt;" in report and "<script>" not in report
+    assert "0 examples" in open(os.path.join(output.split_uri("eval"), "report.html")).read()
