@@ -48,6 +48,10 @@ class Artifact:
         """A path inside the artifact directory."""
         return os.path.join(self.uri, *parts)
 
+    def report_files(self) -> dict[str, str]:
+        """Human-readable HTML reports inside the artifact, by title (none by default)."""
+        return {}
+
     def properties(self) -> dict[str, Any]:
         """The type-specific properties (everything but uri, id and fingerprint)."""
         base = {"uri", "id", "fingerprint"}
@@ -127,6 +131,9 @@ class ExampleStatistics(Artifact):
     def split_uri(self, split: str) -> str:
         return self.path(f"Split-{split}")
 
+    def report_files(self) -> dict[str, str]:
+        return {f"statistics of split {s}": self.path(f"Split-{s}", "report.html") for s in self.split_names}
+
 
 @dataclasses.dataclass(kw_only=True)
 class Schema(Artifact):
@@ -165,6 +172,9 @@ class ExampleAnomalies(Artifact):
 
     def split_uri(self, split: str) -> str:
         return self.path(f"Split-{split}")
+
+    def report_files(self) -> dict[str, str]:
+        return {f"anomalies of split {s}": self.path(f"Split-{s}", "report.html") for s in self.split_names}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -232,6 +242,13 @@ class ModelEvaluation(Artifact):
     TYPE_NAME: ClassVar[str] = "ModelEvaluation"
 
     blessed: bool | None = None
+
+    @property
+    def metrics_file(self) -> str:
+        return self.path("metrics.json")
+
+    def report_files(self) -> dict[str, str]:
+        return {"evaluation": self.path("report.html")}
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -31,6 +31,9 @@ class CliError(Exception):
 def _quiet_libraries(debug: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not debug:
+        import warnings
+
+        warnings.filterwarnings("ignore")  # library deprecation/usage warnings are not the user's to fix
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         for name in ("mlflow", "alembic", "absl", "tensorflow", "urllib3"):

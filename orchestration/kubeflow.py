@@ -107,6 +107,42 @@ def kubeflow_resources(node: Node, **settings: Any) -> Node:
     return node
 
 
+def encode_ir(ir: dict[str, Any]) -> str:
+    """The IR as a task argument: compressed, and base64 so no launcher rewrites it
+    (kfp.local replaces every 'python3' in a task's arguments, paths included)."""
+    import base64
+    import zlib
+
+    return base64.b64encode(zlib.compress(json.dumps(ir, sort_keys=True).encode())).decode()
+
+
+def decode_ir(text: str) -> dict[str, Any]:
+    import base64
+    import zlib
+
+    return json.loads(zlib.decompress(base64.b64decode(text)))
+
+
+def ui_outputs(node: dict[str, Any]) -> dict[str, str]:
+    """Extra KFP outputs that render in the Kubeflow UI, by output artifact type.
+
+    Any artifact with HTML reports gets ``<output>_report`` (HTML); a
+    ModelEvaluation also gets ``<output>_metrics`` (Metrics) and
+    ``<output>_classification`` (ClassificationMetrics: confusion matrix, ROC).
+    """
+    from components.artifacts import ARTIFACT_TYPES, Artifact, ModelEvaluation
+
+    extra: dict[str, str] = {}
+    for name, spec in node["outputs"].items():
+        cls = ARTIFACT_TYPES.get(spec["type"], Artifact)
+        if cls.report_files is not Artifact.report_files:
+            extra[f"{name}_report"] = "HTML"
+        if issubclass(cls, ModelEvaluation):
+            extra[f"{name}_metrics"] = "Metrics"
+            extra[f"{name}_classification"] = "ClassificationMetrics"
+    return extra
+
+
 def _identifier(name: str, taken: set[str]) -> str:
     ident = re.sub(r"\W", "_", name).lower()
     if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
@@ -184,7 +220,8 @@ def compile_kubeflow(
     taken: set[str] = set()
     param_idents = {name: _identifier(f"param_{name}", taken) for name in params}
     functions: dict[str, str] = {}
-    lines = ["from kfp import dsl", "from kfp.dsl import Input, Output, Artifact", ""]
+    lines = ["from kfp import dsl",
+             "from kfp.dsl import Input, Output, Artifact, HTML, Metrics, ClassificationMetrics", ""]
     for node in ir["nodes"]:
         fname = _identifier(f"sluice_{node['id']}", taken)
         functions[node["id"]] = fname
@@ -193,15 +230,19 @@ def compile_kubeflow(
             args.append(f"{name}: Input[Artifact]")
         for name in node["outputs"]:
             args.append(f"{name}: Output[Artifact]")
+        ui = ui_outputs(node)
+        args += [f"{name}: Output[{kind}]" for name, kind in ui.items()]
         args += ["sluice_ir: str", "sluice_node: str", "sluice_run_id: str"]
         args += [f"{ident}: {_kfp_type(params[name])}" for name, ident in param_idents.items()]
         inputs = ", ".join(f"{n!r}: {n}" for n in node["inputs"])
         outputs = ", ".join(f"{n!r}: {n}" for n in node["outputs"])
         pvals = ", ".join(f"{name!r}: {ident}" for name, ident in param_idents.items())
+        ui_vals = ", ".join(f"{n!r}: {n}" for n in ui)
         lines += [
             f"def {fname}({', '.join(args)}):",
             f"    from orchestration.kubeflow_task import run_task",
-            f"    run_task(sluice_ir, sluice_node, sluice_run_id, {{{pvals}}}, {{{inputs}}}, {{{outputs}}})",
+            f"    run_task(sluice_ir, sluice_node, sluice_run_id, {{{pvals}}}, {{{inputs}}}, {{{outputs}}},",
+            f"             {{{ui_vals}}})",
             "",
         ]
     module_path = os.path.join(module_dir, "sluice_kfp_components.py")
@@ -212,7 +253,7 @@ def compile_kubeflow(
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
 
-    ir_json = json.dumps(ir, sort_keys=True)
+    ir_json = encode_ir(ir)
     kfp_components = {
         node_id: dsl.component(getattr(module, fname), base_image=image, install_kfp_package=False)
         for node_id, fname in functions.items()

@@ -16,6 +16,7 @@ from typing import Any
 
 from components.artifacts import Artifact
 from orchestration.execution import run_node
+from orchestration.kubeflow import decode_ir
 from orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
 
 SLUICE_META = "sluice"
@@ -37,8 +38,8 @@ def _rebuild_ir(ir: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any],
-             inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
-    ir = _rebuild_ir(json.loads(ir_json), params)
+             inputs: dict[str, Any], outputs: dict[str, Any], ui: dict[str, Any] | None = None) -> None:
+    ir = _rebuild_ir(decode_ir(ir_json), params)
     spec = dict(ir["pipeline"])
     node = next(n for n in ir["nodes"] if n["id"] == node_id)
     first_output = next(iter(outputs.values()), None)
@@ -64,6 +65,8 @@ def run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any]
         kfp_artifact.metadata[SLUICE_META] = published.to_record()
         kfp_artifact.metadata.update({k: v for k, v in published.properties().items()
                                       if isinstance(v, (str, int, float, bool))})
+    for name, published in result.outputs.items():
+        _emit_ui(published[0], name, ui or {})
     done = {e.component_id for e in store.executions(parent) if e.status == EXECUTED}
     if not os.environ.get("MLFLOW_RUN_ID") and done >= {n["id"] for n in ir["nodes"]}:
         store.end_pipeline_run(parent, EXECUTED)
@@ -73,3 +76,38 @@ def _kfp_root(path: str) -> str:
     """The KFP pipeline root: artifact paths are <root>/<run>/<task>/<output>."""
     parts = os.path.normpath(path).split(os.sep)
     return os.sep.join(parts[:-3]) or os.path.dirname(path)
+
+
+def _emit_ui(artifact: Artifact, name: str, ui: dict[str, Any]) -> None:
+    """Fills the Kubeflow UI outputs of one published artifact (see kubeflow.ui_outputs)."""
+    import html
+
+    report = ui.get(f"{name}_report")
+    if report is not None:
+        sections = []
+        for title, path in artifact.report_files().items():
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as fh:
+                    body = fh.read()
+                sections.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
+        with open(report.path, "w", encoding="utf-8") as fh:
+            fh.write("<!doctype html><meta charset='utf-8'>" + "".join(sections))
+    metrics_file = getattr(artifact, "metrics_file", None)
+    if not metrics_file or not os.path.isfile(metrics_file):
+        return
+    with open(metrics_file) as fh:
+        evaluation = json.load(fh)
+    metrics = ui.get(f"{name}_metrics")
+    if metrics is not None:
+        for key, value in (evaluation.get("overall") or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics.log_metric(key, float(value))
+    classification = ui.get(f"{name}_classification")
+    plots = evaluation.get("plots") or {}
+    if classification is not None:
+        matrix = plots.get("confusion_matrix")
+        if matrix:
+            classification.log_confusion_matrix([str(c) for c in matrix["labels"]], matrix["matrix"])
+        roc = plots.get("roc_curve")
+        if roc:
+            classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])

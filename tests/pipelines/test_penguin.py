@@ -1,0 +1,112 @@
+"""The penguin pipeline end to end: `sluice run`, and the same pipeline compiled
+for Kubeflow and run with kfp.local, which must give the same kinds of
+artifacts and the same blessing."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+COMPONENTS = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
+              "Evaluator", "Pusher"]
+
+
+def _env():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("SLUICE_PIPELINE_ROOT", None)
+    return env
+
+
+def sluice(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=_env(), timeout=900)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("penguin")
+    proc = sluice("run", "penguin", "--param", f"pipeline_root={ws / 'root'}", "--json", cwd=ws)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ws, json.loads(proc.stdout), proc
+
+
+def test_sluice_run_penguin_runs_all_eight_components_and_pushes(local_run):
+    ws, doc, proc = local_run
+    assert [c["type"] for c in doc["components"]] == COMPONENTS
+    assert {c["status"] for c in doc["components"]} == {"executed"}
+    evaluator = next(c for c in doc["components"] if c["type"] == "Evaluator")
+    blessing = evaluator["outputs"]["blessing"][0]
+    assert os.path.exists(os.path.join(blessing, "BLESSED"))
+    metrics = json.load(open(os.path.join(evaluator["outputs"]["evaluation"][0], "metrics.json")))
+    assert metrics["overall"]["accuracy"] >= 0.9
+    assert any(k.startswith("island=") for k in metrics["slices"])
+    assert os.path.isdir(ws / "root" / "serving" / "penguin" / "1")
+    # stderr carries no native-library chatter or Python warnings
+    assert "oneDNN" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr[-2000:]
+
+
+def test_rerun_is_fully_cached(local_run):
+    ws, first, _ = local_run
+    proc = sluice("run", "penguin", "--param", f"pipeline_root={ws / 'root'}", "--json", cwd=ws)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert {c["status"] for c in doc["components"]} == {"cached"}
+    assert [c["outputs"] for c in doc["components"]] == [c["outputs"] for c in first["components"]]
+
+
+def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing(local_run, tmp_path):
+    ws, doc, _ = local_run
+    yaml_path = tmp_path / "penguin.yaml"
+    proc = sluice("compile", "penguin", "--target", "kubeflow", "-o", str(yaml_path), "--image", "sluice:test",
+                  "--param", f"pipeline_root={tmp_path / 'root'}", "--param", f"serving_dir={tmp_path / 'serving'}",
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    kroot = tmp_path / "kfp"
+    code = (
+        "import sys\n"
+        "from kfp import local, components\n"
+        "local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])\n"
+        "components.load_component_from_file(sys.argv[1])()\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(yaml_path), str(kroot)], capture_output=True, text=True,
+                         env=_env(), timeout=1200, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    kinds = {}
+    for path in glob.glob(str(kroot / "*" / "*" / "executor_output.json")):
+        outputs = json.load(open(path)).get("artifacts", {})
+        for name, group in outputs.items():
+            meta = group["artifacts"][0].get("metadata", {})
+            if "sluice" in meta:
+                kinds[name] = meta["sluice"]["type"]
+    local_kinds = {}
+    from orchestration.metadata import MetadataStore, default_tracking_uri
+
+    store = MetadataStore(default_tracking_uri(str(ws / "root")))
+    for execution in store.executions(doc["run_id"]):
+        for name, arts in execution.outputs.items():
+            local_kinds[name] = arts[0].TYPE_NAME
+    assert kinds == local_kinds
+    [blessing] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "blessing" / "*BLESSED"))
+    local_blessing = os.listdir(next(c for c in doc["components"] if c["type"] == "Evaluator")["outputs"]["blessing"][0])
+    assert os.path.basename(blessing) in local_blessing
+    assert os.path.isdir(tmp_path / "serving" / "1")
+    # The Kubeflow UI gets HTML reports and the evaluation's metrics.
+    [report] = glob.glob(str(kroot / "*" / "sluice-statisticsgen" / "statistics_report"))
+    assert "<section>" in open(report).read()
+    [evaluator_out] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "executor_output.json"))
+    metrics = json.load(open(evaluator_out))["artifacts"]["evaluation_metrics"]["artifacts"][0]["metadata"]
+    assert metrics["accuracy"] >= 0.9
+    # Every task logged its execution to MLflow under one pipeline run.
+    kstore = MetadataStore(default_tracking_uri(str(kroot)))
+    [krun] = kstore.list_pipeline_runs("penguin")
+    assert sorted(e.component_type for e in kstore.executions(krun.id)) == sorted(COMPONENTS)
+    assert krun.status == "executed"
