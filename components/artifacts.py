@@ -277,7 +277,8 @@ class PushedModel(Artifact):
 
         <uri>/push.json   ({"pushed": bool, "version": int, "destination": str, "reason": str})
 
-    Properties: ``pushed``, ``version``, ``destination`` (``<serving_dir>/<version>``).
+    Properties: ``pushed``, ``version``, ``destination`` (``<serving_dir>/<version>``),
+    ``reason`` (why it was or was not pushed).
     """
 
     TYPE_NAME: ClassVar[str] = "PushedModel"
@@ -285,3 +286,4 @@ class PushedModel(Artifact):
     pushed: bool = False
     version: int | None = None
     destination: str = ""
+    reason: str = ""

@@ -330,7 +330,7 @@ def runs_list(pipeline, pipeline_root, tracking_uri, as_json):
     store = _store(pipeline_root, tracking_uri)
     items = store.list_pipeline_runs(pipeline)
     if as_json:
-        click.echo(json.dumps([_run_json(r) for r in items]))
+        click.echo(json.dumps([_run_json(r, store) for r in items]))
         return
     if not items:
         click.echo("no runs")
@@ -340,16 +340,43 @@ def runs_list(pipeline, pipeline_root, tracking_uri, as_json):
         secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
         click.echo(f"{r.id:<34} {r.pipeline:<16} {r.status:<9} {_time(r.start_time):<20} {secs}")
         if r.error:
-            click.echo(f"    {r.error}")
+            click.echo(f"    {r.error.splitlines()[0]}")
+        outcome = _push_outcome(store, r.id)
+        if outcome:
+            click.echo(f"    {outcome}")
+
+
+def _push_outcome(store, run_id: str) -> str:
+    """Whether the run pushed a model, and why (or why not), from its PushedModel records."""
+    lines = []
+    for execution in store.executions(run_id):
+        for arts in execution.outputs.values():
+            for art in arts:
+                if art.TYPE_NAME != "PushedModel":
+                    continue
+                if execution.status == "cached":
+                    lines.append(f"{execution.component_id}: nothing new to push (cached; version "
+                                 f"{art.version if art.pushed else '-'} stays)")
+                elif art.pushed:
+                    why = f" ({art.reason})" if art.reason else ""
+                    lines.append(f"{execution.component_id}: pushed version {art.version}{why}")
+                else:
+                    lines.append(f"{execution.component_id}: not pushed: {art.reason}")
+    return "; ".join(lines)
+
+
+def _run_json(r, store=None) -> dict[str, Any]:
+    doc = {"run_id": r.id, "pipeline": r.pipeline, "status": r.status, "start_time": _time(r.start_time),
+           "seconds": r.seconds, "error": r.error or None}
+    if store is not None:
+        doc["push"] = _push_outcome(store, r.id) or None
+    return doc
 
 
 def _time(ms: int) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _run_json(r) -> dict[str, Any]:
-    return {"run_id": r.id, "pipeline": r.pipeline, "status": r.status, "start_time": _time(r.start_time),
-            "seconds": r.seconds, "error": r.error or None}
 
 
 @runs.command("show")
