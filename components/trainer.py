@@ -76,8 +76,10 @@ def _column_to_numpy(column, name: str, path: str):
 
 
 def _table_to_arrays(table, path: str) -> dict[str, Any]:
-    return {name: _column_to_numpy(table.column(name).combine_chunks(), name, path)
-            for name in table.column_names}
+    columns = {name: table.column(name) for name in table.column_names}
+    return {name: _column_to_numpy(column.combine_chunks() if hasattr(column, "combine_chunks") else column,
+                                   name, path)
+            for name, column in columns.items()}
 
 
 def _check_columns(files: list[str], label_key: str | None, feature_keys: list[str] | None) -> list[str]:
@@ -145,19 +147,18 @@ def parquet_dataset(
                 arrays[name].append(values)
         tensors = {name: tf.constant(np.concatenate(parts)) for name, parts in arrays.items()}
         num_rows = total_rows
-        # Batches of row indices; one gather per batch keeps tf.data's per-element cost away.
-        if repeat:
-            def epoch_indices(epoch):
-                order = tf.random.shuffle(tf.range(num_rows, dtype=tf.int64), seed=seed) if shuffle \
-                    else tf.range(num_rows, dtype=tf.int64)
-                return tf.data.Dataset.from_tensors(order)
-            # rebatch(n) == unbatch().batch(n) with one copy; over endless epochs every batch is full.
-            indices = tf.data.Dataset.range(1).repeat().flat_map(epoch_indices).rebatch(batch_size)
-        else:
-            order = np.random.default_rng(seed).permutation(num_rows) if shuffle else np.arange(num_rows)
-            indices = tf.data.Dataset.from_tensor_slices(order.astype(np.int64)).batch(batch_size)
-        dataset = indices.map(lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()},
-                              num_parallel_calls=tf.data.AUTOTUNE)
+
+        # One vectorized gather per epoch, then rebatch (one slice copy per batch): no
+        # per-row tf.data work.
+        def epoch(_):
+            if not shuffle:
+                return tensors
+            order = tf.random.shuffle(tf.range(num_rows, dtype=tf.int64), seed=seed)
+            return {name: tf.gather(values, order) for name, values in tensors.items()}
+
+        epochs = tf.data.Dataset.range(1).repeat() if repeat else tf.data.Dataset.range(1)
+        # rebatch(n) == unbatch().batch(n); over endless epochs every batch is full.
+        dataset = epochs.map(epoch).rebatch(batch_size)
         return dataset.map(split_label).prefetch(tf.data.AUTOTUNE)
 
     # Streaming: chunks from Parquet, shuffled within each chunk, files in random order.
@@ -199,13 +200,19 @@ class DatasetOptions:
 
 
 class DataAccessor:
-    """TFX's ``fn_args.data_accessor``: ``tf_dataset_factory(files, options, schema)``."""
+    """TFX's ``fn_args.data_accessor``: ``tf_dataset_factory(files, options, schema)``.
 
-    def tf_dataset_factory(self, files: list[str] | str, options: DatasetOptions, schema: Any = None):
+    ``options`` is a :class:`DatasetOptions` or tfx_bsl's ``TensorFlowDatasetOptions``
+    (its batch_size, label_key, shuffle, shuffle_seed and num_epochs are honoured).
+    """
+
+    def tf_dataset_factory(self, files: list[str] | str, options: Any, schema: Any = None):
         files = [files] if isinstance(files, str) else list(files)
         expanded = [p for f in files for p in (sorted(glob.glob(f)) if any(c in f for c in "*?[") else [f])]
-        return parquet_dataset(expanded, options.batch_size, label_key=options.label_key,
-                               shuffle=options.shuffle, repeat=options.num_epochs is None)
+        return parquet_dataset(expanded, options.batch_size, label_key=getattr(options, "label_key", None),
+                               shuffle=getattr(options, "shuffle", True),
+                               repeat=getattr(options, "num_epochs", None) is None,
+                               seed=getattr(options, "shuffle_seed", None))
 
 
 @dataclasses.dataclass
@@ -228,6 +235,8 @@ class FnArgs:
     data_accessor: DataAccessor = dataclasses.field(default_factory=DataAccessor)
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
+    # The last epoch's Keras logs, filled by the callbacks() and recorded as execution metrics.
+    final_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def transform_graph_path(self) -> str | None:  # the TFX name
@@ -243,12 +252,92 @@ class FnArgs:
 
     def callbacks(self) -> list:
         """Keras callbacks: TensorBoard into ``model_run/logs`` and per-epoch MLflow metrics."""
-        import tensorflow as tf
-
-        callbacks = [tf.keras.callbacks.TensorBoard(log_dir=self.log_dir, update_freq="epoch")]
+        callbacks = [tensorboard_callback(self.log_dir), _final_metrics_callback(self.final_metrics)]
         if self.tracking_uri and self.mlflow_run_id and self.is_chief:
             callbacks.append(_mlflow_callback(self.tracking_uri, self.mlflow_run_id))
         return callbacks
+
+    def warm_start(self, model) -> bool:
+        """Loads ``base_model``'s weights into ``model`` when the architectures match.
+
+        Works for SavedModels written by :func:`export_serving_model` (the Keras model is
+        its ``model`` attribute). A compiled model's optimizer state (moments, step count)
+        continues from the base model, but its learning rate stays this run's. Returns
+        whether weights were loaded.
+        """
+        if not self.base_model:
+            return False
+        import tensorflow as tf
+
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not getattr(optimizer, "built", True):
+            # Restored now rather than deferred to the first step, so the rate below sticks.
+            optimizer.build(model.trainable_variables)
+        # A fixed rate (not a schedule, which is callable) is this run's hyperparameter.
+        fixed_rate = optimizer is not None and not callable(getattr(optimizer, "_learning_rate", None))
+        own_rate = float(optimizer.learning_rate) if fixed_rate else None
+        status = tf.train.Checkpoint(model=model).read(os.path.join(self.base_model, "variables", "variables"))
+        status.expect_partial()
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as exc:
+            print(f"Trainer: not warm-starting from {self.base_model}: architectures differ ({exc})",
+                  file=sys.stderr)
+            return False
+        finally:
+            if own_rate is not None:
+                optimizer.learning_rate = own_rate
+        return True
+
+
+def tensorboard_callback(log_dir: str):
+    """Keras' TensorBoard callback, or without the tensorboard package a callback writing the
+    per-epoch scalars as TensorBoard event files with TF's own summary ops."""
+    import tensorflow as tf
+
+    try:
+        import tensorboard  # noqa: F401  (Keras' callback needs it)
+
+        return tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")
+    except ImportError:
+        pass
+    from tensorflow.core.framework import summary_pb2
+
+    scalar_metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+    class EpochScalars(tf.keras.callbacks.Callback):
+        """Writes ``train/<metric>`` and ``validation/<metric>`` scalars per epoch."""
+
+        def on_train_begin(self, logs=None):
+            self._writers = {name: tf.summary.create_file_writer(os.path.join(log_dir, name))
+                             for name in ("train", "validation")}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                if not _is_number(value):
+                    continue
+                writer, tag = (("validation", key[4:]) if key.startswith("val_") else ("train", key))
+                with self._writers[writer].as_default():
+                    tf.summary.write(f"epoch_{tag}", tf.constant(float(value)), step=epoch,
+                                     metadata=scalar_metadata)
+
+        def on_train_end(self, logs=None):
+            for writer in self._writers.values():
+                writer.close()
+
+    return EpochScalars()
+
+
+def _final_metrics_callback(into: dict):
+    import tensorflow as tf
+
+    class FinalMetrics(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            into.clear()
+            into.update({k: float(v) for k, v in (logs or {}).items() if _is_number(v)})
+
+    return FinalMetrics()
 
 
 def _mlflow_callback(tracking_uri: str, run_id: str):
@@ -318,6 +407,50 @@ def make_strategy(distribution: str, cluster_spec: dict | None = None):
     raise ComponentError(f"Trainer: unknown distribution {distribution!r}")
 
 
+def _patch_keras_distributed_build() -> None:
+    """Works around two Keras 3 bugs with distribution strategies.
+
+    1. Keras builds the model from ``reduce("MEAN")`` of the first batch: that fails for dict
+       inputs under MultiWorkerMirroredStrategy and for string features under any strategy.
+       Only shapes and dtypes matter there, so one replica's local batch is used instead.
+    2. Under MultiWorkerMirroredStrategy it averages the step's (scalar) metrics with
+       ``reduce("MEAN", v, axis=0)``, which fails on scalars; ``axis=None`` is meant.
+    """
+    try:
+        from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+        from keras.src import tree
+    except ImportError:  # another Keras layout: leave it alone
+        return
+    trainer_class = keras_tf_trainer.TensorFlowTrainer
+    if getattr(trainer_class, "_sluice_patched", False):
+        return
+    import tensorflow as tf
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tree.map_structure(
+                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v, batch)
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    original_reduce = keras_tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and keras_tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original_reduce(values, strategy, reduction)
+
+    trainer_class._maybe_symbolic_build = _maybe_symbolic_build
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+    trainer_class._sluice_patched = True
+
+
 def _tf_config(cluster_spec: dict) -> dict:
     """TF_CONFIG from ``cluster_spec``: a full TF_CONFIG dict, or a bare cluster whose task comes
     from the TF_CONFIG environment variable (as a Kubeflow training operator sets it)."""
@@ -342,6 +475,47 @@ def _is_chief(strategy) -> bool:
     return task_type == "worker" and task_id == 0 and not has_chief
 
 
+# --- exporting a serving model ----------------------------------------------
+
+
+def export_serving_model(model, tf_transform_output, export_dir: str, raw_label_key: str | None,
+                         prediction_key: str = "outputs") -> None:
+    """Saves a Keras ``model`` over transformed features behind signatures on raw tf.Examples.
+
+    ``serving_default``: serialized ``tf.Example`` (input ``examples``), parsed with the raw
+    feature spec minus ``raw_label_key``, transformed by ``tf_transform_output`` (a
+    ``components.transform.TransformOutput``) -> ``{prediction_key: model(...)}``.
+    ``transform_features``: serialized ``tf.Example`` -> every transformed feature (the
+    Evaluator computes a transformed label with it).
+
+    >>> export_serving_model(model, TransformOutput(fn_args.transform_output),   # doctest: +SKIP
+    ...                      fn_args.serving_model_dir, raw_label_key="tips")
+    """
+    import tensorflow as tf
+
+    transform_layer = tf_transform_output.transform_features_layer()
+    model_inputs = list(model.input.keys()) if isinstance(model.input, dict) else list(model.input_names)
+    raw_spec = tf_transform_output.raw_feature_spec()
+    serving_spec = {name: spec for name, spec in raw_spec.items() if name != raw_label_key}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_examples(examples):
+        transformed = transform_layer(tf.io.parse_example(examples, serving_spec))
+        return {prediction_key: model({name: transformed[name] for name in model_inputs})}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        return transform_layer(tf.io.parse_example(examples, raw_spec))
+
+    export = tf.Module()
+    export.model = model
+    export.transform_layer = transform_layer
+    export.serve_tf_examples = serve_tf_examples
+    export.transform_features = transform_features
+    tf.saved_model.save(export, export_dir, signatures={"serving_default": serve_tf_examples,
+                                                        "transform_features": transform_features})
+
+
 # --- the component -----------------------------------------------------------
 
 
@@ -364,6 +538,18 @@ def load_module_function(module_file: str, name: str) -> Callable:
     if not callable(fn):
         raise ComponentError(f"Trainer: module file {module_file} defines no function '{name}'")
     return fn
+
+
+def _user_code_error(exc: BaseException, module_file: str) -> str:
+    """One line for an exception raised by run_fn: the module file's innermost line and the error."""
+    import traceback
+
+    target = os.path.abspath(module_file)
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+             if os.path.abspath(frame.filename) == target]
+    where = f"{module_file}, line {lines[-1]}" if lines else module_file
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"Trainer: run_fn in {where} failed: {type(exc).__name__}: {message}"[:1000]
 
 
 def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, str]:
@@ -410,6 +596,8 @@ def run_trainer(
     train_files = [f for split in train_splits for f in split_files(examples, split)]
     eval_files = [f for split in eval_splits for f in split_files(examples, split)]
     strategy = make_strategy(distribution, cluster_spec)
+    if distribution != "auto" or strategy.num_replicas_in_sync > 1:
+        _patch_keras_distributed_build()
     is_chief = _is_chief(strategy)
 
     # Non-chief workers must still save (saving is collective) but somewhere thrown away.
@@ -437,9 +625,8 @@ def run_trainer(
         mlflow_run_id=ctx.mlflow_run_id if tracking else None,
     )
     if tracking:
-        from mlflow.tracking import MlflowClient
-
         import mlflow.entities
+        from mlflow.tracking import MlflowClient
 
         params = {"train_steps": str(train_steps), "eval_steps": str(eval_steps),
                   "distribution": distribution, "num_replicas": str(strategy.num_replicas_in_sync),
@@ -451,6 +638,8 @@ def run_trainer(
         run_fn(fn_args)
     except ComponentError:
         raise
+    except Exception as exc:
+        raise ComponentError(_user_code_error(exc, module_file)) from exc
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -461,6 +650,7 @@ def run_trainer(
                              f"fn_args.serving_model_dir")
     model.framework = "tensorflow"
     ctx.log_metric("train_steps", train_steps)
+    ctx.log_metrics(fn_args.final_metrics)
     if tracking:
         from mlflow.tracking import MlflowClient
 

@@ -1,0 +1,480 @@
+"""Evaluator: scores a model on an eval split, overall and per slice, and blesses it or not.
+
+The model's ``serving_default`` signature is fed serialized ``tf.Example``s
+built from the raw Parquet rows (vectorized, with tfx_bsl's encoder). Labels
+come from the ``label_key`` column of the data, or, when the data has no such
+column (a label made by Transform, e.g. ``tips_xf``), from the model's
+``transform_features`` signature, as TFMA's ``preprocessing_function_names``.
+
+Thresholds, keyed by metric name::
+
+    thresholds={
+        "binary_accuracy": MetricThreshold(lower_bound=0.85),
+        "auc": MetricThreshold(max_regression=0.01),            # vs the baseline model
+        "log_loss": MetricThreshold(higher_is_better=False, min_improvement=0.0),
+    }
+
+Value thresholds (``lower_bound`` / ``upper_bound``) always apply; change
+thresholds (``min_improvement`` / ``max_regression``, absolute or, with
+``relative=True``, a fraction of the baseline's value) compare against the
+baseline: the ``baseline_model`` input, else the pipeline's latest blessed
+model from the metadata store; without one they are recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from typing import Any, Literal
+
+import pydantic
+
+from components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
+from components.sdk import ComponentError, ExecutionContext, Input, Output, component
+
+PREDICT_BATCH_ROWS = 4096
+
+
+class MetricThreshold(pydantic.BaseModel):
+    """Conditions one metric must meet for the model to be blessed.
+
+    ``min_improvement``: the candidate must beat the baseline by at least this
+    much; ``max_regression``: it may be worse than the baseline by at most this
+    much (in the direction given by ``higher_is_better``). With ``relative`` both
+    are fractions of the baseline's value.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+    min_improvement: float | None = None
+    max_regression: float | None = None
+    relative: bool = False
+    higher_is_better: bool = True
+
+
+# --- metrics (vectorized numpy) ---------------------------------------------
+
+
+def _auc(labels, scores) -> float | None:
+    """ROC AUC via the rank-sum (Mann-Whitney) statistic, ties averaged."""
+    import numpy as np
+
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    unique, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    # Average 1-based rank of each distinct score.
+    ends = np.cumsum(counts)
+    average_rank = ends - (counts - 1) / 2.0
+    rank_sum = average_rank[inverse][labels == 1].sum()
+    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def binary_metrics(labels, scores, decision_threshold: float = 0.5) -> dict[str, float | None]:
+    """example_count, binary_accuracy, auc, precision, recall, log_loss, label/prediction means.
+
+    >>> import numpy as np
+    >>> binary_metrics(np.array([0, 1, 1]), np.array([0.2, 0.6, 0.4]))["binary_accuracy"]
+    0.6666666666666666
+    """
+    import numpy as np
+
+    count = len(labels)
+    if count == 0:
+        return {"example_count": 0}
+    predicted = scores >= decision_threshold
+    actual = labels == 1
+    true_positives = int(np.sum(predicted & actual))
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    return {
+        "example_count": count,
+        "binary_accuracy": float(np.mean(predicted == actual)),
+        "auc": _auc(labels, scores),
+        "precision": true_positives / int(predicted.sum()) if predicted.any() else None,
+        "recall": true_positives / int(actual.sum()) if actual.any() else None,
+        "log_loss": float(-np.mean(np.where(actual, np.log(clipped), np.log(1 - clipped)))),
+        "label_mean": float(actual.mean()),
+        "prediction_mean": float(scores.mean()),
+    }
+
+
+def multiclass_metrics(labels, probabilities) -> dict[str, float | None]:
+    """example_count, accuracy and log_loss of class probabilities ``[n, classes]``."""
+    import numpy as np
+
+    count = len(labels)
+    if count == 0:
+        return {"example_count": 0}
+    picked = probabilities[np.arange(count), labels]
+    return {
+        "example_count": count,
+        "accuracy": float(np.mean(np.argmax(probabilities, axis=1) == labels)),
+        "log_loss": float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))),
+    }
+
+
+# --- reading data and predicting ---------------------------------------------
+
+
+def _eval_table(examples: Examples, split: str, limit: int | None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pattern = os.path.join(examples.split_uri(split), "*.parquet")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise ComponentError(f"Evaluator: no Parquet files for split '{split}' at {pattern}")
+    tables, rows = [], 0
+    for path in files:
+        table = pq.read_table(path)
+        tables.append(table)
+        rows += table.num_rows
+        if limit is not None and rows >= limit:
+            break
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return (table.slice(0, limit) if limit is not None else table), files[0]
+
+
+def _as_list_array(column):
+    """A nullable scalar column as a list column (null -> empty list) in a type tf.Example holds."""
+    import numpy as np
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_floating(kind):
+        column = column.cast(pa.float32())
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        column = column.cast(pa.int64())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        column = column.cast(pa.large_binary())
+    elif not (pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        return None  # nested or other types are not raw scalar features
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(column) + 1, dtype=np.int32)
+    np.cumsum(valid, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), column.drop_null())
+
+
+def serialize_examples(table) -> list[bytes]:
+    """Arrow rows -> serialized tf.Example (nulls are absent features), column-wise and in C++."""
+    import pyarrow as pa
+    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+    arrays, names = [], []
+    for name in table.column_names:
+        array = _as_list_array(table.column(name).combine_chunks())
+        if array is not None:
+            arrays.append(array)
+            names.append(name)
+    return RecordBatchToExamplesEncoder().encode(pa.RecordBatch.from_arrays(arrays, names))
+
+
+def _run_signature(signature, table, output_key: str | None, what: str):
+    """Calls ``signature`` on the table's rows in batches; returns the numpy output ``output_key``."""
+    import numpy as np
+    import tensorflow as tf
+
+    results = []
+    for start in range(0, table.num_rows, PREDICT_BATCH_ROWS):
+        serialized = serialize_examples(table.slice(start, PREDICT_BATCH_ROWS))
+        outputs = signature(examples=tf.constant(serialized, dtype=tf.string))
+        if output_key is None:
+            output_key = _default_output_key(outputs, what)
+        if output_key not in outputs:
+            raise ComponentError(f"Evaluator: {what} has no output '{output_key}' "
+                                 f"(outputs: {', '.join(sorted(outputs))})")
+        results.append(outputs[output_key].numpy())
+    return np.concatenate(results) if results else np.zeros([0])
+
+
+def _default_output_key(outputs: dict, what: str) -> str:
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    for key in ("outputs", "probabilities", "predictions", "output_0"):
+        if key in outputs:
+            return key
+    raise ComponentError(f"Evaluator: {what} has several outputs ({', '.join(sorted(outputs))}); "
+                         f"set parameter 'prediction_key'")
+
+
+def _load_serving(model: Model, role: str):
+    import tensorflow as tf
+
+    if not os.path.isfile(os.path.join(model.serving_dir, "saved_model.pb")):
+        raise ComponentError(f"Evaluator: {role} has no SavedModel at {model.serving_dir}")
+    loaded = tf.saved_model.load(model.serving_dir)
+    if "serving_default" not in loaded.signatures:
+        raise ComponentError(f"Evaluator: {role} at {model.serving_dir} has no 'serving_default' signature")
+    return loaded
+
+
+def _scores(loaded, table, prediction_key, problem, role):
+    import numpy as np
+
+    raw = _run_signature(loaded.signatures["serving_default"], table, prediction_key, f"{role}'s serving_default")
+    raw = raw.astype(np.float64)
+    if problem == "binary":
+        if raw.ndim == 2 and raw.shape[1] == 2:
+            return raw[:, 1]
+        if raw.ndim == 2 and raw.shape[1] != 1:
+            raise ComponentError(f"Evaluator: {role} predicts shape {list(raw.shape)}; a binary problem needs "
+                                 f"one probability per example (or two classes)")
+        return raw.reshape(-1)
+    if raw.ndim != 2:
+        raise ComponentError(f"Evaluator: {role} predicts shape {list(raw.shape)}; a multiclass problem needs "
+                             f"class probabilities [examples, classes]")
+    return raw
+
+
+def _labels(table, label_key, loaded, problem, label_vocabulary, data_file):
+    """Integer labels and a mask of usable rows (rows with a missing label are left out)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if label_key in table.column_names:
+        column = table.column(label_key).combine_chunks()
+    elif "transform_features" in loaded.signatures:
+        values = _run_signature(loaded.signatures["transform_features"], table, label_key,
+                                "the model's transform_features signature")
+        column = pa.array(values.reshape(-1))
+    else:
+        raise ComponentError(f"Evaluator: label '{label_key}' is not a column of {data_file} and the model "
+                             f"has no transform_features signature to compute it")
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+            or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        if label_vocabulary is None:
+            raise ComponentError(f"Evaluator: label '{label_key}' holds strings; set parameter "
+                                 f"'label_vocabulary' to map them to class ids")
+        values = column.cast(pa.large_string())
+        ids = pc.index_in(values, value_set=pa.array(label_vocabulary, pa.large_string()))
+        unknown = ids.is_null().to_numpy(zero_copy_only=False) & valid
+        if unknown.any():
+            bad = values.filter(pa.array(unknown))[0].as_py()
+            raise ComponentError(f"Evaluator: label '{label_key}' value {bad!r} in {data_file} is not in "
+                                 f"parameter 'label_vocabulary'")
+        return pc.fill_null(ids, 0).to_numpy().astype(np.int64), valid
+    numbers = pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy()
+    if problem == "binary" and not np.isin(numbers[valid], (0.0, 1.0)).all():
+        bad = numbers[valid][~np.isin(numbers[valid], (0.0, 1.0))][0]
+        raise ComponentError(f"Evaluator: label '{label_key}' in {data_file} has value {bad}; a binary "
+                             f"problem needs labels 0/1")
+    return numbers.astype(np.int64), valid
+
+
+# --- slices and thresholds ---------------------------------------------------
+
+
+def _slice_masks(table, features: list[str], data_file: str):
+    """(``"feature=value"``, row mask) for each present value of each slicing feature."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    for feature in features:
+        if feature not in table.column_names:
+            raise ComponentError(f"Evaluator: slicing feature '{feature}' is not a column of {data_file}")
+        encoded = pc.dictionary_encode(table.column(feature).combine_chunks())
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        valid = encoded.indices.is_valid().to_numpy(zero_copy_only=False)
+        for code, value in enumerate(encoded.dictionary.to_pylist()):
+            yield f"{feature}={value}", valid & (indices == code)
+
+
+def _check_thresholds(thresholds: dict[str, MetricThreshold], overall: dict, baseline: dict | None):
+    results = []
+    for metric, threshold in thresholds.items():
+        if metric not in overall:
+            raise ComponentError(f"Evaluator: parameter 'thresholds' names unknown metric '{metric}' "
+                                 f"(metrics: {', '.join(sorted(overall))})")
+        value = overall[metric]
+        for kind in ("lower_bound", "upper_bound"):
+            bound = getattr(threshold, kind)
+            if bound is None:
+                continue
+            passed = value is not None and (value >= bound if kind == "lower_bound" else value <= bound)
+            results.append({"metric": metric, "kind": kind, "threshold": bound, "value": value,
+                            "baseline": None, "passed": passed, "skipped": False})
+        for kind in ("min_improvement", "max_regression"):
+            amount = getattr(threshold, kind)
+            if amount is None:
+                continue
+            base_value = None if baseline is None else baseline.get(metric)
+            entry = {"metric": metric, "kind": kind, "threshold": amount, "relative": threshold.relative,
+                     "value": value, "baseline": base_value}
+            if base_value is None or value is None:
+                entry.update(passed=None, skipped=True,
+                             note="no baseline model" if baseline is None else "metric undefined")
+                results.append(entry)
+                continue
+            scale = abs(base_value) if threshold.relative else 1.0
+            gain = (value - base_value) if threshold.higher_is_better else (base_value - value)
+            passed = gain >= amount * scale if kind == "min_improvement" else -gain <= amount * scale
+            entry.update(passed=bool(passed), skipped=False)
+            results.append(entry)
+    return results
+
+
+def _describe_failure(result: dict) -> str:
+    value = "undefined" if result["value"] is None else f"{result['value']:.4g}"
+    if result["kind"] in ("lower_bound", "upper_bound"):
+        return f"{result['metric']} {value} violates {result['kind']} {result['threshold']}"
+    mode = " (relative)" if result.get("relative") else ""
+    return (f"{result['metric']} {value} vs baseline {result['baseline']:.4g} violates "
+            f"{result['kind']} {result['threshold']}{mode}")
+
+
+def _resolve_baseline(ctx: ExecutionContext, model: Model) -> Model | None:
+    """The pipeline's latest blessed model other than ``model`` (None without a store or match)."""
+    if ctx.lookup is None:
+        return None
+    found = ctx.lookup.find_artifacts(ctx.pipeline_name, "ModelBlessing", lambda a: a.blessed)
+    for blessing, _execution in found:
+        candidate_uri = getattr(blessing, "model_uri", "")
+        if candidate_uri and candidate_uri != model.uri and \
+                os.path.isfile(os.path.join(candidate_uri, "Format-Serving", "saved_model.pb")):
+            return Model(uri=candidate_uri)
+    return None
+
+
+# --- the report --------------------------------------------------------------
+
+_REPORT = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Model evaluation</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.pass{color:#176f2c}.fail{color:#b00020;font-weight:bold}.skip{color:#777}
+</style></head><body>
+<h1>Model evaluation: <span class="{{ 'pass' if blessed else 'fail' }}">{{ 'BLESSED' if blessed else 'NOT BLESSED' }}</span></h1>
+<p>{{ reason }}</p>
+<p>Model: <code>{{ model_uri }}</code><br>Baseline: {% if baseline_uri %}<code>{{ baseline_uri }}</code>{% else %}none{% endif %}</p>
+<h2>Metrics</h2>
+<table><tr><th>slice</th>{% for m in metric_names %}<th>{{ m }}</th>{% endfor %}</tr>
+{% for name, values in rows %}<tr><td>{{ name }}</td>{% for m in metric_names %}<td>{{ fmt(values.get(m)) }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% if thresholds %}<h2>Thresholds</h2>
+<table><tr><th>metric</th><th>kind</th><th>threshold</th><th>value</th><th>baseline</th><th>result</th></tr>
+{% for t in thresholds %}<tr><td>{{ t.metric }}</td><td>{{ t.kind }}{% if t.relative %} (relative){% endif %}</td>
+<td>{{ t.threshold }}</td><td>{{ fmt(t.value) }}</td><td>{{ fmt(t.baseline) }}</td>
+<td class="{{ 'skip' if t.skipped else ('pass' if t.passed else 'fail') }}">{{ 'skipped: ' ~ t.note if t.skipped else ('pass' if t.passed else 'FAIL') }}</td></tr>
+{% endfor %}</table>{% endif %}
+</body></html>
+"""
+
+
+def _write_report(path: str, **values: Any) -> None:
+    import jinja2
+
+    def fmt(value):
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return str(value)
+
+    html = jinja2.Environment(autoescape=True).from_string(_REPORT).render(fmt=fmt, **values)
+    with open(path, "w") as out:
+        out.write(html)
+
+
+# --- the component -----------------------------------------------------------
+
+
+def _json_safe(metrics: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+def evaluate_model(
+    examples: Input[Examples],
+    model: Input[Model],
+    evaluation: Output[ModelEvaluation],
+    blessing: Output[ModelBlessing],
+    label_key: str,
+    baseline_model: Input[Model] | None = None,
+    prediction_key: str | None = None,
+    slicing_features: list[str] = [],
+    thresholds: dict[str, MetricThreshold] = {},
+    eval_split: str = "eval",
+    problem: Literal["binary", "multiclass"] = "binary",
+    decision_threshold: float = 0.5,
+    label_vocabulary: list[str] | None = None,
+    example_count_limit: int | None = None,
+    ctx: ExecutionContext = None,
+) -> None:
+    """Evaluates ``model`` (and a baseline) on the raw ``eval_split``; blesses it if thresholds pass.
+
+    ``prediction_key`` picks the serving output (default: the only output, or
+    ``outputs`` / ``probabilities``). Binary problems take one probability per
+    example (or two-class probabilities); multiclass ones class probabilities.
+    String labels map to class ids through ``label_vocabulary``.
+    """
+    import numpy as np
+
+    ctx = ctx or ExecutionContext()
+    thresholds = {k: MetricThreshold.model_validate(v) if isinstance(v, dict) else v
+                  for k, v in thresholds.items()}
+    table, data_file = _eval_table(examples, eval_split, example_count_limit)
+    loaded = _load_serving(model, "model")
+    labels, has_label = _labels(table, label_key, loaded, problem, label_vocabulary, data_file)
+
+    def compute(scores, mask):
+        usable = mask & has_label
+        if problem == "binary":
+            return _json_safe(binary_metrics(labels[usable], scores[usable], decision_threshold))
+        return _json_safe(multiclass_metrics(labels[usable], scores[usable]))
+
+    everything = np.ones(table.num_rows, dtype=bool)
+    scores = _scores(loaded, table, prediction_key, problem, "model")
+    if problem == "multiclass" and has_label.any() and labels[has_label].max() >= scores.shape[1]:
+        raise ComponentError(f"Evaluator: label '{label_key}' has class id {labels[has_label].max()} but the "
+                             f"model predicts {scores.shape[1]} classes")
+    overall = compute(scores, everything)
+    slices = {name: compute(scores, mask) for name, mask in _slice_masks(table, slicing_features, data_file)}
+
+    baseline = baseline_model or _resolve_baseline(ctx, model)
+    baseline_metrics = None
+    if baseline is not None:
+        baseline_scores = _scores(_load_serving(baseline, "baseline model"), table, prediction_key, problem,
+                                  "baseline model")
+        baseline_metrics = compute(baseline_scores, everything)
+
+    results = _check_thresholds(thresholds, overall, baseline_metrics)
+    failures = [_describe_failure(r) for r in results if not r["skipped"] and not r["passed"]]
+    checked = sum(not r["skipped"] for r in results)
+    skipped = len(results) - checked
+    blessed = not failures
+    if failures:
+        reason = "; ".join(failures)
+    else:
+        reason = f"{checked} threshold check(s) passed" + (f", {skipped} skipped (no baseline)" if skipped else "")
+
+    with open(evaluation.path("metrics.json"), "w") as out:
+        json.dump({"overall": overall, "slices": slices, "baseline": baseline_metrics,
+                   "baseline_model_uri": baseline.uri if baseline is not None else None,
+                   "thresholds": results}, out, indent=2)
+    metric_names = [k for k in overall if k != "example_count"] + ["example_count"]
+    rows = [("overall", overall)] + ([("baseline (overall)", baseline_metrics)] if baseline_metrics else []) \
+        + sorted(slices.items())
+    _write_report(evaluation.path("report.html"), blessed=blessed, reason=reason, model_uri=model.uri,
+                  baseline_uri=baseline.uri if baseline is not None else None, metric_names=metric_names,
+                  rows=rows, thresholds=results)
+    evaluation.blessed = blessed
+
+    open(blessing.path("BLESSED" if blessed else "NOT_BLESSED"), "w").close()
+    blessing.blessed = blessed
+    blessing.model_uri = model.uri
+    blessing.reason = reason
+    ctx.log_metrics({k: v for k, v in overall.items() if v is not None})
+
+
+Evaluator = component(evaluate_model, name="Evaluator")

@@ -1,0 +1,68 @@
+"""Palmer penguins Trainer module: a small Keras DNN predicting the species.
+
+Used as the Trainer's ``module_file`` after Transform with ``pipelines/penguin/preprocessing.py``.
+Inputs: the 4 z-scored measurements plus one-hot island and sex vocabulary ids; the label
+``species_xf`` is the species' index in the ``species`` vocabulary.
+
+Signatures of the exported SavedModel:
+
+- ``serving_default``: serialized raw ``tf.Example`` (input ``examples``) ->
+  ``{"probabilities": [batch, species]}`` in the order of the ``species`` vocabulary.
+  Evaluator: ``prediction_key="probabilities"``, ``problem="multiclass"``, ``label_key="species_xf"``.
+- ``transform_features``: serialized raw ``tf.Example`` -> the transformed features.
+"""
+
+import tensorflow as tf
+
+from components.trainer import export_serving_model
+from components.transform import TransformOutput
+from pipelines.penguin import preprocessing as features
+
+LABEL_KEY = features.transformed_name(features.LABEL_KEY)
+PREDICTION_KEY = "probabilities"
+BATCH_SIZE = 20
+HIDDEN_UNITS = [16, 8]
+LEARNING_RATE = 0.01
+
+
+def build_keras_model(tf_transform_output: TransformOutput, hidden_units=HIDDEN_UNITS,
+                      learning_rate: float = LEARNING_RATE) -> tf.keras.Model:
+    inputs = {}
+    parts = []
+    for key in features.NUMERIC_FEATURE_KEYS:
+        name = features.transformed_name(key)
+        inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.float32)
+        parts.append(tf.keras.layers.Reshape((1,))(inputs[name]))
+    for key in features.CATEGORICAL_FEATURE_KEYS:
+        name = features.transformed_name(key)
+        inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
+        width = tf_transform_output.vocabulary_size_by_name(key) + 1  # one OOV bucket
+        parts.append(tf.keras.layers.CategoryEncoding(num_tokens=width, output_mode="one_hot")(inputs[name]))
+    x = tf.keras.layers.Concatenate()(parts)
+    for units in hidden_units:
+        x = tf.keras.layers.Dense(units, activation="relu")(x)
+    classes = tf_transform_output.vocabulary_size_by_name(features.LABEL_VOCABULARY)
+    outputs = tf.keras.layers.Dense(classes, activation="softmax")(x)
+    model = tf.keras.Model(inputs, outputs)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy",
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def run_fn(fn_args):
+    tf_transform_output = TransformOutput(fn_args.transform_output)
+    batch_size = fn_args.custom_config.get("batch_size", BATCH_SIZE)
+    train = fn_args.dataset(fn_args.train_files, batch_size, label_key=LABEL_KEY)
+    evaluation = fn_args.dataset(fn_args.eval_files, batch_size, label_key=LABEL_KEY)
+    with fn_args.strategy.scope():
+        model = build_keras_model(tf_transform_output,
+                                  hidden_units=fn_args.hyperparameters.get("hidden_units", HIDDEN_UNITS),
+                                  learning_rate=fn_args.hyperparameters.get("learning_rate", LEARNING_RATE))
+        fn_args.warm_start(model)  # from fn_args.base_model, when the Trainer has one
+    epochs = fn_args.custom_config.get("epochs", 2)
+    model.fit(train, steps_per_epoch=max(1, fn_args.train_steps // epochs), epochs=epochs,
+              validation_data=evaluation, validation_steps=fn_args.eval_steps,
+              callbacks=fn_args.callbacks(), verbose=0)
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir,
+                         raw_label_key=features.LABEL_KEY, prediction_key=PREDICTION_KEY)

@@ -1,0 +1,269 @@
+"""Tests of the Evaluator on small models whose predictions are read from the examples themselves,
+so every expected metric can be computed independently here."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
+from components.evaluator import MetricThreshold, binary_metrics, evaluate_model
+from components.sdk import ComponentError, ExecutionContext
+
+
+def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = False, classes: int = 0):
+    """A SavedModel whose serving_default returns example features as predictions.
+
+    ``outputs`` maps output name -> float feature name (or, with ``classes``, the prefix of
+    ``<prefix>0..<prefix>{classes-1}`` probability features).
+    """
+    import tensorflow as tf
+
+    features = sorted({f"{p}{i}" for p in outputs.values() for i in range(classes)} if classes
+                      else set(outputs.values()))
+    spec = {f: tf.io.VarLenFeature(tf.float32) for f in features}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+        parsed = tf.io.parse_example(examples, spec)
+        dense = {f: tf.reshape(tf.sparse.to_dense(parsed[f]), [-1]) for f in features}
+        if classes:
+            return {name: tf.stack([dense[f"{p}{i}"] for i in range(classes)], axis=1)
+                    for name, p in outputs.items()}
+        return {name: tf.reshape(dense[f], [-1, 1]) for name, f in outputs.items()}
+
+    signatures = {"serving_default": serve}
+    if transform_label:
+        raw = {"tips": tf.io.VarLenFeature(tf.float32), "fare": tf.io.VarLenFeature(tf.float32)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def transform_features(examples):
+            parsed = tf.io.parse_example(examples, raw)
+            tips = tf.reshape(tf.sparse.to_dense(parsed["tips"]), [-1])
+            fare = tf.reshape(tf.sparse.to_dense(parsed["fare"]), [-1])
+            return {"tips_xf": tf.cast(tips > 0.2 * fare, tf.int64)}
+
+        signatures["transform_features"] = transform_features
+    module = tf.Module()
+    module.serve = serve
+    tf.saved_model.save(module, os.path.join(path, "Format-Serving"), signatures=signatures)
+    return Model(uri=str(path))
+
+
+def _binary_data(root, rows=400, seed=0):
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, rows)
+    good = np.clip(label * 0.6 + rng.random(rows) * 0.5, 0, 1)      # informative scores
+    weak = np.clip(label * 0.1 + rng.random(rows) * 0.9, 0, 1)       # barely informative
+    payment = np.where(rng.random(rows) < 0.5, "Cash", "Credit Card").astype(object)
+    payment[::37] = None
+    fare = rng.random(rows) * 20 + 1
+    table = pa.table({
+        "label": pa.array(label, pa.int64()), "score": good, "weak_score": weak,
+        "payment_type": pa.array(payment, pa.large_string()),
+        "fare": fare, "tips": np.where(label == 1, fare * 0.3, 0.0),
+    })
+    split = os.path.join(root, "Split-eval")
+    os.makedirs(split)
+    # Two files, to check they are all read.
+    pq.write_table(table.slice(0, rows // 2), os.path.join(split, "part-00000-of-00002.parquet"))
+    pq.write_table(table.slice(rows // 2), os.path.join(split, "part-00001-of-00002.parquet"))
+    return Examples(uri=str(root), split_names=["eval"]), table
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+    root = tmp_path_factory.mktemp("binary")
+    examples, table = _binary_data(root / "examples")
+    good = _save_feature_model(root / "good", {"outputs": "score"}, transform_label=True)
+    weak = _save_feature_model(root / "weak", {"outputs": "weak_score"})
+    return examples, table, good, weak
+
+
+def _outputs(tmp_path):
+    for name in ("evaluation", "blessing"):
+        (tmp_path / name).mkdir(parents=True)
+    return ModelEvaluation(uri=str(tmp_path / "evaluation")), ModelBlessing(uri=str(tmp_path / "blessing"))
+
+
+def _pairwise_auc(labels, scores):
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return greater / (len(pos) * len(neg))
+
+
+def test_binary_metrics_match_independent_computation():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300), 1)  # many ties
+    metrics = binary_metrics(labels, scores, decision_threshold=0.5)
+    predicted = scores >= 0.5
+    assert metrics["example_count"] == 300
+    assert metrics["auc"] == pytest.approx(_pairwise_auc(labels, scores))
+    assert metrics["binary_accuracy"] == pytest.approx(np.mean(predicted == labels))
+    assert metrics["precision"] == pytest.approx(np.sum(predicted & (labels == 1)) / predicted.sum())
+    assert metrics["recall"] == pytest.approx(np.sum(predicted & (labels == 1)) / labels.sum())
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    expected_log_loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
+    assert metrics["log_loss"] == pytest.approx(expected_log_loss)
+    assert binary_metrics(np.zeros(3, int), np.array([0.1, 0.2, 0.9]))["auc"] is None
+
+
+def test_evaluates_overall_and_slices_and_blesses(tmp_path, binary):
+    examples, table, good, _ = binary
+    evaluation, blessing = _outputs(tmp_path)
+    ctx = ExecutionContext()
+    evaluate_model(examples=examples, model=good, evaluation=evaluation, blessing=blessing, label_key="label",
+                   slicing_features=["payment_type"],
+                   thresholds={"binary_accuracy": MetricThreshold(lower_bound=0.7),
+                               "log_loss": {"upper_bound": 1.0, "higher_is_better": False}},
+                   ctx=ctx)
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
+    assert metrics["overall"]["example_count"] == 400
+    assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, scores), abs=1e-6)
+    assert metrics["overall"]["binary_accuracy"] == pytest.approx(np.mean((scores >= 0.5) == labels))
+    assert set(metrics["slices"]) == {"payment_type=Cash", "payment_type=Credit Card"}
+    cash = table.column("payment_type").to_numpy(zero_copy_only=False) == "Cash"
+    assert metrics["slices"]["payment_type=Cash"]["example_count"] == int(cash.sum())
+    assert metrics["slices"]["payment_type=Cash"]["auc"] == pytest.approx(
+        _pairwise_auc(labels[cash], scores[cash]), abs=1e-6)
+    assert metrics["baseline"] is None
+    assert [t["passed"] for t in metrics["thresholds"]] == [True, True]
+    assert os.path.exists(blessing.path("BLESSED")) and not os.path.exists(blessing.path("NOT_BLESSED"))
+    assert blessing.blessed and blessing.model_uri == good.uri and evaluation.blessed
+    assert ctx.metrics["auc"] == pytest.approx(metrics["overall"]["auc"])
+    report = open(evaluation.path("report.html")).read()
+    assert "BLESSED" in report and "payment_type=Credit Card" in report
+
+
+def test_value_threshold_failure_is_not_blessed_with_reason(tmp_path, binary):
+    examples, _, _, weak = binary
+    evaluation, blessing = _outputs(tmp_path)
+    evaluate_model(examples=examples, model=weak, evaluation=evaluation, blessing=blessing, label_key="label",
+                   thresholds={"auc": MetricThreshold(lower_bound=0.9)}, ctx=ExecutionContext())
+    assert os.path.exists(blessing.path("NOT_BLESSED"))
+    assert not blessing.blessed and evaluation.blessed is False
+    assert blessing.reason.startswith("auc ") and "violates lower_bound 0.9" in blessing.reason
+
+
+def test_change_thresholds_against_a_baseline_input(tmp_path, binary):
+    examples, _, good, weak = binary
+    # The weak candidate regresses against the good baseline: not blessed.
+    evaluation, blessing = _outputs(tmp_path / "a")
+    evaluate_model(examples=examples, model=weak, baseline_model=good, evaluation=evaluation,
+                   blessing=blessing, label_key="label",
+                   thresholds={"auc": MetricThreshold(max_regression=0.01)}, ctx=ExecutionContext())
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    assert metrics["baseline"]["auc"] > metrics["overall"]["auc"]
+    assert not blessing.blessed and "vs baseline" in blessing.reason
+    # The good candidate improves on the weak baseline by more than 10% relative: blessed.
+    evaluation, blessing = _outputs(tmp_path / "b")
+    evaluate_model(examples=examples, model=good, baseline_model=weak, evaluation=evaluation,
+                   blessing=blessing, label_key="label",
+                   thresholds={"auc": MetricThreshold(min_improvement=0.1, relative=True),
+                               "log_loss": MetricThreshold(higher_is_better=False, min_improvement=0.0)},
+                   ctx=ExecutionContext())
+    assert blessing.blessed, blessing.reason
+
+
+def test_without_baseline_change_thresholds_are_skipped(tmp_path, binary):
+    examples, _, good, _ = binary
+    evaluation, blessing = _outputs(tmp_path)
+    evaluate_model(examples=examples, model=good, evaluation=evaluation, blessing=blessing, label_key="label",
+                   thresholds={"auc": MetricThreshold(lower_bound=0.5, min_improvement=0.0)},
+                   ctx=ExecutionContext())
+    results = json.loads(open(evaluation.path("metrics.json")).read())["thresholds"]
+    assert [(r["kind"], r["skipped"]) for r in results] == [("lower_bound", False), ("min_improvement", True)]
+    assert blessing.blessed and "1 skipped" in blessing.reason
+
+
+class _Lookup:
+    """The metadata store's query interface, holding given blessings (newest first)."""
+
+    def __init__(self, blessings):
+        self.blessings = blessings
+        self.calls = []
+
+    def find_artifacts(self, pipeline_name, type_name, predicate):
+        self.calls.append((pipeline_name, type_name))
+        return [(b, None) for b in self.blessings if predicate(b)]
+
+
+def test_baseline_is_the_latest_blessed_model_from_the_store(tmp_path, binary):
+    examples, _, good, weak = binary
+    lookup = _Lookup([ModelBlessing(uri="x", blessed=False, model_uri=weak.uri),
+                      ModelBlessing(uri="y", blessed=True, model_uri=good.uri)])
+    evaluation, blessing = _outputs(tmp_path)
+    evaluate_model(examples=examples, model=weak, evaluation=evaluation, blessing=blessing, label_key="label",
+                   thresholds={"auc": MetricThreshold(max_regression=0.0)},
+                   ctx=ExecutionContext(pipeline_name="taxi", lookup=lookup))
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    assert lookup.calls == [("taxi", "ModelBlessing")]
+    assert metrics["baseline_model_uri"] == good.uri
+    assert not blessing.blessed
+
+
+def test_label_computed_by_the_models_transform_features(tmp_path, binary):
+    examples, table, good, _ = binary
+    evaluation, blessing = _outputs(tmp_path)
+    evaluate_model(examples=examples, model=good, evaluation=evaluation, blessing=blessing,
+                   label_key="tips_xf", prediction_key="outputs", ctx=ExecutionContext())
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
+    assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, scores), abs=1e-6)
+
+
+def test_bad_inputs_are_clear_errors(tmp_path, binary):
+    examples, _, good, weak = binary
+    evaluation, blessing = _outputs(tmp_path)
+    kwargs = dict(examples=examples, evaluation=evaluation, blessing=blessing, ctx=ExecutionContext())
+    with pytest.raises(ComponentError, match=r"label 'nope' is not a column of .*part-00000-of-00002\.parquet"):
+        evaluate_model(model=weak, label_key="nope", **kwargs)
+    with pytest.raises(ComponentError, match=r"label 'fare' .* has value .*binary problem needs labels 0/1"):
+        evaluate_model(model=weak, label_key="fare", **kwargs)
+    with pytest.raises(ComponentError, match=r"unknown metric 'accuracy'"):
+        evaluate_model(model=weak, label_key="label", thresholds={"accuracy": MetricThreshold(lower_bound=0.5)},
+                       **kwargs)
+    with pytest.raises(ComponentError, match=r"has no output 'probs' \(outputs: outputs\)"):
+        evaluate_model(model=weak, label_key="label", prediction_key="probs", **kwargs)
+    with pytest.raises(ComponentError, match=r"slicing feature 'company' is not a column"):
+        evaluate_model(model=weak, label_key="label", slicing_features=["company"], **kwargs)
+    with pytest.raises(ComponentError, match=r"no Parquet files for split 'test'"):
+        evaluate_model(model=weak, label_key="label", eval_split="test", **kwargs)
+
+
+def test_multiclass_with_string_labels(tmp_path):
+    from palmerpenguins import load_penguins
+
+    frame = load_penguins().dropna().reset_index(drop=True)
+    species = ["Adelie", "Chinstrap", "Gentoo"]
+    truth = frame["species"].map({s: i for i, s in enumerate(species)}).to_numpy()
+    # Probabilities: right for every third example... wrong class otherwise.
+    predicted = np.where(np.arange(len(frame)) % 3 == 0, truth, (truth + 1) % 3)
+    for i in range(3):
+        frame[f"p{i}"] = np.where(predicted == i, 0.8, 0.1)
+    split = tmp_path / "examples" / "Split-eval"
+    split.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), split / "part-00000-of-00001.parquet")
+    model = _save_feature_model(tmp_path / "model", {"probabilities": "p"}, classes=3)
+    evaluation, blessing = _outputs(tmp_path)
+    evaluate_model(examples=Examples(uri=str(tmp_path / "examples"), split_names=["eval"]), model=model,
+                   evaluation=evaluation, blessing=blessing, label_key="species", problem="multiclass",
+                   label_vocabulary=species, slicing_features=["island"],
+                   thresholds={"accuracy": MetricThreshold(lower_bound=0.5)}, ctx=ExecutionContext())
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    assert metrics["overall"]["accuracy"] == pytest.approx(np.mean(predicted == truth))
+    assert metrics["overall"]["log_loss"] == pytest.approx(
+        -np.mean(np.log(np.where(predicted == truth, 0.8, 0.1))), rel=1e-5)
+    assert set(metrics["slices"]) == {"island=Biscoe", "island=Dream", "island=Torgersen"}
+    assert not blessing.blessed  # accuracy is about 1/3
+    with pytest.raises(ComponentError, match=r"label 'species' holds strings; set parameter 'label_vocabulary'"):
+        evaluate_model(examples=Examples(uri=str(tmp_path / "examples"), split_names=["eval"]), model=model,
+                       evaluation=evaluation, blessing=blessing, label_key="species", problem="multiclass",
+                       ctx=ExecutionContext())
