@@ -563,6 +563,16 @@ def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, str]:
     return flat
 
 
+def _last_pushed_model(ctx: ExecutionContext) -> str | None:
+    """The serving copy of the newest model this pipeline pushed, if it still exists."""
+    if ctx.lookup is None:
+        return None
+    for pushed, _ in ctx.lookup.find_artifacts(ctx.pipeline_name, "PushedModel", lambda a: a.pushed):
+        if pushed.destination and os.path.isdir(pushed.destination):
+            return pushed.destination
+    return None
+
+
 def run_trainer(
     examples: Input[Examples],
     model: Output[Model],
@@ -579,6 +589,7 @@ def run_trainer(
     cluster_spec: dict[str, Any] | None = None,
     train_splits: list[str] = ["train"],
     eval_splits: list[str] = ["eval"],
+    warm_start_from_last_push: bool = False,
     ctx: ExecutionContext = None,
 ) -> None:
     """Trains a model with the module file's ``run_fn(fn_args)``.
@@ -586,8 +597,10 @@ def run_trainer(
     ``distribution``: ``auto`` mirrors over GPUs when there are any, else the
     default strategy; ``mirrored``; ``multi_worker`` (TF_CONFIG or
     ``cluster_spec``: a TF_CONFIG-shaped dict); ``tpu``; ``one_device``.
-    ``base_model``, when wired (e.g. the latest pushed model), is passed to
-    ``run_fn`` for warm starts.
+    ``base_model``, when wired, is passed to ``run_fn`` for warm starts; with
+    ``warm_start_from_last_push`` and nothing wired, the base is the model this
+    pipeline's Pusher pushed last (found in the metadata store), so retraining
+    on a new span continues from the serving model.
     """
     ctx = ctx or ExecutionContext()
     if train_steps <= 0:
@@ -618,7 +631,8 @@ def run_trainer(
         eval_steps=eval_steps,
         custom_config=dict(custom_config),
         hyperparameters=dict(hyperparameters),
-        base_model=base_model.serving_dir if base_model is not None else None,
+        base_model=(base_model.serving_dir if base_model is not None
+                    else _last_pushed_model(ctx) if warm_start_from_last_push else None),
         strategy=strategy,
         is_chief=is_chief,
         tracking_uri=tracking,

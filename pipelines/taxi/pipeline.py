@@ -5,6 +5,12 @@ model (``model.py``: 1000 training steps at batch 40, 150 eval steps). The data
 is ``../shared/data/chicago_taxi`` by default:
 
     sluice run taxi --param data_root=../shared/data/chicago_taxi
+
+Retraining on data spans (run again when span-2 lands; version 2 is pushed only if
+it is not worse than the blessed version 1 on the same eval data):
+
+    sluice run taxi --param data_root=../shared/data/chicago_taxi_spans \
+        --param input_pattern='span-{SPAN}/data.csv' --param warm_start=true
 """
 
 from __future__ import annotations
@@ -34,9 +40,12 @@ def create_pipeline(
     eval_steps: int = 150,
     min_accuracy: float = 0.6,
     max_accuracy_regression: float = 0.01,
+    warm_start: bool = False,
     enable_cache: bool = True,
     beam_pipeline_args: list[str] = [],  # noqa: B006 - never mutated
 ) -> Pipeline:
+    """``input_pattern`` may name spans, e.g. ``span-{SPAN}/data.csv``: the latest span is
+    read. ``warm_start`` continues training from the last pushed model (retraining)."""
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "taxi")
     example_gen = CsvExampleGen(input_base=data_root, input_pattern=input_pattern)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
@@ -52,7 +61,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         module_file=os.path.join(HERE, "model.py"),
-        train_steps=train_steps, eval_steps=eval_steps)
+        train_steps=train_steps, eval_steps=eval_steps, warm_start_from_last_push=warm_start)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         label_key="tips_xf", prediction_key="outputs", problem="binary",
