@@ -455,7 +455,17 @@ def ui(pipeline_root, tracking_uri, host, port):
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
             "--host", host, "--port", str(port)]
     click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
-    os.execv(sys.executable, argv)
+    import subprocess
+
+    import signal
+
+    server = subprocess.Popen(argv)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # never orphan the server
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait(30)
 
 
 def main(argv: list[str] | None = None) -> int:

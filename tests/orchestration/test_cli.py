@@ -151,3 +151,32 @@ def test_runs_show_unknown_id(toy_workspace):
 
 def test_runs_list_without_a_store(tmp_path):
     one_line_error(sluice("runs", "list", "--pipeline-root", str(tmp_path / "none")), r"no metadata store at")
+
+
+def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    assert sluice("run", TOY, *toy_params(toy_workspace), cwd=toy_workspace).returncode == 0
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "ui", "--pipeline-root",
+                             str(toy_workspace / "root"), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                body = urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=toy",
+                    timeout=2).read()
+                break
+            except Exception:
+                assert time.time() < deadline and proc.poll() is None, "mlflow ui did not start"
+                time.sleep(0.5)
+        assert json.loads(body)["experiment"]["name"] == "toy"
+    finally:
+        proc.terminate()
+        proc.wait(30)
