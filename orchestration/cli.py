@@ -459,12 +459,21 @@ def ui(pipeline_root, tracking_uri, host, port):
 
     import signal
 
-    server = subprocess.Popen(argv)
-    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # never orphan the server
+    # The UI only reads runs: no background job workers. Its own process group, so
+    # stopping it stops its web workers too.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    server = subprocess.Popen(argv, env=env, start_new_session=True)
+
+    def stop(*_):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)  # never orphan the server
     try:
         server.wait()
     except KeyboardInterrupt:
-        server.terminate()
+        stop()
         server.wait(30)
 
 

@@ -164,7 +164,8 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "ui", "--pipeline-root",
                              str(toy_workspace / "root"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
     try:
         deadline = time.time() + 120
         while True:
@@ -177,6 +178,12 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
                 assert time.time() < deadline and proc.poll() is None, "mlflow ui did not start"
                 time.sleep(0.5)
         assert json.loads(body)["experiment"]["name"] == "toy"
-    finally:
-        proc.terminate()
+        proc.terminate()  # sluice ui stops its server's whole process group
         proc.wait(30)
+        time.sleep(1)
+        leftovers = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout
+        assert leftovers.strip() == "", f"server processes left behind: {leftovers}"
+    finally:
+        from tests.conftest import _stop_group
+
+        _stop_group(proc)
