@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -34,7 +33,9 @@ import tempfile
 from typing import Any, Callable, Literal
 
 from components.artifacts import Examples, Model, ModelRun, Schema, TransformGraph
-from components.sdk import ComponentError, ExecutionContext, Input, ModuleFile, Output, component
+from components.sdk import (
+    ComponentError, ExecutionContext, Input, ModuleFile, Output, component, module_function, user_code_line,
+)
 
 # Above this many rows the Parquet input is streamed instead of held in memory.
 IN_MEMORY_ROW_LIMIT = 2_000_000
@@ -523,31 +524,13 @@ def load_module_function(module_file: str, name: str) -> Callable:
     """Imports ``module_file`` and returns its function ``name``; a ComponentError names the file."""
     if not os.path.isfile(module_file):
         raise ComponentError(f"Trainer: module file {module_file} does not exist")
-    module_name = f"_sluice_user_module_{abs(hash(os.path.abspath(module_file)))}"
-    spec = importlib.util.spec_from_file_location(module_name, module_file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise ComponentError(f"Trainer: module file {module_file}, line {exc.lineno}: {exc.msg}") from None
-    except Exception as exc:
-        raise ComponentError(f"Trainer: module file {module_file} failed to import: "
-                             f"{type(exc).__name__}: {exc}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise ComponentError(f"Trainer: module file {module_file} defines no function '{name}'")
-    return fn
+    return module_function(module_file, name, "Trainer")
 
 
 def _user_code_error(exc: BaseException, module_file: str) -> str:
     """One line for an exception raised by run_fn: the module file's innermost line and the error."""
-    import traceback
-
-    target = os.path.abspath(module_file)
-    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
-             if os.path.abspath(frame.filename) == target]
-    where = f"{module_file}, line {lines[-1]}" if lines else module_file
+    line = user_code_line(exc, module_file)
+    where = f"{module_file}, line {line}" if line else module_file
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"Trainer: run_fn in {where} failed: {type(exc).__name__}: {message}"[:1000]
 

@@ -41,18 +41,17 @@ import builtins
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import pickle
-import sys
 import threading
-import traceback
 import types
 from typing import Any, Callable
 
 from components.artifacts import Examples, Schema, TransformGraph
-from components.sdk import ComponentError, ExecutionContext, Input, ModuleFile, Output, component
+from components.sdk import (
+    ComponentError, ExecutionContext, Input, ModuleFile, Output, component, load_module_file, user_code_line,
+)
 
 TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORMED_METADATA_DIR = "transformed_metadata"
@@ -472,11 +471,8 @@ def raw_input_signature(raw_feature_types: dict[str, str]) -> dict[str, Any]:
 
 def _user_line(exc: BaseException, source: str) -> str:
     """``, line N`` of the deepest traceback frame inside the user's file, if any."""
-    line = ""
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if source and os.path.abspath(frame.filename) == os.path.abspath(source):
-            line = f", line {frame.lineno}"
-    return line
+    line = user_code_line(exc, source) if source else None
+    return f", line {line}" if line else ""
 
 
 def _call_user_fn(preprocessing_fn: Callable, inputs: dict[str, Any], source: str) -> Any:
@@ -1211,36 +1207,13 @@ def load_preprocessing_fn(module_file: str | None, preprocessing_fn: str | None)
         return fn, getattr(module, "__file__", None) or preprocessing_fn
 
     path = os.path.abspath(module_file)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            source = fh.read()
-    except OSError as exc:
-        raise ComponentError(f"Transform: module_file {module_file}: cannot read it ({exc.strerror})") from None
-    try:
-        code = compile(source, path, "exec")
-    except SyntaxError as exc:
-        raise ComponentError(f"Transform: module file {path}, line {exc.lineno}: syntax error: {exc.msg}") from None
-    digest = hashlib.sha256((path + "\0" + source).encode()).hexdigest()[:16]
-    name = f"sluice_transform_module_{digest}"
-    module = sys.modules.get(name)
-    if module is None:
-        module = types.ModuleType(name)
-        module.__file__ = path
-        sys.modules[name] = module
-        try:
-            exec(code, module.__dict__)  # noqa: S102 - running the user's module is the point
-        except Exception as exc:  # noqa: BLE001 - user code
-            del sys.modules[name]
-            raise ComponentError(
-                f"Transform: module file {path}{_user_line(exc, path)}: importing it failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-        try:  # ship the module by value so workers in other processes need not import it
-            from apache_beam.internal.cloudpickle import cloudpickle
+    module = load_module_file(path, "Transform")
+    try:  # ship the module by value so workers in other processes need not import it
+        from apache_beam.internal.cloudpickle import cloudpickle
 
-            cloudpickle.register_pickle_by_value(module)
-        except Exception:  # noqa: BLE001 - in-process runners unpickle by reference anyway
-            pass
+        cloudpickle.register_pickle_by_value(module)
+    except Exception:  # noqa: BLE001 - in-process runners unpickle by reference anyway
+        pass
     fn = getattr(module, "preprocessing_fn", None)
     if not callable(fn):
         raise ComponentError(f"Transform: module file {path} defines no preprocessing_fn(inputs) function")

@@ -81,8 +81,10 @@ def _filtered_stderr(enabled: bool):
     os.dup2(write_fd, 2)
     os.close(write_fd)
 
+    out_fd = os.dup(saved)  # the pump's own copy: `saved` is closed when the block ends
+
     def pump() -> None:
-        with os.fdopen(read_fd, "rb") as pipe, os.fdopen(os.dup(saved), "wb", buffering=0) as out:
+        with os.fdopen(read_fd, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
             for line in pipe:
                 if not _NATIVE_NOISE.match(line.decode("utf-8", "replace").rstrip("\n")):
                     out.write(line)

@@ -12,11 +12,10 @@ import importlib.util
 import inspect
 import os
 import sys
-import traceback
 from types import ModuleType
 from typing import Any
 
-from components.sdk import DefinitionError
+from components.sdk import DefinitionError, user_code_line
 from orchestration.pipeline import Pipeline
 
 PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines")
@@ -54,12 +53,7 @@ def _module_name(path: str) -> str:
 
 def _where(path: str, exc: BaseException) -> str:
     """``file:line`` of the deepest frame in ``path`` (or the syntax error's line)."""
-    if isinstance(exc, SyntaxError) and exc.filename == path:
-        return f"{path}:{exc.lineno}"
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if os.path.abspath(frame.filename) == path:
-            line = frame.lineno
+    line = user_code_line(exc, path)
     return f"{path}:{line}" if line else path
 
 
@@ -127,7 +121,8 @@ def build_pipeline(spec: str, raw_params: list[str] | None = None) -> Pipeline:
     try:
         pipeline = create(**params)
     except DefinitionError as exc:
-        raise PipelineLoadError(str(exc)) from exc
+        # Name the line of create_pipeline that built the bad node, too.
+        raise PipelineLoadError(f"{_where(path, exc)}: {exc}") from exc
     except Exception as exc:
         raise PipelineLoadError(f"{_where(path, exc)}: create_pipeline raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(pipeline, Pipeline):
