@@ -525,5 +525,18 @@ def _mask_all(text: str, mask) -> str:
     return re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", lambda m: mask(m.group(0)), text)
 
 
+def entry_point() -> None:
+    """The ``sluice`` console script: ``main``, then a fast exit.
+
+    Everything is recorded and flushed by then; skipping interpreter teardown
+    saves seconds of TensorFlow and Beam thread shutdown after a run.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()
