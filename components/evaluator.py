@@ -477,4 +477,4 @@ def evaluate_model(
     ctx.log_metrics({k: v for k, v in overall.items() if v is not None})
 
 
-Evaluator = component(evaluate_model, name="Evaluator")
+Evaluator = component(evaluate_model, name="Evaluator", warm_imports=("tensorflow",))

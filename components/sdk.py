@@ -290,10 +290,14 @@ class Component:
     mixed into cache keys together with a hash of the function's module source.
     """
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None, version: str = "1"):
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, version: str = "1",
+                 warm_imports: tuple[str, ...] = ()):
         self.fn = fn
         self.name = name or fn.__name__
         self.version = version
+        # Heavy modules the executor imports (e.g. "tensorflow"): a runner may import
+        # them in the background while earlier components run.
+        self.warm_imports = tuple(warm_imports)
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
@@ -361,11 +365,12 @@ class Component:
         return f"<component {self.name}>"
 
 
-def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str = "1"):
+def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str = "1",
+              warm_imports: tuple[str, ...] = ()):
     """Turns a typed function into a component (usable bare or as ``@component(...)``)."""
     if fn is None:
-        return lambda f: Component(f, name=name, version=version)
-    return Component(fn, name=name, version=version)
+        return lambda f: Component(f, name=name, version=version, warm_imports=warm_imports)
+    return Component(fn, name=name, version=version, warm_imports=warm_imports)
 
 
 # --- nodes and channels ------------------------------------------------------

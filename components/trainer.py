@@ -654,4 +654,4 @@ def run_trainer(
         MlflowClient(tracking).log_artifacts(ctx.mlflow_run_id, model.serving_dir, "model")
 
 
-Trainer = component(run_trainer, name="Trainer")
+Trainer = component(run_trainer, name="Trainer", warm_imports=("tensorflow",))

@@ -1393,4 +1393,4 @@ def _write_pickle(value: Any, path: str) -> None:
         pickle.dump(value, fh)
 
 
-Transform = component(run_transform, name="Transform")
+Transform = component(run_transform, name="Transform", warm_imports=("tensorflow",))

@@ -111,8 +111,19 @@ def run_pipeline(
             for name, src in node["inputs"].items()
         }
 
+    warming = threading.Event()
+
+    def on_start(node_id: str) -> None:
+        # The first cache miss: import what later components need while this one runs.
+        if not warming.is_set():
+            warming.set()
+            modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
+            if modules:
+                threading.Thread(target=_warm_imports, args=(modules,), daemon=True).start()
+        progress.started(node_id)
+
     def task(node: dict[str, Any]) -> NodeResult:
-        return run_node(node, spec, inputs_of(node), store, run_id, cache, on_start=progress.started,
+        return run_node(node, spec, inputs_of(node), store, run_id, cache, on_start=on_start,
                         reuse=reusable.get(node["id"]))
 
     with futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sluice") as pool:
@@ -169,3 +180,13 @@ def _reusable_executions(store: MetadataStore, run_id: str, pipeline: str) -> di
         elif execution.status == CACHED and execution.cached_from:
             found[execution.component_id] = store.get_execution(execution.cached_from)
     return found
+
+
+def _warm_imports(modules: list[str]) -> None:
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - only a head start; the component imports it again
+            pass

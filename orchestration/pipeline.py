@@ -108,6 +108,7 @@ def compile_pipeline(pipeline: Pipeline) -> dict[str, Any]:
                 "id": node.id,
                 "type": comp.name,
                 "component": {**comp.reference, "name": comp.name, "version": comp.version},
+                "warm_imports": list(comp.warm_imports),
                 "code_version": comp.code_version,
                 "inputs": {
                     name: {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.artifacts import Examples
-from components.sdk import Output, component
+from components.artifacts import Examples, Model
+from components.sdk import Input, Output, component
 from orchestration.local_runner import run_pipeline
 from orchestration.metadata import MetadataStore, default_tracking_uri
 from orchestration.pipeline import Pipeline
@@ -186,3 +186,28 @@ def test_resume_rejects_a_run_of_another_pipeline(toy_workspace, tmp_path):
     with pytest.raises(StoreError, match=r"--resume .*: that is a run of pipeline other, not toy"):
         run_pipeline(toy(toy_workspace), resume=other, store=store)
     assert first.ok
+
+
+def test_heavy_imports_of_later_components_are_warmed_in_the_background(tmp_path, monkeypatch):
+    import time
+
+    (tmp_path / "sluice_warm_probe.py").write_text("import time\nLOADED_AT = time.monotonic()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = {}
+
+    def first(examples: Output[Examples]) -> None:
+        deadline = time.monotonic() + 10
+        while "sluice_warm_probe" not in sys.modules and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen["warmed_while_first_ran"] = "sluice_warm_probe" in sys.modules
+
+    def second(examples: Input[Examples], model: Output[Model]) -> None:
+        pass
+
+    First = component(first, name="First")
+    Second = component(second, name="Second", warm_imports=("sluice_warm_probe",))
+    a = First()
+    pipe = Pipeline(name="warm", components=[a, Second(examples=a.outputs["examples"])],
+                    pipeline_root=str(tmp_path / "root"))
+    assert run_pipeline(pipe).ok
+    assert seen["warmed_while_first_ran"]
