@@ -28,6 +28,8 @@ import json
 import os
 import shutil
 import signal
+import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -134,9 +136,21 @@ def output_base(pipeline_root: str, pipeline: str, node_id: str, output: str) ->
 
 
 def _safe_join(root: str, *parts: str) -> str:
+    """``root/parts...``, refusing any path that leaves the root, also through a symlink.
+
+    Ids are validated, but a folder inside the root may have been replaced by a
+    symlink pointing elsewhere; outputs must never be written through it.
+    """
     path = os.path.abspath(os.path.join(root, *parts))
     if os.path.commonpath([path, os.path.abspath(root)]) != os.path.abspath(root):
         raise DefinitionError(f"path {os.path.join(*parts)!r} escapes the pipeline root")
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise DefinitionError(
+            f"{path} resolves to {real}, outside the pipeline root {root} (a symlink?); "
+            f"refusing to write there"
+        )
     return path
 
 
@@ -149,6 +163,112 @@ def _fault_point(node_id: str, point: str) -> None:
     wanted = os.environ.get(FAULT_ENV, "")
     if wanted and wanted == f"{node_id}:{point}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _FaultWatch:
+    """Test hook for kills *inside* an executor, without touching component code.
+
+    ``SLUICE_FAULT=<component_id>:after_seconds=<s>`` SIGKILLs the process
+    ``s`` seconds into the executor; ``<component_id>:after_writes=<n>`` when the
+    ``n``-th file is created in its temporary output folders (plus any folder
+    listed in ``SLUICE_FAULT_WATCH``, os.pathsep-separated, counting only new
+    files there, e.g. a Pusher's serving directory).
+
+    Files Python opens for writing are counted synchronously by an audit hook
+    (the kill comes as the n-th one is opened, so it is truly mid-write); files
+    written by native code (Arrow, TensorFlow) by a thread polling the folders.
+    The count is checked once more when the executor returns, so a kill at a
+    reachable count always happens, at the latest just after the executor.
+    """
+
+    POLL_SECONDS = 0.002
+    _active: "set[_FaultWatch]" = set()
+    _hooked = False
+
+    def __init__(self, node_id: str, tmp_dirs: list[str]):
+        self.seconds: float | None = None
+        self.writes: int | None = None
+        wanted = os.environ.get(FAULT_ENV, "")
+        prefix = f"{node_id}:"
+        if wanted.startswith(prefix):
+            point = wanted[len(prefix):]
+            if point.startswith("after_seconds="):
+                self.seconds = float(point.split("=", 1)[1])
+            elif point.startswith("after_writes="):
+                self.writes = int(point.split("=", 1)[1])
+        self.tmp_dirs = [os.path.abspath(d) for d in tmp_dirs]
+        self.extra_dirs = [os.path.abspath(d) for d in os.environ.get("SLUICE_FAULT_WATCH", "").split(os.pathsep) if d]
+        self._before: set[str] = set()
+        self._opened: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _files(folder: str) -> set[str]:
+        found = set()
+        for base, _, names in os.walk(folder):
+            found.update(os.path.join(base, n) for n in names)
+        return found
+
+    def _created(self) -> set[str]:
+        files = set().union(*(self._files(d) for d in self.tmp_dirs))
+        for folder in self.extra_dirs:
+            files |= self._files(folder) - self._before
+        return files
+
+    def _count(self) -> int:
+        return len(self._created() | self._opened)
+
+    @staticmethod
+    def _kill() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @classmethod
+    def _audit(cls, event: str, args: tuple) -> None:
+        if event != "open" or not cls._active:
+            return
+        path, _, flags = args
+        if not isinstance(path, (str, bytes)) or not isinstance(flags, int) or not flags & (os.O_WRONLY | os.O_RDWR):
+            return
+        path = os.path.abspath(os.fsdecode(path))
+        for watch in list(cls._active):
+            if path in watch._before or not any(path.startswith(d + os.sep) for d in watch.tmp_dirs + watch.extra_dirs):
+                continue
+            watch._opened.add(path)
+            if len(watch._opened) >= watch.writes:
+                cls._kill()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            if self._count() >= self.writes:
+                self._kill()
+            self._stop.wait(self.POLL_SECONDS)
+
+    def __enter__(self) -> "_FaultWatch":
+        if self.seconds is not None:
+            self._thread = threading.Thread(target=self._sleep_then_kill, daemon=True)
+        elif self.writes is not None:
+            self._before = set().union(*(self._files(d) for d in self.extra_dirs))
+            if not _FaultWatch._hooked:  # audit hooks cannot be removed: one, shared
+                sys.addaudithook(_FaultWatch._audit)
+                _FaultWatch._hooked = True
+            _FaultWatch._active.add(self)
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def _sleep_then_kill(self) -> None:
+        if not self._stop.wait(self.seconds):
+            self._kill()
+
+    def __exit__(self, *exc: Any) -> None:
+        _FaultWatch._active.discard(self)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.writes is not None and exc[0] is None and self._count() >= self.writes:
+            self._kill()
 
 
 # --- running a node ---------------------------------------------------------------------
@@ -203,7 +323,11 @@ def run_node(
     if output_uris:
         bases = {out: os.path.dirname(output_uris[out].rstrip("/")) for out in node["outputs"]}
     else:
-        bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
+        try:
+            bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
+            _safe_join(root, name, node["id"], ".logs")
+        except DefinitionError as exc:
+            raise ExecutionFailed(node["id"], str(exc)) from None
     execution_id = store.start_execution(
         name, pipeline_run_id, node["id"], node["type"], node["parameters"], inputs, key,
         planned_outputs={out: base for out, base in bases.items()},
@@ -213,7 +337,7 @@ def run_node(
         log_dir = os.path.join(os.path.dirname(next(iter(bases.values()), root)), ".logs")
     else:
         final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
-        log_dir = os.path.join(_safe_join(root, name, node["id"]), ".logs")
+        log_dir = _safe_join(root, name, node["id"], ".logs")
     log_path = os.path.join(log_dir, f"{execution_id}.log")
     tmp = {out: os.path.join(bases[out], f".tmp-{execution_id}-{out}") for out in node["outputs"]}
     outputs = {
@@ -237,7 +361,8 @@ def run_node(
 
     try:
         _fault_point(node["id"], "before_executor")
-        comp.fn(**kwargs)
+        with _FaultWatch(node["id"], list(tmp.values())):
+            comp.fn(**kwargs)
         _fault_point(node["id"], "after_executor")
         for out, art in outputs.items():
             art.fingerprint = fingerprint_path(art.uri)

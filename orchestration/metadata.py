@@ -20,6 +20,7 @@ tracking URI (e.g. ``http://mlflow:5000``) works the same.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,7 +29,7 @@ import re
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from components.artifacts import Artifact
 
@@ -142,6 +143,36 @@ def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # MLflow prints "View run ... at: <tracking URI>" to stdout whenever a run ends on a
+    # tracking server: noise in `sluice run` output, and the URI may carry a password.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # MLflow's own HTTP retries (7, exponential) nested in ours made an unreachable
+    # server take minutes to report; ours (up to 60 s) are enough for a restart.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+@contextlib.contextmanager
+def _sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialises opening an SQLite store across processes.
+
+    MLflow creates (migrates) the schema of an empty database when it opens it;
+    two ``sluice run`` processes starting together on a fresh pipeline root
+    would both migrate and one fails ("Online migration expected to match one
+    row"). An exclusive lock on the database's folder (no extra file) settles it.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    folder = os.path.dirname(tracking_uri[len("sqlite:///"):].split("?", 1)[0]) or "."
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _process_start(pid: int) -> str:
@@ -167,7 +198,8 @@ class MetadataStore:
         self._lock = threading.RLock()
         _quiet_mlflow()  # mlflow sets its own levels on import
         try:
-            self.client = MlflowClient(tracking_uri=tracking_uri)
+            with _sqlite_creation_lock(tracking_uri):
+                self.client = MlflowClient(tracking_uri=tracking_uri)
         except Exception as exc:
             raise StoreError(f"metadata store {mask_uri(tracking_uri)}: {exc}") from None
         self._experiments: dict[str, str] = {}
@@ -412,7 +444,9 @@ class MetadataStore:
         return found
 
     def mark_abandoned(self, record: Execution) -> None:
-        msg = "abandoned: the process running it died (marked failed by a later run)"
+        tags = self._call("get_run", record.id).data.tags
+        who = f"its process (pid {tags[PID]} on {tags.get(HOST, '?')})" if tags.get(PID) else "the process running it"
+        msg = f"abandoned: {who} died while running it, e.g. killed (marked failed by a later run)"
         self._set_tags(record.id, {STATUS: FAILED, ERROR: msg})
         self._call("set_terminated", record.id, status="FAILED")
 

@@ -1,0 +1,70 @@
+"""The benchmark command works end to end (not its timings): ``bench/run.py --quick``."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_results_and_plots(tmp_path):
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = (out / "RESULTS.md").read_text()
+    assert "| Sluice 1x | 15,002 |" in results
+    assert "| TFX 1.16 (reference) |" in results
+    for component in ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher"):
+        assert f"| 1x | {component} |" in results
+    assert "## Targets" in results
+    for plot in ("time_vs_rows.png", "memory_vs_rows.png"):
+        png = out / "plots" / plot
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    summary = json.loads((out / "results.json").read_text())["summary"]["1"]
+    assert summary["rows"] == 15002
+    assert summary["cached"]["all_cached"], "the re-run on the same root should be fully cached"
+    cold = summary["cold"]
+    assert cold["peak_rss"] > 0 and all(c["seconds"] > 0 for c in cold["components"].values())
+    assert set(summary["limits"]) == {"csv_read", "parquet_stats", "keras_fit", "keras_predict", "csv_to_parquet"}
+    assert summary["ratios"]["Trainer"] > 0
+
+
+def test_jittered_replicas_keep_types_nulls_and_labels(tmp_path):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    sys.path.insert(0, str(REPO))
+    from bench.make_data import make_replicated_csv
+
+    source = tmp_path / "source.csv"
+    source.write_text("fare,tips,trip_seconds,pickup_latitude,payment_type,trip_start_hour\n"
+                      "10.5,3.0,600,41.9,Cash,7\n"
+                      ",0,,,Credit Card,\n"
+                      "4.25,0.5,0,41.8,Cash,23\n")
+    folder = make_replicated_csv(str(source), 4, str(tmp_path / "data"))
+    table = pacsv.read_csv(Path(folder) / "data.csv")
+    original = pacsv.read_csv(source)
+
+    assert table.num_rows == 12
+    assert table.schema == original.schema  # ints stay int64, floats float64, strings string
+    assert table.slice(0, 3).equals(original)  # replica 0 is the original
+    for name in table.column_names:  # blanks stay blank
+        assert table.column(name).null_count == 4 * original.column(name).null_count
+    replicas = [table.slice(3 * i, 3).to_pydict() for i in range(1, 4)]
+    assert any(r["fare"] != original.column("fare").to_pylist() for r in replicas)  # new values
+    for r in replicas:
+        assert r["payment_type"] == original.column("payment_type").to_pylist()
+        assert r["trip_start_hour"] == original.column("trip_start_hour").to_pylist()
+        assert r["trip_seconds"][2] == 0  # zero stays zero
+        # fare and tips share a factor: the "tip > 20% of fare" label barely moves
+        big = [t is not None and f is not None and t > 0.2 * f for f, t in zip(r["fare"], r["tips"])]
+        assert big == [True, False, False]
+    assert pa.types.is_integer(table.schema.field("trip_seconds").type)
+    assert make_replicated_csv(str(source), 4, str(tmp_path / "data")) == folder  # reused
