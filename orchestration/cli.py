@@ -401,6 +401,8 @@ def runs_show(run_id, pipeline_root, tracking_uri, as_json):
         return
     click.echo(f"run {run_record.id}  pipeline {run_record.pipeline}  {run_record.status}  "
                f"started {_time(run_record.start_time)}")
+    if run_record.error:
+        click.echo(f"error: {run_record.error.splitlines()[0]}")
     for e in executions:
         secs = f"{e.seconds:.2f}s" if e.seconds is not None else "-"
         click.echo(f"  {e.component_id:<24} {e.component_type:<18} {e.status:<9} {secs}")
@@ -452,7 +454,9 @@ def ui(pipeline_root, tracking_uri, host, port):
     """Start the MLflow UI on the pipeline's metadata store."""
     store = _store(pipeline_root, tracking_uri)
     if "://" in store.tracking_uri and store.tracking_uri.split("://")[0] in ("http", "https"):
-        click.echo(f"the store is a tracking server: open {store.tracking_uri}")
+        from orchestration.metadata import mask_uri
+
+        click.echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
         return
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
             "--host", host, "--port", str(port)]

@@ -24,6 +24,7 @@ from typing import Any
 import pydantic
 
 from components.sdk import DefinitionError, Node
+from orchestration.metadata import mask_uri
 
 TARGETS = ("kubeflow",)
 _CARRIABLE = (str, int, float, bool)
@@ -206,6 +207,12 @@ def compile_kubeflow(
         raise DefinitionError(
             "--image is required for --target kubeflow: the container image with Sluice installed "
             "(build it from infra/Dockerfile)"
+        )
+    if tracking_uri and mask_uri(tracking_uri) != tracking_uri:
+        raise DefinitionError(
+            "--tracking-uri must not contain credentials: they would be stored in plain text in the "
+            "compiled YAML; give the tasks MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD from a "
+            "Kubernetes Secret instead"
         )
     ir = compile_pipeline(pipeline)
     params = _check_parameters(dict(ir["pipeline"].get("parameters") or {}))

@@ -84,6 +84,11 @@ def test_failed_run_is_one_line_naming_the_component_and_log(toy_workspace):
     err = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(err) == 1 and "component Scale failed: scale: refusing values" in err[0] and "(log: " in err[0]
     assert "Traceback" not in proc.stderr
+    run_id = sluice("runs", "list", "toy", "--pipeline-root", str(toy_workspace / "root"), "--json").stdout
+    [record] = json.loads(run_id)
+    shown = sluice("runs", "show", record["run_id"], "--pipeline-root", str(toy_workspace / "root")).stdout
+    assert "error: component Scale failed: scale: refusing values" in shown
+    assert "Scale" in shown and "failed" in shown and "log: " in shown
 
 
 def test_missing_pipeline_file(tmp_path):

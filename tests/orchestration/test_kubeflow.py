@@ -134,3 +134,10 @@ def test_compiled_yaml_runs_with_kfp_local_like_sluice_run(toy_workspace):
     assert run.status == "executed"
     assert {e.component_id: e.status for e in store.executions(run.id)} == dict.fromkeys(
         ["ReadNumbers", "Scale", "Count", "Report"], "executed")
+
+
+def test_credentials_in_the_tracking_uri_are_refused(toy_workspace):
+    with pytest.raises(DefinitionError, match=r"--tracking-uri must not contain credentials"):
+        compile_kubeflow(toy(toy_workspace), str(toy_workspace / "x.yaml"), image="i",
+                         tracking_uri="http://alice:s3cret@mlflow:5000")
+    assert not (toy_workspace / "x.yaml").exists()
