@@ -141,3 +141,28 @@ def test_credentials_in_the_tracking_uri_are_refused(toy_workspace):
         compile_kubeflow(toy(toy_workspace), str(toy_workspace / "x.yaml"), image="i",
                          tracking_uri="http://alice:s3cret@mlflow:5000")
     assert not (toy_workspace / "x.yaml").exists()
+
+
+def test_tasks_log_under_the_mlflow_run_kfp_injects(toy_workspace):
+    """KFP's MLflow integration injects MLFLOW_TRACKING_URI and MLFLOW_RUN_ID into each task."""
+    from orchestration.metadata import MetadataStore
+
+    path = toy_workspace / "pipeline.yaml"
+    compile_kubeflow(toy(toy_workspace), str(path), image="i", source=str(FIXTURES / "toy_pipeline.py"))
+    uri = f"sqlite:///{toy_workspace / 'team-store.db'}"
+    store = MetadataStore(uri)
+    parent = store.start_pipeline_run("toy")
+    code = (
+        "import sys\n"
+        "from kfp import local, components\n"
+        "local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])\n"
+        "components.load_component_from_file(sys.argv[1])()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": uri, "MLFLOW_RUN_ID": parent}
+    proc = subprocess.run([sys.executable, "-c", code, str(path), str(toy_workspace / "kfp-root")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    executions = store.executions(parent)
+    assert sorted(e.component_id for e in executions) == ["Count", "ReadNumbers", "Report", "Scale"]
+    assert {e.status for e in executions} == {"executed"}
+    assert not (toy_workspace / "kfp-root" / "metadata.db").exists()  # nothing went to a default store
