@@ -14,12 +14,14 @@ import os
 from components.evaluator import Evaluator, MetricThreshold
 from components.example_gen import CsvExampleGen
 from components.example_validator import ExampleValidator
+from components.import_schema_gen import ImportSchemaGen
 from components.pusher import Pusher
 from components.schema_gen import SchemaGen
 from components.statistics_gen import StatisticsGen
 from components.trainer import Trainer
 from components.transform import Transform
 from orchestration.pipeline import Pipeline
+from pipelines import curated_schema
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -39,6 +41,7 @@ def create_pipeline(
     train_steps: int = 300,
     eval_steps: int = 20,
     min_accuracy: float = 0.9,
+    schema_file: str = "",
     enable_cache: bool = True,
     beam_pipeline_args: list[str] = [],  # noqa: B006 - never mutated
 ) -> Pipeline:
@@ -47,7 +50,9 @@ def create_pipeline(
     # The package writes missing values R-style, as "NA".
     example_gen = CsvExampleGen(input_base=data_root, input_pattern="penguins.csv", null_values=["", "NA"])
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    # A curated schema (e.g. schemas/penguin.pbtxt, kept under version control) or an inferred one.
+    schema_gen = (ImportSchemaGen(schema_file=curated_schema(schema_file)) if schema_file
+                  else SchemaGen(statistics=statistics_gen.outputs["statistics"]))
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = Transform(

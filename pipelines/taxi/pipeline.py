@@ -20,12 +20,14 @@ import os
 from components.evaluator import Evaluator, MetricThreshold
 from components.example_gen import CsvExampleGen
 from components.example_validator import ExampleValidator
+from components.import_schema_gen import ImportSchemaGen
 from components.pusher import Pusher
 from components.schema_gen import SchemaGen
 from components.statistics_gen import StatisticsGen
 from components.trainer import Trainer
 from components.transform import Transform
 from orchestration.pipeline import Pipeline
+from pipelines import curated_schema
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "..", "shared", "data", "chicago_taxi")
@@ -41,6 +43,7 @@ def create_pipeline(
     min_accuracy: float = 0.6,
     max_accuracy_regression: float = 0.01,
     warm_start: bool = False,
+    schema_file: str = "",
     enable_cache: bool = True,
     beam_pipeline_args: list[str] = [],  # noqa: B006 - never mutated
 ) -> Pipeline:
@@ -49,7 +52,9 @@ def create_pipeline(
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "taxi")
     example_gen = CsvExampleGen(input_base=data_root, input_pattern=input_pattern)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    # A curated schema (e.g. schemas/taxi.pbtxt, kept under version control) or an inferred one.
+    schema_gen = (ImportSchemaGen(schema_file=curated_schema(schema_file)) if schema_file
+                  else SchemaGen(statistics=statistics_gen.outputs["statistics"]))
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     transform = Transform(
