@@ -22,6 +22,8 @@ import click
 from components.sdk import ComponentError, DefinitionError
 
 DEFAULT_ROOT_ENV = "SLUICE_PIPELINE_ROOT"
+_STDERR_IS_TTY = False
+_PROGRESS_STREAM = None  # the real stderr while native chatter is being filtered
 
 
 class CliError(Exception):
@@ -91,9 +93,15 @@ def _filtered_stderr(enabled: bool):
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
+    global _PROGRESS_STREAM
+    # Progress goes straight to the real stderr: its live line has no newline for the
+    # line-based filter to pass on.
+    _PROGRESS_STREAM = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     try:
         yield
     finally:
+        stream, _PROGRESS_STREAM = _PROGRESS_STREAM, None
+        stream.close()
         sys.stderr.flush()
         os.dup2(saved, 2)  # closes the pipe's last writer, so the pump drains and ends
         os.close(saved)
@@ -156,7 +164,8 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
         if pipeline_root:
             pipe.pipeline_root = pipeline_root
         pipe.pipeline_root = _absolute(pipe.pipeline_root)
-        progress = Progress(enabled=None if not as_json else False)
+        progress = Progress(enabled=None if not as_json else False, terminal=_STDERR_IS_TTY,
+                            stream=_PROGRESS_STREAM)
         if progress.enabled:
             click.echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
         result = run_pipeline(pipe, tracking_uri=tracking_uri, enable_cache=False if no_cache else None,
@@ -164,7 +173,7 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
-        _print_result(result)
+        _print_result(result, components=not progress.enabled)  # the terminal showed them already
     if not result.ok:
         failed = next((c for c in result.components if c.status == "failed"), None)
         detail = f" (log: {failed.log})" if failed is not None and failed.log else ""
@@ -175,10 +184,10 @@ def _absolute(root: str) -> str:
     return root if "://" in root else os.path.abspath(root)
 
 
-def _print_result(result) -> None:
+def _print_result(result, components: bool = True) -> None:
     from orchestration.metadata import mask_uri
 
-    for comp in result.components:
+    for comp in result.components if components else []:
         click.echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
     click.echo(f"run {result.run_id}: {result.status} in {result.seconds:.1f}s")
     click.echo(f"metadata: {mask_uri(result.tracking_uri)}")
@@ -487,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, tracebacks only with --debug."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    global _STDERR_IS_TTY
+    _STDERR_IS_TTY = sys.stderr.isatty()  # before the filter puts a pipe on fd 2
     try:
         with _filtered_stderr(not debug):
             cli.main(args=argv, prog_name="sluice", standalone_mode=False)

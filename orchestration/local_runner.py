@@ -54,26 +54,58 @@ class RunResult:
 
 
 class Progress:
-    """Per-component progress lines on a terminal; silent elsewhere and under CI."""
+    """Per-component progress on a terminal: a line per finished component and a
+    live line with the running ones and their elapsed time. Silent elsewhere and
+    under CI."""
 
-    def __init__(self, enabled: bool | None = None, stream=None):
+    def __init__(self, enabled: bool | None = None, stream=None, terminal: bool | None = None):
         self.stream = stream or sys.stderr
+        if terminal is None:
+            terminal = self.stream.isatty()
         if enabled is None:
-            enabled = self.stream.isatty() and not os.environ.get("CI")
+            enabled = terminal and not os.environ.get("CI")
         self.enabled = enabled
         self._lock = threading.Lock()
+        self._running: dict[str, float] = {}
+        self._ticker: threading.Thread | None = None
 
-    def _line(self, text: str) -> None:
-        if self.enabled:
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def _status(self) -> str:
+        now = time.monotonic()
+        parts = [f"{node_id} {now - start:4.1f}s" for node_id, start in self._running.items()]
+        return f"\r\033[K  … running: {', '.join(parts)}" if parts else "\r\033[K"
+
+    def _tick(self) -> None:
+        while True:
+            time.sleep(0.5)
             with self._lock:
-                print(text, file=self.stream, flush=True)
+                if not self._running:
+                    self._write("\r\033[K")
+                    self._ticker = None
+                    return
+                self._write(self._status())
 
     def started(self, node_id: str) -> None:
-        self._line(f"  ▶ {node_id:<24} running")
+        if not self.enabled:
+            return
+        with self._lock:
+            self._running[node_id] = time.monotonic()
+            self._write(self._status())
+            if self._ticker is None:
+                self._ticker = threading.Thread(target=self._tick, daemon=True)
+                self._ticker.start()
 
     def finished(self, result: NodeResult) -> None:
+        if not self.enabled:
+            return
         mark = {"executed": "✓", "cached": "↺", "failed": "✗", "skipped": "-"}.get(result.status, "?")
-        self._line(f"  {mark} {result.id:<24} {result.status:<8} {result.seconds:6.1f}s")
+        with self._lock:
+            self._running.pop(result.id, None)
+            self._write(f"\r\033[K  {mark} {result.id:<24} {result.status:<8} {result.seconds:6.1f}s\n")
+            self._write(self._status())
 
 
 def run_pipeline(

@@ -211,3 +211,20 @@ def test_heavy_imports_of_later_components_are_warmed_in_the_background(tmp_path
                     pipeline_root=str(tmp_path / "root"))
     assert run_pipeline(pipe).ok
     assert seen["warmed_while_first_ran"]
+
+
+def test_progress_shows_running_components_with_elapsed_time_and_results(toy_workspace):
+    import io
+
+    from orchestration.local_runner import Progress
+
+    stream = io.StringIO()
+    result = run_pipeline(toy(toy_workspace), progress=Progress(enabled=True, stream=stream))
+    text = stream.getvalue()
+    assert result.ok
+    assert "… running: ReadNumbers" in text
+    for node in ("ReadNumbers", "Scale", "Count", "Report"):
+        assert f"✓ {node}" in text
+    quiet = io.StringIO()
+    run_pipeline(toy(toy_workspace), progress=Progress(stream=quiet))  # not a terminal: silent
+    assert quiet.getvalue() == ""
