@@ -1,10 +1,15 @@
 """Evaluator: scores a model on an eval split, overall and per slice, and blesses it or not.
 
 The model's ``serving_default`` signature is fed serialized ``tf.Example``s
-built from the raw Parquet rows (vectorized, with tfx_bsl's encoder). Labels
+built from the raw Parquet rows (vectorized, with tfx_bsl's encoder), each batch
+serialized once for every signature that reads it (model, baseline, label). Labels
 come from the ``label_key`` column of the data, or, when the data has no such
 column (a label made by Transform, e.g. ``tips_xf``), from the model's
 ``transform_features`` signature, as TFMA's ``preprocessing_function_names``.
+
+``metrics.json`` also holds ``"plots"`` for the Kubeflow UI: a confusion matrix
+(binary at ``decision_threshold``, or multiclass) and, for binary problems, a ROC
+curve of at most ``ROC_CURVE_MAX_POINTS`` points.
 
 Thresholds, keyed by metric name::
 
@@ -23,6 +28,7 @@ model from the metadata store; without one they are recorded as skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import math
@@ -118,6 +124,79 @@ def multiclass_metrics(labels, probabilities) -> dict[str, float | None]:
     }
 
 
+ROC_CURVE_MAX_POINTS = 200
+
+
+def confusion_matrix(labels, predicted, class_count: int) -> list[list[int]]:
+    """Counts ``matrix[actual][predicted]`` of integer class ids.
+
+    >>> import numpy as np
+    >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 1]), 2)
+    [[1, 0], [1, 1]]
+    """
+    import numpy as np
+
+    counts = np.bincount(labels * class_count + predicted, minlength=class_count * class_count)
+    return counts[:class_count * class_count].reshape(class_count, class_count).tolist()
+
+
+def roc_curve(labels, scores, max_points: int = ROC_CURVE_MAX_POINTS) -> dict[str, list[float]] | None:
+    """ROC points (fpr, tpr at ``score >= threshold``), thresholds descending, at most ``max_points``.
+
+    Starts at (0, 0) (a threshold above every score) and ends at (1, 1); None without both
+    classes.
+
+    >>> import numpy as np
+    >>> curve = roc_curve(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    >>> curve["fpr"], curve["tpr"]
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
+    """
+    import numpy as np
+
+    actual = labels == 1
+    positives = int(actual.sum())
+    negatives = len(actual) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, sorted_actual = scores[order], actual[order]
+    # The last row of each run of equal scores: the point where that threshold's counts are final.
+    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+    true_positives = np.cumsum(sorted_actual)[ends]
+    false_positives = (ends + 1) - true_positives
+    thresholds = sorted_scores[ends]
+    if len(ends) > max_points - 1:  # evenly spaced along the curve, keeping the last point (1, 1)
+        keep = np.unique(np.linspace(0, len(ends) - 1, max_points - 1).round().astype(np.int64))
+        true_positives, false_positives, thresholds = true_positives[keep], false_positives[keep], thresholds[keep]
+    above_all = float(np.nextafter(sorted_scores[0], np.inf))
+    return {"fpr": [0.0] + (false_positives / negatives).tolist(),
+            "tpr": [0.0] + (true_positives / positives).tolist(),
+            "thresholds": [above_all] + thresholds.astype(np.float64).tolist()}
+
+
+def evaluation_plots(labels, scores, problem: str, decision_threshold: float = 0.5,
+                     label_vocabulary: list[str] | None = None) -> dict[str, Any]:
+    """Plot data for metrics.json (read by the Kubeflow UI): a confusion matrix, and for binary
+    problems a ROC curve. ``labels``/``scores`` are the rows with a label."""
+    import numpy as np
+
+    if problem == "binary":
+        predicted = (scores >= decision_threshold).astype(np.int64)
+        plots: dict[str, Any] = {"confusion_matrix": {"labels": ["0", "1"],
+                                                      "matrix": confusion_matrix(labels, predicted, 2)}}
+        finite = np.isfinite(scores)  # a NaN score has no place on the curve
+        curve = roc_curve(labels[finite], scores[finite])
+        if curve is not None:
+            plots["roc_curve"] = curve
+        return plots
+    class_count = scores.shape[1] if scores.ndim == 2 else 0
+    names = list(label_vocabulary) if label_vocabulary is not None else []
+    names += [str(i) for i in range(len(names), class_count)]
+    predicted = np.argmax(scores, axis=1) if len(scores) else np.zeros([0], dtype=np.int64)
+    return {"confusion_matrix": {"labels": names[:class_count],
+                                 "matrix": confusion_matrix(labels, predicted, class_count)}}
+
+
 # --- reading data and predicting ---------------------------------------------
 
 
@@ -177,24 +256,6 @@ def serialize_examples(table) -> list[bytes]:
     return RecordBatchToExamplesEncoder().encode(pa.RecordBatch.from_arrays(arrays, names))
 
 
-def _run_signature(signature, table, output_key: str | None, what: str):
-    """Calls ``signature`` on the table's rows in batches; returns the numpy output ``output_key``."""
-    import numpy as np
-    import tensorflow as tf
-
-    results = []
-    for start in range(0, table.num_rows, PREDICT_BATCH_ROWS):
-        serialized = serialize_examples(table.slice(start, PREDICT_BATCH_ROWS))
-        outputs = signature(examples=tf.constant(serialized, dtype=tf.string))
-        if output_key is None:
-            output_key = _default_output_key(outputs, what)
-        if output_key not in outputs:
-            raise ComponentError(f"Evaluator: {what} has no output '{output_key}' "
-                                 f"(outputs: {', '.join(sorted(outputs))})")
-        results.append(outputs[output_key].numpy())
-    return np.concatenate(results) if results else np.zeros([0])
-
-
 def _default_output_key(outputs: dict, what: str) -> str:
     if len(outputs) == 1:
         return next(iter(outputs))
@@ -216,10 +277,55 @@ def _load_serving(model: Model, role: str):
     return loaded
 
 
-def _scores(loaded, table, prediction_key, problem, role):
+@dataclasses.dataclass
+class _SignatureCall:
+    """One signature to run over every eval row, and the output to keep (None: pick the default)."""
+
+    signature: Any
+    output_key: str | None
+    what: str
+
+
+def _run_signatures(table, calls: list[_SignatureCall]) -> list:
+    """Runs every call over the table's rows in batches; returns one numpy output per call.
+
+    Each batch is serialized to tf.Example once and the same bytes feed every signature
+    (model, baseline, label transform): serializing dominated the Evaluator's time. The next
+    batch is serialized on a worker thread while TensorFlow runs the current one.
+    """
+    import concurrent.futures
+
+    import numpy as np
+    import tensorflow as tf
+
+    results: list[list] = [[] for _ in calls]
+    keys = [call.output_key for call in calls]
+    starts = range(0, table.num_rows, PREDICT_BATCH_ROWS)
+
+    def serialize(start):
+        return tf.constant(serialize_examples(table.slice(start, PREDICT_BATCH_ROWS)), dtype=tf.string)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(serialize, starts[0]) if starts else None
+        for position in range(len(starts)):
+            serialized = pending.result()
+            if position + 1 < len(starts):
+                pending = pool.submit(serialize, starts[position + 1])
+            for index, call in enumerate(calls):
+                outputs = call.signature(examples=serialized)
+                if keys[index] is None:
+                    keys[index] = _default_output_key(outputs, call.what)
+                if keys[index] not in outputs:
+                    raise ComponentError(f"Evaluator: {call.what} has no output '{keys[index]}' "
+                                         f"(outputs: {', '.join(sorted(outputs))})")
+                results[index].append(outputs[keys[index]].numpy())
+    return [np.concatenate(parts) if parts else np.zeros([0]) for parts in results]
+
+
+def _scores(raw, problem, role):
+    """The serving output as binary probabilities ``[n]`` or class probabilities ``[n, classes]``."""
     import numpy as np
 
-    raw = _run_signature(loaded.signatures["serving_default"], table, prediction_key, f"{role}'s serving_default")
     raw = raw.astype(np.float64)
     if problem == "binary":
         if raw.ndim == 2 and raw.shape[1] == 2:
@@ -234,21 +340,23 @@ def _scores(loaded, table, prediction_key, problem, role):
     return raw
 
 
-def _labels(table, label_key, loaded, problem, label_vocabulary, data_file):
+def _label_call(table, label_key, loaded, data_file) -> _SignatureCall | None:
+    """The transform_features call that computes the label, or None when the data has it."""
+    if label_key in table.column_names:
+        return None
+    if "transform_features" in loaded.signatures:
+        return _SignatureCall(loaded.signatures["transform_features"], label_key,
+                              "the model's transform_features signature")
+    raise ComponentError(f"Evaluator: label '{label_key}' is not a column of {data_file} and the model "
+                         f"has no transform_features signature to compute it")
+
+
+def _labels(column, label_key, problem, label_vocabulary, data_file):
     """Integer labels and a mask of usable rows (rows with a missing label are left out)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if label_key in table.column_names:
-        column = table.column(label_key).combine_chunks()
-    elif "transform_features" in loaded.signatures:
-        values = _run_signature(loaded.signatures["transform_features"], table, label_key,
-                                "the model's transform_features signature")
-        column = pa.array(values.reshape(-1))
-    else:
-        raise ComponentError(f"Evaluator: label '{label_key}' is not a column of {data_file} and the model "
-                             f"has no transform_features signature to compute it")
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
             or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
@@ -419,13 +527,31 @@ def evaluate_model(
     String labels map to class ids through ``label_vocabulary``.
     """
     import numpy as np
+    import pyarrow as pa
 
     ctx = ctx or ExecutionContext()
     thresholds = {k: MetricThreshold.model_validate(v) if isinstance(v, dict) else v
                   for k, v in thresholds.items()}
     table, data_file = _eval_table(examples, eval_split, example_count_limit)
     loaded = _load_serving(model, "model")
-    labels, has_label = _labels(table, label_key, loaded, problem, label_vocabulary, data_file)
+    label_call = _label_call(table, label_key, loaded, data_file)
+    if label_call is None:  # validate labels before the expensive predictions
+        labels, has_label = _labels(table.column(label_key).combine_chunks(), label_key, problem,
+                                    label_vocabulary, data_file)
+    baseline = baseline_model or _resolve_baseline(ctx, model)
+    loaded_baseline = _load_serving(baseline, "baseline model") if baseline is not None else None
+
+    calls = [_SignatureCall(loaded.signatures["serving_default"], prediction_key, "model's serving_default")]
+    if loaded_baseline is not None:
+        calls.append(_SignatureCall(loaded_baseline.signatures["serving_default"], prediction_key,
+                                    "baseline model's serving_default"))
+    if label_call is not None:
+        calls.append(label_call)
+    outputs = _run_signatures(table, calls)
+    if label_call is not None:
+        labels, has_label = _labels(pa.array(outputs[-1].reshape(-1)), label_key, problem, label_vocabulary,
+                                    data_file)
+    scores = _scores(outputs[0], problem, "model")
 
     def compute(scores, mask):
         usable = mask & has_label
@@ -434,19 +560,17 @@ def evaluate_model(
         return _json_safe(multiclass_metrics(labels[usable], scores[usable]))
 
     everything = np.ones(table.num_rows, dtype=bool)
-    scores = _scores(loaded, table, prediction_key, problem, "model")
     if problem == "multiclass" and has_label.any() and labels[has_label].max() >= scores.shape[1]:
         raise ComponentError(f"Evaluator: label '{label_key}' has class id {labels[has_label].max()} but the "
                              f"model predicts {scores.shape[1]} classes")
     overall = compute(scores, everything)
     slices = {name: compute(scores, mask) for name, mask in _slice_masks(table, slicing_features, data_file)}
+    plots = evaluation_plots(labels[has_label], scores[has_label], problem, decision_threshold,
+                             label_vocabulary)
 
-    baseline = baseline_model or _resolve_baseline(ctx, model)
     baseline_metrics = None
-    if baseline is not None:
-        baseline_scores = _scores(_load_serving(baseline, "baseline model"), table, prediction_key, problem,
-                                  "baseline model")
-        baseline_metrics = compute(baseline_scores, everything)
+    if loaded_baseline is not None:
+        baseline_metrics = compute(_scores(outputs[1], problem, "baseline model"), everything)
 
     results = _check_thresholds(thresholds, overall, baseline_metrics)
     failures = [_describe_failure(r) for r in results if not r["skipped"] and not r["passed"]]
@@ -461,7 +585,7 @@ def evaluate_model(
     with open(evaluation.path("metrics.json"), "w") as out:
         json.dump({"overall": overall, "slices": slices, "baseline": baseline_metrics,
                    "baseline_model_uri": baseline.uri if baseline is not None else None,
-                   "thresholds": results}, out, indent=2)
+                   "thresholds": results, "plots": plots}, out, indent=2)
     metric_names = [k for k in overall if k != "example_count"] + ["example_count"]
     rows = [("overall", overall)] + ([("baseline (overall)", baseline_metrics)] if baseline_metrics else []) \
         + sorted(slices.items())

@@ -37,10 +37,18 @@ from components.sdk import (
     ComponentError, ExecutionContext, Input, ModuleFile, Output, component, module_function, user_code_line,
 )
 
-# Above this many rows the Parquet input is streamed instead of held in memory.
+# Above this many rows, or this many (uncompressed Parquet) bytes, the input is streamed
+# instead of held in memory.
 IN_MEMORY_ROW_LIMIT = 2_000_000
+IN_MEMORY_BYTE_LIMIT = 256 * 1024 * 1024
+# Also streamed when it holds more than this many times the rows training will read
+# (``rows_needed``): loading 1M rows to use 40k costs ~0.5 GB and seconds for nothing.
+STREAM_WHEN_ROWS_EXCEED_NEEDED = 4
 # Rows read from Parquet per chunk when streaming.
 STREAM_CHUNK_ROWS = 65_536
+# Rows gathered (from row groups taken in random order) and shuffled together when streaming:
+# the bound on the streamed input's memory.
+STREAM_SHUFFLE_ROWS = 262_144
 
 
 # --- the input pipeline ------------------------------------------------------
@@ -103,6 +111,30 @@ def _check_columns(files: list[str], label_key: str | None, feature_keys: list[s
     return columns
 
 
+def _uncompressed_bytes(files: list[str], columns: list[str]) -> int:
+    """The Parquet metadata's uncompressed size of ``columns`` (a cheap proxy for memory held)."""
+    import pyarrow.parquet as pq
+
+    wanted, total = set(columns), 0
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for index in range(row_group.num_columns):
+                chunk = row_group.column(index)
+                if chunk.path_in_schema.split(".")[0] in wanted:
+                    total += chunk.total_uncompressed_size
+    return total
+
+
+def _should_stream(total_rows: int, total_bytes: int, rows_needed: int | None) -> bool:
+    if total_rows > IN_MEMORY_ROW_LIMIT or total_bytes > IN_MEMORY_BYTE_LIMIT:
+        return True
+    # Small inputs stay in memory (fast, fully shuffled) even when only a part is used.
+    return rows_needed is not None and total_rows > STREAM_SHUFFLE_ROWS \
+        and total_rows > STREAM_WHEN_ROWS_EXCEED_NEEDED * rows_needed
+
+
 def parquet_dataset(
     files: list[str],
     batch_size: int,
@@ -111,15 +143,20 @@ def parquet_dataset(
     shuffle: bool = True,
     repeat: bool = True,
     seed: int | None = None,
+    rows_needed: int | None = None,
 ):
     """A ``tf.data.Dataset`` of batches read from Parquet files.
 
     Yields ``features`` (a dict of dense tensors ``[batch]``: float columns as
     float32, integer columns as int64, strings as tf.string; nulls as 0 / '') or
     ``(features, label)`` when ``label_key`` is given. Small inputs are held in
-    memory and shuffled per epoch with one vectorized gather per batch; inputs
-    over ``IN_MEMORY_ROW_LIMIT`` rows are streamed in Parquet chunks that are
-    each shuffled, then re-batched. With ``repeat`` every batch is full.
+    memory and shuffled per epoch with one vectorized gather per batch. Inputs
+    over ``IN_MEMORY_ROW_LIMIT`` rows or ``IN_MEMORY_BYTE_LIMIT`` bytes, or holding
+    more than ``STREAM_WHEN_ROWS_EXCEED_NEEDED`` times ``rows_needed`` (about how
+    many rows the consumer reads, e.g. steps x batch_size) are streamed: each pass
+    takes the row groups in a new random order, and rows are shuffled within
+    buffers of ``STREAM_SHUFFLE_ROWS`` (bounded memory). With ``repeat`` every batch
+    is full.
 
     >>> ds = parquet_dataset(["/data/part-00000-of-00001.parquet"], 32, label_key="label")  # doctest: +SKIP
     >>> features, label = next(iter(ds))                                                      # doctest: +SKIP
@@ -141,7 +178,7 @@ def parquet_dataset(
         features = {k: v for k, v in batch.items() if k != label_key}
         return features, batch[label_key]
 
-    if total_rows <= IN_MEMORY_ROW_LIMIT:
+    if not _should_stream(total_rows, _uncompressed_bytes(files, columns), rows_needed):
         arrays: dict[str, list] = {c: [] for c in columns}
         for path in files:
             for name, values in _table_to_arrays(pq.read_table(path, columns=columns), path).items():
@@ -162,23 +199,38 @@ def parquet_dataset(
         dataset = epochs.map(epoch).rebatch(batch_size)
         return dataset.map(split_label).prefetch(tf.data.AUTOTUNE)
 
-    # Streaming: chunks from Parquet, shuffled within each chunk, files in random order.
+    # Streaming: (file, row group) units in random order per pass, read in chunks, shuffled
+    # together in buffers of STREAM_SHUFFLE_ROWS rows.
     first = _table_to_arrays(pq.read_table(files[0], columns=columns).slice(0, 1), files[0])
     signature = {name: tf.TensorSpec([None], tf.as_dtype(values.dtype) if values.dtype != object
                                      else tf.string) for name, values in first.items()}
+    units = [(path, group) for path in files for group in range(pq.ParquetFile(path).metadata.num_row_groups)]
+    chunk_rows, buffer_rows = STREAM_CHUNK_ROWS, STREAM_SHUFFLE_ROWS
 
     def chunks():
         rng = np.random.default_rng(seed)
+
+        def emit(buffer):
+            merged = {k: np.concatenate([part[k] for part in buffer]) for k in buffer[0]}
+            if shuffle:
+                order = rng.permutation(len(next(iter(merged.values()))))
+                merged = {k: v[order] for k, v in merged.items()}
+            return merged
+
         while True:
-            order = rng.permutation(len(files)) if shuffle else range(len(files))
+            order = rng.permutation(len(units)) if shuffle else range(len(units))
+            buffer, held = [], 0
             for i in order:
-                path = files[i]
-                for record_batch in pq.ParquetFile(path).iter_batches(STREAM_CHUNK_ROWS, columns=columns):
-                    arrays = _table_to_arrays(record_batch, path)
-                    if shuffle:
-                        perm = rng.permutation(record_batch.num_rows)
-                        arrays = {k: v[perm] for k, v in arrays.items()}
-                    yield arrays
+                path, group = units[i]
+                parquet = pq.ParquetFile(path)
+                for record_batch in parquet.iter_batches(chunk_rows, row_groups=[group], columns=columns):
+                    buffer.append(_table_to_arrays(record_batch, path))
+                    held += record_batch.num_rows
+                    if held >= buffer_rows:
+                        yield emit(buffer)
+                        buffer, held = [], 0
+            if buffer:
+                yield emit(buffer)
             if not repeat:
                 return
 
@@ -207,13 +259,24 @@ class DataAccessor:
     (its batch_size, label_key, shuffle, shuffle_seed and num_epochs are honoured).
     """
 
+    def __init__(self, planned_steps: dict[tuple[str, ...], int] | None = None):
+        # Steps the Trainer will take per file list (train_files -> train_steps, eval_files ->
+        # eval_steps), so a dataset over far more rows than that is streamed, not loaded.
+        self.planned_steps = dict(planned_steps or {})
+
+    def rows_needed(self, files: list[str], batch_size: int) -> int | None:
+        steps = self.planned_steps.get(tuple(files))
+        return None if steps is None else steps * batch_size
+
     def tf_dataset_factory(self, files: list[str] | str, options: Any, schema: Any = None):
-        files = [files] if isinstance(files, str) else list(files)
-        expanded = [p for f in files for p in (sorted(glob.glob(f)) if any(c in f for c in "*?[") else [f])]
+        given = [files] if isinstance(files, str) else list(files)
+        expanded = [p for f in given for p in (sorted(glob.glob(f)) if any(c in f for c in "*?[") else [f])]
+        repeat = getattr(options, "num_epochs", None) is None
+        rows_needed = self.rows_needed(given, options.batch_size) or self.rows_needed(expanded, options.batch_size)
         return parquet_dataset(expanded, options.batch_size, label_key=getattr(options, "label_key", None),
-                               shuffle=getattr(options, "shuffle", True),
-                               repeat=getattr(options, "num_epochs", None) is None,
-                               seed=getattr(options, "shuffle_seed", None))
+                               shuffle=getattr(options, "shuffle", True), repeat=repeat,
+                               seed=getattr(options, "shuffle_seed", None),
+                               rows_needed=rows_needed if repeat else None)
 
 
 @dataclasses.dataclass
@@ -248,7 +311,11 @@ class FnArgs:
         return os.path.join(self.model_run_dir, "logs")
 
     def dataset(self, files: list[str], batch_size: int, label_key: str | None = None, **kwargs):
-        """:func:`parquet_dataset` over ``files``."""
+        """:func:`parquet_dataset` over ``files``; over ``train_files`` / ``eval_files`` it knows
+        the rows needed (``train_steps`` / ``eval_steps`` x ``batch_size``), so big inputs stream."""
+        if "rows_needed" not in kwargs and kwargs.get("repeat", True):
+            steps = {tuple(self.train_files): self.train_steps, tuple(self.eval_files): self.eval_steps}
+            kwargs["rows_needed"] = steps[tuple(files)] * batch_size if tuple(files) in steps else None
         return parquet_dataset(files, batch_size, label_key=label_key, **kwargs)
 
     def callbacks(self) -> list:
@@ -620,6 +687,7 @@ def run_trainer(
         is_chief=is_chief,
         tracking_uri=tracking,
         mlflow_run_id=ctx.mlflow_run_id if tracking else None,
+        data_accessor=DataAccessor({tuple(train_files): train_steps, tuple(eval_files): eval_steps}),
     )
     if tracking:
         import mlflow.entities

@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
-from components.evaluator import MetricThreshold, binary_metrics, evaluate_model
+import components.evaluator as evaluator_module
+from components.evaluator import MetricThreshold, binary_metrics, evaluate_model, roc_curve
 from components.sdk import ComponentError, ExecutionContext
 
 
@@ -263,7 +264,69 @@ def test_multiclass_with_string_labels(tmp_path):
         -np.mean(np.log(np.where(predicted == truth, 0.8, 0.1))), rel=1e-5)
     assert set(metrics["slices"]) == {"island=Biscoe", "island=Dream", "island=Torgersen"}
     assert not blessing.blessed  # accuracy is about 1/3
+    matrix = metrics["plots"]["confusion_matrix"]
+    assert matrix["labels"] == species
+    expected = [[int(np.sum((truth == a) & (predicted == p))) for p in range(3)] for a in range(3)]
+    assert matrix["matrix"] == expected
+    assert "roc_curve" not in metrics["plots"]  # binary only
     with pytest.raises(ComponentError, match=r"label 'species' holds strings; set parameter 'label_vocabulary'"):
         evaluate_model(examples=Examples(uri=str(tmp_path / "examples"), split_names=["eval"]), model=model,
                        evaluation=evaluation, blessing=blessing, label_key="species", problem="multiclass",
                        ctx=ExecutionContext())
+
+
+def test_binary_plots_confusion_matrix_and_roc_curve(tmp_path, binary):
+    examples, table, _, weak = binary
+    evaluation, blessing = _outputs(tmp_path)
+    evaluate_model(examples=examples, model=weak, evaluation=evaluation, blessing=blessing, label_key="label",
+                   decision_threshold=0.4, ctx=ExecutionContext())
+    plots = json.loads(open(evaluation.path("metrics.json")).read())["plots"]
+    labels = table.column("label").to_numpy()
+    scores = table.column("weak_score").to_numpy().astype(np.float32).astype(np.float64)  # as the model gives
+    predicted = (scores >= 0.4).astype(int)
+    assert plots["confusion_matrix"] == {
+        "labels": ["0", "1"],
+        "matrix": [[int(np.sum((labels == a) & (predicted == p))) for p in (0, 1)] for a in (0, 1)]}
+    roc = plots["roc_curve"]
+    assert len(roc["fpr"]) == len(roc["tpr"]) == len(roc["thresholds"]) <= 200
+    assert (roc["fpr"][0], roc["tpr"][0]) == (0.0, 0.0) and (roc["fpr"][-1], roc["tpr"][-1]) == (1.0, 1.0)
+    # Every point is the rates at its threshold, computed independently.
+    for fpr, tpr, threshold in zip(roc["fpr"], roc["tpr"], roc["thresholds"]):
+        assert tpr == pytest.approx(np.mean(scores[labels == 1] >= threshold))
+        assert fpr == pytest.approx(np.mean(scores[labels == 0] >= threshold))
+    assert np.all(np.diff(roc["thresholds"]) < 0)
+
+
+def test_roc_curve_is_thinned_to_at_most_200_points_and_keeps_its_area():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 20_000)
+    scores = np.clip(labels * 0.3 + rng.random(20_000), 0, 1)
+    curve = roc_curve(labels, scores)
+    assert len(curve["fpr"]) <= 200
+    assert np.all(np.diff(curve["fpr"]) >= 0) and np.all(np.diff(curve["tpr"]) >= 0)
+    area = np.trapezoid(curve["tpr"], curve["fpr"])
+    assert area == pytest.approx(_pairwise_auc(labels, scores), abs=2e-3)
+    assert roc_curve(np.zeros(5, dtype=int), rng.random(5)) is None  # one class only
+
+
+def test_each_batch_is_serialized_once_for_model_baseline_and_label(tmp_path, binary, monkeypatch):
+    examples, table, good, weak = binary
+    batches = []
+    real_serialize = evaluator_module.serialize_examples
+
+    def counting_serialize(batch):
+        batches.append(batch.num_rows)
+        return real_serialize(batch)
+
+    monkeypatch.setattr(evaluator_module, "serialize_examples", counting_serialize)
+    monkeypatch.setattr(evaluator_module, "PREDICT_BATCH_ROWS", 64)
+    evaluation, blessing = _outputs(tmp_path)
+    evaluate_model(examples=examples, model=good, baseline_model=weak, evaluation=evaluation, blessing=blessing,
+                   label_key="tips_xf", prediction_key="outputs", ctx=ExecutionContext())
+    assert sum(batches) == table.num_rows and max(batches) == 64  # once, in batches
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    labels = table.column("label").to_numpy()
+    assert metrics["overall"]["auc"] == pytest.approx(
+        _pairwise_auc(labels, table.column("score").to_numpy()), abs=1e-6)
+    assert metrics["baseline"]["auc"] == pytest.approx(
+        _pairwise_auc(labels, table.column("weak_score").to_numpy()), abs=1e-6)

@@ -316,3 +316,150 @@ def test_empty_split_and_escaped_report_values(tmp_path):
     report = open(os.path.join(output.split_uri("train"), "report.html")).read()
     assert "&lt;script&gt;x&lt;/script&gt;" in report and "<script>" not in report
     assert "0 examples" in open(os.path.join(output.split_uri("eval"), "report.html")).read()
+
+
+# --- the fast path: whole files folded into accumulators -------------------------
+
+
+def test_parquet_statistics_transform_matches_the_batch_path(tmp_path, penguins):
+    examples = _write_examples(tmp_path, {"train": [penguins.slice(0, 200), penguins.slice(200)],
+                                          "eval": [penguins.slice(0, 40)]})
+    patterns = {split: [os.path.join(examples.split_uri(split), "*.parquet")] for split in ("train", "eval")}
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        fast = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=64)
+        slow = (pipeline | ReadParquetBatches(patterns["train"], batch_size=64)
+                | ComputeStatistics(dataset_name="train"))
+        assert_that(fast | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
+                    equal_to([("train", 344), ("eval", 40)]))
+        assert_that((fast | beam.Filter(lambda pair: pair[0] == "train") | beam.Values(),
+                     slow) | beam.Flatten() | beam.combiners.ToList(), _check_same_statistics, label="same")
+
+
+def _check_same_statistics(outputs):
+    ((fast, slow),) = outputs  # one list of the two protos
+    first, second = _features(fast), _features(slow)
+    assert set(first) == set(second)
+    for name, feature in first.items():
+        other = second[name]
+        assert feature.type == other.type, name
+        kind = feature.WhichOneof("stats")
+        mine, theirs = getattr(feature, kind), getattr(other, kind)
+        assert mine.common_stats == theirs.common_stats, name
+        if kind == "num_stats":
+            for stat in ("mean", "std_dev", "min", "max", "num_zeros"):
+                assert getattr(mine, stat) == pytest.approx(getattr(theirs, stat), rel=1e-12), (name, stat)
+        else:
+            assert mine.top_values == theirs.top_values and mine.avg_length == pytest.approx(theirs.avg_length)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # moments of inf - inf
+def test_nulls_nans_infinities_and_booleans_are_counted_apart():
+    batch = pa.record_batch({
+        "f": pa.array([None, float("nan"), 0.0, float("inf"), -1.5, None, float("-inf"), 2.0, float("nan")]),
+        "i": pa.array([None, 3, 0, 0, None, 7, 1, None, 2], pa.int64()),
+        "b": pa.array([True, None, False, True, None, True, False, True, None]),
+        "s": pa.array(["x", None, "yy", "x", None, None, "x", "", "yy"]),
+        # How the fast path reads strings; a dictionary may repeat a value ("x" twice here).
+        "d": pa.DictionaryArray.from_arrays(pa.array([0, None, 1, 2, None, None, 2, 3, 1], pa.int32()),
+                                            pa.array(["x", "yy", "x", ""])),
+    })
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    features = _features(fn.extract_output(fn.add_input(fn.create_accumulator(), batch)))
+    f = features["f"].num_stats
+    assert f.common_stats.num_non_missing == 7 and f.histograms[0].num_nan == 2
+    assert (f.min, f.max, f.num_zeros) == (float("-inf"), float("inf"), 1)
+    i = features["i"].num_stats
+    assert i.common_stats.num_non_missing == 6 and i.histograms[0].num_nan == 0
+    assert (i.min, i.max, i.num_zeros, i.mean) == (0, 7, 2, pytest.approx(13 / 6))
+    b = features["b"]
+    assert b.type == Type.INT and b.num_stats.mean == pytest.approx(4 / 6) and b.num_stats.num_zeros == 2
+    s = features["s"].string_stats
+    assert s.common_stats.num_non_missing == 6 and s.unique == 3
+    assert [(v.value, v.frequency) for v in s.top_values] == [("x", 3), ("yy", 2), ("", 1)]
+    assert s.avg_length == pytest.approx(7 / 6)
+    assert features["d"].type == Type.STRING and features["d"].string_stats == s
+
+
+def test_dictionary_strings_switch_to_sketches(monkeypatch):
+    monkeypatch.setattr(statistics_gen, "EXACT_VALUE_COUNTS_LIMIT", 5)
+    values = pa.array([f"v{i}" for i in range(20)] + ["hot"] * 30 + [None] * 5).dictionary_encode()
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    acc = fn.add_input(fn.create_accumulator(), pa.record_batch({"s": values.slice(0, 25)}))
+    acc = fn.add_input(acc, pa.record_batch({"s": values.slice(25)}))
+    stats = _features(fn.extract_output(acc))["s"].string_stats
+    assert stats.common_stats.num_non_missing == 50 and stats.top_values[0].value == "hot"
+    assert stats.avg_length == pytest.approx((10 * 2 + 10 * 3 + 30 * 3) / 50)
+
+
+def test_prefetched_reads_ahead_and_passes_errors_on():
+    def batches():
+        yield 1
+        yield 2
+        raise ComponentError("StatisticsGen: cannot read Parquet file x.parquet: broken")
+
+    seen = []
+    with pytest.raises(ComponentError, match="x.parquet: broken"):
+        for item in statistics_gen._prefetched(batches()):
+            seen.append(item)
+    assert seen == [1, 2]
+    # Leaving early does not hang on the producer blocked on its full queue.
+    for item in statistics_gen._prefetched(iter(range(1000))):
+        break
+    assert item == 0
+
+
+def _reference_equi_width_counts(boundaries, cumulative, finite_min, finite_max):
+    """TFDV's loop (quantiles_util.py) for finite data, the vectorized histogram's reference."""
+    low, high = boundaries[:-1], boundaries[1:]
+    counts = np.diff(cumulative.astype(np.float64))
+    i = 0
+    while i < low.size:
+        j = i + 1
+        while j < low.size and high[i] == high[j]:
+            j += 1
+        if j > i + 1:
+            counts[i:j] = counts[i:j].sum() / (j - i)
+        i = j
+    same = 0
+    while same < low.size and low[0] == low[same] and high[0] == high[same]:
+        same += 1
+    if same:
+        counts[0:same] += cumulative[0] / same
+    edges = np.linspace(finite_min, finite_max, statistics_gen.NUM_HISTOGRAM_BUCKETS + 1)
+    result = []
+    for e in range(edges.size - 1):
+        lo, hi, total = edges[e], edges[e + 1], 0.0
+        for b_low, b_high, count in zip(low, high, counts):
+            if b_high == b_low == lo:
+                total += count if e == 0 else 0.0
+            elif b_high < lo or b_low > hi:
+                continue
+            elif lo <= b_low and hi >= b_high:
+                total += count
+            elif lo <= b_low:
+                total += (hi - b_low) / (b_high - b_low) * count
+            elif hi >= b_high:
+                total += (b_high - lo) / (b_high - b_low) * count
+            else:
+                total += (hi - lo) / (b_high - b_low) * count
+        result.append(total)
+    return result
+
+
+@pytest.mark.parametrize("values", [
+    np.random.default_rng(3).normal(0, 1, 3000),
+    np.random.default_rng(4).integers(0, 4, 3000).astype(float),  # many equal boundaries
+    np.concatenate([np.zeros(1500), np.random.default_rng(5).lognormal(0, 2, 1500)]),
+])
+def test_vectorized_histograms_match_tfdv_loop(values):
+    from tfx_bsl import sketches
+
+    sketch = sketches.QuantilesSketch(statistics_gen.QUANTILES_EPSILON, 1 << 32, 1)
+    sketch.AddValues(pa.array(values))
+    boundaries, cumulative = sketch.GetQuantilesAndCumulativeWeights(1000)
+    boundaries = boundaries.flatten().to_numpy(zero_copy_only=False)
+    cumulative = cumulative.flatten().to_numpy(zero_copy_only=False)
+    histogram = statistics_gen._equi_width_histogram(
+        boundaries, cumulative, values.min(), values.max(), 0, statistics_pb2)
+    expected = _reference_equi_width_counts(boundaries, cumulative, values.min(), values.max())
+    assert [b.sample_count for b in histogram.buckets] == pytest.approx(expected, rel=1e-9, abs=1e-9)

@@ -172,6 +172,65 @@ def test_parquet_dataset_missing_label_names_label_and_file(tmp_path):
         parquet_dataset(files, 8, label_key="tips")
 
 
+def _record_stream_decisions(monkeypatch) -> list[bool]:
+    decisions = []
+    real = trainer_module._should_stream
+
+    def recording(*args):
+        decisions.append(real(*args))
+        return decisions[-1]
+
+    monkeypatch.setattr(trainer_module, "_should_stream", recording)
+    return decisions
+
+
+def test_parquet_dataset_streams_when_far_more_rows_than_needed(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "STREAM_SHUFFLE_ROWS", 32)
+    monkeypatch.setattr(trainer_module, "STREAM_CHUNK_ROWS", 8)
+    decisions = _record_stream_decisions(monkeypatch)
+    ids = np.arange(200)
+    path = tmp_path / "part-00000-of-00001.parquet"
+    pq.write_table(pa.table({"id": pa.array(ids, pa.int64()), "label": pa.array(ids % 2, pa.int64())}),
+                   path, row_group_size=20)  # 10 row groups
+    dataset = parquet_dataset([str(path)], batch_size=8, label_key="label", seed=2, rows_needed=16)
+    seen = np.concatenate([f["id"].numpy() for f, _ in dataset.take(50)])  # two passes of 200 rows
+    assert decisions == [True]
+    first, second = seen[:200], seen[200:]
+    assert sorted(first) == list(range(200)) and sorted(second) == list(range(200))  # each row once a pass
+    assert list(first) != list(second)  # a new order each pass
+    assert len(set(seen[:32] // 20)) > 1  # a shuffle buffer mixes several row groups
+    # Small inputs, or inputs not much bigger than what is needed, stay in memory.
+    parquet_dataset([str(path)], batch_size=8, label_key="label", rows_needed=100)
+    monkeypatch.setattr(trainer_module, "STREAM_SHUFFLE_ROWS", 1000)
+    parquet_dataset([str(path)], batch_size=8, label_key="label", rows_needed=16)
+    assert decisions == [True, False, False]
+
+
+def test_parquet_dataset_streams_above_the_memory_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "IN_MEMORY_BYTE_LIMIT", 100)
+    decisions = _record_stream_decisions(monkeypatch)
+    dataset = parquet_dataset(_synthetic(tmp_path), batch_size=8, label_key="label", repeat=False)
+    assert decisions == [True]
+    assert sorted(np.concatenate([f["id"].numpy() for f, _ in dataset])) == list(range(100))
+
+
+def test_fn_args_datasets_know_the_rows_their_steps_need(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "STREAM_SHUFFLE_ROWS", 10)
+    decisions = _record_stream_decisions(monkeypatch)
+    train, evaluation = _synthetic(tmp_path, files=2)[:1], _synthetic(tmp_path, files=2)[1:]
+    fn_args = trainer_module.FnArgs(
+        train_files=train, eval_files=evaluation, transform_output=None, schema_path=None,
+        serving_model_dir=str(tmp_path), model_run_dir=str(tmp_path), train_steps=2, eval_steps=100,
+        custom_config={}, hyperparameters={}, base_model=None, strategy=None,
+        data_accessor=trainer_module.DataAccessor({tuple(train): 2, tuple(evaluation): 100}))
+    fn_args.dataset(train, 4, label_key="label")            # 50 rows > 4 x 2 x 4: streamed
+    fn_args.dataset(evaluation, 4, label_key="label")       # 50 rows < 4 x 100 x 4: in memory
+    options = trainer_module.DatasetOptions(batch_size=4, label_key="label")
+    fn_args.data_accessor.tf_dataset_factory(train, options)
+    fn_args.data_accessor.tf_dataset_factory(evaluation, options)
+    assert decisions == [True, False, True, False]
+
+
 # --- run_trainer -------------------------------------------------------------
 
 
