@@ -37,15 +37,16 @@ CSV column types
     makes the pipeline run again with types inferred over all rows first (``InferCsvColumns``, a
     side input of the same pipeline), so the common case reads the data once.
 
-CSV errors (wrong column count, broken quoting, non-UTF-8 bytes, empty or header-only files,
-duplicate column names) raise ``ComponentError("<file>:<line>: ...")``; the line assumes no
-quoted value spans lines before it. A quote left open at the very end of a file is not detected
-(pyarrow reads it as a value running to the end).
+CSV errors (wrong column count, broken quoting, a quote left open up to the end of the file,
+non-UTF-8 bytes or binary data, empty or header-only files, empty or duplicate column names)
+raise ``ComponentError("<file>:<line>: ...")``; the line assumes no quoted value spans lines
+before it.
 
 The Beam work is in composite transforms (``ReadCsvToRecordBatches``, ``InferCsvColumns``,
 ``ReadParquetToRecordBatches``, ``ReadTFRecordExamples``, ``SplitAndWriteExamples``) whose
 elements are Arrow RecordBatches of about 64k rows; one input file is read by one worker, so
-many files scale out across workers, and memory stays bounded by a few blocks per worker.
+many files scale out across workers, and memory stays bounded by a few blocks per worker. A
+big local CSV file is also parsed in parallel within its worker (see ``_ReadCsvFile``).
 Shards are written as temp files and named ``part-NNNNN-of-MMMMM`` in input order by
 ``finalize_shards`` once the pipeline has finished (Beam's WriteFiles does the same).
 """
@@ -357,7 +358,9 @@ def _csv_options(names: list[str], read_types: dict[str, Any], block_size: int, 
         # use_threads=False: pyarrow then numbers rows in its errors ("Row #N"), and one worker
         # per file is the unit of parallelism anyway.
         read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+        # newlines_in_values: blocks are then cut at line ends outside quotes (a quoted value
+        # may span lines, even across a block boundary).
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types=read_types, null_values=list(null_values), strings_can_be_null=True, check_utf8=True
         ),
@@ -365,10 +368,18 @@ def _csv_options(names: list[str], read_types: dict[str, Any], block_size: int, 
 
 
 class _InvalidRows:
-    """pyarrow invalid_row_handler that remembers the first bad row for the error message."""
+    """pyarrow invalid_row_handler that remembers the first bad row for the error message.
+
+    pyarrow decodes a bad row's text (strictly, as UTF-8) before it calls the handler; on bytes
+    that are not UTF-8 the decode fails inside pyarrow, which then prints "Exception ignored
+    in: <_InvalidRows ...>" and a traceback. ``_quiet_undecodable_rows`` hooks that report
+    away and sets ``undecodable`` instead; the parse still fails with pyarrow's own error.
+    """
 
     def __init__(self):
+        _quiet_undecodable_rows()
         self.first = None
+        self.undecodable = False
 
     def __call__(self, row):
         if self.first is None:
@@ -376,13 +387,36 @@ class _InvalidRows:
         return "error"
 
 
-def _csv_error(path: str, exc: Exception, invalid: _InvalidRows | None, names: list[str]) -> ComponentError:
-    """One line 'file:line: problem' for a pyarrow CSV error."""
+def _quiet_undecodable_rows() -> None:
+    """Installs (once) an unraisable-exception hook that swallows pyarrow's failed decode of a bad row."""
+    import sys
+
+    previous = sys.unraisablehook
+    if getattr(previous, "sluice_invalid_rows", False):
+        return
+
+    def hook(unraisable):
+        if isinstance(unraisable.object, _InvalidRows) and isinstance(unraisable.exc_value, UnicodeDecodeError):
+            unraisable.object.undecodable = True
+            return
+        previous(unraisable)
+
+    hook.sluice_invalid_rows = True
+    sys.unraisablehook = hook
+
+
+def _csv_error(path: str, exc: Exception, invalid: _InvalidRows | None, names: list[str],
+               lines_before: int = 0) -> ComponentError:
+    """One line 'file:line: problem' for a pyarrow CSV error; ``lines_before`` the parsed text's start."""
     text = str(exc)
     row = invalid.first if invalid else None
     match = re.search(r"Row #(\d+)", text)
-    line = row.number if row is not None and row.number else (int(match.group(1)) if match else None)
+    line = row.number if row is not None and row.number > 0 else (int(match.group(1)) if match else None)
+    line = line + lines_before if line else None
     where = f"{path}:{line}" if line else path
+    if row is None and invalid is not None and invalid.undecodable:
+        return ComponentError(f"{where}: not a UTF-8 CSV file: a row with the wrong number of columns is not valid "
+                              "UTF-8 (binary data?)")
     if row is not None:
         if row.text.count('"') % 2:
             return ComponentError(f"{where}: broken quoting: unterminated quoted field in {row.text[:60]!r}")
@@ -399,6 +433,48 @@ def _csv_error(path: str, exc: Exception, invalid: _InvalidRows | None, names: l
     if column:
         return ComponentError(f"{where}: column '{column}': {_one_line(detail)}")
     return ComponentError(f"{where}: {_one_line(text)}")
+
+
+def _unclosed_quote_at_end(path: str, last_batch) -> ComponentError | None:
+    """The error for a quote left open in the file's last field, which pyarrow reads as a value
+    running to the end of the file (the rest of the file silently becomes one value).
+
+    Only then can the last value of the last row hold a line break and be the file's very end.
+    """
+    import pyarrow as pa
+
+    from apache_beam.io.filesystems import FileSystems
+
+    if last_batch.num_rows == 0 or not pa.types.is_string(last_batch.schema.types[-1]):
+        return None
+    value = last_batch.column(last_batch.num_columns - 1)[-1].as_py()
+    if not value or ("\n" not in value and "\r" not in value):
+        return None
+    raw = value.replace('"', '""').encode()
+    with FileSystems.open(path) as fh:
+        try:
+            size = fh.seek(0, os.SEEK_END)
+        except (OSError, ValueError, NotImplementedError):  # a stream that cannot seek: not checked
+            return None
+        start = max(0, size - len(raw) - 8)
+        fh.seek(start)
+        tail = fh.read()
+        if not tail.endswith(b'"' + raw) or tail.rstrip(b"\r\n").endswith(b'"' + raw.rstrip(b"\r\n") + b'"'):
+            return None
+        quote_at = size - len(raw) - 1
+        fh.seek(0)
+        newlines, read = 0, 0
+        while read < quote_at:
+            chunk = fh.read(min(CSV_BLOCK_BYTES, quote_at - read))
+            if not chunk:
+                break
+            newlines += chunk.count(b"\n")
+            read += len(chunk)
+    start_text = value.split("\n", 1)[0][:40]
+    return ComponentError(
+        f"{path}:{newlines + 1}: broken quoting: unterminated quoted field starting '\"{start_text}' "
+        "runs to the end of the file"
+    )
 
 
 def _column_of(text: str, names: list[str]) -> str | None:
@@ -488,6 +564,10 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
     kinds: list[int] = []
     for file in files:
         header = _csv_header(file.path)
+        empty = [i + 1 for i, n in enumerate(header) if not n.strip()]
+        if empty:
+            raise ComponentError(f"{file.path}:1: empty column name at position(s) {', '.join(map(str, empty))} "
+                                 f"of {len(header)} in the header")
         duplicates = sorted({n for n in header if header.count(n) > 1})
         if duplicates:
             raise ComponentError(f"{file.path}:1: duplicate column name(s) {', '.join(map(repr, duplicates))}")
@@ -504,11 +584,16 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
                 block_bytes = min(SNIFF_BLOCK_BYTES, CSV_BLOCK_BYTES)
                 reader = pacsv.open_csv(fh, **_csv_options(names, strings, block_bytes, invalid, null_values))
                 # Sniff the first block, and more while some column has shown no value yet.
+                batch = None
                 for block, batch in enumerate(reader):
                     rows += batch.num_rows
                     file_kinds = [max(k, classify_strings(batch.column(i))) for i, k in enumerate(file_kinds)]
                     if EMPTY not in file_kinds or (block + 1) * block_bytes >= SNIFF_MAX_BYTES:
                         break
+                else:  # the whole file was read: its last value is at hand
+                    error = _unclosed_quote_at_end(file.path, batch) if batch is not None else None
+                    if error is not None:
+                        raise error
             except pa.ArrowInvalid as exc:
                 raise _csv_error(file.path, exc, invalid, names) from None
         if rows == 0:
@@ -555,9 +640,17 @@ class _ScanCsvKinds:
 class _ReadCsvFile:
     """DoFn body: one CSV file -> (split, file index, RecordBatch) with the final column types.
 
-    Blocks are parsed one ahead in a helper thread (pyarrow releases the GIL), so parsing the
-    next block overlaps with hashing and writing this one.
+    A local file is parsed in parallel: it is memory-mapped, cut into pieces of about
+    ``CSV_BLOCK_BYTES`` at line ends, and the pieces are parsed by ``_PARSE_THREADS`` threads
+    (pyarrow releases the GIL) and yielded in file order, so the rows, their splits and the
+    shards are those of a serial read. A piece is only cut off when it holds no '"' at all
+    (then no quoted value can span the cut); from the first piece that holds one, the rest of
+    the file is streamed serially. Errors name the file's line: the lines before a piece are
+    counted when one fails. Other filesystems' files are streamed serially. The batches are
+    handed on one ahead in a helper thread, so parsing overlaps with hashing and writing.
     """
+
+    _PARSE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
     def __init__(self, columns: CsvColumns):
         self.columns = columns
@@ -567,36 +660,141 @@ class _ReadCsvFile:
             yield file.split, file.index, batch
 
     def _batches(self, path: str):
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-        import pyarrow.compute as pc
+        import mmap
+        from concurrent.futures import ThreadPoolExecutor
 
-        from apache_beam.io.filesystems import FileSystems
+        import pyarrow as pa
+
+        if "://" in path or os.path.getsize(path) == 0:
+            with _open_input(path) as fh:
+                yield from self._serial(path, fh, lines_before=0, with_header=True)
+            return
+        with open(path, "rb") as fh:
+            # Not closed explicitly: Arrow buffers over it may outlive this frame; freed with them.
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        size = len(data)
+        whole = pa.py_buffer(data)
+        header_end = data.find(b"\n") + 1
+        if header_end == 0 or data.find(b'"', 0, header_end) >= 0:  # no line end, or a quoted header
+            yield from self._serial(path, pa.BufferReader(whole), lines_before=0, with_header=True)
+            return
+        self._check_header(path, data[:header_end], list(self.columns.names))
+
+        def lines_before(offset: int) -> int:  # error path only
+            return data[:offset].count(b"\n")
+
+        def parsed(future, start: int, end: int):
+            batches = future.result()
+            # The batches hold their own copies: let go of the piece's pages, so the mapped
+            # file does not add up in this process's RSS (they are read again if ever needed).
+            if hasattr(mmap, "MADV_DONTNEED"):
+                first_page = start - start % mmap.PAGESIZE
+                data.madvise(mmap.MADV_DONTNEED, first_page, end - first_page)
+            return batches
+
+        offset = header_end
+        pending: list = []
+        with ThreadPoolExecutor(self._PARSE_THREADS, thread_name_prefix="csv-parse") as pool:
+            while offset < size:
+                newline = data.find(b"\n", min(offset + CSV_BLOCK_BYTES, size) - 1)
+                end = size if newline < 0 else newline + 1
+                if data.find(b'"', offset, end) >= 0:
+                    while pending:
+                        yield from parsed(*pending.pop(0))
+                    rest = pa.BufferReader(whole.slice(offset))
+                    yield from self._serial(path, rest, lines_before=lines_before(offset), with_header=False)
+                    return
+                piece = whole.slice(offset, end - offset)
+                pending.append((pool.submit(self._parse_piece, path, piece, offset, lines_before), offset, end))
+                offset = end
+                while len(pending) > self._PARSE_THREADS:
+                    yield from parsed(*pending.pop(0))
+            while pending:
+                yield from parsed(*pending.pop(0))
+
+    @staticmethod
+    def _check_header(path: str, header: bytes, names: list[str]) -> None:
+        import pyarrow.csv as pacsv
+
+        found = pacsv.open_csv(_buffer(header), read_options=pacsv.ReadOptions(use_threads=False)).schema.names
+        if found != names:
+            raise ComponentError(f"{path}:1: header differs from the other files: {found}")
+
+    def _options(self, invalid, with_header: bool, piece_bytes: int = 0):
+        """Reader options; without the header line the columns are named; ``piece_bytes``: a piece's size."""
+        import pyarrow.csv as pacsv
 
         columns = self.columns
         names = list(columns.names)
-        read_types = {n: _read_type(k) for n, k in zip(names, columns.kinds)}
-        schema = columns.arrow_schema()
-        intfloat = [i for i, k in enumerate(columns.kinds) if k == INTFLOAT]
+        options = _csv_options(names, {n: _read_type(k) for n, k in zip(names, columns.kinds)}, CSV_BLOCK_BYTES,
+                               invalid, columns.null_values)
+        if not with_header:
+            options["read_options"] = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False,
+                                                        column_names=names)
+        if piece_bytes:
+            # A piece is whole lines without quotes (no value spans lines), read as one block:
+            # one RecordBatch, so one Parquet row group, per piece.
+            options["read_options"].block_size = piece_bytes + 1
+            options["parse_options"] = pacsv.ParseOptions(invalid_row_handler=invalid)
+        return options
+
+    def _parse_piece(self, path: str, piece, offset: int, lines_before) -> list:
+        """One piece (an Arrow buffer of whole lines at ``offset``, no header) -> its batches."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
         invalid = _InvalidRows()
-        with _open_input(path) as fh:
-            try:
-                reader = pacsv.open_csv(
-                    fh, **_csv_options(names, read_types, CSV_BLOCK_BYTES, invalid, columns.null_values))
-                if reader.schema.names != names:
-                    raise ComponentError(f"{path}:1: header differs from the other files: {reader.schema.names}")
-                for batch in reader:
-                    arrays = batch.columns
-                    for i in intfloat:
-                        try:
-                            arrays[i] = pc.cast(arrays[i], pa.int64())
-                        except pa.ArrowInvalid:
-                            raise _ColumnTypeChanged(f"{path}: column {names[i]} has fractions") from None
-                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-            except pa.ArrowInvalid as exc:
-                if not columns.exact and "conversion error to" in str(exc) and "UTF8" not in str(exc):
-                    raise _ColumnTypeChanged(f"{path}: {exc}") from None
-                raise _csv_error(path, exc, invalid, names) from None
+        try:
+            table = pacsv.read_csv(pa.BufferReader(piece), **self._options(invalid, False, piece.size))
+        except pa.ArrowInvalid as exc:
+            raise self._error(path, exc, invalid, lines_before(offset)) from None
+        return [self._final(path, batch) for batch in table.to_batches()]
+
+    def _serial(self, path: str, stream, lines_before: int, with_header: bool):
+        """Streams the CSV text from ``stream``'s position, one block at a time."""
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        invalid = _InvalidRows()
+        batch = None
+        try:
+            reader = pacsv.open_csv(stream, **self._options(invalid, with_header))
+            if with_header and reader.schema.names != list(self.columns.names):
+                raise ComponentError(f"{path}:1: header differs from the other files: {reader.schema.names}")
+            for batch in reader:
+                yield self._final(path, batch)
+        except pa.ArrowInvalid as exc:
+            raise self._error(path, exc, invalid, lines_before) from None
+        if batch is not None:
+            error = _unclosed_quote_at_end(path, batch)
+            if error is not None:
+                raise error
+
+    def _final(self, path: str, batch):
+        """A parsed batch in the final types: integral floats (INTFLOAT) become int64."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        columns = self.columns
+        arrays = batch.columns
+        for i, kind in enumerate(columns.kinds):
+            if kind == INTFLOAT:
+                try:
+                    arrays[i] = pc.cast(arrays[i], pa.int64())
+                except pa.ArrowInvalid:
+                    raise _ColumnTypeChanged(f"{path}: column {columns.names[i]} has fractions") from None
+        return pa.RecordBatch.from_arrays(arrays, schema=columns.arrow_schema())
+
+    def _error(self, path: str, exc: Exception, invalid, lines_before: int) -> Exception:
+        if not self.columns.exact and "conversion error to" in str(exc) and "UTF8" not in str(exc):
+            return _ColumnTypeChanged(f"{path}: {exc}")
+        return _csv_error(path, exc, invalid, list(self.columns.names), lines_before)
+
+
+def _buffer(data: bytes):
+    import pyarrow as pa
+
+    return pa.BufferReader(pa.py_buffer(data))
 
 
 def _open_input(path: str):

@@ -134,8 +134,6 @@ def cases(slow: bool):
         if (c.slow or c.pipeline not in ("cli", "definition")) != slow:
             continue
         marks = [pytest.mark.slow] if slow else []
-        if c.known_defect:
-            marks.append(pytest.mark.xfail(reason=c.known_defect, strict=True))
         found.append(pytest.param(c, id=c.name, marks=marks))
     return found
 

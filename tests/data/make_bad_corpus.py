@@ -36,9 +36,6 @@ class Case:
     culprit: str = ""
     args: tuple[str, ...] = ()
     slow: bool = False
-    # A defect found in a component this suite may not change: the case is an expected
-    # failure (strict, so it shows up once fixed) until the owner fixes it.
-    known_defect: str = ""
 
 
 def _csv(text: str) -> dict[str, bytes]:
@@ -94,7 +91,7 @@ CASES: list[Case] = [
     Case("csv_too_many_fields", "csv", _csv("a,b,c\n1,2.5,x\n2,3.5,y,extra\n"), r"CsvExampleGen.*data\.csv",
          "CsvExampleGen"),
     Case("csv_unclosed_quote", "csv", _csv('a,b,c\n1,2.5,"x\n2,3.5,y\n3,4.5,z\n'), r"CsvExampleGen.*data\.csv",
-         "CsvExampleGen", known_defect="accepted: the rest of the file becomes one quoted field of row 1"),
+         "CsvExampleGen"),
     Case("csv_unclosed_quote_mid_file", "csv", _csv('a,b,c\n1,2.5,"x\n2,3.5,y\n3,"4.5,z\n4,5.5,x\n'),
          r"CsvExampleGen.*data\.csv", "CsvExampleGen"),
     Case("csv_not_utf8", "csv", {"data/data.csv": b"a,b,c\n1,2.5,caf\xe9\n2,3.5,\xff\xfe\n"},
@@ -105,9 +102,9 @@ CASES: list[Case] = [
     Case("csv_header_only", "csv", _csv("a,b,c\n"), r"CsvExampleGen.*(data\.csv|no rows|empty)", "CsvExampleGen"),
     Case("csv_duplicate_columns", "csv", _csv("a,b,a\n1,2.5,3\n2,3.5,4\n"), r"CsvExampleGen.*'?a'?", "CsvExampleGen"),
     Case("csv_empty_column_name", "csv", _csv("a,,c\n1,2.5,x\n2,3.5,y\n"), r"CsvExampleGen.*data\.csv",
-         "CsvExampleGen", known_defect="accepted: a feature named '' reaches the statistics and schema"),
+         "CsvExampleGen"),
     Case("csv_binary_garbage", "csv", {"data/data.csv": bytes(range(256)) * 8}, r"CsvExampleGen.*data\.csv",
-         "CsvExampleGen", known_defect="'Exception ignored in: <_InvalidRows ...>' traceback on stderr"),
+         "CsvExampleGen"),
     Case("csv_no_files", "csv", {"data/README.txt": b"no csv here"}, r"CsvExampleGen", "CsvExampleGen",
          args=("--param", "pattern=*.csv")),
     # Valid inputs that look suspicious: they must work.
