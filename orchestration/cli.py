@@ -388,8 +388,6 @@ def _time(ms: int) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-
-
 @runs.command("show")
 @click.argument("run_id")
 @_common_store_options
