@@ -61,6 +61,14 @@ SNAPSHOT_PACKAGES = ("components", "orchestration", "pipelines")
 # --- running -------------------------------------------------------------------
 
 
+
+def _repo_relative(path) -> str:
+    """A path as shown in the report: relative to the repository, never a machine path."""
+    if not path:
+        return "?"
+    path = str(path)
+    return os.path.relpath(path, REPO) if os.path.isabs(path) else path
+
 def _process_rss(proc) -> int:
     import psutil
 
@@ -426,7 +434,8 @@ def render(records: list[dict], info: dict, command: str) -> str:
         "- Repeats: " + ", ".join(f"{s}x: {summary[s]['repeats']}" for s in summary),
         "- Code: " + ", ".join(sorted({f"`{r.get('source_digest', '?')}`" for r in records}))
         + " (digest of components/, orchestration/, pipelines/ as run; runs import a copy taken at the start, "
-        "imported from " + ", ".join(sorted({str(r["cold"].get("imported_from")) for r in records})) + ")"
+        "imported from " + ", ".join(sorted({_repo_relative(r["cold"].get("imported_from")) for r in records}))
+        + ")"
         + ("; **the live tree changed during the benchmark**" if any(r.get("source_changed") for r in records)
            else ""),
         "- Each run: `sluice run taxi --param data_root=DATA --param pipeline_root=ROOT --json --max-parallel 1` "
