@@ -110,6 +110,10 @@ class Examples(Artifact):
     def split_uri(self, split: str) -> str:
         return self.path(f"Split-{split}")
 
+    def parquet_pattern(self, split: str) -> str:
+        """The glob of one split's Parquet shards."""
+        return os.path.join(self.split_uri(split), "*.parquet")
+
 
 @dataclasses.dataclass(kw_only=True)
 class ExampleStatistics(Artifact):

@@ -204,7 +204,7 @@ def _eval_table(examples: Examples, split: str, limit: int | None):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pattern = os.path.join(examples.split_uri(split), "*.parquet")
+    pattern = examples.parquet_pattern(split)
     files = sorted(glob.glob(pattern))
     if not files:
         raise ComponentError(f"Evaluator: no Parquet files for split '{split}' at {pattern}")

@@ -1037,7 +1037,7 @@ def generate_statistics(
     for split in splits:
         os.makedirs(statistics.split_uri(split), exist_ok=True)
         outputs[split] = os.path.join(statistics.split_uri(split), FEATURE_STATS_FILE)
-    patterns = {split: [os.path.join(examples.split_uri(split), "*.parquet")] for split in splits}
+    patterns = {split: [examples.parquet_pattern(split)] for split in splits}
     try:
         # One pipeline for all splits: one start-up cost, and the runner may overlap them.
         with ctx.beam_pipeline() as pipeline:

@@ -56,7 +56,7 @@ STREAM_SHUFFLE_ROWS = 262_144
 
 def split_files(examples: Examples, split: str) -> list[str]:
     """The Parquet files of one split, sorted; a ComponentError if there are none."""
-    pattern = os.path.join(examples.split_uri(split), "*.parquet")
+    pattern = examples.parquet_pattern(split)
     files = sorted(glob.glob(pattern))
     if not files:
         raise ComponentError(f"Trainer: no Parquet files for split '{split}' at {pattern}")

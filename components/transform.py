@@ -1247,10 +1247,10 @@ def raw_feature_types_from_schema(schema_file: str) -> dict[str, str]:
 def _split_files(examples: Examples, split: str) -> str:
     import glob
 
-    folder = examples.split_uri(split)
-    if not glob.glob(os.path.join(folder, "*.parquet")):
-        raise ComponentError(f"Transform: examples split {split!r} has no Parquet files in {folder}")
-    return os.path.join(folder, "*.parquet")
+    pattern = examples.parquet_pattern(split)
+    if not glob.glob(pattern):
+        raise ComponentError(f"Transform: examples split {split!r} has no Parquet files in {examples.split_uri(split)}")
+    return pattern
 
 
 def _check_column_types(pattern: str, raw_types: dict[str, str]) -> None:

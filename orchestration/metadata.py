@@ -29,7 +29,7 @@ import re
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from components.artifacts import Artifact
 
@@ -561,7 +561,3 @@ def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text[:6000]
 
-
-def iter_artifacts(groups: dict[str, list[Artifact]]) -> Iterable[Artifact]:
-    for arts in groups.values():
-        yield from arts
