@@ -34,7 +34,8 @@ from typing import Any, Callable, Literal
 
 from components.artifacts import Examples, Model, ModelRun, Schema, TransformGraph
 from components.sdk import (
-    ComponentError, ExecutionContext, Input, ModuleFile, Output, component, module_function, user_code_line,
+    ComponentError, ExecutionContext, Input, ModuleFile, Output, component, module_function, release_memory,
+    user_code_line,
 )
 
 # Above this many rows, or this many (uncompressed Parquet) bytes, the input is streamed
@@ -561,6 +562,10 @@ def export_serving_model(model, tf_transform_output, export_dir: str, raw_label_
     """
     import tensorflow as tf
 
+    # Training and validation graphs are not exported: freeing them first lowers the
+    # Trainer's memory peak (~30 MB on the taxi model). Keras rebuilds them if fit again.
+    model.train_function = model.test_function = model.predict_function = None
+    release_memory()
     transform_layer = tf_transform_output.transform_features_layer()
     model_inputs = list(model.input.keys()) if isinstance(model.input, dict) else list(model.input_names)
     raw_spec = tf_transform_output.raw_feature_spec()

@@ -17,7 +17,8 @@ import time
 from typing import Any
 
 from components.artifacts import Artifact
-from orchestration.execution import ExecutionFailed, NodeResult, recover_abandoned, run_node
+from orchestration.execution import (ExecutionFailed, NodeResult, freeze_long_lived, import_heavy_modules,
+                                     recover_abandoned, run_node)
 from orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
 from orchestration.pipeline import Pipeline, compile_pipeline
 
@@ -149,6 +150,7 @@ def run_pipeline(
         # The first cache miss: import what later components need while this one runs.
         if not warming.is_set():
             warming.set()
+            freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
             modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
             if modules:
                 threading.Thread(target=_warm_imports, args=(modules,), daemon=True).start()
@@ -215,10 +217,8 @@ def _reusable_executions(store: MetadataStore, run_id: str, pipeline: str) -> di
 
 
 def _warm_imports(modules: list[str]) -> None:
-    import importlib
-
     for module in modules:
         try:
-            importlib.import_module(module)
+            import_heavy_modules([module])
         except Exception:  # noqa: BLE001 - only a head start; the component imports it again
             pass

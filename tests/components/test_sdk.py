@@ -153,3 +153,67 @@ def test_beam_component_runs_in_a_pipeline_with_its_options(tmp_path):
                                    beam_pipeline_args=["--direct_running_mode=in_memory"]))
     assert result.ok, result.error
     assert open(result.outputs("BeamCount")["examples"][0].path("count.txt")).read() == "100"
+
+
+# --- importing heavy modules and releasing memory -----------------------------
+
+
+def test_import_heavy_leaves_out_what_the_module_imports_only_optionally(tmp_path, monkeypatch):
+    import sys
+
+    from components import sdk
+
+    (tmp_path / "sluice_fake_heavy.py").write_text(
+        "try:\n    import sluice_fake_optional\nexcept ImportError:\n    sluice_fake_optional = None\n")
+    (tmp_path / "sluice_fake_optional.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sdk._OPTIONAL_FOR, "sluice_fake_heavy", ("sluice_fake_optional",))
+    try:
+        sdk.import_heavy(["sluice_fake_heavy"])
+        heavy = sys.modules["sluice_fake_heavy"]
+        assert heavy.sluice_fake_optional is None
+        import sluice_fake_optional  # importable again right after
+
+        assert sluice_fake_optional.VALUE == 1
+    finally:
+        sys.modules.pop("sluice_fake_heavy", None)
+        sys.modules.pop("sluice_fake_optional", None)
+    assert not any(isinstance(f, sdk._HideWhileImporting) for f in sys.meta_path)
+
+
+def test_hiding_applies_only_to_the_importing_thread():
+    import threading
+
+    from components import sdk
+
+    finder = sdk._HideWhileImporting(("sluice_fake_optional",))
+    with pytest.raises(ModuleNotFoundError):
+        finder.find_spec("sluice_fake_optional.sub")
+    assert finder.find_spec("other_module") is None
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(finder.find_spec("sluice_fake_optional")))
+    thread.start()
+    thread.join()
+    assert seen == [None]
+
+
+def test_release_memory_collects_cyclic_garbage():
+    import gc
+    import weakref
+
+    from components import sdk
+
+    class Node:
+        pass
+
+    gc.disable()  # only release_memory may collect it
+    try:
+        node = Node()
+        node.itself = node
+        alive = weakref.ref(node)
+        del node
+        assert alive() is not None
+        sdk.release_memory()
+        assert alive() is None
+    finally:
+        gc.enable()

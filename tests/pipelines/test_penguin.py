@@ -58,7 +58,7 @@ def test_rerun_is_fully_cached(local_run):
     proc = sluice("run", "penguin", "--param", f"pipeline_root={ws / 'root'}", "--json", cwd=ws)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
-    assert {c["status"] for c in doc["components"]} == {"cached"}
+    assert {c["status"] for c in doc["components"]} == {"cached"}, [(c["id"], c["status"]) for c in doc["components"]]
     assert [c["outputs"] for c in doc["components"]] == [c["outputs"] for c in first["components"]]
 
 
