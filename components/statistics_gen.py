@@ -30,9 +30,11 @@ fed whole, giving TFDV's own bound of 0.01.
 
 Speed: the component runs ``ComputeParquetStatistics``, where each Beam worker
 folds whole Parquet files into an accumulator (the next batch is decoded on a
-helper thread while the columns of the current one are summarized on a small
-thread pool), so record batches never travel through Beam as elements and the
-pipeline has few stages; one combine per split merges the files.
+helper thread while the columns of the current one are summarized), so record
+batches never travel through Beam as elements and the pipeline has few stages.
+The files of a bundle (e.g. the train and the eval split) are summarized at
+the same time, one thread each; a combine per split merges the files of a split
+that has several.
 
 Used in a pipeline::
 
@@ -390,8 +392,12 @@ class _DatasetAccumulator:
     columns: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _add_batch(accumulator: _DatasetAccumulator, batch, categorical_int_features: frozenset[str]):
-    """Adds one Arrow RecordBatch to a dataset accumulator (in place) and returns it."""
+def _add_batch(accumulator: _DatasetAccumulator, batch, categorical_int_features: frozenset[str],
+               parallel_columns: bool = True):
+    """Adds one Arrow RecordBatch to a dataset accumulator (in place) and returns it.
+
+    ``parallel_columns``: update the columns on ``_column_pool`` (else one after the other).
+    """
     accumulator.num_examples += batch.num_rows
     updates = []
     for name, column in zip(batch.schema.names, batch.columns):
@@ -411,8 +417,13 @@ def _add_batch(accumulator: _DatasetAccumulator, batch, categorical_int_features
             incoming = _new_accumulator(type_name, name in categorical_int_features)
             incoming.add(column)
             accumulator.columns[name] = _merge_columns(current, incoming, name)
-    # Columns are independent and numpy/Arrow release the GIL: update them in parallel.
-    list(_column_pool().map(lambda update: update[0].add(update[1]), updates))
+    # Columns are independent and numpy/Arrow release the GIL: update them in parallel, unless
+    # the caller already runs several of these at once (whole files on _file_pool).
+    if parallel_columns:
+        list(_column_pool().map(lambda update: update[0].add(update[1]), updates))
+    else:
+        for target, column in updates:
+            target.add(column)
     return accumulator
 
 
@@ -570,12 +581,13 @@ def _parquet_statistics_transform():
     class ComputeParquetStatistics(beam.PTransform):
         """{split: file patterns} -> PCollection of (split, DatasetFeatureStatisticsList), one per split.
 
-        What the component runs: each worker reads a whole Parquet file and folds
-        its batches straight into an accumulator (the next batch is read while
-        the current one is summarized), so batches never travel through Beam as
-        elements; one combine per split merges the per-file accumulators. Same
-        statistics as ``ReadParquetBatches | ComputeStatistics``, far fewer Beam
-        stages and elements.
+        What the component runs: each worker reads whole Parquet files (those of a
+        bundle concurrently) and folds their batches straight into an accumulator
+        per file (the next batch is read while the current one is summarized), so
+        batches never travel through Beam as elements; one combine per split merges
+        the per-file accumulators where a split has several files. Same statistics
+        as ``ReadParquetBatches | ComputeStatistics``, far fewer Beam stages and
+        elements.
         """
 
         def __init__(self, file_patterns_by_split: dict[str, list[str]],
@@ -590,18 +602,74 @@ def _parquet_statistics_transform():
                      for path in match_files(patterns)]
             # Declared output types spare Beam's type inference (a noticeable part of its fixed cost).
             names = pbegin | "ListFiles" >> beam.Create(files, reshuffle=False).with_output_types(Any)
-            if len(files) > len(self.file_patterns_by_split):  # several files in a split: spread them
+            splits = [split for split, _ in files]
+            several_files_in_a_split = len(set(splits)) < len(splits)
+            if several_files_in_a_split:  # spread them over workers
                 names = names | "Distribute" >> beam.Reshuffle().with_output_types(Any)
-            return (
-                names
-                | "SummarizeFiles" >> beam.Map(
-                    _file_accumulator, self.batch_size, self.categorical_int_features).with_output_types(Any)
-                | "MergeFiles" >> beam.CombinePerKey(_merge_only_combine_fn()).with_output_types(Any)
-                | "ToProto" >> beam.MapTuple(
-                    lambda split, merged: (split, _to_statistics_proto(merged, split))).with_output_types(Any)
-            )
+            summaries = names | "SummarizeFiles" >> beam.ParDo(
+                _summarize_files_fn(self.batch_size, self.categorical_int_features)).with_output_types(Any)
+            if several_files_in_a_split:  # with one file per split (the usual case) there is nothing to merge
+                summaries = summaries | "MergeFiles" >> beam.CombinePerKey(
+                    _merge_only_combine_fn()).with_output_types(Any)
+            return summaries | "ToProto" >> beam.MapTuple(
+                lambda split, merged: (split, _to_statistics_proto(merged, split))).with_output_types(Any)
 
     return ComputeParquetStatistics
+
+
+def _summarize_files_fn(batch_size: int, categorical_int_features: frozenset[str]):
+    import apache_beam as beam
+
+    class _SummarizeFilesFn(beam.DoFn):
+        """(split, path) -> (split, compacted _DatasetAccumulator of that Parquet file).
+
+        The files of one bundle (e.g. the train and the eval file) are summarized
+        concurrently on ``_file_pool``, one thread per file with its columns done inline:
+        this keeps the cores busy without the per-batch wait for the slowest column that
+        a column pool has. At most ``_FILES_IN_FLIGHT`` results are held back; the rest
+        are emitted when the bundle finishes.
+        """
+
+        def start_bundle(self):
+            self._pending = []
+
+        def process(self, split_and_path):
+            self._pending.append(
+                _file_pool().submit(_file_accumulator, split_and_path, batch_size, categorical_int_features))
+            while len(self._pending) > _FILES_IN_FLIGHT:
+                yield self._next_result()
+
+        def finish_bundle(self):
+            from apache_beam.transforms.window import GlobalWindows
+
+            while self._pending:
+                yield GlobalWindows.windowed_value(self._next_result())
+
+        def _next_result(self):
+            try:
+                return self._pending.pop(0).result()
+            except BaseException:
+                for future in self._pending:  # files not started yet are not read for nothing
+                    future.cancel()
+                self._pending = []
+                raise
+
+    return _SummarizeFilesFn()
+
+
+# Whole files summarized at once per process; each holds up to ~3 batches (see _prefetched).
+_FILES_IN_FLIGHT = min(4, os.cpu_count() or 1)
+_FILE_POOL = None
+
+
+def _file_pool():
+    """A process-wide thread pool of ``_FILES_IN_FLIGHT`` threads summarizing whole files."""
+    global _FILE_POOL
+    if _FILE_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _FILE_POOL = ThreadPoolExecutor(max_workers=_FILES_IN_FLIGHT, thread_name_prefix="statistics-file")
+    return _FILE_POOL
 
 
 def _file_accumulator(split_and_path: tuple[str, str], batch_size: int, categorical_int_features: frozenset[str]):
@@ -609,7 +677,7 @@ def _file_accumulator(split_and_path: tuple[str, str], batch_size: int, categori
     split, path = split_and_path
     accumulator = _DatasetAccumulator()
     for batch in _prefetched(read_parquet_batches(path, batch_size, strings_as_dictionary=True)):
-        _add_batch(accumulator, batch, categorical_int_features)
+        _add_batch(accumulator, batch, categorical_int_features, parallel_columns=False)
     return split, _compact(accumulator)
 
 

@@ -463,3 +463,16 @@ def test_vectorized_histograms_match_tfdv_loop(values):
         boundaries, cumulative, values.min(), values.max(), 0, statistics_pb2)
     expected = _reference_equi_width_counts(boundaries, cumulative, values.min(), values.max())
     assert [b.sample_count for b in histogram.buckets] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_files_of_a_bundle_are_summarized_concurrently_each_emitted_once(tmp_path, penguins, monkeypatch):
+    # One file per split: no merge step, every file's summary is a split's statistics. With at
+    # most 2 files in flight, the bundle's first results are emitted before the bundle ends.
+    monkeypatch.setattr(statistics_gen, "_FILES_IN_FLIGHT", 2)
+    sizes = {f"s{i}": 10 * (i + 1) for i in range(5)}
+    examples = _write_examples(tmp_path, {split: [penguins.slice(0, size)] for split, size in sizes.items()})
+    patterns = {split: [os.path.join(examples.split_uri(split), "*.parquet")] for split in sizes}
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        stats = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=16)
+        assert_that(stats | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
+                    equal_to(list(sizes.items())))
