@@ -1,4 +1,5 @@
-"""The benchmark command works end to end (not its timings): ``bench/run.py --quick``."""
+"""The benchmark commands work end to end (not their timings): ``bench/run.py --quick`` and
+``bench/data_components.py`` on the 1x data."""
 
 import json
 import subprocess
@@ -34,6 +35,20 @@ def test_quick_benchmark_writes_results_and_plots(tmp_path):
     assert cold["peak_rss"] > 0 and all(c["seconds"] > 0 for c in cold["components"].values())
     assert set(summary["limits"]) == {"csv_read", "parquet_stats", "keras_fit", "keras_predict", "csv_to_parquet"}
     assert summary["ratios"]["Trainer"] > 0
+
+
+@pytest.mark.slow
+def test_data_components_alone_benchmark_reports_both_targets(tmp_path):
+    markdown, result = tmp_path / "DATA_COMPONENTS.md", tmp_path / "data_components.json"
+    done = subprocess.run([sys.executable, "-m", "bench.data_components", "--size", "1", "--repeats", "1",
+                           "--markdown", str(markdown), "--json", str(result)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = markdown.read_text()
+    assert "| CsvExampleGen |" in text and "| StatisticsGen |" in text
+    medians = json.loads(result.read_text())["medians"]
+    assert medians["eg_first_pct_of_read_csv"] > 0 and medians["sg_first_ratio"] > 0
+    assert str(REPO) not in text  # no machine paths in what is committed
 
 
 def test_jittered_replicas_keep_types_nulls_and_labels(tmp_path):
