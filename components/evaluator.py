@@ -210,7 +210,7 @@ def _eval_table(examples: Examples, split: str, limit: int | None):
         raise ComponentError(f"Evaluator: no Parquet files for split '{split}' at {pattern}")
     tables, rows = [], 0
     for path in files:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path).read()  # not read_table: that imports pyarrow.dataset (~50 MB)
         tables.append(table)
         rows += table.num_rows
         if limit is not None and rows >= limit:

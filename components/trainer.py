@@ -182,7 +182,8 @@ def parquet_dataset(
     if not _should_stream(total_rows, _uncompressed_bytes(files, columns), rows_needed):
         arrays: dict[str, list] = {c: [] for c in columns}
         for path in files:
-            for name, values in _table_to_arrays(pq.read_table(path, columns=columns), path).items():
+            # ParquetFile.read, not read_table: that imports pyarrow.dataset (~50 MB).
+            for name, values in _table_to_arrays(pq.ParquetFile(path).read(columns=columns), path).items():
                 arrays[name].append(values)
         tensors = {name: tf.constant(np.concatenate(parts)) for name, parts in arrays.items()}
         num_rows = total_rows
@@ -202,7 +203,7 @@ def parquet_dataset(
 
     # Streaming: (file, row group) units in random order per pass, read in chunks, shuffled
     # together in buffers of STREAM_SHUFFLE_ROWS rows.
-    first = _table_to_arrays(pq.read_table(files[0], columns=columns).slice(0, 1), files[0])
+    first = _table_to_arrays(pq.ParquetFile(files[0]).read(columns=columns).slice(0, 1), files[0])
     signature = {name: tf.TensorSpec([None], tf.as_dtype(values.dtype) if values.dtype != object
                                      else tf.string) for name, values in first.items()}
     units = [(path, group) for path in files for group in range(pq.ParquetFile(path).metadata.num_row_groups)]
