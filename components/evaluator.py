@@ -291,8 +291,10 @@ def _run_signatures(table, calls: list[_SignatureCall]) -> list:
 
     Each batch is serialized to tf.Example once and the same bytes feed every signature
     (model, baseline, label transform): serializing dominated the Evaluator's time. The next
-    batch is serialized on a worker thread while TensorFlow runs the current one.
+    batches are serialized on worker threads (the encoder releases the GIL, so they use every
+    core) while TensorFlow runs the current one.
     """
+    import collections
     import concurrent.futures
 
     import numpy as np
@@ -300,17 +302,18 @@ def _run_signatures(table, calls: list[_SignatureCall]) -> list:
 
     results: list[list] = [[] for _ in calls]
     keys = [call.output_key for call in calls]
-    starts = range(0, table.num_rows, PREDICT_BATCH_ROWS)
+    starts = collections.deque(range(0, table.num_rows, PREDICT_BATCH_ROWS))
+    workers = min(4, os.cpu_count() or 1)
 
     def serialize(start):
         return tf.constant(serialize_examples(table.slice(start, PREDICT_BATCH_ROWS)), dtype=tf.string)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(serialize, starts[0]) if starts else None
-        for position in range(len(starts)):
-            serialized = pending.result()
-            if position + 1 < len(starts):
-                pending = pool.submit(serialize, starts[position + 1])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque = collections.deque()
+        while starts or pending:
+            while starts and len(pending) <= workers:  # a few batches ahead, not the whole split
+                pending.append(pool.submit(serialize, starts.popleft()))
+            serialized = pending.popleft().result()
             for index, call in enumerate(calls):
                 outputs = call.signature(examples=serialized)
                 if keys[index] is None:
