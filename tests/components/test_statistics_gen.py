@@ -476,3 +476,14 @@ def test_files_of_a_bundle_are_summarized_concurrently_each_emitted_once(tmp_pat
         stats = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=16)
         assert_that(stats | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
                     equal_to(list(sizes.items())))
+
+
+def test_a_split_of_two_files_is_merged_even_beside_a_split_with_none(tmp_path, penguins):
+    # Two files and two splits: counting files against splits would skip the merge and emit
+    # split "a" twice, once per file.
+    examples = _write_examples(tmp_path, {"a": [penguins.slice(0, 10), penguins.slice(10, 20)]})
+    patterns = {"a": [os.path.join(examples.split_uri("a"), "*.parquet")], "b": []}
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        stats = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=16)
+        assert_that(stats | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
+                    equal_to([("a", 30)]))
