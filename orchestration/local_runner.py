@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from components.artifacts import Artifact
+from components.sdk import limit_heap_retention
 from orchestration.execution import (ExecutionFailed, NodeResult, freeze_long_lived, import_heavy_modules,
                                      recover_abandoned, run_node)
 from orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
@@ -150,6 +151,7 @@ def run_pipeline(
         # The first cache miss: import what later components need while this one runs.
         if not warming.is_set():
             warming.set()
+            limit_heap_retention()  # before the heavy imports and the components' threads
             freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
             modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
             if modules:

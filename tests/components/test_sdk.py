@@ -181,6 +181,41 @@ def test_import_heavy_leaves_out_what_the_module_imports_only_optionally(tmp_pat
     assert not any(isinstance(f, sdk._HideWhileImporting) for f in sys.meta_path)
 
 
+def test_a_module_imported_on_use_is_loaded_only_when_first_used(tmp_path, monkeypatch):
+    import sys
+
+    from components import sdk
+
+    (tmp_path / "sluice_fake_heavy2.py").write_text(
+        "try:\n    import sluice_fake_lazy\nexcept ImportError:\n    sluice_fake_lazy = None\n")
+    (tmp_path / "sluice_fake_lazy.py").write_text("VALUE = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sdk._OPTIONAL_FOR, "sluice_fake_heavy2", ("sluice_fake_lazy",))
+    monkeypatch.setattr(sdk, "_IMPORTED_ON_USE", ("sluice_fake_lazy",))
+    try:
+        sdk.import_heavy(["sluice_fake_heavy2"])
+        heavy = sys.modules["sluice_fake_heavy2"]
+        assert heavy.sluice_fake_lazy is not None  # the library sees it as installed
+        assert "sluice_fake_lazy" not in sys.modules  # but it is not imported yet
+        assert heavy.sluice_fake_lazy.VALUE == 2
+        assert "sluice_fake_lazy" in sys.modules
+    finally:
+        sys.modules.pop("sluice_fake_heavy2", None)
+        sys.modules.pop("sluice_fake_lazy", None)
+
+
+def test_limit_heap_retention_leaves_malloc_settings_from_the_environment_alone(monkeypatch):
+    import ctypes
+
+    from components import sdk
+
+    calls = []
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a: calls.append(a))
+    sdk.limit_heap_retention()
+    assert calls == []
+
+
 def test_hiding_applies_only_to_the_importing_thread():
     import threading
 
