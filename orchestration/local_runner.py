@@ -120,6 +120,7 @@ def run_pipeline(
     resume: str | None = None,
 ) -> RunResult:
     """Runs a pipeline (or its IR) to completion and returns what happened."""
+    limit_heap_retention()  # before this run's threads start
     ir = compile_pipeline(pipeline) if isinstance(pipeline, Pipeline) else pipeline
     spec = ir["pipeline"]
     name, root = spec["name"], spec["pipeline_root"]
@@ -151,7 +152,6 @@ def run_pipeline(
         # The first cache miss: import what later components need while this one runs.
         if not warming.is_set():
             warming.set()
-            limit_heap_retention()  # before the heavy imports and the components' threads
             freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
             modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
             if modules:
