@@ -487,3 +487,22 @@ def test_a_split_of_two_files_is_merged_even_beside_a_split_with_none(tmp_path, 
         stats = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=16)
         assert_that(stats | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
                     equal_to([("a", 30)]))
+
+
+def test_a_big_file_is_summarized_in_pieces_of_whole_row_groups(tmp_path, penguins, monkeypatch):
+    folder = tmp_path / "Split-train"
+    folder.mkdir()
+    path = folder / "part-00000-of-00001.parquet"
+    pq.write_table(penguins, path, row_group_size=20)  # 344 rows: 17 groups of 20, then 4
+    # Every row group once, in order; the 44-row tail (< half a piece) joins the last piece.
+    assert statistics_gen._file_pieces(str(path), 100) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], list(range(10, 18))]
+    assert statistics_gen._file_pieces(str(path), 1000) == [None]  # under 1.5 pieces: whole
+    monkeypatch.setattr(statistics_gen, "PIECE_ROWS", 100)
+    patterns = [str(folder / "*.parquet")]
+    with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
+        pieces = pipeline | statistics_gen.ComputeParquetStatistics({"train": patterns}, batch_size=16)
+        whole = pipeline | ReadParquetBatches(patterns, batch_size=64) | ComputeStatistics(dataset_name="train")
+        assert_that(pieces | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
+                    equal_to([("train", 344)]))
+        assert_that((pieces | beam.Values(), whole) | beam.Flatten() | beam.combiners.ToList(),
+                    _check_same_statistics, label="same")
