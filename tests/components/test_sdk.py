@@ -252,3 +252,14 @@ def test_release_memory_collects_cyclic_garbage():
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_local_beam_pipelines_sample_states_often_so_bundles_end_promptly():
+    from apache_beam.runners.worker import statesampler
+    from apache_beam.utils.counters import CounterFactory
+
+    from components import sdk
+
+    ExecutionContext().beam_pipeline()
+    sampler = statesampler.StateSampler("test", CounterFactory())
+    assert sampler.sampling_period_ms == sdk.STATE_SAMPLING_PERIOD_MS  # Beam's own default is 200 ms
