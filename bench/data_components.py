@@ -210,6 +210,10 @@ class Runner:
             # the snapshot (``-m`` puts the cwd first on sys.path).
             code = subprocess.call(command, cwd=self.work, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - started
+        # What the child wrote is flushed to disk now, not while the next child is timed: the
+        # kernel's writeback of ~100 MB of fresh Parquet otherwise competes for the 2 cores
+        # with whichever runs next (a scan right after CsvExampleGen took 0.30 s, not 0.24 s).
+        os.sync()
         with open(log, errors="replace") as fh:
             text = fh.read()
         if code != 0:
@@ -434,7 +438,9 @@ component again in the same process to another fresh folder. `run_node`'s cache 
 fingerprint are timed apart (above) and not included. The limits are `bench/limits.py`'s own
 functions, in their own fresh process per repeat: `csv_read` and `parquet_stats` run twice
 and the second counts (as `bench/limits.py` does), `csv_to_parquet` once after them. The
-component and its limit alternate which runs first from repeat to repeat. CsvExampleGen's
+component and its limit alternate which runs first from repeat to repeat; after every
+process the parent calls `os.sync()`, so the kernel's writeback of what it wrote does not
+compete with the next one for the cores. CsvExampleGen's
 figure is its throughput as a % of read_csv's on the same rows (= read_csv s / component s);
 StatisticsGen's is component s / scan s, on the Parquet Examples the first CsvExampleGen call
 of that repeat wrote. The component packages were snapshotted once at the start, so edits made
