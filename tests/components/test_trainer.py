@@ -466,7 +466,7 @@ def test_taxi_wide_and_deep_beats_the_payment_type_rule_threshold(tmp_path):
     assert seconds < 60
 
 
-def test_penguin_dnn_learns_the_species(tmp_path):
+def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
     from palmerpenguins import load_penguins
 
     table = pa.Table.from_pandas(load_penguins(), preserve_index=False)
@@ -493,6 +493,31 @@ def test_penguin_dnn_learns_the_species(tmp_path):
                    problem="multiclass", label_vocabulary=species, ctx=ExecutionContext())
     again = json.loads((evaluation_dir / "e" / "metrics.json").read_text())
     assert again["overall"]["accuracy"] == pytest.approx(metrics["overall"]["accuracy"])
+    # The Evaluator fed the raw columns to evaluate_raw_features; through serialized
+    # tf.Examples and the serving signatures the metrics are the same.
+    from components import evaluator as evaluator_module
+
+    assert evaluator_module._raw_function(tf_saved_model_load(tmp_path / "model")) is not None
+    monkeypatch.setattr(evaluator_module, "_raw_function", lambda loaded: None)
+    serialized_dir = tmp_path / "serialized"
+    (serialized_dir / "e").mkdir(parents=True)
+    (serialized_dir / "b").mkdir()
+    evaluate_model(examples=raw, model=Model(uri=str(tmp_path / "model")),
+                   evaluation=ModelEvaluation(uri=str(serialized_dir / "e")),
+                   blessing=ModelBlessing(uri=str(serialized_dir / "b")), label_key="species_xf",
+                   prediction_key="probabilities", problem="multiclass", slicing_features=["island"],
+                   ctx=ExecutionContext())
+    serialized = json.loads((serialized_dir / "e" / "metrics.json").read_text())
+    assert serialized["overall"] == pytest.approx(metrics["overall"], rel=1e-6)
+    assert serialized["slices"].keys() == metrics["slices"].keys()
+    for name, values in metrics["slices"].items():
+        assert serialized["slices"][name] == pytest.approx(values, rel=1e-6), name
+
+
+def tf_saved_model_load(model_dir):
+    import tensorflow as tf
+
+    return tf.saved_model.load(Model(uri=str(model_dir)).serving_dir)
 
 
 def test_penguin_warm_start_from_a_base_model(tmp_path):
