@@ -301,9 +301,19 @@ class _SignatureCall:
 
 
 def _raw_function(loaded):
-    """A model's ``evaluate_raw_features`` (see ``trainer.export_serving_model``), or None."""
+    """A model's ``evaluate_raw_features`` (see ``trainer.export_serving_model``), or None.
+
+    None also when a function of that name takes something else than raw SparseTensors:
+    the model is then evaluated through its serving signatures.
+    """
     function = getattr(loaded, "evaluate_raw_features", None)
-    return function if function is not None and getattr(function, "concrete_functions", None) else None
+    if function is None or not getattr(function, "concrete_functions", None):
+        return None
+    try:
+        _raw_feature_types(function)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return function
 
 
 def _raw_feature_types(function) -> dict[str, str]:
@@ -312,6 +322,8 @@ def _raw_feature_types(function) -> dict[str, str]:
 
     names = {tf.int64: "int64", tf.float32: "float32", tf.string: "string"}
     (specs,), _ = function.concrete_functions[0].structured_input_signature
+    if not all(isinstance(spec, tf.SparseTensorSpec) for spec in specs.values()):
+        raise TypeError("evaluate_raw_features takes other than raw SparseTensors")
     return {name: names[spec.dtype] for name, spec in sorted(specs.items())}
 
 

@@ -17,7 +17,8 @@ from components.evaluator import MetricThreshold, binary_metrics, evaluate_model
 from components.sdk import ComponentError, ExecutionContext
 
 
-def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = False, classes: int = 0):
+def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = False, classes: int = 0,
+                        odd_raw_function: bool = False):
     """A SavedModel whose serving_default returns example features as predictions.
 
     ``outputs`` maps output name -> float feature name (or, with ``classes``, the prefix of
@@ -52,6 +53,9 @@ def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = F
         signatures["transform_features"] = transform_features
     module = tf.Module()
     module.serve = serve
+    if odd_raw_function:  # a function of the name Sluice's exports use, taking something else
+        module.evaluate_raw_features = tf.function(lambda x: {"outputs": {"outputs": x}},
+                                                   input_signature=[tf.TensorSpec([None], tf.float32)])
     tf.saved_model.save(module, os.path.join(path, "Format-Serving"), signatures=signatures)
     return Model(uri=str(path))
 
@@ -330,3 +334,17 @@ def test_each_batch_is_serialized_once_for_model_baseline_and_label(tmp_path, bi
         _pairwise_auc(labels, table.column("score").to_numpy()), abs=1e-6)
     assert metrics["baseline"]["auc"] == pytest.approx(
         _pairwise_auc(labels, table.column("weak_score").to_numpy()), abs=1e-6)
+
+
+def test_an_evaluate_raw_features_of_another_form_is_ignored(tmp_path, binary):
+    examples, table, _, _ = binary
+    from components import evaluator as evaluator_module
+
+    model = _save_feature_model(tmp_path / "odd", {"outputs": "score"}, odd_raw_function=True)
+    assert getattr(evaluator_module._load_serving(model, "model"), "evaluate_raw_features", None) is not None
+    evaluation, blessing = _outputs(tmp_path / "out")
+    evaluate_model(examples=examples, model=model, evaluation=evaluation, blessing=blessing, label_key="label",
+                   ctx=ExecutionContext())
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
+    assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, scores), abs=1e-6)
