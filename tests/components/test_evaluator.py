@@ -18,7 +18,7 @@ from components.sdk import ComponentError, ExecutionContext
 
 
 def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = False, classes: int = 0,
-                        odd_raw_function: bool = False):
+                        odd_raw_function: bool = False, raw_function: bool = False):
     """A SavedModel whose serving_default returns example features as predictions.
 
     ``outputs`` maps output name -> float feature name (or, with ``classes``, the prefix of
@@ -53,6 +53,16 @@ def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = F
         signatures["transform_features"] = transform_features
     module = tf.Module()
     module.serve = serve
+    if raw_function:  # as trainer.export_serving_model saves it: raw SparseTensors in
+        from components.transform import raw_input_signature
+
+        @tf.function(input_signature=[raw_input_signature({f: "float32" for f in features})])
+        def evaluate_raw_features(raw):
+            dense = {f: tf.reshape(tf.sparse.to_dense(raw[f]), [-1]) for f in features}
+            return {"outputs": {name: tf.reshape(dense[f], [-1, 1]) for name, f in outputs.items()},
+                    "transformed": dense}
+
+        module.evaluate_raw_features = evaluate_raw_features
     if odd_raw_function:  # a function of the name Sluice's exports use, taking something else
         module.evaluate_raw_features = tf.function(lambda x: {"outputs": {"outputs": x}},
                                                    input_signature=[tf.TensorSpec([None], tf.float32)])
@@ -348,3 +358,26 @@ def test_an_evaluate_raw_features_of_another_form_is_ignored(tmp_path, binary):
     metrics = json.loads(open(evaluation.path("metrics.json")).read())
     labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
     assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, scores), abs=1e-6)
+
+
+def test_raw_features_model_beside_a_serialized_baseline(tmp_path, binary, monkeypatch):
+    examples, table, _, weak = binary
+    from components import evaluator as evaluator_module
+
+    model = _save_feature_model(tmp_path / "raw", {"outputs": "score"}, raw_function=True)
+    assert evaluator_module._raw_function(evaluator_module._load_serving(model, "model")) is not None
+    assert evaluator_module._raw_function(evaluator_module._load_serving(weak, "baseline")) is None
+    serialized_batches = []
+    real_serialize = evaluator_module.serialize_examples
+    monkeypatch.setattr(evaluator_module, "serialize_examples",
+                        lambda batch: serialized_batches.append(batch.num_rows) or real_serialize(batch))
+    evaluation, blessing = _outputs(tmp_path / "out")
+    evaluate_model(examples=examples, model=model, baseline_model=weak, evaluation=evaluation, blessing=blessing,
+                   label_key="label", ctx=ExecutionContext())
+    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    labels = table.column("label").to_numpy()
+    assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, table.column("score").to_numpy()),
+                                                      abs=1e-6)
+    assert metrics["baseline"]["auc"] == pytest.approx(
+        _pairwise_auc(labels, table.column("weak_score").to_numpy()), abs=1e-6)
+    assert sum(serialized_batches) == table.num_rows  # only for the baseline, once per row
