@@ -481,17 +481,8 @@ def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
     assert metrics["overall"]["accuracy"] >= 0.9, metrics["overall"]
     assert blessing.blessed
     # The raw string label with the model's vocabulary gives the same accuracy.
-    evaluation_dir = tmp_path / "again"
-    (evaluation_dir / "e").mkdir(parents=True)
-    (evaluation_dir / "b").mkdir()
-    from components.artifacts import ModelBlessing, ModelEvaluation
-    from components.evaluator import evaluate_model
-
-    evaluate_model(examples=raw, model=Model(uri=str(tmp_path / "model")),
-                   evaluation=ModelEvaluation(uri=str(evaluation_dir / "e")),
-                   blessing=ModelBlessing(uri=str(evaluation_dir / "b")), label_key="species",
-                   problem="multiclass", label_vocabulary=species, ctx=ExecutionContext())
-    again = json.loads((evaluation_dir / "e" / "metrics.json").read_text())
+    again = _evaluate_again(tmp_path / "again", raw, label_key="species", problem="multiclass",
+                            label_vocabulary=species)
     assert again["overall"]["accuracy"] == pytest.approx(metrics["overall"]["accuracy"])
     # The Evaluator fed the raw columns to evaluate_raw_features; through serialized
     # tf.Examples and the serving signatures the metrics are the same.
@@ -499,19 +490,25 @@ def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
 
     assert evaluator_module._raw_function(tf_saved_model_load(tmp_path / "model")) is not None
     monkeypatch.setattr(evaluator_module, "_raw_function", lambda loaded: None)
-    serialized_dir = tmp_path / "serialized"
-    (serialized_dir / "e").mkdir(parents=True)
-    (serialized_dir / "b").mkdir()
-    evaluate_model(examples=raw, model=Model(uri=str(tmp_path / "model")),
-                   evaluation=ModelEvaluation(uri=str(serialized_dir / "e")),
-                   blessing=ModelBlessing(uri=str(serialized_dir / "b")), label_key="species_xf",
-                   prediction_key="probabilities", problem="multiclass", slicing_features=["island"],
-                   ctx=ExecutionContext())
-    serialized = json.loads((serialized_dir / "e" / "metrics.json").read_text())
+    serialized = _evaluate_again(tmp_path / "serialized", raw, label_key="species_xf",
+                                 prediction_key="probabilities", problem="multiclass", slicing_features=["island"])
     assert serialized["overall"] == pytest.approx(metrics["overall"], rel=1e-6)
     assert serialized["slices"].keys() == metrics["slices"].keys()
     for name, values in metrics["slices"].items():
         assert serialized["slices"][name] == pytest.approx(values, rel=1e-6), name
+
+
+def _evaluate_again(folder, raw, **evaluator_params) -> dict:
+    """Evaluates the model trained under ``folder``'s parent again; returns its metrics.json."""
+    from components.artifacts import ModelBlessing, ModelEvaluation
+    from components.evaluator import evaluate_model
+
+    (folder / "e").mkdir(parents=True)
+    (folder / "b").mkdir()
+    evaluate_model(examples=raw, model=Model(uri=str(folder.parent / "model")),
+                   evaluation=ModelEvaluation(uri=str(folder / "e")), blessing=ModelBlessing(uri=str(folder / "b")),
+                   ctx=ExecutionContext(), **evaluator_params)
+    return json.loads((folder / "e" / "metrics.json").read_text())
 
 
 def tf_saved_model_load(model_dir):
