@@ -10,6 +10,9 @@ Signatures of the exported SavedModel:
   ``{"probabilities": [batch, species]}`` in the order of the ``species`` vocabulary.
   Evaluator: ``prediction_key="probabilities"``, ``problem="multiclass"``, ``label_key="species_xf"``.
 - ``transform_features``: serialized raw ``tf.Example`` -> the transformed features.
+
+and the function ``evaluate_raw_features`` (raw SparseTensors -> both), which the Evaluator
+uses; all three come from ``components.trainer.export_serving_model``.
 """
 
 import tensorflow as tf

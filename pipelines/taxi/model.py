@@ -17,6 +17,9 @@ The exported SavedModel's signatures:
   The Evaluator's ``prediction_key`` is ``"outputs"``.
 - ``transform_features``: serialized raw ``tf.Example`` -> all transformed features (incl.
   ``tips_xf``), so the Evaluator can take ``label_key="tips_xf"`` from raw eval data.
+
+and the function ``evaluate_raw_features`` (raw SparseTensors -> both), which the Evaluator
+uses; all three come from ``components.trainer.export_serving_model``.
 """
 
 import tensorflow as tf
