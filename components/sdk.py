@@ -348,23 +348,40 @@ def import_heavy(modules: tuple[str, ...] | list[str]) -> None:
     """
     import importlib
 
+    global _IMPORTS_IN_FLIGHT
     for module in modules:
         if module in sys.modules:
             continue
-        hidden = tuple(name for name in _OPTIONAL_FOR.get(module, ()) if name not in sys.modules)
-        finder = _HideWhileImporting(hidden) if hidden else None
-        before = set(sys.modules)
-        if finder:
-            sys.meta_path.insert(0, finder)
+        with _IMPORTS_LOCK:
+            _IMPORTS_IN_FLIGHT += 1
         try:
-            importlib.import_module(module)
+            _import_leaving_out_optional(importlib, module)
         finally:
-            if finder:
-                sys.meta_path.remove(finder)
-        for name in (n for n in hidden if n in _IMPORTED_ON_USE):
-            for imported in [sys.modules[m] for m in set(sys.modules) - before]:
-                if getattr(imported, "__dict__", {}).get(name, ...) is None:  # ``try: import h5py`` failed there
-                    setattr(imported, name, _ImportOnUse(name))
+            with _IMPORTS_LOCK:
+                _IMPORTS_IN_FLIGHT -= 1
+
+
+# Heavy imports running now (on any thread): ``release_memory`` does not collect meanwhile.
+_IMPORTS_IN_FLIGHT = 0
+_IMPORTS_LOCK = threading.Lock()
+
+
+def _import_leaving_out_optional(importlib, module: str) -> None:
+    """Imports ``module`` with its ``_OPTIONAL_FOR`` packages hidden; see ``import_heavy``."""
+    hidden = tuple(name for name in _OPTIONAL_FOR.get(module, ()) if name not in sys.modules)
+    finder = _HideWhileImporting(hidden) if hidden else None
+    before = set(sys.modules)
+    if finder:
+        sys.meta_path.insert(0, finder)
+    try:
+        importlib.import_module(module)
+    finally:
+        if finder:
+            sys.meta_path.remove(finder)
+    for name in (n for n in hidden if n in _IMPORTED_ON_USE):
+        for imported in [sys.modules[m] for m in set(sys.modules) - before]:
+            if getattr(imported, "__dict__", {}).get(name, ...) is None:  # ``try: import h5py`` failed there
+                setattr(imported, name, _ImportOnUse(name))
 
 
 def limit_heap_retention() -> None:
@@ -398,7 +415,11 @@ def release_memory() -> None:
     import ctypes
     import gc
 
-    gc.collect()  # cheap when the runner has frozen long-lived objects (gc.freeze)
+    # Cheap once the runner has frozen long-lived objects (gc.freeze); while a heavy import is
+    # still running on another thread, its ~500k new objects would cost ~0.15 s to walk, and
+    # they are frozen when it ends, so the collection waits for the next component.
+    if not _IMPORTS_IN_FLIGHT:
+        gc.collect()
     if "pyarrow" in sys.modules:  # Arrow's own allocator keeps freed blocks otherwise
         sys.modules["pyarrow"].default_memory_pool().release_unused()
     if sys.platform.startswith("linux"):

@@ -232,7 +232,7 @@ def test_hiding_applies_only_to_the_importing_thread():
     assert seen == [None]
 
 
-def test_release_memory_collects_cyclic_garbage():
+def test_release_memory_collects_cyclic_garbage_unless_a_heavy_import_is_running(monkeypatch):
     import gc
     import weakref
 
@@ -247,11 +247,30 @@ def test_release_memory_collects_cyclic_garbage():
         node.itself = node
         alive = weakref.ref(node)
         del node
+        monkeypatch.setattr(sdk, "_IMPORTS_IN_FLIGHT", 1)  # e.g. TensorFlow on the runner's warm-up thread
+        sdk.release_memory()
         assert alive() is not None
+        monkeypatch.setattr(sdk, "_IMPORTS_IN_FLIGHT", 0)
         sdk.release_memory()
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_import_heavy_counts_the_imports_in_flight(tmp_path, monkeypatch):
+    import sys
+
+    from components import sdk
+
+    (tmp_path / "sluice_fake_counted.py").write_text(
+        "from components import sdk\nSEEN = sdk._IMPORTS_IN_FLIGHT\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        sdk.import_heavy(["sluice_fake_counted"])
+        assert sys.modules["sluice_fake_counted"].SEEN == 1
+        assert sdk._IMPORTS_IN_FLIGHT == 0
+    finally:
+        sys.modules.pop("sluice_fake_counted", None)
 
 
 def test_local_beam_pipelines_sample_states_often_so_bundles_end_promptly():
