@@ -32,9 +32,9 @@ Speed: the component runs ``ComputeParquetStatistics``, where each Beam worker
 folds whole Parquet files into an accumulator (the next batch is decoded on a
 helper thread while the columns of the current one are summarized), so record
 batches never travel through Beam as elements and the pipeline has few stages.
-The files of a bundle (e.g. the train and the eval split) are summarized at
-the same time, one thread each; a combine per split merges the files of a split
-that has several.
+The files of a bundle (e.g. the train and the eval split), and the pieces of
+whole row groups a big file is cut into, are summarized at the same time, one
+thread each; a combine per split merges the files of a split that has several.
 
 Used in a pipeline::
 
@@ -823,7 +823,9 @@ def read_parquet_batches(path: str, batch_size: int = DEFAULT_BATCH_SIZE, column
         if strings_as_dictionary:
             strings = [field.name for field in parquet_file.schema_arrow if _type_name(field.type) == "STRING"]
             if strings:
-                parquet_file = pq.ParquetFile(_parquet_source(path), read_dictionary=strings)
+                # The footer already read serves again (one read less, a round trip on remote files).
+                parquet_file = pq.ParquetFile(_parquet_source(path), metadata=parquet_file.metadata,
+                                              read_dictionary=strings)
         yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns, row_groups=row_groups)
     except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) for bad files
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
