@@ -158,16 +158,23 @@ def test_beam_component_runs_in_a_pipeline_with_its_options(tmp_path):
 # --- importing heavy modules and releasing memory -----------------------------
 
 
+def _fake_heavy_module(tmp_path, monkeypatch, heavy: str, optional: str, value: int) -> None:
+    """Module ``heavy`` imports ``optional`` (which holds VALUE = ``value``) only if it can."""
+    from components import sdk
+
+    (tmp_path / f"{heavy}.py").write_text(
+        f"try:\n    import {optional}\nexcept ImportError:\n    {optional} = None\n")
+    (tmp_path / f"{optional}.py").write_text(f"VALUE = {value}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sdk._OPTIONAL_FOR, heavy, (optional,))
+
+
 def test_import_heavy_leaves_out_what_the_module_imports_only_optionally(tmp_path, monkeypatch):
     import sys
 
     from components import sdk
 
-    (tmp_path / "sluice_fake_heavy.py").write_text(
-        "try:\n    import sluice_fake_optional\nexcept ImportError:\n    sluice_fake_optional = None\n")
-    (tmp_path / "sluice_fake_optional.py").write_text("VALUE = 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(sdk._OPTIONAL_FOR, "sluice_fake_heavy", ("sluice_fake_optional",))
+    _fake_heavy_module(tmp_path, monkeypatch, "sluice_fake_heavy", "sluice_fake_optional", 1)
     try:
         sdk.import_heavy(["sluice_fake_heavy"])
         heavy = sys.modules["sluice_fake_heavy"]
@@ -186,11 +193,7 @@ def test_a_module_imported_on_use_is_loaded_only_when_first_used(tmp_path, monke
 
     from components import sdk
 
-    (tmp_path / "sluice_fake_heavy2.py").write_text(
-        "try:\n    import sluice_fake_lazy\nexcept ImportError:\n    sluice_fake_lazy = None\n")
-    (tmp_path / "sluice_fake_lazy.py").write_text("VALUE = 2\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(sdk._OPTIONAL_FOR, "sluice_fake_heavy2", ("sluice_fake_lazy",))
+    _fake_heavy_module(tmp_path, monkeypatch, "sluice_fake_heavy2", "sluice_fake_lazy", 2)
     monkeypatch.setattr(sdk, "_IMPORTED_ON_USE", ("sluice_fake_lazy",))
     try:
         sdk.import_heavy(["sluice_fake_heavy2"])
