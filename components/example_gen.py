@@ -68,6 +68,10 @@ from components.sdk import ComponentError, ExecutionContext, ExternalData, Outpu
 
 # Elements are big: ~64k rows per RecordBatch (taxi rows are ~130 bytes of CSV).
 BATCH_ROWS = 65536
+# Rows per Parquet row group written (a reader's batch; StatisticsGen's DEFAULT_BATCH_SIZE).
+ROW_GROUP_ROWS = 131072
+# Shards of a split per input file, written at the same time (row groups are dealt in turn).
+SHARDS_PER_FILE = 2
 CSV_BLOCK_BYTES = 8 << 20
 SNIFF_BLOCK_BYTES = 1 << 20
 PARQUET_COMPRESSION = "snappy"  # "none" writes ~8% faster, files several times larger
@@ -313,26 +317,45 @@ _KIND_NAMES = {EMPTY: "empty (int64)", INT: "int64", INTFLOAT: "int64", FLOAT: "
 
 
 def classify_strings(values) -> int:
-    """The kind of a string Arrow array: EMPTY, INT, INTFLOAT (integral, written like 480.0), FLOAT or STRING."""
+    """The kind of a string Arrow array: EMPTY, INT, INTFLOAT (integral, written like 480.0), FLOAT or STRING.
+
+    A cast of text that fails costs pyarrow ~2.5 ms per 8k values (one that succeeds ~0.1 ms),
+    so the order avoids failures: a few values Python cannot read as numbers settle STRING
+    first, and the text is cast to int64 only once its numbers are known to be integral.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if values.null_count == len(values):
         return EMPTY
-    try:
-        pc.cast(values, pa.int64())
-        return INT
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    if not _looks_numeric(values):
+        return STRING
     try:
         floats = pc.cast(values, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return STRING
     try:
         pc.cast(floats, pa.int64())  # safe cast: fails on fractions, NaN, inf and overflow
-        return INTFLOAT
     except pa.ArrowInvalid:
         return FLOAT
+    try:
+        pc.cast(values, pa.int64())
+        return INT
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return INTFLOAT
+
+
+def _looks_numeric(values, probes: int = 16) -> bool:
+    """False when one of the first ``probes`` values is no number even to Python's float().
+
+    (Python reads more than pyarrow does, e.g. "1_000": True only means pyarrow must decide.)
+    """
+    for value in values.drop_null().slice(0, probes).to_pylist():
+        try:
+            float(value)
+        except ValueError:
+            return False
+    return True
 
 
 def _arrow_type(kind: int):
@@ -343,11 +366,28 @@ def _arrow_type(kind: int):
     return {EMPTY: pa.int64(), INT: pa.int64(), INTFLOAT: pa.int64(), FLOAT: pa.float64()}.get(kind, pa.string())
 
 
-def _read_type(kind: int):
-    """How pyarrow's CSV reader converts a column of this kind (INTFLOAT goes through float64)."""
+def _read_type(kind: int, dictionary: bool = False):
+    """How pyarrow's CSV reader converts a column of this kind (INTFLOAT goes through float64).
+
+    ``dictionary``: a STRING column is read dictionary-encoded (see ``CsvColumns``).
+    """
     import pyarrow as pa
 
+    if kind == STRING and dictionary:
+        return _DICTIONARY_STRING()
     return {EMPTY: pa.int64(), INT: pa.int64(), INTFLOAT: pa.float64(), FLOAT: pa.float64()}.get(kind, pa.string())
+
+
+def _DICTIONARY_STRING():  # noqa: N802 - a type constant, built on use so that pyarrow loads lazily
+    import pyarrow as pa
+
+    return pa.dictionary(pa.int32(), pa.string())
+
+
+# A string column whose first block has at most this fraction of distinct values is read
+# dictionary-encoded: hashing rows, splitting them and writing Parquet's dictionary pages
+# then work on small integer codes instead of the strings.
+DICTIONARY_MAX_DISTINCT = 0.5
 
 
 def _csv_options(names: list[str], read_types: dict[str, Any], block_size: int, on_invalid_row=None,
@@ -445,7 +485,10 @@ def _unclosed_quote_at_end(path: str, last_batch) -> ComponentError | None:
 
     from apache_beam.io.filesystems import FileSystems
 
-    if last_batch.num_rows == 0 or not pa.types.is_string(last_batch.schema.types[-1]):
+    last_type = last_batch.schema.types[-1]
+    if pa.types.is_dictionary(last_type):
+        last_type = last_type.value_type
+    if last_batch.num_rows == 0 or not pa.types.is_string(last_type):
         return None
     value = last_batch.column(last_batch.num_columns - 1)[-1].as_py()
     if not value or ("\n" not in value and "\r" not in value):
@@ -515,17 +558,35 @@ def _first_non_utf8_line(path: str, names: list[str], column: str | None) -> int
 
 @dataclasses.dataclass(frozen=True)
 class CsvColumns:
-    """Column names and kinds; ``exact`` when inferred over all rows, not sniffed."""
+    """Column names and kinds; ``exact`` when inferred over all rows, not sniffed.
+
+    ``dictionary`` names the STRING columns that are read dictionary-encoded, a speed hint
+    (few distinct values in the first block): their batches carry dictionary arrays, which
+    Parquet stores as its own dictionary pages, and the files read back as plain strings.
+    """
 
     names: tuple[str, ...]
     kinds: tuple[int, ...]
     exact: bool = False
     null_values: tuple[str, ...] = ("",)
+    dictionary: frozenset[str] = frozenset()
 
     def arrow_schema(self):
+        """The columns' types as stored (and read back): int64, float64 or string."""
         import pyarrow as pa
 
         return pa.schema([(n, _arrow_type(k)) for n, k in zip(self.names, self.kinds)])
+
+    def batch_schema(self):
+        """The types of the batches read: ``arrow_schema`` with the ``dictionary`` columns encoded."""
+        import pyarrow as pa
+
+        return pa.schema([(n, _DICTIONARY_STRING() if k == STRING and n in self.dictionary else _arrow_type(k))
+                          for n, k in zip(self.names, self.kinds)])
+
+    def read_types(self) -> dict:
+        """pyarrow CSV ``column_types`` for these columns."""
+        return {n: _read_type(k, n in self.dictionary) for n, k in zip(self.names, self.kinds)}
 
     def describe(self) -> dict[str, str]:
         return {n: _KIND_NAMES[k] for n, k in zip(self.names, self.kinds)}
@@ -562,6 +623,7 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
 
     names: list[str] | None = None
     kinds: list[int] = []
+    sample = None  # the first file's first block
     for file in files:
         header = _csv_header(file.path)
         empty = [i + 1 for i, n in enumerate(header) if not n.strip()]
@@ -579,6 +641,7 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
         strings = {n: pa.string() for n in names}
         file_kinds = [EMPTY] * len(names)
         rows = 0
+        first_block = None
         with FileSystems.open(file.path) as fh:
             try:
                 block_bytes = min(SNIFF_BLOCK_BYTES, CSV_BLOCK_BYTES)
@@ -587,6 +650,7 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
                 batch = None
                 for block, batch in enumerate(reader):
                     rows += batch.num_rows
+                    first_block = batch if first_block is None else first_block
                     file_kinds = [max(k, classify_strings(batch.column(i))) for i, k in enumerate(file_kinds)]
                     if EMPTY not in file_kinds or (block + 1) * block_bytes >= SNIFF_MAX_BYTES:
                         break
@@ -598,8 +662,18 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
                 raise _csv_error(file.path, exc, invalid, names) from None
         if rows == 0:
             raise ComponentError(f"{file.path}: has a header but no data rows")
+        if sample is None:
+            sample = first_block
         kinds = [max(a, b) for a, b in zip(kinds, file_kinds)]
-    return CsvColumns(tuple(names or ()), tuple(kinds), null_values=tuple(null_values))
+    dictionary = frozenset(n for n, k in zip(names or (), kinds) if k == STRING and _few_distinct(sample.column(n)))
+    return CsvColumns(tuple(names or ()), tuple(kinds), null_values=tuple(null_values), dictionary=dictionary)
+
+
+def _few_distinct(values) -> bool:
+    import pyarrow.compute as pc
+
+    present = len(values) - values.null_count
+    return present > 0 and pc.count_distinct(values).as_py() <= present * DICTIONARY_MAX_DISTINCT
 
 
 def _merge_kinds(a: tuple[int, ...] | None, b: tuple[int, ...] | None):
@@ -654,6 +728,7 @@ class _ReadCsvFile:
 
     def __init__(self, columns: CsvColumns):
         self.columns = columns
+        self._schema = None  # columns.batch_schema(), made once
 
     def __call__(self, file):
         for batch in _prefetched(self._batches(file.path)):
@@ -726,16 +801,15 @@ class _ReadCsvFile:
 
         columns = self.columns
         names = list(columns.names)
-        options = _csv_options(names, {n: _read_type(k) for n, k in zip(names, columns.kinds)}, CSV_BLOCK_BYTES,
-                               invalid, columns.null_values)
+        options = _csv_options(names, columns.read_types(), CSV_BLOCK_BYTES, invalid, columns.null_values)
         if not with_header:
             options["read_options"] = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False,
                                                         column_names=names)
         if piece_bytes:
-            # A piece is whole lines without quotes (no value spans lines), read as one block:
-            # one RecordBatch, so one Parquet row group, per piece.
+            # A piece is whole lines without quotes (no value spans lines), read as one block
+            # (one RecordBatch); with no quote in it, quoting is off (the tokenizer is faster).
             options["read_options"].block_size = piece_bytes + 1
-            options["parse_options"] = pacsv.ParseOptions(invalid_row_handler=invalid)
+            options["parse_options"] = pacsv.ParseOptions(invalid_row_handler=invalid, quote_char=False)
         return options
 
     def _parse_piece(self, path: str, piece, offset: int, lines_before) -> list:
@@ -783,7 +857,9 @@ class _ReadCsvFile:
                     arrays[i] = pc.cast(arrays[i], pa.int64())
                 except pa.ArrowInvalid:
                     raise _ColumnTypeChanged(f"{path}: column {columns.names[i]} has fractions") from None
-        return pa.RecordBatch.from_arrays(arrays, schema=columns.arrow_schema())
+        if self._schema is None:
+            self._schema = columns.batch_schema()
+        return pa.RecordBatch.from_arrays(arrays, schema=self._schema)
 
     def _error(self, path: str, exc: Exception, invalid, lines_before: int) -> Exception:
         if not self.columns.exact and "conversion error to" in str(exc) and "UTF8" not in str(exc):
@@ -1069,10 +1145,12 @@ def row_hashes(batch, partition_feature: str | None = None):
     else:
         columns = [c for c in batch.columns if not pa.types.is_nested(c.type)]
     hashes = np.full(batch.num_rows, 0xCBF29CE484222325, dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
     with np.errstate(over="ignore"):
         for column in columns:
-            # FNV-style combination of the columns in order, then one strong mix (splitmix64).
-            hashes = (hashes ^ _value_bits(column)) * np.uint64(0x100000001B3)
+            # FNV-style combination of the columns in order (in place), then one strong mix (splitmix64).
+            np.bitwise_xor(hashes, _value_bits(column), out=hashes)
+            np.multiply(hashes, prime, out=hashes)
         hashes ^= hashes >> np.uint64(30)
         hashes *= np.uint64(0xBF58476D1CE4E5B9)
         hashes ^= hashes >> np.uint64(27)
@@ -1087,35 +1165,42 @@ _NULL_BITS = 0x9E3779B97F4A7C15
 def _value_bits(column):
     """64 bits per value, a function of the value alone: numbers' own bits, strings' stable hash.
 
-    Strings go through a dictionary, so each distinct string is hashed once (pandas' hash_array).
+    Strings go through a dictionary, so each distinct string is hashed once (pandas' hash_array);
+    a dictionary array's own dictionary serves (the same bits as its decoded strings).
     """
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_dictionary(column.type):
+    if pa.types.is_dictionary(column.type) and not _is_text(column.type.value_type):
         column = column.dictionary_decode()
     kind = column.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
-            or pa.types.is_large_binary(kind):
-        encoded = pc.dictionary_encode(column)
+    if pa.types.is_dictionary(kind) or _is_text(kind):
+        encoded = column if pa.types.is_dictionary(kind) else pc.dictionary_encode(column)
         distinct = pd.util.hash_array(encoded.dictionary.to_numpy(zero_copy_only=False))
-        if len(distinct) == 0:
-            return np.full(len(column), _NULL_BITS, dtype=np.uint64)
-        bits = distinct[encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)]
+        # A null points one past the dictionary, at _NULL_BITS.
+        distinct = np.append(distinct, np.uint64(_NULL_BITS))
+        return distinct[encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)]
     elif kind == pa.int64() or kind == pa.float64():
-        # The values' own bits, read in place; null slots hold anything and are replaced below.
-        bits = np.frombuffer(column.buffers()[1], dtype=np.uint64, count=column.offset + len(column))[column.offset:]
+        if column.null_count:  # one pass in Arrow: a null becomes a value with _NULL_BITS as its bits
+            null_value = np.array([_NULL_BITS], dtype=np.uint64).view(kind.to_pandas_dtype())[0]
+            column = pc.fill_null(column, pa.scalar(null_value, kind))
+        # The values' own bits, read in place.
+        return np.frombuffer(column.buffers()[1], dtype=np.uint64, count=column.offset + len(column))[column.offset:]
     elif pa.types.is_floating(kind):
         return _value_bits(column.cast(pa.float64()))
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         return _value_bits(column.cast(pa.int64()))
     else:  # dates, timestamps, decimals: through their text
         return _value_bits(column.cast(pa.string()))
-    if column.null_count:
-        bits = np.where(pc.is_valid(column).to_numpy(zero_copy_only=False), bits, np.uint64(_NULL_BITS))
-    return bits
+
+
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+        or pa.types.is_large_binary(kind)
 
 
 class _AssignSplits:
@@ -1151,6 +1236,9 @@ def _to_example_lists(batch):
 
     arrays, fields = [], []
     for field, column in zip(batch.schema, batch.columns):
+        if pa.types.is_dictionary(field.type):
+            column = column.dictionary_decode()
+            field = pa.field(field.name, column.type)
         if pa.types.is_floating(field.type):
             column, value_type = column.cast(pa.float32()), pa.float32()
         elif pa.types.is_integer(field.type):
@@ -1219,6 +1307,46 @@ def _write_empty_shard(path: str, file_format: str, schema) -> None:
             pq.write_table(schema.empty_table(), fh)
     else:
         FileSystems.create(path, compression_type=CompressionTypes.GZIP).close()
+
+
+class _Shard:
+    """An open output shard: its file, Parquet writer, rows and writes in flight (oldest first)."""
+
+    def __init__(self, key: tuple[str, int], path: str, fh, writer):
+        self.key, self.path, self.fh, self.writer = key, path, fh, writer
+        self.rows = 0
+        self.pending: list = []
+
+
+class _SplitOutput:
+    """One split's output for the input file being read: batches not yet written, and its shards."""
+
+    def __init__(self, first_batch):
+        self.first_batch = first_batch
+        self.shards: list[_Shard] = []
+        self.row_groups = 0
+        self.buffered = 0
+        self._batches: list = []
+
+    def add(self, batch) -> None:
+        self._batches.append(batch)
+        self.buffered += batch.num_rows
+
+    def take_buffered(self, rows: int | None = None) -> list:
+        """The first ``rows`` buffered rows (all by default) as batches; the rest stay buffered."""
+        if rows is None or rows >= self.buffered:
+            batches, self._batches, self.buffered = self._batches, [], 0
+            return batches
+        taken, count = [], 0
+        while count < rows:
+            batch = self._batches.pop(0)
+            if count + batch.num_rows > rows:  # cut it: the tail starts the next row group
+                self._batches.insert(0, batch.slice(rows - count))
+                batch = batch.slice(0, rows - count)
+            taken.append(batch)
+            count += batch.num_rows
+        self.buffered -= count
+        return taken
 
 
 def _split_names(files: list[InputFile], config: SplitConfig) -> list[str]:
@@ -1364,20 +1492,26 @@ def _define_beam_classes() -> None:
             return accumulator
 
     class InferCsvColumns(beam.PTransform):
-        """PBegin -> one ``CsvColumns`` with the exact kinds over all rows of all files."""
+        """PBegin -> one ``CsvColumns`` with the exact kinds over all rows of all files.
 
-        def __init__(self, files: list[InputFile], names: tuple[str, ...], null_values: tuple[str, ...] = ("",)):
+        ``dictionary``: the string columns to read dictionary-encoded (a speed hint, see ``CsvColumns``).
+        """
+
+        def __init__(self, files: list[InputFile], names: tuple[str, ...], null_values: tuple[str, ...] = ("",),
+                     dictionary: frozenset[str] = frozenset()):
             super().__init__()
             self.files, self.names, self.null_values = files, tuple(names), tuple(null_values)
+            self.dictionary = frozenset(dictionary)
 
         def expand(self, pbegin):
-            names, nulls = self.names, self.null_values
+            names, nulls, dictionary = self.names, self.null_values, self.dictionary
             return (
                 pbegin
                 | "Files" >> _distributed_files(self.files)
                 | "ScanKinds" >> beam.FlatMap(_ScanCsvKinds(names, nulls))
                 | "Merge" >> beam.CombineGlobally(MergeColumnKinds())
-                | "Columns" >> beam.Map(lambda kinds: CsvColumns(names, tuple(kinds), exact=True, null_values=nulls))
+                | "Columns" >> beam.Map(lambda kinds: CsvColumns(names, tuple(kinds), exact=True, null_values=nulls,
+                                                                 dictionary=dictionary))
             )
 
     class ReadParquetToRecordBatches(beam.PTransform):
@@ -1422,10 +1556,14 @@ def _define_beam_classes() -> None:
     class WriteShardsFn(beam.DoFn):
         """(split, file index, batch) -> temp shard files; emits (split, temp path, rows).
 
-        One open shard per split for the file being read, closed when the next file starts, so
-        memory and open files stay bounded whatever the data size. ``finalize_shards`` names them.
-        Encoding and writing run in one helper thread (pyarrow and tfx_bsl release the GIL), at
-        most ``_WRITES_AHEAD`` batches behind, so they overlap with splitting the next batch.
+        A split's batches from one input file are gathered into Parquet row groups of
+        ``ROW_GROUP_ROWS`` rows (the last one fewer; readers then get big batches), dealt in turn to up to
+        ``SHARDS_PER_FILE`` shards of that split: each shard is encoded and written by a helper
+        thread of its own (pyarrow and tfx_bsl release the GIL), at most ``_WRITES_AHEAD`` row
+        groups behind, so the shards are written side by side while the next batches are split
+        (one writer per split fell behind: it had most of the work and a share of the cores).
+        The shards are closed when the next file starts, so memory and open files stay bounded
+        whatever the data size; ``finalize_shards`` names them in input order.
         """
 
         _WRITES_AHEAD = 2
@@ -1434,70 +1572,111 @@ def _define_beam_classes() -> None:
             self.output_uri, self.file_format = output_uri, file_format
 
         def setup(self):
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+            self.writers: dict = {}  # (split, shard number) -> its single-thread executor
 
         def teardown(self):
-            self.pool.shutdown(wait=True)
+            for executor in self.writers.values():
+                executor.shutdown(wait=True)
 
         def start_bundle(self):
-            self.open: dict[str, list] = {}
+            self.open: dict[str, _SplitOutput] = {}
             self.index = None
             self.done: list[tuple[str, str, int]] = []
-            self.pending: list = []
 
-        def _wait(self, keep: int = 0):
-            while len(self.pending) > keep:
-                self.pending.pop(0).result()  # re-raises a failed write here
+        def _submit(self, shard: "_Shard", work, *args) -> None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            executor = self.writers.get(shard.key)
+            if executor is None:
+                executor = self.writers[shard.key] = ThreadPoolExecutor(max_workers=1,
+                                                                       thread_name_prefix="shard-writer")
+            while len(shard.pending) > self._WRITES_AHEAD:
+                shard.pending.pop(0).result()  # re-raises a failed write here
+            shard.pending.append(executor.submit(work, *args))
+
+        def _flush(self, split: str, output: "_SplitOutput", rows: int | None = None) -> None:
+            """The split's buffered rows (the first ``rows``), as one row group, to its next shard in turn."""
+            number = output.row_groups % SHARDS_PER_FILE
+            output.row_groups += 1
+            if number == len(output.shards):
+                output.shards.append(self._new_shard(split, self.index, number, output.first_batch))
+            shard = output.shards[number]
+            batches = output.take_buffered(rows)
+            shard.rows += sum(batch.num_rows for batch in batches)
+            self._submit(shard, self._write, shard, batches)
 
         def _close_all(self):
-            self._wait()
-            for split, (path, fh, writer, rows) in self.open.items():
-                if writer is not None:
-                    writer.close()
-                fh.close()
-                beam.metrics.Metrics.counter(_METRICS_NAMESPACE, f"rows/{split}").inc(rows)
-                self.done.append((split, path, rows))
+            for split, output in self.open.items():
+                if output.buffered:
+                    self._flush(split, output)
+                for shard in output.shards:
+                    self._submit(shard, self._close, shard)
+            for split, output in self.open.items():
+                for shard in output.shards:
+                    for future in shard.pending:
+                        future.result()
+                    self.done.append((split, shard.path, shard.rows))
+                beam.metrics.Metrics.counter(_METRICS_NAMESPACE, f"rows/{split}").inc(
+                    sum(shard.rows for shard in output.shards))
             self.open = {}
 
-        def _new_shard(self, split: str, index: int, schema) -> list:
+        @staticmethod
+        def _close(shard: "_Shard") -> None:
+            if shard.writer is not None:
+                shard.writer.close()
+            shard.fh.close()
+
+        def _new_shard(self, split: str, index: int, number: int, first_batch) -> "_Shard":
             from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
             folder = FileSystems.join(self.output_uri, f"Split-{split}")
-            name = f".tmp-{index:06d}-{uuid.uuid4().hex}{_shard_suffix(self.file_format)}"
+            name = f".tmp-{index:06d}-{number:02d}-{uuid.uuid4().hex}{_shard_suffix(self.file_format)}"
             path = FileSystems.join(folder, name)
             if self.file_format == "parquet":
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
+                schema = first_batch.schema
                 fh = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
                 # Dictionary pages pay off for strings; for numbers they mostly cost time.
-                strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                strings = [f.name for f in schema if _is_text(f.type) or pa.types.is_dictionary(f.type)]
+                # Dictionary-encoded batches (CSV strings) are written as they are, straight into
+                # Parquet's dictionary pages; without the Arrow schema in the file they read back
+                # as plain strings, the type every reader expects.
+                encoded = any(pa.types.is_dictionary(f.type) for f in schema)
                 writer = pq.ParquetWriter(fh, schema, use_dictionary=strings or False, write_statistics=False,
-                                          compression=PARQUET_COMPRESSION)
-                return [path, fh, writer, 0]
-            return [path, FileSystems.create(path, compression_type=CompressionTypes.GZIP), None, 0]
+                                          compression=PARQUET_COMPRESSION, store_schema=not encoded)
+                return _Shard((split, number), path, fh, writer)
+            return _Shard((split, number), path, FileSystems.create(path, compression_type=CompressionTypes.GZIP),
+                          None)
 
         def process(self, element):
             split, index, batch = element
             if index != self.index:
                 self._close_all()
                 self.index = index
-            shard = self.open.get(split)
-            if shard is None:
-                shard = self.open[split] = self._new_shard(split, index, batch.schema)
-            self._wait(keep=self._WRITES_AHEAD)
-            self.pending.append(self.pool.submit(self._write, shard, batch))
-            shard[3] += batch.num_rows
+            output = self.open.get(split)
+            if output is None:
+                output = self.open[split] = _SplitOutput(batch)
+            output.add(batch)
+            while output.buffered >= ROW_GROUP_ROWS:
+                self._flush(split, output, ROW_GROUP_ROWS)
 
-        def _write(self, shard: list, batch) -> None:
+        def _write(self, shard: "_Shard", batches: list) -> None:
             if self.file_format == "parquet":
-                shard[2].write_batch(batch)
+                import pyarrow as pa
+
+                table = pa.Table.from_batches(batches)
+                if len(batches) > 1 and any(pa.types.is_dictionary(f.type) for f in table.schema):
+                    # One dictionary per column chunk: Parquet then takes the codes as they are.
+                    table = table.unify_dictionaries()
+                shard.writer.write_table(table, row_group_size=table.num_rows)
             else:
                 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
-                _write_tfrecords(shard[1], RecordBatchToExamplesEncoder().encode(_to_example_lists(batch)))
+                encoder = RecordBatchToExamplesEncoder()
+                for batch in batches:
+                    _write_tfrecords(shard.fh, encoder.encode(_to_example_lists(batch)))
 
         def finish_bundle(self):
             from apache_beam.transforms.window import GlobalWindows
@@ -1595,7 +1774,8 @@ def csv_example_gen(
     splits = _split_names(resolved.files, output_config)
 
     def build(p, exact: bool):
-        source = (p | "InferTypes" >> _beam("InferCsvColumns")(resolved.files, columns.names, nulls)) if exact else columns
+        infer = _beam("InferCsvColumns")(resolved.files, columns.names, nulls, columns.dictionary)
+        source = (p | "InferTypes" >> infer) if exact else columns
         (
             p
             | "ReadCsv" >> _beam("ReadCsvToRecordBatches")(resolved.files, source)

@@ -201,6 +201,67 @@ def test_sniffed_kinds_of_first_block(tmp_path):
     assert columns.arrow_schema().field("e").type == pa.int64()
 
 
+
+@pytest.mark.parametrize("text, kind", [
+    ("1,22,-3", example_gen.INT), ("480.0,3,1e3", example_gen.INTFLOAT), ("1.5,2,nan", example_gen.FLOAT),
+    ("1,x,3", example_gen.STRING), ("12,1_000", example_gen.STRING), ("a,b", example_gen.STRING),
+    ("2017-01-01,3", example_gen.STRING), (",,", example_gen.EMPTY),
+])
+def test_classify_strings(text, kind):
+    values = pa.array([v or None for v in text.split(",")], pa.string())
+    assert example_gen.classify_strings(values) == kind
+
+
+def test_few_distinct_strings_are_read_dictionary_encoded(tmp_path):
+    rows = "".join(f"{i},{'ab'[i % 2]},id{i}\n" for i in range(100))
+    path = _write(tmp_path / "a.csv", "n,few,many\n" + rows)
+    columns = sniff_csv_columns("X", [InputFile(str(path), 0)])
+    assert columns.dictionary == {"few"}  # 2 distinct of 100; "many" has 100
+    schema = columns.batch_schema()
+    assert pa.types.is_dictionary(schema.field("few").type) and schema.field("many").type == pa.string()
+    assert columns.arrow_schema().field("few").type == pa.string()
+    examples, _ = _run_csv(tmp_path, input_base=str(path))
+    table = pa.concat_tables([_read_split(examples, s) for s in examples.split_names])
+    assert table.schema == columns.arrow_schema()  # read back as plain strings
+    assert sorted(table.column("few").to_pylist()) == sorted("ab"[i % 2] for i in range(100))
+
+
+def test_dictionary_strings_hash_like_plain_strings():
+    names = pa.array(["x", None, "yy", "x", "", None, "zz"])
+    plain = pa.record_batch({"n": pa.array([1, 2, None, 4, 5, 6, 7]), "s": names})
+    encoded = pa.record_batch({"n": plain.column(0), "s": names.dictionary_encode()})
+    # A dictionary with a value it does not use, and codes in another order.
+    other = pa.DictionaryArray.from_arrays(pa.array([3, None, 1, 3, 0, None, 2], pa.int32()),
+                                           pa.array(["", "yy", "zz", "x", "unused"]))
+    shuffled = pa.record_batch({"n": plain.column(0), "s": other})
+    expected = example_gen.row_hashes(plain)
+    assert np.array_equal(example_gen.row_hashes(encoded), expected)
+    assert np.array_equal(example_gen.row_hashes(shuffled), expected)
+    assert len(set(expected.tolist())) == 7
+
+
+def test_big_splits_are_written_as_row_groups_dealt_to_two_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 2048)  # many batches
+    monkeypatch.setattr(example_gen, "ROW_GROUP_ROWS", 100)
+    rows = 3000
+    path = _write(tmp_path / "in" / "data.csv", "n,label\n" + "".join(f"{i},l{i % 5}\n" for i in range(rows)))
+    examples, ctx = _run_csv(tmp_path, input_base=str(path.parent))
+    seen = []
+    for split in examples.split_names:
+        shards = sorted(Path(examples.split_uri(split)).glob("*.parquet"))
+        assert [s.name for s in shards] == ["part-00000-of-00002.parquet", "part-00001-of-00002.parquet"]
+        files = [pq.ParquetFile(s) for s in shards]
+        groups = [[f.read_row_group(i).column("n").to_pylist() for i in range(f.num_row_groups)] for f in files]
+        # Row groups of exactly 100 rows but each shard's last, dealt in turn: 0, 2, 4, ... and 1, 3, ...
+        dealt = [g for pair in zip(groups[0], groups[1] + [[]]) for g in pair if g]
+        assert all(len(g) == 100 for g in dealt[:-2])
+        assert [n for g in dealt for n in g] == sorted(n for g in dealt for n in g)  # input order
+        assert files[0].schema_arrow.field("label").type == pa.string()
+        seen += [n for g in dealt for n in g]
+        assert ctx.metrics[f"rows_{split}"] == sum(len(g) for g in dealt)
+    assert sorted(seen) == list(range(rows))
+
+
 # --- CSV: splits ------------------------------------------------------------------------------------
 
 
@@ -517,7 +578,10 @@ def test_parallel_pieces_give_the_rows_of_a_serial_read_in_order(tmp_path, monke
     columns = sniff_csv_columns("CsvExampleGen", [InputFile(str(path), 0)])
     batches = list(example_gen._ReadCsvFile(columns)(InputFile(str(path), 0)))
     assert len(batches) > 10
-    got = pa.Table.from_batches([b for _, _, b in batches])
+    # Few distinct labels: read dictionary-encoded (each piece has its own dictionary).
+    assert all(b.schema == columns.batch_schema() for _, _, b in batches)
+    assert pa.types.is_dictionary(columns.batch_schema().field("label").type)
+    got = pa.Table.from_batches([b for _, _, b in batches]).cast(columns.arrow_schema())
     expected = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=got.schema))
     assert got.equals(expected)
 

@@ -145,7 +145,7 @@ def test_large_batches_use_summaries_within_the_stated_bound(monkeypatch):
         acc = fn.add_input(acc, pa.record_batch({"x": values[i:i + 5000]}))
     x = _features(fn.extract_output(acc))["x"].num_stats
     assert (x.min, x.max) == (values.min(), values.max())
-    bound = statistics_gen.QUANTILES_EPSILON + 1 / 256
+    bound = statistics_gen.QUANTILES_EPSILON + 2 / 256  # QUANTILES_RANK_BOUND at this SUMMARY_SIZE
     quantiles = x.histograms[1]
     for i, bucket in enumerate(quantiles.buckets):
         rank = np.mean(values <= bucket.high_value)
@@ -506,3 +506,98 @@ def test_a_big_file_is_summarized_in_pieces_of_whole_row_groups(tmp_path, pengui
                     equal_to([("train", 344)]))
         assert_that((pieces | beam.Values(), whole) | beam.Flatten() | beam.combiners.ToList(),
                     _check_same_statistics, label="same")
+
+
+def _rank_errors(x, ranks, got):
+    """How far each returned value's ranks in sorted ``x`` lie from the rank asked for."""
+    ordered = np.sort(x)
+    low = np.searchsorted(ordered, got, side="left")
+    high = np.searchsorted(ordered, got, side="right") - 1
+    return np.maximum(0, np.maximum(low - ranks, ranks - high))
+
+
+@pytest.mark.parametrize("name", ["uniform", "lognormal", "few ints", "outliers", "many zeros", "ulp apart",
+                                  "infinities", "huge range", "negative pareto"])
+def test_order_statistics_are_data_values_within_the_slack(name):
+    rng = np.random.default_rng(3)
+    n = 40_000
+    x = {
+        "uniform": rng.random(n),
+        "lognormal": rng.lognormal(0, 3, n),
+        "few ints": rng.integers(0, 24, n).astype(float),
+        "outliers": np.concatenate([rng.integers(500, 5000, n - 10) / 100, np.full(10, 1e6)]),
+        "many zeros": np.concatenate([np.zeros(n // 2), rng.random(n // 2)]),
+        "ulp apart": 41.88 + rng.integers(0, 3, n) * 1e-14,
+        "infinities": np.concatenate([rng.random(n - 4), [np.inf, np.inf, -np.inf, -np.inf]]),
+        "huge range": np.concatenate([rng.random(n - 2) * 1e308, [-1e308, 1e308]]),
+        "negative pareto": -rng.pareto(0.5, n),
+    }[name]
+    rng.shuffle(x)
+    ranks = np.linspace(0, n - 1, statistics_gen.SUMMARY_SIZE).round().astype(np.int64)
+    slack = n // statistics_gen.SUMMARY_SIZE
+    got = statistics_gen.order_statistics(x, ranks, slack)
+    assert np.isin(got, x).all()  # values of the data, never interpolated
+    assert _rank_errors(x, ranks, got).max() < slack
+    exact = statistics_gen.order_statistics(x, ranks, 0)  # no slack: every bucket refined or sorted
+    assert np.array_equal(exact, np.sort(x)[ranks])
+
+
+def _numeric_accumulator(batches, counting: bool):
+    accumulator = statistics_gen._NumericAccumulator("FLOAT")
+    accumulator.counting = counting
+    for batch in batches:
+        accumulator.add(batch if isinstance(batch, pa.Array) else pa.array(batch, from_pandas=True))
+    return accumulator
+
+
+def test_value_counts_and_value_by_value_give_the_same_statistics():
+    rng = np.random.default_rng(5)
+    # Prices in cents (few distinct values per batch), with nulls and zeros.
+    values = rng.integers(0, 3000, 60_000) / 100
+    values[rng.random(values.size) < 0.05] = np.nan  # from_pandas: NaN becomes null here
+    batches = [values[i:i + 20_000] for i in range(0, values.size, 20_000)]
+    counted, direct = _numeric_accumulator(batches, True), _numeric_accumulator(batches, False)
+    assert counted.counting  # ~3000 distinct values in 20k rows: still counting
+    for field in ("num_non_missing", "num_nan", "count", "num_zeros", "min", "max", "finite_min", "finite_max",
+                  "num_pos_inf"):
+        assert getattr(counted, field) == getattr(direct, field), field
+    present = values[~np.isnan(values)]
+    assert counted.count == present.size
+    assert counted.mean == pytest.approx(present.mean(), rel=1e-12)
+    assert direct.mean == pytest.approx(present.mean(), rel=1e-12)
+    assert counted.m2 == pytest.approx(direct.m2, rel=1e-9)
+    for accumulator in (counted, direct):
+        boundaries = accumulator.quantiles.GetQuantilesAndCumulativeWeights(100)[0].flatten()
+        median = statistics_gen._median(boundaries.to_numpy(zero_copy_only=False))
+        assert abs(np.mean(present <= median) - 0.5) <= statistics_gen.QUANTILES_RANK_BOUND
+    # Infinities and NaNs (not nulls) are counted apart the same way.
+    odd = [np.array([1.0, np.inf, -np.inf, 0.0, 2.0, np.inf]), np.array([3.0, -np.inf])]
+    counted = _numeric_accumulator([pa.array(b) for b in odd], True)
+    direct = _numeric_accumulator([pa.array(b) for b in odd], False)
+    for field in ("num_non_missing", "count", "num_zeros", "min", "max", "finite_min", "finite_max", "num_pos_inf"):
+        assert getattr(counted, field) == getattr(direct, field), field
+    assert (counted.finite_min, counted.finite_max, counted.num_pos_inf) == (0.0, 3.0, 2)
+
+
+def test_a_big_batch_of_mostly_distinct_values_stops_the_counting():
+    rng = np.random.default_rng(6)
+    small = _numeric_accumulator([rng.random(1000)], True)
+    assert small.counting  # a small batch is no evidence: its values are bound to be distinct
+    big = _numeric_accumulator([rng.random(statistics_gen.SUMMARY_THRESHOLD + 1), rng.integers(0, 3, 100)], True)
+    assert not big.counting
+    assert big.num_non_missing == statistics_gen.SUMMARY_THRESHOLD + 101
+
+
+def test_few_distinct_values_give_exact_quantiles():
+    hours = np.random.default_rng(7).integers(0, 24, 100_000)
+    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    acc = fn.create_accumulator()
+    for i in range(0, hours.size, 25_000):
+        acc = fn.add_input(acc, pa.record_batch({"hour": pa.array(hours[i:i + 25_000])}))
+    stats = _features(fn.extract_output(acc))["hour"].num_stats
+    assert stats.median == np.sort(hours)[hours.size // 2]
+    quantiles = stats.histograms[1]
+    for i, bucket in enumerate(quantiles.buckets[:-1]):
+        # Each boundary is a value whose ranks span (i + 1) / 10 of the rows, as sorting would find.
+        below, through = np.mean(hours < bucket.high_value), np.mean(hours <= bucket.high_value)
+        assert below - statistics_gen.QUANTILES_EPSILON <= (i + 1) / 10 <= through + statistics_gen.QUANTILES_EPSILON

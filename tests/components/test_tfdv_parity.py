@@ -11,7 +11,7 @@ tot_num_values, num values and their histogram, num_zeros, unique, top values,
 rank histogram); mean, std_dev, min, max and avg_length within 1e-6 relative;
 quantiles (QUANTILES histogram boundaries and median) within the sketch's rank
 error bound: a reported p-quantile has a true rank within
-``eps + 1/SUMMARY_SIZE`` = 0.01 + 1/4096 of p (TFDV's own bound is eps = 0.01;
+``QUANTILES_RANK_BOUND`` = 0.01 + 2/2048 of p (TFDV's own bound is eps = 0.01;
 we check TFDV's boundaries against the same data as a control). Standard
 histogram edges must match and counts agree within that bound. Finally our
 FeatureStats.pb must load with ``tfdv.load_stats_binary`` /
@@ -38,7 +38,7 @@ from tests.oracle import tfdv_env
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TAXI_CSV = DATA / "chicago_taxi" / "data.csv"
-RANK_BOUND = statistics_gen.QUANTILES_EPSILON + 1 / statistics_gen.SUMMARY_SIZE
+RANK_BOUND = statistics_gen.QUANTILES_RANK_BOUND
 
 pytestmark = pytest.mark.slow
 
