@@ -74,7 +74,14 @@ ROW_GROUP_ROWS = 131072
 SHARDS_PER_FILE = 2
 CSV_BLOCK_BYTES = 8 << 20
 SNIFF_BLOCK_BYTES = 1 << 20
-PARQUET_COMPRESSION = "snappy"  # "none" writes ~8% faster, files several times larger
+# A number column is stored uncompressed when a sample of it compresses to more than this fraction.
+INCOMPRESSIBLE = 0.8
+COMPRESSION_SAMPLE_BYTES = 64 << 10  # per batch looked at
+# Values Parquet's writer encodes at a time (its default, 1024, costs ~5% more CPU here).
+PARQUET_WRITE_BATCH = 65536
+PARQUET_COMPRESSION = "snappy"  # of the columns it shrinks, but dictionary codes (see column_encodings)
+# A number column whose sample has at most this fraction of distinct values is dictionary-encoded.
+NUMERIC_DICTIONARY_MAX_DISTINCT = 0.25
 # Types are sniffed from a file's first block, and up to this much while a column has no value yet.
 SNIFF_MAX_BYTES = 32 << 20
 _METRICS_NAMESPACE = "sluice.example_gen"
@@ -616,16 +623,12 @@ def _csv_header(path: str) -> list[str]:
 
 def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, ...] = ("",)) -> CsvColumns:
     """Checks every file's header and first block; kinds from the first blocks (not exact)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    from apache_beam.io.filesystems import FileSystems
-
     names: list[str] | None = None
     kinds: list[int] = []
     sample = None  # the first file's first block
     for file in files:
-        header = _csv_header(file.path)
+        sniffed = _sniff_head_in_memory(file.path, null_values)
+        header = sniffed[0] if sniffed else _csv_header(file.path)
         empty = [i + 1 for i, n in enumerate(header) if not n.strip()]
         if empty:
             raise ComponentError(f"{file.path}:1: empty column name at position(s) {', '.join(map(str, empty))} "
@@ -637,29 +640,7 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
             names, kinds = header, [EMPTY] * len(header)
         elif header != names:
             raise ComponentError(f"{file.path}:1: header differs from {files[0].path}: {header} vs {names}")
-        invalid = _InvalidRows()
-        strings = {n: pa.string() for n in names}
-        file_kinds = [EMPTY] * len(names)
-        rows = 0
-        first_block = None
-        with FileSystems.open(file.path) as fh:
-            try:
-                block_bytes = min(SNIFF_BLOCK_BYTES, CSV_BLOCK_BYTES)
-                reader = pacsv.open_csv(fh, **_csv_options(names, strings, block_bytes, invalid, null_values))
-                # Sniff the first block, and more while some column has shown no value yet.
-                batch = None
-                for block, batch in enumerate(reader):
-                    rows += batch.num_rows
-                    first_block = batch if first_block is None else first_block
-                    file_kinds = [max(k, classify_strings(batch.column(i))) for i, k in enumerate(file_kinds)]
-                    if EMPTY not in file_kinds or (block + 1) * block_bytes >= SNIFF_MAX_BYTES:
-                        break
-                else:  # the whole file was read: its last value is at hand
-                    error = _unclosed_quote_at_end(file.path, batch) if batch is not None else None
-                    if error is not None:
-                        raise error
-            except pa.ArrowInvalid as exc:
-                raise _csv_error(file.path, exc, invalid, names) from None
+        _, file_kinds, rows, first_block = sniffed or _sniff_streaming(file.path, names, null_values)
         if rows == 0:
             raise ComponentError(f"{file.path}: has a header but no data rows")
         if sample is None:
@@ -667,6 +648,99 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
         kinds = [max(a, b) for a, b in zip(kinds, file_kinds)]
     dictionary = frozenset(n for n, k in zip(names or (), kinds) if k == STRING and _few_distinct(sample.column(n)))
     return CsvColumns(tuple(names or ()), tuple(kinds), null_values=tuple(null_values), dictionary=dictionary)
+
+
+def _sniff_more(kinds: list[int], blocks: int) -> bool:
+    """Sniff the next block: some column has shown no value yet (and SNIFF_MAX_BYTES is not reached)."""
+    return EMPTY in kinds and blocks * min(SNIFF_BLOCK_BYTES, CSV_BLOCK_BYTES) < SNIFF_MAX_BYTES
+
+
+def _sniff_streaming(path: str, names: list[str], null_values: tuple[str, ...]):
+    """(names, kinds, rows, first block) from the file's first blocks, streamed (any file, any quoting)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from apache_beam.io.filesystems import FileSystems
+
+    invalid = _InvalidRows()
+    strings = {n: pa.string() for n in names}
+    file_kinds = [EMPTY] * len(names)
+    rows = 0
+    first_block = None
+    with FileSystems.open(path) as fh:
+        try:
+            block_bytes = min(SNIFF_BLOCK_BYTES, CSV_BLOCK_BYTES)
+            reader = pacsv.open_csv(fh, **_csv_options(names, strings, block_bytes, invalid, null_values))
+            batch = None
+            for block, batch in enumerate(reader):
+                rows += batch.num_rows
+                first_block = batch if first_block is None else first_block
+                file_kinds = [max(k, classify_strings(batch.column(i))) for i, k in enumerate(file_kinds)]
+                if not _sniff_more(file_kinds, block + 1):
+                    break
+            else:  # the whole file was read: its last value is at hand
+                error = _unclosed_quote_at_end(path, batch) if batch is not None else None
+                if error is not None:
+                    raise error
+        except pa.ArrowInvalid as exc:
+            raise _csv_error(path, exc, invalid, names) from None
+    return names, file_kinds, rows, first_block
+
+
+def _sniff_head_in_memory(path: str, null_values: tuple[str, ...]):
+    """``_sniff_streaming``'s result for a local file whose head has no quote, else None.
+
+    The head is read block by block into memory and parsed there: the streaming reader would
+    also parse blocks ahead on a helper thread (wasted, and waited for when it is closed).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if "://" in path:
+        return None
+    block_bytes = min(SNIFF_BLOCK_BYTES, CSV_BLOCK_BYTES)
+    with open(path, "rb") as fh:
+        data = fh.read(block_bytes)
+        header_end = data.find(b"\n") + 1
+        if header_end == 0 or b'"' in data:
+            return None
+        try:
+            names = pacsv.read_csv(_buffer(data[:header_end]), read_options=pacsv.ReadOptions(use_threads=False),
+                                   convert_options=pacsv.ConvertOptions(check_utf8=False)).schema.names
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            return None  # the streaming reader names the problem
+        if len(set(names)) != len(names):
+            return names, [], 0, None  # duplicate names: the caller's error
+        strings = {n: pa.string() for n in names}
+        kinds, rows, first_block, blocks, lines_before = [EMPTY] * len(names), 0, None, 0, 1
+        at_end = len(data) < block_bytes
+        data = data[header_end:]
+        while True:
+            cut = len(data) if at_end else data.rfind(b"\n") + 1  # whole lines only, but at the end
+            piece, data = data[:cut], data[cut:]
+            if piece:
+                invalid = _InvalidRows()
+                options = _csv_options(names, strings, len(piece) + 1, invalid, null_values)
+                options["read_options"] = pacsv.ReadOptions(block_size=len(piece) + 1, use_threads=False,
+                                                            column_names=names)
+                options["parse_options"] = pacsv.ParseOptions(invalid_row_handler=invalid, quote_char=False)
+                try:
+                    batches = pacsv.read_csv(_buffer(piece), **options).to_batches()
+                except pa.ArrowInvalid as exc:
+                    raise _csv_error(path, exc, invalid, names, lines_before) from None
+                if batches and batches[0].num_rows:
+                    rows += batches[0].num_rows
+                    first_block = batches[0] if first_block is None else first_block
+                    kinds = [max(k, classify_strings(batches[0].column(i))) for i, k in enumerate(kinds)]
+                lines_before += piece.count(b"\n")
+            blocks += 1
+            if at_end or not _sniff_more(kinds, blocks):
+                return names, kinds, rows, first_block
+            more = fh.read(block_bytes)
+            at_end = len(more) < block_bytes
+            if b'"' in more:
+                return None
+            data += more
 
 
 def _few_distinct(values) -> bool:
@@ -1321,8 +1395,7 @@ class _Shard:
 class _SplitOutput:
     """One split's output for the input file being read: batches not yet written, and its shards."""
 
-    def __init__(self, first_batch):
-        self.first_batch = first_batch
+    def __init__(self):
         self.shards: list[_Shard] = []
         self.row_groups = 0
         self.buffered = 0
@@ -1347,6 +1420,61 @@ class _SplitOutput:
             count += batch.num_rows
         self.buffered -= count
         return taken
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnEncodings:
+    """How a shard's columns are stored: Parquet dictionary encoding, and codec, per column."""
+
+    dictionary: tuple[str, ...]
+    codecs: dict[str, str]
+
+
+def column_encodings(batches: list) -> ColumnEncodings:
+    """Parquet's encoding and codec per column, judged on samples of a shard's first row group.
+
+    - Strings: dictionary-encoded; the codes are not compressed when the batches carry them
+      already (few distinct values), else ``PARQUET_COMPRESSION`` (dictionaries of many strings
+      fall back to plain pages).
+    - Numbers with few distinct values (at most ``NUMERIC_DICTIONARY_MAX_DISTINCT`` in a sample: hours,
+      prices in cents, tract codes): dictionary-encoded, codes not compressed. Writing them
+      took ~15% less CPU, the files ~17% less space, and reading them back ~60% less CPU.
+    - Other numbers: ``PARQUET_COMPRESSION``, unless it barely shrinks them (more than
+      ``INCOMPRESSIBLE`` of a sample kept: jittered coordinates), then none.
+
+    The samples are ``COMPRESSION_SAMPLE_BYTES`` from the middle of each of the first 8 batches.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dictionary, codecs = [], {}
+    for i, field in enumerate(batches[0].schema):
+        codecs[field.name] = PARQUET_COMPRESSION
+        if pa.types.is_dictionary(field.type) or _is_text(field.type):
+            dictionary.append(field.name)
+            if pa.types.is_dictionary(field.type):
+                codecs[field.name] = "none"
+            continue
+        if not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
+            continue
+        width = field.type.bit_width // 8
+        samples = []
+        for batch in batches[:8]:
+            column = batch.column(i)
+            rows = min(len(column), COMPRESSION_SAMPLE_BYTES // width)
+            samples.append(column.slice((len(column) - rows) // 2, rows))
+        sample = pa.chunked_array(samples, field.type)
+        present = len(sample) - sample.null_count
+        if present >= 1024 and pc.count_distinct(sample).as_py() <= present * NUMERIC_DICTIONARY_MAX_DISTINCT:
+            dictionary.append(field.name)
+            codecs[field.name] = "none"
+            continue
+        values = b"".join(chunk.buffers()[1].slice(chunk.offset * width, len(chunk) * width).to_pybytes()
+                          for chunk in samples)
+        compressed = pa.compress(values, codec=PARQUET_COMPRESSION, asbytes=True)
+        if len(values) >= 4096 and len(compressed) > INCOMPRESSIBLE * len(values):
+            codecs[field.name] = "none"
+    return ColumnEncodings(tuple(dictionary), codecs)
 
 
 def _split_names(files: list[InputFile], config: SplitConfig) -> list[str]:
@@ -1598,10 +1726,10 @@ def _define_beam_classes() -> None:
             """The split's buffered rows (the first ``rows``), as one row group, to its next shard in turn."""
             number = output.row_groups % SHARDS_PER_FILE
             output.row_groups += 1
-            if number == len(output.shards):
-                output.shards.append(self._new_shard(split, self.index, number, output.first_batch))
-            shard = output.shards[number]
             batches = output.take_buffered(rows)
+            if number == len(output.shards):
+                output.shards.append(self._new_shard(split, self.index, number, batches))
+            shard = output.shards[number]
             shard.rows += sum(batch.num_rows for batch in batches)
             self._submit(shard, self._write, shard, batches)
 
@@ -1626,7 +1754,8 @@ def _define_beam_classes() -> None:
                 shard.writer.close()
             shard.fh.close()
 
-        def _new_shard(self, split: str, index: int, number: int, first_batch) -> "_Shard":
+        def _new_shard(self, split: str, index: int, number: int, batches: list) -> "_Shard":
+            """A new shard file; ``batches``, its first row group, show what the columns hold."""
             from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
             folder = FileSystems.join(self.output_uri, f"Split-{split}")
@@ -1636,16 +1765,16 @@ def _define_beam_classes() -> None:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                schema = first_batch.schema
+                schema = batches[0].schema
                 fh = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
-                # Dictionary pages pay off for strings; for numbers they mostly cost time.
-                strings = [f.name for f in schema if _is_text(f.type) or pa.types.is_dictionary(f.type)]
+                encodings = column_encodings(batches)
                 # Dictionary-encoded batches (CSV strings) are written as they are, straight into
                 # Parquet's dictionary pages; without the Arrow schema in the file they read back
                 # as plain strings, the type every reader expects.
                 encoded = any(pa.types.is_dictionary(f.type) for f in schema)
-                writer = pq.ParquetWriter(fh, schema, use_dictionary=strings or False, write_statistics=False,
-                                          compression=PARQUET_COMPRESSION, store_schema=not encoded)
+                writer = pq.ParquetWriter(fh, schema, use_dictionary=list(encodings.dictionary) or False,
+                                          compression=encodings.codecs, write_statistics=False,
+                                          store_schema=not encoded, write_batch_size=PARQUET_WRITE_BATCH)
                 return _Shard((split, number), path, fh, writer)
             return _Shard((split, number), path, FileSystems.create(path, compression_type=CompressionTypes.GZIP),
                           None)
@@ -1657,7 +1786,7 @@ def _define_beam_classes() -> None:
                 self.index = index
             output = self.open.get(split)
             if output is None:
-                output = self.open[split] = _SplitOutput(batch)
+                output = self.open[split] = _SplitOutput()
             output.add(batch)
             while output.buffered >= ROW_GROUP_ROWS:
                 self._flush(split, output, ROW_GROUP_ROWS)
@@ -1700,7 +1829,7 @@ def _define_beam_classes() -> None:
             return (
                 batches
                 | "AssignSplits" >> beam.FlatMap(_AssignSplits(self.split_config)).with_output_types(RecordBatchElement)
-                | "WriteShards" >> beam.ParDo(WriteShardsFn(self.output_uri, self.file_format))
+                | "WriteShards" >> beam.ParDo(WriteShardsFn(self.output_uri, self.file_format)).with_output_types(Any)
             )
 
     for cls in (RecordBatchElementCoder, ReadCsvToRecordBatches, MergeColumnKinds, InferCsvColumns,

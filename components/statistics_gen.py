@@ -24,8 +24,9 @@ AMD EPYC):
 - **By value counts** while a batch has at most ``COUNTING_MAX_DISTINCT`` of its
   values distinct (hours, prices in cents, community areas): ``pc.value_counts``
   gives the distinct values and their counts, from which extremes, zeros,
-  moments and exact order statistics follow. A column stops trying once a big
-  batch has mostly distinct values.
+  moments and exact order statistics follow. A big batch is counted only when
+  its first ``SUMMARY_THRESHOLD`` values pass the same test, and a column stops
+  trying once a big batch has mostly distinct values.
 - **Value by value** otherwise: single passes for extremes, zeros and moments,
   and ``order_statistics`` (equal-width buckets, refined where crowded) for the
   quantile summary.
@@ -149,10 +150,14 @@ class _NumericAccumulator:
         if pa.types.is_boolean(array.type):
             array = array.cast(pa.int64())
         if self.counting:
-            counted = pc.value_counts(array)
-            if len(counted) <= present * COUNTING_MAX_DISTINCT:
-                self._add_distinct(counted)
-                return
+            # A cheap look at the batch's head first: mostly distinct values there (timestamps,
+            # coordinates) spare the count of the whole batch.
+            head = array.slice(0, SUMMARY_THRESHOLD) if len(array) > 2 * SUMMARY_THRESHOLD else None
+            if head is None or pc.count_distinct(head).as_py() <= len(head) * COUNTING_MAX_DISTINCT:
+                counted = pc.value_counts(array)
+                if len(counted) <= present * COUNTING_MAX_DISTINCT:
+                    self._add_distinct(counted)
+                    return
             if present > SUMMARY_THRESHOLD:  # a big batch of mostly distinct values: stop counting
                 self.counting = False
         self._add_values(array)
@@ -268,7 +273,7 @@ class _NumericAccumulator:
 # --- order statistics without sorting ------------------------------------------
 
 # Equal-width buckets per refinement level (np.bincount and ufunc.at need no sort).
-GRID_BUCKETS = 1 << 13
+GRID_BUCKETS = 1 << 14
 # Refinements of crowded buckets before the values still crowded are sorted.
 MAX_REFINEMENTS = 3
 

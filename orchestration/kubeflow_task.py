@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from components.artifacts import Artifact
-from components.sdk import limit_heap_retention
+from components.sdk import tune_heap
 from orchestration.execution import run_node
 from orchestration.kubeflow import decode_ir
 from orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
@@ -40,7 +40,7 @@ def _rebuild_ir(ir: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 
 def run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any],
              inputs: dict[str, Any], outputs: dict[str, Any], ui: dict[str, Any] | None = None) -> None:
-    limit_heap_retention()
+    tune_heap()
     ir = _rebuild_ir(decode_ir(ir_json), params)
     spec = dict(ir["pipeline"])
     node = next(n for n in ir["nodes"] if n["id"] == node_id)

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from components.artifacts import Artifact
-from components.sdk import limit_heap_retention
+from components.sdk import tune_heap
 from orchestration.execution import (ExecutionFailed, NodeResult, freeze_long_lived, import_heavy_modules,
                                      recover_abandoned, run_node)
 from orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
@@ -120,7 +120,7 @@ def run_pipeline(
     resume: str | None = None,
 ) -> RunResult:
     """Runs a pipeline (or its IR) to completion and returns what happened."""
-    limit_heap_retention()  # before this run's threads start
+    tune_heap()  # before this run's threads start
     ir = compile_pipeline(pipeline) if isinstance(pipeline, Pipeline) else pipeline
     spec = ir["pipeline"]
     name, root = spec["name"], spec["pipeline_root"]

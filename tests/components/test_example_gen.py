@@ -212,6 +212,22 @@ def test_classify_strings(text, kind):
     assert example_gen.classify_strings(values) == kind
 
 
+@pytest.mark.parametrize("quoted", [False, True])
+def test_sniffing_reads_on_while_a_column_is_empty(tmp_path, monkeypatch, quoted):
+    monkeypatch.setattr(example_gen, "SNIFF_BLOCK_BYTES", 256)
+    label = '"x"' if quoted else "x"  # a quote: the streaming reader sniffs instead of the in-memory one
+    rows = [f"{i},,{label}" for i in range(200)] + ["200,2.5,y"] + [f"{i},,z" for i in range(201, 300)]
+    path = _write(tmp_path / "a.csv", "n,late,s\n" + "\n".join(rows) + "\n")
+    assert (example_gen._sniff_head_in_memory(str(path), ("",)) is None) == quoted
+    columns = sniff_csv_columns("X", [InputFile(str(path), 0)])
+    assert columns.describe() == {"n": "int64", "late": "float64", "s": "string"}
+    bad = _write(tmp_path / "bad.csv", "n,late,s\n" + "\n".join(rows[:150] + ["1,2"] + rows[150:]) + "\n")
+    with pytest.raises(ComponentError, match=r"bad\.csv:152: expected 3 columns, got 2"):
+        sniff_csv_columns("X", [InputFile(str(bad), 0)])
+    monkeypatch.setattr(example_gen, "SNIFF_MAX_BYTES", 512)  # gives up before row 200: still empty
+    assert sniff_csv_columns("X", [InputFile(str(path), 0)]).describe()["late"] == "empty (int64)"
+
+
 def test_few_distinct_strings_are_read_dictionary_encoded(tmp_path):
     rows = "".join(f"{i},{'ab'[i % 2]},id{i}\n" for i in range(100))
     path = _write(tmp_path / "a.csv", "n,few,many\n" + rows)
@@ -238,6 +254,39 @@ def test_dictionary_strings_hash_like_plain_strings():
     assert np.array_equal(example_gen.row_hashes(encoded), expected)
     assert np.array_equal(example_gen.row_hashes(shuffled), expected)
     assert len(set(expected.tolist())) == 7
+
+
+def test_column_encodings_follow_what_the_columns_hold():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    batch = pa.record_batch({
+        "hour": pa.array(rng.integers(0, 24, n)),                        # few values
+        "cents": pa.array(rng.integers(0, 500, n) / 100),                # few values, floats
+        "noise": pa.array(rng.random(n)),                                 # neither few nor compressible
+        "ramp": pa.array(np.arange(n) * 1000),                            # distinct, compressible
+        "codes": pa.array(rng.choice(["a", "b"], n)).dictionary_encode(),  # dictionary strings
+        "text": pa.array([f"id{i}" for i in range(n)]),                   # many strings
+    })
+    encodings = example_gen.column_encodings([batch])
+    assert set(encodings.dictionary) == {"hour", "cents", "codes", "text"}
+    assert encodings.codecs == {"hour": "none", "cents": "none", "noise": "none", "ramp": "snappy",
+                                "codes": "none", "text": "snappy"}
+
+
+def test_dictionary_encoded_numbers_read_back_as_written(tmp_path):
+    rows = "".join(f"{i},{i % 24},{(i * 37) % 500 / 100},{i * 0.001:.6f}\n" for i in range(5000))
+    path = _write(tmp_path / "in" / "data.csv", "n,hour,price,x\n" + rows)
+    examples, _ = _run_csv(tmp_path, input_base=str(path.parent))
+    shard = next(Path(examples.split_uri("train")).glob("*.parquet"))
+    column = {pq.ParquetFile(shard).metadata.row_group(0).column(i).path_in_schema:
+              pq.ParquetFile(shard).metadata.row_group(0).column(i) for i in range(4)}
+    assert "RLE_DICTIONARY" in column["hour"].encodings and column["hour"].compression == "UNCOMPRESSED"
+    assert "RLE_DICTIONARY" not in column["n"].encodings
+    table = pa.concat_tables([_read_split(examples, s) for s in examples.split_names]).sort_by("n")
+    assert table.column("n").to_pylist() == list(range(5000))
+    assert table.column("hour").to_pylist() == [i % 24 for i in range(5000)]
+    assert table.column("price").to_pylist() == [(i * 37) % 500 / 100 for i in range(5000)]
+    assert table.schema.types == [pa.int64(), pa.int64(), pa.float64(), pa.float64()]
 
 
 def test_big_splits_are_written_as_row_groups_dealt_to_two_shards(tmp_path, monkeypatch):

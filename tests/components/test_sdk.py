@@ -207,16 +207,32 @@ def test_a_module_imported_on_use_is_loaded_only_when_first_used(tmp_path, monke
         sys.modules.pop("sluice_fake_lazy", None)
 
 
-def test_limit_heap_retention_leaves_malloc_settings_from_the_environment_alone(monkeypatch):
+def test_tune_heap_leaves_malloc_settings_from_the_environment_alone(monkeypatch):
     import ctypes
+
+    import pyarrow as pa
 
     from components import sdk
 
     calls = []
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
     monkeypatch.setattr(ctypes, "CDLL", lambda *a: calls.append(a))
-    sdk.limit_heap_retention()
+    monkeypatch.setattr(pa, "set_memory_pool", lambda pool: calls.append(pool))
+    sdk.tune_heap()
     assert calls == []
+
+
+def test_tune_heap_gives_arrow_the_system_heap(monkeypatch):
+    import pyarrow as pa
+
+    from components import sdk
+
+    chosen = []
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    monkeypatch.setattr(pa, "set_memory_pool", chosen.append)
+    sdk.tune_heap()
+    assert [pool.backend_name for pool in chosen] == ["system"]
 
 
 def test_hiding_applies_only_to_the_importing_thread():
@@ -285,3 +301,32 @@ def test_local_beam_pipelines_sample_states_often_so_bundles_end_promptly():
     ExecutionContext().beam_pipeline()
     sampler = statesampler.StateSampler("test", CounterFactory())
     assert sampler.sampling_period_ms == sdk.STATE_SAMPLING_PERIOD_MS  # Beam's own default is 200 ms
+
+
+def test_dofn_specs_are_remembered_per_instance_and_still_found():
+    import apache_beam as beam
+    from apache_beam.transforms import userstate
+    from apache_beam.transforms.userstate import BagStateSpec
+
+    from components import sdk
+
+    sdk.ExecutionContext().beam_pipeline()  # an in-process pipeline installs it
+    assert userstate.get_dofn_specs.sluice_remembered
+
+    class Stateful(beam.DoFn):
+        BAG = BagStateSpec("bag", beam.coders.VarIntCoder())
+
+        def process(self, element, bag=beam.DoFn.StateParam(BAG)):
+            yield element
+
+    class Plain(beam.DoFn):
+        def process(self, element):
+            yield element
+
+    stateful, plain = Stateful(), Plain()
+    for _ in range(2):  # the second answer is the remembered one
+        states, timers = userstate.get_dofn_specs(stateful)
+        assert [s.name for s in states] == ["bag"] and not timers
+        assert userstate.get_dofn_specs(plain) == (set(), set())
+    states.clear()  # callers get their own sets
+    assert userstate.is_stateful_dofn(stateful) and not userstate.is_stateful_dofn(plain)
