@@ -42,6 +42,17 @@ non-UTF-8 bytes or binary data, empty or header-only files, empty or duplicate c
 raise ``ComponentError("<file>:<line>: ...")``; the line assumes no quoted value spans lines
 before it.
 
+String columns with few distinct values in the sniffed block (``CsvColumns.dictionary``) are read
+dictionary-encoded: hashing rows, splitting them and writing Parquet's dictionary pages then work
+on integer codes. They read back as plain strings.
+
+Parquet output
+    Row groups of ``ROW_GROUP_ROWS`` rows; per input file, a split's row groups are dealt in turn
+    to ``SHARDS_PER_FILE`` shards written side by side (so a split's rows keep input order within
+    a shard, not across its shards). Per column, judged on the shard's first row group
+    (``column_encodings``): dictionary pages with uncompressed codes for strings and few-valued
+    numbers, snappy for other numbers unless it barely shrinks them.
+
 The Beam work is in composite transforms (``ReadCsvToRecordBatches``, ``InferCsvColumns``,
 ``ReadParquetToRecordBatches``, ``ReadTFRecordExamples``, ``SplitAndWriteExamples``) whose
 elements are Arrow RecordBatches of about 64k rows; one input file is read by one worker, so

@@ -96,6 +96,8 @@ SUMMARY_SIZE = 2048
 QUANTILES_RANK_BOUND = QUANTILES_EPSILON + 2 / SUMMARY_SIZE
 # A batch with at most this fraction of distinct values is summarized from its value counts.
 COUNTING_MAX_DISTINCT = 0.25
+# Integers spanning at most this many values (and 4x the batch) are counted by np.bincount.
+BINCOUNT_MAX_RANGE = 1 << 20
 # Beyond this many distinct values, a string column switches from exact counts to sketches.
 EXACT_VALUE_COUNTS_LIMIT = 100_000
 DEFAULT_BATCH_SIZE = 131072  # rows; memory stays bounded by ~2 batches (one is read ahead)
@@ -149,6 +151,8 @@ class _NumericAccumulator:
             self.value_counts.add(array)
         if pa.types.is_boolean(array.type):
             array = array.cast(pa.int64())
+        if self.counting and pa.types.is_integer(array.type) and self._add_small_integers(array, present):
+            return
         if self.counting:
             # A cheap look at the batch's head first: mostly distinct values there (timestamps,
             # coordinates) spare the count of the whole batch.
@@ -162,10 +166,25 @@ class _NumericAccumulator:
                 self.counting = False
         self._add_values(array)
 
+    def _add_small_integers(self, array, present: int) -> bool:
+        """Counts integers of a small range with ``np.bincount`` (no hashing); False if the range is wide."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        extremes = pc.min_max(array)
+        low, high = extremes["min"].as_py(), extremes["max"].as_py()
+        if high - low > BINCOUNT_MAX_RANGE or high - low > 4 * present:
+            return False
+        codes = pc.subtract(array, low) if low else array
+        counts = np.bincount(codes.fill_null(high - low + 1).to_numpy(zero_copy_only=False),
+                             minlength=high - low + 2)[:high - low + 1]  # nulls: one past the range
+        present_codes = np.flatnonzero(counts)
+        self._add_distinct_values((present_codes + low).astype(np.float64), counts[present_codes])
+        return True
+
     def _add_distinct(self, counted) -> None:
         """Adds a batch given as its distinct values and their counts (``pc.value_counts``): exact."""
         import numpy as np
-        import pyarrow as pa
 
         values, counts = counted.field("values"), counted.field("counts")
         if values.null_count:  # the nulls' entry
@@ -174,7 +193,13 @@ class _NumericAccumulator:
         v = values.to_numpy(zero_copy_only=False).astype(np.float64)
         c = counts.to_numpy(zero_copy_only=False)
         order = np.argsort(v)  # NaNs last
-        v, c = v[order], c[order]
+        self._add_distinct_values(v[order], c[order])
+
+    def _add_distinct_values(self, v, c) -> None:
+        """Adds a batch given as ascending distinct values ``v`` (float64, NaNs last) and their counts."""
+        import numpy as np
+        import pyarrow as pa
+
         nan = np.isnan(v)
         if nan[-1]:
             self.num_nan += int(c[nan].sum())
@@ -276,6 +301,8 @@ class _NumericAccumulator:
 GRID_BUCKETS = 1 << 14
 # Refinements of crowded buckets before the values still crowded are sorted.
 MAX_REFINEMENTS = 3
+# When 90% of a sample falls in fewer buckets than this, the values are sorted instead.
+SKEWED_BUCKETS = 64
 
 
 def order_statistics(x, ranks, slack: int, low: float | None = None, high: float | None = None):
@@ -284,12 +311,12 @@ def order_statistics(x, ranks, slack: int, low: float | None = None, high: float
 
     ``x`` is cut into ``GRID_BUCKETS`` equal-width buckets between ``low`` and ``high`` (its
     min and max); as the buckets are ordered, their counts give the bucket holding each rank,
-    and that bucket's largest value stands for it: off by less than the bucket's count. A
-    bucket holding a rank and more than ``slack`` distinct-valued values is cut again (its
-    values only, in one pass for all such buckets), up to ``MAX_REFINEMENTS`` times; what is
-    still crowded then is sorted. With equal values only (a low-cardinality column) a bucket
-    is exact whatever its count. np.sort costs ~30-55 ns per float64 where the CPU's
-    AVX-512 sort is not used (AMD EPYC, numpy 2.4); this costs ~7.
+    and a value of that bucket stands for it: off by less than the bucket's count. Buckets
+    holding a rank and more than ``slack`` values are cut again (their values only, in one
+    pass for all of them), up to ``MAX_REFINEMENTS`` times; what is still crowded then, or
+    crowded buckets holding most of the values (a spike of one value), is sorted. np.sort
+    costs ~30-55 ns per float64 where the CPU's AVX-512 sort is not used (AMD EPYC, numpy
+    2.4); this costs ~7-15.
 
     >>> import numpy as np
     >>> order_statistics(np.array([5.0, 1.0, 3.0, 2.0, 4.0]), np.array([0, 2, 4]), slack=0).tolist()
@@ -305,6 +332,12 @@ def order_statistics(x, ranks, slack: int, low: float | None = None, high: float
     scale = GRID_BUCKETS / (high - low)
     if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(scale) and scale > 0):
         return np.sort(x)[ranks]  # infinities, or a range beyond float64: exact, the slow way
+    # Most values within a sliver of the range (a long tail: incomes, file sizes) crowd a few
+    # buckets and would all be sorted anyway: then sort them straight away.
+    sample = np.sort(x[:: max(1, x.size // 1024)])
+    middle = sample[int(sample.size * 0.05)], sample[int(sample.size * 0.95)]
+    if (middle[1] - middle[0]) * scale < SKEWED_BUCKETS:
+        return np.sort(x)[ranks]
     position = x - low
     position *= scale  # monotone in x, in [0, GRID_BUCKETS]
     buckets = position.astype(np.intp)
@@ -317,14 +350,12 @@ def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, sla
     import numpy as np
 
     counts = np.bincount(buckets, minlength=num_buckets)
-    largest = np.full(num_buckets, -np.inf)
-    np.maximum.at(largest, buckets, x)
-    smallest = np.full(num_buckets, np.inf)
-    np.minimum.at(smallest, buckets, x)
+    some = np.empty(num_buckets)
+    some[buckets] = x  # a value of each bucket (the last one written): it stands for the bucket
     ends = np.cumsum(counts)
     holding = np.searchsorted(ends, ranks, side="right")  # the bucket holding each rank
-    result = largest[holding]
-    crowded = (counts[holding] > slack) & (smallest[holding] < largest[holding])
+    result = some[holding]
+    crowded = counts[holding] > slack
     if not crowded.any():
         return result
     in_bucket = holding[crowded]  # ascending, as the ranks are
@@ -338,7 +369,9 @@ def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, sla
     before = np.cumsum(chosen_counts) - chosen_counts
     sub_ranks = ranks[crowded] - (ends[in_bucket] - counts[in_bucket]) + before[in_bucket]
     per_bucket = GRID_BUCKETS // cut.size
-    if depth >= MAX_REFINEMENTS or per_bucket < 2:
+    # The crowded buckets' values are sorted when cutting them is no cheaper (they are most of
+    # the values: a spike of equal values, say) or has been tried enough.
+    if depth >= MAX_REFINEMENTS or per_bucket < 2 or 2 * selected.size > x.size:
         result[crowded] = np.sort(sub_x)[sub_ranks]
         return result
     # Each cut bucket gets per_bucket finer buckets of its own, side by side in bucket order.
@@ -393,6 +426,21 @@ class _ValueCounts:
             values = values.cast(pa.binary())
         self.top_k.AddValues(values)
         self.distinct.AddValues(values)
+
+    def add_counted(self, values, counts) -> None:
+        """Counts distinct non-null ``values`` (an Arrow array) seen ``counts`` times each (numpy)."""
+        import pyarrow as pa
+
+        if self.exact is not None:
+            for key, count in zip(values.to_pylist(), counts.tolist()):
+                self.exact[key] += count  # a dictionary may repeat a value: sum per key
+            if len(self.exact) > EXACT_VALUE_COUNTS_LIMIT:
+                self._switch_to_sketches()
+            return
+        if pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
+            values = values.cast(pa.binary())
+        self.top_k.AddValues(values, pa.array(counts, pa.float32()))
+        self.distinct.AddValues(values)  # a distinct count: once per value is enough
 
     def _switch_to_sketches(self) -> None:
         import pyarrow as pa
@@ -472,13 +520,25 @@ class _StringAccumulator:
         self.num_non_missing += present
         if present == 0:
             return
-        # No drop_null copy of the strings: the sum and the counts skip nulls themselves.
         if pa.types.is_dictionary(array.type):
-            lengths = pc.binary_length(array.dictionary).take(array.indices)
-        else:
-            lengths = pc.binary_length(array)
-        self.total_bytes += int(pc.sum(lengths).as_py() or 0)
+            self._add_dictionary(array)
+            return
+        # No drop_null copy of the strings: the sum and the counts skip nulls themselves.
+        self.total_bytes += int(pc.sum(pc.binary_length(array)).as_py() or 0)
         self.value_counts.add(array)
+
+    def _add_dictionary(self, array) -> None:
+        """A dictionary array: its codes counted (np.bincount), lengths and values taken per code."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        dictionary = array.dictionary
+        codes = array.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)  # nulls: one past
+        counts = np.bincount(codes, minlength=len(dictionary) + 1)[:len(dictionary)]
+        lengths = pc.binary_length(dictionary).to_numpy(zero_copy_only=False)
+        self.total_bytes += int(np.dot(counts, np.nan_to_num(lengths.astype(np.float64))))
+        used = np.flatnonzero(counts)
+        self.value_counts.add_counted(dictionary.take(used), counts[used])
 
     def merge(self, other: "_StringAccumulator") -> None:
         self.num_non_missing += other.num_non_missing
