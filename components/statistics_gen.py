@@ -211,7 +211,9 @@ class _NumericAccumulator:
         finite_low, finite_high = low, high
         if not (math.isfinite(low) and math.isfinite(high)):
             finite = np.isfinite(v)
-            finite_low, finite_high = (float(v[finite][0]), float(v[finite][-1])) if finite.any() else (math.inf, -math.inf)
+            finite_low, finite_high = math.inf, -math.inf
+            if finite.any():
+                finite_low, finite_high = float(v[finite][0]), float(v[finite][-1])
             self.num_pos_inf += int(c[v == math.inf].sum())
         self.finite_min = min(self.finite_min, finite_low)
         self.finite_max = max(self.finite_max, finite_high)
@@ -251,7 +253,9 @@ class _NumericAccumulator:
         finite_low, finite_high = low, high
         if not (math.isfinite(low) and math.isfinite(high)):  # infinities: rare, a pass more
             finite = x[np.isfinite(x)]
-            finite_low, finite_high = (float(finite.min()), float(finite.max())) if finite.size else (math.inf, -math.inf)
+            finite_low, finite_high = math.inf, -math.inf
+            if finite.size:
+                finite_low, finite_high = float(finite.min()), float(finite.max())
             self.num_pos_inf += int(np.count_nonzero(x == math.inf))
         self.finite_min = min(self.finite_min, finite_low)
         self.finite_max = max(self.finite_max, finite_high)
