@@ -371,7 +371,7 @@ def table(report: dict) -> str:
         f"| CsvExampleGen | {_s(m['eg_imports_s'])} | {_s(m['eg_first_s'])} ({_rate(rows, m['eg_first_s'])} rows/s) "
         f"| {_s(m['eg_second_s'])} ({_rate(rows, m['eg_second_s'])} rows/s) | pyarrow read_csv "
         f"| {_s(m['csv_read_s'])} ({_rate(rows, m['csv_read_s'])} rows/s) "
-        f"| {m['eg_first_pct_of_read_csv']:.0f}% | {m['eg_second_pct_of_read_csv']:.0f}% "
+        f"| {m['eg_first_pct_of_read_csv']:.1f}% | {m['eg_second_pct_of_read_csv']:.1f}% "
         f"| >= {EG_TARGET_PERCENT:.0f}% of read_csv throughput | {'yes' if eg_ok else '**no**'} |",
         f"| (reference) | | | | read_csv + write Parquet | {_s(m['csv_to_parquet_s'])} "
         f"| {m['eg_first_pct_of_csv_to_parquet']:.0f}% | {m['eg_second_pct_of_csv_to_parquet']:.0f}% "
