@@ -661,6 +661,12 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
     return CsvColumns(tuple(names or ()), tuple(kinds), null_values=tuple(null_values), dictionary=dictionary)
 
 
+def _sniffed(batch, kinds: list[int], rows: int, first_block):
+    """(kinds, rows, first block) once ``batch`` (all strings) is sniffed too."""
+    kinds = [max(k, classify_strings(batch.column(i))) for i, k in enumerate(kinds)]
+    return kinds, rows + batch.num_rows, batch if first_block is None else first_block
+
+
 def _sniff_more(kinds: list[int], blocks: int) -> bool:
     """Sniff the next block: some column has shown no value yet (and SNIFF_MAX_BYTES is not reached)."""
     return EMPTY in kinds and blocks * min(SNIFF_BLOCK_BYTES, CSV_BLOCK_BYTES) < SNIFF_MAX_BYTES
@@ -684,9 +690,7 @@ def _sniff_streaming(path: str, names: list[str], null_values: tuple[str, ...]):
             reader = pacsv.open_csv(fh, **_csv_options(names, strings, block_bytes, invalid, null_values))
             batch = None
             for block, batch in enumerate(reader):
-                rows += batch.num_rows
-                first_block = batch if first_block is None else first_block
-                file_kinds = [max(k, classify_strings(batch.column(i))) for i, k in enumerate(file_kinds)]
+                file_kinds, rows, first_block = _sniffed(batch, file_kinds, rows, first_block)
                 if not _sniff_more(file_kinds, block + 1):
                     break
             else:  # the whole file was read: its last value is at hand
@@ -740,9 +744,7 @@ def _sniff_head_in_memory(path: str, null_values: tuple[str, ...]):
                 except pa.ArrowInvalid as exc:
                     raise _csv_error(path, exc, invalid, names, lines_before) from None
                 if batches and batches[0].num_rows:
-                    rows += batches[0].num_rows
-                    first_block = batches[0] if first_block is None else first_block
-                    kinds = [max(k, classify_strings(batches[0].column(i))) for i, k in enumerate(kinds)]
+                    kinds, rows, first_block = _sniffed(batches[0], kinds, rows, first_block)
                 lines_before += piece.count(b"\n")
             blocks += 1
             if at_end or not _sniff_more(kinds, blocks):
