@@ -175,9 +175,7 @@ class _NumericAccumulator:
         low, high = extremes["min"].as_py(), extremes["max"].as_py()
         if high - low > BINCOUNT_MAX_RANGE or high - low > 4 * present:
             return False
-        codes = pc.subtract(array, low) if low else array
-        counts = np.bincount(codes.fill_null(high - low + 1).to_numpy(zero_copy_only=False),
-                             minlength=high - low + 2)[:high - low + 1]  # nulls: one past the range
+        counts = _code_counts(pc.subtract(array, low) if low else array, high - low + 1)
         present_codes = np.flatnonzero(counts)
         self._add_distinct_values((present_codes + low).astype(np.float64), counts[present_codes])
         return True
@@ -395,6 +393,14 @@ def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, sla
     return result
 
 
+def _code_counts(codes, size: int):
+    """How often each code in ``range(size)`` occurs in ``codes`` (an Arrow integer array; nulls skipped)."""
+    import numpy as np
+
+    # Nulls become code ``size``, one past the range, and are cut off.
+    return np.bincount(codes.fill_null(size).to_numpy(zero_copy_only=False), minlength=size + 1)[:size]
+
+
 class _ValueCounts:
     """Exact value counts while small; Misra-Gries + KMV sketches once too many distinct values."""
 
@@ -409,18 +415,13 @@ class _ValueCounts:
         import pyarrow.compute as pc
 
         if self.exact is not None:
-            # Nulls, if any, are counted under the key None. A dictionary array counts its
-            # indices (no string hashing), but its dictionary may repeat a value: sum per key.
+            # A dictionary array counts its indices (no string hashing).
             counted = pc.value_counts(values)
-            keys, counts = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
-            if len(set(keys)) == len(keys):
-                self.exact.update(dict(zip(keys, counts)))
-            else:
-                for key, count in zip(keys, counts):
-                    self.exact[key] += count
-            self.exact.pop(None, None)
-            if len(self.exact) > EXACT_VALUE_COUNTS_LIMIT:
-                self._switch_to_sketches()
+            keys, counts = counted.field("values"), counted.field("counts")
+            if keys.null_count:  # the nulls' entry
+                valid = keys.is_valid()
+                keys, counts = keys.filter(valid), counts.filter(valid)
+            self.add_counted(keys, counts.to_numpy(zero_copy_only=False))
             return
         if values.null_count:
             values = values.drop_null()
@@ -436,8 +437,12 @@ class _ValueCounts:
         import pyarrow as pa
 
         if self.exact is not None:
-            for key, count in zip(values.to_pylist(), counts.tolist()):
-                self.exact[key] += count  # a dictionary may repeat a value: sum per key
+            keys, counts = values.to_pylist(), counts.tolist()
+            if len(set(keys)) == len(keys):
+                self.exact.update(dict(zip(keys, counts)))
+            else:  # a dictionary may repeat a value: sum per key
+                for key, count in zip(keys, counts):
+                    self.exact[key] += count
             if len(self.exact) > EXACT_VALUE_COUNTS_LIMIT:
                 self._switch_to_sketches()
             return
@@ -537,8 +542,7 @@ class _StringAccumulator:
         import pyarrow.compute as pc
 
         dictionary = array.dictionary
-        codes = array.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)  # nulls: one past
-        counts = np.bincount(codes, minlength=len(dictionary) + 1)[:len(dictionary)]
+        counts = _code_counts(array.indices, len(dictionary))
         lengths = pc.binary_length(dictionary).to_numpy(zero_copy_only=False)
         self.total_bytes += int(np.dot(counts, np.nan_to_num(lengths.astype(np.float64))))
         used = np.flatnonzero(counts)
