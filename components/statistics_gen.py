@@ -842,7 +842,7 @@ def _parquet_statistics_transform():
                 files = [(split, (path,)) for split, paths in by_split.items() for path in paths]
             # Declared output types spare Beam's type inference (a noticeable part of its fixed cost).
             names = pbegin | "ListFiles" >> beam.Create(files, reshuffle=False).with_output_types(Any)
-            several_files_in_a_split = len(files) > len(by_split)
+            several_files_in_a_split = len(files) > sum(1 for paths in by_split.values() if paths)
             if several_files_in_a_split:  # spread them over workers
                 names = names | "Distribute" >> beam.Reshuffle().with_output_types(Any)
             summaries = names | "SummarizeFiles" >> beam.ParDo(

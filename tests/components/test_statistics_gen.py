@@ -478,9 +478,13 @@ def test_files_of_a_bundle_are_summarized_concurrently_each_emitted_once(tmp_pat
                     equal_to(list(sizes.items())))
 
 
-def test_a_split_of_two_files_is_merged_even_beside_a_split_with_none(tmp_path, penguins):
+@pytest.mark.parametrize("files_per_element", [16, 1])
+def test_a_split_of_two_files_is_merged_even_beside_a_split_with_none(tmp_path, penguins, monkeypatch,
+                                                                      files_per_element):
     # Two files and two splits: counting files against splits would skip the merge and emit
-    # split "a" twice, once per file.
+    # split "a" twice, once per file. Up to FILES_PER_ELEMENT files a split's files are one
+    # element; beyond, one element per file, merged by a combine.
+    monkeypatch.setattr(statistics_gen, "FILES_PER_ELEMENT", files_per_element)
     examples = _write_examples(tmp_path, {"a": [penguins.slice(0, 10), penguins.slice(10, 20)]})
     patterns = {"a": [os.path.join(examples.split_uri("a"), "*.parquet")], "b": []}
     with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
