@@ -25,7 +25,7 @@ AMD EPYC):
   values distinct (hours, prices in cents, community areas): ``pc.value_counts``
   gives the distinct values and their counts, from which extremes, zeros,
   moments and exact order statistics follow. A big batch is counted only when
-  its first ``SUMMARY_THRESHOLD`` values pass the same test, and a column stops
+  a sample of it looks few-valued (``_looks_few_valued``), and a column stops
   trying once a big batch has mostly distinct values.
 - **Value by value** otherwise: single passes for extremes, zeros and moments,
   and ``order_statistics`` (equal-width buckets, refined where crowded) for the
@@ -154,10 +154,9 @@ class _NumericAccumulator:
         if self.counting and pa.types.is_integer(array.type) and self._add_small_integers(array, present):
             return
         if self.counting:
-            # A cheap look at the batch's head first: mostly distinct values there (timestamps,
+            # A cheap look at a sample first: mostly distinct values there (timestamps,
             # coordinates) spare the count of the whole batch.
-            head = array.slice(0, SUMMARY_THRESHOLD) if len(array) > 2 * SUMMARY_THRESHOLD else None
-            if head is None or pc.count_distinct(head).as_py() <= len(head) * COUNTING_MAX_DISTINCT:
+            if len(array) <= 2 * SUMMARY_THRESHOLD or _looks_few_valued(array):
                 counted = pc.value_counts(array)
                 if len(counted) <= present * COUNTING_MAX_DISTINCT:
                     self._add_distinct(counted)
@@ -297,6 +296,34 @@ class _NumericAccumulator:
             self.value_counts.merge(other.value_counts)
 
 
+# Values of a big batch looked at before counting it, and the most of them that may be distinct.
+COUNTING_SAMPLE = 2048
+COUNTING_SAMPLE_MAX_DISTINCT = 0.75
+
+
+def _looks_few_valued(array) -> bool:
+    """Whether ``COUNTING_SAMPLE`` values spread evenly over ``array`` have at most
+    ``COUNTING_SAMPLE_MAX_DISTINCT`` of them distinct: worth counting the whole batch.
+
+    It only picks the cheaper of two exact ways (counting, or ``order_statistics``), so a
+    sample does; it costs ~0.1 ms, where counting the distinct values of the batch's first
+    16k values (the earlier probe) cost 0.5-0.9 ms of a ~2 ms batch of coordinates. A column
+    of 5k distinct prices in 131k rows shows ~58% of a sample distinct, coordinates ~97%.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    step = max(1, len(array) // COUNTING_SAMPLE)
+    if array.null_count:
+        sample = array.take(pa.array(np.arange(0, len(array), step, dtype=np.int64)))
+        present = len(sample) - sample.null_count
+        return pc.count_distinct(sample).as_py() <= present * COUNTING_SAMPLE_MAX_DISTINCT
+    sample = np.sort(array.to_numpy()[::step])  # in place of the values (no nulls), a strided view
+    distinct = 1 + np.count_nonzero(sample[1:] != sample[:-1])  # each NaN counts as distinct: no matter
+    return distinct <= sample.size * COUNTING_SAMPLE_MAX_DISTINCT
+
+
 # --- order statistics without sorting ------------------------------------------
 
 # Equal-width buckets per refinement level (np.bincount and ufunc.at need no sort).
@@ -361,15 +388,16 @@ def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, sla
     if not crowded.any():
         return result
     in_bucket = holding[crowded]  # ascending, as the ranks are
-    cut = in_bucket[np.concatenate(([True], in_bucket[1:] != in_bucket[:-1]))]
+    first = np.concatenate(([True], in_bucket[1:] != in_bucket[:-1]))
+    cut = in_bucket[first]
     chosen = np.zeros(num_buckets, dtype=bool)
     chosen[cut] = True
     selected = np.flatnonzero(chosen[buckets])
     sub_x = x[selected]
     # A rank in a cut bucket, counted among the cut buckets' values only (they stay in order).
-    chosen_counts = np.where(chosen, counts, 0)
-    before = np.cumsum(chosen_counts) - chosen_counts
-    sub_ranks = ranks[crowded] - (ends[in_bucket] - counts[in_bucket]) + before[in_bucket]
+    cut_counts = counts[cut]
+    before = np.cumsum(cut_counts) - cut_counts  # values in the cut buckets before each one
+    sub_ranks = ranks[crowded] - (ends[in_bucket] - counts[in_bucket]) + before[np.cumsum(first) - 1]
     per_bucket = GRID_BUCKETS // cut.size
     # The crowded buckets' values are sorted when cutting them is no cheaper (they are most of
     # the values: a spike of equal values, say) or has been tried enough.
@@ -1151,19 +1179,23 @@ def _equi_width_histogram(boundaries, cumulative, finite_min, finite_max, num_po
             return result
     if num_neg_inf:
         result.buckets.add(low_value=-math.inf, high_value=-math.inf, sample_count=num_neg_inf)
+    # All histogram buckets at once: a row of overlaps per bucket.
+    first = np.arange(edges.size - 1)[:, None] == 0
+    overlap = _overlap(low, high, edges[:-1, None], edges[1:, None], first)
+    totals = (overlap * counts).sum(axis=1)  # not overlap @ counts: BLAS threads spin
     for i in range(edges.size - 1):
-        overlap = _overlap(low, high, edges[i], edges[i + 1], i == 0)
-        total = float((overlap * counts).sum())  # not overlap @ counts: BLAS threads spin
-        result.buckets.add(low_value=edges[i], high_value=edges[i + 1], sample_count=total)
+        result.buckets.add(low_value=edges[i], high_value=edges[i + 1], sample_count=float(totals[i]))
     if num_pos_inf:
         result.buckets.add(low_value=math.inf, high_value=math.inf, sample_count=num_pos_inf)
     return result
 
 
 def _overlap(b_low, b_high, low, high, first):
-    """Fraction of each bucket [b_low, b_high] (arrays) inside [low, high].
+    """Fraction of each bucket [b_low, b_high] (arrays) inside [low, high] (scalars, or a
+    column of them: then a row per [low, high]).
 
-    A bucket holding only ``low`` counts in the first histogram bucket alone.
+    A bucket holding only ``low`` counts in the first histogram bucket alone (``first``: a
+    bool, or a column of them).
     """
     import numpy as np
 
@@ -1175,7 +1207,7 @@ def _overlap(b_low, b_high, low, high, first):
     fraction = np.where(inside, 1.0, partial)
     fraction = np.where((b_high < low) | (b_low > high), 0.0, fraction)
     at_low = (b_high == b_low) & (b_low == low)
-    return np.where(at_low, 1.0 if first else 0.0, fraction)
+    return np.where(at_low, np.where(first, 1.0, 0.0), fraction)
 
 
 def _median(boundaries) -> float:

@@ -330,3 +330,41 @@ def test_dofn_specs_are_remembered_per_instance_and_still_found():
         assert userstate.get_dofn_specs(plain) == (set(), set())
     states.clear()  # callers get their own sets
     assert userstate.is_stateful_dofn(stateful) and not userstate.is_stateful_dofn(plain)
+
+
+def test_option_parses_are_remembered_and_give_the_same_independent_options(monkeypatch):
+    from apache_beam.options.pipeline_options import (
+        DebugOptions,
+        GoogleCloudOptions,
+        PipelineOptions,
+        StandardOptions,
+    )
+
+    from components import sdk
+
+    flags = ["--runner=FnApiRunner", "--experiments=a", "--experiments=b", "--job_name=j", "--unknown=1"]
+    fresh = PipelineOptions(flags, project="p").get_all_options(retain_unknown_options=True)
+    sdk.ExecutionContext().beam_pipeline()  # installs it
+    assert PipelineOptions.__init__.sluice_remembered
+    for _ in range(2):  # the second time from memory
+        options = PipelineOptions(flags, project="p")
+        assert options.get_all_options(retain_unknown_options=True) == fresh
+        assert options.view_as(StandardOptions).runner == "FnApiRunner"
+        assert options.view_as(GoogleCloudOptions).project == "p"  # kwargs still override
+        debug = options.view_as(DebugOptions)
+        assert debug.experiments == ["a", "b"]
+        debug.add_experiment("c")  # a view shares its store with its options object, not with others
+        assert options.view_as(DebugOptions).experiments == ["a", "b", "c"]
+    assert PipelineOptions(flags).view_as(DebugOptions).experiments == ["a", "b"]
+    # An environment default is part of what is remembered under.
+    monkeypatch.setenv("BEAM_SERVICE_OVERRIDES", '{"x": "y"}')
+    from apache_beam.options.pipeline_options import CrossLanguageOptions
+
+    assert PipelineOptions(flags).view_as(CrossLanguageOptions).beam_services == {"x": "y"}
+    monkeypatch.delenv("BEAM_SERVICE_OVERRIDES")
+    assert PipelineOptions(flags).view_as(CrossLanguageOptions).beam_services == {}
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    for _ in range(2):  # bad flags fail every time
+        with pytest.raises(SystemExit):
+            PipelineOptions(["--direct_num_workers=x"]).view_as(DirectOptions)
