@@ -1722,6 +1722,7 @@ def _define_beam_classes() -> None:
         def start_bundle(self):
             self.open: dict[str, _SplitOutput] = {}
             self.index = None
+            self.encodings: ColumnEncodings | None = None  # the current input file's
             self.done: list[tuple[str, str, int]] = []
 
         def _submit(self, shard: "_Shard", work, *args) -> None:
@@ -1760,6 +1761,7 @@ def _define_beam_classes() -> None:
                 beam.metrics.Metrics.counter(_METRICS_NAMESPACE, f"rows/{split}").inc(
                     sum(shard.rows for shard in output.shards))
             self.open = {}
+            self.encodings = None
 
         @staticmethod
         def _close(shard: "_Shard") -> None:
@@ -1768,7 +1770,11 @@ def _define_beam_classes() -> None:
             shard.fh.close()
 
         def _new_shard(self, split: str, index: int, number: int, batches: list) -> "_Shard":
-            """A new shard file; ``batches``, its first row group, show what the columns hold."""
+            """A new shard file; ``batches``, its first row group, show what the columns hold.
+
+            The first shard of an input file chooses the encodings for all of that file's shards
+            (its splits are hash buckets of the same rows): ~8 ms once instead of per shard.
+            """
             from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
             folder = FileSystems.join(self.output_uri, f"Split-{split}")
@@ -1780,7 +1786,9 @@ def _define_beam_classes() -> None:
 
                 schema = batches[0].schema
                 fh = FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
-                encodings = column_encodings(batches)
+                if self.encodings is None:
+                    self.encodings = column_encodings(batches)
+                encodings = self.encodings
                 # Dictionary-encoded batches (CSV strings) are written as they are, straight into
                 # Parquet's dictionary pages; without the Arrow schema in the file they read back
                 # as plain strings, the type every reader expects.

@@ -292,9 +292,14 @@ def test_dictionary_encoded_numbers_read_back_as_written(tmp_path):
 def test_big_splits_are_written_as_row_groups_dealt_to_two_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 2048)  # many batches
     monkeypatch.setattr(example_gen, "ROW_GROUP_ROWS", 100)
+    chosen = []  # the encodings are chosen once per input file, for all four of its shards
+    monkeypatch.setattr(example_gen, "column_encodings",
+                        lambda batches, choose=example_gen.column_encodings: chosen.append(choose(batches))
+                        or chosen[-1])
     rows = 3000
     path = _write(tmp_path / "in" / "data.csv", "n,label\n" + "".join(f"{i},l{i % 5}\n" for i in range(rows)))
     examples, ctx = _run_csv(tmp_path, input_base=str(path.parent))
+    assert len(chosen) == 1
     seen = []
     for split in examples.split_names:
         shards = sorted(Path(examples.split_uri(split)).glob("*.parquet"))
@@ -306,6 +311,8 @@ def test_big_splits_are_written_as_row_groups_dealt_to_two_shards(tmp_path, monk
         assert all(len(g) == 100 for g in dealt[:-2])
         assert [n for g in dealt for n in g] == sorted(n for g in dealt for n in g)  # input order
         assert files[0].schema_arrow.field("label").type == pa.string()
+        for file in files:
+            assert "RLE_DICTIONARY" in file.metadata.row_group(0).column(1).encodings  # as chosen: labels
         seen += [n for g in dealt for n in g]
         assert ctx.metrics[f"rows_{split}"] == sum(len(g) for g in dealt)
     assert sorted(seen) == list(range(rows))
