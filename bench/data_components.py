@@ -362,17 +362,20 @@ def _rate(rows, seconds) -> str:
 
 def table(report: dict) -> str:
     m, rows = report["medians"], report["rows"]
-    eg_ok = m["eg_first_pct_of_read_csv"] >= EG_TARGET_PERCENT
-    sg_ok = m["sg_first_ratio"] <= SG_TARGET_RATIO
+    def met(first_ok: bool, second_ok: bool) -> str:
+        return " / ".join("yes" if ok else "**no**" for ok in (first_ok, second_ok))
+
+    eg_met = met(m["eg_first_pct_of_read_csv"] >= EG_TARGET_PERCENT, m["eg_second_pct_of_read_csv"] >= EG_TARGET_PERCENT)
+    sg_met = met(m["sg_first_ratio"] <= SG_TARGET_RATIO, m["sg_second_ratio"] <= SG_TARGET_RATIO)
     lines = [
         "| component (alone) | imports s (module + apache_beam) | first call s | second call s | "
-        "limit | limit s | first call vs limit | second call vs limit | target | met (first call) |",
+        "limit | limit s | first call vs limit | second call vs limit | target | met (first / second call) |",
         "|---|---:|---:|---:|---|---:|---:|---:|---|---|",
         f"| CsvExampleGen | {_s(m['eg_imports_s'])} | {_s(m['eg_first_s'])} ({_rate(rows, m['eg_first_s'])} rows/s) "
         f"| {_s(m['eg_second_s'])} ({_rate(rows, m['eg_second_s'])} rows/s) | pyarrow read_csv "
         f"| {_s(m['csv_read_s'])} ({_rate(rows, m['csv_read_s'])} rows/s) "
         f"| {m['eg_first_pct_of_read_csv']:.1f}% | {m['eg_second_pct_of_read_csv']:.1f}% "
-        f"| >= {EG_TARGET_PERCENT:.0f}% of read_csv throughput | {'yes' if eg_ok else '**no**'} |",
+        f"| >= {EG_TARGET_PERCENT:.0f}% of read_csv throughput | {eg_met} |",
         f"| (reference) | | | | read_csv + write Parquet | {_s(m['csv_to_parquet_s'])} "
         f"| {m['eg_first_pct_of_csv_to_parquet']:.0f}% | {m['eg_second_pct_of_csv_to_parquet']:.0f}% "
         f"| (itself {m['csv_to_parquet_pct_of_read_csv']:.0f}% of read_csv throughput) | |",
@@ -380,7 +383,7 @@ def table(report: dict) -> str:
         f"| {_s(m['sg_second_s'])} ({_rate(rows, m['sg_second_s'])} rows/s) "
         f"| pyarrow Parquet scan + min/max/mean/nulls | {_s(m['parquet_stats_s'])} "
         f"| {m['sg_first_ratio']:.2f}x | {m['sg_second_ratio']:.2f}x | <= {SG_TARGET_RATIO:.0f}x the scan "
-        f"| {'yes' if sg_ok else '**no**'} |",
+        f"| {sg_met} |",
     ]
     return "\n".join(lines)
 
@@ -443,7 +446,11 @@ modules are imported when the pipeline is loaded, and `apache_beam` inside the f
 component's call). **First call** is the component function on a fresh output folder right
 after those imports (it still pays Beam's lazy first-pipeline imports and set-up, pyarrow's
 first-use costs, the page cache being warm from earlier repeats); **second call** is the same
-component again in the same process to another fresh folder. `run_node`'s cache key and output
+component again in the same process to another fresh folder: like the limits' own second run,
+it leaves out what a process pays once (Beam's first pipeline, the heap's first growth, the
+report template's import), which in a pipeline run falls on whichever component comes first; it
+is the like-for-like comparison with the limit's throughput, and the first call the strictest
+one. `run_node`'s cache key and output
 fingerprint are timed apart (above) and not included. The limits are `bench/limits.py`'s own
 functions, in their own fresh process per repeat: `csv_read` and `parquet_stats` run twice
 and the second counts (as `bench/limits.py` does), `csv_to_parquet` once after them. The
