@@ -69,6 +69,7 @@ and outside one (``ComputeParquetStatistics`` and ``ComputeStatistics`` are plai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections import Counter
@@ -174,7 +175,11 @@ class _NumericAccumulator:
         low, high = extremes["min"].as_py(), extremes["max"].as_py()
         if high - low > BINCOUNT_MAX_RANGE or high - low > 4 * present:
             return False
-        counts = _code_counts(pc.subtract(array, low) if low else array, high - low + 1)
+        if array.null_count:
+            counts = _code_counts(pc.subtract(array, low) if low else array, high - low + 1)
+        else:  # the values in place, shifted by numpy (pyarrow's call costs more GIL-held time)
+            values = array.to_numpy()
+            counts = np.bincount(values - low if low else values, minlength=high - low + 1)
         present_codes = np.flatnonzero(counts)
         self._add_distinct_values((present_codes + low).astype(np.float64), counts[present_codes])
         return True
@@ -221,7 +226,7 @@ class _NumericAccumulator:
             points, weights = v, counts  # every value, weighted by its count: exact
         else:
             # Exact order statistics at evenly spaced ranks, weighted to the batch size.
-            ranks = np.linspace(0, size - 1, SUMMARY_SIZE).round().astype(np.int64)
+            ranks = _summary_ranks(size, SUMMARY_SIZE)
             points = v[np.searchsorted(np.cumsum(c), ranks, side="right")]
             weights = np.full(SUMMARY_SIZE, size / SUMMARY_SIZE)
         self._sketch().AddValues(pa.array(points), pa.array(weights))
@@ -259,7 +264,7 @@ class _NumericAccumulator:
         self.num_zeros += int(np.count_nonzero(x == 0.0))
         if x.size > SUMMARY_THRESHOLD:
             # Order statistics at evenly spaced ranks (min and max included), weighted to the batch size.
-            ranks = np.linspace(0, x.size - 1, SUMMARY_SIZE).round().astype(np.int64)
+            ranks = _summary_ranks(x.size, SUMMARY_SIZE)
             self._sketch().AddValues(pa.array(order_statistics(x, ranks, x.size // SUMMARY_SIZE, low, high)),
                                      pa.array(np.full(SUMMARY_SIZE, x.size / SUMMARY_SIZE)))
         else:
@@ -425,8 +430,23 @@ def _code_counts(codes, size: int):
     """How often each code in ``range(size)`` occurs in ``codes`` (an Arrow integer array; nulls skipped)."""
     import numpy as np
 
+    if not codes.null_count:
+        return np.bincount(codes.to_numpy(), minlength=size)
     # Nulls become code ``size``, one past the range, and are cut off.
     return np.bincount(codes.fill_null(size).to_numpy(zero_copy_only=False), minlength=size + 1)[:size]
+
+
+@functools.lru_cache(maxsize=64)
+def _summary_ranks(size: int, count: int):
+    """``count`` evenly spaced 0-based ranks in ``range(size)`` (min and max included), read-only.
+
+    Remembered: batches mostly have the same size, and ``np.linspace`` is Python code run under the GIL.
+    """
+    import numpy as np
+
+    ranks = np.linspace(0, size - 1, count).round().astype(np.int64)
+    ranks.flags.writeable = False
+    return ranks
 
 
 class _ValueCounts:
