@@ -605,3 +605,46 @@ def test_few_distinct_values_give_exact_quantiles():
         # Each boundary is a value whose ranks span (i + 1) / 10 of the rows, as sorting would find.
         below, through = np.mean(hours < bucket.high_value), np.mean(hours <= bucket.high_value)
         assert below - statistics_gen.QUANTILES_EPSILON <= (i + 1) / 10 <= through + statistics_gen.QUANTILES_EPSILON
+
+
+def test_a_sample_of_the_batch_decides_whether_to_count_it():
+    rng = np.random.default_rng(8)
+    n = 131_072
+    prices = pa.array(rng.choice(rng.integers(0, 100_000, 3000) / 100, n))  # 3000 distinct values
+    coordinates = pa.array(41.8 + rng.random(n) / 10)  # all distinct
+    with_nulls = pa.array(np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 50, n) / 2), from_pandas=True)
+    assert with_nulls.null_count  # the sample is then taken by pyarrow, nulls left out
+    # Mostly distinct at the head, few values over the whole batch: the strided sample sees the batch.
+    head_distinct = pa.array(np.concatenate([rng.random(20_000), rng.integers(0, 10, n - 20_000)]))
+    assert statistics_gen._looks_few_valued(prices)
+    assert statistics_gen._looks_few_valued(with_nulls)
+    assert statistics_gen._looks_few_valued(head_distinct)
+    assert not statistics_gen._looks_few_valued(coordinates)
+    for values, counted in ((prices, True), (coordinates, False)):
+        accumulator = _numeric_accumulator([values], True)
+        assert accumulator.counting == counted  # counted batches keep counting; distinct ones stop it
+
+
+def test_small_integers_and_codes_count_the_same_with_and_without_nulls():
+    rng = np.random.default_rng(9)
+    values = rng.integers(1000, 1024, 50_000)
+    dense = _numeric_accumulator([pa.array(values)], True)
+    nulls = _numeric_accumulator([pa.array(np.append(values, 0), mask=np.append(np.zeros(values.size, bool), True))],
+                                 True)
+    for field in ("count", "num_non_missing", "min", "max", "mean", "m2", "num_zeros"):
+        assert getattr(dense, field) == pytest.approx(getattr(nulls, field), rel=1e-12), field
+    assert nulls.num_non_missing == values.size
+    codes = pa.array(rng.integers(0, 7, 1000), pa.int32())
+    expected = np.bincount(codes.to_numpy(), minlength=9)
+    assert statistics_gen._code_counts(codes, 9).tolist() == expected.tolist()
+    with_null = pa.concat_arrays([codes, pa.array([None], pa.int32())])
+    assert statistics_gen._code_counts(with_null, 9).tolist() == expected.tolist()
+
+
+def test_summary_ranks_are_remembered_read_only_and_span_the_batch():
+    ranks = statistics_gen._summary_ranks(131_072, 2048)
+    assert ranks is statistics_gen._summary_ranks(131_072, 2048)
+    assert (ranks[0], ranks[-1], ranks.size) == (0, 131_071, 2048)
+    assert np.array_equal(ranks, np.linspace(0, 131_071, 2048).round().astype(np.int64))
+    with pytest.raises(ValueError):
+        ranks[0] = 1
