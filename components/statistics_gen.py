@@ -314,15 +314,16 @@ def _looks_few_valued(array) -> bool:
     """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     step = max(1, len(array) // COUNTING_SAMPLE)
-    if array.null_count:
-        sample = array.take(pa.array(np.arange(0, len(array), step, dtype=np.int64)))
-        present = len(sample) - sample.null_count
-        return pc.count_distinct(sample).as_py() <= present * COUNTING_SAMPLE_MAX_DISTINCT
-    sample = np.sort(array.to_numpy()[::step])  # in place of the values (no nulls), a strided view
-    distinct = 1 + np.count_nonzero(sample[1:] != sample[:-1])  # each NaN counts as distinct: no matter
+    if array.null_count:  # the sampled values, nulls left out
+        values = array.take(pa.array(np.arange(0, len(array), step, dtype=np.int64))).drop_null()
+        values = values.to_numpy(zero_copy_only=False)
+    else:  # a strided view of the values in place
+        values = array.to_numpy()[::step]
+    sample = np.sort(values)
+    # Each NaN counts as distinct: no matter. An empty sample (all nulls) has none.
+    distinct = np.count_nonzero(sample[1:] != sample[:-1]) + (sample.size > 0)
     return distinct <= sample.size * COUNTING_SAMPLE_MAX_DISTINCT
 
 
