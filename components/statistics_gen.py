@@ -26,7 +26,9 @@ AMD EPYC):
   gives the distinct values and their counts, from which extremes, zeros,
   moments and exact order statistics follow. A big batch is counted only when
   a sample of it looks few-valued (``_looks_few_valued``), and a column stops
-  trying once a big batch has mostly distinct values.
+  trying once a big batch has mostly distinct values. Small integers, and floats
+  that are decimals of a few places over a small range (``_add_decimals``: what
+  CSV text holds), are counted with ``np.bincount`` instead of hashing.
 - **Value by value** otherwise: single passes for extremes, zeros and moments,
   and ``order_statistics`` (equal-width buckets, refined where crowded) for the
   quantile summary.
@@ -154,6 +156,8 @@ class _NumericAccumulator:
             array = array.cast(pa.int64())
         if self.counting and pa.types.is_integer(array.type) and self._add_small_integers(array, present):
             return
+        if self.counting and pa.types.is_floating(array.type) and self._add_decimals(array, present):
+            return
         if self.counting:
             # A cheap look at a sample first: mostly distinct values there (timestamps,
             # coordinates) spare the count of the whole batch.
@@ -178,6 +182,37 @@ class _NumericAccumulator:
         counts = _code_counts(array, high - low + 1, low)
         present_codes = np.flatnonzero(counts)
         self._add_distinct_values((present_codes + low).astype(np.float64), counts[present_codes])
+        return True
+
+    def _add_decimals(self, array, present: int) -> bool:
+        """Counts floats that are all decimals of a few places over a small range (prices, miles:
+        what CSV text holds) as integers in units of their last place, with ``np.bincount``
+        instead of hashing; False, having added nothing, if they are not.
+
+        Exact: a value is counted only when ``rint(x * scale) / scale`` gives ``x`` back bit for
+        bit, and the distinct values are rebuilt by that same division. ~0.6 ms per 131k prices,
+        where ``pc.value_counts`` and sorting its distinct values took ~2 ms.
+        """
+        import numpy as np
+
+        x = (array.drop_null() if array.null_count else array).to_numpy(zero_copy_only=False)
+        scale = _decimal_scale(x[:: max(1, x.size // COUNTING_SAMPLE)])
+        if scale is None:
+            return False
+        units = x * scale
+        np.rint(units, out=units)
+        low, high = float(units.min()), float(units.max())
+        # NaNs and infinities fail here (comparisons with NaN are false).
+        if not (high - low <= BINCOUNT_MAX_RANGE and high - low <= 4 * present and max(-low, high) < 2.0 ** 53):
+            return False
+        if not np.array_equal(units / scale, x):
+            return False
+        if low <= 0.0 <= high and np.logical_and(x == 0.0, np.signbit(x)).any():  # -0.0 would come back as 0.0
+            return False
+        start = int(low)
+        counts = np.bincount(units.astype(np.int64) - start, minlength=int(high) - start + 1)
+        present_units = np.flatnonzero(counts)
+        self._add_distinct_values((present_units + start) / scale, counts[present_units])
         return True
 
     def _add_distinct(self, counted) -> None:
@@ -327,10 +362,43 @@ def _looks_few_valued(array) -> bool:
     return distinct <= sample.size * COUNTING_SAMPLE_MAX_DISTINCT
 
 
+# Decimal places a float column may have to be counted in units of its last place.
+DECIMAL_MAX_PLACES = 6
+
+
+def _decimal_scale(sample) -> float | None:
+    """The smallest ``10 ** places`` (``places <= DECIMAL_MAX_PLACES``) that makes every value of
+    ``sample`` (float64) a whole number exactly (``rint(x * scale) / scale == x``), else None."""
+    import numpy as np
+
+    if sample.size == 0:
+        return None
+    for places in range(DECIMAL_MAX_PLACES + 1):
+        scale = 10.0 ** places
+        units = sample * scale
+        np.rint(units, out=units)
+        units /= scale
+        if np.array_equal(units, sample):
+            return scale
+    return None
+
+
 # --- order statistics without sorting ------------------------------------------
 
-# Equal-width buckets per refinement level (np.bincount and ufunc.at need no sort).
-GRID_BUCKETS = 1 << 14
+# Equal-width buckets per refinement level (np.bincount and ufunc.at need no sort), at most;
+# n values get about n / 2 (``_grid_buckets``), at every level. For a 131k-value batch 2^16 rather
+# than 2^14: clustered values (taxi coordinates) then crowd fewer buckets, and a batch of
+# coordinates took ~1.3 ms instead of ~2.5, of timestamps ~0.7 instead of ~1.1. Below 2^14
+# (20k values) fewer buckets only meant more refinements.
+GRID_BUCKETS = 1 << 16
+MIN_GRID_BUCKETS = 1 << 14
+
+
+def _grid_buckets(size: int) -> int:
+    """Buckets per level for ``size`` values: the power of two at or below ``size / 2``, within bounds."""
+    return min(GRID_BUCKETS, max(MIN_GRID_BUCKETS, 1 << max(0, size.bit_length() - 2)))
+
+
 # Refinements of crowded buckets before the values still crowded are sorted.
 MAX_REFINEMENTS = 3
 # When 90% of a sample falls in fewer buckets than this, the values are sorted instead.
@@ -341,7 +409,7 @@ def order_statistics(x, ranks, slack: int, low: float | None = None, high: float
     """Values of ``x`` (float64, no NaN) at the 0-based ascending ``ranks`` of its sorted order, each one's
     true rank within ``slack`` of the rank asked for, without sorting ``x``.
 
-    ``x`` is cut into ``GRID_BUCKETS`` equal-width buckets between ``low`` and ``high`` (its
+    ``x`` is cut into ``_grid_buckets(x.size)`` equal-width buckets between ``low`` and ``high`` (its
     min and max); as the buckets are ordered, their counts give the bucket holding each rank,
     and a value of that bucket stands for it: off by less than the bucket's count. Buckets
     holding a rank and more than ``slack`` values are cut again (their values only, in one
@@ -361,7 +429,8 @@ def order_statistics(x, ranks, slack: int, low: float | None = None, high: float
     high = float(x.max()) if high is None else high
     if low == high:
         return np.full(ranks.size, low)
-    scale = GRID_BUCKETS / (high - low)
+    grid = _grid_buckets(x.size)
+    scale = grid / (high - low)
     if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(scale) and scale > 0):
         return np.sort(x)[ranks]  # infinities, or a range beyond float64: exact, the slow way
     # Most values within a sliver of the range (a long tail: incomes, file sizes) crowd a few
@@ -371,14 +440,15 @@ def order_statistics(x, ranks, slack: int, low: float | None = None, high: float
     if (middle[1] - middle[0]) * scale < SKEWED_BUCKETS:
         return np.sort(x)[ranks]
     position = x - low
-    position *= scale  # monotone in x, in [0, GRID_BUCKETS]
+    position *= scale  # monotone in x, in [0, grid]
     buckets = position.astype(np.intp)
-    np.minimum(buckets, GRID_BUCKETS - 1, out=buckets)
-    return _refined_order_statistics(x, position, buckets, GRID_BUCKETS, ranks, max(0, slack), 0)
+    np.minimum(buckets, grid - 1, out=buckets)
+    return _refined_order_statistics(x, position, buckets, grid, ranks, max(0, slack), 0, grid)
 
 
-def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, slack: int, depth: int):
-    """``order_statistics`` for ``x`` already placed in ordered ``buckets`` (position's floor)."""
+def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, slack: int, depth: int, grid: int):
+    """``order_statistics`` for ``x`` already placed in ordered ``buckets`` (position's floor);
+    ``grid``: the buckets a level shares out among the buckets it cuts."""
     import numpy as np
 
     counts = np.bincount(buckets, minlength=num_buckets)
@@ -401,7 +471,7 @@ def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, sla
     cut_counts = counts[cut]
     before = np.cumsum(cut_counts) - cut_counts  # values in the cut buckets before each one
     sub_ranks = ranks[crowded] - (ends[in_bucket] - counts[in_bucket]) + before[np.cumsum(first) - 1]
-    per_bucket = GRID_BUCKETS // cut.size
+    per_bucket = grid // cut.size
     # The crowded buckets' values are sorted when cutting them is no cheaper (they are most of
     # the values: a spike of equal values, say) or has been tried enough.
     if depth >= MAX_REFINEMENTS or per_bucket < 2 or 2 * selected.size > x.size:
@@ -420,7 +490,7 @@ def _refined_order_statistics(x, position, buckets, num_buckets: int, ranks, sla
     sub_position += offset
     local += offset
     result[crowded] = _refined_order_statistics(sub_x, sub_position, local, cut.size * per_bucket,
-                                                sub_ranks, slack, depth + 1)
+                                                sub_ranks, slack, depth + 1, grid)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -648,3 +649,69 @@ def test_summary_ranks_are_remembered_read_only_and_span_the_batch():
     assert np.array_equal(ranks, np.linspace(0, 131_071, 2048).round().astype(np.int64))
     with pytest.raises(ValueError):
         ranks[0] = 1
+
+
+def _counted_by_hashing(array):
+    """The accumulator ``pc.value_counts`` gives for ``array`` (the path before decimals were counted)."""
+    import pyarrow.compute as pc
+
+    accumulator = statistics_gen._NumericAccumulator("FLOAT")
+    accumulator.num_non_missing = len(array) - array.null_count
+    accumulator._add_distinct(pc.value_counts(array))
+    return accumulator
+
+
+def test_decimals_are_counted_in_units_of_their_last_place_exactly():
+    rng = np.random.default_rng(10)
+    n = 131_072
+    cases = {
+        "prices": rng.integers(0, 8_000, n) / 100,  # two places, zeros among them
+        "miles with nulls": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 20_000, n) / 10),
+        "negative thousandths": rng.integers(-5_000, 5_000, n) / 1000,
+        "whole floats": rng.integers(-50, 50, n).astype(np.float64),
+    }
+    for label, values in cases.items():
+        array = pa.array(values, from_pandas=True)  # NaN -> null
+        assert statistics_gen._decimal_scale(array.drop_null().to_numpy()) is not None, label
+        decimals = statistics_gen._NumericAccumulator("FLOAT")
+        decimals.add(array)
+        assert decimals.counting, label
+        hashed = _counted_by_hashing(array)
+        for field in ("num_non_missing", "num_nan", "count", "num_zeros", "min", "max", "finite_min", "finite_max",
+                      "mean", "m2"):
+            assert getattr(decimals, field) == getattr(hashed, field), (label, field)
+        for sketch in (decimals.quantiles, hashed.quantiles):
+            sketch.Compact()
+        ours, theirs = (s.GetQuantilesAndCumulativeWeights(100) for s in (decimals.quantiles, hashed.quantiles))
+        assert ours[0].equals(theirs[0]) and ours[1].equals(theirs[1]), label
+
+
+def test_floats_that_are_not_few_place_decimals_are_not_counted_as_decimals():
+    rng = np.random.default_rng(11)
+    n = 50_000
+    cents = rng.integers(0, 3000, n) / 100
+    cases = {
+        "nine places": 41.8 + rng.integers(0, 10**9, n) / 1e10,
+        "sums of tenths": np.full(n, 0.1 + 0.2),  # 0.30000000000000004: not a decimal of a few places
+        "a negative zero": np.append(cents[:-1], -0.0),  # would come back as 0.0
+        "a NaN": np.append(cents[:-1], np.nan),
+        "an infinity": np.append(cents[:-1], np.inf),
+        "a wide range": np.append(cents[:-1], 1e7),  # 10^9 cents apart
+    }
+    for label, values in cases.items():
+        accumulator = statistics_gen._NumericAccumulator("FLOAT")
+        assert not accumulator._add_decimals(pa.array(values), n), label
+        assert accumulator.count == 0 and accumulator.quantiles is None, label  # nothing added
+    assert statistics_gen._decimal_scale(cents[:2048]) == 100.0
+    assert statistics_gen._decimal_scale(np.array([1.5, 2.0])) == 10.0
+    assert statistics_gen._decimal_scale(np.array([], np.float64)) is None
+    negative_zero = statistics_gen._NumericAccumulator("FLOAT")
+    negative_zero.add(pa.array(np.array([-0.0, -0.0, 1.5] * 100)))
+    assert math.copysign(1.0, negative_zero.min) == -1.0  # counted by hashing: -0.0 kept
+
+
+def test_order_statistics_get_about_half_as_many_buckets_as_values_within_bounds():
+    assert statistics_gen._grid_buckets(131_072) == 65_536
+    assert statistics_gen._grid_buckets(100_000) == 32_768
+    assert statistics_gen._grid_buckets(20_000) == statistics_gen.MIN_GRID_BUCKETS
+    assert statistics_gen._grid_buckets(10_000_000) == statistics_gen.GRID_BUCKETS
