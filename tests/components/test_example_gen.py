@@ -596,6 +596,26 @@ def test_bad_csv_raises_one_clear_line(tmp_path, case, capfd):
     assert "Exception ignored" not in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("quoted", [False, True])
+@pytest.mark.parametrize("column", ["label", "name"])
+def test_non_utf8_past_the_sniffed_head_is_named_with_its_line(tmp_path, monkeypatch, column, quoted):
+    # Strings are checked after parsing (a dictionary-encoded column through its dictionary):
+    # a bad value far into the file, in a few-valued (dictionary) or a many-valued column, in the
+    # parallel pieces or in the serial read of a quoted file, names its line; nothing is published.
+    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 4096)  # the sniff sees the first 4 KB only
+    rows = [f"{i},l{i % 5},n{i}" for i in range(3000)]
+    if quoted:
+        rows[1] = '1,"l1",n1'
+    rows[2000] = "2000,l<bad>,n2000" if column == "label" else "2000,l0,n<bad>"
+    content = ("i,label,name\n" + "\n".join(rows) + "\n").encode().replace(b"<bad>", b"\xff\xfe")
+    _write(tmp_path / "in" / "bad.csv", content)
+    columns = sniff_csv_columns("CsvExampleGen", [InputFile(str(tmp_path / "in" / "bad.csv"), 0)])
+    assert ("label" in columns.dictionary) and ("name" not in columns.dictionary)
+    with pytest.raises(ComponentError, match=rf"bad\.csv:2002: column '{column}' is not valid UTF-8$"):
+        _run_csv(tmp_path, input_base=str(tmp_path / "in"))
+    assert not list((tmp_path / "out").rglob("*.parquet"))
+
+
 def test_undecodable_bad_row_does_not_reach_the_unraisable_hook(tmp_path):
     import sys
 
