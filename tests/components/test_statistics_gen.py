@@ -617,10 +617,10 @@ def test_a_sample_of_the_batch_decides_whether_to_count_it():
     assert with_nulls.null_count  # the sample is then taken by pyarrow, nulls left out
     # Mostly distinct at the head, few values over the whole batch: the strided sample sees the batch.
     head_distinct = pa.array(np.concatenate([rng.random(20_000), rng.integers(0, 10, n - 20_000)]))
-    assert statistics_gen._looks_few_valued(prices)
-    assert statistics_gen._looks_few_valued(with_nulls)
-    assert statistics_gen._looks_few_valued(head_distinct)
-    assert not statistics_gen._looks_few_valued(coordinates)
+    assert statistics_gen._looks_few_valued(statistics_gen._strided_sample(prices))
+    assert statistics_gen._looks_few_valued(statistics_gen._strided_sample(with_nulls))
+    assert statistics_gen._looks_few_valued(statistics_gen._strided_sample(head_distinct))
+    assert not statistics_gen._looks_few_valued(statistics_gen._strided_sample(coordinates))
     for values, counted in ((prices, True), (coordinates, False)):
         accumulator = _numeric_accumulator([values], True)
         assert accumulator.counting == counted  # counted batches keep counting; distinct ones stop it
@@ -700,7 +700,8 @@ def test_floats_that_are_not_few_place_decimals_are_not_counted_as_decimals():
     }
     for label, values in cases.items():
         accumulator = statistics_gen._NumericAccumulator("FLOAT")
-        assert not accumulator._add_decimals(pa.array(values), n), label
+        array = pa.array(values)
+        assert not accumulator._add_decimals(array, n, statistics_gen._strided_sample(array)), label
         assert accumulator.count == 0 and accumulator.quantiles is None, label  # nothing added
     assert statistics_gen._decimal_scale(cents[:2048]) == 100.0
     assert statistics_gen._decimal_scale(np.array([1.5, 2.0])) == 10.0
