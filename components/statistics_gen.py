@@ -152,6 +152,8 @@ class _NumericAccumulator:
             return
         if self.value_counts is not None:
             self.value_counts.add(array)
+        if array.null_count > present:  # mostly nulls (a sparse column): one pass drops them for all that follows
+            array = array.drop_null()
         if pa.types.is_boolean(array.type):
             array = array.cast(pa.int64())
         if self.counting and pa.types.is_integer(array.type) and self._add_small_integers(array, present):

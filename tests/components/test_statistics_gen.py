@@ -717,3 +717,16 @@ def test_order_statistics_get_about_half_as_many_buckets_as_values_within_bounds
     assert statistics_gen._grid_buckets(60_000) == 32_768
     assert statistics_gen._grid_buckets(20_000) == statistics_gen.MIN_GRID_BUCKETS
     assert statistics_gen._grid_buckets(10_000_000) == statistics_gen.GRID_BUCKETS
+
+
+def test_a_mostly_null_batch_gives_the_statistics_of_its_values():
+    rng = np.random.default_rng(12)
+    values = rng.integers(17031010100, 17031980100, 100_000).astype(np.float64)
+    values[rng.random(values.size) < 0.97] = np.nan  # from_pandas: NaN becomes null
+    sparse = pa.array(values, from_pandas=True)
+    assert sparse.null_count > len(sparse) // 2
+    from_sparse = _numeric_accumulator([sparse], True)
+    from_values = _numeric_accumulator([sparse.drop_null()], True)
+    assert from_sparse.num_non_missing == from_values.num_non_missing == len(sparse) - sparse.null_count
+    for field in ("num_nan", "count", "num_zeros", "min", "max", "mean", "m2"):
+        assert getattr(from_sparse, field) == getattr(from_values, field), field
