@@ -44,8 +44,8 @@ values, and batches of at most ``SUMMARY_SIZE`` distinct values, are fed whole,
 giving TFDV's own bound of 0.01.
 
 Speed: the component runs ``ComputeParquetStatistics``, where each Beam worker
-folds whole Parquet files into an accumulator (the next batch is decoded on a
-helper thread while the columns of the current one are summarized), so record
+folds whole Parquet files into an accumulator (a helper thread decodes the next
+batches while the columns of the current ones are summarized), so record
 batches never travel through Beam as elements and the pipeline has few stages.
 The files of a bundle (e.g. the train and the eval split), and the pieces of
 whole row groups a big file is cut into, are summarized at the same time, one
@@ -1008,18 +1008,24 @@ def _summarize_files_fn(batch_size: int, categorical_int_features: frozenset[str
         The files of one bundle (e.g. the train and the eval files), and the pieces of a
         big file (``_file_pieces``), are summarized concurrently on ``_file_pool``, one
         thread per piece with its columns done inline: this keeps the cores busy without
-        the per-batch wait for the slowest column that a column pool has. An element's
-        pieces are merged in file order. At most ``_FILES_IN_FLIGHT`` elements are held
+        the per-batch wait for the slowest column that a column pool has. The bundle's
+        ``_ReadAhead`` decodes the pieces ahead of them, in order. An element's pieces are
+        merged in file order. At most ``_FILES_IN_FLIGHT`` elements are held
         back; the rest are emitted when the bundle finishes.
         """
 
         def start_bundle(self):
             self._pending = []  # (split, futures of the element's pieces), in file order
+            self._read_ahead = _ReadAhead(_BATCHES_AHEAD)
 
         def process(self, split_and_paths):
             split, paths = split_and_paths
-            futures = [_file_pool().submit(_piece_accumulator, path, row_groups, batch_size, categorical_int_features)
-                       for path in paths for row_groups in _file_pieces(path, PIECE_ROWS)]
+            futures = []
+            for path in paths:
+                for row_groups in _file_pieces(path, PIECE_ROWS):
+                    handoff = self._read_ahead.add(path, row_groups, batch_size)
+                    futures.append(_file_pool().submit(_summarize_piece, self._read_ahead, handoff,
+                                                       categorical_int_features))
             self._pending.append((split, futures))
             while len(self._pending) > _FILES_IN_FLIGHT:
                 yield self._next_result()
@@ -1029,6 +1035,12 @@ def _summarize_files_fn(batch_size: int, categorical_int_features: frozenset[str
 
             while self._pending:
                 yield GlobalWindows.windowed_value(self._next_result())
+            self._read_ahead.stop()
+
+        def teardown(self):
+            read_ahead = getattr(self, "_read_ahead", None)
+            if read_ahead is not None:  # a bundle that failed downstream: its reading thread ends
+                read_ahead.stop()
 
         def _next_result(self):
             split, futures = self._pending.pop(0)
@@ -1041,14 +1053,18 @@ def _summarize_files_fn(batch_size: int, categorical_int_features: frozenset[str
                 for future in futures:
                     future.cancel()
                 self._pending = []
+                self._read_ahead.stop()  # summaries still running get an error for what was not read
                 raise
             return split, _compact(_merge_datasets(pieces)) if len(pieces) > 1 else pieces[0]
 
     return _SummarizeFilesFn()
 
 
-# Pieces of files summarized at once per process; each holds up to ~3 batches (see _prefetched).
+# Pieces of files summarized at once per process.
 _FILES_IN_FLIGHT = min(4, os.cpu_count() or 1)
+# Decoded batches waiting for a summarizing thread, per bundle (see _ReadAhead): one being
+# summarized and one ready, per thread.
+_BATCHES_AHEAD = 2 * _FILES_IN_FLIGHT
 # Up to this many files in all, each split's files are one element (read and merged by one worker).
 FILES_PER_ELEMENT = 16
 _FILE_POOL = None
@@ -1097,53 +1113,112 @@ def _file_pieces(path: str, piece_rows: int) -> list[list[int] | None]:
     return pieces
 
 
-def _piece_accumulator(path: str, row_groups: list[int] | None, batch_size: int,
-                       categorical_int_features: frozenset[str]):
-    """The compacted _DatasetAccumulator of ``row_groups`` of one Parquet file (None: all of it)."""
+def _summarize_piece(read_ahead: "_ReadAhead", handoff, categorical_int_features: frozenset[str]):
+    """The compacted _DatasetAccumulator of one piece of a file, its batches as ``read_ahead`` decodes them."""
     accumulator = _DatasetAccumulator()
-    batches = read_parquet_batches(path, batch_size, strings_as_dictionary=True, row_groups=row_groups)
-    for batch in _prefetched(batches):
+    for batch in read_ahead.batches(handoff):
         _add_batch(accumulator, batch, categorical_int_features, parallel_columns=False)
     return _compact(accumulator)
 
 
-def _prefetched(batches: Iterable):
-    """Iterates ``batches`` one item ahead on a helper thread: decoding overlaps with the statistics."""
-    import queue
-    import threading
+class _ReadAhead:
+    """Decodes a bundle's pieces of files in order on one helper thread, ahead of the threads
+    that summarize them, with at most ``limit`` decoded batches waiting in all.
 
-    handoff: queue.Queue = queue.Queue(maxsize=1)
-    done = object()
-    stop = threading.Event()
+    Decoding (pyarrow, without the GIL, a batch's columns on Arrow's own threads) then overlaps
+    with summarizing, which holds the GIL much of the time, and a piece's first batch is ready
+    when a thread comes to it (decoded only once its thread started, a one-batch piece waited for
+    all of its decoding: StatisticsGen's second call on the 100x taxi data, 0.335 -> 0.302 s).
+    Each piece has its queue (``add``), which its summary drains (``batches``). Pieces are decoded
+    in the order they are added and summarized in that order too (``_file_pool`` is first come,
+    first served), so the oldest unfinished piece always has its batches coming: with ``limit``
+    at least the summarizing threads, waiting on it cannot deadlock.
+    """
 
-    def produce():
-        try:
-            for batch in batches:
-                if stop.is_set():
-                    return
-                handoff.put((batch, None))
-            handoff.put((done, None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            handoff.put((done, exc))
+    _DONE = object()
 
-    worker = threading.Thread(target=produce, name="statistics-read", daemon=True)
-    worker.start()
-    try:
+    def __init__(self, limit: int):
+        import collections
+        import threading
+
+        self.limit = limit
+        self.waiting = 0  # batches decoded, not yet summarized
+        self.pieces: collections.deque = collections.deque()  # (path, row groups, batch size, queue) to decode
+        self.changed = threading.Condition()
+        self.stopped = False
+        self.thread = None
+
+    def add(self, path: str, row_groups: list[int] | None, batch_size: int):
+        """Queues one piece for decoding; returns the queue its batches will come through."""
+        import queue
+        import threading
+
+        handoff: queue.Queue = queue.Queue()
+        with self.changed:
+            self.pieces.append((path, row_groups, batch_size, handoff))
+            self.changed.notify_all()
+        if self.thread is None:  # one thread: a batch's columns are decoded on Arrow's threads (two did no better)
+            self.thread = threading.Thread(target=self._decode, name="statistics-read", daemon=True)
+            self.thread.start()
+        return handoff
+
+    def batches(self, handoff):
+        """A piece's batches as they are decoded; its read error is raised here."""
         while True:
             batch, error = handoff.get()
-            if error is not None:
-                raise error
-            if batch is done:
+            if batch is self._DONE:
+                if error is not None:
+                    raise error
                 return
-            yield batch
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
             try:
-                handoff.get_nowait()
-            except queue.Empty:
-                pass
-            worker.join(timeout=0.01)
+                yield batch
+            finally:  # summarized (or given up on): room for one more
+                with self.changed:
+                    self.waiting -= 1
+                    self.changed.notify_all()
+
+    def stop(self) -> None:
+        """Ends the decoding; a piece not fully decoded ends with an error for whoever waits on it."""
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
+        if self.thread is not None:
+            self.thread.join()
+
+    def _decode(self) -> None:
+        while True:
+            with self.changed:
+                while not self.pieces and not self.stopped:
+                    self.changed.wait()
+                if self.stopped:
+                    break
+                path, row_groups, batch_size, handoff = self.pieces.popleft()
+            try:
+                for batch in read_parquet_batches(path, batch_size, strings_as_dictionary=True,
+                                                  row_groups=row_groups):
+                    with self.changed:
+                        while self.waiting >= self.limit and not self.stopped:
+                            self.changed.wait()
+                        if self.stopped:
+                            break
+                        self.waiting += 1
+                    handoff.put((batch, None))
+                else:
+                    handoff.put((self._DONE, None))
+                    continue
+            except BaseException as exc:  # noqa: BLE001 - handed to the piece's summary, which raises it
+                handoff.put((self._DONE, exc))
+                continue
+            handoff.put((self._DONE, self._stopped_error()))  # stopped in the middle of this piece
+            break
+        with self.changed:
+            left, self.pieces = list(self.pieces), type(self.pieces)()
+        for *_, handoff in left:
+            handoff.put((self._DONE, self._stopped_error()))
+
+    @staticmethod
+    def _stopped_error() -> ComponentError:
+        return ComponentError("StatisticsGen: reading stopped before the end of a file")
 
 
 def _merge_only_combine_fn():

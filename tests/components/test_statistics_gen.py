@@ -392,21 +392,44 @@ def test_dictionary_strings_switch_to_sketches(monkeypatch):
     assert stats.avg_length == pytest.approx((10 * 2 + 10 * 3 + 30 * 3) / 50)
 
 
-def test_prefetched_reads_ahead_and_passes_errors_on():
-    def batches():
-        yield 1
-        yield 2
-        raise ComponentError("StatisticsGen: cannot read Parquet file x.parquet: broken")
+def test_read_ahead_decodes_pieces_in_order_within_its_limit_and_hands_errors_to_their_piece(tmp_path):
+    import time
 
-    seen = []
-    with pytest.raises(ComponentError, match="x.parquet: broken"):
-        for item in statistics_gen._prefetched(batches()):
-            seen.append(item)
-    assert seen == [1, 2]
-    # Leaving early does not hang on the producer blocked on its full queue.
-    for item in statistics_gen._prefetched(iter(range(1000))):
-        break
-    assert item == 0
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"n": pa.array(range(100))}), path, row_group_size=10)  # 10 row groups
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    read_ahead = statistics_gen._ReadAhead(limit=2)
+    try:
+        first = read_ahead.add(str(path), [0, 1, 2, 3, 4], 10)  # 5 batches of 10 rows
+        bad = read_ahead.add(str(broken), None, 10)
+        last = read_ahead.add(str(path), [5, 6, 7, 8, 9], 10)
+        time.sleep(0.2)  # nothing summarized yet: the reader stops at its limit
+        assert read_ahead.waiting == 2
+        seen = [batch.column("n").to_pylist() for batch in read_ahead.batches(first)]
+        assert seen == [list(range(i, i + 10)) for i in range(0, 50, 10)]
+        with pytest.raises(ComponentError, match="cannot read Parquet file .*broken.parquet"):
+            list(read_ahead.batches(bad))
+        assert sum(batch.num_rows for batch in read_ahead.batches(last)) == 50  # the next piece still comes
+        assert read_ahead.waiting == 0
+    finally:
+        read_ahead.stop()
+    assert not read_ahead.thread.is_alive()
+
+
+def test_stopping_the_read_ahead_ends_the_pieces_not_read_with_an_error(tmp_path):
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"n": pa.array(range(100))}), path, row_group_size=10)
+    read_ahead = statistics_gen._ReadAhead(limit=1)
+    started = read_ahead.add(str(path), None, 10)
+    waiting = read_ahead.add(str(path), None, 10)
+    batches = read_ahead.batches(started)
+    assert next(batches).num_rows == 10  # one batch taken; the reader waits to decode the next
+    read_ahead.stop()  # e.g. another piece failed: the bundle gives up
+    with pytest.raises(ComponentError, match="reading stopped"):
+        list(batches)
+    with pytest.raises(ComponentError, match="reading stopped"):
+        list(read_ahead.batches(waiting))
 
 
 def _reference_equi_width_counts(boundaries, cumulative, finite_min, finite_max):
