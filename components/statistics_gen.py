@@ -163,7 +163,8 @@ class _NumericAccumulator:
             # place; mostly distinct values (timestamps, coordinates) spare the count of the batch.
             floating, big = pa.types.is_floating(array.type), len(array) > 2 * SUMMARY_THRESHOLD
             sample = _strided_sample(array) if floating or big else None
-            if floating and self._add_decimals(array, present, sample):
+            # float64 only: a float32's decimal is not the float64 that units / scale rebuild.
+            if array.type == pa.float64() and self._add_decimals(array, present, sample):
                 return
             if not big or _looks_few_valued(sample):
                 counted = pc.value_counts(array)

@@ -729,6 +729,11 @@ def test_floats_that_are_not_few_place_decimals_are_not_counted_as_decimals():
     assert statistics_gen._decimal_scale(cents[:2048]) == 100.0
     assert statistics_gen._decimal_scale(np.array([1.5, 2.0])) == 10.0
     assert statistics_gen._decimal_scale(np.array([], np.float64)) is None
+    single = pa.array(rng.integers(0, 3000, n) / 100, pa.float32())  # 0.1 in float32 is not 1 / 10
+    from_single = statistics_gen._NumericAccumulator("FLOAT")
+    from_single.add(single)
+    hashed = _counted_by_hashing(single)
+    assert (from_single.min, from_single.max, from_single.mean) == (hashed.min, hashed.max, hashed.mean)
     negative_zero = statistics_gen._NumericAccumulator("FLOAT")
     negative_zero.add(pa.array(np.array([-0.0, -0.0, 1.5] * 100)))
     assert math.copysign(1.0, negative_zero.min) == -1.0  # counted by hashing: -0.0 kept
