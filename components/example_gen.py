@@ -485,10 +485,7 @@ def _csv_error(path: str, exc: Exception, invalid: _InvalidRows | None, names: l
             f"{where}: expected {row.expected_columns} columns, got {row.actual_columns}: {row.text[:60]!r}"
         )
     if "invalid UTF8" in text:
-        column = _column_of(text, names)
-        line = _first_non_utf8_line(path, names, column)
-        where = f"{path}:{line}" if line else path
-        return ComponentError(f"{where}: column '{column}' is not valid UTF-8")
+        return _not_utf8_error(path, names, _column_of(text, names))
     column = _column_of(text, names)
     detail = text.split(": ", 1)[-1] if "conversion error" in text else text
     if column:
@@ -546,6 +543,13 @@ def _column_of(text: str, names: list[str]) -> str | None:
     if match and int(match.group(1)) < len(names):
         return names[int(match.group(1))]
     return None
+
+
+def _not_utf8_error(path: str, names: list[str], column: str | None) -> ComponentError:
+    """'<file>:<line>: column ... is not valid UTF-8', the line found by reading the file again."""
+    line = _first_non_utf8_line(path, names, column)
+    where = f"{path}:{line}" if line else path
+    return ComponentError(f"{where}: column '{column}' is not valid UTF-8")
 
 
 def _first_non_utf8_line(path: str, names: list[str], column: str | None) -> int | None:
@@ -951,10 +955,7 @@ class _ReadCsvFile:
                 try:
                     (array.dictionary if pa.types.is_dictionary(array.type) else array).validate(full=True)
                 except pa.ArrowInvalid:
-                    name = columns.names[i]
-                    line = _first_non_utf8_line(path, list(columns.names), name)
-                    raise ComponentError(f"{path}:{line}: column '{name}' is not valid UTF-8" if line else
-                                         f"{path}: column '{name}' is not valid UTF-8") from None
+                    raise _not_utf8_error(path, list(columns.names), columns.names[i]) from None
             elif kind == INTFLOAT:
                 try:
                     arrays[i] = pc.cast(arrays[i], pa.int64())
