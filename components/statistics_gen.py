@@ -204,6 +204,7 @@ class _NumericAccumulator:
         batch's ``_strided_sample``, which chooses the scale (or rules the batch out at once).
         """
         import numpy as np
+        import pyarrow as pa
 
         scale = _decimal_scale(sample)
         if scale is None:
@@ -222,10 +223,7 @@ class _NumericAccumulator:
                                    else np.logical_and(x == 0.0, np.signbit(x)).any()):
             return False
         start = int(low)
-        codes = units.astype(np.int64)
-        if start:
-            codes -= start
-        counts = np.bincount(codes, minlength=int(high) - start + 1)
+        counts = _code_counts(pa.array(units.astype(np.int64)), int(high) - start + 1, start)
         present_units = np.flatnonzero(counts > 0)
         self._add_distinct_values((present_units + start) / scale, counts[present_units])
         return True
