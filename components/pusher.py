@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 from components.artifacts import Model, ModelBlessing, PushedModel
@@ -92,19 +93,40 @@ def copy_as_new_version(source: str, serving_dir: str) -> tuple[int, str]:
         version = max(_existing_versions(serving_dir), default=0) + 1
         while True:
             destination = os.path.join(serving_dir, str(version))
-            if os.path.lexists(destination):  # a concurrent push took it
-                version += 1
-                continue
             try:
-                os.rename(payload, destination)
+                rename_no_replace(payload, destination)
             except OSError:
-                if os.path.lexists(destination):
+                if os.path.lexists(destination):  # a concurrent push took it
                     version += 1
                     continue
                 raise
             return version, destination
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def rename_no_replace(source: str, destination: str) -> None:
+    """Renames ``source`` to ``destination``; raises FileExistsError if ``destination`` exists.
+
+    ``os.rename`` of a folder silently replaces an *empty* folder at ``destination``, so a version
+    folder another process has just made (and not filled yet) would be lost. Linux's
+    ``renameat2(RENAME_NOREPLACE)`` checks and renames in one step; where it is missing (other
+    systems, file systems without it) the check comes just before the rename.
+    """
+    import ctypes
+    import errno
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1  # from <fcntl.h> and <linux/fs.h>
+        if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(destination), rename_noreplace) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS):  # EINVAL: this file system cannot
+            raise OSError(code, os.strerror(code), destination)
+    if os.path.lexists(destination):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), destination)
+    os.rename(source, destination)
 
 
 def _register(ctx: ExecutionContext, name: str, source: str) -> dict:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from components.artifacts import Model, ModelBlessing, PushedModel
-from components.pusher import push_model
+from components.pusher import push_model, rename_no_replace
 from components.sdk import ComponentError, ExecutionContext
 
 
@@ -103,6 +103,19 @@ def test_a_failed_copy_leaves_no_version_folder(tmp_path):
     with pytest.raises(ComponentError, match=r"Pusher: copying .*Format-Serving into .*serving failed"):
         _push(tmp_path, model, serving, "p")
     assert os.listdir(serving) == []
+
+
+def test_a_version_folder_made_meanwhile_is_never_replaced(tmp_path):
+    # Another process has just made version 1 and not filled it yet: os.rename would replace
+    # the empty folder; the push's rename must refuse, and the push takes the next version.
+    (tmp_path / "payload").mkdir()
+    (tmp_path / "payload" / "saved_model.pb").write_bytes(b"model")
+    (tmp_path / "1").mkdir()
+    with pytest.raises(FileExistsError):
+        rename_no_replace(str(tmp_path / "payload"), str(tmp_path / "1"))
+    assert os.listdir(tmp_path / "1") == [] and os.listdir(tmp_path / "payload") == ["saved_model.pb"]
+    rename_no_replace(str(tmp_path / "payload"), str(tmp_path / "2"))
+    assert os.listdir(tmp_path / "2") == ["saved_model.pb"] and not (tmp_path / "payload").exists()
 
 
 def test_model_without_savedmodel_is_an_error(tmp_path):
