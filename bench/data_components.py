@@ -164,8 +164,9 @@ def _rel_to_source(path: str, source: str | None) -> str:
 
 def _limit_process() -> None:
     """Sets a limit's process up as a component's is before its first call: the same heap, and
-    ``apache_beam`` imported (it imports pyarrow's Parquet and dataset modules and warms the heap:
-    a Parquet scan's first run took ~0.24 s after it, ~0.43 s without)."""
+    ``apache_beam`` imported. Without it a Parquet scan's first run took ~0.43 s, not ~0.24 s:
+    ``pq.read_table`` imports ``pyarrow.dataset`` on first use, 0.19 s in a bare process but 6 ms
+    once Beam has imported what it needs."""
     from components.sdk import tune_heap
 
     tune_heap()
@@ -490,8 +491,9 @@ first). `run_node`'s cache key and output fingerprint are timed apart (above) an
 The limits are `bench/limits.py`'s own functions, in their own fresh process per repeat, set up
 as a component's process is before its first call, so that neither side starts colder: the same
 heap (`tune_heap`: glibc's heap for Arrow too; pyarrow's default mimalloc made read_csv's first
-run slower), `apache_beam` imported (it imports pyarrow's Parquet and dataset modules and grows
-the heap: the scan's first run took ~0.24 s after it, ~0.43 s without) and `freeze_long_lived`. `csv_read` and
+run slower), `apache_beam` imported (`pq.read_table` imports `pyarrow.dataset` on first use: 0.19 s in a
+bare process, 6 ms once Beam has imported what it needs; the scan's first run took ~0.43 s
+without Beam, ~0.24 s with it) and `freeze_long_lived`. `csv_read` and
 `parquet_stats` each run twice, a **first run** and a **second run**, then `csv_to_parquet` once.
 On this machine a fresh process's first pass over the data is much slower than its second on
 both sides (fresh memory is faulted in and zeroed), so the targets are judged **like for like**:
