@@ -19,7 +19,7 @@ import time
 
 
 def _install_event_log(path: str) -> None:
-    from orchestration import local_runner
+    from sluice.orchestration import local_runner
 
     lock = threading.Lock()
     original_started = local_runner.Progress.started
@@ -47,7 +47,7 @@ def main() -> None:
     path = os.environ.get("SLUICE_BENCH_EVENTS")
     if path:
         _install_event_log(path)
-    from orchestration import cli
+    from sluice.orchestration import cli
 
     # Exactly what the ``sluice`` console script does (it may end with a fast exit).
     entry_point = getattr(cli, "entry_point", None)

@@ -75,8 +75,8 @@ def _load() -> list[float]:
 def _child_component(args) -> dict:
     """One component alone: imports, cache key, two calls, output fingerprints."""
     started = time.perf_counter()
-    from components.sdk import tune_heap
-    from orchestration.pipeline import load_component
+    from sluice.components.sdk import tune_heap
+    from sluice.orchestration.pipeline import load_component
 
     tune_heap()  # as the local runner (and a Kubeflow task) set up their process before any component
 
@@ -91,9 +91,9 @@ def _child_component(args) -> dict:
     import apache_beam  # noqa: F401 - what the Beam components import first
 
     t2 = time.perf_counter()
-    from components.artifacts import ARTIFACT_TYPES, Artifact
-    from components.sdk import ExecutionContext
-    from orchestration.execution import cache_key, fingerprint_path, freeze_long_lived, resolve_parameters
+    from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
+    from sluice.components.sdk import ExecutionContext
+    from sluice.orchestration.execution import cache_key, fingerprint_path, freeze_long_lived, resolve_parameters
 
     freeze_long_lived()  # what the local runner does before its first component runs (not timed)
 
@@ -167,11 +167,11 @@ def _limit_process() -> None:
     ``apache_beam`` imported. Without it a Parquet scan's first run took ~0.43 s, not ~0.24 s:
     ``pq.read_table`` imports ``pyarrow.dataset`` on first use, 0.19 s in a bare process but 6 ms
     once Beam has imported what it needs."""
-    from components.sdk import tune_heap
+    from sluice.components.sdk import tune_heap
 
     tune_heap()
     import apache_beam  # noqa: F401
-    from orchestration.execution import freeze_long_lived
+    from sluice.orchestration.execution import freeze_long_lived
 
     freeze_long_lived()
 
@@ -255,9 +255,9 @@ class Runner:
 
 def _ir(data_dir: str, root: str) -> dict:
     """The IR of CsvExampleGen -> StatisticsGen, parametrised as in the taxi pipeline."""
-    from components.example_gen import CsvExampleGen
-    from components.statistics_gen import StatisticsGen
-    from orchestration.pipeline import Pipeline, compile_pipeline
+    from sluice.components.example_gen import CsvExampleGen
+    from sluice.components.statistics_gen import StatisticsGen
+    from sluice.orchestration.pipeline import Pipeline, compile_pipeline
 
     example_gen = CsvExampleGen(input_base=data_dir, input_pattern="*.csv")
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])

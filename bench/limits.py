@@ -128,8 +128,8 @@ def keras_fit_and_predict(transform_graph_uri: str, transformed_uri: str) -> dic
     import numpy as np
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from components.transform import TransformOutput
-    from pipelines.taxi import model as taxi_model
+    from sluice.components.transform import TransformOutput
+    from sluice.pipelines.taxi import model as taxi_model
 
     train = _arrays(_parquet_files(transformed_uri, "train"))
     evaluation = _arrays(_parquet_files(transformed_uri, "eval"))

@@ -42,8 +42,8 @@ from typing import Any, Literal
 
 import pydantic
 
-from components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
-from components.sdk import ComponentError, ExecutionContext, Input, Output, component
+from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
+from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
 PREDICT_BATCH_ROWS = 4096  # rows per call through serialized tf.Examples
 # Rows per call through ``evaluate_raw_features``: each call binds ~50 input tensors in Python
@@ -351,7 +351,7 @@ def _run_signatures(table, calls: list[_SignatureCall]) -> list:
     import numpy as np
     import tensorflow as tf
 
-    from components.transform import arrow_to_raw_tensors
+    from sluice.components.transform import arrow_to_raw_tensors
 
     results: list[list] = [[] for _ in calls]
     keys = [call.output_key for call in calls]

@@ -74,8 +74,8 @@ from typing import Any, Literal
 
 import pydantic
 
-from components.artifacts import Examples
-from components.sdk import ComponentError, ExecutionContext, ExternalData, Output, component
+from sluice.components.artifacts import Examples
+from sluice.components.sdk import ComponentError, ExecutionContext, ExternalData, Output, component
 
 # Elements are big: ~64k rows per RecordBatch (taxi rows are ~130 bytes of CSV).
 BATCH_ROWS = 65536

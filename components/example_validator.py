@@ -13,7 +13,7 @@ approximate Jensen-Shannon divergence of their histograms (TFDV's
 
 Checking statistics without any pipeline::
 
-    from components.example_validator import validate_statistics, format_anomalies
+    from sluice.components.example_validator import validate_statistics, format_anomalies
     anomalies = validate_statistics(stats_list, schema_proto)   # protos in, Anomalies out
     print(format_anomalies({"eval": anomalies}))
 
@@ -28,8 +28,8 @@ import math
 import os
 from typing import Any
 
-from components.artifacts import ExampleAnomalies, ExampleStatistics, Schema
-from components.sdk import ComponentError, ExecutionContext, Input, Output, component
+from sluice.components.artifacts import ExampleAnomalies, ExampleStatistics, Schema
+from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
 SEVERITIES = ("ERROR", "WARNING")
 

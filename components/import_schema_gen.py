@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 
-from components.artifacts import Schema
-from components.example_validator import file_exists, load_schema, read_bytes, write_bytes
-from components.sdk import ComponentError, ExecutionContext, ExternalData, Output, component
+from sluice.components.artifacts import Schema
+from sluice.components.example_validator import file_exists, load_schema, read_bytes, write_bytes
+from sluice.components.sdk import ComponentError, ExecutionContext, ExternalData, Output, component
 
 
 def import_schema(

@@ -19,8 +19,8 @@ import shutil
 import sys
 import tempfile
 
-from components.artifacts import Model, ModelBlessing, PushedModel
-from components.sdk import ComponentError, ExecutionContext, Input, Output, component
+from sluice.components.artifacts import Model, ModelBlessing, PushedModel
+from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
 
 def _existing_versions(serving_dir: str) -> list[int]:

@@ -12,7 +12,7 @@ by the next ones (``update_schema``), as TFX's SchemaGen does.
 
 Without a pipeline::
 
-    from components.schema_gen import infer_schema
+    from sluice.components.schema_gen import infer_schema
     schema = infer_schema(stats_list)          # DatasetFeatureStatisticsList -> Schema
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 
-from components.artifacts import ExampleStatistics, Schema
-from components.example_validator import (
+from sluice.components.artifacts import ExampleStatistics, Schema
+from sluice.components.example_validator import (
     DatasetView,
     FeatureView,
     default_dataset,
@@ -33,7 +33,7 @@ from components.example_validator import (
     update_string_domain,
     write_bytes,
 )
-from components.sdk import ComponentError, ExecutionContext, Input, Output, component
+from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
 DEFAULT_MAX_STRING_DOMAIN_SIZE = 100
 

@@ -7,8 +7,8 @@ typed ``ExecutionContext`` receives the run's context (Beam options, metrics).
 
 A custom component, and how it is tested without any orchestrator::
 
-    from components.artifacts import Examples
-    from components.sdk import Input, Output, component
+    from sluice.components.artifacts import Examples
+    from sluice.components.sdk import Input, Output, component
 
     def count_rows(examples: Input[Examples], counted: Output[Examples],
                    min_rows: int = 1) -> None:
@@ -40,7 +40,7 @@ import types
 import typing
 from typing import Annotated, Any, Callable, Union
 
-from components.artifacts import Artifact
+from sluice.components.artifacts import Artifact
 
 
 class DefinitionError(ValueError):

@@ -60,7 +60,7 @@ and outside one (``ComputeParquetStatistics`` and ``ComputeStatistics`` are plai
 
     import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    from components.statistics_gen import ComputeParquetStatistics, ComputeStatistics, ReadParquetBatches
+    from sluice.components.statistics_gen import ComputeParquetStatistics, ComputeStatistics, ReadParquetBatches
     with beam.Pipeline(runner=FnApiRunner()) as p:
         stats = (p | ReadParquetBatches(["/data/Split-train/*.parquet"])
                    | ComputeStatistics(dataset_name="train"))
@@ -77,8 +77,8 @@ import os
 from collections import Counter
 from typing import Any, Iterable
 
-from components.artifacts import Examples, ExampleStatistics, Schema
-from components.sdk import ComponentError, ExecutionContext, Input, Output, component
+from sluice.components.artifacts import Examples, ExampleStatistics, Schema
+from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
 # TFDV's StatsOptions defaults, so both produce the same shape of statistics.
 NUM_TOP_VALUES = 20
@@ -1609,7 +1609,7 @@ def generate_statistics(
     import apache_beam as beam
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    from components import statistics_gen as this
+    from sluice.components import statistics_gen as this
 
     outputs = {}
     for split in splits:

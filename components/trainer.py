@@ -32,8 +32,8 @@ import sys
 import tempfile
 from typing import Any, Callable, Literal
 
-from components.artifacts import Examples, Model, ModelRun, Schema, TransformGraph
-from components.sdk import (
+from sluice.components.artifacts import Examples, Model, ModelRun, Schema, TransformGraph
+from sluice.components.sdk import (
     ComponentError, ExecutionContext, Input, ModuleFile, Output, component, module_function, release_memory,
     user_code_line,
 )
@@ -568,7 +568,7 @@ def export_serving_model(model, tf_transform_output, export_dir: str, raw_label_
     """
     import tensorflow as tf
 
-    from components.transform import raw_input_signature
+    from sluice.components.transform import raw_input_signature
 
     # Training and validation graphs are not exported: freeing them first lowers the
     # Trainer's memory peak (~30 MB on the taxi model). Keras rebuilds them if fit again.

@@ -7,7 +7,7 @@ Inside it, the analyzers below need statistics over the whole dataset (mean, voc
 quantiles); everything else is plain TensorFlow::
 
     import tensorflow as tf
-    from components import transform as tft
+    from sluice.components import transform as tft
 
     def preprocessing_fn(inputs):
         fare = tft.fill_missing(inputs["fare"], 0.0)
@@ -48,8 +48,8 @@ import threading
 import types
 from typing import Any, Callable
 
-from components.artifacts import Examples, Schema, TransformGraph
-from components.sdk import (
+from sluice.components.artifacts import Examples, Schema, TransformGraph
+from sluice.components.sdk import (
     ComponentError, ExecutionContext, Input, ModuleFile, Output, component, load_module_file, user_code_line,
 )
 

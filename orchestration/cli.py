@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from components.sdk import ComponentError, DefinitionError
+from sluice.components.sdk import ComponentError, DefinitionError
 
 DEFAULT_ROOT_ENV = "SLUICE_PIPELINE_ROOT"
 _STDERR_IS_TTY = False
@@ -113,7 +113,7 @@ def _default_root() -> str:
 
 
 def _store(pipeline_root: str | None, tracking_uri: str | None):
-    from orchestration.metadata import MetadataStore, default_tracking_uri
+    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
@@ -156,8 +156,8 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
     """Run PIPELINE (a name under pipelines/, or a .py file) locally."""
     ctx.obj["debug"] = ctx.obj.get("debug") or debug
     _quiet_libraries(ctx.obj["debug"])
-    from orchestration.loader import build_pipeline
-    from orchestration.local_runner import Progress, run_pipeline
+    from sluice.orchestration.loader import build_pipeline
+    from sluice.orchestration.local_runner import Progress, run_pipeline
 
     with _stdout_to_stderr(as_json):
         pipe = build_pipeline(pipeline, list(params))
@@ -185,7 +185,7 @@ def _absolute(root: str) -> str:
 
 
 def _print_result(result, components: bool = True) -> None:
-    from orchestration.metadata import mask_uri
+    from sluice.orchestration.metadata import mask_uri
 
     for comp in result.components if components else []:
         click.echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
@@ -203,8 +203,8 @@ def _print_result(result, components: bool = True) -> None:
 def compile_command(pipeline, target, output, image, params, tracking_uri):
     """Compile PIPELINE for Kubeflow Pipelines v2 (KFP IR YAML)."""
     _quiet_libraries(False)
-    from orchestration.kubeflow import compile_kubeflow
-    from orchestration.loader import build_pipeline
+    from sluice.orchestration.kubeflow import compile_kubeflow
+    from sluice.orchestration.loader import build_pipeline
 
     if target != "kubeflow":
         raise CliError(f"--target {target}: unknown target (known: kubeflow)")
@@ -230,10 +230,10 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
 
     _quiet_libraries(False)
     logging.getLogger("sluice.scheduler").setLevel(logging.INFO)
-    from orchestration.loader import build_pipeline
-    from orchestration.local_runner import run_pipeline
-    from orchestration.pipeline import compile_pipeline
-    from orchestration.scheduler import CronSchedule, Scheduler, SpanWatcher
+    from sluice.orchestration.loader import build_pipeline
+    from sluice.orchestration.local_runner import run_pipeline
+    from sluice.orchestration.pipeline import compile_pipeline
+    from sluice.orchestration.scheduler import CronSchedule, Scheduler, SpanWatcher
 
     if bool(cron) == bool(on_new_span):
         raise CliError("schedule: give exactly one of --cron or --on-new-span")
@@ -287,8 +287,8 @@ def _kfp_options(fn):
 def _compile_to_temp(pipeline, image, params, tracking_uri):
     import tempfile
 
-    from orchestration.kubeflow import compile_kubeflow
-    from orchestration.loader import build_pipeline
+    from sluice.orchestration.kubeflow import compile_kubeflow
+    from sluice.orchestration.loader import build_pipeline
 
     pipe = build_pipeline(pipeline, list(params))
     path = os.path.join(tempfile.mkdtemp(prefix="sluice-"), f"{pipe.name}.yaml")
@@ -301,7 +301,7 @@ def _compile_to_temp(pipeline, image, params, tracking_uri):
 def kfp_submit(pipeline, host, experiment, image, params, tracking_uri):
     """Compile PIPELINE and create one run of it on Kubeflow."""
     _quiet_libraries(False)
-    from orchestration.kubeflow import submit_run
+    from sluice.orchestration.kubeflow import submit_run
 
     pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
     run_id = submit_run(path, host, experiment or pipe.name)
@@ -316,8 +316,8 @@ def kfp_submit(pipeline, host, experiment, image, params, tracking_uri):
 def kfp_schedule(pipeline, host, experiment, image, params, tracking_uri, cron, timezone_name, catch_up):
     """Compile PIPELINE and create a recurring run (converted to KFP's UTC cron)."""
     _quiet_libraries(False)
-    from orchestration.kubeflow import schedule_recurring_run
-    from orchestration.scheduler import to_kfp_cron
+    from sluice.orchestration.kubeflow import schedule_recurring_run
+    from sluice.orchestration.scheduler import to_kfp_cron
 
     kfp_cron = to_kfp_cron(cron, timezone_name)
     pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
@@ -395,7 +395,7 @@ def _time(ms: int) -> str:
 def runs_show(run_id, pipeline_root, tracking_uri, as_json):
     """Show one run: every component, its status, outputs and errors."""
     _quiet_libraries(False)
-    from orchestration.metadata import StoreError
+    from sluice.orchestration.metadata import StoreError
 
     store = _store(pipeline_root, tracking_uri)
     try:
@@ -429,7 +429,7 @@ def runs_show(run_id, pipeline_root, tracking_uri, as_json):
 def lineage(artifact_uri, pipeline_root, tracking_uri, as_json):
     """Show the executions and artifacts upstream and downstream of ARTIFACT_URI."""
     _quiet_libraries(False)
-    from orchestration.lineage import walk_lineage
+    from sluice.orchestration.lineage import walk_lineage
 
     store = _store(pipeline_root, tracking_uri)
     graph = walk_lineage(store, artifact_uri)
@@ -461,7 +461,7 @@ def ui(pipeline_root, tracking_uri, host, port):
     """Start the MLflow UI on the pipeline's metadata store."""
     store = _store(pipeline_root, tracking_uri)
     if "://" in store.tracking_uri and store.tracking_uri.split("://")[0] in ("http", "https"):
-        from orchestration.metadata import mask_uri
+        from sluice.orchestration.metadata import mask_uri
 
         click.echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
         return
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, DefinitionError, ComponentError) as exc:
         return _fail(exc, debug)
     except Exception as exc:  # noqa: BLE001 - last resort: still one line
-        from orchestration.metadata import StoreError
+        from sluice.orchestration.metadata import StoreError
 
         if not isinstance(exc, StoreError) and debug:
             traceback.print_exc()
@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
-    from orchestration.metadata import mask_uri
+    from sluice.orchestration.metadata import mask_uri
 
     if debug:
         traceback.print_exception(exc)

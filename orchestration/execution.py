@@ -34,11 +34,11 @@ import time
 import traceback
 from typing import Any, Callable
 
-from components.artifacts import ARTIFACT_TYPES, Artifact
-from components.sdk import (Component, ComponentError, DefinitionError, ExecutionContext, import_heavy,
+from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
+from sluice.components.sdk import (Component, ComponentError, DefinitionError, ExecutionContext, import_heavy,
                             release_memory)
-from orchestration.metadata import CACHED, EXECUTED, FAILED, Execution, MetadataStore
-from orchestration.pipeline import load_component
+from sluice.orchestration.metadata import CACHED, EXECUTED, FAILED, Execution, MetadataStore
+from sluice.orchestration.pipeline import load_component
 
 CACHE_KEY_VERSION = "1"
 FAULT_ENV = "SLUICE_FAULT"

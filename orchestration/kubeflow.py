@@ -23,8 +23,8 @@ from typing import Any
 
 import pydantic
 
-from components.sdk import DefinitionError, Node
-from orchestration.metadata import mask_uri
+from sluice.components.sdk import DefinitionError, Node
+from sluice.orchestration.metadata import mask_uri
 
 TARGETS = ("kubeflow",)
 _CARRIABLE = (str, int, float, bool)
@@ -131,7 +131,7 @@ def ui_outputs(node: dict[str, Any]) -> dict[str, str]:
     ModelEvaluation also gets ``<output>_metrics`` (Metrics) and
     ``<output>_classification`` (ClassificationMetrics: confusion matrix, ROC).
     """
-    from components.artifacts import ARTIFACT_TYPES, Artifact, ModelEvaluation
+    from sluice.components.artifacts import ARTIFACT_TYPES, Artifact, ModelEvaluation
 
     extra: dict[str, str] = {}
     for name, spec in node["outputs"].items():
@@ -199,7 +199,7 @@ def compile_kubeflow(
     """Writes KFP v2 IR YAML for ``pipeline``; returns a summary of what was compiled."""
     from kfp import compiler, dsl
 
-    from orchestration.pipeline import compile_pipeline
+    from sluice.orchestration.pipeline import compile_pipeline
 
     if target not in TARGETS:
         raise DefinitionError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
@@ -247,7 +247,7 @@ def compile_kubeflow(
         ui_vals = ", ".join(f"{n!r}: {n}" for n in ui)
         lines += [
             f"def {fname}({', '.join(args)}):",
-            f"    from orchestration.kubeflow_task import run_task",
+            f"    from sluice.orchestration.kubeflow_task import run_task",
             f"    run_task(sluice_ir, sluice_node, sluice_run_id, {{{pvals}}}, {{{inputs}}}, {{{outputs}}},",
             f"             {{{ui_vals}}})",
             "",

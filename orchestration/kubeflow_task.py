@@ -14,11 +14,11 @@ import json
 import os
 from typing import Any
 
-from components.artifacts import Artifact
-from components.sdk import tune_heap
-from orchestration.execution import run_node
-from orchestration.kubeflow import decode_ir
-from orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
+from sluice.components.artifacts import Artifact
+from sluice.components.sdk import tune_heap
+from sluice.orchestration.execution import run_node
+from sluice.orchestration.kubeflow import decode_ir
+from sluice.orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
 
 SLUICE_META = "sluice"
 
@@ -27,8 +27,8 @@ def _rebuild_ir(ir: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     compiled = ir["pipeline"].get("parameters") or {}
     if all(compiled.get(k) == v for k, v in params.items()) or not ir["pipeline"].get("source"):
         return ir
-    from orchestration.loader import build_pipeline
-    from orchestration.pipeline import compile_pipeline
+    from sluice.orchestration.loader import build_pipeline
+    from sluice.orchestration.pipeline import compile_pipeline
 
     pipe = build_pipeline(ir["pipeline"]["source"], [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
                                                      for k, v in params.items()])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestration.metadata import MetadataStore
+from sluice.orchestration.metadata import MetadataStore
 
 
 def walk_lineage(store: MetadataStore, uri: str, max_depth: int = 20) -> dict[str, Any] | None:

@@ -1,8 +1,14 @@
 """Finding a pipeline definition and building it from ``--param`` values.
 
-``PIPELINE`` is either the name of an example under ``pipelines/`` (``penguin``
-loads ``pipelines/penguin/pipeline.py``) or the path of a ``.py`` file. The
-module must define ``create_pipeline(**params) -> Pipeline``.
+``PIPELINE`` is either the name of an example shipped in ``sluice.pipelines``
+(``penguin`` loads ``sluice/pipelines/penguin/pipeline.py``) or the path of a
+``.py`` file. The module must define ``create_pipeline(**params) -> Pipeline``.
+
+A file inside a package of the user's (``pipelines/my_pipe.py`` beside
+``pipelines/__init__.py``) is imported by its dotted name from the package's root,
+which goes on ``sys.path``, so ``from pipelines.common import X`` works there with
+or without ``PYTHONPATH=.``; a lone file is imported as a script is, its folder on
+``sys.path``.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from components.sdk import DefinitionError, user_code_line
-from orchestration.pipeline import Pipeline
+from sluice.components.sdk import DefinitionError, user_code_line
+from sluice.orchestration.pipeline import Pipeline
 
 PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines")
 
@@ -46,9 +52,30 @@ def pipeline_file(spec: str) -> str:
 
 def _module_name(path: str) -> str:
     if os.path.dirname(os.path.dirname(path)) == PIPELINES_DIR:
-        return f"pipelines.{os.path.basename(os.path.dirname(path))}.pipeline"
+        return f"sluice.pipelines.{os.path.basename(os.path.dirname(path))}.pipeline"
+    root, dotted = _package_root(path)
+    if dotted:
+        _put_on_path(root)
+        return dotted
+    _put_on_path(os.path.dirname(path))
     stem = os.path.splitext(os.path.basename(path))[0]
     return f"sluice_user_pipeline_{stem}"
+
+
+def _package_root(path: str) -> tuple[str, str | None]:
+    """The folder above the outermost package holding ``path``, and the module's dotted name."""
+    folder, parts = os.path.dirname(path), [os.path.splitext(os.path.basename(path))[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        parts.insert(0, os.path.basename(folder))
+        folder = os.path.dirname(folder)
+    if len(parts) == 1 or not all(p.isidentifier() for p in parts):
+        return folder, None
+    return folder, ".".join(parts)
+
+
+def _put_on_path(folder: str) -> None:
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
 
 
 def _where(path: str, exc: BaseException) -> str:
@@ -60,7 +87,7 @@ def _where(path: str, exc: BaseException) -> str:
 def load_module(spec: str) -> ModuleType:
     path = pipeline_file(spec)
     name = _module_name(path)
-    if name.startswith("pipelines."):
+    if "." in name:
         try:
             return importlib.import_module(name)
         except DefinitionError:

@@ -16,12 +16,12 @@ import threading
 import time
 from typing import Any
 
-from components.artifacts import Artifact
-from components.sdk import tune_heap
-from orchestration.execution import (ExecutionFailed, NodeResult, freeze_long_lived, import_heavy_modules,
+from sluice.components.artifacts import Artifact
+from sluice.components.sdk import tune_heap
+from sluice.orchestration.execution import (ExecutionFailed, NodeResult, freeze_long_lived, import_heavy_modules,
                                      recover_abandoned, run_node)
-from orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
-from orchestration.pipeline import Pipeline, compile_pipeline
+from sluice.orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
+from sluice.orchestration.pipeline import Pipeline, compile_pipeline
 
 
 @dataclasses.dataclass
@@ -204,7 +204,7 @@ def run_pipeline(
 
 def _reusable_executions(store: MetadataStore, run_id: str, pipeline: str) -> dict[str, Any]:
     """The successful executions of an earlier run of this pipeline, by component id."""
-    from orchestration.metadata import CACHED, StoreError
+    from sluice.orchestration.metadata import CACHED, StoreError
 
     earlier = store.get_pipeline_run(run_id)
     if earlier.pipeline != pipeline:

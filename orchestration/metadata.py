@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from components.artifacts import Artifact
+from sluice.components.artifacts import Artifact
 
 KIND = "sluice.kind"
 PIPELINE = "sluice.pipeline"

@@ -4,8 +4,8 @@
 into a JSON-serialisable dict that every runner reads: the local Beam runner and
 the Kubeflow compiler consume the same description.
 
->>> from components.artifacts import Examples
->>> from components.sdk import Output, component
+>>> from sluice.components.artifacts import Examples
+>>> from sluice.components.sdk import Output, component
 >>> def make(examples: Output[Examples], rows: int = 10) -> None: ...
 >>> Make = component(make)
 >>> ir = compile_pipeline(Pipeline(name="demo", components=[Make(rows=3)], pipeline_root="/tmp/r"))
@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from components.sdk import LOCAL_COMPONENTS, Component, DefinitionError, Node, validate_id
+from sluice.components.sdk import LOCAL_COMPONENTS, Component, DefinitionError, Node, validate_id
 
 IR_VERSION = 1
 

@@ -26,7 +26,7 @@ import threading
 from typing import Any, Callable, Iterator, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from components.sdk import DefinitionError
+from sluice.components.sdk import DefinitionError
 
 log = logging.getLogger("sluice.scheduler")
 

@@ -2,9 +2,15 @@
 
 import os
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from sluice.schemas import HERE as SCHEMAS_DIR
 
 
 def curated_schema(path: str) -> str:
-    """A schema file as given, or relative to the repository, where ``schemas/`` lives."""
-    return path if os.path.isabs(path) or os.path.exists(path) else os.path.join(REPO, path)
+    """A schema file as given, or one of the curated schemas shipped with Sluice.
+
+    ``schemas/taxi.pbtxt`` (or ``taxi.pbtxt``) names the shipped one unless such a
+    file exists relative to the current directory.
+    """
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(SCHEMAS_DIR, os.path.basename(path))

@@ -28,11 +28,11 @@ _spec.loader.exec_module(corpus)
 
 PIPELINES = {
     "csv": """
-from components.example_gen import CsvExampleGen
-from components.example_validator import ExampleValidator
-from components.schema_gen import SchemaGen
-from components.statistics_gen import StatisticsGen
-from orchestration.pipeline import Pipeline
+from sluice.components.example_gen import CsvExampleGen
+from sluice.components.example_validator import ExampleValidator
+from sluice.components.schema_gen import SchemaGen
+from sluice.components.statistics_gen import StatisticsGen
+from sluice.orchestration.pipeline import Pipeline
 
 
 def create_pipeline(pipeline_root: str, data_root: str, pattern: str = "*"):
@@ -43,11 +43,11 @@ def create_pipeline(pipeline_root: str, data_root: str, pattern: str = "*"):
     return Pipeline(name="bad", components=[gen, stats, schema, check], pipeline_root=pipeline_root)
 """,
     "import_schema": """
-from components.example_gen import CsvExampleGen
-from components.example_validator import ExampleValidator
-from components.import_schema_gen import ImportSchemaGen
-from components.statistics_gen import StatisticsGen
-from orchestration.pipeline import Pipeline
+from sluice.components.example_gen import CsvExampleGen
+from sluice.components.example_validator import ExampleValidator
+from sluice.components.import_schema_gen import ImportSchemaGen
+from sluice.components.statistics_gen import StatisticsGen
+from sluice.orchestration.pipeline import Pipeline
 
 
 def create_pipeline(pipeline_root: str, data_root: str, schema_file: str):
@@ -58,11 +58,11 @@ def create_pipeline(pipeline_root: str, data_root: str, schema_file: str):
     return Pipeline(name="bad", components=[gen, stats, schema, check], pipeline_root=pipeline_root)
 """,
     "transform": """
-from components.example_gen import CsvExampleGen
-from components.schema_gen import SchemaGen
-from components.statistics_gen import StatisticsGen
-from components.transform import Transform
-from orchestration.pipeline import Pipeline
+from sluice.components.example_gen import CsvExampleGen
+from sluice.components.schema_gen import SchemaGen
+from sluice.components.statistics_gen import StatisticsGen
+from sluice.components.transform import Transform
+from sluice.orchestration.pipeline import Pipeline
 
 
 def create_pipeline(pipeline_root: str, data_root: str, preprocessing: str):
@@ -75,8 +75,8 @@ def create_pipeline(pipeline_root: str, data_root: str, preprocessing: str):
 """,
 }
 PIPELINES["trainer"] = PIPELINES["transform"].replace(
-    "from orchestration.pipeline import Pipeline",
-    "from components.trainer import Trainer\nfrom orchestration.pipeline import Pipeline",
+    "from sluice.orchestration.pipeline import Pipeline",
+    "from sluice.components.trainer import Trainer\nfrom orchestration.pipeline import Pipeline",
 ).replace("preprocessing: str):", "preprocessing: str, module: str):").replace(
     "    return Pipeline(name=\"bad\", components=[gen, stats, schema, transform]",
     "    trainer = Trainer(examples=transform.outputs[\"transformed_examples\"],\n"
@@ -90,7 +90,7 @@ def sluice_run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("SLUICE_FAULT", None)
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", "run", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "run", *args], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=300)
 
 

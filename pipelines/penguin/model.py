@@ -17,9 +17,9 @@ uses; all three come from ``components.trainer.export_serving_model``.
 
 import tensorflow as tf
 
-from components.trainer import export_serving_model
-from components.transform import TransformOutput
-from pipelines.penguin import preprocessing as features
+from sluice.components.trainer import export_serving_model
+from sluice.components.transform import TransformOutput
+from sluice.pipelines.penguin import preprocessing as features
 
 LABEL_KEY = features.transformed_name(features.LABEL_KEY)
 PREDICTION_KEY = "probabilities"

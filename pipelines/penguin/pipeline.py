@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import os
 
-from components.evaluator import Evaluator, MetricThreshold
-from components.example_gen import CsvExampleGen
-from components.example_validator import ExampleValidator
-from components.import_schema_gen import ImportSchemaGen
-from components.pusher import Pusher
-from components.schema_gen import SchemaGen
-from components.statistics_gen import StatisticsGen
-from components.trainer import Trainer
-from components.transform import Transform
-from orchestration.pipeline import Pipeline
-from pipelines import curated_schema
+from sluice.components.evaluator import Evaluator, MetricThreshold
+from sluice.components.example_gen import CsvExampleGen
+from sluice.components.example_validator import ExampleValidator
+from sluice.components.import_schema_gen import ImportSchemaGen
+from sluice.components.pusher import Pusher
+from sluice.components.schema_gen import SchemaGen
+from sluice.components.statistics_gen import StatisticsGen
+from sluice.components.trainer import Trainer
+from sluice.components.transform import Transform
+from sluice.orchestration.pipeline import Pipeline
+from sluice.pipelines import curated_schema
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

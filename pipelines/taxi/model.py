@@ -24,9 +24,9 @@ uses; all three come from ``components.trainer.export_serving_model``.
 
 import tensorflow as tf
 
-from components.trainer import export_serving_model
-from components.transform import TransformOutput
-from pipelines.taxi import preprocessing as features
+from sluice.components.trainer import export_serving_model
+from sluice.components.transform import TransformOutput
+from sluice.pipelines.taxi import preprocessing as features
 
 LABEL_KEY = features.transformed_name(features.LABEL_KEY)
 PREDICTION_KEY = "outputs"

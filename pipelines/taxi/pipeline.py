@@ -2,7 +2,7 @@
 
 Same 8 components, same preprocessing (``preprocessing.py``), same wide-and-deep
 model (``model.py``: 1000 training steps at batch 40, 150 eval steps). The data
-is ``../shared/data/chicago_taxi`` by default:
+folder is a parameter with no default (the data is not shipped with Sluice):
 
     sluice run taxi --param data_root=../shared/data/chicago_taxi
 
@@ -17,24 +17,24 @@ from __future__ import annotations
 
 import os
 
-from components.evaluator import Evaluator, MetricThreshold
-from components.example_gen import CsvExampleGen
-from components.example_validator import ExampleValidator
-from components.import_schema_gen import ImportSchemaGen
-from components.pusher import Pusher
-from components.schema_gen import SchemaGen
-from components.statistics_gen import StatisticsGen
-from components.trainer import Trainer
-from components.transform import Transform
-from orchestration.pipeline import Pipeline
-from pipelines import curated_schema
+from sluice.components.evaluator import Evaluator, MetricThreshold
+from sluice.components.example_gen import CsvExampleGen
+from sluice.components.example_validator import ExampleValidator
+from sluice.components.import_schema_gen import ImportSchemaGen
+from sluice.components.pusher import Pusher
+from sluice.components.schema_gen import SchemaGen
+from sluice.components.statistics_gen import StatisticsGen
+from sluice.components.trainer import Trainer
+from sluice.components.transform import Transform
+from sluice.components.sdk import DefinitionError
+from sluice.orchestration.pipeline import Pipeline
+from sluice.pipelines import curated_schema
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(HERE)), "..", "shared", "data", "chicago_taxi")
 
 
 def create_pipeline(
-    data_root: str = os.path.normpath(DEFAULT_DATA),
+    data_root: str = "",
     input_pattern: str = "*.csv",
     pipeline_root: str = os.environ.get("SLUICE_PIPELINE_ROOT", "sluice_runs"),
     serving_dir: str = "",
@@ -49,6 +49,9 @@ def create_pipeline(
 ) -> Pipeline:
     """``input_pattern`` may name spans, e.g. ``span-{SPAN}/data.csv``: the latest span is
     read. ``warm_start`` continues training from the last pushed model (retraining)."""
+    if not data_root:
+        raise DefinitionError("taxi: set the parameter data_root to the folder of the Chicago taxi CSV "
+                              "(e.g. --param data_root=../shared/data/chicago_taxi)")
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "taxi")
     example_gen = CsvExampleGen(input_base=data_root, input_pattern=input_pattern)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])

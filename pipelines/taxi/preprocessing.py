@@ -1,12 +1,12 @@
 """Chicago taxi preprocessing, like for like with TFX's taxi example module (taxi_utils.py).
 
 Used as Transform's module file (``module_file=".../pipelines/taxi/preprocessing.py"``) or by
-dotted name (``preprocessing_fn="pipelines.taxi.preprocessing.preprocessing_fn"``).
+dotted name (``preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessing_fn"``).
 """
 
 import tensorflow as tf
 
-from components import transform as tft
+from sluice.components import transform as tft
 
 # Features with z-score normalization.
 DENSE_FLOAT_FEATURE_KEYS = ["trip_miles", "fare", "trip_seconds"]

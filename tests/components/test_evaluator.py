@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
-import components.evaluator as evaluator_module
-from components.evaluator import MetricThreshold, binary_metrics, evaluate_model, roc_curve
-from components.sdk import ComponentError, ExecutionContext
+from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
+import sluice.components.evaluator as evaluator_module
+from sluice.components.evaluator import MetricThreshold, binary_metrics, evaluate_model, roc_curve
+from sluice.components.sdk import ComponentError, ExecutionContext
 
 
 def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = False, classes: int = 0,
@@ -54,7 +54,7 @@ def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = F
     module = tf.Module()
     module.serve = serve
     if raw_function:  # as trainer.export_serving_model saves it: raw SparseTensors in
-        from components.transform import raw_input_signature
+        from sluice.components.transform import raw_input_signature
 
         @tf.function(input_signature=[raw_input_signature({f: "float32" for f in features})])
         def evaluate_raw_features(raw):
@@ -348,7 +348,7 @@ def test_each_batch_is_serialized_once_for_model_baseline_and_label(tmp_path, bi
 
 def test_an_evaluate_raw_features_of_another_form_is_ignored(tmp_path, binary):
     examples, table, _, _ = binary
-    from components import evaluator as evaluator_module
+    from sluice.components import evaluator as evaluator_module
 
     model = _save_feature_model(tmp_path / "odd", {"outputs": "score"}, odd_raw_function=True)
     assert getattr(evaluator_module._load_serving(model, "model"), "evaluate_raw_features", None) is not None
@@ -362,7 +362,7 @@ def test_an_evaluate_raw_features_of_another_form_is_ignored(tmp_path, binary):
 
 def test_raw_features_model_beside_a_serialized_baseline(tmp_path, binary, monkeypatch):
     examples, table, _, weak = binary
-    from components import evaluator as evaluator_module
+    from sluice.components import evaluator as evaluator_module
 
     model = _save_feature_model(tmp_path / "raw", {"outputs": "score"}, raw_function=True)
     assert evaluator_module._raw_function(evaluator_module._load_serving(model, "model")) is not None

@@ -15,9 +15,9 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from components import example_gen
-from components.artifacts import Examples
-from components.example_gen import (
+from sluice.components import example_gen
+from sluice.components.artifacts import Examples
+from sluice.components.example_gen import (
     CsvColumns,
     CsvExampleGen,
     InputFile,
@@ -29,7 +29,7 @@ from components.example_gen import (
     resolve_input,
     sniff_csv_columns,
 )
-from components.sdk import ComponentError, DefinitionError, ExecutionContext
+from sluice.components.sdk import ComponentError, DefinitionError, ExecutionContext
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TAXI = SHARED_DATA / "chicago_taxi"

@@ -13,8 +13,8 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from components.artifacts import ExampleAnomalies, ExampleStatistics, Schema
-from components.example_validator import (
+from sluice.components.artifacts import ExampleAnomalies, ExampleStatistics, Schema
+from sluice.components.example_validator import (
     ExampleValidator,
     format_anomalies,
     histogram_jsd,
@@ -23,8 +23,8 @@ from components.example_validator import (
     validate_examples,
     validate_statistics,
 )
-from components.schema_gen import infer_schema, schema_to_text
-from components.sdk import ComponentError, ExecutionContext
+from sluice.components.schema_gen import infer_schema, schema_to_text
+from sluice.components.sdk import ComponentError, ExecutionContext
 
 Histogram = statistics_pb2.Histogram
 AnomalyInfo = anomalies_pb2.AnomalyInfo

@@ -4,9 +4,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.artifacts import Schema
-from components.import_schema_gen import ImportSchemaGen, import_schema
-from components.sdk import ComponentError, ExecutionContext
+from sluice.components.artifacts import Schema
+from sluice.components.import_schema_gen import ImportSchemaGen, import_schema
+from sluice.components.sdk import ComponentError, ExecutionContext
 
 CURATED = """# Curated by hand: keep the comments.
 feature {

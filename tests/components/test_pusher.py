@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from components.artifacts import Model, ModelBlessing, PushedModel
-from components.pusher import push_model, rename_no_replace
-from components.sdk import ComponentError, ExecutionContext
+from sluice.components.artifacts import Model, ModelBlessing, PushedModel
+from sluice.components.pusher import push_model, rename_no_replace
+from sluice.components.sdk import ComponentError, ExecutionContext
 
 
 def _fake_model(root, name="model", marker="v1") -> Model:

@@ -6,9 +6,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.artifacts import ExampleStatistics, Schema
-from components.schema_gen import SchemaGen, generate_schema, infer_schema, update_schema
-from components.sdk import ComponentError, ExecutionContext
+from sluice.components.artifacts import ExampleStatistics, Schema
+from sluice.components.schema_gen import SchemaGen, generate_schema, infer_schema, update_schema
+from sluice.components.sdk import ComponentError, ExecutionContext
 from tests.components.test_example_validator import categorical, numeric, penguin_like, stats_list, write_split_stats
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ import json
 import pydantic
 import pytest
 
-from components.artifacts import Examples, Model, Schema
-from components.sdk import (
+from sluice.components.artifacts import Examples, Model, Schema
+from sluice.components.sdk import (
     DefinitionError, ExecutionContext, Input, ModuleFile, Output, component,
 )
 
@@ -145,8 +145,8 @@ def beam_count(examples: Output[Examples], ctx: ExecutionContext = None) -> None
 
 
 def test_beam_component_runs_in_a_pipeline_with_its_options(tmp_path):
-    from orchestration.local_runner import run_pipeline
-    from orchestration.pipeline import Pipeline
+    from sluice.orchestration.local_runner import run_pipeline
+    from sluice.orchestration.pipeline import Pipeline
 
     BeamCount = component(beam_count, name="BeamCount")
     result = run_pipeline(Pipeline(name="beam", components=[BeamCount()], pipeline_root=str(tmp_path),
@@ -160,7 +160,7 @@ def test_beam_component_runs_in_a_pipeline_with_its_options(tmp_path):
 
 def _fake_heavy_module(tmp_path, monkeypatch, heavy: str, optional: str, value: int) -> None:
     """Module ``heavy`` imports ``optional`` (which holds VALUE = ``value``) only if it can."""
-    from components import sdk
+    from sluice.components import sdk
 
     (tmp_path / f"{heavy}.py").write_text(
         f"try:\n    import {optional}\nexcept ImportError:\n    {optional} = None\n")
@@ -172,7 +172,7 @@ def _fake_heavy_module(tmp_path, monkeypatch, heavy: str, optional: str, value: 
 def test_import_heavy_leaves_out_what_the_module_imports_only_optionally(tmp_path, monkeypatch):
     import sys
 
-    from components import sdk
+    from sluice.components import sdk
 
     _fake_heavy_module(tmp_path, monkeypatch, "sluice_fake_heavy", "sluice_fake_optional", 1)
     try:
@@ -191,7 +191,7 @@ def test_import_heavy_leaves_out_what_the_module_imports_only_optionally(tmp_pat
 def test_a_module_imported_on_use_is_loaded_only_when_first_used(tmp_path, monkeypatch):
     import sys
 
-    from components import sdk
+    from sluice.components import sdk
 
     _fake_heavy_module(tmp_path, monkeypatch, "sluice_fake_heavy2", "sluice_fake_lazy", 2)
     monkeypatch.setattr(sdk, "_IMPORTED_ON_USE", ("sluice_fake_lazy",))
@@ -212,7 +212,7 @@ def test_tune_heap_leaves_malloc_settings_from_the_environment_alone(monkeypatch
 
     import pyarrow as pa
 
-    from components import sdk
+    from sluice.components import sdk
 
     calls = []
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
@@ -226,7 +226,7 @@ def test_tune_heap_leaves_malloc_settings_from_the_environment_alone(monkeypatch
 def test_tune_heap_gives_arrow_the_system_heap(monkeypatch):
     import pyarrow as pa
 
-    from components import sdk
+    from sluice.components import sdk
 
     chosen = []
     monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
@@ -238,7 +238,7 @@ def test_tune_heap_gives_arrow_the_system_heap(monkeypatch):
 def test_hiding_applies_only_to_the_importing_thread():
     import threading
 
-    from components import sdk
+    from sluice.components import sdk
 
     finder = sdk._HideWhileImporting(("sluice_fake_optional",))
     with pytest.raises(ModuleNotFoundError):
@@ -255,7 +255,7 @@ def test_release_memory_collects_cyclic_garbage_unless_a_heavy_import_is_running
     import gc
     import weakref
 
-    from components import sdk
+    from sluice.components import sdk
 
     class Node:
         pass
@@ -279,10 +279,10 @@ def test_release_memory_collects_cyclic_garbage_unless_a_heavy_import_is_running
 def test_import_heavy_counts_the_imports_in_flight(tmp_path, monkeypatch):
     import sys
 
-    from components import sdk
+    from sluice.components import sdk
 
     (tmp_path / "sluice_fake_counted.py").write_text(
-        "from components import sdk\nSEEN = sdk._IMPORTS_IN_FLIGHT\n")
+        "from sluice.components import sdk\nSEEN = sdk._IMPORTS_IN_FLIGHT\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         sdk.import_heavy(["sluice_fake_counted"])
@@ -296,7 +296,7 @@ def test_local_beam_pipelines_sample_states_often_so_bundles_end_promptly():
     from apache_beam.runners.worker import statesampler
     from apache_beam.utils.counters import CounterFactory
 
-    from components import sdk
+    from sluice.components import sdk
 
     ExecutionContext().beam_pipeline()
     sampler = statesampler.StateSampler("test", CounterFactory())
@@ -308,7 +308,7 @@ def test_dofn_specs_are_remembered_per_instance_and_still_found():
     from apache_beam.transforms import userstate
     from apache_beam.transforms.userstate import BagStateSpec
 
-    from components import sdk
+    from sluice.components import sdk
 
     sdk.ExecutionContext().beam_pipeline()  # an in-process pipeline installs it
     assert userstate.get_dofn_specs.sluice_remembered
@@ -340,7 +340,7 @@ def test_option_parses_are_remembered_and_give_the_same_independent_options(monk
         StandardOptions,
     )
 
-    from components import sdk
+    from sluice.components import sdk
 
     flags = ["--runner=FnApiRunner", "--experiments=a", "--experiments=b", "--job_name=j", "--unknown=1"]
     fresh = PipelineOptions(flags, project="p").get_all_options(retain_unknown_options=True)

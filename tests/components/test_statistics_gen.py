@@ -17,10 +17,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 import apache_beam as beam
-from components import statistics_gen
-from components.artifacts import Examples, ExampleStatistics, Schema
-from components.sdk import ComponentError, ExecutionContext
-from components.statistics_gen import ComputeStatistics, ReadParquetBatches, StatisticsGen, generate_statistics
+from sluice.components import statistics_gen
+from sluice.components.artifacts import Examples, ExampleStatistics, Schema
+from sluice.components.sdk import ComponentError, ExecutionContext
+from sluice.components.statistics_gen import ComputeStatistics, ReadParquetBatches, StatisticsGen, generate_statistics
 
 Type = statistics_pb2.FeatureNameStatistics
 Histogram = statistics_pb2.Histogram

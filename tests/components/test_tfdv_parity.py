@@ -31,9 +31,9 @@ import pyarrow.parquet as pq
 import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components import statistics_gen
-from components.artifacts import Examples, ExampleStatistics
-from components.sdk import ExecutionContext
+from sluice.components import statistics_gen
+from sluice.components.artifacts import Examples, ExampleStatistics
+from sluice.components.sdk import ExecutionContext
 from tests.oracle import tfdv_env
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.artifacts import Examples, Model, ModelRun
-from components.sdk import ComponentError, ExecutionContext
-from components import trainer as trainer_module
-from components.trainer import parquet_dataset, run_trainer
+from sluice.components.artifacts import Examples, Model, ModelRun
+from sluice.components.sdk import ComponentError, ExecutionContext
+from sluice.components import trainer as trainer_module
+from sluice.components.trainer import parquet_dataset, run_trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -314,11 +314,11 @@ _SUBPROCESS = textwrap.dedent('''
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * config["logical_cpus"])
-    from components.artifacts import Examples, Model, ModelRun
-    from components.sdk import ComponentError
-    from components.trainer import run_trainer, FnArgs
+    from sluice.components.artifacts import Examples, Model, ModelRun
+    from sluice.components.sdk import ComponentError
+    from sluice.components.trainer import run_trainer, FnArgs
     seen = {}
-    import components.trainer as t
+    import sluice.components.trainer as t
     original = t.make_strategy
     def spy(*args, **kwargs):
         strategy = original(*args, **kwargs)
@@ -408,8 +408,8 @@ ARROW_TO_SCHEMA = {"int64": "INT", "double": "FLOAT", "string": "BYTES", "large_
 
 def _transformed(root, table, preprocessing_module):
     """Raw examples (rows i%3==0 are eval), then Transform with the pipeline's preprocessing."""
-    from components import transform
-    from components.artifacts import Schema, TransformGraph
+    from sluice.components import transform
+    from sluice.components.artifacts import Schema, TransformGraph
 
     index = np.arange(table.num_rows)
     splits = {"train": table.filter(pa.array(index % 3 != 0)), "eval": table.filter(pa.array(index % 3 == 0))}
@@ -433,8 +433,8 @@ def _transformed(root, table, preprocessing_module):
 
 
 def _train_and_evaluate(tmp_path, raw, transformed, graph, pipeline, train_steps, eval_steps, **evaluator_params):
-    from components.artifacts import ModelBlessing, ModelEvaluation
-    from components.evaluator import evaluate_model
+    from sluice.components.artifacts import ModelBlessing, ModelEvaluation
+    from sluice.components.evaluator import evaluate_model
 
     model, model_run = _outputs(tmp_path)
     started = time.perf_counter()
@@ -471,7 +471,7 @@ def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
 
     table = pa.Table.from_pandas(load_penguins(), preserve_index=False)
     raw, transformed, graph = _transformed(str(tmp_path / "data"), table, "penguin")
-    from components.transform import TransformOutput
+    from sluice.components.transform import TransformOutput
 
     species = [s.decode() for s in TransformOutput(graph).vocabulary_by_name("species")]
     metrics, blessing, _ = _train_and_evaluate(
@@ -486,7 +486,7 @@ def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
     assert again["overall"]["accuracy"] == pytest.approx(metrics["overall"]["accuracy"])
     # The Evaluator fed the raw columns to evaluate_raw_features; through serialized
     # tf.Examples and the serving signatures the metrics are the same.
-    from components import evaluator as evaluator_module
+    from sluice.components import evaluator as evaluator_module
 
     assert evaluator_module._raw_function(tf_saved_model_load(tmp_path / "model")) is not None
     monkeypatch.setattr(evaluator_module, "_raw_function", lambda loaded: None)
@@ -500,8 +500,8 @@ def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
 
 def _evaluate_again(folder, raw, **evaluator_params) -> dict:
     """Evaluates the model trained under ``folder``'s parent again; returns its metrics.json."""
-    from components.artifacts import ModelBlessing, ModelEvaluation
-    from components.evaluator import evaluate_model
+    from sluice.components.artifacts import ModelBlessing, ModelEvaluation
+    from sluice.components.evaluator import evaluate_model
 
     (folder / "e").mkdir(parents=True)
     (folder / "b").mkdir()
@@ -548,10 +548,10 @@ def test_penguin_warm_start_from_a_base_model(tmp_path):
 def test_component_definitions_validate_parameters_without_importing_tensorflow():
     code = textwrap.dedent('''
         import sys
-        from components.sdk import DefinitionError
-        from components.trainer import Trainer
-        from components.evaluator import Evaluator, MetricThreshold
-        from components.pusher import Pusher
+        from sluice.components.sdk import DefinitionError
+        from sluice.components.trainer import Trainer
+        from sluice.components.evaluator import Evaluator, MetricThreshold
+        from sluice.components.pusher import Pusher
         heavy = [m for m in ("tensorflow", "apache_beam", "pyarrow", "mlflow") if m in sys.modules]
         assert not heavy, heavy
         try:

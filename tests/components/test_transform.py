@@ -14,9 +14,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from components import transform as tft
-from components.artifacts import Examples, Schema, TransformGraph
-from components.sdk import ComponentError, ExecutionContext, Output, component
+from sluice.components import transform as tft
+from sluice.components.artifacts import Examples, Schema, TransformGraph
+from sluice.components.sdk import ComponentError, ExecutionContext, Output, component
 
 tf = pytest.importorskip("tensorflow")
 
@@ -466,7 +466,7 @@ def test_module_with_syntax_error_names_file_and_line(small_taxi):
 
 
 def test_preprocessing_fn_returning_non_tensor_names_the_output(small_taxi):
-    source = ("from components import transform as tft\n\n"
+    source = ("from sluice.components import transform as tft\n\n"
               "def preprocessing_fn(inputs):\n"
               "    return {'fare_xf': tft.fill_missing(inputs['fare'], 0.0), 'answer': 42}\n")
     with pytest.raises(ComponentError, match=r"bad_module\.py: output 'answer' is a int, not a tf.Tensor") as info:
@@ -518,7 +518,7 @@ def test_exactly_one_of_module_file_and_preprocessing_fn(small_taxi):
         tft.run_transform(examples=examples, schema=schema, **outs)
     with pytest.raises(ComponentError, match="exactly one of module_file or preprocessing_fn"):
         tft.run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
-                          preprocessing_fn="pipelines.taxi.preprocessing.preprocessing_fn", **outs)
+                          preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessing_fn", **outs)
     with pytest.raises(ComponentError, match=r"parameter analyze_splits: unknown split\(s\) \['test'\]"):
         tft.run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
                           analyze_splits=["test"], **outs)
@@ -553,12 +553,12 @@ MakeTaxiExamples = component(make_taxi_examples, name="MakeTaxiExamples")
 
 
 def test_transform_in_local_runner(tmp_path):
-    from orchestration.local_runner import run_pipeline
-    from orchestration.pipeline import Pipeline
+    from sluice.orchestration.local_runner import run_pipeline
+    from sluice.orchestration.pipeline import Pipeline
 
     source = MakeTaxiExamples(rows=1500)
     transform = tft.Transform(examples=source.outputs["examples"], schema=source.outputs["schema"],
-                              preprocessing_fn="pipelines.taxi.preprocessing.preprocessing_fn")
+                              preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessing_fn")
     pipeline = Pipeline(name="transform-test", components=[source, transform], pipeline_root=str(tmp_path / "root"))
     result = run_pipeline(pipeline)
     assert result.ok, result.error
@@ -572,7 +572,7 @@ def test_transform_in_local_runner(tmp_path):
 
 
 def test_transform_node_parameters_are_validated():
-    from components.sdk import DefinitionError
+    from sluice.components.sdk import DefinitionError
 
     source = MakeTaxiExamples()
     node = tft.Transform(examples=source.outputs["examples"], schema=source.outputs["schema"],

@@ -50,7 +50,7 @@ def _module(source: str, good_preprocessing: bool = True) -> dict[str, bytes]:
 
 
 PREPROCESSING = """\
-from components import transform as tft
+from sluice.components import transform as tft
 
 
 def preprocessing_fn(inputs):
@@ -71,10 +71,10 @@ feature { name: "d" type: INT presence { min_fraction: 1.0 } }
 """
 
 DEFINITION_HEAD = """\
-from components.example_gen import CsvExampleGen
-from components.statistics_gen import StatisticsGen
-from components.schema_gen import SchemaGen
-from orchestration.pipeline import Pipeline
+from sluice.components.example_gen import CsvExampleGen
+from sluice.components.statistics_gen import StatisticsGen
+from sluice.components.schema_gen import SchemaGen
+from sluice.orchestration.pipeline import Pipeline
 
 
 def create_pipeline(pipeline_root: str = "root", data_root: str = "data"):

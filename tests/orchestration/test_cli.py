@@ -15,7 +15,7 @@ TOY = str(FIXTURES / "toy_pipeline.py")
 def sluice(*args, cwd=None, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=300)
 
 
@@ -121,7 +121,7 @@ def test_definition_error_in_pipeline_names_component(tmp_path):
     f = tmp_path / "typo.py"
     f.write_text(f"import sys; sys.path.insert(0, {str(FIXTURES)!r})\n"
                  "from toy_pipeline import ReadNumbers\n"
-                 "from orchestration.pipeline import Pipeline\n"
+                 "from sluice.orchestration.pipeline import Pipeline\n"
                  "def create_pipeline():\n"
                  "    return Pipeline(name='t', pipeline_root='r', components=[ReadNumbers(data_fil='x')])\n")
     one_line_error(sluice("run", str(f)), r"component ReadNumbers: unknown parameter 'data_fil' \(valid: data_file\)")
@@ -167,7 +167,7 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
     assert sluice("run", TOY, *toy_params(toy_workspace), cwd=toy_workspace).returncode == 0
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "ui", "--pipeline-root",
+    proc = subprocess.Popen([sys.executable, "-m", "sluice.orchestration.cli", "ui", "--pipeline-root",
                              str(toy_workspace / "root"), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)

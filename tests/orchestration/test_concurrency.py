@@ -34,7 +34,7 @@ def start(ws: Path, pipeline_file: str, *extra: str, tracking_uri: str | None = 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("SLUICE_FAULT", None)
-    args = [sys.executable, "-m", "orchestration.cli", "run", pipeline_file,
+    args = [sys.executable, "-m", "sluice.orchestration.cli", "run", pipeline_file,
             "--param", f"data_file={ws / 'numbers.txt'}", "--param", f"module_file={ws / 'toy_module.py'}",
             "--pipeline-root", str(ws / "root"), "--json", *extra]
     if tracking_uri:
@@ -54,7 +54,7 @@ def finish(procs: list[subprocess.Popen]) -> list[dict]:
 
 def check_runs(docs: list[dict], tracking_uri: str, allowed: set[str]) -> None:
     """Each run's records are exactly its own, complete and consistent with its JSON."""
-    from orchestration.metadata import MetadataStore
+    from sluice.orchestration.metadata import MetadataStore
 
     store = MetadataStore(tracking_uri)
     seen_executions: set[str] = set()
@@ -83,7 +83,7 @@ def check_runs(docs: list[dict], tracking_uri: str, allowed: set[str]) -> None:
 
 
 def sqlite_uri(ws: Path) -> str:
-    from orchestration.metadata import default_tracking_uri
+    from sluice.orchestration.metadata import default_tracking_uri
 
     return default_tracking_uri(str(ws / "root"))
 

@@ -42,7 +42,7 @@ def sluice_run(root: Path, fault: str | None = None, watch: str | None = None):
     if watch:
         env["SLUICE_FAULT_WATCH"] = watch
     return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "run", "penguin", "--param", f"pipeline_root={root}",
+        [sys.executable, "-m", "sluice.orchestration.cli", "run", "penguin", "--param", f"pipeline_root={root}",
          "--json", "--max-parallel", "1"],
         capture_output=True, text=True, env=env, cwd=root.parent, timeout=300,
     )
@@ -79,7 +79,7 @@ def restore(saved: Path, root: Path) -> None:
 
 
 def store_of(root: Path):
-    from orchestration.metadata import MetadataStore, default_tracking_uri
+    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 
     return MetadataStore(default_tracking_uri(str(root)))
 
@@ -187,7 +187,7 @@ def toy_cli(ws: Path, *args: str, fault: str | None = None, env_extra: dict | No
     if args and args[0] == "run":
         args = (*args, str(FIXTURES / "toy_pipeline.py"), "--param", f"data_file={ws / 'numbers.txt'}",
                 "--param", f"module_file={ws / 'toy_module.py'}", "--max-parallel", "1")
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args, "--pipeline-root", str(ws / "root")],
+    return subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", *args, "--pipeline-root", str(ws / "root")],
                           capture_output=True, text=True, env=env, cwd=ws, timeout=300)
 
 

@@ -8,14 +8,14 @@ import sys
 import pytest
 import yaml
 
-from components.sdk import DefinitionError
-from orchestration.kubeflow import compile_kubeflow, kubeflow_resources
+from sluice.components.sdk import DefinitionError
+from sluice.orchestration.kubeflow import compile_kubeflow, kubeflow_resources
 from tests.conftest import FIXTURES, REPO
 
 
 def toy(ws):
     """The toy pipeline as `sluice compile` builds it: with its create_pipeline parameters."""
-    from orchestration.loader import build_pipeline
+    from sluice.orchestration.loader import build_pipeline
 
     return build_pipeline(str(FIXTURES / "toy_pipeline.py"), [
         f"pipeline_root={ws / 'root'}", f"data_file={ws / 'numbers.txt'}", f"module_file={ws / 'toy_module.py'}"])
@@ -45,7 +45,7 @@ def test_each_component_is_one_task_with_artifacts_and_parameters(toy_workspace)
     assert images == {"registry.example/sluice:1"}
     # The task body is only a call into the shared executor code.
     src = next(iter(spec["deploymentSpec"]["executors"].values()))["container"]["command"][-1]
-    assert "from orchestration.kubeflow_task import run_task" in src
+    assert "from sluice.orchestration.kubeflow_task import run_task" in src
 
 
 def test_resources_accelerators_selectors_and_retries_are_compiled(toy_workspace):
@@ -99,7 +99,7 @@ def test_parameter_kfp_cannot_carry(toy_workspace):
 
 def test_cli_compile_errors_are_one_line(toy_workspace):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    base = [sys.executable, "-m", "orchestration.cli", "compile", str(FIXTURES / "toy_pipeline.py"), "-o",
+    base = [sys.executable, "-m", "sluice.orchestration.cli", "compile", str(FIXTURES / "toy_pipeline.py"), "-o",
             str(toy_workspace / "p.yaml")]
     for extra, expected in ([[], "--image is required"], [["--image", "i", "--target", "argo"], "unknown target"]):
         proc = subprocess.run(base + extra, capture_output=True, text=True, env=env)
@@ -127,7 +127,7 @@ def test_compiled_yaml_runs_with_kfp_local_like_sluice_run(toy_workspace):
     [run_dir] = [p for p in kroot.iterdir() if p.is_dir()]
     weights = json.loads((run_dir / "sluice-scale" / "model" / "weights.json").read_text())
     assert weights == {"weights": [10.0, 15.0, 20.0]}  # the KFP parameter factor=5 reached the task
-    from orchestration.metadata import MetadataStore, default_tracking_uri
+    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 
     store = MetadataStore(default_tracking_uri(str(kroot)))
     [run] = store.list_pipeline_runs("toy")
@@ -145,7 +145,7 @@ def test_credentials_in_the_tracking_uri_are_refused(toy_workspace):
 
 def test_tasks_log_under_the_mlflow_run_kfp_injects(toy_workspace):
     """KFP's MLflow integration injects MLFLOW_TRACKING_URI and MLFLOW_RUN_ID into each task."""
-    from orchestration.metadata import MetadataStore
+    from sluice.orchestration.metadata import MetadataStore
 
     path = toy_workspace / "pipeline.yaml"
     compile_kubeflow(toy(toy_workspace), str(path), image="i", source=str(FIXTURES / "toy_pipeline.py"))

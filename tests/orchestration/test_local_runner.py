@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from components.artifacts import Examples, Model
-from components.sdk import Input, Output, component
-from orchestration.local_runner import run_pipeline
-from orchestration.metadata import MetadataStore, default_tracking_uri
-from orchestration.pipeline import Pipeline
+from sluice.components.artifacts import Examples, Model
+from sluice.components.sdk import Input, Output, component
+from sluice.orchestration.local_runner import run_pipeline
+from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
+from sluice.orchestration.pipeline import Pipeline
 from tests.conftest import FIXTURES, REPO
 
 sys.path.insert(0, str(FIXTURES))
@@ -120,7 +120,7 @@ def _cli(ws, *args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "run", str(FIXTURES / "toy_pipeline.py"),
+        [sys.executable, "-m", "sluice.orchestration.cli", "run", str(FIXTURES / "toy_pipeline.py"),
          "--param", f"pipeline_root={ws / 'root'}", "--param", f"data_file={ws / 'numbers.txt'}",
          "--param", f"module_file={ws / 'toy_module.py'}", "--json", "--max-parallel", "1", *args],
         capture_output=True, text=True, env=env, cwd=ws, timeout=300,
@@ -178,7 +178,7 @@ def test_resume_continues_a_failed_run_from_its_last_good_component(toy_workspac
 
 
 def test_resume_rejects_a_run_of_another_pipeline(toy_workspace, tmp_path):
-    from orchestration.metadata import StoreError
+    from sluice.orchestration.metadata import StoreError
 
     first = run_pipeline(toy(toy_workspace))
     store = MetadataStore(default_tracking_uri(str(toy_workspace / "root")))
@@ -216,7 +216,7 @@ def test_heavy_imports_of_later_components_are_warmed_in_the_background(tmp_path
 def test_progress_shows_running_components_with_elapsed_time_and_results(toy_workspace):
     import io
 
-    from orchestration.local_runner import Progress
+    from sluice.orchestration.local_runner import Progress
 
     stream = io.StringIO()
     result = run_pipeline(toy(toy_workspace), progress=Progress(enabled=True, stream=stream))

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from components.artifacts import Examples, Model, ModelBlessing
-from orchestration.metadata import (
+from sluice.components.artifacts import Examples, Model, ModelBlessing
+from sluice.orchestration.metadata import (
     CACHED, EXECUTED, FAILED, RUNNING, SKIPPED, MetadataStore, default_tracking_uri, mask_uri,
 )
 
@@ -122,7 +122,7 @@ def test_abandoned_executions_of_dead_processes_are_found(store, pipeline):
     # A separate process records a RUNNING execution, then dies without ending it.
     code = (
         "import os, sys\n"
-        "from orchestration.metadata import MetadataStore\n"
+        "from sluice.orchestration.metadata import MetadataStore\n"
         "s = MetadataStore(sys.argv[1])\n"
         "print(s.start_execution(sys.argv[2], sys.argv[3], 'gen', 'Gen', {}, {}, 'k', {'examples': '/base'}))\n"
         "os._exit(0)\n"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from components.artifacts import Examples, Model, PushedModel
-from components.sdk import ComponentError, DefinitionError, ExecutionContext, Output, component
-from orchestration.local_runner import run_pipeline
-from orchestration.pipeline import Pipeline
+from sluice.components.artifacts import Examples, Model, PushedModel
+from sluice.components.sdk import ComponentError, DefinitionError, ExecutionContext, Output, component
+from sluice.orchestration.local_runner import run_pipeline
+from sluice.orchestration.pipeline import Pipeline
 from tests.conftest import FIXTURES, REPO
 
 sys.path.insert(0, str(FIXTURES))
@@ -47,7 +47,7 @@ def test_pipeline_names_and_component_ids_cannot_be_paths(tmp_path, name):
 
 @pytest.mark.parametrize("split", ["../evil", "..", "a/b", "/abs", "", "Split-x/../../y"])
 def test_example_gen_split_names_cannot_be_paths(tmp_path, split):
-    from components.example_gen import CsvExampleGen, SplitConfig, csv_example_gen
+    from sluice.components.example_gen import CsvExampleGen, SplitConfig, csv_example_gen
 
     data = tmp_path / "data"
     data.mkdir()
@@ -117,7 +117,7 @@ def _model(tmp_path) -> Model:
 
 
 def _push(tmp_path, serving_dir, name="pushed"):
-    from components.pusher import push_model
+    from sluice.components.pusher import push_model
 
     out = tmp_path / name
     out.mkdir()
@@ -163,7 +163,7 @@ def test_pusher_ignores_other_symlinks_and_never_writes_through_them(tmp_path):
 
 
 def test_pusher_removes_staging_folders_of_dead_pushes_only(tmp_path):
-    from components.pusher import _process_tag
+    from sluice.components.pusher import _process_tag
 
     serving = tmp_path / "serving"
     (serving / ".push-999999999.1-dead" / "model").mkdir(parents=True)  # its process is gone
@@ -179,12 +179,12 @@ def test_pusher_removes_staging_folders_of_dead_pushes_only(tmp_path):
 def _cli(*args, env_extra=None, cwd=None):
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=300)
 
 
 def test_mask_uri_hides_passwords_only():
-    from orchestration.metadata import mask_uri
+    from sluice.orchestration.metadata import mask_uri
 
     assert mask_uri("http://user:secret@127.0.0.1:5999") == "http://user:***@127.0.0.1:5999"
     assert mask_uri("https://u:p%40ss@host/path?x=1") == "https://u:***@host/path?x=1"

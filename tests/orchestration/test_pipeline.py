@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from components.sdk import DefinitionError
-from orchestration.pipeline import Pipeline, compile_pipeline, load_component
+from sluice.components.sdk import DefinitionError
+from sluice.orchestration.pipeline import Pipeline, compile_pipeline, load_component
 from tests.components.test_sdk import MakeSchema, Produce, Train
 
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from orchestration.scheduler import CronSchedule, RunLock, Scheduler, ScheduleError, SpanWatcher, to_kfp_cron
+from sluice.orchestration.scheduler import CronSchedule, RunLock, Scheduler, ScheduleError, SpanWatcher, to_kfp_cron
 from tests.conftest import FIXTURES, REPO
 
 UTC = dt.timezone.utc
@@ -177,7 +177,7 @@ def test_on_new_span_without_a_span_input():
 
 def test_cli_schedule_errors_and_once(toy_workspace):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    base = [sys.executable, "-m", "orchestration.cli", "schedule", str(FIXTURES / "toy_pipeline.py")]
+    base = [sys.executable, "-m", "sluice.orchestration.cli", "schedule", str(FIXTURES / "toy_pipeline.py")]
     for extra, expected in (
         (["--cron", "0 3 * *"], "invalid cron expression"),
         (["--cron", "0 3 * * *", "--timezone", "Mars/Base"], "unknown time zone"),
@@ -196,7 +196,7 @@ def test_cli_scheduler_stops_cleanly_on_sigterm(toy_workspace):
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", "schedule", str(FIXTURES / "toy_pipeline.py"),
+        [sys.executable, "-m", "sluice.orchestration.cli", "schedule", str(FIXTURES / "toy_pipeline.py"),
          "--cron", "0 3 * * *", "--pipeline-root", str(toy_workspace / "root")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60

@@ -2,14 +2,14 @@
 
 import pytest
 
-from components.artifacts import Examples, ExampleAnomalies, ExampleStatistics, Schema
-from components.example_gen import csv_example_gen
-from components.example_validator import validate_examples
-from components.import_schema_gen import import_schema
-from components.sdk import ComponentError, ExecutionContext
-from components.statistics_gen import generate_statistics
-from pipelines import curated_schema
-from pipelines.penguin.pipeline import create_pipeline as penguin_pipeline, penguins_data_dir
+from sluice.components.artifacts import Examples, ExampleAnomalies, ExampleStatistics, Schema
+from sluice.components.example_gen import csv_example_gen
+from sluice.components.example_validator import validate_examples
+from sluice.components.import_schema_gen import import_schema
+from sluice.components.sdk import ComponentError, ExecutionContext
+from sluice.components.statistics_gen import generate_statistics
+from sluice.pipelines import curated_schema
+from sluice.pipelines.penguin.pipeline import create_pipeline as penguin_pipeline, penguins_data_dir
 from tests.conftest import SHARED_DATA
 
 

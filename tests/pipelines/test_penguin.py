@@ -26,7 +26,7 @@ def _env():
 
 
 def sluice(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env=_env(), timeout=900)
 
 
@@ -88,7 +88,7 @@ def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing
             if "sluice" in meta:
                 kinds[name] = meta["sluice"]["type"]
     local_kinds = {}
-    from orchestration.metadata import MetadataStore, default_tracking_uri
+    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 
     store = MetadataStore(default_tracking_uri(str(ws / "root")))
     for execution in store.executions(doc["run_id"]):

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow,
 def sluice(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=900)
 
 
@@ -60,7 +60,7 @@ def test_retraining_on_a_new_span_pushes_only_a_model_that_is_not_worse(tmp_path
     run2 = json.loads(second.stdout)
     assert {c["status"] for c in run2["components"]} == {"executed"}  # new data: everything re-runs
     gen = next(c for c in run2["components"] if c["type"] == "CsvExampleGen")
-    from orchestration.metadata import MetadataStore, default_tracking_uri
+    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 
     store = MetadataStore(default_tracking_uri(str(tmp_path / "root")))
     [examples] = store.executions(run2["run_id"])[0].outputs["examples"]

@@ -1,0 +1,118 @@
+"""The one reader of an ``Examples`` artifact: its Parquet shards, listed and read through Beam's filesystems.
+
+Every component that reads examples (StatisticsGen, Transform, Trainer, Evaluator) reads
+them here, so a ``gs://`` or ``s3://`` pipeline root works wherever a local one does. Errors
+are ``ComponentError`` lines naming the component (``owner``) and the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sluice.components.artifacts import Examples
+from sluice.components.io.files import is_remote
+from sluice.components.sdk import ComponentError
+
+# Rows per batch; memory stays bounded by a few batches per reading thread.
+DEFAULT_BATCH_ROWS = 131072
+
+
+def match_files(patterns: list[str], owner: str) -> list[str]:
+    """All files matching the glob patterns, sorted per pattern; an error if one matches nothing."""
+    from apache_beam.io.filesystems import FileSystems
+
+    files: list[str] = []
+    for pattern, result in zip(patterns, FileSystems.match(patterns)):
+        matched = sorted(m.path for m in result.metadata_list)
+        if not matched:
+            raise ComponentError(f"{owner}: no files match {pattern}")
+        files.extend(matched)
+    return files
+
+
+def split_files(examples: Examples, split: str, owner: str) -> list[str]:
+    """The Parquet shards of one split, sorted; an error naming the split's folder when there are none."""
+    from apache_beam.io.filesystems import FileSystems
+
+    pattern = examples.parquet_pattern(split)
+    (result,) = FileSystems.match([pattern])
+    files = sorted(m.path for m in result.metadata_list)
+    if not files:
+        raise ComponentError(
+            f"{owner}: examples split {split!r} has no Parquet files in {examples.split_uri(split)}")
+    return files
+
+
+def _source(path: str):
+    """What pyarrow opens for ``path``: the path itself when local, else a Beam filesystem stream."""
+    if not is_remote(path):
+        return path
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _broken(path: str, exc: Exception, owner: str) -> ComponentError:
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ComponentError(f"{owner}: cannot read Parquet file {path}: {message}")
+
+
+def open_parquet(path: str, owner: str, **options) -> pq.ParquetFile:
+    """A ``ParquetFile`` (``options`` as pyarrow's); an error naming a broken file."""
+    try:
+        return pq.ParquetFile(_source(path), **options)
+    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) for bad files
+        raise _broken(path, exc, owner) from None
+
+
+def read_schema(path: str, owner: str) -> pa.Schema:
+    """The Arrow schema of one Parquet file (its footer only)."""
+    return open_parquet(path, owner).schema_arrow
+
+
+def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None,
+                 strings_as_dictionary: bool = False, row_groups: list[int] | None = None,
+                 ) -> Iterator[pa.RecordBatch]:
+    """Yields the RecordBatches of one Parquet file.
+
+    ``strings_as_dictionary`` reads string columns as Arrow dictionary arrays: decoding
+    Parquet's dictionary pages then skips building every string. ``row_groups``: only
+    these row groups (None: all).
+    """
+    parquet_file = open_parquet(path, owner)
+    try:
+        if strings_as_dictionary:
+            strings = [f.name for f in parquet_file.schema_arrow
+                       if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            if strings:
+                # The footer already read serves again (one read less, a round trip on remote files).
+                parquet_file = pq.ParquetFile(_source(path), metadata=parquet_file.metadata,
+                                              read_dictionary=strings)
+        yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns, row_groups=row_groups)
+    except (OSError, ValueError) as exc:
+        raise _broken(path, exc, owner) from None
+
+
+def read_table(files: list[str], owner: str, columns: list[str] | None = None,
+               limit: int | None = None) -> pa.Table:
+    """The rows of ``files`` as one table (the first ``limit`` rows when given).
+
+    Not ``pq.read_table``: that imports ``pyarrow.dataset``, a large import.
+    """
+    tables, rows = [], 0
+    for path in files:
+        try:
+            table = open_parquet(path, owner).read(columns=columns)
+        except (OSError, ValueError) as exc:
+            raise _broken(path, exc, owner) from None
+        tables.append(table)
+        rows += table.num_rows
+        if limit is not None and rows >= limit:
+            break
+    if not tables:
+        raise ComponentError(f"{owner}: no Parquet files to read")
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return table.slice(0, limit) if limit is not None else table
