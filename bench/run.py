@@ -55,7 +55,8 @@ TFX = {"wall": 134.0, "peak_rss": 1.06e9, "rerun": 35.7,
        "tft_alone": 39.0, "accuracy": 0.776}
 SAMPLE_SECONDS = 0.05
 MB = 1e6  # decimal, as the targets (1 GB, 2 GB)
-SNAPSHOT_PACKAGES = ("components", "orchestration", "pipelines")
+# The folders that install as ``sluice.<name>`` (pyproject.toml's package-dir), and ``sluice/`` itself.
+SNAPSHOT_PACKAGES = ("components", "orchestration", "pipelines", "schemas")
 
 
 # --- running -------------------------------------------------------------------
@@ -89,9 +90,10 @@ def snapshot_sources(work: str) -> str:
     """
     target = os.path.join(work, "src")
     shutil.rmtree(target, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(os.path.join(REPO, "sluice"), os.path.join(target, "sluice"), ignore=ignore)
     for package in SNAPSHOT_PACKAGES:
-        shutil.copytree(os.path.join(REPO, package), os.path.join(target, package),
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(os.path.join(REPO, package), os.path.join(target, "sluice", package), ignore=ignore)
     return target
 
 
@@ -99,8 +101,10 @@ def source_digest(root: str) -> str:
     import hashlib
 
     digest = hashlib.blake2b(digest_size=8)
+    snapshot = os.path.join(root, "sluice")  # a snapshot nests the folders in the package
+    base = snapshot if os.path.isdir(os.path.join(snapshot, "components")) else root
     for package in SNAPSHOT_PACKAGES:
-        for folder, dirs, names in sorted(os.walk(os.path.join(root, package))):
+        for folder, dirs, names in sorted(os.walk(os.path.join(base, package))):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(n for n in names if n.endswith(".py")):
                 with open(os.path.join(folder, name), "rb") as fh:

@@ -15,6 +15,24 @@ FIXTURES = Path(__file__).resolve().parent / "orchestration" / "fixtures"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+class _RepoFoldersAreNotPackages:
+    """Pytest puts the repository root on ``sys.path``, where ``components/`` would import as a
+    top-level package beside the installed ``sluice.components``: a second copy of every module.
+    Code and tests import ``sluice.*``; this finder makes the old names fail loudly."""
+
+    NAMES = {"components", "orchestration", "pipelines", "schemas"}
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.NAMES and path is None:
+            origin = REPO / fullname.partition(".")[0]
+            raise ModuleNotFoundError(
+                f"No module named {fullname!r} here: {origin} is sluice.{fullname}; import it so", name=fullname)
+        return None
+
+
+sys.meta_path.insert(0, _RepoFoldersAreNotPackages())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
