@@ -76,7 +76,7 @@ def create_pipeline(pipeline_root: str, data_root: str, preprocessing: str):
 }
 PIPELINES["trainer"] = PIPELINES["transform"].replace(
     "from sluice.orchestration.pipeline import Pipeline",
-    "from sluice.components.trainer import Trainer\nfrom orchestration.pipeline import Pipeline",
+    "from sluice.components.trainer import Trainer\nfrom sluice.orchestration.pipeline import Pipeline",
 ).replace("preprocessing: str):", "preprocessing: str, module: str):").replace(
     "    return Pipeline(name=\"bad\", components=[gen, stats, schema, transform]",
     "    trainer = Trainer(examples=transform.outputs[\"transformed_examples\"],\n"
