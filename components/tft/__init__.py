@@ -1,0 +1,70 @@
+"""tf.Transform-style full-pass preprocessing: the API of a user's ``preprocessing_fn``, and its engine.
+
+A user module defines ``preprocessing_fn(inputs) -> outputs``: ``inputs`` maps each raw
+feature to a ``tf.SparseTensor`` of dense_shape ``[batch, 1]`` (a missing value is no entry),
+``outputs`` maps transformed feature names to dense ``tf.Tensor`` of shape ``[batch]``.
+Inside it, the analyzers below need statistics over the whole dataset (mean, vocabulary,
+quantiles); everything else is plain TensorFlow::
+
+    import tensorflow as tf
+    from sluice import tft
+
+    def preprocessing_fn(inputs):
+        fare = tft.fill_missing(inputs["fare"], 0.0)
+        return {
+            "fare_xf": tft.scale_to_z_score(fare),
+            "company_xf": tft.compute_and_apply_vocabulary(
+                tft.fill_missing(inputs["company"], ""), top_k=1000, num_oov_buckets=10),
+            "tips_xf": tf.cast(tft.fill_missing(inputs["tips"], 0.0) > 0.2 * fare, tf.int64),
+        }
+
+How it runs (as TFT): ``preprocessing_fn`` is traced once in *analysis mode*, where each
+analyzer registers its input tensor and returns a placeholder (``tracing``). The analyzer
+inputs are then computed from raw Arrow batches by one traced ``tf.function`` and reduced by
+mergeable combiners (``accumulators``) in one Beam pass (the Transform component's
+``AnalyzeDataset``). An analyzer whose input depends on another analyzer's result runs in a
+later phase of the same pass. Finally ``preprocessing_fn`` is traced once more with the
+results baked in as constants and saved as a SavedModel (``graph``: ``<uri>/transform_fn/``),
+which also materializes the transformed examples, so training and serving apply the very
+same graph.
+
+Trainer module files and serving code use ``tft.TransformOutput(transform_graph_uri)``;
+``arrow_to_raw_tensors`` and ``raw_input_signature`` give the graph's raw inputs.
+
+The analyzers keep tensorflow-transform's names and main arguments. Differences: analyzers
+always reduce over all dimensions (no ``elementwise``/``reduce_instance_dims``),
+``quantiles`` returns a 1-D tensor, and ``preprocessing_fn`` is traced without AutoGraph
+(use ``tf.where``/``tf.cond`` rather than a Python ``if`` on tensors).
+
+Importing this package imports neither TensorFlow nor Beam.
+"""
+
+from sluice.components.tft.analyzers import (
+    apply_buckets, apply_vocabulary, bucketize, compute_and_apply_vocabulary, fill_missing, hash_strings, max, mean,
+    min, quantiles, scale_by_min_max, scale_to_0_1, scale_to_z_score, var, vocabulary,
+)
+from sluice.components.tft.output import TransformOutput
+from sluice.components.tft.tensors import arrow_to_raw_tensors, raw_input_signature
+from sluice.components.tft.tracing import PreprocessingFnError
+
+__all__ = [
+    "PreprocessingFnError",
+    "TransformOutput",
+    "apply_buckets",
+    "apply_vocabulary",
+    "arrow_to_raw_tensors",
+    "bucketize",
+    "compute_and_apply_vocabulary",
+    "fill_missing",
+    "hash_strings",
+    "max",
+    "mean",
+    "min",
+    "quantiles",
+    "raw_input_signature",
+    "scale_by_min_max",
+    "scale_to_0_1",
+    "scale_to_z_score",
+    "var",
+    "vocabulary",
+]

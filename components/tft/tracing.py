@@ -1,0 +1,266 @@
+"""Tracing ``preprocessing_fn``: what analyzers see while it is traced, and the analysis plan.
+
+``preprocessing_fn`` is traced once in *analysis mode*, where each analyzer registers its
+input tensor and returns a placeholder (``analyze``/``pending``). ``plan_analysis`` orders
+the analyzers into phases: one whose input depends on another analyzer's result runs in a
+later phase. ``AnalysisFunction`` is the traced ``tf.function`` computing a phase's analyzer
+inputs from raw Arrow batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Any, Callable
+
+from sluice.components.sdk import user_code_line
+from sluice.components.tft.tensors import arrow_to_raw_tensors, import_tf, raw_input_signature
+
+MAX_PHASES = 10
+
+
+class PreprocessingFnError(ValueError):
+    """The user's preprocessing_fn is broken; the message names the culprit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyzerSpec:
+    """One analyzer call: ``key`` is its position in the call order plus its kind."""
+
+    key: str
+    kind: str  # mean_and_var | min_max | vocabulary | quantiles
+    config: dict[str, Any]
+
+
+class TraceContext:
+    """State of one trace of preprocessing_fn.
+
+    ``mode="analyze"``: analyzers without a known value register their input and return
+    placeholders. ``mode="transform"``: every analyzer must have a value.
+    """
+
+    def __init__(self, mode: str, values: dict[str, Any]):
+        self.mode = mode
+        self.values = values
+        self.specs: list[AnalyzerSpec] = []
+        self.inputs: dict[str, Any] = {}  # analyzer key -> its flattened input tensor
+        self.pending_ops: dict[str, str] = {}  # placeholder op name -> analyzer key
+        self.vocabularies: dict[Any, str] = {}  # ref of a tft.vocabulary result -> analyzer key
+        self.vocabulary_names: dict[str, str] = {}  # analyzer key -> vocabulary file name
+        self.tables: dict[tuple, Any] = {}  # lookup tables created while tracing (kept alive here)
+        # ref of a categorical result -> {"min", "max", ["vocabulary"]}, for the output schema
+        self.annotations: dict[Any, dict[str, Any]] = {}
+
+    def start_trace(self) -> None:
+        """Forgets the previous trace's calls (a function may be traced again); keeps tables."""
+        self.specs, self.inputs, self.pending_ops = [], {}, {}
+        self.vocabularies, self.vocabulary_names, self.annotations = {}, {}, {}
+
+    def next_key(self, kind: str) -> str:
+        return f"{len(self.specs):03d}_{kind}"
+
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def tracing(context: TraceContext):
+    """Makes ``context`` the one analyzers see while ``preprocessing_fn`` is traced."""
+    previous = getattr(_state, "context", None)
+    context.start_trace()
+    _state.context = context
+    try:
+        yield context
+    finally:
+        _state.context = previous
+
+
+def current_context() -> TraceContext:
+    context = getattr(_state, "context", None)
+    if context is None:
+        raise RuntimeError(
+            "tft analyzers only work inside a preprocessing_fn that Transform traces "
+            "(use TransformOutput to apply a saved transform graph)"
+        )
+    return context
+
+
+def analyze(kind: str, x: Any, **config: Any) -> Any:
+    """Registers an analyzer call; returns its value, or None while it is not yet known."""
+    tf = import_tf()
+    context = current_context()
+    key = context.next_key(kind)
+    spec = AnalyzerSpec(key, kind, config)
+    context.specs.append(spec)
+    if key in context.values:
+        return context.values[key]
+    if context.mode != "analyze":
+        raise PreprocessingFnError(
+            f"analyzer {key} has no computed value: preprocessing_fn must call the same "
+            "analyzers in the same order every time it is traced"
+        )
+    values = x.values if isinstance(x, tf.SparseTensor) else tf.reshape(x, [-1])
+    context.inputs[key] = values
+    return None
+
+
+def pending(tensor: Any, key: str) -> Any:
+    """A placeholder standing for analyzer ``key``'s result until it is computed.
+
+    Analyzers whose input is computed from a placeholder run in a later phase.
+    """
+    placeholder = import_tf().identity(tensor, name="sluice_pending_analyzer")
+    current_context().pending_ops[placeholder.op.name] = key
+    return placeholder
+
+
+def map_values(x: Any, fn: Callable[[Any], Any]) -> Any:
+    """Applies ``fn`` to a dense tensor, or to the values of a SparseTensor."""
+    tf = import_tf()
+    if isinstance(x, tf.SparseTensor):
+        return tf.SparseTensor(x.indices, fn(x.values), x.dense_shape)
+    return fn(tf.convert_to_tensor(x))
+
+
+def annotate(tensor: Any, **annotation: Any) -> Any:
+    """Records a categorical result's range (and vocabulary) for the output schema."""
+    context = getattr(_state, "context", None)
+    if context is not None:
+        target = tensor.values if isinstance(tensor, import_tf().SparseTensor) else tensor
+        context.annotations[target.ref()] = annotation
+    return tensor
+
+
+# --- calling the user's function ----------------------------------------------------------
+
+
+def _user_line(exc: BaseException, source: str) -> str:
+    """``, line N`` of the deepest traceback frame inside the user's file, if any."""
+    line = user_code_line(exc, source) if source else None
+    return f", line {line}" if line else ""
+
+
+def call_user_fn(preprocessing_fn: Callable, inputs: dict[str, Any], source: str) -> Any:
+    """Calls ``preprocessing_fn``; its failures become one-line ``PreprocessingFnError``."""
+    try:
+        return preprocessing_fn(dict(inputs))
+    except PreprocessingFnError as exc:
+        raise PreprocessingFnError(f"preprocessing_fn in {source}{_user_line(exc, source)}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - user code: report it on one line
+        message = (str(exc).strip().splitlines() or [""])[0]
+        raise PreprocessingFnError(
+            f"preprocessing_fn in {source}{_user_line(exc, source)} failed: {type(exc).__name__}: {message}"
+        ) from exc
+
+
+def normalize_outputs(outputs: Any, source: str) -> dict[str, Any]:
+    """Checks the outputs are dense per-example scalars; casts to int64/float32/string."""
+    tf = import_tf()
+    if not isinstance(outputs, dict) or not outputs:
+        raise PreprocessingFnError(
+            f"preprocessing_fn in {source} must return a non-empty dict of tensors, got {type(outputs).__name__}"
+        )
+    normalized = {}
+    for name, tensor in outputs.items():
+        where = f"preprocessing_fn in {source}: output {name!r}"
+        if not isinstance(name, str):
+            raise PreprocessingFnError(f"{where}: output names must be strings")
+        if isinstance(tensor, tf.SparseTensor):
+            raise PreprocessingFnError(f"{where} is a SparseTensor; make it dense, e.g. with tft.fill_missing")
+        if not isinstance(tensor, tf.Tensor):
+            raise PreprocessingFnError(f"{where} is a {type(tensor).__name__}, not a tf.Tensor")
+        shape = tensor.shape
+        if shape.rank == 2 and shape[1] == 1:
+            tensor = tf.squeeze(tensor, axis=1)
+        elif shape.rank != 1:
+            raise PreprocessingFnError(
+                f"{where} has shape {shape}; Transform materializes one scalar per example (shape [batch])"
+            )
+        dtype = tensor.dtype
+        if dtype.is_integer or dtype == tf.bool:
+            tensor = tf.cast(tensor, tf.int64)
+        elif dtype.is_floating:
+            tensor = tf.cast(tensor, tf.float32)
+        elif dtype != tf.string:
+            raise PreprocessingFnError(f"{where} has dtype {dtype.name}; use an integer, float or string")
+        normalized[name] = tensor
+    return normalized
+
+
+# --- planning the analysis ----------------------------------------------------------------
+
+
+def _pending_ancestors(tensor: Any, pending_ops: dict[str, str]) -> set[str]:
+    """The analyzers whose placeholders ``tensor`` is computed from."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack = [tensor.op]
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        if op.name in pending_ops:
+            found.add(pending_ops[op.name])
+            continue
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return found
+
+
+def plan_analysis(preprocessing_fn: Callable, raw_feature_types: dict[str, str],
+                  source: str = "preprocessing_fn") -> list[list[AnalyzerSpec]]:
+    """Traces ``preprocessing_fn`` once and orders its analyzers into phases.
+
+    An analyzer whose input depends on another analyzer's result runs one phase later.
+    Also validates the outputs, so user errors surface before any data is read.
+    """
+    tf = import_tf()
+    context = TraceContext("analyze", {})
+
+    @tf.function(input_signature=[raw_input_signature(raw_feature_types)], autograph=False)
+    def analysis_inputs(inputs):
+        with tracing(context):
+            normalize_outputs(call_user_fn(preprocessing_fn, inputs, source), source)
+        return dict(context.inputs)
+
+    analysis_inputs.get_concrete_function()
+    phase_of: dict[str, int] = {}
+    for spec in context.specs:
+        depends = _pending_ancestors(context.inputs[spec.key], context.pending_ops)
+        phase_of[spec.key] = 1 + max([phase_of[d] for d in depends], default=0)
+    count = max(phase_of.values(), default=0)
+    if count > MAX_PHASES:
+        raise PreprocessingFnError(
+            f"preprocessing_fn in {source} chains {count} analyzers one on another; at most {MAX_PHASES} are supported"
+        )
+    return [[s for s in context.specs if phase_of[s.key] == phase] for phase in range(1, count + 1)]
+
+
+class AnalysisFunction:
+    """The traced tf.function computing the inputs of ``keys`` from raw batches."""
+
+    def __init__(self, preprocessing_fn: Callable, raw_feature_types: dict[str, str],
+                 known_values: dict[str, Any], keys: list[str], source: str):
+        tf = import_tf()
+        self.raw_feature_types = raw_feature_types
+        self.context = TraceContext("analyze", dict(known_values))
+        context = self.context
+
+        @tf.function(input_signature=[raw_input_signature(raw_feature_types)], autograph=False)
+        def analysis_inputs(inputs):
+            with tracing(context):
+                call_user_fn(preprocessing_fn, inputs, source)
+            missing = [k for k in keys if k not in context.inputs]
+            if missing:
+                raise PreprocessingFnError(
+                    f"preprocessing_fn in {source} did not call analyzers {missing} again when traced once more"
+                )
+            return {k: context.inputs[k] for k in keys}
+
+        self.function = analysis_inputs.get_concrete_function()
+
+    def __call__(self, batch: Any) -> dict[str, Any]:
+        outputs = self.function(arrow_to_raw_tensors(batch, self.raw_feature_types))
+        return {key: tensor.numpy() for key, tensor in outputs.items()}
