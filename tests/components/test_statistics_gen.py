@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,11 +17,13 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-import apache_beam as beam
-from sluice.components import statistics_gen
 from sluice.components.artifacts import Examples, ExampleStatistics, Schema
 from sluice.components.sdk import ComponentError, ExecutionContext
-from sluice.components.statistics_gen import ComputeStatistics, ReadParquetBatches, StatisticsGen, generate_statistics
+from sluice.components.statistics_gen import StatisticsGen, generate_statistics, numeric, protos, transforms
+from sluice.components.statistics_gen import order_statistics as ordering
+from sluice.components.statistics_gen import read_ahead as reading
+from sluice.components.statistics_gen import values as value_counts
+from sluice.components.statistics_gen.transforms import ComputeStatistics, ReadParquetBatches
 
 Type = statistics_pb2.FeatureNameStatistics
 Histogram = statistics_pb2.Histogram
@@ -113,7 +116,7 @@ def test_combine_fn_is_mergeable():
     values = rng.normal(100.0, 3.0, 3000)
     names = np.array(["a", "b", "c", "d"])[rng.integers(0, 4, 3000)]
     batches = [pa.record_batch({"x": values[i:i + 500], "s": names[i:i + 500]}) for i in range(0, 3000, 500)]
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
 
     single = fn.create_accumulator()
     for batch in batches:
@@ -132,21 +135,21 @@ def test_combine_fn_is_mergeable():
     assert many["x"].num_stats.mean == pytest.approx(values.mean(), rel=1e-12)
     assert many["x"].num_stats.std_dev == pytest.approx(values.std(), rel=1e-12)
     assert many["s"].string_stats.top_values == one["s"].string_stats.top_values
-    assert abs(np.mean(values <= many["x"].num_stats.median) - 0.5) <= statistics_gen.QUANTILES_EPSILON
+    assert abs(np.mean(values <= many["x"].num_stats.median) - 0.5) <= numeric.QUANTILES_EPSILON
 
 
 def test_large_batches_use_summaries_within_the_stated_bound(monkeypatch):
-    monkeypatch.setattr(statistics_gen, "SUMMARY_THRESHOLD", 1000)
-    monkeypatch.setattr(statistics_gen, "SUMMARY_SIZE", 256)
+    monkeypatch.setattr(numeric, "SUMMARY_THRESHOLD", 1000)
+    monkeypatch.setattr(numeric, "SUMMARY_SIZE", 256)
     rng = np.random.default_rng(2)
     values = rng.lognormal(0.0, 1.0, 20000)
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
     acc = fn.create_accumulator()
     for i in range(0, values.size, 5000):
         acc = fn.add_input(acc, pa.record_batch({"x": values[i:i + 5000]}))
     x = _features(fn.extract_output(acc))["x"].num_stats
     assert (x.min, x.max) == (values.min(), values.max())
-    bound = statistics_gen.QUANTILES_EPSILON + 2 / 256  # QUANTILES_RANK_BOUND at this SUMMARY_SIZE
+    bound = numeric.QUANTILES_EPSILON + 2 / 256  # QUANTILES_RANK_BOUND at this SUMMARY_SIZE
     quantiles = x.histograms[1]
     for i, bucket in enumerate(quantiles.buckets):
         rank = np.mean(values <= bucket.high_value)
@@ -155,10 +158,10 @@ def test_large_batches_use_summaries_within_the_stated_bound(monkeypatch):
 
 
 def test_many_distinct_strings_switch_to_sketches(monkeypatch):
-    monkeypatch.setattr(statistics_gen, "EXACT_VALUE_COUNTS_LIMIT", 50)
+    monkeypatch.setattr(value_counts, "EXACT_VALUE_COUNTS_LIMIT", 50)
     values = [f"v{i}" for i in range(400)] + ["hot"] * 300 + ["warm"] * 100
     batches = [pa.record_batch({"s": pa.array(values[i:i + 100])}) for i in range(0, len(values), 100)]
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
     left, right = fn.create_accumulator(), fn.create_accumulator()
     for i, batch in enumerate(batches):
         fn.add_input(left if i % 2 else right, batch)
@@ -166,11 +169,11 @@ def test_many_distinct_strings_switch_to_sketches(monkeypatch):
     assert stats.common_stats.num_non_missing == 800
     assert abs(stats.unique - 402) <= 402 * 0.05  # KMV estimate
     assert [v.value for v in stats.top_values[:2]] == ["hot", "warm"]
-    assert stats.top_values[0].frequency == pytest.approx(300, abs=800 / statistics_gen.MISRA_GRIES_BUCKETS + 1)
+    assert stats.top_values[0].frequency == pytest.approx(300, abs=800 / value_counts.MISRA_GRIES_BUCKETS + 1)
 
 
 def test_mixed_column_types_are_rejected():
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
     acc = fn.add_input(fn.create_accumulator(), pa.record_batch({"c": pa.array([1, 2])}))
     with pytest.raises(ComponentError, match="column 'c' has mixed types"):
         fn.add_input(acc, pa.record_batch({"c": pa.array(["a", "b"])}))
@@ -182,7 +185,7 @@ def test_mixed_column_types_are_rejected():
 
 
 def test_unsupported_column_type_names_the_column():
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
     with pytest.raises(ComponentError, match="column 'tags' has unsupported Arrow type"):
         fn.add_input(fn.create_accumulator(), pa.record_batch({"tags": pa.array([[1], [2]])}))
 
@@ -298,7 +301,7 @@ def test_component_definition():
 
 def test_module_import_is_light():
     code = (
-        "import sys, components.statistics_gen\n"
+        "import sys, sluice.components.statistics_gen\n"
         "heavy = [m for m in ('apache_beam', 'tensorflow', 'pyarrow', 'mlflow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -327,7 +330,7 @@ def test_parquet_statistics_transform_matches_the_batch_path(tmp_path, penguins)
                                           "eval": [penguins.slice(0, 40)]})
     patterns = {split: [os.path.join(examples.split_uri(split), "*.parquet")] for split in ("train", "eval")}
     with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
-        fast = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=64)
+        fast = pipeline | transforms.ComputeParquetStatistics(patterns, batch_size=64)
         slow = (pipeline | ReadParquetBatches(patterns["train"], batch_size=64)
                 | ComputeStatistics(dataset_name="train"))
         assert_that(fast | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
@@ -364,7 +367,7 @@ def test_nulls_nans_infinities_and_booleans_are_counted_apart():
         "d": pa.DictionaryArray.from_arrays(pa.array([0, None, 1, 2, None, None, 2, 3, 1], pa.int32()),
                                             pa.array(["x", "yy", "x", ""])),
     })
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
     features = _features(fn.extract_output(fn.add_input(fn.create_accumulator(), batch)))
     f = features["f"].num_stats
     assert f.common_stats.num_non_missing == 7 and f.histograms[0].num_nan == 2
@@ -382,9 +385,9 @@ def test_nulls_nans_infinities_and_booleans_are_counted_apart():
 
 
 def test_dictionary_strings_switch_to_sketches(monkeypatch):
-    monkeypatch.setattr(statistics_gen, "EXACT_VALUE_COUNTS_LIMIT", 5)
+    monkeypatch.setattr(value_counts, "EXACT_VALUE_COUNTS_LIMIT", 5)
     values = pa.array([f"v{i}" for i in range(20)] + ["hot"] * 30 + [None] * 5).dictionary_encode()
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
     acc = fn.add_input(fn.create_accumulator(), pa.record_batch({"s": values.slice(0, 25)}))
     acc = fn.add_input(acc, pa.record_batch({"s": values.slice(25)}))
     stats = _features(fn.extract_output(acc))["s"].string_stats
@@ -399,7 +402,7 @@ def test_read_ahead_decodes_pieces_in_order_within_its_limit_and_hands_errors_to
     pq.write_table(pa.table({"n": pa.array(range(100))}), path, row_group_size=10)  # 10 row groups
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"not parquet")
-    read_ahead = statistics_gen._ReadAhead(limit=2)
+    read_ahead = reading.ReadAhead(limit=2)
     try:
         first = read_ahead.add(str(path), [0, 1, 2, 3, 4], 10)  # 5 batches of 10 rows
         bad = read_ahead.add(str(broken), None, 10)
@@ -420,7 +423,7 @@ def test_read_ahead_decodes_pieces_in_order_within_its_limit_and_hands_errors_to
 def test_stopping_the_read_ahead_ends_the_pieces_not_read_with_an_error(tmp_path):
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.table({"n": pa.array(range(100))}), path, row_group_size=10)
-    read_ahead = statistics_gen._ReadAhead(limit=1)
+    read_ahead = reading.ReadAhead(limit=1)
     started = read_ahead.add(str(path), None, 10)
     waiting = read_ahead.add(str(path), None, 10)
     batches = read_ahead.batches(started)
@@ -449,7 +452,7 @@ def _reference_equi_width_counts(boundaries, cumulative, finite_min, finite_max)
         same += 1
     if same:
         counts[0:same] += cumulative[0] / same
-    edges = np.linspace(finite_min, finite_max, statistics_gen.NUM_HISTOGRAM_BUCKETS + 1)
+    edges = np.linspace(finite_min, finite_max, protos.NUM_HISTOGRAM_BUCKETS + 1)
     result = []
     for e in range(edges.size - 1):
         lo, hi, total = edges[e], edges[e + 1], 0.0
@@ -478,12 +481,12 @@ def _reference_equi_width_counts(boundaries, cumulative, finite_min, finite_max)
 def test_vectorized_histograms_match_tfdv_loop(values):
     from tfx_bsl import sketches
 
-    sketch = sketches.QuantilesSketch(statistics_gen.QUANTILES_EPSILON, 1 << 32, 1)
+    sketch = sketches.QuantilesSketch(numeric.QUANTILES_EPSILON, 1 << 32, 1)
     sketch.AddValues(pa.array(values))
     boundaries, cumulative = sketch.GetQuantilesAndCumulativeWeights(1000)
     boundaries = boundaries.flatten().to_numpy(zero_copy_only=False)
     cumulative = cumulative.flatten().to_numpy(zero_copy_only=False)
-    histogram = statistics_gen._equi_width_histogram(
+    histogram = protos._equi_width_histogram(
         boundaries, cumulative, values.min(), values.max(), 0, statistics_pb2)
     expected = _reference_equi_width_counts(boundaries, cumulative, values.min(), values.max())
     assert [b.sample_count for b in histogram.buckets] == pytest.approx(expected, rel=1e-9, abs=1e-9)
@@ -492,12 +495,12 @@ def test_vectorized_histograms_match_tfdv_loop(values):
 def test_files_of_a_bundle_are_summarized_concurrently_each_emitted_once(tmp_path, penguins, monkeypatch):
     # One file per split: no merge step, every file's summary is a split's statistics. With at
     # most 2 files in flight, the bundle's first results are emitted before the bundle ends.
-    monkeypatch.setattr(statistics_gen, "_FILES_IN_FLIGHT", 2)
+    monkeypatch.setattr(reading, "FILES_IN_FLIGHT", 2)
     sizes = {f"s{i}": 10 * (i + 1) for i in range(5)}
     examples = _write_examples(tmp_path, {split: [penguins.slice(0, size)] for split, size in sizes.items()})
     patterns = {split: [os.path.join(examples.split_uri(split), "*.parquet")] for split in sizes}
     with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
-        stats = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=16)
+        stats = pipeline | transforms.ComputeParquetStatistics(patterns, batch_size=16)
         assert_that(stats | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
                     equal_to(list(sizes.items())))
 
@@ -508,11 +511,11 @@ def test_a_split_of_two_files_is_merged_even_beside_a_split_with_none(tmp_path, 
     # Two files and two splits: counting files against splits would skip the merge and emit
     # split "a" twice, once per file. Up to FILES_PER_ELEMENT files a split's files are one
     # element; beyond, one element per file, merged by a combine.
-    monkeypatch.setattr(statistics_gen, "FILES_PER_ELEMENT", files_per_element)
+    monkeypatch.setattr(transforms, "FILES_PER_ELEMENT", files_per_element)
     examples = _write_examples(tmp_path, {"a": [penguins.slice(0, 10), penguins.slice(10, 20)]})
     patterns = {"a": [os.path.join(examples.split_uri("a"), "*.parquet")], "b": []}
     with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
-        stats = pipeline | statistics_gen.ComputeParquetStatistics(patterns, batch_size=16)
+        stats = pipeline | transforms.ComputeParquetStatistics(patterns, batch_size=16)
         assert_that(stats | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
                     equal_to([("a", 30)]))
 
@@ -523,12 +526,12 @@ def test_a_big_file_is_summarized_in_pieces_of_whole_row_groups(tmp_path, pengui
     path = folder / "part-00000-of-00001.parquet"
     pq.write_table(penguins, path, row_group_size=20)  # 344 rows: 17 groups of 20, then 4
     # Every row group once, in order; the 44-row tail (< half a piece) joins the last piece.
-    assert statistics_gen._file_pieces(str(path), 100) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], list(range(10, 18))]
-    assert statistics_gen._file_pieces(str(path), 1000) == [None]  # under 1.5 pieces: whole
-    monkeypatch.setattr(statistics_gen, "PIECE_ROWS", 100)
+    assert reading.file_pieces(str(path), 100) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], list(range(10, 18))]
+    assert reading.file_pieces(str(path), 1000) == [None]  # under 1.5 pieces: whole
+    monkeypatch.setattr(reading, "PIECE_ROWS", 100)
     patterns = [str(folder / "*.parquet")]
     with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
-        pieces = pipeline | statistics_gen.ComputeParquetStatistics({"train": patterns}, batch_size=16)
+        pieces = pipeline | transforms.ComputeParquetStatistics({"train": patterns}, batch_size=16)
         whole = pipeline | ReadParquetBatches(patterns, batch_size=64) | ComputeStatistics(dataset_name="train")
         assert_that(pieces | beam.MapTuple(lambda split, s: (split, s.datasets[0].num_examples)),
                     equal_to([("train", 344)]))
@@ -561,17 +564,17 @@ def test_order_statistics_are_data_values_within_the_slack(name):
         "negative pareto": -rng.pareto(0.5, n),
     }[name]
     rng.shuffle(x)
-    ranks = np.linspace(0, n - 1, statistics_gen.SUMMARY_SIZE).round().astype(np.int64)
-    slack = n // statistics_gen.SUMMARY_SIZE
-    got = statistics_gen.order_statistics(x, ranks, slack)
+    ranks = np.linspace(0, n - 1, numeric.SUMMARY_SIZE).round().astype(np.int64)
+    slack = n // numeric.SUMMARY_SIZE
+    got = ordering.order_statistics(x, ranks, slack)
     assert np.isin(got, x).all()  # values of the data, never interpolated
     assert _rank_errors(x, ranks, got).max() < slack
-    exact = statistics_gen.order_statistics(x, ranks, 0)  # no slack: every bucket refined or sorted
+    exact = ordering.order_statistics(x, ranks, 0)  # no slack: every bucket refined or sorted
     assert np.array_equal(exact, np.sort(x)[ranks])
 
 
 def _numeric_accumulator(batches, counting: bool):
-    accumulator = statistics_gen._NumericAccumulator("FLOAT")
+    accumulator = numeric.NumericAccumulator("FLOAT")
     accumulator.counting = counting
     for batch in batches:
         accumulator.add(batch if isinstance(batch, pa.Array) else pa.array(batch, from_pandas=True))
@@ -596,8 +599,8 @@ def test_value_counts_and_value_by_value_give_the_same_statistics():
     assert counted.m2 == pytest.approx(direct.m2, rel=1e-9)
     for accumulator in (counted, direct):
         boundaries = accumulator.quantiles.GetQuantilesAndCumulativeWeights(100)[0].flatten()
-        median = statistics_gen._median(boundaries.to_numpy(zero_copy_only=False))
-        assert abs(np.mean(present <= median) - 0.5) <= statistics_gen.QUANTILES_RANK_BOUND
+        median = protos._median(boundaries.to_numpy(zero_copy_only=False))
+        assert abs(np.mean(present <= median) - 0.5) <= numeric.QUANTILES_RANK_BOUND
     # Infinities and NaNs (not nulls) are counted apart the same way.
     odd = [np.array([1.0, np.inf, -np.inf, 0.0, 2.0, np.inf]), np.array([3.0, -np.inf])]
     counted = _numeric_accumulator([pa.array(b) for b in odd], True)
@@ -611,14 +614,14 @@ def test_a_big_batch_of_mostly_distinct_values_stops_the_counting():
     rng = np.random.default_rng(6)
     small = _numeric_accumulator([rng.random(1000)], True)
     assert small.counting  # a small batch is no evidence: its values are bound to be distinct
-    big = _numeric_accumulator([rng.random(statistics_gen.SUMMARY_THRESHOLD + 1), rng.integers(0, 3, 100)], True)
+    big = _numeric_accumulator([rng.random(numeric.SUMMARY_THRESHOLD + 1), rng.integers(0, 3, 100)], True)
     assert not big.counting
-    assert big.num_non_missing == statistics_gen.SUMMARY_THRESHOLD + 101
+    assert big.num_non_missing == numeric.SUMMARY_THRESHOLD + 101
 
 
 def test_few_distinct_values_give_exact_quantiles():
     hours = np.random.default_rng(7).integers(0, 24, 100_000)
-    fn = statistics_gen._statistics_combine_fn("d", frozenset())
+    fn = transforms.StatisticsCombineFn("d", frozenset())
     acc = fn.create_accumulator()
     for i in range(0, hours.size, 25_000):
         acc = fn.add_input(acc, pa.record_batch({"hour": pa.array(hours[i:i + 25_000])}))
@@ -628,7 +631,7 @@ def test_few_distinct_values_give_exact_quantiles():
     for i, bucket in enumerate(quantiles.buckets[:-1]):
         # Each boundary is a value whose ranks span (i + 1) / 10 of the rows, as sorting would find.
         below, through = np.mean(hours < bucket.high_value), np.mean(hours <= bucket.high_value)
-        assert below - statistics_gen.QUANTILES_EPSILON <= (i + 1) / 10 <= through + statistics_gen.QUANTILES_EPSILON
+        assert below - numeric.QUANTILES_EPSILON <= (i + 1) / 10 <= through + numeric.QUANTILES_EPSILON
 
 
 def test_a_sample_of_the_batch_decides_whether_to_count_it():
@@ -640,10 +643,10 @@ def test_a_sample_of_the_batch_decides_whether_to_count_it():
     assert with_nulls.null_count  # the sample is then taken by pyarrow, nulls left out
     # Mostly distinct at the head, few values over the whole batch: the strided sample sees the batch.
     head_distinct = pa.array(np.concatenate([rng.random(20_000), rng.integers(0, 10, n - 20_000)]))
-    assert statistics_gen._looks_few_valued(statistics_gen._strided_sample(prices))
-    assert statistics_gen._looks_few_valued(statistics_gen._strided_sample(with_nulls))
-    assert statistics_gen._looks_few_valued(statistics_gen._strided_sample(head_distinct))
-    assert not statistics_gen._looks_few_valued(statistics_gen._strided_sample(coordinates))
+    assert numeric._looks_few_valued(numeric._strided_sample(prices))
+    assert numeric._looks_few_valued(numeric._strided_sample(with_nulls))
+    assert numeric._looks_few_valued(numeric._strided_sample(head_distinct))
+    assert not numeric._looks_few_valued(numeric._strided_sample(coordinates))
     for values, counted in ((prices, True), (coordinates, False)):
         accumulator = _numeric_accumulator([values], True)
         assert accumulator.counting == counted  # counted batches keep counting; distinct ones stop it
@@ -660,14 +663,14 @@ def test_small_integers_and_codes_count_the_same_with_and_without_nulls():
     assert nulls.num_non_missing == values.size
     codes = pa.array(rng.integers(0, 7, 1000), pa.int32())
     expected = np.bincount(codes.to_numpy(), minlength=9)
-    assert statistics_gen._code_counts(codes, 9).tolist() == expected.tolist()
+    assert value_counts.code_counts(codes, 9).tolist() == expected.tolist()
     with_null = pa.concat_arrays([codes, pa.array([None], pa.int32())])
-    assert statistics_gen._code_counts(with_null, 9).tolist() == expected.tolist()
+    assert value_counts.code_counts(with_null, 9).tolist() == expected.tolist()
 
 
 def test_summary_ranks_are_remembered_read_only_and_span_the_batch():
-    ranks = statistics_gen._summary_ranks(131_072, 2048)
-    assert ranks is statistics_gen._summary_ranks(131_072, 2048)
+    ranks = numeric._summary_ranks(131_072, 2048)
+    assert ranks is numeric._summary_ranks(131_072, 2048)
     assert (ranks[0], ranks[-1], ranks.size) == (0, 131_071, 2048)
     assert np.array_equal(ranks, np.linspace(0, 131_071, 2048).round().astype(np.int64))
     with pytest.raises(ValueError):
@@ -678,7 +681,7 @@ def _counted_by_hashing(array):
     """The accumulator ``pc.value_counts`` gives for ``array`` (the path before decimals were counted)."""
     import pyarrow.compute as pc
 
-    accumulator = statistics_gen._NumericAccumulator("FLOAT")
+    accumulator = numeric.NumericAccumulator("FLOAT")
     accumulator.num_non_missing = len(array) - array.null_count
     accumulator._add_distinct(pc.value_counts(array))
     return accumulator
@@ -695,8 +698,8 @@ def test_decimals_are_counted_in_units_of_their_last_place_exactly():
     }
     for label, values in cases.items():
         array = pa.array(values, from_pandas=True)  # NaN -> null
-        assert statistics_gen._decimal_scale(array.drop_null().to_numpy()) is not None, label
-        decimals = statistics_gen._NumericAccumulator("FLOAT")
+        assert numeric._decimal_scale(array.drop_null().to_numpy()) is not None, label
+        decimals = numeric.NumericAccumulator("FLOAT")
         decimals.add(array)
         assert decimals.counting, label
         hashed = _counted_by_hashing(array)
@@ -722,29 +725,29 @@ def test_floats_that_are_not_few_place_decimals_are_not_counted_as_decimals():
         "a wide range": np.append(cents[:-1], 1e7),  # 10^9 cents apart
     }
     for label, values in cases.items():
-        accumulator = statistics_gen._NumericAccumulator("FLOAT")
+        accumulator = numeric.NumericAccumulator("FLOAT")
         array = pa.array(values)
-        assert not accumulator._add_decimals(array, n, statistics_gen._strided_sample(array)), label
+        assert not accumulator._add_decimals(array, n, numeric._strided_sample(array)), label
         assert accumulator.count == 0 and accumulator.quantiles is None, label  # nothing added
-    assert statistics_gen._decimal_scale(cents[:2048]) == 100.0
-    assert statistics_gen._decimal_scale(np.array([1.5, 2.0])) == 10.0
-    assert statistics_gen._decimal_scale(np.array([], np.float64)) is None
+    assert numeric._decimal_scale(cents[:2048]) == 100.0
+    assert numeric._decimal_scale(np.array([1.5, 2.0])) == 10.0
+    assert numeric._decimal_scale(np.array([], np.float64)) is None
     single = pa.array(rng.integers(0, 3000, n) / 100, pa.float32())  # 0.1 in float32 is not 1 / 10
-    from_single = statistics_gen._NumericAccumulator("FLOAT")
+    from_single = numeric.NumericAccumulator("FLOAT")
     from_single.add(single)
     hashed = _counted_by_hashing(single)
     assert (from_single.min, from_single.max, from_single.mean) == (hashed.min, hashed.max, hashed.mean)
-    negative_zero = statistics_gen._NumericAccumulator("FLOAT")
+    negative_zero = numeric.NumericAccumulator("FLOAT")
     negative_zero.add(pa.array(np.array([-0.0, -0.0, 1.5] * 100)))
     assert math.copysign(1.0, negative_zero.min) == -1.0  # counted by hashing: -0.0 kept
 
 
 def test_order_statistics_get_about_half_as_many_buckets_as_values_within_bounds():
-    assert statistics_gen._grid_buckets(131_072) == 65_536
-    assert statistics_gen._grid_buckets(131_050) == 65_536  # a few nulls do not halve it
-    assert statistics_gen._grid_buckets(60_000) == 32_768
-    assert statistics_gen._grid_buckets(20_000) == statistics_gen.MIN_GRID_BUCKETS
-    assert statistics_gen._grid_buckets(10_000_000) == statistics_gen.GRID_BUCKETS
+    assert ordering._grid_buckets(131_072) == 65_536
+    assert ordering._grid_buckets(131_050) == 65_536  # a few nulls do not halve it
+    assert ordering._grid_buckets(60_000) == 32_768
+    assert ordering._grid_buckets(20_000) == ordering.MIN_GRID_BUCKETS
+    assert ordering._grid_buckets(10_000_000) == ordering.GRID_BUCKETS
 
 
 def test_a_mostly_null_batch_gives_the_statistics_of_its_values():
