@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 
 from sluice.components.artifacts import Schema
-from sluice.components.example_validator import file_exists, load_schema, read_bytes, write_bytes
+from sluice.components.io.files import exists, is_remote, read_bytes, write_bytes
 from sluice.components.sdk import ComponentError, ExecutionContext, ExternalData, Output, component
+from sluice.components.tfdv import load_schema
+
+__all__ = ["ImportSchemaGen", "import_schema"]
 
 
 def import_schema(
@@ -27,9 +30,9 @@ def import_schema(
 ) -> None:
     """Checks that ``schema_file`` is a valid text-format Schema and copies it."""
     ctx = ctx or ExecutionContext()
-    if "://" not in schema_file and os.path.isdir(schema_file):
+    if not is_remote(schema_file) and os.path.isdir(schema_file):
         raise ComponentError(f"ImportSchemaGen: schema_file {schema_file} is a folder, expected a .pbtxt file")
-    if not file_exists(schema_file):
+    if not exists(schema_file):
         raise ComponentError(f"ImportSchemaGen: schema_file {schema_file} does not exist")
     parsed = load_schema(schema_file, "ImportSchemaGen")
     if not parsed.feature and not parsed.sparse_feature and not parsed.weighted_feature:

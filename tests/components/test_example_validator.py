@@ -14,17 +14,16 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from sluice.components.artifacts import ExampleAnomalies, ExampleStatistics, Schema
-from sluice.components.example_validator import (
-    ExampleValidator,
+from sluice.components.example_validator import ExampleValidator, read_anomalies, validate_examples
+from sluice.components.sdk import ComponentError, ExecutionContext
+from sluice.components.tfdv import (
     format_anomalies,
     histogram_jsd,
-    read_anomalies,
+    infer_schema,
     linfty_distance,
-    validate_examples,
+    schema_to_text,
     validate_statistics,
 )
-from sluice.components.schema_gen import infer_schema, schema_to_text
-from sluice.components.sdk import ComponentError, ExecutionContext
 
 Histogram = statistics_pb2.Histogram
 AnomalyInfo = anomalies_pb2.AnomalyInfo

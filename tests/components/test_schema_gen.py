@@ -7,8 +7,9 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from sluice.components.artifacts import ExampleStatistics, Schema
-from sluice.components.schema_gen import SchemaGen, generate_schema, infer_schema, update_schema
+from sluice.components.schema_gen import SchemaGen, generate_schema
 from sluice.components.sdk import ComponentError, ExecutionContext
+from sluice.components.tfdv import infer_schema, update_schema
 from tests.components.test_example_validator import categorical, numeric, penguin_like, stats_list, write_split_stats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,7 +148,7 @@ def test_component_definition():
 
 def test_component_modules_import_nothing_heavy():
     code = (
-        "import sys, components.schema_gen, components.import_schema_gen, components.example_validator\n"
+        "import sys, sluice.components.schema_gen, sluice.components.import_schema_gen, sluice.components.example_validator\n"
         "heavy = [m for m in ('tensorflow', 'apache_beam', 'pyarrow', 'mlflow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -16,8 +16,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from sluice.components.example_validator import validate_statistics
-from sluice.components.schema_gen import infer_schema, schema_to_text, update_schema
+from sluice.components.tfdv import infer_schema, schema_to_text, update_schema, validate_statistics
 from tests.oracle import tfdv_env
 
 pytestmark = pytest.mark.slow
