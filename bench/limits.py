@@ -128,7 +128,7 @@ def keras_fit_and_predict(transform_graph_uri: str, transformed_uri: str) -> dic
     import numpy as np
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from sluice.components.transform import TransformOutput
+    from sluice.components.tft import TransformOutput
     from sluice.pipelines.taxi import model as taxi_model
 
     train = _arrays(_parquet_files(transformed_uri, "train"))

@@ -13,7 +13,7 @@ are this package's subpackages (mapped by ``pyproject.toml``).
 from sluice.components.sdk import (
     ComponentError, DefinitionError, ExecutionContext, ExternalData, Input, ModuleFile, Output, component,
 )
-from sluice.components import transform as tft
+from sluice.components import tft
 from sluice.orchestration.pipeline import Pipeline
 
 __version__ = "0.1.0"

@@ -40,8 +40,21 @@ Importing this package imports neither TensorFlow nor Beam.
 """
 
 from sluice.components.tft.analyzers import (
-    apply_buckets, apply_vocabulary, bucketize, compute_and_apply_vocabulary, fill_missing, hash_strings, max, mean,
-    min, quantiles, scale_by_min_max, scale_to_0_1, scale_to_z_score, var, vocabulary,
+    apply_buckets,
+    apply_vocabulary,
+    bucketize,
+    compute_and_apply_vocabulary,
+    fill_missing,
+    hash_strings,
+    max,
+    mean,
+    min,
+    quantiles,
+    scale_by_min_max,
+    scale_to_0_1,
+    scale_to_z_score,
+    var,
+    vocabulary,
 )
 from sluice.components.tft.output import TransformOutput
 from sluice.components.tft.tensors import arrow_to_raw_tensors, raw_input_signature

@@ -14,7 +14,13 @@ from typing import Any
 
 from sluice.components.tft.tensors import import_tf
 from sluice.components.tft.tracing import (
-    PreprocessingFnError, TraceContext, analyze, annotate, current_context, map_values, pending,
+    PreprocessingFnError,
+    TraceContext,
+    analyze,
+    annotate,
+    current_context,
+    map_values,
+    pending,
 )
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sluice.components.tft.tensors import as_raw_sparse, dtype_name, import_tf, raw_input_signature, tf_dtype
 from sluice.components.tft.tracing import TraceContext, call_user_fn, normalize_outputs, tracing

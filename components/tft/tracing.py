@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sluice.components.sdk import user_code_line
 from sluice.components.tft.tensors import arrow_to_raw_tensors, import_tf, raw_input_signature

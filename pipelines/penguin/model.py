@@ -17,8 +17,8 @@ uses; all three come from ``components.trainer.export_serving_model``.
 
 import tensorflow as tf
 
+from sluice import tft
 from sluice.components.trainer import export_serving_model
-from sluice.components.transform import TransformOutput
 from sluice.pipelines.penguin import preprocessing as features
 
 LABEL_KEY = features.transformed_name(features.LABEL_KEY)
@@ -28,7 +28,7 @@ HIDDEN_UNITS = [16, 8]
 LEARNING_RATE = 0.01
 
 
-def build_keras_model(tf_transform_output: TransformOutput, hidden_units=HIDDEN_UNITS,
+def build_keras_model(tf_transform_output: tft.TransformOutput, hidden_units=HIDDEN_UNITS,
                       learning_rate: float = LEARNING_RATE) -> tf.keras.Model:
     inputs = {}
     parts = []
@@ -54,7 +54,7 @@ def build_keras_model(tf_transform_output: TransformOutput, hidden_units=HIDDEN_
 
 
 def run_fn(fn_args):
-    tf_transform_output = TransformOutput(fn_args.transform_output)
+    tf_transform_output = tft.TransformOutput(fn_args.transform_output)
     batch_size = fn_args.custom_config.get("batch_size", BATCH_SIZE)
     train = fn_args.dataset(fn_args.train_files, batch_size, label_key=LABEL_KEY)
     evaluation = fn_args.dataset(fn_args.eval_files, batch_size, label_key=LABEL_KEY)

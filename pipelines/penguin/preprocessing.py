@@ -7,7 +7,7 @@ the ``species`` vocabulary.
 
 import tensorflow as tf
 
-from sluice.components import transform as tft
+from sluice import tft
 
 NUMERIC_FEATURE_KEYS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 CATEGORICAL_FEATURE_KEYS = ["island", "sex"]

@@ -6,7 +6,7 @@ dotted name (``preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessi
 
 import tensorflow as tf
 
-from sluice.components import transform as tft
+from sluice import tft
 
 # Features with z-score normalization.
 DENSE_FLOAT_FEATURE_KEYS = ["trip_miles", "fare", "trip_seconds"]

@@ -14,9 +14,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from sluice.components import transform as tft
+from sluice import tft
 from sluice.components.artifacts import Examples, Schema, TransformGraph
 from sluice.components.sdk import ComponentError, ExecutionContext, Output, component
+from sluice.components.tft.graph import save_transform_graph
+from sluice.components.tft.tracing import plan_analysis
+from sluice.components.transform import Transform, run_transform, transforms
 
 tf = pytest.importorskip("tensorflow")
 
@@ -125,10 +128,10 @@ def analyze_and_transform(preprocessing_fn, table: pa.Table, raw_types: dict, ou
     values_file = out_dir / "values.pickle"
     with test_pipeline() as p:
         halves = [table.slice(0, table.num_rows // 2), table.slice(table.num_rows // 2)]
-        _ = (p | beam.Create(halves) | tft.AnalyzeDataset(preprocessing_fn, raw_types)
-             | beam.Map(tft._write_pickle, str(values_file)))
+        _ = (p | beam.Create(halves) | transforms.AnalyzeDataset(preprocessing_fn, raw_types)
+             | beam.Map(transforms.write_pickle, str(values_file)))
     values = pickle.loads(values_file.read_bytes())
-    analysis = tft.save_transform_graph(preprocessing_fn, raw_types, values, str(out_dir / "graph"))
+    analysis = save_transform_graph(preprocessing_fn, raw_types, values, str(out_dir / "graph"))
     output = tft.TransformOutput(str(out_dir / "graph"))
     transformed = output.transform_raw_features(tft.arrow_to_raw_tensors(table, raw_types))
     return values, analysis, output, {k: v.numpy() for k, v in transformed.items()}
@@ -239,7 +242,7 @@ def test_apply_buckets_and_hash_strings(synthetic):
 
 
 def test_two_phase_analyzers(synthetic):
-    phases = tft.plan_analysis(all_analyzers_fn, RAW_TYPES)
+    phases = plan_analysis(all_analyzers_fn, RAW_TYPES)
     assert len(phases) == 2
     assert [s.kind for s in phases[1]] == ["mean_and_var", "mean_and_var"]
     np.testing.assert_allclose(synthetic["transformed"]["f_centered_z"],
@@ -261,7 +264,7 @@ def test_analyze_dataset_ptransform_with_test_pipeline():
 
     batches = [pa.table({"x": pa.array([1.0, 2.0, None]), "w": ["a", "b", "a"]}),
                pa.table({"x": pa.array([5.0]), "w": pa.array([None], pa.string())})]
-    transform = tft.AnalyzeDataset(preprocessing_fn, {"x": "float32", "w": "string"})
+    transform = transforms.AnalyzeDataset(preprocessing_fn, {"x": "float32", "w": "string"})
     assert [[s.kind for s in phase] for phase in transform.phases] == [["mean_and_var", "vocabulary"]]
     x = np.array([1.0, 2.0, 0.0, 5.0])
     expected = {
@@ -290,7 +293,7 @@ def taxi_run(tmp_path_factory):
     outs = output_artifacts(root / "out")
     ctx = ExecutionContext()
     started = time.perf_counter()
-    tft.run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE), ctx=ctx, **outs)
+    run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE), ctx=ctx, **outs)
     seconds = time.perf_counter() - started
     return {"root": root, "splits": splits, "examples": examples, "ctx": ctx, "seconds": seconds, **outs}
 
@@ -421,7 +424,7 @@ def test_penguin_preprocessing(tmp_path):
     splits = taxi_splits(table)  # rows are sorted by species: interleave the splits
     examples, schema = write_examples(tmp_path, splits)
     outs = output_artifacts(tmp_path / "out")
-    tft.run_transform(examples=examples, schema=schema, module_file=str(PENGUIN_MODULE), **outs)
+    run_transform(examples=examples, schema=schema, module_file=str(PENGUIN_MODULE), **outs)
     output = tft.TransformOutput(outs["transform_graph"])
     assert output.vocabulary_size_by_name("species") == 3
     train = pq.read_table(outs["transformed_examples"].split_uri("train"))
@@ -449,7 +452,7 @@ def run_with_module(small_taxi, source: str, **params):
     module = root / "bad_module.py"
     module.write_text(source)
     outs = output_artifacts(root / "out")
-    tft.run_transform(examples=examples, schema=schema, module_file=str(module), **{**outs, **params})
+    run_transform(examples=examples, schema=schema, module_file=str(module), **{**outs, **params})
     return module
 
 
@@ -466,7 +469,7 @@ def test_module_with_syntax_error_names_file_and_line(small_taxi):
 
 
 def test_preprocessing_fn_returning_non_tensor_names_the_output(small_taxi):
-    source = ("from sluice.components import transform as tft\n\n"
+    source = ("from sluice import tft\n\n"
               "def preprocessing_fn(inputs):\n"
               "    return {'fare_xf': tft.fill_missing(inputs['fare'], 0.0), 'answer': 42}\n")
     with pytest.raises(ComponentError, match=r"bad_module\.py: output 'answer' is a int, not a tf.Tensor") as info:
@@ -481,7 +484,7 @@ def test_preprocessing_fn_failing_names_file_and_line(small_taxi):
 
 
 def test_runtime_failure_in_beam_is_one_line_naming_file_and_line(small_taxi):
-    source = ("import tensorflow as tf\nfrom components import transform as tft\n\n"
+    source = ("import tensorflow as tf\nfrom sluice import tft\n\n"
               "def preprocessing_fn(inputs):\n"
               "    fare = tft.fill_missing(inputs['fare'], 0.0)\n"
               "    check = tf.debugging.assert_less(fare, -1.0, message='fares are negative')\n"
@@ -496,14 +499,14 @@ def test_module_import_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, components.transform; "
+    code = ("import sys, sluice.components.transform, sluice.components.tft; "
             "print(sorted(m for m in ('tensorflow', 'apache_beam', 'pyarrow', 'mlflow') if m in sys.modules))")
     found = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "[]"
 
 
 def test_multi_dimensional_output_is_rejected(small_taxi):
-    source = ("import tensorflow as tf\nfrom components import transform as tft\n\n"
+    source = ("import tensorflow as tf\nfrom sluice import tft\n\n"
               "def preprocessing_fn(inputs):\n"
               "    fare = tft.fill_missing(inputs['fare'], 0.0)\n"
               "    return {'pair': tf.stack([fare, fare], axis=1)}\n")
@@ -515,13 +518,13 @@ def test_exactly_one_of_module_file_and_preprocessing_fn(small_taxi):
     examples, schema, root = small_taxi
     outs = output_artifacts(root / "out")
     with pytest.raises(ComponentError, match="exactly one of module_file or preprocessing_fn"):
-        tft.run_transform(examples=examples, schema=schema, **outs)
+        run_transform(examples=examples, schema=schema, **outs)
     with pytest.raises(ComponentError, match="exactly one of module_file or preprocessing_fn"):
-        tft.run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
-                          preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessing_fn", **outs)
+        run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
+                      preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessing_fn", **outs)
     with pytest.raises(ComponentError, match=r"parameter analyze_splits: unknown split\(s\) \['test'\]"):
-        tft.run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
-                          analyze_splits=["test"], **outs)
+        run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
+                      analyze_splits=["test"], **outs)
 
 
 def test_column_type_mismatch_is_one_line(small_taxi):
@@ -530,7 +533,7 @@ def test_column_type_mismatch_is_one_line(small_taxi):
     Path(schema.file).write_text(text)
     outs = output_artifacts(root / "out")
     with pytest.raises(ComponentError, match=r"column 'company' has type string, but the schema says int64"):
-        tft.run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE), **outs)
+        run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE), **outs)
 
 
 # --- inside the local runner ------------------------------------------------------------
@@ -557,8 +560,8 @@ def test_transform_in_local_runner(tmp_path):
     from sluice.orchestration.pipeline import Pipeline
 
     source = MakeTaxiExamples(rows=1500)
-    transform = tft.Transform(examples=source.outputs["examples"], schema=source.outputs["schema"],
-                              preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessing_fn")
+    transform = Transform(examples=source.outputs["examples"], schema=source.outputs["schema"],
+                          preprocessing_fn="sluice.pipelines.taxi.preprocessing.preprocessing_fn")
     pipeline = Pipeline(name="transform-test", components=[source, transform], pipeline_root=str(tmp_path / "root"))
     result = run_pipeline(pipeline)
     assert result.ok, result.error
@@ -575,12 +578,12 @@ def test_transform_node_parameters_are_validated():
     from sluice.components.sdk import DefinitionError
 
     source = MakeTaxiExamples()
-    node = tft.Transform(examples=source.outputs["examples"], schema=source.outputs["schema"],
-                         module_file=str(TAXI_MODULE), analyze_splits=["train", "eval"])
+    node = Transform(examples=source.outputs["examples"], schema=source.outputs["schema"],
+                     module_file=str(TAXI_MODULE), analyze_splits=["train", "eval"])
     assert node.parameters["module_file"] == str(TAXI_MODULE) and node.parameters["transform_splits"] == ["train", "eval"]
     assert set(node.outputs) == {"transform_graph", "transformed_examples", "post_transform_schema"}
     with pytest.raises(DefinitionError, match="analyze_splits"):
-        tft.Transform(examples=source.outputs["examples"], schema=source.outputs["schema"], analyze_splits="train")
+        Transform(examples=source.outputs["examples"], schema=source.outputs["schema"], analyze_splits="train")
 
 
 def test_empty_analysis_dataset_gives_a_usable_graph(tmp_path):
@@ -589,10 +592,10 @@ def test_empty_analysis_dataset_gives_a_usable_graph(tmp_path):
     import apache_beam as beam
 
     with test_pipeline() as p:
-        _ = (p | beam.Create([synthetic_table(0)]) | tft.AnalyzeDataset(all_analyzers_fn, RAW_TYPES)
-             | beam.Map(tft._write_pickle, str(tmp_path / "values.pickle")))
+        _ = (p | beam.Create([synthetic_table(0)]) | transforms.AnalyzeDataset(all_analyzers_fn, RAW_TYPES)
+             | beam.Map(transforms.write_pickle, str(tmp_path / "values.pickle")))
     values = pickle.loads((tmp_path / "values.pickle").read_bytes())
-    tft.save_transform_graph(all_analyzers_fn, RAW_TYPES, values, str(tmp_path / "graph"))
+    save_transform_graph(all_analyzers_fn, RAW_TYPES, values, str(tmp_path / "graph"))
     output = tft.TransformOutput(str(tmp_path / "graph"))
     got = output.transform_raw_features(tft.arrow_to_raw_tensors(synthetic_table(5), RAW_TYPES))
     assert set(got["f_bucket"].numpy()) == {0} and set(got["s_frequent"].numpy()) == {-1}

@@ -1,0 +1,246 @@
+"""The Transform component: analyze the raw examples, save the transform graph, transform the splits.
+
+Beam, TensorFlow and the user's module are imported when it runs, not when it is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+
+from sluice.components.artifacts import Examples, Schema, TransformGraph
+from sluice.components.sdk import (
+    ComponentError,
+    ExecutionContext,
+    Input,
+    ModuleFile,
+    Output,
+    component,
+    load_module_file,
+)
+from sluice.components.tft.graph import SCHEMA_FILE, TRANSFORMED_METADATA_DIR
+from sluice.components.tft.tracing import PreprocessingFnError
+
+OWNER = "Transform"
+
+
+def load_preprocessing_fn(module_file: str | None, preprocessing_fn: str | None) -> tuple[Callable, str]:
+    """The user's function and where it came from (a file path or dotted name)."""
+    if (module_file is None) == (preprocessing_fn is None):
+        raise ComponentError("Transform: set exactly one of module_file or preprocessing_fn")
+    if preprocessing_fn is not None:
+        return _import_preprocessing_fn(preprocessing_fn)
+
+    path = os.path.abspath(module_file)
+    module = load_module_file(path, "Transform")
+    try:  # ship the module by value so workers in other processes need not import it
+        from apache_beam.internal.cloudpickle import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    except Exception:  # noqa: BLE001 - in-process runners unpickle by reference anyway
+        pass
+    fn = getattr(module, "preprocessing_fn", None)
+    if not callable(fn):
+        raise ComponentError(f"Transform: module file {path} defines no preprocessing_fn(inputs) function")
+    return fn, path
+
+
+def _import_preprocessing_fn(preprocessing_fn: str) -> tuple[Callable, str]:
+    """A dotted ``"package.module.function"``, imported."""
+    module_name, _, attr = preprocessing_fn.rpartition(".")
+    if not module_name:
+        raise ComponentError(f"Transform: preprocessing_fn {preprocessing_fn!r} must be 'module.function'")
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ComponentError(
+            f"Transform: preprocessing_fn {preprocessing_fn!r}: cannot import {module_name}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ComponentError(f"Transform: preprocessing_fn {preprocessing_fn!r}: {module_name} has no function {attr}")
+    return fn, getattr(module, "__file__", None) or preprocessing_fn
+
+
+def raw_feature_types_from_schema(schema_file: str) -> dict[str, str]:
+    """``{feature: "int64"|"float32"|"string"}`` from a tensorflow_metadata Schema text file."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from sluice.components.tfdv import load_schema
+
+    schema = load_schema(schema_file, OWNER)
+    kinds = {schema_pb2.INT: "int64", schema_pb2.FLOAT: "float32", schema_pb2.BYTES: "string"}
+    types_ = {}
+    for feature in schema.feature:
+        if feature.type not in kinds:
+            raise ComponentError(
+                f"Transform: schema {schema_file}: feature {feature.name!r} has type "
+                f"{schema_pb2.FeatureType.Name(feature.type)}; expected INT, FLOAT or BYTES"
+            )
+        types_[feature.name] = kinds[feature.type]
+    if not types_:
+        raise ComponentError(f"Transform: schema {schema_file} has no features")
+    return types_
+
+
+def _check_column_types(files: list[str], raw_types: dict[str, str]) -> None:
+    """Fails early, on one line, when a Parquet column cannot become its schema dtype."""
+    import pyarrow as pa
+
+    from sluice.components.io.examples import read_schema
+
+    readable = {
+        "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+        or pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_dictionary(t),
+        "int64": lambda t: pa.types.is_integer(t) or pa.types.is_boolean(t),
+        "float32": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t),
+    }
+    for path in files:
+        arrow = read_schema(path, OWNER)
+        for name, dtype in raw_types.items():
+            index = arrow.get_field_index(name)
+            if index >= 0 and not readable[dtype](arrow.field(index).type):
+                raise ComponentError(
+                    f"Transform: {path}: column {name!r} has type {arrow.field(index).type}, "
+                    f"but the schema says {dtype}"
+                )
+
+
+def _check_splits(examples: Examples, analyze_splits: list[str], transform_splits: list[str]) -> None:
+    if examples.file_format != "parquet":
+        raise ComponentError(f"Transform: examples must be Parquet, got file_format={examples.file_format!r}")
+    for param, splits in (("analyze_splits", analyze_splits), ("transform_splits", transform_splits)):
+        if not splits:
+            raise ComponentError(f"Transform: parameter {param} is empty")
+        unknown = [s for s in splits if s not in examples.split_names]
+        if unknown:
+            raise ComponentError(
+                f"Transform: parameter {param}: unknown split(s) {unknown} (examples have {examples.split_names})"
+            )
+
+
+def run_transform(
+    examples: Input[Examples],
+    schema: Input[Schema],
+    transform_graph: Output[TransformGraph],
+    transformed_examples: Output[Examples],
+    post_transform_schema: Output[Schema],
+    module_file: ModuleFile | None = None,
+    preprocessing_fn: str | None = None,
+    analyze_splits: list[str] = ["train"],  # noqa: B006 - validated, never mutated
+    transform_splits: list[str] = ["train", "eval"],  # noqa: B006
+    ctx: ExecutionContext = None,
+) -> None:
+    """Analyzes ``analyze_splits``, saves the transform graph, transforms ``transform_splits``.
+
+    Exactly one of ``module_file`` (a .py defining ``preprocessing_fn``) or
+    ``preprocessing_fn`` (a dotted ``"package.module.function"``) is required.
+    """
+    from sluice.components.io.examples import split_files
+
+    ctx = ctx or ExecutionContext()
+    fn, source = load_preprocessing_fn(module_file, preprocessing_fn)
+    _check_splits(examples, analyze_splits, transform_splits)
+    raw_types = raw_feature_types_from_schema(schema.file)
+    files = {split: split_files(examples, split, OWNER) for split in {*analyze_splits, *transform_splits}}
+    for split_shards in files.values():
+        _check_column_types(split_shards, raw_types)
+    patterns = {split: examples.parquet_pattern(split) for split in files}
+
+    try:
+        analysis = _analyze(ctx, fn, raw_types, source, [patterns[s] for s in analyze_splits], transform_graph.uri)
+        _transform(ctx, transform_graph.uri, analysis, [(s, patterns[s]) for s in transform_splits],
+                   transformed_examples)
+    except PreprocessingFnError as exc:
+        raise ComponentError(f"Transform: {exc}") from None
+    except ComponentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failure while Beam ran the user's graph
+        raise ComponentError(f"Transform: running preprocessing_fn from {source} on {examples.uri} "
+                             f"failed: {_summarize_failure(exc, source)}") from exc
+
+    with open(post_transform_schema.file, "w") as fh, \
+            open(os.path.join(transform_graph.uri, TRANSFORMED_METADATA_DIR, SCHEMA_FILE)) as src:
+        fh.write(src.read())
+    transformed_examples.split_names = list(transform_splits)
+    transformed_examples.span = examples.span
+    transformed_examples.version = examples.version
+    transformed_examples.file_format = "parquet"
+    ctx.log_metric("num_analyzers", len(analysis["analyzers"]))
+    ctx.log_metric("num_transformed_features", len(analysis["transformed_features"]))
+
+
+def _analyze(ctx: ExecutionContext, fn: Callable, raw_types: dict[str, str], source: str,
+             patterns: list[str], graph_dir: str) -> dict:
+    """One Beam pass computing every analyzer; then the graph saved with their values."""
+    import shutil
+
+    import apache_beam as beam
+
+    from sluice.components.tft.graph import save_transform_graph
+    from sluice.components.transform import transforms
+
+    scratch = os.path.join(graph_dir, ".analysis")
+    os.makedirs(scratch, exist_ok=True)
+    values_file = os.path.join(scratch, "values.pickle")
+    try:
+        analyze = transforms.AnalyzeDataset(fn, raw_types, source)
+        with ctx.beam_pipeline() as pipeline:
+            _ = (
+                pipeline
+                | "ReadAnalyzeSplits" >> transforms.ReadRawBatches(patterns)
+                | "Analyze" >> analyze
+                | "WriteValues" >> beam.Map(transforms.write_pickle, values_file)
+            )
+        with open(values_file, "rb") as fh:
+            values = pickle.load(fh)
+        return save_transform_graph(fn, raw_types, values, graph_dir, source)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _transform(ctx: ExecutionContext, graph_dir: str, analysis: dict, patterns: list[tuple[str, str]],
+               transformed_examples: Examples) -> None:
+    """One Beam pipeline applying the saved graph to each split, written as Parquet shards."""
+    import apache_beam as beam
+
+    from sluice.components.tft.tensors import arrow_schema
+    from sluice.components.transform import transforms
+
+    with ctx.beam_pipeline() as pipeline:
+        for split, pattern in patterns:
+            out_dir = transformed_examples.split_uri(split)
+            os.makedirs(out_dir, exist_ok=True)
+            _ = (
+                pipeline
+                | f"Read[{split}]" >> transforms.ReadRawBatches([pattern])
+                | f"Transform[{split}]" >> transforms.TransformDataset(graph_dir)
+                | f"Write[{split}]" >> beam.io.WriteToParquetBatched(
+                    os.path.join(out_dir, "part"), schema=arrow_schema(analysis["transformed_features"]),
+                    file_name_suffix=".parquet", shard_name_template="-SSSSS-of-NNNNN")
+            )
+
+
+def _summarize_failure(exc: BaseException, source: str) -> str:
+    """One line from an error Beam re-raised with its worker traceback folded into the message."""
+    import re
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    frames = [i for i, line in enumerate(lines) if line.startswith("File ")]
+    where = ""
+    for i in frames:
+        match = re.match(r'File "(.+)", line (\d+)', lines[i])
+        if match and os.path.abspath(match.group(1)) == os.path.abspath(source):
+            where = f"line {match.group(2)}: "
+    message = lines[frames[-1] + 1] if frames and frames[-1] + 1 < len(lines) else (lines[0] if lines else "")
+    message = re.sub(r"\s*\[while running .*\]$", "", message)
+    if len(message) > 300:
+        message = message[:300] + "..."
+    return f"{where}{message or type(exc).__name__}"
+
+
+Transform = component(run_transform, name="Transform", warm_imports=("tensorflow",))
