@@ -50,7 +50,7 @@ def _module(source: str, good_preprocessing: bool = True) -> dict[str, bytes]:
 
 
 PREPROCESSING = """\
-from sluice.components import transform as tft
+from sluice import tft
 
 
 def preprocessing_fn(inputs):
