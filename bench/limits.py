@@ -18,8 +18,9 @@
   100k rows than calling the model batch by batch.
 
 The pyarrow ones run twice and the second run counts (the first pays one-off kernel set-up
-and warms the page cache, which the pipeline run just before also did). Each reports wall seconds and the process's RSS peak so far. Run as a fresh process
-per benchmark repeat by ``bench/run.py``:
+and warms the page cache, which the pipeline run just before also did). Each reports wall
+seconds and the process's RSS peak so far. Run as a fresh process per benchmark repeat by
+``bench/run.py``:
 
     .venv/bin/python -m bench.limits --csv data.csv --examples EXAMPLES_URI \\
         --transform-graph GRAPH_URI --transformed TRANSFORMED_URI
