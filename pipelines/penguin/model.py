@@ -18,7 +18,7 @@ uses; all three come from ``components.trainer.export_serving_model``.
 import tensorflow as tf
 
 from sluice import tft
-from sluice.components.trainer import export_serving_model
+from sluice.components.serving import export_serving_model
 from sluice.pipelines.penguin import preprocessing as features
 
 LABEL_KEY = features.transformed_name(features.LABEL_KEY)

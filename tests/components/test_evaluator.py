@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
-import sluice.components.evaluator as evaluator_module
 from sluice.components.evaluator import MetricThreshold, binary_metrics, evaluate_model, roc_curve
+from sluice.components.evaluator import predict as predict_module
 from sluice.components.sdk import ComponentError, ExecutionContext
 
 
@@ -54,7 +54,7 @@ def _save_feature_model(path, outputs: dict[str, str], transform_label: bool = F
     module = tf.Module()
     module.serve = serve
     if raw_function:  # as trainer.export_serving_model saves it: raw SparseTensors in
-        from sluice.components.transform import raw_input_signature
+        from sluice.components.tft import raw_input_signature
 
         @tf.function(input_signature=[raw_input_signature({f: "float32" for f in features})])
         def evaluate_raw_features(raw):
@@ -249,7 +249,7 @@ def test_bad_inputs_are_clear_errors(tmp_path, binary):
         evaluate_model(model=weak, label_key="label", prediction_key="probs", **kwargs)
     with pytest.raises(ComponentError, match=r"slicing feature 'company' is not a column"):
         evaluate_model(model=weak, label_key="label", slicing_features=["company"], **kwargs)
-    with pytest.raises(ComponentError, match=r"no Parquet files for split 'test'"):
+    with pytest.raises(ComponentError, match=r"examples split 'test' has no Parquet files"):
         evaluate_model(model=weak, label_key="label", eval_split="test", **kwargs)
 
 
@@ -326,14 +326,14 @@ def test_roc_curve_is_thinned_to_at_most_200_points_and_keeps_its_area():
 def test_each_batch_is_serialized_once_for_model_baseline_and_label(tmp_path, binary, monkeypatch):
     examples, table, good, weak = binary
     batches = []
-    real_serialize = evaluator_module.serialize_examples
+    real_serialize = predict_module.serialize_examples
 
     def counting_serialize(batch):
         batches.append(batch.num_rows)
         return real_serialize(batch)
 
-    monkeypatch.setattr(evaluator_module, "serialize_examples", counting_serialize)
-    monkeypatch.setattr(evaluator_module, "PREDICT_BATCH_ROWS", 64)
+    monkeypatch.setattr(predict_module, "serialize_examples", counting_serialize)
+    monkeypatch.setattr(predict_module, "PREDICT_BATCH_ROWS", 64)
     evaluation, blessing = _outputs(tmp_path)
     evaluate_model(examples=examples, model=good, baseline_model=weak, evaluation=evaluation, blessing=blessing,
                    label_key="tips_xf", prediction_key="outputs", ctx=ExecutionContext())
@@ -348,10 +348,8 @@ def test_each_batch_is_serialized_once_for_model_baseline_and_label(tmp_path, bi
 
 def test_an_evaluate_raw_features_of_another_form_is_ignored(tmp_path, binary):
     examples, table, _, _ = binary
-    from sluice.components import evaluator as evaluator_module
-
     model = _save_feature_model(tmp_path / "odd", {"outputs": "score"}, odd_raw_function=True)
-    assert getattr(evaluator_module._load_serving(model, "model"), "evaluate_raw_features", None) is not None
+    assert getattr(predict_module.load_serving(model, "model"), "evaluate_raw_features", None) is not None
     evaluation, blessing = _outputs(tmp_path / "out")
     evaluate_model(examples=examples, model=model, evaluation=evaluation, blessing=blessing, label_key="label",
                    ctx=ExecutionContext())
@@ -362,14 +360,12 @@ def test_an_evaluate_raw_features_of_another_form_is_ignored(tmp_path, binary):
 
 def test_raw_features_model_beside_a_serialized_baseline(tmp_path, binary, monkeypatch):
     examples, table, _, weak = binary
-    from sluice.components import evaluator as evaluator_module
-
     model = _save_feature_model(tmp_path / "raw", {"outputs": "score"}, raw_function=True)
-    assert evaluator_module._raw_function(evaluator_module._load_serving(model, "model")) is not None
-    assert evaluator_module._raw_function(evaluator_module._load_serving(weak, "baseline")) is None
+    assert predict_module.raw_function(predict_module.load_serving(model, "model")) is not None
+    assert predict_module.raw_function(predict_module.load_serving(weak, "baseline")) is None
     serialized_batches = []
-    real_serialize = evaluator_module.serialize_examples
-    monkeypatch.setattr(evaluator_module, "serialize_examples",
+    real_serialize = predict_module.serialize_examples
+    monkeypatch.setattr(predict_module, "serialize_examples",
                         lambda batch: serialized_batches.append(batch.num_rows) or real_serialize(batch))
     evaluation, blessing = _outputs(tmp_path / "out")
     evaluate_model(examples=examples, model=model, baseline_model=weak, evaluation=evaluation, blessing=blessing,

@@ -22,6 +22,7 @@ import pytest
 from sluice.components.artifacts import Examples, Model, ModelRun
 from sluice.components.sdk import ComponentError, ExecutionContext
 from sluice.components import trainer as trainer_module
+from sluice.components.trainer import data as trainer_data
 from sluice.components.trainer import parquet_dataset, run_trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,8 +136,8 @@ def _synthetic(tmp_path, files=2, rows=50):
 @pytest.mark.parametrize("streaming", [False, True])
 def test_parquet_dataset_reads_every_row_once_without_repeat(tmp_path, monkeypatch, streaming):
     if streaming:
-        monkeypatch.setattr(trainer_module, "IN_MEMORY_ROW_LIMIT", 0)
-        monkeypatch.setattr(trainer_module, "STREAM_CHUNK_ROWS", 16)
+        monkeypatch.setattr(trainer_data, "IN_MEMORY_ROW_LIMIT", 0)
+        monkeypatch.setattr(trainer_data, "STREAM_CHUNK_ROWS", 16)
     files = _synthetic(tmp_path)
     dataset = parquet_dataset(files, batch_size=8, label_key="label", shuffle=True, repeat=False, seed=1)
     ids, xs, labels, strings = [], [], [], []
@@ -157,8 +158,8 @@ def test_parquet_dataset_reads_every_row_once_without_repeat(tmp_path, monkeypat
 @pytest.mark.parametrize("streaming", [False, True])
 def test_parquet_dataset_repeats_with_full_batches(tmp_path, monkeypatch, streaming):
     if streaming:
-        monkeypatch.setattr(trainer_module, "IN_MEMORY_ROW_LIMIT", 0)
-        monkeypatch.setattr(trainer_module, "STREAM_CHUNK_ROWS", 16)
+        monkeypatch.setattr(trainer_data, "IN_MEMORY_ROW_LIMIT", 0)
+        monkeypatch.setattr(trainer_data, "STREAM_CHUNK_ROWS", 16)
     files = _synthetic(tmp_path)
     dataset = parquet_dataset(files, batch_size=30, feature_keys=["x"], shuffle=True)
     batches = list(dataset.take(10))  # 300 rows from 100: crosses epochs
@@ -174,19 +175,19 @@ def test_parquet_dataset_missing_label_names_label_and_file(tmp_path):
 
 def _record_stream_decisions(monkeypatch) -> list[bool]:
     decisions = []
-    real = trainer_module._should_stream
+    real = trainer_data._should_stream
 
     def recording(*args):
         decisions.append(real(*args))
         return decisions[-1]
 
-    monkeypatch.setattr(trainer_module, "_should_stream", recording)
+    monkeypatch.setattr(trainer_data, "_should_stream", recording)
     return decisions
 
 
 def test_parquet_dataset_streams_when_far_more_rows_than_needed(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "STREAM_SHUFFLE_ROWS", 32)
-    monkeypatch.setattr(trainer_module, "STREAM_CHUNK_ROWS", 8)
+    monkeypatch.setattr(trainer_data, "STREAM_SHUFFLE_ROWS", 32)
+    monkeypatch.setattr(trainer_data, "STREAM_CHUNK_ROWS", 8)
     decisions = _record_stream_decisions(monkeypatch)
     ids = np.arange(200)
     path = tmp_path / "part-00000-of-00001.parquet"
@@ -201,13 +202,13 @@ def test_parquet_dataset_streams_when_far_more_rows_than_needed(tmp_path, monkey
     assert len(set(seen[:32] // 20)) > 1  # a shuffle buffer mixes several row groups
     # Small inputs, or inputs not much bigger than what is needed, stay in memory.
     parquet_dataset([str(path)], batch_size=8, label_key="label", rows_needed=100)
-    monkeypatch.setattr(trainer_module, "STREAM_SHUFFLE_ROWS", 1000)
+    monkeypatch.setattr(trainer_data, "STREAM_SHUFFLE_ROWS", 1000)
     parquet_dataset([str(path)], batch_size=8, label_key="label", rows_needed=16)
     assert decisions == [True, False, False]
 
 
 def test_parquet_dataset_streams_above_the_memory_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "IN_MEMORY_BYTE_LIMIT", 100)
+    monkeypatch.setattr(trainer_data, "IN_MEMORY_BYTE_LIMIT", 100)
     decisions = _record_stream_decisions(monkeypatch)
     dataset = parquet_dataset(_synthetic(tmp_path), batch_size=8, label_key="label", repeat=False)
     assert decisions == [True]
@@ -215,7 +216,7 @@ def test_parquet_dataset_streams_above_the_memory_budget(tmp_path, monkeypatch):
 
 
 def test_fn_args_datasets_know_the_rows_their_steps_need(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "STREAM_SHUFFLE_ROWS", 10)
+    monkeypatch.setattr(trainer_data, "STREAM_SHUFFLE_ROWS", 10)
     decisions = _record_stream_decisions(monkeypatch)
     train, evaluation = _synthetic(tmp_path, files=2)[:1], _synthetic(tmp_path, files=2)[1:]
     fn_args = trainer_module.FnArgs(
@@ -317,8 +318,11 @@ _SUBPROCESS = textwrap.dedent('''
     from sluice.components.artifacts import Examples, Model, ModelRun
     from sluice.components.sdk import ComponentError
     from sluice.components.trainer import run_trainer, FnArgs
+    # The runners apply the Keras workarounds for distribution strategies; this calls the executor directly.
+    from sluice.orchestration.runtime import keras as keras_runtime
+    keras_runtime.apply()
     seen = {}
-    import sluice.components.trainer as t
+    import sluice.components.trainer.component as t
     original = t.make_strategy
     def spy(*args, **kwargs):
         strategy = original(*args, **kwargs)
@@ -471,7 +475,7 @@ def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
 
     table = pa.Table.from_pandas(load_penguins(), preserve_index=False)
     raw, transformed, graph = _transformed(str(tmp_path / "data"), table, "penguin")
-    from sluice.components.transform import TransformOutput
+    from sluice.components.tft import TransformOutput
 
     species = [s.decode() for s in TransformOutput(graph).vocabulary_by_name("species")]
     metrics, blessing, _ = _train_and_evaluate(
@@ -486,10 +490,10 @@ def test_penguin_dnn_learns_the_species(tmp_path, monkeypatch):
     assert again["overall"]["accuracy"] == pytest.approx(metrics["overall"]["accuracy"])
     # The Evaluator fed the raw columns to evaluate_raw_features; through serialized
     # tf.Examples and the serving signatures the metrics are the same.
-    from sluice.components import evaluator as evaluator_module
+    from sluice.components.evaluator import predict as predict_module
 
-    assert evaluator_module._raw_function(tf_saved_model_load(tmp_path / "model")) is not None
-    monkeypatch.setattr(evaluator_module, "_raw_function", lambda loaded: None)
+    assert predict_module.raw_function(tf_saved_model_load(tmp_path / "model")) is not None
+    monkeypatch.setattr(predict_module, "raw_function", lambda loaded: None)
     serialized = _evaluate_again(tmp_path / "serialized", raw, label_key="species_xf",
                                  prediction_key="probabilities", problem="multiclass", slicing_features=["island"])
     assert serialized["overall"] == pytest.approx(metrics["overall"], rel=1e-6)

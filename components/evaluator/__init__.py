@@ -1,0 +1,54 @@
+"""Evaluator: scores a model on an eval split, overall and per slice, and blesses it or not.
+
+The model is called through the serving-model contract (``sluice.components.serving``):
+a model exported by ``export_serving_model`` is fed the raw Parquet columns through its
+``evaluate_raw_features`` function; any other SavedModel's ``serving_default`` signature
+is fed serialized ``tf.Example``s built from the raw rows. Labels come from the
+``label_key`` column of the data, or, when the data has no such column (a label made by
+Transform, e.g. ``tips_xf``), from the model's transformed features
+(``evaluate_raw_features``, else the ``transform_features`` signature), as TFMA's
+``preprocessing_function_names``.
+
+``metrics.json`` also holds ``"plots"`` for the Kubeflow UI: a confusion matrix
+(binary at ``decision_threshold``, or multiclass) and, for binary problems, a ROC
+curve of at most ``ROC_CURVE_MAX_POINTS`` points.
+
+Thresholds, keyed by metric name::
+
+    thresholds={
+        "binary_accuracy": MetricThreshold(lower_bound=0.85),
+        "auc": MetricThreshold(max_regression=0.01),            # vs the baseline model
+        "log_loss": MetricThreshold(higher_is_better=False, min_improvement=0.0),
+    }
+
+Value thresholds (``lower_bound`` / ``upper_bound``) always apply; change
+thresholds (``min_improvement`` / ``max_regression``, absolute or, with
+``relative=True``, a fraction of the baseline's value) compare against the
+baseline: the ``baseline_model`` input, else the pipeline's latest blessed
+model from the metadata store; without one they are recorded as skipped.
+
+Modules: ``metrics``, ``slicing``, ``thresholds``, ``predict`` (calling the serving
+models), ``report`` (report.html), ``component`` (the executor ``evaluate_model`` and
+``Evaluator``).
+"""
+
+from sluice.components.evaluator.component import Evaluator, evaluate_model
+from sluice.components.evaluator.metrics import (
+    ROC_CURVE_MAX_POINTS,
+    binary_metrics,
+    confusion_matrix,
+    multiclass_metrics,
+    roc_curve,
+)
+from sluice.components.evaluator.thresholds import MetricThreshold
+
+__all__ = [
+    "Evaluator",
+    "MetricThreshold",
+    "ROC_CURVE_MAX_POINTS",
+    "binary_metrics",
+    "confusion_matrix",
+    "evaluate_model",
+    "multiclass_metrics",
+    "roc_curve",
+]

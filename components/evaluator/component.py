@@ -1,0 +1,146 @@
+"""The Evaluator component: scores a model on an eval split, overall and per slice, and blesses it or not."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Literal
+
+from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
+from sluice.components.evaluator import predict
+from sluice.components.evaluator.metrics import binary_metrics, evaluation_plots, json_safe, multiclass_metrics
+from sluice.components.evaluator.report import write_report
+from sluice.components.evaluator.slicing import slice_masks
+from sluice.components.evaluator.thresholds import MetricThreshold, blessing_reason, check_thresholds
+from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
+
+OWNER = "Evaluator"
+
+
+def _eval_table(examples: Examples, split: str, limit: int | None):
+    """The split's rows (the first ``limit``) and its first file (named in errors)."""
+    from sluice.components.io.examples import read_table, split_files
+
+    files = split_files(examples, split, OWNER)
+    return read_table(files, OWNER, limit=limit), files[0]
+
+
+def _resolve_baseline(ctx: ExecutionContext, model: Model) -> Model | None:
+    """The pipeline's latest blessed model other than ``model`` (None without a store or match)."""
+    if ctx.lookup is None:
+        return None
+    found = ctx.lookup.find_artifacts(ctx.pipeline_name, "ModelBlessing", lambda a: a.blessed)
+    for blessing, _execution in found:
+        candidate_uri = getattr(blessing, "model_uri", "")
+        if candidate_uri and candidate_uri != model.uri and \
+                os.path.isfile(os.path.join(candidate_uri, "Format-Serving", "saved_model.pb")):
+            return Model(uri=candidate_uri)
+    return None
+
+
+def _predict(table, data_file, model, baseline, label_key, prediction_key, problem, label_vocabulary):
+    """Runs the model (and baseline) over the table: (labels, has_label, [model, baseline] outputs).
+
+    Labels come from the ``label_key`` column, or, when the data has no such column (a
+    label made by Transform), from the model's transformed features.
+    """
+    import pyarrow as pa
+
+    loaded = predict.load_serving(model, "model")
+    label_call = predict.label_call(table, label_key, loaded, data_file)
+    if label_call is None:  # validate labels before the expensive predictions
+        labels, has_label = predict.read_labels(table.column(label_key).combine_chunks(), label_key, problem,
+                                                label_vocabulary, data_file)
+    loaded_baseline = predict.load_serving(baseline, "baseline model") if baseline is not None else None
+
+    calls = [predict.model_call(loaded, prediction_key, "model")]
+    if loaded_baseline is not None:
+        calls.append(predict.model_call(loaded_baseline, prediction_key, "baseline model"))
+    if label_call is not None:
+        calls.append(label_call)
+    outputs = predict.run_signatures(table, calls)
+    if label_call is not None:
+        labels, has_label = predict.read_labels(pa.array(outputs[-1].reshape(-1)), label_key, problem,
+                                                label_vocabulary, data_file)
+    return labels, has_label, outputs[:2 if loaded_baseline is not None else 1]
+
+
+def evaluate_model(
+    examples: Input[Examples],
+    model: Input[Model],
+    evaluation: Output[ModelEvaluation],
+    blessing: Output[ModelBlessing],
+    label_key: str,
+    baseline_model: Input[Model] | None = None,
+    prediction_key: str | None = None,
+    slicing_features: list[str] = [],
+    thresholds: dict[str, MetricThreshold] = {},
+    eval_split: str = "eval",
+    problem: Literal["binary", "multiclass"] = "binary",
+    decision_threshold: float = 0.5,
+    label_vocabulary: list[str] | None = None,
+    example_count_limit: int | None = None,
+    ctx: ExecutionContext = None,
+) -> None:
+    """Evaluates ``model`` (and a baseline) on the raw ``eval_split``; blesses it if thresholds pass.
+
+    ``prediction_key`` picks the serving output (default: the only output, or
+    ``outputs`` / ``probabilities``). Binary problems take one probability per
+    example (or two-class probabilities); multiclass ones class probabilities.
+    String labels map to class ids through ``label_vocabulary``.
+    """
+    import numpy as np
+
+    ctx = ctx or ExecutionContext()
+    thresholds = {k: MetricThreshold.model_validate(v) if isinstance(v, dict) else v
+                  for k, v in thresholds.items()}
+    table, data_file = _eval_table(examples, eval_split, example_count_limit)
+    baseline = baseline_model or _resolve_baseline(ctx, model)
+    labels, has_label, outputs = _predict(table, data_file, model, baseline, label_key, prediction_key, problem,
+                                          label_vocabulary)
+    scores = predict.read_scores(outputs[0], problem, "model")
+
+    def compute(scores, mask):
+        usable = mask & has_label
+        if problem == "binary":
+            return json_safe(binary_metrics(labels[usable], scores[usable], decision_threshold))
+        return json_safe(multiclass_metrics(labels[usable], scores[usable]))
+
+    everything = np.ones(table.num_rows, dtype=bool)
+    if problem == "multiclass" and has_label.any() and labels[has_label].max() >= scores.shape[1]:
+        raise ComponentError(f"Evaluator: label '{label_key}' has class id {labels[has_label].max()} but the "
+                             f"model predicts {scores.shape[1]} classes")
+    overall = compute(scores, everything)
+    slices = {name: compute(scores, mask) for name, mask in slice_masks(table, slicing_features, data_file)}
+    plots = evaluation_plots(labels[has_label], scores[has_label], problem, decision_threshold,
+                             label_vocabulary)
+    baseline_metrics = None
+    if len(outputs) > 1:
+        baseline_metrics = compute(predict.read_scores(outputs[1], problem, "baseline model"), everything)
+
+    results = check_thresholds(thresholds, overall, baseline_metrics)
+    blessed, reason = blessing_reason(results)
+    _write_outputs(evaluation, blessing, model, baseline, blessed, reason, overall, slices, baseline_metrics,
+                   results, plots)
+    ctx.log_metrics({k: v for k, v in overall.items() if v is not None})
+
+
+def _write_outputs(evaluation, blessing, model, baseline, blessed, reason, overall, slices, baseline_metrics,
+                   results, plots) -> None:
+    """metrics.json and report.html into the evaluation; the BLESSED / NOT_BLESSED marker."""
+    baseline_uri = baseline.uri if baseline is not None else None
+    with open(evaluation.path("metrics.json"), "w") as out:
+        json.dump({"overall": overall, "slices": slices, "baseline": baseline_metrics,
+                   "baseline_model_uri": baseline_uri, "thresholds": results, "plots": plots}, out, indent=2)
+    write_report(evaluation.path("report.html"), blessed=blessed, reason=reason, model_uri=model.uri,
+                 baseline_uri=baseline_uri, overall=overall, baseline_metrics=baseline_metrics, slices=slices,
+                 thresholds=results)
+    evaluation.blessed = blessed
+
+    open(blessing.path("BLESSED" if blessed else "NOT_BLESSED"), "w").close()
+    blessing.blessed = blessed
+    blessing.model_uri = model.uri
+    blessing.reason = reason
+
+
+Evaluator = component(evaluate_model, name="Evaluator", warm_imports=("tensorflow",))

@@ -1,0 +1,184 @@
+"""Calling the serving models over the eval rows, and reading labels and scores from their outputs.
+
+A model exported by ``sluice.components.serving.export_serving_model`` is fed the raw
+Parquet columns as SparseTensors through its ``evaluate_raw_features`` function: the same
+transform graph and model as its ``serving_default``, minus the tf.Example round trip,
+which cost the Evaluator over half its time. Any other SavedModel's ``serving_default``
+signature is fed serialized ``tf.Example``s built from the raw rows, each batch serialized
+once for every signature that reads it (model, baseline, label).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from sluice.components.artifacts import Model
+from sluice.components.sdk import ComponentError
+from sluice.components.serving import (
+    SERVING_SIGNATURE,
+    TRANSFORM_SIGNATURE,
+    load_serving_model,
+    raw_feature_types,
+    raw_function,
+    serialize_examples,
+)
+
+PREDICT_BATCH_ROWS = 4096  # rows per call through serialized tf.Examples
+# Rows per call through ``evaluate_raw_features``: each call binds every input tensor in
+# Python, so bigger batches; the cost is a little more peak memory.
+RAW_BATCH_ROWS = 32768
+
+
+@dataclasses.dataclass
+class SignatureCall:
+    """One signature to run over every eval row, and the output to keep (None: pick the default).
+
+    ``raw``: ``signature`` is a model's ``evaluate_raw_features`` (raw SparseTensors in, no
+    tf.Example round trip), and ``part`` the output group to read ("outputs" or "transformed").
+    """
+
+    signature: Any
+    output_key: str | None
+    what: str
+    raw: bool = False
+    part: str | None = None
+
+
+def load_serving(model: Model, role: str):
+    """The loaded serving SavedModel of ``model`` (``role``: "model", "baseline model")."""
+    return load_serving_model(model.serving_dir, role, "Evaluator")
+
+
+def model_call(loaded, prediction_key: str | None, role: str) -> SignatureCall:
+    raw = raw_function(loaded)
+    if raw is not None:
+        return SignatureCall(raw, prediction_key, f"{role}'s serving outputs", raw=True, part="outputs")
+    return SignatureCall(loaded.signatures[SERVING_SIGNATURE], prediction_key, f"{role}'s serving_default")
+
+
+def label_call(table, label_key, loaded, data_file) -> SignatureCall | None:
+    """The call that computes the label with the model's transform, or None when the data has it."""
+    if label_key in table.column_names:
+        return None
+    raw = raw_function(loaded)
+    if raw is not None:
+        return SignatureCall(raw, label_key, "the model's transformed features", raw=True, part="transformed")
+    if TRANSFORM_SIGNATURE in loaded.signatures:
+        return SignatureCall(loaded.signatures[TRANSFORM_SIGNATURE], label_key,
+                             "the model's transform_features signature")
+    raise ComponentError(f"Evaluator: label '{label_key}' is not a column of {data_file} and the model "
+                         f"has no transform_features signature to compute it")
+
+
+def _default_output_key(outputs: dict, what: str) -> str:
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    for key in ("outputs", "probabilities", "predictions", "output_0"):
+        if key in outputs:
+            return key
+    raise ComponentError(f"Evaluator: {what} has several outputs ({', '.join(sorted(outputs))}); "
+                         f"set parameter 'prediction_key'")
+
+
+def run_signatures(table, calls: list[SignatureCall]) -> list:
+    """Runs every call over the table's rows in batches; returns one numpy output per call.
+
+    Models exported by ``export_serving_model`` get the batch's Arrow columns as raw
+    SparseTensors (``evaluate_raw_features``: one call gives both the predictions and the
+    transformed label). Other models get the batch serialized to tf.Example, once for every
+    signature (model, baseline, label transform). The next batches are prepared on worker
+    threads (the encoder releases the GIL, so they use every core) while TensorFlow runs the
+    current one.
+    """
+    import collections
+    import concurrent.futures
+
+    import numpy as np
+    import tensorflow as tf
+
+    from sluice.components.tft import arrow_to_raw_tensors
+
+    results: list[list] = [[] for _ in calls]
+    keys = [call.output_key for call in calls]
+    workers = min(4, os.cpu_count() or 1)
+    serialized_needed = any(not call.raw for call in calls)
+    raw_types = {id(call.signature): raw_feature_types(call.signature) for call in calls if call.raw}
+    batch_rows = PREDICT_BATCH_ROWS if serialized_needed else RAW_BATCH_ROWS
+    starts = collections.deque(range(0, table.num_rows, batch_rows))
+
+    def prepare(start):
+        batch = table.slice(start, batch_rows)
+        serialized = tf.constant(serialize_examples(batch), dtype=tf.string) if serialized_needed else None
+        raw = {key: arrow_to_raw_tensors(batch, types) for key, types in raw_types.items()}
+        return serialized, raw
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: collections.deque = collections.deque()
+        while starts or pending:
+            while starts and len(pending) <= workers:  # a few batches ahead, not the whole split
+                pending.append(pool.submit(prepare, starts.popleft()))
+            serialized, raw = pending.popleft().result()
+            raw_outputs: dict[int, Any] = {}  # one call per raw function and batch
+            for index, call in enumerate(calls):
+                if call.raw:
+                    key = id(call.signature)
+                    if key not in raw_outputs:
+                        raw_outputs[key] = call.signature(raw[key])
+                    outputs = raw_outputs[key][call.part]
+                else:
+                    outputs = call.signature(examples=serialized)
+                if keys[index] is None:
+                    keys[index] = _default_output_key(outputs, call.what)
+                if keys[index] not in outputs:
+                    raise ComponentError(f"Evaluator: {call.what} has no output '{keys[index]}' "
+                                         f"(outputs: {', '.join(sorted(outputs))})")
+                results[index].append(outputs[keys[index]].numpy())
+    return [np.concatenate(parts) if parts else np.zeros([0]) for parts in results]
+
+
+def read_scores(raw, problem, role):
+    """The serving output as binary probabilities ``[n]`` or class probabilities ``[n, classes]``."""
+    import numpy as np
+
+    raw = raw.astype(np.float64)
+    if problem == "binary":
+        if raw.ndim == 2 and raw.shape[1] == 2:
+            return raw[:, 1]
+        if raw.ndim == 2 and raw.shape[1] != 1:
+            raise ComponentError(f"Evaluator: {role} predicts shape {list(raw.shape)}; a binary problem needs "
+                                 f"one probability per example (or two classes)")
+        return raw.reshape(-1)
+    if raw.ndim != 2:
+        raise ComponentError(f"Evaluator: {role} predicts shape {list(raw.shape)}; a multiclass problem needs "
+                             f"class probabilities [examples, classes]")
+    return raw
+
+
+def read_labels(column, label_key, problem, label_vocabulary, data_file):
+    """Integer labels and a mask of usable rows (rows with a missing label are left out)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+            or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        if label_vocabulary is None:
+            raise ComponentError(f"Evaluator: label '{label_key}' holds strings; set parameter "
+                                 f"'label_vocabulary' to map them to class ids")
+        values = column.cast(pa.large_string())
+        ids = pc.index_in(values, value_set=pa.array(label_vocabulary, pa.large_string()))
+        unknown = ids.is_null().to_numpy(zero_copy_only=False) & valid
+        if unknown.any():
+            bad = values.filter(pa.array(unknown))[0].as_py()
+            raise ComponentError(f"Evaluator: label '{label_key}' value {bad!r} in {data_file} is not in "
+                                 f"parameter 'label_vocabulary'")
+        return pc.fill_null(ids, 0).to_numpy().astype(np.int64), valid
+    numbers = pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy()
+    if problem == "binary" and not np.isin(numbers[valid], (0.0, 1.0)).all():
+        bad = numbers[valid][~np.isin(numbers[valid], (0.0, 1.0))][0]
+        raise ComponentError(f"Evaluator: label '{label_key}' in {data_file} has value {bad}; a binary "
+                             f"problem needs labels 0/1")
+    return numbers.astype(np.int64), valid

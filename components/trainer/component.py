@@ -1,0 +1,171 @@
+"""The Trainer component: runs a module file's ``run_fn(fn_args)`` to train and export a model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any, Literal
+
+from sluice.components.artifacts import Examples, Model, ModelRun, Schema, TransformGraph
+from sluice.components.sdk import (
+    ComponentError,
+    ExecutionContext,
+    Input,
+    ModuleFile,
+    Output,
+    component,
+    module_function,
+    user_code_line,
+)
+from sluice.components.trainer.data import split_files
+from sluice.components.trainer.distribution import is_chief, make_strategy
+from sluice.components.trainer.fn_args import DataAccessor, FnArgs
+
+
+def load_module_function(module_file: str, name: str) -> Callable:
+    """Imports ``module_file`` and returns its function ``name``; a ComponentError names the file."""
+    if not os.path.isfile(module_file):
+        raise ComponentError(f"Trainer: module file {module_file} does not exist")
+    return module_function(module_file, name, "Trainer")
+
+
+def _user_code_error(exc: BaseException, module_file: str) -> str:
+    """One line for an exception raised by run_fn: the module file's innermost line and the error."""
+    line = user_code_line(exc, module_file)
+    where = f"{module_file}, line {line}" if line else module_file
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"Trainer: run_fn in {where} failed: {type(exc).__name__}: {message}"[:1000]
+
+
+def _flat_params(prefix: str, values: dict[str, Any]) -> dict[str, str]:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flat_params(f"{name}.", value))
+        else:
+            flat[name] = str(value)[:500]  # MLflow's param value limit is generous; keep it tidy
+    return flat
+
+
+def _last_pushed_model(ctx: ExecutionContext) -> str | None:
+    """The serving copy of the newest model this pipeline pushed, if it still exists."""
+    if ctx.lookup is None:
+        return None
+    for pushed, _ in ctx.lookup.find_artifacts(ctx.pipeline_name, "PushedModel", lambda a: a.pushed):
+        if pushed.destination and os.path.isdir(pushed.destination):
+            return pushed.destination
+    return None
+
+
+def _log_params(fn_args: FnArgs, distribution: str) -> None:
+    """The run's parameters, hyperparameters and custom config as MLflow params."""
+    import mlflow.entities
+    from mlflow.tracking import MlflowClient
+
+    params = {"train_steps": str(fn_args.train_steps), "eval_steps": str(fn_args.eval_steps),
+              "distribution": distribution, "num_replicas": str(fn_args.strategy.num_replicas_in_sync),
+              **_flat_params("hp.", fn_args.hyperparameters), **_flat_params("config.", fn_args.custom_config)}
+    MlflowClient(fn_args.tracking_uri).log_batch(
+        fn_args.mlflow_run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
+
+
+def _call_run_fn(run_fn: Callable, fn_args: FnArgs, module_file: str, scratch: str | None) -> None:
+    try:
+        run_fn(fn_args)
+    except ComponentError:
+        raise
+    except Exception as exc:
+        raise ComponentError(_user_code_error(exc, module_file)) from exc
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_trainer(
+    examples: Input[Examples],
+    model: Output[Model],
+    model_run: Output[ModelRun],
+    module_file: ModuleFile,
+    train_steps: int,
+    transform_graph: Input[TransformGraph] | None = None,
+    schema: Input[Schema] | None = None,
+    base_model: Input[Model] | None = None,
+    eval_steps: int = 100,
+    custom_config: dict[str, Any] = {},
+    hyperparameters: dict[str, Any] = {},
+    distribution: Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"] = "auto",
+    cluster_spec: dict[str, Any] | None = None,
+    train_splits: list[str] = ["train"],
+    eval_splits: list[str] = ["eval"],
+    warm_start_from_last_push: bool = False,
+    ctx: ExecutionContext = None,
+) -> None:
+    """Trains a model with the module file's ``run_fn(fn_args)``.
+
+    ``distribution``: ``auto`` mirrors over GPUs when there are any, else the
+    default strategy; ``mirrored``; ``multi_worker`` (TF_CONFIG or
+    ``cluster_spec``: a TF_CONFIG-shaped dict); ``tpu``; ``one_device``.
+    ``base_model``, when wired, is passed to ``run_fn`` for warm starts; with
+    ``warm_start_from_last_push`` and nothing wired, the base is the model this
+    pipeline's Pusher pushed last (found in the metadata store), so retraining
+    on a new span continues from the serving model.
+    """
+    ctx = ctx or ExecutionContext()
+    if train_steps <= 0:
+        raise ComponentError(f"Trainer: parameter 'train_steps' must be positive, got {train_steps}")
+    run_fn = load_module_function(module_file, "run_fn")
+    train_files = [f for split in train_splits for f in split_files(examples, split)]
+    eval_files = [f for split in eval_splits for f in split_files(examples, split)]
+    strategy = make_strategy(distribution, cluster_spec)
+    chief = is_chief(strategy)
+
+    # Non-chief workers must still save (saving is collective) but somewhere thrown away.
+    scratch = None if chief else tempfile.mkdtemp(prefix="sluice-worker-model-")
+    run_dir = model_run.uri if chief else scratch
+    os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
+    tracking = ctx.tracking_uri if (ctx.tracking_uri and ctx.mlflow_run_id and chief) else None
+
+    fn_args = FnArgs(
+        train_files=train_files,
+        eval_files=eval_files,
+        transform_output=transform_graph.uri if transform_graph is not None else None,
+        schema_path=schema.file if schema is not None else None,
+        serving_model_dir=model.serving_dir if chief else os.path.join(scratch, "Format-Serving"),
+        model_run_dir=run_dir,
+        train_steps=train_steps,
+        eval_steps=eval_steps,
+        custom_config=dict(custom_config),
+        hyperparameters=dict(hyperparameters),
+        base_model=(base_model.serving_dir if base_model is not None
+                    else _last_pushed_model(ctx) if warm_start_from_last_push else None),
+        strategy=strategy,
+        is_chief=chief,
+        tracking_uri=tracking,
+        mlflow_run_id=ctx.mlflow_run_id if tracking else None,
+        data_accessor=DataAccessor({tuple(train_files): train_steps, tuple(eval_files): eval_steps}),
+    )
+    if tracking:
+        _log_params(fn_args, distribution)
+    _call_run_fn(run_fn, fn_args, module_file, scratch)
+    if chief:
+        _record(model, fn_args, module_file, ctx)
+
+
+def _record(model: Model, fn_args: FnArgs, module_file: str, ctx: ExecutionContext) -> None:
+    """Checks the chief's SavedModel exists; records metrics, and the model in MLflow."""
+    if not os.path.isfile(os.path.join(model.serving_dir, "saved_model.pb")):
+        raise ComponentError(f"Trainer: run_fn in {module_file} saved no SavedModel into "
+                             f"fn_args.serving_model_dir")
+    model.framework = "tensorflow"
+    ctx.log_metric("train_steps", fn_args.train_steps)
+    ctx.log_metrics(fn_args.final_metrics)
+    if fn_args.tracking_uri:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(fn_args.tracking_uri).log_artifacts(fn_args.mlflow_run_id, model.serving_dir, "model")
+
+
+Trainer = component(run_trainer, name="Trainer", warm_imports=("tensorflow",))

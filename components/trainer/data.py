@@ -1,0 +1,233 @@
+"""The Trainer's input pipeline: Parquet examples as a ``tf.data.Dataset``.
+
+Files are listed and opened through the shared Examples reader
+(``sluice.components.io.examples``), so remote pipeline roots work as local ones do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.components.artifacts import Examples
+from sluice.components.sdk import ComponentError
+
+OWNER = "Trainer"
+
+# Above this many rows, or this many (uncompressed Parquet) bytes, the input is streamed
+# instead of held in memory.
+IN_MEMORY_ROW_LIMIT = 2_000_000
+IN_MEMORY_BYTE_LIMIT = 256 * 1024 * 1024
+# Also streamed when it holds more than this many times the rows training will read
+# (``rows_needed``): loading far more rows than are used costs memory and time for nothing.
+STREAM_WHEN_ROWS_EXCEED_NEEDED = 4
+# Rows read from Parquet per chunk when streaming.
+STREAM_CHUNK_ROWS = 65_536
+# Rows gathered (from row groups taken in random order) and shuffled together when streaming:
+# the bound on the streamed input's memory.
+STREAM_SHUFFLE_ROWS = 262_144
+
+
+def split_files(examples: Examples, split: str) -> list[str]:
+    """The Parquet files of one split, sorted; a ComponentError if there are none."""
+    from sluice.components.io import examples as example_io
+
+    return example_io.split_files(examples, split, OWNER)
+
+
+def expand_patterns(files: list[str]) -> list[str]:
+    """``files`` with each glob pattern replaced by the files it matches (sorted)."""
+    from sluice.components.io import examples as example_io
+
+    return [p for f in files for p in (example_io.match_files([f], OWNER) if any(c in f for c in "*?[") else [f])]
+
+
+def _column_to_numpy(column, name: str, path: str):
+    """One Arrow column as a dense numpy array that TF accepts; nulls become 0 / ''."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_floating(kind):
+        return pc.fill_null(column, 0.0).to_numpy().astype(np.float32, copy=False)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        return pc.fill_null(column.cast(pa.int64()), 0).to_numpy()
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
+            or pa.types.is_large_binary(kind):
+        return np.asarray(pc.fill_null(column.cast(pa.large_binary()), b"").to_pylist(), dtype=object)
+    raise ComponentError(f"Trainer: column '{name}' in {path} has type {kind}, which is not a scalar "
+                         f"int, float or string column")
+
+
+def _table_to_arrays(table, path: str) -> dict[str, Any]:
+    columns = {name: table.column(name) for name in table.column_names}
+    return {name: _column_to_numpy(column.combine_chunks() if hasattr(column, "combine_chunks") else column,
+                                   name, path)
+            for name, column in columns.items()}
+
+
+def _check_columns(files: list[str], label_key: str | None, feature_keys: list[str] | None) -> list[str]:
+    """Validates the requested columns against every file's schema; returns the columns to read."""
+    from sluice.components.io.examples import read_schema
+
+    columns = None
+    for path in files:
+        names = read_schema(path, OWNER).names
+        if label_key is not None and label_key not in names:
+            raise ComponentError(f"Trainer: label '{label_key}' is not a column of {path} "
+                                 f"(columns: {', '.join(names)})")
+        for key in feature_keys or []:
+            if key not in names:
+                raise ComponentError(f"Trainer: feature '{key}' is not a column of {path}")
+        wanted = list(feature_keys) if feature_keys is not None else [n for n in names if n != label_key]
+        if label_key is not None and label_key not in wanted:
+            wanted.append(label_key)
+        columns = columns or wanted
+    return columns
+
+
+def _uncompressed_bytes(files: list[str], columns: list[str]) -> int:
+    """The Parquet metadata's uncompressed size of ``columns`` (a cheap proxy for memory held)."""
+    from sluice.components.io.examples import open_parquet
+
+    wanted, total = set(columns), 0
+    for path in files:
+        metadata = open_parquet(path, OWNER).metadata
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for index in range(row_group.num_columns):
+                chunk = row_group.column(index)
+                if chunk.path_in_schema.split(".")[0] in wanted:
+                    total += chunk.total_uncompressed_size
+    return total
+
+
+def _should_stream(total_rows: int, total_bytes: int, rows_needed: int | None) -> bool:
+    if total_rows > IN_MEMORY_ROW_LIMIT or total_bytes > IN_MEMORY_BYTE_LIMIT:
+        return True
+    # Small inputs stay in memory (fast, fully shuffled) even when only a part is used.
+    return rows_needed is not None and total_rows > STREAM_SHUFFLE_ROWS \
+        and total_rows > STREAM_WHEN_ROWS_EXCEED_NEEDED * rows_needed
+
+
+def parquet_dataset(
+    files: list[str],
+    batch_size: int,
+    label_key: str | None = None,
+    feature_keys: list[str] | None = None,
+    shuffle: bool = True,
+    repeat: bool = True,
+    seed: int | None = None,
+    rows_needed: int | None = None,
+):
+    """A ``tf.data.Dataset`` of batches read from Parquet files.
+
+    Yields ``features`` (a dict of dense tensors ``[batch]``: float columns as
+    float32, integer columns as int64, strings as tf.string; nulls as 0 / '') or
+    ``(features, label)`` when ``label_key`` is given. Small inputs are held in
+    memory and shuffled per epoch with one vectorized gather per batch. Inputs
+    over ``IN_MEMORY_ROW_LIMIT`` rows or ``IN_MEMORY_BYTE_LIMIT`` bytes, or holding
+    more than ``STREAM_WHEN_ROWS_EXCEED_NEEDED`` times ``rows_needed`` (about how
+    many rows the consumer reads, e.g. steps x batch_size) are streamed: each pass
+    takes the row groups in a new random order, and rows are shuffled within
+    buffers of ``STREAM_SHUFFLE_ROWS`` (bounded memory). With ``repeat`` every batch
+    is full.
+
+    >>> ds = parquet_dataset(["/data/part-00000-of-00001.parquet"], 32, label_key="label")  # doctest: +SKIP
+    >>> features, label = next(iter(ds))                                                      # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from sluice.components.io.examples import open_parquet
+
+    if not files:
+        raise ComponentError("Trainer: parquet_dataset got no files")
+    columns = _check_columns(files, label_key, feature_keys)
+    total_rows = sum(open_parquet(path, OWNER).metadata.num_rows for path in files)
+    if total_rows == 0:
+        raise ComponentError(f"Trainer: the Parquet files hold no rows ({files[0]} ...)")
+
+    def split_label(batch):
+        if label_key is None:
+            return batch
+        features = {k: v for k, v in batch.items() if k != label_key}
+        return features, batch[label_key]
+
+    if _should_stream(total_rows, _uncompressed_bytes(files, columns), rows_needed):
+        dataset = _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed)
+    else:
+        dataset = _in_memory_dataset(files, columns, total_rows, batch_size, shuffle, repeat, seed)
+    return dataset.map(split_label).prefetch(tf.data.AUTOTUNE)
+
+
+def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, seed):
+    """Every row held as one tensor per column, reshuffled per epoch."""
+    import numpy as np
+    import tensorflow as tf
+
+    from sluice.components.io.examples import open_parquet
+
+    arrays: dict[str, list] = {c: [] for c in columns}
+    for path in files:
+        for name, values in _table_to_arrays(open_parquet(path, OWNER).read(columns=columns), path).items():
+            arrays[name].append(values)
+    tensors = {name: tf.constant(np.concatenate(parts)) for name, parts in arrays.items()}
+
+    # One vectorized gather per epoch, then rebatch (one slice copy per batch): no
+    # per-row tf.data work.
+    def epoch(_):
+        if not shuffle:
+            return tensors
+        order = tf.random.shuffle(tf.range(num_rows, dtype=tf.int64), seed=seed)
+        return {name: tf.gather(values, order) for name, values in tensors.items()}
+
+    epochs = tf.data.Dataset.range(1).repeat() if repeat else tf.data.Dataset.range(1)
+    # rebatch(n) == unbatch().batch(n); over endless epochs every batch is full.
+    return epochs.map(epoch).rebatch(batch_size)
+
+
+def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
+    """(file, row group) units in random order per pass, read in chunks, shuffled together in
+    buffers of ``STREAM_SHUFFLE_ROWS`` rows."""
+    import numpy as np
+    import tensorflow as tf
+
+    from sluice.components.io.examples import open_parquet, read_batches
+
+    first = _table_to_arrays(open_parquet(files[0], OWNER).read(columns=columns).slice(0, 1), files[0])
+    signature = {name: tf.TensorSpec([None], tf.as_dtype(values.dtype) if values.dtype != object
+                                     else tf.string) for name, values in first.items()}
+    units = [(path, group) for path in files for group in range(open_parquet(path, OWNER).metadata.num_row_groups)]
+    chunk_rows, buffer_rows = STREAM_CHUNK_ROWS, STREAM_SHUFFLE_ROWS
+
+    def chunks():
+        rng = np.random.default_rng(seed)
+
+        def emit(buffer):
+            merged = {k: np.concatenate([part[k] for part in buffer]) for k in buffer[0]}
+            if shuffle:
+                order = rng.permutation(len(next(iter(merged.values()))))
+                merged = {k: v[order] for k, v in merged.items()}
+            return merged
+
+        while True:
+            order = rng.permutation(len(units)) if shuffle else range(len(units))
+            buffer, held = [], 0
+            for i in order:
+                path, group = units[i]
+                for record_batch in read_batches(path, OWNER, chunk_rows, columns=columns, row_groups=[group]):
+                    buffer.append(_table_to_arrays(record_batch, path))
+                    held += record_batch.num_rows
+                    if held >= buffer_rows:
+                        yield emit(buffer)
+                        buffer, held = [], 0
+            if buffer:
+                yield emit(buffer)
+            if not repeat:
+                return
+
+    dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature)
+    return dataset.rebatch(batch_size, drop_remainder=repeat)

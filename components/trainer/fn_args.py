@@ -1,0 +1,128 @@
+"""What a module file's ``run_fn`` receives: TFX's ``FnArgs``, ``DataAccessor`` and dataset options."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any
+
+from sluice.components.trainer.data import expand_patterns, parquet_dataset
+
+
+@dataclasses.dataclass
+class DatasetOptions:
+    """TFX's ``tfxio.TensorFlowDatasetOptions``, reduced to what Parquet needs."""
+
+    batch_size: int
+    label_key: str | None = None
+    shuffle: bool = True
+    num_epochs: int | None = None  # None: repeat forever
+
+
+class DataAccessor:
+    """TFX's ``fn_args.data_accessor``: ``tf_dataset_factory(files, options, schema)``.
+
+    ``options`` is a :class:`DatasetOptions` or tfx_bsl's ``TensorFlowDatasetOptions``
+    (its batch_size, label_key, shuffle, shuffle_seed and num_epochs are honoured).
+    """
+
+    def __init__(self, planned_steps: dict[tuple[str, ...], int] | None = None):
+        # Steps the Trainer will take per file list (train_files -> train_steps, eval_files ->
+        # eval_steps), so a dataset over far more rows than that is streamed, not loaded.
+        self.planned_steps = dict(planned_steps or {})
+
+    def rows_needed(self, files: list[str], batch_size: int) -> int | None:
+        steps = self.planned_steps.get(tuple(files))
+        return None if steps is None else steps * batch_size
+
+    def tf_dataset_factory(self, files: list[str] | str, options: Any, schema: Any = None):
+        given = [files] if isinstance(files, str) else list(files)
+        expanded = expand_patterns(given)
+        repeat = getattr(options, "num_epochs", None) is None
+        rows_needed = self.rows_needed(given, options.batch_size) or self.rows_needed(expanded, options.batch_size)
+        return parquet_dataset(expanded, options.batch_size, label_key=getattr(options, "label_key", None),
+                               shuffle=getattr(options, "shuffle", True), repeat=repeat,
+                               seed=getattr(options, "shuffle_seed", None),
+                               rows_needed=rows_needed if repeat else None)
+
+
+@dataclasses.dataclass
+class FnArgs:
+    """What ``run_fn`` receives (the TFX ``FnArgs`` fields, for Parquet inputs)."""
+
+    train_files: list[str]
+    eval_files: list[str]
+    transform_output: str | None      # TransformGraph uri: ``TransformOutput(fn_args.transform_output)``
+    schema_path: str | None
+    serving_model_dir: str            # save the serving SavedModel here
+    model_run_dir: str                # TensorBoard logs, checkpoints
+    train_steps: int
+    eval_steps: int
+    custom_config: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    base_model: str | None            # SavedModel dir of a base model to warm-start from
+    strategy: Any                     # a tf.distribute.Strategy
+    is_chief: bool = True
+    data_accessor: DataAccessor = dataclasses.field(default_factory=DataAccessor)
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None
+    # The last epoch's Keras logs, filled by the callbacks() and recorded as execution metrics.
+    final_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def transform_graph_path(self) -> str | None:  # the TFX name
+        return self.transform_output
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.model_run_dir, "logs")
+
+    def dataset(self, files: list[str], batch_size: int, label_key: str | None = None, **kwargs):
+        """:func:`parquet_dataset` over ``files``; over ``train_files`` / ``eval_files`` it knows
+        the rows needed (``train_steps`` / ``eval_steps`` x ``batch_size``), so big inputs stream."""
+        if "rows_needed" not in kwargs and kwargs.get("repeat", True):
+            steps = {tuple(self.train_files): self.train_steps, tuple(self.eval_files): self.eval_steps}
+            kwargs["rows_needed"] = steps[tuple(files)] * batch_size if tuple(files) in steps else None
+        return parquet_dataset(files, batch_size, label_key=label_key, **kwargs)
+
+    def callbacks(self) -> list:
+        """Keras callbacks: TensorBoard into ``model_run/logs`` and per-epoch MLflow metrics."""
+        from sluice.components.trainer import callbacks  # imports TensorFlow
+
+        made = [callbacks.tensorboard_callback(self.log_dir), callbacks.FinalMetrics(self.final_metrics)]
+        if self.tracking_uri and self.mlflow_run_id and self.is_chief:
+            made.append(callbacks.MlflowEpochMetrics(self.tracking_uri, self.mlflow_run_id))
+        return made
+
+    def warm_start(self, model) -> bool:
+        """Loads ``base_model``'s weights into ``model`` when the architectures match.
+
+        Works for SavedModels written by ``export_serving_model`` (the Keras model is
+        its ``model`` attribute). A compiled model's optimizer state (moments, step count)
+        continues from the base model, but its learning rate stays this run's. Returns
+        whether weights were loaded.
+        """
+        if not self.base_model:
+            return False
+        import tensorflow as tf
+
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not getattr(optimizer, "built", True):
+            # Restored now rather than deferred to the first step, so the rate below sticks.
+            optimizer.build(model.trainable_variables)
+        # A fixed rate (not a schedule, which is callable) is this run's hyperparameter.
+        fixed_rate = optimizer is not None and not callable(getattr(optimizer, "_learning_rate", None))
+        own_rate = float(optimizer.learning_rate) if fixed_rate else None
+        status = tf.train.Checkpoint(model=model).read(os.path.join(self.base_model, "variables", "variables"))
+        status.expect_partial()
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as exc:
+            print(f"Trainer: not warm-starting from {self.base_model}: architectures differ ({exc})",
+                  file=sys.stderr)
+            return False
+        finally:
+            if own_rate is not None:
+                optimizer.learning_rate = own_rate
+        return True
