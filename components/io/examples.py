@@ -7,6 +7,7 @@ are ``ComponentError`` lines naming the component (``owner``) and the file.
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -20,13 +21,20 @@ from sluice.components.sdk import ComponentError
 DEFAULT_BATCH_ROWS = 131072
 
 
-def match_files(patterns: list[str], owner: str) -> list[str]:
-    """All files matching the glob patterns, sorted per pattern; an error if one matches nothing."""
+def _match(patterns: list[str]) -> list[list[str]]:
+    """The sorted files each glob pattern matches: local ones with ``glob`` (no Beam import), others
+    through Beam's filesystems."""
+    if not any(is_remote(p) for p in patterns):
+        return [sorted(glob.glob(p)) for p in patterns]
     from apache_beam.io.filesystems import FileSystems
 
+    return [sorted(m.path for m in result.metadata_list) for result in FileSystems.match(patterns)]
+
+
+def match_files(patterns: list[str], owner: str) -> list[str]:
+    """All files matching the glob patterns, sorted per pattern; an error if one matches nothing."""
     files: list[str] = []
-    for pattern, result in zip(patterns, FileSystems.match(patterns)):
-        matched = sorted(m.path for m in result.metadata_list)
+    for pattern, matched in zip(patterns, _match(patterns)):
         if not matched:
             raise ComponentError(f"{owner}: no files match {pattern}")
         files.extend(matched)
@@ -35,11 +43,7 @@ def match_files(patterns: list[str], owner: str) -> list[str]:
 
 def split_files(examples: Examples, split: str, owner: str) -> list[str]:
     """The Parquet shards of one split, sorted; an error naming the split's folder when there are none."""
-    from apache_beam.io.filesystems import FileSystems
-
-    pattern = examples.parquet_pattern(split)
-    (result,) = FileSystems.match([pattern])
-    files = sorted(m.path for m in result.metadata_list)
+    (files,) = _match([examples.parquet_pattern(split)])
     if not files:
         raise ComponentError(
             f"{owner}: examples split {split!r} has no Parquet files in {examples.split_uri(split)}")
