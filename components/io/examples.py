@@ -59,6 +59,12 @@ def _source(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
+def _is_text(arrow_type: pa.DataType) -> bool:
+    """Strings and bytes: the columns Parquet stores with dictionary pages worth keeping."""
+    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            or pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
+
+
 def _broken(path: str, exc: Exception, owner: str) -> ComponentError:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return ComponentError(f"{owner}: cannot read Parquet file {path}: {message}")
@@ -82,7 +88,7 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
                  ) -> Iterator[pa.RecordBatch]:
     """Yields the RecordBatches of one Parquet file.
 
-    ``strings_as_dictionary`` reads string columns as Arrow dictionary arrays: decoding
+    ``strings_as_dictionary`` reads string and binary columns as Arrow dictionary arrays: decoding
     Parquet's dictionary pages then skips building every string. ``row_groups``: only
     these row groups (None: all).
     """
@@ -90,7 +96,7 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
     try:
         if strings_as_dictionary:
             strings = [f.name for f in parquet_file.schema_arrow
-                       if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+                       if _is_text(f.type)]
             if strings:
                 # The footer already read serves again (one read less, a round trip on remote files).
                 parquet_file = pq.ParquetFile(_source(path), metadata=parquet_file.metadata,
