@@ -9,7 +9,7 @@ local runner imports TensorFlow on a background thread meanwhile (CPU and GIL co
 measures each of them alone. Per repeat, interleaved so that noise hits both sides alike:
 
 1. CsvExampleGen in a fresh process set up as the local runner sets up its own
-   (``components.sdk.tune_heap``; ``freeze_long_lived`` after the imports, as before the
+   (``orchestration.runtime.tune_heap``; ``freeze_long_lived`` after the imports, as before the
    runner's first component), invoked as ``orchestration.execution.run_node`` invokes an
    executor (the node's IR from ``compile_pipeline``, ``load_component``, ``resolve_parameters``,
    real artifact objects and an ``ExecutionContext``; no metadata store, no MLflow). Timed
@@ -75,8 +75,8 @@ def _load() -> list[float]:
 def _child_component(args) -> dict:
     """One component alone: imports, cache key, two calls, output fingerprints."""
     started = time.perf_counter()
-    from sluice.components.sdk import tune_heap
     from sluice.orchestration.pipeline import load_component
+    from sluice.orchestration.runtime import tune_heap
 
     tune_heap()  # as the local runner (and a Kubeflow task) set up their process before any component
 
@@ -92,8 +92,9 @@ def _child_component(args) -> dict:
 
     t2 = time.perf_counter()
     from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
-    from sluice.components.sdk import ExecutionContext
-    from sluice.orchestration.execution import cache_key, fingerprint_path, freeze_long_lived, resolve_parameters
+    from sluice.orchestration.execution import cache_key, fingerprint_path, resolve_parameters
+    from sluice.orchestration.runtime import RunnerContext as ExecutionContext  # as run_node hands it
+    from sluice.orchestration.runtime import freeze_long_lived
 
     freeze_long_lived()  # what the local runner does before its first component runs (not timed)
 
@@ -167,11 +168,12 @@ def _limit_process() -> None:
     ``apache_beam`` imported. Without it a Parquet scan's first run took ~0.43 s, not ~0.24 s:
     ``pq.read_table`` imports ``pyarrow.dataset`` on first use, 0.19 s in a bare process but 6 ms
     once Beam has imported what it needs."""
-    from sluice.components.sdk import tune_heap
+    from sluice.orchestration.runtime import tune_heap
 
     tune_heap()
     import apache_beam  # noqa: F401
-    from sluice.orchestration.execution import freeze_long_lived
+
+    from sluice.orchestration.runtime import freeze_long_lived
 
     freeze_long_lived()
 
@@ -471,7 +473,7 @@ StatisticsGen's output fingerprint {_s(m['sg_fingerprint_s'])} s.
 ## Method
 
 Each component runs alone in a fresh Python process, set up as the local runner sets up its
-process (`components.sdk.tune_heap` at the start; `freeze_long_lived` once the imports are
+process (`orchestration.runtime.tune_heap` at the start; `freeze_long_lived` once the imports are
 done, untimed, as before the runner's first component), invoked the way
 `orchestration.execution.run_node` invokes an executor: the node's IR from `compile_pipeline`
 (CsvExampleGen with `input_pattern="*.csv"` as in the taxi pipeline, StatisticsGen on its

@@ -52,6 +52,41 @@ class Artifact:
         """Human-readable HTML reports inside the artifact, by title (none by default)."""
         return {}
 
+    @classmethod
+    def ui_outputs(cls) -> dict[str, str]:
+        """The Kubeflow UI outputs this type fills, by suffix, with their KFP artifact type.
+
+        An output ``<name>`` of this type gets one more KFP output ``<name>_<suffix>`` for each
+        (see ``fill_ui``). By default: ``report`` (HTML) when the type has ``report_files``.
+        """
+        return {"report": "HTML"} if cls.report_files is not Artifact.report_files else {}
+
+    def fill_ui(self, outputs: dict[str, Any]) -> None:
+        """Fills the KFP artifacts of ``ui_outputs`` (by suffix) from this artifact's payload.
+
+        By default the ``report`` output becomes one HTML page of every report file there is.
+        """
+        report = outputs.get("report")
+        if report is None:
+            return
+        import html
+
+        sections = []
+        for title, path in self.report_files().items():
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as fh:
+                    body = fh.read()
+                sections.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
+        with open(report.path, "w", encoding="utf-8") as fh:
+            fh.write("<!doctype html><meta charset='utf-8'>" + "".join(sections))
+
+    def summary(self, cached: bool = False) -> str | None:
+        """One line on this artifact for a run's summary (``sluice runs list``), or None (the default).
+
+        ``cached``: the execution that lists it reused an earlier one's outputs.
+        """
+        return None
+
     def properties(self) -> dict[str, Any]:
         """The type-specific properties (everything but uri, id and fingerprint)."""
         base = {"uri", "id", "fingerprint"}
@@ -254,6 +289,34 @@ class ModelEvaluation(Artifact):
     def report_files(self) -> dict[str, str]:
         return {"evaluation": self.path("report.html")}
 
+    @classmethod
+    def ui_outputs(cls) -> dict[str, str]:
+        """The report, the overall metrics, and the confusion matrix and ROC curve when computed."""
+        return {**super().ui_outputs(), "metrics": "Metrics", "classification": "ClassificationMetrics"}
+
+    def fill_ui(self, outputs: dict[str, Any]) -> None:
+        super().fill_ui(outputs)
+        if not os.path.isfile(self.metrics_file):
+            return
+        import json
+
+        with open(self.metrics_file) as fh:
+            evaluation = json.load(fh)
+        metrics = outputs.get("metrics")
+        if metrics is not None:
+            for key, value in (evaluation.get("overall") or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    metrics.log_metric(key, float(value))
+        classification = outputs.get("classification")
+        plots = evaluation.get("plots") or {}
+        if classification is not None:
+            matrix = plots.get("confusion_matrix")
+            if matrix:
+                classification.log_confusion_matrix([str(c) for c in matrix["labels"]], matrix["matrix"])
+            roc = plots.get("roc_curve")
+            if roc:
+                classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+
 
 @dataclasses.dataclass(kw_only=True)
 class ModelBlessing(Artifact):
@@ -291,3 +354,12 @@ class PushedModel(Artifact):
     version: int | None = None
     destination: str = ""
     reason: str = ""
+
+    def summary(self, cached: bool = False) -> str | None:
+        """Whether the run pushed a model, and why (or why not)."""
+        if cached:
+            return f"nothing new to push (cached; version {self.version if self.pushed else '-'} stays)"
+        if self.pushed:
+            why = f" ({self.reason})" if self.reason else ""
+            return f"pushed version {self.version}{why}"
+        return f"not pushed: {self.reason}"

@@ -11,101 +11,21 @@ import datetime
 import json
 import logging
 import os
-import re
 import sys
-import threading
 import traceback
 from typing import Any
 
 import click
 
 from sluice.components.sdk import ComponentError, DefinitionError
+from sluice.orchestration.runtime import stderr
 
 DEFAULT_ROOT_ENV = "SLUICE_PIPELINE_ROOT"
 _STDERR_IS_TTY = False
-_PROGRESS_STREAM = None  # the real stderr while native chatter is being filtered
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line."""
-
-
-def _quiet_libraries(debug: bool) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if not debug:
-        import warnings
-
-        warnings.filterwarnings("ignore")  # library deprecation/usage warnings are not the user's to fix
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        for name in ("mlflow", "alembic", "absl", "tensorflow", "urllib3"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-        # Beam logs a failing DoFn's traceback; the component's error says it in one line.
-        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr(enabled: bool):
-    """Keeps stdout for the single JSON document: library chatter goes to stderr."""
-    if not enabled:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-# Native libraries (TensorFlow, XLA, gRPC) print these straight to fd 2 before
-# any log level applies; they say nothing a user can act on.
-_NATIVE_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|[IWE]\d{4} [\d:.]+ +\d+ \S+\.(cc|h):\d+\] .*"
-    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)$"
-)
-
-
-@contextlib.contextmanager
-def _filtered_stderr(enabled: bool):
-    """Drops native-library chatter from fd 2 (kept with --debug)."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    read_fd, write_fd = os.pipe()
-    os.dup2(write_fd, 2)
-    os.close(write_fd)
-
-    out_fd = os.dup(saved)  # the pump's own copy: `saved` is closed when the block ends
-
-    def pump() -> None:
-        with os.fdopen(read_fd, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
-            for line in pipe:
-                if not _NATIVE_NOISE.match(line.decode("utf-8", "replace").rstrip("\n")):
-                    out.write(line)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    global _PROGRESS_STREAM
-    # Progress goes straight to the real stderr: its live line has no newline for the
-    # line-based filter to pass on.
-    _PROGRESS_STREAM = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
-    try:
-        yield
-    finally:
-        stream, _PROGRESS_STREAM = _PROGRESS_STREAM, None
-        stream.close()
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last writer, so the pump drains and ends
-        os.close(saved)
-        thread.join(timeout=5)
 
 
 def _default_root() -> str:
@@ -155,17 +75,17 @@ def _common_store_options(fn):
 def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parallel, resume, as_json, debug):
     """Run PIPELINE (a name under pipelines/, or a .py file) locally."""
     ctx.obj["debug"] = ctx.obj.get("debug") or debug
-    _quiet_libraries(ctx.obj["debug"])
+    stderr.quiet_libraries(ctx.obj["debug"])
     from sluice.orchestration.loader import build_pipeline
     from sluice.orchestration.local_runner import Progress, run_pipeline
 
-    with _stdout_to_stderr(as_json):
+    with stderr.stdout_to_stderr(as_json):
         pipe = build_pipeline(pipeline, list(params))
         if pipeline_root:
             pipe.pipeline_root = pipeline_root
         pipe.pipeline_root = _absolute(pipe.pipeline_root)
         progress = Progress(enabled=None if not as_json else False, terminal=_STDERR_IS_TTY,
-                            stream=_PROGRESS_STREAM)
+                            stream=stderr.progress_stream())
         if progress.enabled:
             click.echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
         result = run_pipeline(pipe, tracking_uri=tracking_uri, enable_cache=False if no_cache else None,
@@ -202,7 +122,7 @@ def _print_result(result, components: bool = True) -> None:
 @click.option("--tracking-uri", help="MLflow tracking URI the tasks log to (default: MLFLOW_TRACKING_URI in the pod).")
 def compile_command(pipeline, target, output, image, params, tracking_uri):
     """Compile PIPELINE for Kubeflow Pipelines v2 (KFP IR YAML)."""
-    _quiet_libraries(False)
+    stderr.quiet_libraries(False)
     from sluice.orchestration.kubeflow import compile_kubeflow
     from sluice.orchestration.loader import build_pipeline
 
@@ -228,7 +148,7 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
     """Run PIPELINE on a cron schedule or when new data lands (foreground; stops on SIGTERM)."""
     import signal
 
-    _quiet_libraries(False)
+    stderr.quiet_libraries(False)
     logging.getLogger("sluice.scheduler").setLevel(logging.INFO)
     from sluice.orchestration.loader import build_pipeline
     from sluice.orchestration.local_runner import run_pipeline
@@ -300,7 +220,7 @@ def _compile_to_temp(pipeline, image, params, tracking_uri):
 @_kfp_options
 def kfp_submit(pipeline, host, experiment, image, params, tracking_uri):
     """Compile PIPELINE and create one run of it on Kubeflow."""
-    _quiet_libraries(False)
+    stderr.quiet_libraries(False)
     from sluice.orchestration.kubeflow import submit_run
 
     pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
@@ -315,7 +235,7 @@ def kfp_submit(pipeline, host, experiment, image, params, tracking_uri):
 @click.option("--catch-up", is_flag=True, help="Let KFP backfill missed runs.")
 def kfp_schedule(pipeline, host, experiment, image, params, tracking_uri, cron, timezone_name, catch_up):
     """Compile PIPELINE and create a recurring run (converted to KFP's UTC cron)."""
-    _quiet_libraries(False)
+    stderr.quiet_libraries(False)
     from sluice.orchestration.kubeflow import schedule_recurring_run
     from sluice.orchestration.scheduler import to_kfp_cron
 
@@ -337,7 +257,7 @@ def runs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def runs_list(pipeline, pipeline_root, tracking_uri, as_json):
     """List runs (newest first), optionally of one PIPELINE."""
-    _quiet_libraries(False)
+    stderr.quiet_libraries(False)
     store = _store(pipeline_root, tracking_uri)
     items = store.list_pipeline_runs(pipeline)
     if as_json:
@@ -352,27 +272,20 @@ def runs_list(pipeline, pipeline_root, tracking_uri, as_json):
         click.echo(f"{r.id:<34} {r.pipeline:<16} {r.status:<9} {_time(r.start_time):<20} {secs}")
         if r.error:
             click.echo(f"    {r.error.splitlines()[0]}")
-        outcome = _push_outcome(store, r.id)
+        outcome = _run_summary(store, r.id)
         if outcome:
             click.echo(f"    {outcome}")
 
 
-def _push_outcome(store, run_id: str) -> str:
-    """Whether the run pushed a model, and why (or why not), from its PushedModel records."""
+def _run_summary(store, run_id: str) -> str:
+    """What the run's artifacts say of themselves (``Artifact.summary``), e.g. whether it pushed a model."""
     lines = []
     for execution in store.executions(run_id):
         for arts in execution.outputs.values():
             for art in arts:
-                if art.TYPE_NAME != "PushedModel":
-                    continue
-                if execution.status == "cached":
-                    lines.append(f"{execution.component_id}: nothing new to push (cached; version "
-                                 f"{art.version if art.pushed else '-'} stays)")
-                elif art.pushed:
-                    why = f" ({art.reason})" if art.reason else ""
-                    lines.append(f"{execution.component_id}: pushed version {art.version}{why}")
-                else:
-                    lines.append(f"{execution.component_id}: not pushed: {art.reason}")
+                line = art.summary(cached=execution.status == "cached")
+                if line:
+                    lines.append(f"{execution.component_id}: {line}")
     return "; ".join(lines)
 
 
@@ -380,7 +293,7 @@ def _run_json(r, store=None) -> dict[str, Any]:
     doc = {"run_id": r.id, "pipeline": r.pipeline, "status": r.status, "start_time": _time(r.start_time),
            "seconds": r.seconds, "error": r.error or None}
     if store is not None:
-        doc["push"] = _push_outcome(store, r.id) or None
+        doc["push"] = _run_summary(store, r.id) or None
     return doc
 
 
@@ -394,7 +307,7 @@ def _time(ms: int) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def runs_show(run_id, pipeline_root, tracking_uri, as_json):
     """Show one run: every component, its status, outputs and errors."""
-    _quiet_libraries(False)
+    stderr.quiet_libraries(False)
     from sluice.orchestration.metadata import StoreError
 
     store = _store(pipeline_root, tracking_uri)
@@ -428,7 +341,7 @@ def runs_show(run_id, pipeline_root, tracking_uri, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def lineage(artifact_uri, pipeline_root, tracking_uri, as_json):
     """Show the executions and artifacts upstream and downstream of ARTIFACT_URI."""
-    _quiet_libraries(False)
+    stderr.quiet_libraries(False)
     from sluice.orchestration.lineage import walk_lineage
 
     store = _store(pipeline_root, tracking_uri)
@@ -497,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     global _STDERR_IS_TTY
     _STDERR_IS_TTY = sys.stderr.isatty()  # before the filter puts a pipe on fd 2
     try:
-        with _filtered_stderr(not debug):
+        with stderr.filtered_stderr(not debug):
             cli.main(args=argv, prog_name="sluice", standalone_mode=False)
         return 0
     except click.exceptions.Exit as exc:

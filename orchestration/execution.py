@@ -2,7 +2,9 @@
 
 This is the one place an executor is invoked. The local runner calls it for
 each node, and so do the Kubeflow tasks, so no component has a second
-implementation.
+implementation. Around each executor, ``orchestration.runtime`` prepares the
+process (heavy imports, memory) and ``orchestration.hooks`` calls whatever
+follows executions (nothing, outside tests).
 
 Publication protocol:
 
@@ -27,21 +29,17 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
 import traceback
 from typing import Any, Callable
 
 from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
-from sluice.components.sdk import (Component, ComponentError, DefinitionError, ExecutionContext, import_heavy,
-                            release_memory)
+from sluice.components.sdk import Component, ComponentError, DefinitionError
+from sluice.orchestration import hooks, runtime
 from sluice.orchestration.metadata import CACHED, EXECUTED, FAILED, Execution, MetadataStore
 from sluice.orchestration.pipeline import load_component
 
 CACHE_KEY_VERSION = "1"
-FAULT_ENV = "SLUICE_FAULT"
 
 
 @dataclasses.dataclass
@@ -159,119 +157,6 @@ def outputs_exist(outputs: dict[str, list[Artifact]]) -> bool:
     return all(os.path.isdir(a.uri) for arts in outputs.values() for a in arts)
 
 
-def _fault_point(node_id: str, point: str) -> None:
-    """Test hook: SLUICE_FAULT=<component_id>:<point> kills this process there."""
-    wanted = os.environ.get(FAULT_ENV, "")
-    if wanted and wanted == f"{node_id}:{point}":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class _FaultWatch:
-    """Test hook for kills *inside* an executor, without touching component code.
-
-    ``SLUICE_FAULT=<component_id>:after_seconds=<s>`` SIGKILLs the process
-    ``s`` seconds into the executor; ``<component_id>:after_writes=<n>`` when the
-    ``n``-th file is created in its temporary output folders (plus any folder
-    listed in ``SLUICE_FAULT_WATCH``, os.pathsep-separated, counting only new
-    files there, e.g. a Pusher's serving directory).
-
-    Files Python opens for writing are counted synchronously by an audit hook
-    (the kill comes as the n-th one is opened, so it is truly mid-write); files
-    written by native code (Arrow, TensorFlow) by a thread polling the folders.
-    The count is checked once more when the executor returns, so a kill at a
-    reachable count always happens, at the latest just after the executor.
-    """
-
-    POLL_SECONDS = 0.002
-    _active: "set[_FaultWatch]" = set()
-    _hooked = False
-
-    def __init__(self, node_id: str, tmp_dirs: list[str]):
-        self.seconds: float | None = None
-        self.writes: int | None = None
-        wanted = os.environ.get(FAULT_ENV, "")
-        prefix = f"{node_id}:"
-        if wanted.startswith(prefix):
-            point = wanted[len(prefix):]
-            if point.startswith("after_seconds="):
-                self.seconds = float(point.split("=", 1)[1])
-            elif point.startswith("after_writes="):
-                self.writes = int(point.split("=", 1)[1])
-        self.tmp_dirs = [os.path.abspath(d) for d in tmp_dirs]
-        self.extra_dirs = [os.path.abspath(d) for d in os.environ.get("SLUICE_FAULT_WATCH", "").split(os.pathsep) if d]
-        self._before: set[str] = set()
-        self._opened: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @staticmethod
-    def _files(folder: str) -> set[str]:
-        found = set()
-        for base, _, names in os.walk(folder):
-            found.update(os.path.join(base, n) for n in names)
-        return found
-
-    def _created(self) -> set[str]:
-        files = set().union(*(self._files(d) for d in self.tmp_dirs))
-        for folder in self.extra_dirs:
-            files |= self._files(folder) - self._before
-        return files
-
-    def _count(self) -> int:
-        return len(self._created() | self._opened)
-
-    @staticmethod
-    def _kill() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    @classmethod
-    def _audit(cls, event: str, args: tuple) -> None:
-        if event != "open" or not cls._active:
-            return
-        path, _, flags = args
-        if not isinstance(path, (str, bytes)) or not isinstance(flags, int) or not flags & (os.O_WRONLY | os.O_RDWR):
-            return
-        path = os.path.abspath(os.fsdecode(path))
-        for watch in list(cls._active):
-            if path in watch._before or not any(path.startswith(d + os.sep) for d in watch.tmp_dirs + watch.extra_dirs):
-                continue
-            watch._opened.add(path)
-            if len(watch._opened) >= watch.writes:
-                cls._kill()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            if self._count() >= self.writes:
-                self._kill()
-            self._stop.wait(self.POLL_SECONDS)
-
-    def __enter__(self) -> "_FaultWatch":
-        if self.seconds is not None:
-            self._thread = threading.Thread(target=self._sleep_then_kill, daemon=True)
-        elif self.writes is not None:
-            self._before = set().union(*(self._files(d) for d in self.extra_dirs))
-            if not _FaultWatch._hooked:  # audit hooks cannot be removed: one, shared
-                sys.addaudithook(_FaultWatch._audit)
-                _FaultWatch._hooked = True
-            _FaultWatch._active.add(self)
-            self._thread = threading.Thread(target=self._watch, daemon=True)
-        if self._thread is not None:
-            self._thread.start()
-        return self
-
-    def _sleep_then_kill(self) -> None:
-        if not self._stop.wait(self.seconds):
-            self._kill()
-
-    def __exit__(self, *exc: Any) -> None:
-        _FaultWatch._active.discard(self)
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.writes is not None and exc[0] is None and self._count() >= self.writes:
-            self._kill()
-
-
 # --- running a node ---------------------------------------------------------------------
 
 
@@ -346,7 +231,7 @@ def run_node(
     }
     for path in tmp.values():
         os.makedirs(path)
-    ctx = ExecutionContext(
+    ctx = runtime.RunnerContext(
         pipeline_name=name, component_id=node["id"], execution_id=execution_id,
         beam_pipeline_args=list(pipeline.get("beam_pipeline_args") or []),
         tracking_uri=store.tracking_uri, mlflow_run_id=execution_id, pipeline_root=root,
@@ -361,14 +246,12 @@ def run_node(
         kwargs[comp.context_parameter] = ctx
 
     try:
-        _fault_point(node["id"], "before_executor")
-        import_heavy_modules(comp.warm_imports)
-        with _FaultWatch(node["id"], list(tmp.values())):
+        runtime.prepare_executor(comp.warm_imports)
+        with hooks.around_executor(node["id"], list(tmp.values())):
             try:
                 comp.fn(**kwargs)
             finally:
-                release_memory()
-        _fault_point(node["id"], "after_executor")
+                runtime.after_executor()
         for out, art in outputs.items():
             art.fingerprint = fingerprint_path(art.uri)
     except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
@@ -390,32 +273,11 @@ def run_node(
         os.replace(tmp[out], final[out])
         art.uri = final[out]
         art.id = f"{execution_id}:{out}"
-        _fault_point(node["id"], "during_publish")
+        hooks.during_publish(node["id"], out)
     seconds = time.monotonic() - started
     published = {out: [art] for out, art in outputs.items()}
     store.publish_execution(execution_id, published, ctx.metrics, seconds)
     return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)
-
-
-def freeze_long_lived() -> None:
-    """Moves every object alive now out of the cyclic collector's reach.
-
-    Called once imports are done: their objects (TensorFlow's alone are ~500k) live as long
-    as the process, and without this each ``gc.collect()`` walks them (~0.2 s).
-    """
-    import gc
-    import linecache
-
-    linecache.clearcache()  # source lines read while importing (~8 MB for TensorFlow)
-    gc.collect()
-    gc.freeze()
-
-
-def import_heavy_modules(modules: tuple[str, ...] | list[str]) -> None:
-    """``import_heavy``, then freezes what the imports created (only when they imported something)."""
-    if any(module not in sys.modules for module in modules):
-        import_heavy(modules)
-        freeze_long_lived()
 
 
 def _describe(exc: BaseException) -> str:

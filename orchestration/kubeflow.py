@@ -125,22 +125,14 @@ def decode_ir(text: str) -> dict[str, Any]:
 
 
 def ui_outputs(node: dict[str, Any]) -> dict[str, str]:
-    """Extra KFP outputs that render in the Kubeflow UI, by output artifact type.
-
-    Any artifact with HTML reports gets ``<output>_report`` (HTML); a
-    ModelEvaluation also gets ``<output>_metrics`` (Metrics) and
-    ``<output>_classification`` (ClassificationMetrics: confusion matrix, ROC).
-    """
-    from sluice.components.artifacts import ARTIFACT_TYPES, Artifact, ModelEvaluation
+    """Extra KFP outputs that render in the Kubeflow UI: ``<output>_<suffix>`` for each of
+    the output artifact type's ``ui_outputs()`` (e.g. ``<output>_report``, HTML)."""
+    from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
 
     extra: dict[str, str] = {}
     for name, spec in node["outputs"].items():
-        cls = ARTIFACT_TYPES.get(spec["type"], Artifact)
-        if cls.report_files is not Artifact.report_files:
-            extra[f"{name}_report"] = "HTML"
-        if issubclass(cls, ModelEvaluation):
-            extra[f"{name}_metrics"] = "Metrics"
-            extra[f"{name}_classification"] = "ClassificationMetrics"
+        for suffix, kind in ARTIFACT_TYPES.get(spec["type"], Artifact).ui_outputs().items():
+            extra[f"{name}_{suffix}"] = kind
     return extra
 
 

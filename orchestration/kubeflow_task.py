@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from sluice.components.artifacts import Artifact
-from sluice.components.sdk import tune_heap
+from sluice.orchestration import runtime
 from sluice.orchestration.execution import run_node
 from sluice.orchestration.kubeflow import decode_ir
 from sluice.orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
@@ -40,7 +40,7 @@ def _rebuild_ir(ir: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
 
 def run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any],
              inputs: dict[str, Any], outputs: dict[str, Any], ui: dict[str, Any] | None = None) -> None:
-    tune_heap()
+    runtime.prepare_process()
     ir = _rebuild_ir(decode_ir(ir_json), params)
     spec = dict(ir["pipeline"])
     node = next(n for n in ir["nodes"] if n["id"] == node_id)
@@ -82,34 +82,5 @@ def _kfp_root(path: str) -> str:
 
 def _emit_ui(artifact: Artifact, name: str, ui: dict[str, Any]) -> None:
     """Fills the Kubeflow UI outputs of one published artifact (see kubeflow.ui_outputs)."""
-    import html
-
-    report = ui.get(f"{name}_report")
-    if report is not None:
-        sections = []
-        for title, path in artifact.report_files().items():
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8") as fh:
-                    body = fh.read()
-                sections.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
-        with open(report.path, "w", encoding="utf-8") as fh:
-            fh.write("<!doctype html><meta charset='utf-8'>" + "".join(sections))
-    metrics_file = getattr(artifact, "metrics_file", None)
-    if not metrics_file or not os.path.isfile(metrics_file):
-        return
-    with open(metrics_file) as fh:
-        evaluation = json.load(fh)
-    metrics = ui.get(f"{name}_metrics")
-    if metrics is not None:
-        for key, value in (evaluation.get("overall") or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                metrics.log_metric(key, float(value))
-    classification = ui.get(f"{name}_classification")
-    plots = evaluation.get("plots") or {}
-    if classification is not None:
-        matrix = plots.get("confusion_matrix")
-        if matrix:
-            classification.log_confusion_matrix([str(c) for c in matrix["labels"]], matrix["matrix"])
-        roc = plots.get("roc_curve")
-        if roc:
-            classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    outputs = {suffix: ui.get(f"{name}_{suffix}") for suffix in artifact.ui_outputs()}
+    artifact.fill_ui({suffix: out for suffix, out in outputs.items() if out is not None})

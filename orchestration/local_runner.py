@@ -17,9 +17,8 @@ import time
 from typing import Any
 
 from sluice.components.artifacts import Artifact
-from sluice.components.sdk import tune_heap
-from sluice.orchestration.execution import (ExecutionFailed, NodeResult, freeze_long_lived, import_heavy_modules,
-                                     recover_abandoned, run_node)
+from sluice.orchestration import runtime
+from sluice.orchestration.execution import ExecutionFailed, NodeResult, recover_abandoned, run_node
 from sluice.orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
 from sluice.orchestration.pipeline import Pipeline, compile_pipeline
 
@@ -120,7 +119,7 @@ def run_pipeline(
     resume: str | None = None,
 ) -> RunResult:
     """Runs a pipeline (or its IR) to completion and returns what happened."""
-    tune_heap()  # before this run's threads start
+    runtime.prepare_process()  # before this run's threads start
     ir = compile_pipeline(pipeline) if isinstance(pipeline, Pipeline) else pipeline
     spec = ir["pipeline"]
     name, root = spec["name"], spec["pipeline_root"]
@@ -152,7 +151,7 @@ def run_pipeline(
         # The first cache miss: import what later components need while this one runs.
         if not warming.is_set():
             warming.set()
-            freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
+            runtime.freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
             modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
             if modules:
                 threading.Thread(target=_warm_imports, args=(modules,), daemon=True).start()
@@ -221,6 +220,6 @@ def _reusable_executions(store: MetadataStore, run_id: str, pipeline: str) -> di
 def _warm_imports(modules: list[str]) -> None:
     for module in modules:
         try:
-            import_heavy_modules([module])
+            runtime.import_heavy_modules([module])
         except Exception:  # noqa: BLE001 - only a head start; the component imports it again
             pass

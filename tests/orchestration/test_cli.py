@@ -192,3 +192,13 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
         from tests.conftest import _stop_group
 
         _stop_group(proc)
+
+
+def test_run_summaries_are_what_the_artifacts_say_of_themselves():
+    from sluice.components.artifacts import Examples, PushedModel
+
+    assert Examples(uri="/x").summary() is None
+    assert PushedModel(uri="/x", pushed=True, version=3, reason="better").summary() == "pushed version 3 (better)"
+    assert PushedModel(uri="/x", pushed=True, version=3).summary(cached=True) == (
+        "nothing new to push (cached; version 3 stays)")
+    assert PushedModel(uri="/x", reason="not blessed").summary() == "not pushed: not blessed"

@@ -3,8 +3,8 @@
 One full run of the penguin pipeline is prepared once (``golden``). For each
 component, the test restores that pipeline root at a fixed path, deletes the
 component's published outputs (so it misses the cache and executes), then kills
-the run several times in a row inside that component (``SLUICE_FAULT``, see
-``orchestration.execution._FaultWatch``), and finally runs it to completion.
+the run several times in a row inside that component (``SLUICE_FAULT``, read by
+the test plugin ``tests/orchestration/fault_plugin``), and finally runs it to completion.
 
 After every kill: nothing of the killed execution is published. After the next
 run: the killed execution is recorded failed (abandoned), its temporary and
@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.orchestration.fault_plugin import pythonpath
 
 ORDER = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
          "Evaluator", "Pusher"]
@@ -34,7 +35,7 @@ TALLY = {"kills": 0, "landed": 0}
 
 
 def sluice_run(root: Path, fault: str | None = None, watch: str | None = None):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": pythonpath(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("SLUICE_FAULT", None)
     if fault:
@@ -179,7 +180,7 @@ def test_kill_inside_component_publishes_nothing_and_recovers(golden, component)
 def toy_cli(ws: Path, *args: str, fault: str | None = None, env_extra: dict | None = None):
     from tests.conftest import FIXTURES
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    env = {**os.environ, "PYTHONPATH": pythonpath(REPO), **(env_extra or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("SLUICE_FAULT", None)
     if fault:

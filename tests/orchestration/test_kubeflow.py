@@ -166,3 +166,45 @@ def test_tasks_log_under_the_mlflow_run_kfp_injects(toy_workspace):
     assert sorted(e.component_id for e in executions) == ["Count", "ReadNumbers", "Report", "Scale"]
     assert {e.status for e in executions} == {"executed"}
     assert not (toy_workspace / "kfp-root" / "metadata.db").exists()  # nothing went to a default store
+
+
+def test_ui_outputs_come_from_the_artifact_types(toy_workspace, tmp_path):
+    import dataclasses
+    from typing import ClassVar
+
+    from sluice.components.artifacts import Artifact, ModelEvaluation
+    from sluice.orchestration.kubeflow import ui_outputs
+    from sluice.orchestration.kubeflow_task import _emit_ui
+
+    spec = compiled(toy_workspace, toy(toy_workspace))
+    count = next(c for name, c in spec["components"].items() if name.endswith("count"))
+    assert set(count["outputDefinitions"]["artifacts"]) == {
+        "evaluation", "evaluation_report", "evaluation_metrics", "evaluation_classification"}
+
+    @dataclasses.dataclass(kw_only=True)
+    class Dashboard(Artifact):
+        TYPE_NAME: ClassVar[str] = "SluiceTestDashboard"
+
+        @classmethod
+        def ui_outputs(cls):
+            return {"board": "Markdown"}
+
+    assert ui_outputs({"outputs": {"d": {"type": "SluiceTestDashboard"}, "m": {"type": "Model"}}}) == {
+        "d_board": "Markdown"}
+
+    class Logged:
+        def __init__(self, path=""):
+            self.path, self.calls = path, []
+
+        def __getattr__(self, name):
+            return lambda *args: self.calls.append((name, *args))
+
+    evaluation = ModelEvaluation(uri=str(tmp_path))
+    (tmp_path / "report.html").write_text("<p>fine</p>")
+    (tmp_path / "metrics.json").write_text(json.dumps({"overall": {"auc": 0.5, "ok": True}, "plots": {
+        "confusion_matrix": {"labels": [0, 1], "matrix": [[1, 0], [0, 1]]}}}))
+    ui = {"e_report": Logged(str(tmp_path / "ui.html")), "e_metrics": Logged(), "e_classification": Logged()}
+    _emit_ui(evaluation, "e", ui)
+    assert "<h2>evaluation</h2><p>fine</p>" in (tmp_path / "ui.html").read_text()
+    assert ui["e_metrics"].calls == [("log_metric", "auc", 0.5)]
+    assert ui["e_classification"].calls == [("log_confusion_matrix", ["0", "1"], [[1, 0], [0, 1]])]

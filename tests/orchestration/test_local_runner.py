@@ -14,6 +14,7 @@ from sluice.orchestration.local_runner import run_pipeline
 from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 from sluice.orchestration.pipeline import Pipeline
 from tests.conftest import FIXTURES, REPO
+from tests.orchestration.fault_plugin import pythonpath
 
 sys.path.insert(0, str(FIXTURES))
 import toy_pipeline  # noqa: E402
@@ -118,7 +119,7 @@ def test_raising_executor_publishes_nothing_and_skips_dependents(toy_workspace, 
 
 def _cli(ws, *args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = pythonpath(REPO)  # the fault injector, for SLUICE_FAULT
     return subprocess.run(
         [sys.executable, "-m", "sluice.orchestration.cli", "run", str(FIXTURES / "toy_pipeline.py"),
          "--param", f"pipeline_root={ws / 'root'}", "--param", f"data_file={ws / 'numbers.txt'}",

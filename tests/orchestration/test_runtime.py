@@ -1,0 +1,183 @@
+"""The runtime room: what runners do to their process around components (heap, imports, Beam, Keras)."""
+
+import pytest
+
+
+def _fake_heavy_module(tmp_path, monkeypatch, heavy: str, optional: str, value: int) -> None:
+    """Module ``heavy`` imports ``optional`` (which holds VALUE = ``value``) only if it can."""
+    from sluice.orchestration.runtime import imports
+
+    (tmp_path / f"{heavy}.py").write_text(
+        f"try:\n    import {optional}\nexcept ImportError:\n    {optional} = None\n")
+    (tmp_path / f"{optional}.py").write_text(f"VALUE = {value}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(imports._OPTIONAL_FOR, heavy, (optional,))
+
+
+def test_import_heavy_leaves_out_what_the_module_imports_only_optionally(tmp_path, monkeypatch):
+    import sys
+
+    from sluice.orchestration.runtime import imports
+
+    _fake_heavy_module(tmp_path, monkeypatch, "sluice_fake_heavy", "sluice_fake_optional", 1)
+    try:
+        imports.import_heavy(["sluice_fake_heavy"])
+        heavy = sys.modules["sluice_fake_heavy"]
+        assert heavy.sluice_fake_optional is None
+        import sluice_fake_optional  # importable again right after
+
+        assert sluice_fake_optional.VALUE == 1
+    finally:
+        sys.modules.pop("sluice_fake_heavy", None)
+        sys.modules.pop("sluice_fake_optional", None)
+    assert not any(isinstance(f, imports._HideWhileImporting) for f in sys.meta_path)
+
+
+def test_a_module_imported_on_use_is_loaded_only_when_first_used(tmp_path, monkeypatch):
+    import sys
+
+    from sluice.orchestration.runtime import imports
+
+    _fake_heavy_module(tmp_path, monkeypatch, "sluice_fake_heavy2", "sluice_fake_lazy", 2)
+    monkeypatch.setattr(imports, "_IMPORTED_ON_USE", ("sluice_fake_lazy",))
+    try:
+        imports.import_heavy(["sluice_fake_heavy2"])
+        heavy = sys.modules["sluice_fake_heavy2"]
+        assert heavy.sluice_fake_lazy is not None  # the library sees it as installed
+        assert "sluice_fake_lazy" not in sys.modules  # but it is not imported yet
+        assert heavy.sluice_fake_lazy.VALUE == 2
+        assert "sluice_fake_lazy" in sys.modules
+    finally:
+        sys.modules.pop("sluice_fake_heavy2", None)
+        sys.modules.pop("sluice_fake_lazy", None)
+
+
+def test_tune_heap_leaves_malloc_settings_from_the_environment_alone(monkeypatch):
+    import ctypes
+
+    import pyarrow as pa
+
+    from sluice.orchestration.runtime import heap
+
+    calls = []
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a: calls.append(a))
+    monkeypatch.setattr(pa, "set_memory_pool", lambda pool: calls.append(pool))
+    heap.tune_heap()
+    assert calls == []
+
+
+def test_tune_heap_gives_arrow_the_system_heap(monkeypatch):
+    import pyarrow as pa
+
+    from sluice.orchestration.runtime import heap
+
+    chosen = []
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    monkeypatch.setattr(pa, "set_memory_pool", chosen.append)
+    heap.tune_heap()
+    assert [pool.backend_name for pool in chosen] == ["system"]
+
+
+def test_hiding_applies_only_to_the_importing_thread():
+    import threading
+
+    from sluice.orchestration.runtime import imports
+
+    finder = imports._HideWhileImporting(("sluice_fake_optional",))
+    with pytest.raises(ModuleNotFoundError):
+        finder.find_spec("sluice_fake_optional.sub")
+    assert finder.find_spec("other_module") is None
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(finder.find_spec("sluice_fake_optional")))
+    thread.start()
+    thread.join()
+    assert seen == [None]
+
+
+def test_release_memory_collects_cyclic_garbage_unless_a_heavy_import_is_running(monkeypatch):
+    import gc
+    import weakref
+
+    from sluice.orchestration.runtime import heap, imports
+
+    class Node:
+        pass
+
+    gc.disable()  # only release_memory may collect it
+    try:
+        node = Node()
+        node.itself = node
+        alive = weakref.ref(node)
+        del node
+        monkeypatch.setattr(imports, "_IMPORTS_IN_FLIGHT", 1)  # e.g. TensorFlow on the runner's warm-up thread
+        heap.release_memory()
+        assert alive() is not None
+        monkeypatch.setattr(imports, "_IMPORTS_IN_FLIGHT", 0)
+        heap.release_memory()
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_import_heavy_counts_the_imports_in_flight(tmp_path, monkeypatch):
+    import sys
+
+    from sluice.orchestration.runtime import imports
+
+    (tmp_path / "sluice_fake_counted.py").write_text(
+        "from sluice.orchestration.runtime import imports\nSEEN = imports._IMPORTS_IN_FLIGHT\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        imports.import_heavy(["sluice_fake_counted"])
+        assert sys.modules["sluice_fake_counted"].SEEN == 1
+        assert imports._IMPORTS_IN_FLIGHT == 0
+    finally:
+        sys.modules.pop("sluice_fake_counted", None)
+
+
+def test_local_beam_pipelines_sample_states_often_so_bundles_end_promptly():
+    from apache_beam.runners.worker import statesampler
+    from apache_beam.utils.counters import CounterFactory
+
+    from sluice.orchestration.runtime import beam
+
+    beam.RunnerContext().beam_pipeline()
+    sampler = statesampler.StateSampler("test", CounterFactory())
+    assert sampler.sampling_period_ms == beam.STATE_SAMPLING_PERIOD_MS  # Beam's own default is 200 ms
+
+
+def test_the_keras_workaround_applies_once_and_only_to_keras_3(monkeypatch):
+    import keras
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    from sluice.orchestration import runtime
+
+    if not getattr(keras_tf_trainer.TensorFlowTrainer, "_sluice_patched", False):
+        monkeypatch.setattr(keras, "__version__", "4.0.0")
+        original = keras_tf_trainer.reduce_per_replica
+        runtime.keras.apply()
+        assert keras_tf_trainer.reduce_per_replica is original  # another major version: left alone
+        monkeypatch.undo()
+    runtime.prepare_executor(("tensorflow",))  # what a runner does before a TensorFlow component
+    assert keras_tf_trainer.TensorFlowTrainer._sluice_patched
+    patched = keras_tf_trainer.reduce_per_replica
+    runtime.keras.apply()
+    assert keras_tf_trainer.reduce_per_replica is patched  # idempotent
+
+
+def test_the_state_sampling_period_is_left_alone_outside_beam_2(monkeypatch):
+    import apache_beam
+    from apache_beam.runners.worker import statesampler
+
+    from sluice.orchestration.runtime import beam
+
+    init = statesampler.StateSampler.__init__
+    monkeypatch.setattr(init, "__defaults__", init.__defaults__[:-1] + (200,))
+    monkeypatch.setattr(apache_beam, "__version__", "3.0.0")
+    beam.apply()
+    assert init.__defaults__[-1] == 200
+    monkeypatch.setattr(apache_beam, "__version__", "2.99.0")
+    beam.apply()
+    assert init.__defaults__[-1] == beam.STATE_SAMPLING_PERIOD_MS
