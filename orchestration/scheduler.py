@@ -21,11 +21,11 @@ import glob
 import json
 import logging
 import os
-import re
 import threading
 from typing import Any, Callable, Iterator, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sluice.components.io import spans
 from sluice.components.sdk import DefinitionError
 
 log = logging.getLogger("sluice.scheduler")
@@ -296,7 +296,8 @@ class SpanWatcher:
     """Finds the latest ``{SPAN}`` present for a pipeline's span-pattern inputs.
 
     It reads the compiled IR: any string parameter containing ``{SPAN}``,
-    taken relative to the node's external-data parameter (its input folder).
+    taken relative to the node's external-data parameter (its input folder),
+    parsed by ``sluice.components.io.spans`` as ExampleGen parses it.
     """
 
     def __init__(self, ir: dict[str, Any]):
@@ -315,14 +316,14 @@ class SpanWatcher:
     def latest_span(self) -> int | None:
         latest = None
         for pattern in self.patterns:
-            regex = re.compile(
-                re.escape(pattern).replace(re.escape("{SPAN}"), r"(?P<span>\d+)")
-                .replace(re.escape("{VERSION}"), r"\d+").replace(re.escape("*"), r"[^/]*")
-            )
-            for path in glob.glob(re.sub(r"\{[A-Z]+\}", "*", pattern)):
-                match = regex.fullmatch(path)
-                if match:
-                    span = int(match.group("span"))
+            try:
+                parsed = spans.parse(pattern)
+            except ValueError:  # a pattern ExampleGen rejects when it runs: it selects no span
+                continue
+            for path in glob.glob(parsed.glob):
+                found = parsed.match(path)
+                if found is not None:
+                    span = found[0]
                     latest = span if latest is None else max(latest, span)
         return latest
 

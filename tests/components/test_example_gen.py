@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import apache_beam as beam
@@ -24,11 +27,18 @@ from sluice.components.example_gen import (
     SpanRange,
     SplitConfig,
     csv_example_gen,
+    csv_read,
     import_example_gen,
     parquet_example_gen,
     resolve_input,
+    sniff,
     sniff_csv_columns,
+    transforms,
 )
+from sluice.components.example_gen import config as eg_config
+from sluice.components.example_gen import shards as eg_shards
+from sluice.components.example_gen.columns import EMPTY, FLOAT, INT, INTFLOAT, STRING
+from sluice.components.io import spans
 from sluice.components.sdk import ComponentError, DefinitionError, ExecutionContext
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -123,6 +133,38 @@ def test_resolve_versions_and_dates(tmp_path):
     assert result.files[0].path.endswith("2024-02-01/data.csv")
 
 
+@pytest.mark.parametrize("pattern, problem", [
+    ("{SPAN}-{YYYY}{MM}{DD}.csv", "mixes {SPAN} and a date"),
+    ("{YYYY}-{MM}.csv", "needs all of {YYYY}, {MM} and {DD}"),
+    ("v{VERSION}.csv", "has {VERSION} without {SPAN} or a date"),
+    ("s{SPAN}/[ab].csv", "'[...]' globs are not supported"),
+    ("s{SPAN}/{SPAN}.csv", "repeats a placeholder"),
+])
+def test_bad_patterns_are_named_by_the_one_span_parser(tmp_path, pattern, problem):
+    _write(tmp_path / "a.csv", "a\n1\n")
+    with pytest.raises(ValueError, match=re.escape(f"input pattern {pattern!r}")):
+        spans.parse(pattern)
+    with pytest.raises(ComponentError, match=re.escape(f"X: input pattern {pattern!r}") + ".*" + re.escape(problem)):
+        resolve_input("X", str(tmp_path), pattern)
+
+
+def test_span_patterns_give_a_glob_and_read_span_and_version():
+    pattern = spans.parse("span-{SPAN}/v{VERSION}/*.csv")
+    assert pattern.glob == "span-*/v*/*.csv" and pattern.has_span and pattern.has_version
+    assert pattern.match("span-12/v3/data.csv") == (12, 3)
+    assert pattern.match("span-12/v3/sub/data.csv") is None  # '*' does not cross '/'
+    assert spans.parse("*.csv").match("data.csv") == (0, None)
+    with pytest.raises(ValueError, match="not a valid date"):
+        spans.parse("{YYYY}{MM}{DD}.csv").match("20240230.csv")
+
+
+def test_importing_the_package_imports_neither_beam_nor_tensorflow():
+    code = ("import sys, sluice.components.example_gen; "
+            "print([m for m in ('apache_beam', 'tensorflow', 'tfx_bsl') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_split_config_and_span_range_are_validated():
     assert SplitConfig().splits == {"train": 2, "eval": 1}
     with pytest.raises(ValueError, match="at least 1 bucket"):
@@ -178,8 +220,8 @@ def test_span_range_reads_all_spans_in_it(tmp_path):
 
 def test_types_use_every_row_not_just_the_first_block(tmp_path, monkeypatch):
     # Small blocks, so the later rows fall outside what is sniffed.
-    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 256)
-    monkeypatch.setattr(example_gen, "SNIFF_MAX_BYTES", 256)
+    monkeypatch.setattr(eg_config, "CSV_BLOCK_BYTES", 256)
+    monkeypatch.setattr(eg_config, "SNIFF_MAX_BYTES", 256)
     rows = ["ints,floaty,late,texty,wholefloat"]
     rows += [f"{i},{i},,{i},{i}.0" for i in range(200)]
     rows += ["7,2.5,,x,3.0", "8,1,42,9,4"]
@@ -203,9 +245,9 @@ def test_sniffed_kinds_of_first_block(tmp_path):
 
 
 @pytest.mark.parametrize("text, kind", [
-    ("1,22,-3", example_gen.INT), ("480.0,3,1e3", example_gen.INTFLOAT), ("1.5,2,nan", example_gen.FLOAT),
-    ("1,x,3", example_gen.STRING), ("12,1_000", example_gen.STRING), ("a,b", example_gen.STRING),
-    ("2017-01-01,3", example_gen.STRING), (",,", example_gen.EMPTY),
+    ("1,22,-3", INT), ("480.0,3,1e3", INTFLOAT), ("1.5,2,nan", FLOAT),
+    ("1,x,3", STRING), ("12,1_000", STRING), ("a,b", STRING),
+    ("2017-01-01,3", STRING), (",,", EMPTY),
 ])
 def test_classify_strings(text, kind):
     values = pa.array([v or None for v in text.split(",")], pa.string())
@@ -214,17 +256,17 @@ def test_classify_strings(text, kind):
 
 @pytest.mark.parametrize("quoted", [False, True])
 def test_sniffing_reads_on_while_a_column_is_empty(tmp_path, monkeypatch, quoted):
-    monkeypatch.setattr(example_gen, "SNIFF_BLOCK_BYTES", 256)
+    monkeypatch.setattr(eg_config, "SNIFF_BLOCK_BYTES", 256)
     label = '"x"' if quoted else "x"  # a quote: the streaming reader sniffs instead of the in-memory one
     rows = [f"{i},,{label}" for i in range(200)] + ["200,2.5,y"] + [f"{i},,z" for i in range(201, 300)]
     path = _write(tmp_path / "a.csv", "n,late,s\n" + "\n".join(rows) + "\n")
-    assert (example_gen._sniff_head_in_memory(str(path), ("",)) is None) == quoted
+    assert (sniff.sniff_head_in_memory(str(path), ("",)) is None) == quoted
     columns = sniff_csv_columns("X", [InputFile(str(path), 0)])
     assert columns.describe() == {"n": "int64", "late": "float64", "s": "string"}
     bad = _write(tmp_path / "bad.csv", "n,late,s\n" + "\n".join(rows[:150] + ["1,2"] + rows[150:]) + "\n")
     with pytest.raises(ComponentError, match=r"bad\.csv:152: expected 3 columns, got 2"):
         sniff_csv_columns("X", [InputFile(str(bad), 0)])
-    monkeypatch.setattr(example_gen, "SNIFF_MAX_BYTES", 512)  # gives up before row 200: still empty
+    monkeypatch.setattr(eg_config, "SNIFF_MAX_BYTES", 512)  # gives up before row 200: still empty
     assert sniff_csv_columns("X", [InputFile(str(path), 0)]).describe()["late"] == "empty (int64)"
 
 
@@ -308,11 +350,11 @@ def test_dictionary_encoded_numbers_read_back_as_written(tmp_path):
 
 
 def test_big_splits_are_written_as_row_groups_dealt_to_two_shards(tmp_path, monkeypatch):
-    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 2048)  # many batches
-    monkeypatch.setattr(example_gen, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(eg_config, "CSV_BLOCK_BYTES", 2048)  # many batches
+    monkeypatch.setattr(eg_config, "ROW_GROUP_ROWS", 100)
     chosen = []  # the encodings are chosen once per input file, for all four of its shards
-    monkeypatch.setattr(example_gen, "column_encodings",
-                        lambda batches, choose=example_gen.column_encodings: chosen.append(choose(batches))
+    monkeypatch.setattr(eg_shards, "column_encodings",
+                        lambda batches, choose=eg_shards.column_encodings: chosen.append(choose(batches))
                         or chosen[-1])
     rows = 3000
     path = _write(tmp_path / "in" / "data.csv", "n,label\n" + "".join(f"{i},l{i % 5}\n" for i in range(rows)))
@@ -343,7 +385,7 @@ def test_splits_are_deterministic_and_near_the_ratio(tmp_path, penguins_csv, mon
     first, _ = _run_csv(tmp_path, "a", input_base=str(penguins_csv))
     second, _ = _run_csv(tmp_path, "b", input_base=str(penguins_csv))
     # Another block size must not move rows between splits either.
-    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 2048)
+    monkeypatch.setattr(eg_config, "CSV_BLOCK_BYTES", 2048)
     third, _ = _run_csv(tmp_path, "c", input_base=str(penguins_csv))
     order = [("bill_length_mm", "ascending"), ("body_mass_g", "ascending")]
     for split in ("train", "eval"):
@@ -532,9 +574,9 @@ def test_read_csv_transform_with_test_pipeline(tmp_path):
     first = _write(tmp_path / "a.csv", "n,s\n1,x\n2,\n")
     second = _write(tmp_path / "b.csv", "n,s\n3,z\n")
     files = [InputFile(str(first), 0, "train"), InputFile(str(second), 1, "eval")]
-    columns = CsvColumns(("n", "s"), (example_gen.INT, example_gen.STRING))
+    columns = CsvColumns(("n", "s"), (INT, STRING))
     with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
-        batches = pipeline | example_gen.ReadCsvToRecordBatches(files, columns)
+        batches = pipeline | transforms.ReadCsvToRecordBatches(files, columns)
         assert_that(
             batches | beam.Map(lambda e: (e[0], e[1], e[2].to_pydict(), str(e[2].schema.types))),
             equal_to([
@@ -548,10 +590,10 @@ def test_infer_columns_transform_feeds_the_reader_as_side_input(tmp_path):
     path = _write(tmp_path / "a.csv", "a,b\n1,1\n2,2.5\n")
     files = [InputFile(str(path), 0)]
     with BeamTestPipeline(runner=FnApiRunner()) as pipeline:
-        columns = pipeline | "Infer" >> example_gen.InferCsvColumns(files, ("a", "b"))
+        columns = pipeline | "Infer" >> transforms.InferCsvColumns(files, ("a", "b"))
         assert_that(columns | beam.Map(lambda c: c.describe()), equal_to([{"a": "int64", "b": "float64"}]),
                     label="kinds")
-        batches = pipeline | "Read" >> example_gen.ReadCsvToRecordBatches(files, columns)
+        batches = pipeline | "Read" >> transforms.ReadCsvToRecordBatches(files, columns)
         assert_that(batches | beam.Map(lambda e: e[2].to_pydict()), equal_to([{"a": [1, 2], "b": [1.0, 2.5]}]),
                     label="rows")
 
@@ -567,7 +609,7 @@ def test_split_and_write_transform_with_test_pipeline(tmp_path):
             | beam.Create([
                 (None, 0, batch.slice(0, 1000)), (None, 0, batch.slice(1000)), ("test", 1, batch.slice(0, 10)),
             ])
-            | example_gen.SplitAndWriteExamples(str(tmp_path), config)
+            | transforms.SplitAndWriteExamples(str(tmp_path), config)
         )
         totals = written | beam.Map(lambda e: (e[0], e[2])) | beam.CombinePerKey(sum)
         assert_that(totals | beam.Map(lambda kv: kv[0]), equal_to(["train", "eval", "test"]), label="splits")
@@ -610,7 +652,7 @@ def test_bad_csv_raises_one_clear_line(tmp_path, case, capfd):
         _run_csv(tmp_path, input_base=str(tmp_path / "in"))
     assert "\n" not in str(info.value)
     assert str(tmp_path / "in" / "bad.csv") in str(info.value)
-    # Nothing else on stderr from the CSV reader (e.g. "Exception ignored in: <_InvalidRows ...>").
+    # Nothing else on stderr from the CSV reader (e.g. "Exception ignored in: <InvalidRows ...>").
     assert "Exception ignored" not in capfd.readouterr().err
 
 
@@ -620,7 +662,7 @@ def test_non_utf8_past_the_sniffed_head_is_named_with_its_line(tmp_path, monkeyp
     # Strings are checked after parsing (a dictionary-encoded column through its dictionary):
     # a bad value far into the file, in a few-valued (dictionary) or a many-valued column, in the
     # parallel pieces or in the serial read of a quoted file, names its line; nothing is published.
-    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 4096)  # the sniff sees the first 4 KB only
+    monkeypatch.setattr(eg_config, "CSV_BLOCK_BYTES", 4096)  # the sniff sees the first 4 KB only
     rows = [f"{i},l{i % 5},n{i}" for i in range(3000)]
     if quoted:
         rows[1] = '1,"l1",n1'
@@ -667,10 +709,10 @@ def _many_rows_csv(rows: int, quoted_from: int | None = None) -> str:
 def test_parallel_pieces_give_the_rows_of_a_serial_read_in_order(tmp_path, monkeypatch, quoted_from):
     import pyarrow.csv as pacsv
 
-    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 4096)  # many pieces
+    monkeypatch.setattr(eg_config, "CSV_BLOCK_BYTES", 4096)  # many pieces
     path = _write(tmp_path / "in" / "data.csv", _many_rows_csv(3000, quoted_from))
     columns = sniff_csv_columns("CsvExampleGen", [InputFile(str(path), 0)])
-    batches = list(example_gen._ReadCsvFile(columns)(InputFile(str(path), 0)))
+    batches = list(csv_read.ReadCsvFile(columns)(InputFile(str(path), 0)))
     assert len(batches) > 10
     # Few distinct labels: read dictionary-encoded (each piece has its own dictionary).
     assert all(b.schema == columns.batch_schema() for _, _, b in batches)
@@ -681,17 +723,17 @@ def test_parallel_pieces_give_the_rows_of_a_serial_read_in_order(tmp_path, monke
 
 
 def test_blank_lines_and_crlf_across_pieces(tmp_path, monkeypatch):
-    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 256)
+    monkeypatch.setattr(eg_config, "CSV_BLOCK_BYTES", 256)
     text = "a,b\r\n" + "".join(f"{i},{i % 3}\r\n" + "\n" * (40 if i % 50 == 0 else 0) for i in range(400))
     path = _write(tmp_path / "in" / "data.csv", text)
     columns = sniff_csv_columns("CsvExampleGen", [InputFile(str(path), 0)])
-    batches = [b for _, _, b in example_gen._ReadCsvFile(columns)(InputFile(str(path), 0))]
+    batches = [b for _, _, b in csv_read.ReadCsvFile(columns)(InputFile(str(path), 0))]
     assert pa.Table.from_batches(batches).column("a").to_pylist() == list(range(400))
 
 
 @pytest.mark.parametrize("quoted_from", [None, 0, 1500])
 def test_bad_row_in_a_later_piece_names_its_line(tmp_path, monkeypatch, quoted_from):
-    monkeypatch.setattr(example_gen, "CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(eg_config, "CSV_BLOCK_BYTES", 4096)
     rows = _many_rows_csv(3000, quoted_from).split("\n")
     rows = [rows[0]] + [f"{i},{i * 0.5},l" for i in range(1, 2500)] + ["1,2"] + rows[2501:]
     if quoted_from is not None:  # a quoted value with a line break before the bad row, past piece 1

@@ -1,0 +1,192 @@
+"""CSV column kinds: sniffed from each file's first block(s), or scanned over all rows.
+
+Sniffing checks every file's header (same names, none empty or repeated) and reads the first
+block, and on while some column has shown no value yet (up to ``SNIFF_MAX_BYTES``). A local
+file whose head has no quote is parsed in memory; any other file is streamed.
+"""
+
+from __future__ import annotations
+
+from sluice.components.example_gen import config
+from sluice.components.example_gen.columns import (
+    EMPTY,
+    STRING,
+    CsvColumns,
+    buffer,
+    classify_strings,
+    csv_options,
+    few_distinct,
+)
+from sluice.components.example_gen.config import InputFile
+from sluice.components.example_gen.csv_errors import InvalidRows, csv_error, unclosed_quote_at_end
+from sluice.components.sdk import ComponentError
+
+
+def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, ...] = ("",)) -> CsvColumns:
+    """Checks every file's header and first block; kinds from the first blocks (not exact)."""
+    names: list[str] | None = None
+    kinds: list[int] = []
+    sample = None  # the first file's first block
+    for file in files:
+        sniffed = sniff_head_in_memory(file.path, null_values)
+        header = sniffed[0] if sniffed else _csv_header(file.path)
+        empty = [i + 1 for i, n in enumerate(header) if not n.strip()]
+        if empty:
+            raise ComponentError(f"{file.path}:1: empty column name at position(s) {', '.join(map(str, empty))} "
+                                 f"of {len(header)} in the header")
+        duplicates = sorted({n for n in header if header.count(n) > 1})
+        if duplicates:
+            raise ComponentError(f"{file.path}:1: duplicate column name(s) {', '.join(map(repr, duplicates))}")
+        if names is None:
+            names, kinds = header, [EMPTY] * len(header)
+        elif header != names:
+            raise ComponentError(f"{file.path}:1: header differs from {files[0].path}: {header} vs {names}")
+        _, file_kinds, rows, first_block = sniffed or _sniff_streaming(file.path, names, null_values)
+        if rows == 0:
+            raise ComponentError(f"{file.path}: has a header but no data rows")
+        if sample is None:
+            sample = first_block
+        kinds = [max(a, b) for a, b in zip(kinds, file_kinds)]
+    dictionary = frozenset(n for n, k in zip(names or (), kinds) if k == STRING and few_distinct(sample.column(n)))
+    return CsvColumns(tuple(names or ()), tuple(kinds), null_values=tuple(null_values), dictionary=dictionary)
+
+
+def _csv_header(path: str) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    from apache_beam.io.filesystems import FileSystems
+
+    invalid = InvalidRows()
+    with FileSystems.open(path) as fh:
+        try:
+            reader = pacsv.open_csv(
+                fh,
+                read_options=pacsv.ReadOptions(block_size=config.SNIFF_BLOCK_BYTES, use_threads=False),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
+                convert_options=pacsv.ConvertOptions(check_utf8=False),
+            )
+            return list(reader.schema.names)
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV" in str(exc):
+                raise ComponentError(f"{path}: empty file (no header)") from None
+            raise csv_error(path, exc, invalid, []) from None
+
+
+def _sniffed(batch, kinds: list[int], rows: int, first_block):
+    """(kinds, rows, first block) once ``batch`` (all strings) is sniffed too."""
+    kinds = [max(k, classify_strings(batch.column(i))) for i, k in enumerate(kinds)]
+    return kinds, rows + batch.num_rows, batch if first_block is None else first_block
+
+
+def _sniff_more(kinds: list[int], blocks: int) -> bool:
+    """Sniff the next block: some column has shown no value yet (and SNIFF_MAX_BYTES is not reached)."""
+    return EMPTY in kinds and blocks * min(config.SNIFF_BLOCK_BYTES, config.CSV_BLOCK_BYTES) < config.SNIFF_MAX_BYTES
+
+
+def _sniff_streaming(path: str, names: list[str], null_values: tuple[str, ...]):
+    """(names, kinds, rows, first block) from the file's first blocks, streamed (any file, any quoting)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    from apache_beam.io.filesystems import FileSystems
+
+    invalid = InvalidRows()
+    strings = {n: pa.string() for n in names}
+    file_kinds = [EMPTY] * len(names)
+    rows = 0
+    first_block = None
+    with FileSystems.open(path) as fh:
+        try:
+            block_bytes = min(config.SNIFF_BLOCK_BYTES, config.CSV_BLOCK_BYTES)
+            reader = pacsv.open_csv(fh, **csv_options(names, strings, block_bytes, invalid, null_values))
+            batch = None
+            for block, batch in enumerate(reader):
+                file_kinds, rows, first_block = _sniffed(batch, file_kinds, rows, first_block)
+                if not _sniff_more(file_kinds, block + 1):
+                    break
+            else:  # the whole file was read: its last value is at hand
+                error = unclosed_quote_at_end(path, batch) if batch is not None else None
+                if error is not None:
+                    raise error
+        except pa.ArrowInvalid as exc:
+            raise csv_error(path, exc, invalid, names) from None
+    return names, file_kinds, rows, first_block
+
+
+def sniff_head_in_memory(path: str, null_values: tuple[str, ...]):
+    """``_sniff_streaming``'s result for a local file whose head has no quote, else None.
+
+    The head is read block by block into memory and parsed there: the streaming reader would
+    also parse blocks ahead on a helper thread (wasted, and waited for when it is closed).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if "://" in path:
+        return None
+    block_bytes = min(config.SNIFF_BLOCK_BYTES, config.CSV_BLOCK_BYTES)
+    with open(path, "rb") as fh:
+        data = fh.read(block_bytes)
+        header_end = data.find(b"\n") + 1
+        if header_end == 0 or b'"' in data:
+            return None
+        try:
+            names = pacsv.read_csv(buffer(data[:header_end]), read_options=pacsv.ReadOptions(use_threads=False),
+                                   convert_options=pacsv.ConvertOptions(check_utf8=False)).schema.names
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            return None  # the streaming reader names the problem
+        if len(set(names)) != len(names):
+            return names, [], 0, None  # duplicate names: the caller's error
+        strings = {n: pa.string() for n in names}
+        kinds, rows, first_block, blocks, lines_before = [EMPTY] * len(names), 0, None, 0, 1
+        at_end = len(data) < block_bytes
+        data = data[header_end:]
+        while True:
+            cut = len(data) if at_end else data.rfind(b"\n") + 1  # whole lines only, but at the end
+            piece, data = data[:cut], data[cut:]
+            if piece:
+                invalid = InvalidRows()
+                options = csv_options(names, strings, len(piece) + 1, invalid, null_values)
+                options["read_options"] = pacsv.ReadOptions(block_size=len(piece) + 1, use_threads=False,
+                                                            column_names=names)
+                options["parse_options"] = pacsv.ParseOptions(invalid_row_handler=invalid, quote_char=False)
+                try:
+                    batches = pacsv.read_csv(buffer(piece), **options).to_batches()
+                except pa.ArrowInvalid as exc:
+                    raise csv_error(path, exc, invalid, names, lines_before) from None
+                if batches and batches[0].num_rows:
+                    kinds, rows, first_block = _sniffed(batches[0], kinds, rows, first_block)
+                lines_before += piece.count(b"\n")
+            blocks += 1
+            if at_end or not _sniff_more(kinds, blocks):
+                return names, kinds, rows, first_block
+            more = fh.read(block_bytes)
+            at_end = len(more) < block_bytes
+            if b'"' in more:
+                return None
+            data += more
+
+
+class ScanCsvKinds:
+    """DoFn body: the kinds of every column over all rows of one file."""
+
+    def __init__(self, names: tuple[str, ...], null_values: tuple[str, ...] = ("",)):
+        self.names = names
+        self.null_values = null_values
+
+    def __call__(self, file):
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        from apache_beam.io.filesystems import FileSystems
+
+        strings = {n: pa.string() for n in self.names}
+        kinds = [EMPTY] * len(self.names)
+        invalid = InvalidRows()
+        with FileSystems.open(file.path) as fh:
+            try:
+                options = csv_options(list(self.names), strings, config.CSV_BLOCK_BYTES, invalid, self.null_values)
+                for batch in pacsv.open_csv(fh, **options):
+                    kinds = [k if k == STRING else max(k, classify_strings(batch.column(i)))
+                             for i, k in enumerate(kinds)]
+            except pa.ArrowInvalid as exc:
+                raise csv_error(file.path, exc, invalid, list(self.names)) from None
+        yield tuple(kinds)
