@@ -30,6 +30,7 @@ This module imports nothing heavy: no TensorFlow, Beam or MLflow at import time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import os
@@ -37,7 +38,8 @@ import re
 import sys
 import types
 import typing
-from typing import Annotated, Any, Callable, Union
+from collections.abc import Callable
+from typing import Annotated, Any, Union
 
 from sluice.components.artifacts import Artifact
 
@@ -280,7 +282,7 @@ def _marker_of(annotation: Any) -> tuple[Any, _Marker | None]:
 
 
 # Components defined inside functions (e.g. in tests), by module:qualname:name.
-LOCAL_COMPONENTS: dict[str, "Component"] = {}
+LOCAL_COMPONENTS: dict[str, Component] = {}
 
 
 class Component:
@@ -340,7 +342,14 @@ class Component:
 
     @property
     def code_version(self) -> str:
-        """``version`` plus a hash of the source file defining the function."""
+        """``version`` plus a hash of the code the executor runs.
+
+        For Sluice's own components that is every module of ``sluice.components``: an
+        executor spreads over its package and the shared engines it imports. For other
+        components it is the source file defining the function.
+        """
+        if self.fn.__module__.startswith(_BUILTIN_PREFIX):
+            return f"{self.version}:{source_tree_digest(os.path.dirname(os.path.abspath(__file__)))}"
         module = sys.modules.get(self.fn.__module__)
         try:
             source = inspect.getsource(module) if module else inspect.getsource(self.fn)
@@ -358,11 +367,28 @@ class Component:
             "file": inspect.getsourcefile(self.fn) or "",
         }
 
-    def __call__(self, *, id: str | None = None, **kwargs: Any) -> "Node":  # noqa: A002
+    def __call__(self, *, id: str | None = None, **kwargs: Any) -> Node:  # noqa: A002
         return Node(self, self.name if id is None else id, kwargs)
 
     def __repr__(self) -> str:
         return f"<component {self.name}>"
+
+
+_BUILTIN_PREFIX = __name__.rpartition(".")[0] + "."  # "sluice.components."
+
+
+@functools.cache
+def source_tree_digest(root: str) -> str:
+    """A hash of every ``.py`` file under ``root`` (relative paths and contents), once per process."""
+    digest = hashlib.sha256()
+    for folder, dirs, names in sorted(os.walk(root)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(n for n in names if n.endswith(".py")):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as fh:
+                digest.update(fh.read())
+    return digest.hexdigest()[:16]
 
 
 def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str = "1",
@@ -382,7 +408,7 @@ _ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 class Channel:
     """One output of one node, to wire into another node's input."""
 
-    producer: "Node"
+    producer: Node
     output: str
     type: type[Artifact]
 
@@ -391,7 +417,7 @@ class Channel:
 
 
 class _Outputs(dict):
-    def __init__(self, node: "Node"):
+    def __init__(self, node: Node):
         super().__init__({n: Channel(node, n, s.type) for n, s in node.component.outputs.items()})
         self._node = node
 
@@ -452,17 +478,17 @@ class Node:
             )
         self.inputs[name] = value
 
-    def with_id(self, node_id: str) -> "Node":
+    def with_id(self, node_id: str) -> Node:
         """Renames the node, as TFX's ``with_id`` (ids must be unique in a pipeline)."""
         self.id = validate_id(node_id, f"component {self.component.name}")
         return self
 
-    def add_upstream(self, other: "Node") -> "Node":
+    def add_upstream(self, other: Node) -> Node:
         """Runs this node after ``other`` even without a data dependency."""
         self.upstream.append(other)
         return self
 
-    def dependencies(self) -> list["Node"]:
+    def dependencies(self) -> list[Node]:
         deps = [c.producer for c in self.inputs.values()] + self.upstream
         seen: dict[int, Node] = {}
         for dep in deps:

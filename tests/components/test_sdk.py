@@ -7,7 +7,12 @@ import pytest
 
 from sluice.components.artifacts import Examples, Model, Schema
 from sluice.components.sdk import (
-    DefinitionError, ExecutionContext, Input, ModuleFile, Output, component,
+    DefinitionError,
+    ExecutionContext,
+    Input,
+    ModuleFile,
+    Output,
+    component,
 )
 
 
@@ -137,11 +142,13 @@ def test_beam_pipeline_gets_the_pipeline_options_and_never_prism():
 
 
 def beam_count(examples: Output[Examples], ctx: ExecutionContext = None) -> None:
+    import pathlib
+
     import apache_beam as beam
 
     with ctx.beam_pipeline() as p:
         (p | beam.Create(range(100)) | beam.combiners.Count.Globally()
-         | beam.Map(lambda n: open(examples.path("count.txt"), "w").write(str(n))))
+         | beam.Map(lambda n: pathlib.Path(examples.path("count.txt")).write_text(str(n))))
 
 
 def test_beam_component_runs_in_a_pipeline_with_its_options(tmp_path):
@@ -152,4 +159,22 @@ def test_beam_component_runs_in_a_pipeline_with_its_options(tmp_path):
     result = run_pipeline(Pipeline(name="beam", components=[BeamCount()], pipeline_root=str(tmp_path),
                                    beam_pipeline_args=["--direct_running_mode=in_memory"]))
     assert result.ok, result.error
-    assert open(result.outputs("BeamCount")["examples"][0].path("count.txt")).read() == "100"
+    with open(result.outputs("BeamCount")["examples"][0].path("count.txt")) as fh:
+        assert fh.read() == "100"
+
+
+def test_a_builtin_component_version_covers_every_module_of_the_components_package(tmp_path):
+    import os
+
+    from sluice.components import Pusher, Trainer, sdk
+    from sluice.components.sdk import source_tree_digest
+
+    package = os.path.dirname(os.path.abspath(sdk.__file__))
+    assert Trainer.code_version == Pusher.code_version == f"1:{source_tree_digest(package)}"
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / "deep.py").write_text("X = 1\n")
+    (tmp_path / "top.py").write_text("Y = 1\n")
+    before = source_tree_digest(str(tmp_path))
+    source_tree_digest.cache_clear()
+    (tmp_path / "engine" / "deep.py").write_text("X = 2\n")  # a helper module deep in a package
+    assert source_tree_digest(str(tmp_path)) != before
