@@ -120,9 +120,11 @@ def _check_params(schema, drift: dict[str, float], severity_overrides: dict[str,
                 f"got {severity!r}")
     for name, threshold in drift.items():
         if find_feature(schema, (name,)) is None:
-            raise ComponentError(f"ExampleValidator: parameter 'drift' names feature {name!r}, which is not in the schema")
+            raise ComponentError(
+                f"ExampleValidator: parameter 'drift' names feature {name!r}, which is not in the schema")
         if not threshold >= 0:
-            raise ComponentError(f"ExampleValidator: parameter 'drift'[{name!r}] must be a threshold >= 0, got {threshold}")
+            raise ComponentError(
+                f"ExampleValidator: parameter 'drift'[{name!r}] must be a threshold >= 0, got {threshold}")
 
 
 def validate_examples(
@@ -131,9 +133,9 @@ def validate_examples(
     anomalies: Output[ExampleAnomalies],
     baseline_statistics: Input[ExampleStatistics] | None = None,
     fail_on_anomalies: bool = True,
-    exclude_splits: list[str] = [],
-    drift: dict[str, float] = {},
-    severity_overrides: dict[str, str] = {},
+    exclude_splits: list[str] = [],  # noqa: B006 - never mutated; the component's declared default
+    drift: dict[str, float] = {},  # noqa: B006 - never mutated; the component's declared default
+    severity_overrides: dict[str, str] = {},  # noqa: B006 - never mutated; the component's declared default
     ctx: ExecutionContext = None,
 ) -> None:
     """Validates each split's statistics against the schema (and a baseline span, for drift).

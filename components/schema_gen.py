@@ -32,7 +32,7 @@ def generate_schema(
     statistics: Input[ExampleStatistics],
     schema: Output[Schema],
     infer_feature_shape: bool = True,
-    exclude_splits: list[str] = [],
+    exclude_splits: list[str] = [],  # noqa: B006 - never mutated; the component's declared default
     max_string_domain_size: int = DEFAULT_MAX_STRING_DOMAIN_SIZE,
     ctx: ExecutionContext = None,
 ) -> None:

@@ -10,10 +10,17 @@ The repository's ``components/``, ``orchestration/`` and ``pipelines/`` folders
 are this package's subpackages (mapped by ``pyproject.toml``).
 """
 
-from sluice.components.sdk import (
-    ComponentError, DefinitionError, ExecutionContext, ExternalData, Input, ModuleFile, Output, component,
-)
 from sluice.components import tft
+from sluice.components.sdk import (
+    ComponentError,
+    DefinitionError,
+    ExecutionContext,
+    ExternalData,
+    Input,
+    ModuleFile,
+    Output,
+    component,
+)
 from sluice.orchestration.pipeline import Pipeline
 
 __version__ = "0.1.0"

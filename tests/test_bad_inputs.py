@@ -10,7 +10,6 @@ strings, a 1 MB field, CRLF) must run and give the expected values.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import subprocess

@@ -143,49 +143,69 @@ def update_float_domain(view: FeatureView, float_domain) -> tuple[list[Descripti
     return out, False
 
 
+def _int_bool_domain(view: FeatureView, feature) -> list[Description]:
+    stats = view.num_stats
+    for bad, anomaly in ((stats.min < 0.0, "BOOL_TYPE_SMALL_INT"), (stats.max > 1.0, "BOOL_TYPE_BIG_INT")):
+        if bad:
+            example = stats.min if anomaly == "BOOL_TYPE_SMALL_INT" else stats.max
+            feature.int_domain.max = int(stats.max)
+            feature.int_domain.min = int(stats.min)
+            return [Description(anomaly, "Non-boolean values",
+                                f"Integers (such as {six_digits(example)}) not in {{0, 1}}: "
+                                "converting to an integer.")]
+    return []
+
+
+def _non_bool_float(stats) -> str | None:
+    """Why the float statistics are not those of a boolean (None if they are)."""
+    if stats.min not in (0.0, 1.0):
+        return f"Floats (such as {six_digits(stats.min)}) not in {{0, 1}}: converting to float_domain."
+    if stats.max not in (0.0, 1.0):
+        return f"Floats (such as {six_digits(stats.max)}) not in {{0, 1}}: converting to float_domain."
+    for histogram in stats.histograms:
+        if histogram.num_nan > 0:
+            return "Floats (such as NaN) not in {0, 1}: converting to float_domain."
+        for bucket in histogram.buckets:
+            if bucket.sample_count <= 0:
+                continue
+            if bucket.high_value < 0:
+                return "Float values < 0 not in {0, 1}: converting to float_domain."
+            if bucket.low_value > 1:
+                return "Float values > 1 not in {0, 1}: converting to float_domain."
+            if bucket.high_value < 1 and bucket.low_value > 0:
+                return "Float values falling between 0 and 1: converting to float_domain."
+    return None
+
+
+def _float_bool_domain(view: FeatureView, feature) -> list[Description]:
+    stats = view.num_stats
+    text = _non_bool_float(stats)
+    if text is None:
+        return []
+    feature.float_domain.max = stats.max
+    feature.float_domain.min = stats.min
+    return [Description("BOOL_TYPE_UNEXPECTED_FLOAT", "Non-boolean values", text)]
+
+
+def _string_bool_domain(view: FeatureView, feature) -> list[Description]:
+    bool_domain = feature.bool_domain
+    valid = {v for v, has in ((bool_domain.true_value, bool_domain.HasField("true_value")),
+                              (bool_domain.false_value, bool_domain.HasField("false_value"))) if has}
+    for value in view.string_values:
+        if value not in valid:
+            described = "{}" if not valid else '{"' + '", "'.join(sorted(valid)) + '"}'
+            feature.ClearField("bool_domain")
+            return [Description("BOOL_TYPE_UNEXPECTED_STRING", "Non-boolean values",
+                                f'Saw unexpected value "{value}" instead of {described}.')]
+    return []
+
+
 def update_bool_domain(view: FeatureView, feature) -> list[Description]:
     kind = view.type
-    stats = view.num_stats
     if kind == "INT":
-        for bad, anomaly in ((stats.min < 0.0, "BOOL_TYPE_SMALL_INT"), (stats.max > 1.0, "BOOL_TYPE_BIG_INT")):
-            if bad:
-                example = stats.min if anomaly == "BOOL_TYPE_SMALL_INT" else stats.max
-                feature.int_domain.max = int(stats.max)
-                feature.int_domain.min = int(stats.min)
-                return [Description(anomaly, "Non-boolean values",
-                                    f"Integers (such as {six_digits(example)}) not in {{0, 1}}: converting to an integer.")]
-        return []
+        return _int_bool_domain(view, feature)
     if kind == "FLOAT":
-        def to_float_domain(text: str) -> list[Description]:
-            feature.float_domain.max = stats.max
-            feature.float_domain.min = stats.min
-            return [Description("BOOL_TYPE_UNEXPECTED_FLOAT", "Non-boolean values", text)]
-
-        if stats.min not in (0.0, 1.0):
-            return to_float_domain(f"Floats (such as {six_digits(stats.min)}) not in {{0, 1}}: converting to float_domain.")
-        if stats.max not in (0.0, 1.0):
-            return to_float_domain(f"Floats (such as {six_digits(stats.max)}) not in {{0, 1}}: converting to float_domain.")
-        for histogram in stats.histograms:
-            if histogram.num_nan > 0:
-                return to_float_domain("Floats (such as NaN) not in {0, 1}: converting to float_domain.")
-            for bucket in histogram.buckets:
-                if bucket.sample_count <= 0:
-                    continue
-                if bucket.high_value < 0:
-                    return to_float_domain("Float values < 0 not in {0, 1}: converting to float_domain.")
-                if bucket.low_value > 1:
-                    return to_float_domain("Float values > 1 not in {0, 1}: converting to float_domain.")
-                if bucket.high_value < 1 and bucket.low_value > 0:
-                    return to_float_domain("Float values falling between 0 and 1: converting to float_domain.")
-        return []
+        return _float_bool_domain(view, feature)
     if kind == "STRING":
-        bool_domain = feature.bool_domain
-        valid = {v for v, has in ((bool_domain.true_value, bool_domain.HasField("true_value")),
-                                  (bool_domain.false_value, bool_domain.HasField("false_value"))) if has}
-        for value in view.string_values:
-            if value not in valid:
-                described = "{}" if not valid else '{"' + '", "'.join(sorted(valid)) + '"}'
-                feature.ClearField("bool_domain")
-                return [Description("BOOL_TYPE_UNEXPECTED_STRING", "Non-boolean values",
-                                    f'Saw unexpected value "{value}" instead of {described}.')]
+        return _string_bool_domain(view, feature)
     return []

@@ -26,7 +26,6 @@ from sluice.components.tfdv.features import (
 )
 from sluice.components.tfdv.views import DatasetView, FeatureView
 
-
 _ALLOWED_TYPES = {
     "domain": {"BYTES"},
     "bool_domain": {"INT", "BYTES", "FLOAT"},
@@ -49,7 +48,8 @@ def _update_feature_self(feature, schema) -> list[Description]:
         return out
     if not feature.HasField("name"):
         out.append(Description("FEATURE_MISSING_NAME",
-                               "unspecified name (maybe meant to be the empty string): find name rather than deprecating."))
+                               "unspecified name (maybe meant to be the empty string): "
+                               "find name rather than deprecating."))
         deprecate(feature)
         return out
     if not feature.HasField("type"):
@@ -66,7 +66,8 @@ def _update_feature_self(feature, schema) -> list[Description]:
             return out
     if feature.presence.min_fraction < 0.0:
         feature.presence.ClearField("min_fraction")
-        out.append(Description("INVALID_SCHEMA_SPECIFICATION", "min_fraction should not be negative: clear is equal to zero"))
+        out.append(Description("INVALID_SCHEMA_SPECIFICATION",
+                               "min_fraction should not be negative: clear is equal to zero"))
     if feature.presence.min_fraction > 1.0:
         feature.presence.min_fraction = 1.0
         out.append(Description("INVALID_SCHEMA_SPECIFICATION", "min_fraction should not greater than 1"))
@@ -113,14 +114,16 @@ def _update_domain_self(feature, schema) -> list[Description]:
     elif domain_case == "bool_domain":
         if feature.HasField("distribution_constraints"):
             feature.ClearField("distribution_constraints")
-            out.append(Description("INVALID_SCHEMA_SPECIFICATION", "distribution constraints not supported for bool domains."))
+            out.append(Description("INVALID_SCHEMA_SPECIFICATION",
+                                   "distribution constraints not supported for bool domains."))
         bool_domain = feature.bool_domain
         if (bool_domain.HasField("true_value") and bool_domain.HasField("false_value")
                 and bool_domain.true_value == bool_domain.false_value):
             bool_domain.ClearField("false_value")
             out.append(Description("UNKNOWN_TYPE", "Malformed BoolDomain",
-                                   f"True and false value equal for BoolDomain:{bool_domain.true_value}. The suggested "
-                                   "change is to clear the false_value, but a domain expert should review this change."))
+                                   f"True and false value equal for BoolDomain:{bool_domain.true_value}. "
+                                   "The suggested change is to clear the false_value, "
+                                   "but a domain expert should review this change."))
     elif feature.HasField("distribution_constraints") and domain_case not in ("domain", "string_domain"):
         kind = {"int_domain": "int domains.", "float_domain": "float domains.", "struct_domain": "struct domains.",
                 None: None}.get(domain_case, "semantic domains.")
@@ -159,7 +162,8 @@ def _update_value_count(view: FeatureView, feature) -> list[Description]:
     counts = feature.value_counts.value_count
     if len(counts) != len(min_max):
         out.append(Description("VALUE_NESTEDNESS_MISMATCH", "Mismatched value nest level",
-                               "The values have a different nest level than expected. Value counts will not be checked."))
+                               "The values have a different nest level than expected. "
+                               "Value counts will not be checked."))
         feature.ClearField("value_counts")
         init_value_count(view, feature)
         return out
@@ -217,7 +221,8 @@ def _update_shape(view: FeatureView, feature) -> list[Description]:
     if actual != expected:
         feature.ClearField("shape")
         return [Description("INVALID_FEATURE_SHAPE", "Feature shape dropped",
-                            f"The feature has fixed value length {actual} but it's not compatible with the specified shape.")]
+                            f"The feature has fixed value length {actual} "
+                            "but it's not compatible with the specified shape.")]
     return []
 
 

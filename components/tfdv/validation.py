@@ -74,7 +74,7 @@ def validate_statistics(statistics, schema, previous_statistics=None,
         info.drift_measurements.extend(measurements)
 
     present = {view.key for view in current.features}
-    for steps, feature in _required_features(schema.feature, ()):
+    for steps, _feature in _required_features(schema.feature, ()):
         key = serialize_path(steps)
         if key not in present:
             description = Description("SCHEMA_MISSING_COLUMN", "Column dropped", "Column is completely missing")

@@ -23,10 +23,10 @@ from sluice.components.example_validator import ExampleValidator
 from sluice.components.import_schema_gen import ImportSchemaGen
 from sluice.components.pusher import Pusher
 from sluice.components.schema_gen import SchemaGen
+from sluice.components.sdk import DefinitionError
 from sluice.components.statistics_gen import StatisticsGen
 from sluice.components.trainer import Trainer
 from sluice.components.transform import Transform
-from sluice.components.sdk import DefinitionError
 from sluice.orchestration.pipeline import Pipeline
 from sluice.pipelines import curated_schema
 

@@ -153,7 +153,8 @@ def test_optional_feature_may_be_absent():
     schema = penguin_schema()
     features = {f.name: f for f in schema.feature}
     features["body_mass_g"].presence.min_count = 0
-    stats = stats_list(100, categorical("species", {"Adelie": 100}), numeric("year", 100, low=2007, high=2008, is_int=True))
+    stats = stats_list(100, categorical("species", {"Adelie": 100}),
+                       numeric("year", 100, low=2007, high=2008, is_int=True))
     assert not validate_statistics(stats, schema).anomaly_info
 
 
@@ -171,7 +172,8 @@ def test_unexpected_string_values():
     stats = penguin_like(species={"Adelie": 50, "Gentoo": 49, "Emperor": 1})
     result = validate_statistics(stats, penguin_schema())
     assert only_anomalies(result) == {"species": ["ENUM_TYPE_UNEXPECTED_STRING_VALUES"]}
-    assert result.anomaly_info["species"].description == "Examples contain values missing from the schema: Emperor (~1%). "
+    assert result.anomaly_info["species"].description == (
+        "Examples contain values missing from the schema: Emperor (~1%). ")
 
 
 def test_unexpected_string_values_within_min_domain_mass():
@@ -197,10 +199,12 @@ def test_float_domain_violations():
     low = penguin_like()
     result = validate_statistics(low, penguin_schema(mass_range=(3000, 7000)))
     assert only_anomalies(result) == {"body_mass_g": ["FLOAT_TYPE_SMALL_FLOAT"]}
-    assert result.anomaly_info["body_mass_g"].description == "Unexpectedly low values: 2700<3000(upto six significant digits)"
+    assert result.anomaly_info["body_mass_g"].description == (
+        "Unexpectedly low values: 2700<3000(upto six significant digits)")
     result = validate_statistics(low, penguin_schema(mass_range=(2000, 5000)))
     assert only_anomalies(result) == {"body_mass_g": ["FLOAT_TYPE_BIG_FLOAT"]}
-    assert result.anomaly_info["body_mass_g"].description == "Unexpectedly high value: 6300>5000(upto six significant digits)"
+    assert result.anomaly_info["body_mass_g"].description == (
+        "Unexpectedly high value: 6300>5000(upto six significant digits)")
 
 
 def test_required_feature_partly_missing():
@@ -266,7 +270,8 @@ def test_linfty_drift_on_categorical_feature():
     info = result.anomaly_info["species"]
     assert info.short_description == "High Linfty distance between current and previous"
     assert info.description == ("The Linfty distance between current and previous is 0.2 (up to six significant "
-                                "digits), above the threshold 0.1. The feature value with maximum difference is: Gentoo")
+                                "digits), above the threshold 0.1. "
+                                "The feature value with maximum difference is: Gentoo")
     (drift,) = result.drift_skew_info
     assert list(drift.path.step) == ["species"]
     assert drift.drift_measurements[0].value == pytest.approx(0.2)

@@ -129,7 +129,8 @@ def test_generate_schema_component_over_splits(tmp_path):
 def test_generate_schema_errors_name_the_problem(tmp_path):
     statistics = ExampleStatistics(uri=str(tmp_path / "stats"), split_names=["train"])
     out = Schema(uri=str(tmp_path))
-    with pytest.raises(ComponentError, match=r"SchemaGen: statistics file .*Split-train/FeatureStats.pb does not exist"):
+    with pytest.raises(ComponentError,
+                       match=r"SchemaGen: statistics file .*Split-train/FeatureStats.pb does not exist"):
         generate_schema(statistics=statistics, schema=out)
     with pytest.raises(ComponentError, match="no split left"):
         generate_schema(statistics=statistics, schema=out, exclude_splits=["train"])
@@ -148,7 +149,8 @@ def test_component_definition():
 
 def test_component_modules_import_nothing_heavy():
     code = (
-        "import sys, sluice.components.schema_gen, sluice.components.import_schema_gen, sluice.components.example_validator\n"
+        "import sys, sluice.components.schema_gen, sluice.components.import_schema_gen, "
+        "sluice.components.example_validator\n"
         "heavy = [m for m in ('tensorflow', 'apache_beam', 'pyarrow', 'mlflow') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -171,7 +171,8 @@ def test_scale_to_0_1_mean_min_max_and_fill_missing(synthetic):
     np.testing.assert_allclose(got, (f32 - f32.min()) / (f32.max() - f32.min()), rtol=1e-5, atol=1e-6)
     assert got.min() == 0.0 and got.max() == pytest.approx(1.0)
     np.testing.assert_allclose(synthetic["transformed"]["f_mean"], np.nanmean(f.astype(np.float32)), rtol=1e-5)
-    np.testing.assert_array_equal(synthetic["transformed"]["f_filled"], np.where(np.isnan(f), -1.0, f).astype(np.float32))
+    np.testing.assert_array_equal(synthetic["transformed"]["f_filled"],
+                                  np.where(np.isnan(f), -1.0, f).astype(np.float32))
     ints = present(synthetic["columns"]["i"].tolist())
     assert set(synthetic["transformed"]["i_min"]) == {ints.min()}
     assert set(synthetic["transformed"]["i_max"]) == {ints.max()}
@@ -207,7 +208,8 @@ def test_vocabulary_top_k_oov_and_frequency_threshold(synthetic):
 def test_integer_and_empty_vocabularies(synthetic):
     ints = synthetic["table"].column("i").fill_null(0).to_pylist()
     top5 = reference_vocabulary(ints)[:5]
-    np.testing.assert_array_equal(synthetic["transformed"]["i_vocab"], [top5.index(v) if v in top5 else -1 for v in ints])
+    np.testing.assert_array_equal(synthetic["transformed"]["i_vocab"],
+                                  [top5.index(v) if v in top5 else -1 for v in ints])
     assert synthetic["output"].vocabulary_by_name("ints") == [str(v).encode() for v in top5]
     assert set(synthetic["transformed"]["s_empty"]) == {-1}
     empty_oov = synthetic["transformed"]["s_empty_oov"]
@@ -260,7 +262,8 @@ def test_analyze_dataset_ptransform_with_test_pipeline():
 
     def preprocessing_fn(inputs):
         x = tft.fill_missing(inputs["x"], 0.0)
-        return {"x_z": tft.scale_to_z_score(x), "w": tft.compute_and_apply_vocabulary(tft.fill_missing(inputs["w"], ""))}
+        return {"x_z": tft.scale_to_z_score(x),
+                "w": tft.compute_and_apply_vocabulary(tft.fill_missing(inputs["w"], ""))}
 
     batches = [pa.table({"x": pa.array([1.0, 2.0, None]), "w": ["a", "b", "a"]}),
                pa.table({"x": pa.array([5.0]), "w": pa.array([None], pa.string())})]
@@ -306,7 +309,8 @@ def test_taxi_outputs_layout_and_schema(taxi_run):
         files = os.listdir(examples.split_uri(split))
         assert files == ["part-00000-of-00001.parquet"]
     analysis = json.loads(Path(graph.uri, "analysis.json").read_text())
-    assert sorted(a["kind"] for a in analysis["analyzers"]) == ["mean_and_var"] * 3 + ["quantiles"] * 4 + ["vocabulary"] * 2
+    kinds = sorted(a["kind"] for a in analysis["analyzers"])
+    assert kinds == ["mean_and_var"] * 3 + ["quantiles"] * 4 + ["vocabulary"] * 2
     expected = {f"{k}_xf" for k in ["trip_miles", "fare", "trip_seconds", "payment_type", "company",
                                      "pickup_latitude", "pickup_longitude", "dropoff_latitude", "dropoff_longitude",
                                      "trip_start_hour", "trip_start_day", "trip_start_month", "pickup_census_tract",
@@ -490,7 +494,8 @@ def test_runtime_failure_in_beam_is_one_line_naming_file_and_line(small_taxi):
               "    check = tf.debugging.assert_less(fare, -1.0, message='fares are negative')\n"
               "    with tf.control_dependencies([check]):\n"
               "        return {'fare_xf': tft.scale_to_z_score(tf.identity(fare))}\n")
-    with pytest.raises(ComponentError, match=r"bad_module\.py on .* failed: line 6: assertion failed: \[fares are negative\]") as info:
+    with pytest.raises(ComponentError,
+                       match=r"bad_module\.py on .* failed: line 6: assertion failed: \[fares are negative\]") as info:
         run_with_module(small_taxi, source)
     assert "\n" not in str(info.value)
 
@@ -580,7 +585,8 @@ def test_transform_node_parameters_are_validated():
     source = MakeTaxiExamples()
     node = Transform(examples=source.outputs["examples"], schema=source.outputs["schema"],
                      module_file=str(TAXI_MODULE), analyze_splits=["train", "eval"])
-    assert node.parameters["module_file"] == str(TAXI_MODULE) and node.parameters["transform_splits"] == ["train", "eval"]
+    assert node.parameters["module_file"] == str(TAXI_MODULE)
+    assert node.parameters["transform_splits"] == ["train", "eval"]
     assert set(node.outputs) == {"transform_graph", "transformed_examples", "post_transform_schema"}
     with pytest.raises(DefinitionError, match="analyze_splits"):
         Transform(examples=source.outputs["examples"], schema=source.outputs["schema"], analyze_splits="train")

@@ -87,7 +87,8 @@ def _definition(body: str) -> dict[str, bytes]:
 
 CASES: list[Case] = [
     # --- CSV data (CsvExampleGen) ---------------------------------------------------------------
-    Case("csv_ragged_row", "csv", _csv("a,b,c\n1,2.5,x\n2,3.5\n3,4.5,z\n"), r"CsvExampleGen.*data\.csv", "CsvExampleGen"),
+    Case("csv_ragged_row", "csv", _csv("a,b,c\n1,2.5,x\n2,3.5\n3,4.5,z\n"), r"CsvExampleGen.*data\.csv",
+         "CsvExampleGen"),
     Case("csv_too_many_fields", "csv", _csv("a,b,c\n1,2.5,x\n2,3.5,y,extra\n"), r"CsvExampleGen.*data\.csv",
          "CsvExampleGen"),
     Case("csv_unclosed_quote", "csv", _csv('a,b,c\n1,2.5,"x\n2,3.5,y\n3,4.5,z\n'), r"CsvExampleGen.*data\.csv",
@@ -177,7 +178,8 @@ CASES: list[Case] = [
     Case("definition_syntax_error", "definition", {"pipeline.py": b"def create_pipeline(:\n    pass\n"},
          r"pipeline\.py:1"),
     Case("definition_no_create_pipeline", "definition", {"pipeline.py": b"X = 1\n"}, r"pipeline\.py.*create_pipeline"),
-    Case("definition_raises", "definition", {"pipeline.py": b"def create_pipeline(pipeline_root: str = 'r'):\n    return 1 / 0\n"},
+    Case("definition_raises", "definition",
+         {"pipeline.py": b"def create_pipeline(pipeline_root: str = 'r'):\n    return 1 / 0\n"},
          r"pipeline\.py:2.*ZeroDivisionError"),
     Case("definition_unknown_input", "definition", _definition(
         "    gen = CsvExampleGen(input_base=data_root)\n"

@@ -2,14 +2,15 @@
 
 import pytest
 
-from sluice.components.artifacts import Examples, ExampleAnomalies, ExampleStatistics, Schema
+from sluice.components.artifacts import ExampleAnomalies, Examples, ExampleStatistics, Schema
 from sluice.components.example_gen import csv_example_gen
 from sluice.components.example_validator import validate_examples
 from sluice.components.import_schema_gen import import_schema
 from sluice.components.sdk import ComponentError, ExecutionContext
 from sluice.components.statistics_gen import generate_statistics
 from sluice.pipelines import curated_schema
-from sluice.pipelines.penguin.pipeline import create_pipeline as penguin_pipeline, penguins_data_dir
+from sluice.pipelines.penguin.pipeline import create_pipeline as penguin_pipeline
+from sluice.pipelines.penguin.pipeline import penguins_data_dir
 from tests.conftest import SHARED_DATA
 
 
@@ -42,10 +43,9 @@ def test_penguin_data_has_no_anomalies_against_the_curated_schema(tmp_path):
 def test_an_hour_outside_the_curated_range_is_an_anomaly(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    header = open(SHARED_DATA / "chicago_taxi" / "data.csv").readline() if (SHARED_DATA / "chicago_taxi").is_dir() else None
-    if header is None:
+    if not (SHARED_DATA / "chicago_taxi").is_dir():
         pytest.skip("no ../shared/data")
-    lines = open(SHARED_DATA / "chicago_taxi" / "data.csv").read().splitlines()[:300]
+    lines = (SHARED_DATA / "chicago_taxi" / "data.csv").read_text().splitlines()[:300]
     cols = lines[0].split(",")
     hour = cols.index("trip_start_hour")
     bad = lines[1].split(",")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_sluice_run_penguin_runs_all_eight_components_and_pushes(local_run):
     evaluator = next(c for c in doc["components"] if c["type"] == "Evaluator")
     blessing = evaluator["outputs"]["blessing"][0]
     assert os.path.exists(os.path.join(blessing, "BLESSED"))
-    metrics = json.load(open(os.path.join(evaluator["outputs"]["evaluation"][0], "metrics.json")))
+    metrics = json.loads(Path(evaluator["outputs"]["evaluation"][0], "metrics.json").read_text())
     assert metrics["overall"]["accuracy"] >= 0.9
     assert any(k.startswith("island=") for k in metrics["slices"])
     assert os.path.isdir(ws / "root" / "serving" / "penguin" / "1")
@@ -82,7 +83,7 @@ def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing
 
     kinds = {}
     for path in glob.glob(str(kroot / "*" / "*" / "executor_output.json")):
-        outputs = json.load(open(path)).get("artifacts", {})
+        outputs = json.loads(Path(path).read_text()).get("artifacts", {})
         for name, group in outputs.items():
             meta = group["artifacts"][0].get("metadata", {})
             if "sluice" in meta:
@@ -96,14 +97,15 @@ def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing
             local_kinds[name] = arts[0].TYPE_NAME
     assert kinds == local_kinds
     [blessing] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "blessing" / "*BLESSED"))
-    local_blessing = os.listdir(next(c for c in doc["components"] if c["type"] == "Evaluator")["outputs"]["blessing"][0])
+    local_evaluator = next(c for c in doc["components"] if c["type"] == "Evaluator")
+    local_blessing = os.listdir(local_evaluator["outputs"]["blessing"][0])
     assert os.path.basename(blessing) in local_blessing
     assert os.path.isdir(tmp_path / "serving" / "1")
     # The Kubeflow UI gets HTML reports and the evaluation's metrics.
     [report] = glob.glob(str(kroot / "*" / "sluice-statisticsgen" / "statistics_report"))
-    assert "<section>" in open(report).read()
+    assert "<section>" in Path(report).read_text()
     [evaluator_out] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "executor_output.json"))
-    metrics = json.load(open(evaluator_out))["artifacts"]["evaluation_metrics"]["artifacts"][0]["metadata"]
+    metrics = json.loads(Path(evaluator_out).read_text())["artifacts"]["evaluation_metrics"]["artifacts"][0]["metadata"]
     assert metrics["accuracy"] >= 0.9
     # Every task logged its execution to MLflow under one pipeline run.
     kstore = MetadataStore(default_tracking_uri(str(kroot)))
