@@ -405,7 +405,8 @@ def table(report: dict) -> str:
     sg_cross_ok = m["sg_first_ratio"] <= SG_TARGET_RATIO
     lines = [
         "| component (alone) | imports s (module + apache_beam) | first call s | second call s | limit "
-        "| limit first run s | limit second run s | first call vs limit's first run | second call vs limit's second run "
+        "| limit first run s | limit second run s | first call vs limit's first run "
+        "| second call vs limit's second run "
         "| target | met, like for like (first / second call) | first call vs limit's second run (strictest) |",
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---|---|",
         f"| CsvExampleGen | {_s(m['eg_imports_s'])} | {_s(m['eg_first_s'])} ({_rate(rows, m['eg_first_s'])} rows/s) "
@@ -420,8 +421,10 @@ def table(report: dict) -> str:
         f"| {m['eg_first_pct_of_csv_to_parquet']:.0f}% |",
         f"| StatisticsGen | {_s(m['sg_imports_s'])} | {_s(m['sg_first_s'])} ({_rate(rows, m['sg_first_s'])} rows/s) "
         f"| {_s(m['sg_second_s'])} ({_rate(rows, m['sg_second_s'])} rows/s) "
-        f"| pyarrow Parquet scan + min/max/mean/nulls | {_s(m['parquet_stats_first_s'])} | {_s(m['parquet_stats_s'])} "
-        f"| {m['sg_first_ratio_to_scan_first']:.2f}x | {m['sg_second_ratio']:.2f}x | <= {SG_TARGET_RATIO:.0f}x the scan "
+        f"| pyarrow Parquet scan + min/max/mean/nulls | {_s(m['parquet_stats_first_s'])} "
+        f"| {_s(m['parquet_stats_s'])} "
+        f"| {m['sg_first_ratio_to_scan_first']:.2f}x | {m['sg_second_ratio']:.2f}x "
+        f"| <= {SG_TARGET_RATIO:.0f}x the scan "
         f"| {met(sg_first_ok, sg_second_ok)} | {m['sg_first_ratio']:.2f}x{flag(sg_cross_ok)} |",
     ]
     return "\n".join(lines)
@@ -431,7 +434,8 @@ def per_repeat_table(report: dict) -> str:
     lines = [
         "| repeat | order | load 1/5/15 at start | EG first s | EG second s | read_csv first / second s "
         "| csv_to_parquet s | EG % of read_csv (first vs first / second vs second / first vs second) "
-        "| SG first s | SG second s | scan first / second s | SG / scan (first vs first / second vs second / first vs second) |",
+        "| SG first s | SG second s | scan first / second s "
+        "| SG / scan (first vs first / second vs second / first vs second) |",
         "|---:|---|---|---:|---:|---|---:|---|---:|---:|---|---|",
     ]
     for r in report["per_repeat"]:
@@ -442,7 +446,8 @@ def per_repeat_table(report: dict) -> str:
             f"| {_s(d['csv_to_parquet_s'])} "
             f"| {d['eg_first_pct_of_read_csv_first']:.0f}% / {d['eg_second_pct_of_read_csv']:.0f}% "
             f"/ {d['eg_first_pct_of_read_csv']:.0f}% "
-            f"| {_s(d['sg_first_s'])} | {_s(d['sg_second_s'])} | {_s(d['parquet_stats_first_s'])} / {_s(d['parquet_stats_s'])} "
+            f"| {_s(d['sg_first_s'])} | {_s(d['sg_second_s'])} "
+            f"| {_s(d['parquet_stats_first_s'])} / {_s(d['parquet_stats_s'])} "
             f"| {d['sg_first_ratio_to_scan_first']:.2f}x / {d['sg_second_ratio']:.2f}x / {d['sg_first_ratio']:.2f}x |"
         )
     return "\n".join(lines)
@@ -450,14 +455,14 @@ def per_repeat_table(report: dict) -> str:
 
 def markdown(report: dict) -> str:
     m = report["medians"]
-    loads = report["load"]
+    load_start, load_end = (" ".join(map(str, report["load"][when])) for when in ("start", "end"))
     return f"""# The data components alone vs. their limits
 
 `{report['command']}`
 
 - date: {report['date']}; commit `{report['commit']}` ({report['tree']})
 - machine: `nproc` = {report['nproc']}, {report['cpu_model']}; shared (others may be running):
-  load average 1/5/15 min {' '.join(map(str, loads['start']))} at the start, {' '.join(map(str, loads['end']))} at the end
+  load average 1/5/15 min {load_start} at the start, {load_end} at the end
 - data: `{report['data']}`, {report['rows']:,} rows ({report['size']}x); {report['repeats']} repeats; medians below
 
 {table(report)}
@@ -530,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench.run import snapshot_sources, source_digest
 
     load_start = _load()
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     data_dir = data_for(args.size)
     csv = os.path.join(data_dir, "data.csv")
     work = tempfile.mkdtemp(prefix="sluice-bench-components-")

@@ -273,7 +273,7 @@ def machine() -> dict:
         pass
     return {"cpus": os.cpu_count(), "cpu_model": model or platform.processor(),
             "ram_gb": round(psutil.virtual_memory().total / 1e9, 1), "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": git_commit()}
 
 
@@ -460,7 +460,8 @@ def render(records: list[dict], info: dict, command: str) -> str:
     ]
     for size, entry in summary.items():
         cold, cached = entry["cold"], entry["cached"]
-        lines.append(f"| Sluice {size}x | {entry['rows']:,} | {_s(cold['wall'], 1)} | {_s(cold['pipeline_seconds'], 1)} "
+        lines.append(f"| Sluice {size}x | {entry['rows']:,} | {_s(cold['wall'], 1)} "
+                     f"| {_s(cold['pipeline_seconds'], 1)} "
                      f"| {_s(cold['outside'], 1)} | {_mb(cold['peak_rss'])} | {_s(cached['wall'], 1)} "
                      f"| {_s(cached['pipeline_seconds'])} | {_s(cached['outside'], 1)} | {_mb(cached['peak_rss'])} "
                      f"| {'yes' if cached['all_cached'] else 'no'} |")
@@ -520,7 +521,7 @@ def render(records: list[dict], info: dict, command: str) -> str:
             growth = values[-1] / values[-2] if values[-2] else None
             exponent = math.log(growth) / math.log(row_ratio) if growth else None
             lines.append(f"| {name} | " + " | ".join(_s(v) for v in values)
-                         + f" | {'x%.1f' % growth if growth else '–'} | {_s(exponent)} |")
+                         + f" | {f'x{growth:.1f}' if growth else '–'} | {_s(exponent)} |")
 
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for target, measured, met in targets(summary):
@@ -642,7 +643,8 @@ def main(argv: list[str] | None = None) -> None:
         info["command"] = command.strip()
     path = write_report(records, info, args.out, command.strip())
     print(f"[bench] wrote {path}", flush=True)
-    print(open(path).read())
+    with open(path) as f:
+        print(f.read())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import os
 from typing import Any, ClassVar
 
 # Filled by Artifact.__init_subclass__: type name -> class.
-ARTIFACT_TYPES: dict[str, type["Artifact"]] = {}
+ARTIFACT_TYPES: dict[str, type[Artifact]] = {}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -107,7 +107,7 @@ class Artifact:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "Artifact":
+    def from_record(cls, record: dict[str, Any]) -> Artifact:
         artifact_cls = ARTIFACT_TYPES.get(record.get("type"), cls)
         known = {f.name for f in dataclasses.fields(artifact_cls)}
         props = {k: v for k, v in (record.get("properties") or {}).items() if k in known}

@@ -163,8 +163,8 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
     watcher = SpanWatcher(compile_pipeline(pipe)) if on_new_span else None
     if once:
         if cron_schedule:
-            for t in cron_schedule.times_after(datetime.datetime.now(datetime.timezone.utc), 5):
-                click.echo(f"{t.isoformat()}  ({t.astimezone(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC)")
+            for t in cron_schedule.times_after(datetime.datetime.now(datetime.UTC), 5):
+                click.echo(f"{t.isoformat()}  ({t.astimezone(datetime.UTC).strftime('%Y-%m-%d %H:%M')} UTC)")
         else:
             click.echo(f"latest span now: {watcher.latest_span()}; watching {', '.join(watcher.patterns)}")
         return
@@ -298,7 +298,7 @@ def _run_json(r, store=None) -> dict[str, Any]:
 
 
 def _time(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @runs.command("show")
@@ -381,9 +381,8 @@ def ui(pipeline_root, tracking_uri, host, port):
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
             "--host", host, "--port", str(port)]
     click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
-    import subprocess
-
     import signal
+    import subprocess
 
     # The UI only reads runs: no background job workers. Its own process group, so
     # stopping it stops its web workers too.

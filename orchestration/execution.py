@@ -31,7 +31,8 @@ import os
 import shutil
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
 from sluice.components.sdk import Component, ComponentError, DefinitionError
@@ -193,37 +194,21 @@ def run_node(
     params = resolve_parameters(comp, node)
     key = cache_key(node, inputs)
 
-    # --resume reuses what the earlier run published (same cache key), even with the cache off.
-    candidates = [reuse] if reuse is not None and reuse.cache_key == key else []
-    if enable_cache:
-        candidates += store.find_cached(name, node["id"], key)
-    for hit in candidates:
-        if outputs_exist(hit.outputs):
-            store.record_cached(name, pipeline_run_id, node["id"], node["type"], node["parameters"],
-                                inputs, key, hit)
-            return NodeResult(node["id"], node["type"], CACHED, time.monotonic() - started,
-                              hit.outputs, hit.id)
+    hit = _reusable_execution(node, store, name, key, enable_cache, reuse)
+    if hit is not None:
+        store.record_cached(name, pipeline_run_id, node["id"], node["type"], node["parameters"],
+                            inputs, key, hit)
+        return NodeResult(node["id"], node["type"], CACHED, time.monotonic() - started,
+                          hit.outputs, hit.id)
 
     if on_start:
         on_start(node["id"])
-    if output_uris:
-        bases = {out: os.path.dirname(output_uris[out].rstrip("/")) for out in node["outputs"]}
-    else:
-        try:
-            bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
-            _safe_join(root, name, node["id"], ".logs")
-        except DefinitionError as exc:
-            raise ExecutionFailed(node["id"], str(exc)) from None
+    bases = _output_bases(node, root, name, output_uris)
     execution_id = store.start_execution(
         name, pipeline_run_id, node["id"], node["type"], node["parameters"], inputs, key,
         planned_outputs={out: base for out, base in bases.items()},
     )
-    if output_uris:
-        final = {out: output_uris[out].rstrip("/") for out in node["outputs"]}
-        log_dir = os.path.join(os.path.dirname(next(iter(bases.values()), root)), ".logs")
-    else:
-        final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
-        log_dir = _safe_join(root, name, node["id"], ".logs")
+    final, log_dir = _final_uris(node, root, name, bases, execution_id, output_uris)
     log_path = os.path.join(log_dir, f"{execution_id}.log")
     tmp = {out: os.path.join(bases[out], f".tmp-{execution_id}-{out}") for out in node["outputs"]}
     outputs = {
@@ -237,23 +222,10 @@ def run_node(
         tracking_uri=store.tracking_uri, mlflow_run_id=execution_id, pipeline_root=root,
         lookup=store,
     )
-    kwargs: dict[str, Any] = dict(params)
-    for in_name in comp.inputs:
-        arts = inputs.get(in_name) or []
-        kwargs[in_name] = arts[0] if arts else None
-    kwargs.update({out: art for out, art in outputs.items()})
-    if comp.context_parameter:
-        kwargs[comp.context_parameter] = ctx
+    kwargs = _executor_kwargs(comp, params, inputs, outputs, ctx)
 
     try:
-        runtime.prepare_executor(comp.warm_imports)
-        with hooks.around_executor(node["id"], list(tmp.values())):
-            try:
-                comp.fn(**kwargs)
-            finally:
-                runtime.after_executor()
-        for out, art in outputs.items():
-            art.fingerprint = fingerprint_path(art.uri)
+        _execute(comp, node["id"], kwargs, tmp, outputs)
     except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
         seconds = time.monotonic() - started
         message = _describe(exc)
@@ -267,17 +239,84 @@ def run_node(
 
     # Publish: move every output into place, then record. A crash between the
     # two leaves a RUNNING record, which the next run cleans up.
+    _move_into_place(node["id"], execution_id, outputs, tmp, final)
+    seconds = time.monotonic() - started
+    published = {out: [art] for out, art in outputs.items()}
+    store.publish_execution(execution_id, published, ctx.metrics, seconds)
+    return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)
+
+
+def _reusable_execution(node: dict[str, Any], store: MetadataStore, name: str, key: str, enable_cache: bool,
+                        reuse: Execution | None) -> Execution | None:
+    """The first earlier execution with this cache key whose outputs are still on disk."""
+    # --resume reuses what the earlier run published (same cache key), even with the cache off.
+    candidates = [reuse] if reuse is not None and reuse.cache_key == key else []
+    if enable_cache:
+        candidates += store.find_cached(name, node["id"], key)
+    for hit in candidates:
+        if outputs_exist(hit.outputs):
+            return hit
+    return None
+
+
+def _output_bases(node: dict[str, Any], root: str, name: str, output_uris: dict[str, str] | None) -> dict[str, str]:
+    """The folder each output is published in (its temporary sibling goes there too)."""
+    if output_uris:
+        return {out: os.path.dirname(output_uris[out].rstrip("/")) for out in node["outputs"]}
+    try:
+        bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
+        _safe_join(root, name, node["id"], ".logs")
+    except DefinitionError as exc:
+        raise ExecutionFailed(node["id"], str(exc)) from None
+    return bases
+
+
+def _final_uris(node: dict[str, Any], root: str, name: str, bases: dict[str, str], execution_id: str,
+                output_uris: dict[str, str] | None) -> tuple[dict[str, str], str]:
+    """Each output's final URI, and the folder of the execution's log."""
+    if output_uris:
+        final = {out: output_uris[out].rstrip("/") for out in node["outputs"]}
+        log_dir = os.path.join(os.path.dirname(next(iter(bases.values()), root)), ".logs")
+    else:
+        final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
+        log_dir = _safe_join(root, name, node["id"], ".logs")
+    return final, log_dir
+
+
+def _executor_kwargs(comp: Component, params: dict[str, Any], inputs: dict[str, list[Artifact]],
+                     outputs: dict[str, Artifact], ctx: runtime.RunnerContext) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(params)
+    for in_name in comp.inputs:
+        arts = inputs.get(in_name) or []
+        kwargs[in_name] = arts[0] if arts else None
+    kwargs.update({out: art for out, art in outputs.items()})
+    if comp.context_parameter:
+        kwargs[comp.context_parameter] = ctx
+    return kwargs
+
+
+def _execute(comp: Component, node_id: str, kwargs: dict[str, Any], tmp: dict[str, str],
+             outputs: dict[str, Artifact]) -> None:
+    """Runs the executor into the temporary folders, then fingerprints what it wrote."""
+    runtime.prepare_executor(comp.warm_imports)
+    with hooks.around_executor(node_id, list(tmp.values())):
+        try:
+            comp.fn(**kwargs)
+        finally:
+            runtime.after_executor()
+    for art in outputs.values():
+        art.fingerprint = fingerprint_path(art.uri)
+
+
+def _move_into_place(node_id: str, execution_id: str, outputs: dict[str, Artifact], tmp: dict[str, str],
+                     final: dict[str, str]) -> None:
     for out, art in outputs.items():
         if os.path.isdir(final[out]) and not os.listdir(final[out]):
             os.rmdir(final[out])  # an empty folder made for us by Kubeflow's launcher
         os.replace(tmp[out], final[out])
         art.uri = final[out]
         art.id = f"{execution_id}:{out}"
-        hooks.during_publish(node["id"], out)
-    seconds = time.monotonic() - started
-    published = {out: [art] for out, art in outputs.items()}
-    store.publish_execution(execution_id, published, ctx.metrics, seconds)
-    return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)
+        hooks.during_publish(node_id, out)
 
 
 def _describe(exc: BaseException) -> str:

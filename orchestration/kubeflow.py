@@ -191,66 +191,17 @@ def compile_kubeflow(
     """Writes KFP v2 IR YAML for ``pipeline``; returns a summary of what was compiled."""
     from kfp import compiler, dsl
 
-    from sluice.orchestration.pipeline import compile_pipeline
+    _check_options(image, tracking_uri, target)
+    ir, params = _compile_ir(pipeline, tracking_uri, source)
 
-    if target not in TARGETS:
-        raise DefinitionError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
-    if not image:
-        raise DefinitionError(
-            "--image is required for --target kubeflow: the container image with Sluice installed "
-            "(build it from infra/Dockerfile)"
-        )
-    if tracking_uri and mask_uri(tracking_uri) != tracking_uri:
-        raise DefinitionError(
-            "--tracking-uri must not contain credentials: they would be stored in plain text in the "
-            "compiled YAML; give the tasks MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD from a "
-            "Kubernetes Secret instead"
-        )
-    ir = compile_pipeline(pipeline)
-    params = _check_parameters(dict(ir["pipeline"].get("parameters") or {}))
-    ir["pipeline"]["source"] = source
-    if tracking_uri:
-        ir["pipeline"]["tracking_uri"] = tracking_uri
-    for node in ir["nodes"]:
-        if node["platform_config"].get("kubeflow"):
-            KubeflowResources(**node["platform_config"]["kubeflow"])  # re-check hand-set configs
-
-    module_dir = tempfile.mkdtemp(prefix="sluice-kfp-")
     taken: set[str] = set()
     param_idents = {name: _identifier(f"param_{name}", taken) for name in params}
-    functions: dict[str, str] = {}
+    functions = {node["id"]: _identifier(f"sluice_{node['id']}", taken) for node in ir["nodes"]}
     lines = ["from kfp import dsl",
              "from kfp.dsl import Input, Output, Artifact, HTML, Metrics, ClassificationMetrics", ""]
     for node in ir["nodes"]:
-        fname = _identifier(f"sluice_{node['id']}", taken)
-        functions[node["id"]] = fname
-        args = []
-        for name in node["inputs"]:
-            args.append(f"{name}: Input[Artifact]")
-        for name in node["outputs"]:
-            args.append(f"{name}: Output[Artifact]")
-        ui = ui_outputs(node)
-        args += [f"{name}: Output[{kind}]" for name, kind in ui.items()]
-        args += ["sluice_ir: str", "sluice_node: str", "sluice_run_id: str"]
-        args += [f"{ident}: {_kfp_type(params[name])}" for name, ident in param_idents.items()]
-        inputs = ", ".join(f"{n!r}: {n}" for n in node["inputs"])
-        outputs = ", ".join(f"{n!r}: {n}" for n in node["outputs"])
-        pvals = ", ".join(f"{name!r}: {ident}" for name, ident in param_idents.items())
-        ui_vals = ", ".join(f"{n!r}: {n}" for n in ui)
-        lines += [
-            f"def {fname}({', '.join(args)}):",
-            f"    from sluice.orchestration.kubeflow_task import run_task",
-            f"    run_task(sluice_ir, sluice_node, sluice_run_id, {{{pvals}}}, {{{inputs}}}, {{{outputs}}},",
-            f"             {{{ui_vals}}})",
-            "",
-        ]
-    module_path = os.path.join(module_dir, "sluice_kfp_components.py")
-    with open(module_path, "w") as fh:
-        fh.write("\n".join(lines))
-    spec = importlib.util.spec_from_file_location(f"sluice_kfp_{abs(hash(module_path))}", module_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+        lines += _task_function(node, functions[node["id"]], params, param_idents)
+    module = _load_module(lines)
 
     ir_json = encode_ir(ir)
     kfp_components = {
@@ -259,23 +210,7 @@ def compile_kubeflow(
     }
 
     def build(**values: Any) -> None:
-        tasks: dict[str, Any] = {}
-        for node in ir["nodes"]:
-            kwargs: dict[str, Any] = {
-                name: tasks[src["node"]].outputs[src["output"]] for name, src in node["inputs"].items()
-            }
-            kwargs.update(sluice_ir=ir_json, sluice_node=node["id"], sluice_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-            kwargs.update({ident: values[name] for name, ident in param_idents.items()})
-            task = kfp_components[node["id"]](**kwargs)
-            task.set_display_name(node["id"])
-            task.set_caching_options(bool(ir["pipeline"]["enable_cache"]))
-            for dep in node["upstream"]:
-                if dep not in {src["node"] for src in node["inputs"].values()}:
-                    task.after(tasks[dep])
-            _apply_resources(task, node["platform_config"].get("kubeflow") or {})
-            if ir["pipeline"].get("tracking_uri"):
-                task.set_env_variable("SLUICE_TRACKING_URI", ir["pipeline"]["tracking_uri"])
-            tasks[node["id"]] = task
+        _add_tasks(ir, ir_json, kfp_components, param_idents, values)
 
     # The pipeline function's signature is the pipeline's parameters, typed.
     sig_args = ", ".join(f"{name}: {_kfp_type(value)} = {value!r}" for name, value in params.items())
@@ -290,6 +225,99 @@ def compile_kubeflow(
     compiler.Compiler().compile(pipeline_fn, output_path)
     return {"pipeline": ir["pipeline"]["name"], "tasks": [n["id"] for n in ir["nodes"]], "image": image,
             "parameters": params, "output": output_path}
+
+
+def _check_options(image: str | None, tracking_uri: str | None, target: str) -> None:
+    if target not in TARGETS:
+        raise DefinitionError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
+    if not image:
+        raise DefinitionError(
+            "--image is required for --target kubeflow: the container image with Sluice installed "
+            "(build it from infra/Dockerfile)"
+        )
+    if tracking_uri and mask_uri(tracking_uri) != tracking_uri:
+        raise DefinitionError(
+            "--tracking-uri must not contain credentials: they would be stored in plain text in the "
+            "compiled YAML; give the tasks MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD from a "
+            "Kubernetes Secret instead"
+        )
+
+
+def _compile_ir(pipeline, tracking_uri: str | None, source: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline's IR, with what the tasks need to know, and its KFP-checked parameters."""
+    from sluice.orchestration.pipeline import compile_pipeline
+
+    ir = compile_pipeline(pipeline)
+    params = _check_parameters(dict(ir["pipeline"].get("parameters") or {}))
+    ir["pipeline"]["source"] = source
+    if tracking_uri:
+        ir["pipeline"]["tracking_uri"] = tracking_uri
+    for node in ir["nodes"]:
+        if node["platform_config"].get("kubeflow"):
+            KubeflowResources(**node["platform_config"]["kubeflow"])  # re-check hand-set configs
+    return ir, params
+
+
+def _task_function(node: dict[str, Any], fname: str, params: dict[str, Any],
+                   param_idents: dict[str, str]) -> list[str]:
+    """Source lines of the KFP component function of ``node``: it hands everything to ``run_task``."""
+    args = []
+    for name in node["inputs"]:
+        args.append(f"{name}: Input[Artifact]")
+    for name in node["outputs"]:
+        args.append(f"{name}: Output[Artifact]")
+    ui = ui_outputs(node)
+    args += [f"{name}: Output[{kind}]" for name, kind in ui.items()]
+    args += ["sluice_ir: str", "sluice_node: str", "sluice_run_id: str"]
+    args += [f"{ident}: {_kfp_type(params[name])}" for name, ident in param_idents.items()]
+    inputs = ", ".join(f"{n!r}: {n}" for n in node["inputs"])
+    outputs = ", ".join(f"{n!r}: {n}" for n in node["outputs"])
+    pvals = ", ".join(f"{name!r}: {ident}" for name, ident in param_idents.items())
+    ui_vals = ", ".join(f"{n!r}: {n}" for n in ui)
+    return [
+        f"def {fname}({', '.join(args)}):",
+        "    from sluice.orchestration.kubeflow_task import run_task",
+        f"    run_task(sluice_ir, sluice_node, sluice_run_id, {{{pvals}}}, {{{inputs}}}, {{{outputs}}},",
+        f"             {{{ui_vals}}})",
+        "",
+    ]
+
+
+def _load_module(lines: list[str]):
+    """Writes the component functions to a file and imports it (KFP reads their source)."""
+    module_dir = tempfile.mkdtemp(prefix="sluice-kfp-")
+    module_path = os.path.join(module_dir, "sluice_kfp_components.py")
+    with open(module_path, "w") as fh:
+        fh.write("\n".join(lines))
+    spec = importlib.util.spec_from_file_location(f"sluice_kfp_{abs(hash(module_path))}", module_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _add_tasks(ir: dict[str, Any], ir_json: str, kfp_components: dict[str, Any], param_idents: dict[str, str],
+               values: dict[str, Any]) -> None:
+    """The pipeline function's body: one task per node, wired to its inputs and upstream nodes."""
+    from kfp import dsl
+
+    tasks: dict[str, Any] = {}
+    for node in ir["nodes"]:
+        kwargs: dict[str, Any] = {
+            name: tasks[src["node"]].outputs[src["output"]] for name, src in node["inputs"].items()
+        }
+        kwargs.update(sluice_ir=ir_json, sluice_node=node["id"], sluice_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        kwargs.update({ident: values[name] for name, ident in param_idents.items()})
+        task = kfp_components[node["id"]](**kwargs)
+        task.set_display_name(node["id"])
+        task.set_caching_options(bool(ir["pipeline"]["enable_cache"]))
+        for dep in node["upstream"]:
+            if dep not in {src["node"] for src in node["inputs"].values()}:
+                task.after(tasks[dep])
+        _apply_resources(task, node["platform_config"].get("kubeflow") or {})
+        if ir["pipeline"].get("tracking_uri"):
+            task.set_env_variable("SLUICE_TRACKING_URI", ir["pipeline"]["tracking_uri"])
+        tasks[node["id"]] = task
 
 
 def _apply_resources(task: Any, cfg: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sluice.components.artifacts import Artifact
@@ -123,7 +124,8 @@ def run_pipeline(
     ir = compile_pipeline(pipeline) if isinstance(pipeline, Pipeline) else pipeline
     spec = ir["pipeline"]
     name, root = spec["name"], spec["pipeline_root"]
-    uri = tracking_uri or spec.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+    uri = (tracking_uri or spec.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+           or default_tracking_uri(root))
     store = store or MetadataStore(uri, artifact_root=root)
     cache = spec["enable_cache"] if enable_cache is None else enable_cache
     progress = progress or Progress(enabled=False)
@@ -145,17 +147,7 @@ def run_pipeline(
             for name, src in node["inputs"].items()
         }
 
-    warming = threading.Event()
-
-    def on_start(node_id: str) -> None:
-        # The first cache miss: import what later components need while this one runs.
-        if not warming.is_set():
-            warming.set()
-            runtime.freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
-            modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
-            if modules:
-                threading.Thread(target=_warm_imports, args=(modules,), daemon=True).start()
-        progress.started(node_id)
+    on_start = _start_hook(nodes, progress)
 
     def task(node: dict[str, Any]) -> NodeResult:
         return run_node(node, spec, inputs_of(node), store, run_id, cache, on_start=on_start,
@@ -199,6 +191,23 @@ def run_pipeline(
     store.end_pipeline_run(run_id, status, first_error, seconds)
     ordered = [results[n["id"]] for n in ir["nodes"]]
     return RunResult(name, run_id, status, seconds, root, uri, ordered, first_error)
+
+
+def _start_hook(nodes: dict[str, dict[str, Any]], progress: Progress) -> Callable[[str], None]:
+    """What ``run_node`` calls when a component starts executing (not on a cache hit)."""
+    warming = threading.Event()
+
+    def on_start(node_id: str) -> None:
+        # The first cache miss: import what later components need while this one runs.
+        if not warming.is_set():
+            warming.set()
+            runtime.freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
+            modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
+            if modules:
+                threading.Thread(target=_warm_imports, args=(modules,), daemon=True).start()
+        progress.started(node_id)
+
+    return on_start
 
 
 def _reusable_executions(store: MetadataStore, run_id: str, pipeline: str) -> dict[str, Any]:

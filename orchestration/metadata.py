@@ -29,7 +29,8 @@ import re
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from sluice.components.artifacts import Artifact
 
@@ -484,7 +485,7 @@ class MetadataStore:
             execution = self._to_execution(run)
             for arts in execution.outputs.values():
                 for art in arts:
-                    if art.TYPE_NAME == type_name and predicate(art):
+                    if type_name == art.TYPE_NAME and predicate(art):
                         found.append((art, execution))
         return found
 

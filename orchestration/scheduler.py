@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import threading
-from typing import Any, Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sluice.components.io import spans
@@ -92,7 +93,7 @@ def to_kfp_cron(expression: str, timezone: str, now: dt.datetime | None = None) 
 
     CronSchedule(expression, timezone)  # validates
     tz = parse_timezone(timezone)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     offset = now.astimezone(tz).utcoffset() or dt.timedelta(0)
     offset_minutes = int(offset.total_seconds() // 60)
     minute_f, hour_f, dom_f, month_f, dow_f = expression.split()
@@ -144,7 +145,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     def sleep_until(self, moment: dt.datetime, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -170,7 +171,7 @@ class RunLock:
         self._fh = None
 
     def acquire(self) -> bool:
-        self._fh = open(self.path, "a+")
+        self._fh = open(self.path, "a+")  # noqa: SIM115 - held open until release(): the flock lives with it
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
@@ -276,7 +277,7 @@ class Scheduler:
                 return
             yield moment
 
-    def run_on_new_span(self, watcher: "SpanWatcher", poll_seconds: float,
+    def run_on_new_span(self, watcher: SpanWatcher, poll_seconds: float,
                         max_runs: int | None = None) -> list[ScheduledRun]:
         state = self._load_state()
         seen = state.get("last_span")

@@ -73,8 +73,8 @@ def evaluate_model(
     label_key: str,
     baseline_model: Input[Model] | None = None,
     prediction_key: str | None = None,
-    slicing_features: list[str] = [],
-    thresholds: dict[str, MetricThreshold] = {},
+    slicing_features: list[str] = [],  # noqa: B006 - never mutated; the component's declared default
+    thresholds: dict[str, MetricThreshold] = {},  # noqa: B006 - never mutated; the component's declared default
     eval_split: str = "eval",
     problem: Literal["binary", "multiclass"] = "binary",
     decision_threshold: float = 0.5,

@@ -94,12 +94,12 @@ def run_trainer(
     schema: Input[Schema] | None = None,
     base_model: Input[Model] | None = None,
     eval_steps: int = 100,
-    custom_config: dict[str, Any] = {},
-    hyperparameters: dict[str, Any] = {},
+    custom_config: dict[str, Any] = {},  # noqa: B006 - never mutated; the component's declared default
+    hyperparameters: dict[str, Any] = {},  # noqa: B006 - never mutated; the component's declared default
     distribution: Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"] = "auto",
     cluster_spec: dict[str, Any] | None = None,
-    train_splits: list[str] = ["train"],
-    eval_splits: list[str] = ["eval"],
+    train_splits: list[str] = ["train"],  # noqa: B006 - never mutated; the component's declared default
+    eval_splits: list[str] = ["eval"],  # noqa: B006 - never mutated; the component's declared default
     warm_start_from_last_push: bool = False,
     ctx: ExecutionContext = None,
 ) -> None:

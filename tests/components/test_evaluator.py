@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -138,7 +139,7 @@ def test_evaluates_overall_and_slices_and_blesses(tmp_path, binary):
                    thresholds={"binary_accuracy": MetricThreshold(lower_bound=0.7),
                                "log_loss": {"upper_bound": 1.0, "higher_is_better": False}},
                    ctx=ctx)
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
     assert metrics["overall"]["example_count"] == 400
     assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, scores), abs=1e-6)
@@ -153,7 +154,7 @@ def test_evaluates_overall_and_slices_and_blesses(tmp_path, binary):
     assert os.path.exists(blessing.path("BLESSED")) and not os.path.exists(blessing.path("NOT_BLESSED"))
     assert blessing.blessed and blessing.model_uri == good.uri and evaluation.blessed
     assert ctx.metrics["auc"] == pytest.approx(metrics["overall"]["auc"])
-    report = open(evaluation.path("report.html")).read()
+    report = Path(evaluation.path("report.html")).read_text()
     assert "BLESSED" in report and "payment_type=Credit Card" in report
 
 
@@ -174,7 +175,7 @@ def test_change_thresholds_against_a_baseline_input(tmp_path, binary):
     evaluate_model(examples=examples, model=weak, baseline_model=good, evaluation=evaluation,
                    blessing=blessing, label_key="label",
                    thresholds={"auc": MetricThreshold(max_regression=0.01)}, ctx=ExecutionContext())
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     assert metrics["baseline"]["auc"] > metrics["overall"]["auc"]
     assert not blessing.blessed and "vs baseline" in blessing.reason
     # The good candidate improves on the weak baseline by more than 10% relative: blessed.
@@ -193,7 +194,7 @@ def test_without_baseline_change_thresholds_are_skipped(tmp_path, binary):
     evaluate_model(examples=examples, model=good, evaluation=evaluation, blessing=blessing, label_key="label",
                    thresholds={"auc": MetricThreshold(lower_bound=0.5, min_improvement=0.0)},
                    ctx=ExecutionContext())
-    results = json.loads(open(evaluation.path("metrics.json")).read())["thresholds"]
+    results = json.loads(Path(evaluation.path("metrics.json")).read_text())["thresholds"]
     assert [(r["kind"], r["skipped"]) for r in results] == [("lower_bound", False), ("min_improvement", True)]
     assert blessing.blessed and "1 skipped" in blessing.reason
 
@@ -218,7 +219,7 @@ def test_baseline_is_the_latest_blessed_model_from_the_store(tmp_path, binary):
     evaluate_model(examples=examples, model=weak, evaluation=evaluation, blessing=blessing, label_key="label",
                    thresholds={"auc": MetricThreshold(max_regression=0.0)},
                    ctx=ExecutionContext(pipeline_name="taxi", lookup=lookup))
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     assert lookup.calls == [("taxi", "ModelBlessing")]
     assert metrics["baseline_model_uri"] == good.uri
     assert not blessing.blessed
@@ -229,7 +230,7 @@ def test_label_computed_by_the_models_transform_features(tmp_path, binary):
     evaluation, blessing = _outputs(tmp_path)
     evaluate_model(examples=examples, model=good, evaluation=evaluation, blessing=blessing,
                    label_key="tips_xf", prediction_key="outputs", ctx=ExecutionContext())
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
     assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, scores), abs=1e-6)
 
@@ -272,7 +273,7 @@ def test_multiclass_with_string_labels(tmp_path):
                    evaluation=evaluation, blessing=blessing, label_key="species", problem="multiclass",
                    label_vocabulary=species, slicing_features=["island"],
                    thresholds={"accuracy": MetricThreshold(lower_bound=0.5)}, ctx=ExecutionContext())
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     assert metrics["overall"]["accuracy"] == pytest.approx(np.mean(predicted == truth))
     assert metrics["overall"]["log_loss"] == pytest.approx(
         -np.mean(np.log(np.where(predicted == truth, 0.8, 0.1))), rel=1e-5)
@@ -294,7 +295,7 @@ def test_binary_plots_confusion_matrix_and_roc_curve(tmp_path, binary):
     evaluation, blessing = _outputs(tmp_path)
     evaluate_model(examples=examples, model=weak, evaluation=evaluation, blessing=blessing, label_key="label",
                    decision_threshold=0.4, ctx=ExecutionContext())
-    plots = json.loads(open(evaluation.path("metrics.json")).read())["plots"]
+    plots = json.loads(Path(evaluation.path("metrics.json")).read_text())["plots"]
     labels = table.column("label").to_numpy()
     scores = table.column("weak_score").to_numpy().astype(np.float32).astype(np.float64)  # as the model gives
     predicted = (scores >= 0.4).astype(int)
@@ -338,7 +339,7 @@ def test_each_batch_is_serialized_once_for_model_baseline_and_label(tmp_path, bi
     evaluate_model(examples=examples, model=good, baseline_model=weak, evaluation=evaluation, blessing=blessing,
                    label_key="tips_xf", prediction_key="outputs", ctx=ExecutionContext())
     assert sum(batches) == table.num_rows and max(batches) == 64  # once, in batches
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     labels = table.column("label").to_numpy()
     assert metrics["overall"]["auc"] == pytest.approx(
         _pairwise_auc(labels, table.column("score").to_numpy()), abs=1e-6)
@@ -353,7 +354,7 @@ def test_an_evaluate_raw_features_of_another_form_is_ignored(tmp_path, binary):
     evaluation, blessing = _outputs(tmp_path / "out")
     evaluate_model(examples=examples, model=model, evaluation=evaluation, blessing=blessing, label_key="label",
                    ctx=ExecutionContext())
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     labels, scores = table.column("label").to_numpy(), table.column("score").to_numpy()
     assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, scores), abs=1e-6)
 
@@ -370,7 +371,7 @@ def test_raw_features_model_beside_a_serialized_baseline(tmp_path, binary, monke
     evaluation, blessing = _outputs(tmp_path / "out")
     evaluate_model(examples=examples, model=model, baseline_model=weak, evaluation=evaluation, blessing=blessing,
                    label_key="label", ctx=ExecutionContext())
-    metrics = json.loads(open(evaluation.path("metrics.json")).read())
+    metrics = json.loads(Path(evaluation.path("metrics.json")).read_text())
     labels = table.column("label").to_numpy()
     assert metrics["overall"]["auc"] == pytest.approx(_pairwise_auc(labels, table.column("score").to_numpy()),
                                                       abs=1e-6)

@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -246,7 +247,7 @@ def test_component_writes_stats_report_and_metrics(tmp_path, penguins):
     assert features["body_mass_g"].num_stats.mean == pytest.approx(
         np.nanmean(penguins.column("body_mass_g").to_numpy(zero_copy_only=False)), rel=1e-12)
 
-    report = open(os.path.join(output.split_uri("train"), "report.html")).read()
+    report = Path(os.path.join(output.split_uri("train"), "report.html")).read_text()
     assert "<svg" in report and "body_mass_g" in report and "Adelie" in report
     assert "<script" not in report and "http" not in report  # self-contained
     assert str(tmp_path) not in report
@@ -264,7 +265,8 @@ def test_schema_marks_categorical_int_features(tmp_path, penguins):
         year = _features(statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read()))["year"]
     assert year.type == Type.INT
     assert year.string_stats.unique == 3
-    assert [(v.value, v.frequency) for v in year.string_stats.top_values] == [("2009", 120), ("2008", 114), ("2007", 110)]
+    assert [(v.value, v.frequency) for v in year.string_stats.top_values] == [
+        ("2009", 120), ("2008", 114), ("2007", 110)]
 
 
 def test_bad_inputs_raise_one_line_component_errors(tmp_path, penguins):
@@ -317,9 +319,9 @@ def test_empty_split_and_escaped_report_values(tmp_path):
     ctx = ExecutionContext()
     generate_statistics(examples=examples, statistics=output, ctx=ctx)
     assert ctx.metrics == {"num_examples_train": 2.0, "num_examples_eval": 0.0}
-    report = open(os.path.join(output.split_uri("train"), "report.html")).read()
+    report = Path(os.path.join(output.split_uri("train"), "report.html")).read_text()
     assert "&lt;script&gt;x&lt;/script&gt;" in report and "<script>" not in report
-    assert "0 examples" in open(os.path.join(output.split_uri("eval"), "report.html")).read()
+    assert "0 examples" in Path(os.path.join(output.split_uri("eval"), "report.html")).read_text()
 
 
 # --- the fast path: whole files folded into accumulators -------------------------
@@ -457,20 +459,24 @@ def _reference_equi_width_counts(boundaries, cumulative, finite_min, finite_max)
     for e in range(edges.size - 1):
         lo, hi, total = edges[e], edges[e + 1], 0.0
         for b_low, b_high, count in zip(low, high, counts):
-            if b_high == b_low == lo:
-                total += count if e == 0 else 0.0
-            elif b_high < lo or b_low > hi:
-                continue
-            elif lo <= b_low and hi >= b_high:
-                total += count
-            elif lo <= b_low:
-                total += (hi - b_low) / (b_high - b_low) * count
-            elif hi >= b_high:
-                total += (b_high - lo) / (b_high - b_low) * count
-            else:
-                total += (hi - lo) / (b_high - b_low) * count
+            total += _reference_bucket_share(e, lo, hi, b_low, b_high, count)
         result.append(total)
     return result
+
+
+def _reference_bucket_share(e, lo, hi, b_low, b_high, count):
+    """The part of a quantiles bucket's ``count`` that falls into histogram bucket ``e`` (``lo``..``hi``)."""
+    if b_high == b_low == lo:
+        return count if e == 0 else 0.0
+    if b_high < lo or b_low > hi:
+        return 0.0
+    if lo <= b_low and hi >= b_high:
+        return count
+    if lo <= b_low:
+        return (hi - b_low) / (b_high - b_low) * count
+    if hi >= b_high:
+        return (b_high - lo) / (b_high - b_low) * count
+    return (hi - lo) / (b_high - b_low) * count
 
 
 @pytest.mark.parametrize("values", [

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from sluice.components import trainer as trainer_module
 from sluice.components.artifacts import Examples, Model, ModelRun
 from sluice.components.sdk import ComponentError, ExecutionContext
-from sluice.components import trainer as trainer_module
 from sluice.components.trainer import data as trainer_data
 from sluice.components.trainer import parquet_dataset, run_trainer
 
@@ -448,7 +448,8 @@ def _train_and_evaluate(tmp_path, raw, transformed, graph, pipeline, train_steps
     seconds = time.perf_counter() - started
     for name in ("evaluation", "blessing"):
         (tmp_path / name).mkdir()
-    evaluation, blessing = ModelEvaluation(uri=str(tmp_path / "evaluation")), ModelBlessing(uri=str(tmp_path / "blessing"))
+    evaluation = ModelEvaluation(uri=str(tmp_path / "evaluation"))
+    blessing = ModelBlessing(uri=str(tmp_path / "blessing"))
     evaluate_model(examples=raw, model=model, evaluation=evaluation, blessing=blessing,
                    ctx=ExecutionContext(), **evaluator_params)
     with open(evaluation.path("metrics.json")) as fh:

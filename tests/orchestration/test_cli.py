@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.conftest import FIXTURES, REPO
 
 TOY = str(FIXTURES / "toy_pipeline.py")
@@ -81,7 +79,7 @@ def test_failed_run_is_one_line_naming_the_component_and_log(toy_workspace):
     proc = sluice("run", TOY, *toy_params(toy_workspace), cwd=toy_workspace,
                   env_extra={"TOY_RAISE_MID_WRITE": "1"})
     assert proc.returncode == 1
-    err = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "component Scale failed: scale: refusing values" in err[0] and "(log: " in err[0]
     assert "Traceback" not in proc.stderr
     run_id = sluice("runs", "list", "toy", "--pipeline-root", str(toy_workspace / "root"), "--json").stdout

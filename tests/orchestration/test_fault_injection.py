@@ -133,28 +133,47 @@ def test_kill_inside_component_publishes_nothing_and_recovers(golden, component)
         TALLY["kills"] += 1
         store = store_of(root)
         if killed_ids:  # this run cleaned up after the previous kill
-            previous = store.get_execution(killed_ids[-1])
-            assert previous.status == "failed" and "abandoned" in previous.error, (fault, previous)
-            assert not any(killed_ids[-1] in p for p in leftovers(root)), leftovers(root)
-            for out in outputs:
-                assert not (out / killed_ids[-1]).exists()
+            _assert_cleaned_up(store, root, outputs, killed_ids[-1], fault)
         if proc.returncode == 0:
             assert "after_seconds" in fault, proc.stderr  # only a timed kill may come too late
             break
         assert proc.returncode == -9, (fault, proc.stderr[-3000:])
         TALLY["landed"] += 1
-        running_now = store.running_executions("penguin")
-        [running] = [e for e in running_now if e.component_id == component] or [None]
-        assert running is not None, (fault, [(e.component_id, e.status) for e in running_now], proc.stderr[-2000:])
-        assert running.id not in {e.id for e in store.find_cached("penguin", component, running.cache_key)}
-        if not fault.endswith("during_publish"):
-            for out in outputs:
-                assert not (out / running.id).exists(), f"{fault}: {out / running.id} published"
-        killed_ids.append(running.id)
+        killed_ids.append(_killed_execution(store, component, fault, outputs, proc))
 
     final = sluice_run(root)
     assert final.returncode == 0, final.stderr[-3000:]
-    statuses = {c["id"]: c["status"] for c in json.loads(final.stdout)["components"]}
+    _assert_recovered(root, component, outputs, killed_ids, json.loads(final.stdout))
+    for version in sorted(os.listdir(serving)):
+        assert version.isdigit() and (serving / version / "saved_model.pb").is_file(), version
+    if component != "Pusher":
+        assert len(os.listdir(serving)) >= len(versions_before)
+
+
+def _assert_cleaned_up(store, root: Path, outputs: list[Path], killed_id: str, fault: str) -> None:
+    """The run after a kill marked the killed execution abandoned and removed what it left."""
+    previous = store.get_execution(killed_id)
+    assert previous.status == "failed" and "abandoned" in previous.error, (fault, previous)
+    assert not any(killed_id in p for p in leftovers(root)), leftovers(root)
+    for out in outputs:
+        assert not (out / killed_id).exists()
+
+
+def _killed_execution(store, component: str, fault: str, outputs: list[Path], proc) -> str:
+    """The id of the execution the kill left RUNNING; checks it is neither cached nor published."""
+    running_now = store.running_executions("penguin")
+    [running] = [e for e in running_now if e.component_id == component] or [None]
+    assert running is not None, (fault, [(e.component_id, e.status) for e in running_now], proc.stderr[-2000:])
+    assert running.id not in {e.id for e in store.find_cached("penguin", component, running.cache_key)}
+    if not fault.endswith("during_publish"):
+        for out in outputs:
+            assert not (out / running.id).exists(), f"{fault}: {out / running.id} published"
+    return running.id
+
+
+def _assert_recovered(root: Path, component: str, outputs: list[Path], killed_ids: list[str], run: dict) -> None:
+    """The clean run after the kills: upstream cached, every kill abandoned, only successful outputs left."""
+    statuses = {c["id"]: c["status"] for c in run["components"]}
     for upstream in UPSTREAM[component]:
         assert statuses[upstream] == "cached", (upstream, statuses)
     assert statuses[component] in ("executed", "cached")
@@ -168,10 +187,6 @@ def test_kill_inside_component_publishes_nothing_and_recovers(golden, component)
         for name in os.listdir(out):
             assert name not in killed_ids, f"{out / name} of a killed execution"
             assert store.get_execution(name).status == "executed", out / name
-    for version in sorted(os.listdir(serving)):
-        assert version.isdigit() and (serving / version / "saved_model.pb").is_file(), version
-    if component != "Pusher":
-        assert len(os.listdir(serving)) >= len(versions_before)
 
 
 # --- recovery from the command line (toy pipeline: fast) -----------------------------------------
@@ -188,8 +203,8 @@ def toy_cli(ws: Path, *args: str, fault: str | None = None, env_extra: dict | No
     if args and args[0] == "run":
         args = (*args, str(FIXTURES / "toy_pipeline.py"), "--param", f"data_file={ws / 'numbers.txt'}",
                 "--param", f"module_file={ws / 'toy_module.py'}", "--max-parallel", "1")
-    return subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", *args, "--pipeline-root", str(ws / "root")],
-                          capture_output=True, text=True, env=env, cwd=ws, timeout=300)
+    command = [sys.executable, "-m", "sluice.orchestration.cli", *args, "--pipeline-root", str(ws / "root")]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ws, timeout=300)
 
 
 @pytest.mark.parametrize("fault", ["Scale:after_writes=1", "Scale:after_seconds=0"])

@@ -72,7 +72,8 @@ def test_resources_accelerators_selectors_and_retries_are_compiled(toy_workspace
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"accelerator": {"type": "quantum-chip", "count": 1}}, r"kubeflow setting 'accelerator.type'.*unknown accelerator type"),
+    ({"accelerator": {"type": "quantum-chip", "count": 1}},
+     r"kubeflow setting 'accelerator.type'.*unknown accelerator type"),
     ({"accelerator": {"type": "nvidia.com/gpu", "count": 0}}, r"kubeflow setting 'accelerator.count'"),
     ({"memory_limit": "lots"}, r"kubeflow setting 'memory_limit'.*invalid memory quantity"),
     ({"gpus": 1}, r"kubeflow setting 'gpus'"),

@@ -12,7 +12,14 @@ import pytest
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing
 from sluice.orchestration.metadata import (
-    CACHED, EXECUTED, FAILED, RUNNING, SKIPPED, MetadataStore, default_tracking_uri, mask_uri,
+    CACHED,
+    EXECUTED,
+    FAILED,
+    RUNNING,
+    SKIPPED,
+    MetadataStore,
+    default_tracking_uri,
+    mask_uri,
 )
 
 
@@ -109,8 +116,10 @@ def test_lineage_both_ways(store, pipeline):
 
 def test_find_artifacts_by_type_and_property(store, pipeline):
     run_id = store.start_pipeline_run(pipeline)
-    _publish(store, pipeline, run_id, "eval1", {}, {"blessing": [ModelBlessing(uri="/b/1", blessed=True, model_uri="/m/1")]})
-    _publish(store, pipeline, run_id, "eval2", {}, {"blessing": [ModelBlessing(uri="/b/2", blessed=False, model_uri="/m/2")]})
+    blessed = ModelBlessing(uri="/b/1", blessed=True, model_uri="/m/1")
+    not_blessed = ModelBlessing(uri="/b/2", blessed=False, model_uri="/m/2")
+    _publish(store, pipeline, run_id, "eval1", {}, {"blessing": [blessed]})
+    _publish(store, pipeline, run_id, "eval2", {}, {"blessing": [not_blessed]})
     found = store.find_artifacts(pipeline, "ModelBlessing", lambda a: a.blessed)
     assert [a.model_uri for a, _ in found] == ["/m/1"]
     assert len(store.find_artifacts(pipeline, "ModelBlessing")) == 2

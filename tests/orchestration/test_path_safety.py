@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from sluice.orchestration.pipeline import Pipeline
 from tests.conftest import FIXTURES, REPO
 
 sys.path.insert(0, str(FIXTURES))
-import toy_pipeline  # noqa: E402
 
 EVIL_NAMES = ["../evil", "..", ".", "/abs", "a/b", "a/../../b", "", "a\\..\\b", "evil\0x", "-x", ".hidden"]
 
@@ -98,7 +96,8 @@ def test_symlinked_pipeline_root_itself_is_fine(tmp_path):
 def test_symlink_outside_in_the_cli_is_one_line_naming_the_component(tmp_path, toy_workspace):
     root, outside = _symlink_case(toy_workspace, "toy/Scale/model")
     proc = _cli("run", str(FIXTURES / "toy_pipeline.py"), "--param", f"data_file={toy_workspace / 'numbers.txt'}",
-                "--param", f"module_file={toy_workspace / 'toy_module.py'}", "--pipeline-root", str(toy_workspace / "root"))
+                "--param", f"module_file={toy_workspace / 'toy_module.py'}",
+                "--pipeline-root", str(toy_workspace / "root"))
     assert proc.returncode == 1
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("error: component Scale failed:") and "outside the pipeline root" in line, line

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from sluice.orchestration.scheduler import CronSchedule, RunLock, Scheduler, ScheduleError, SpanWatcher, to_kfp_cron
+from sluice.orchestration.scheduler import CronSchedule, RunLock, ScheduleError, Scheduler, SpanWatcher, to_kfp_cron
 from tests.conftest import FIXTURES, REPO
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class FakeClock:
