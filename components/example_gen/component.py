@@ -135,14 +135,9 @@ def parquet_example_gen(
     who = "ParquetExampleGen"
     resolved = inputs.resolve_input(who, input_base, input_pattern, input_config, span_range)
     schema = parquet_schema(resolved.files)
-    splits = split_names(resolved.files, output_config)
-    result = _run(ctx, lambda p: (
-        p
-        | "ReadParquet" >> transforms.ReadParquetToRecordBatches(resolved.files, schema)
-        | "SplitAndWrite" >> transforms.SplitAndWriteExamples(examples.uri, output_config, output_format)
-    ))
-    shards.finalize_shards(examples.uri, splits, output_format, schema)
-    _publish(examples, resolved, splits, _rows_by_split(result, splits), output_format, ctx)
+    _split_write_publish(ctx, examples, resolved, output_config, output_format,
+                         "ReadParquet" >> transforms.ReadParquetToRecordBatches(resolved.files, schema),
+                         lambda: schema)
 
 
 def import_example_gen(
@@ -171,14 +166,20 @@ def import_example_gen(
     if input_config is None and input_pattern == "*" and not inputs.is_file(input_base):
         input_config = inputs.tfx_split_folders(input_base) or None
     resolved = inputs.resolve_input(who, input_base, input_pattern, input_config, span_range)
+    _split_write_publish(ctx, examples, resolved, output_config, output_format,
+                         "ReadTFRecord" >> transforms.ReadTFRecordExamples(resolved.files),
+                         lambda: shards.written_schema(examples.uri, output_format) or pa.schema([]))
+
+
+def _split_write_publish(ctx, examples, resolved, output_config, output_format, read, schema_of_output) -> None:
+    """Runs ``read`` into split shards, finalizes them with ``schema_of_output()`` and publishes the counts."""
+    from sluice.components.example_gen import transforms
+
     splits = split_names(resolved.files, output_config)
     result = _run(ctx, lambda p: (
-        p
-        | "ReadTFRecord" >> transforms.ReadTFRecordExamples(resolved.files)
-        | "SplitAndWrite" >> transforms.SplitAndWriteExamples(examples.uri, output_config, output_format)
+        p | read | "SplitAndWrite" >> transforms.SplitAndWriteExamples(examples.uri, output_config, output_format)
     ))
-    schema = shards.written_schema(examples.uri, output_format) or pa.schema([])
-    shards.finalize_shards(examples.uri, splits, output_format, schema)
+    shards.finalize_shards(examples.uri, splits, output_format, schema_of_output())
     _publish(examples, resolved, splits, _rows_by_split(result, splits), output_format, ctx)
 
 
