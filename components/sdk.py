@@ -25,6 +25,8 @@ A custom component, and how it is tested without any orchestrator::
     node.outputs["counted"]        # a Channel for downstream components
 
 This module imports nothing heavy: no TensorFlow, Beam or MLflow at import time.
+It is the SDK's public face; beside it, ``errors`` (the two one-line errors),
+``module_files`` (users' module files) and ``nodes`` (nodes and channels).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import functools
 import hashlib
 import inspect
 import os
-import re
 import sys
 import types
 import typing
@@ -42,77 +43,15 @@ from collections.abc import Callable
 from typing import Annotated, Any, Union
 
 from sluice.components.artifacts import Artifact
+from sluice.components.errors import ComponentError, DefinitionError
+from sluice.components.module_files import load_module_file, module_function, user_code_line
+from sluice.components.nodes import Channel, Node, validate_id
 
-
-class DefinitionError(ValueError):
-    """A pipeline or component definition is invalid; the message names the culprit."""
-
-
-class ComponentError(RuntimeError):
-    """A component rejected its input at run time; the message names the culprit.
-
-    Raise it from an executor for bad data or bad user code: the CLI prints the
-    message as one line, without a traceback.
-    """
-
-
-# --- user module files ---------------------------------------------------------
-
-
-def user_code_line(exc: BaseException, path: str) -> int | None:
-    """The line of the deepest traceback frame inside the user's file ``path``."""
-    import traceback
-
-    if isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == os.path.abspath(path):
-        return exc.lineno
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if os.path.abspath(frame.filename) == os.path.abspath(path):
-            line = frame.lineno
-    return line
-
-
-def load_module_file(path: str, owner: str) -> types.ModuleType:
-    """Imports a user's module file once per content; errors are one line naming file and line.
-
-    >>> # trainer_module = load_module_file("pipelines/taxi/model.py", "Trainer")
-    """
-    path = os.path.abspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            source = fh.read()
-    except OSError as exc:
-        raise ComponentError(f"{owner}: module file {path}: cannot read it ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ComponentError(f"{owner}: module file {path}: not UTF-8 text") from None
-    try:
-        code = compile(source, path, "exec")
-    except SyntaxError as exc:
-        raise ComponentError(f"{owner}: module file {path}, line {exc.lineno}: syntax error: {exc.msg}") from None
-    name = "sluice_user_module_" + hashlib.sha256((path + "\0" + source).encode()).hexdigest()[:16]
-    module = sys.modules.get(name)
-    if module is None:
-        module = types.ModuleType(name)
-        module.__file__ = path
-        sys.modules[name] = module
-        try:
-            exec(code, module.__dict__)  # noqa: S102 - running the user's module is the point
-        except Exception as exc:  # noqa: BLE001 - user code
-            del sys.modules[name]
-            line = user_code_line(exc, path)
-            where = f", line {line}" if line else ""
-            raise ComponentError(
-                f"{owner}: module file {path}{where}: importing it failed: {type(exc).__name__}: {exc}"
-            ) from None
-    return module
-
-
-def module_function(path: str, name: str, owner: str) -> Callable[..., Any]:
-    """The function ``name`` of a user's module file; a one-line error when it is missing."""
-    fn = getattr(load_module_file(path, owner), name, None)
-    if not callable(fn):
-        raise ComponentError(f"{owner}: module file {os.path.abspath(path)} defines no function '{name}'")
-    return fn
+__all__ = [
+    "ArtifactSpec", "Channel", "Component", "ComponentError", "DefinitionError", "ExecutionContext", "ExternalData",
+    "Input", "ModuleFile", "Node", "Output", "ParameterSpec", "component", "load_module_file", "module_function",
+    "user_code_line", "validate_id",
+]
 
 
 # --- signature markers -------------------------------------------------------
@@ -400,109 +339,3 @@ def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, 
 
 
 # --- nodes and channels ------------------------------------------------------
-
-_ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
-
-
-@dataclasses.dataclass(frozen=True)
-class Channel:
-    """One output of one node, to wire into another node's input."""
-
-    producer: Node
-    output: str
-    type: type[Artifact]
-
-    def __repr__(self) -> str:
-        return f"<Channel {self.producer.id}.outputs[{self.output!r}] ({self.type.TYPE_NAME})>"
-
-
-class _Outputs(dict):
-    def __init__(self, node: Node):
-        super().__init__({n: Channel(node, n, s.type) for n, s in node.component.outputs.items()})
-        self._node = node
-
-    def __missing__(self, key: str):
-        raise DefinitionError(
-            f"component {self._node.id}: has no output '{key}' (outputs: {', '.join(self) or 'none'})"
-        )
-
-
-class Node:
-    """A component placed in a pipeline, with its inputs wired and parameters set."""
-
-    def __init__(self, comp: Component, node_id: str, kwargs: dict[str, Any]):
-        self.component = comp
-        self.id = validate_id(node_id, f"component {comp.name}")
-        self.inputs: dict[str, Channel] = {}
-        self.parameters: dict[str, Any] = {}
-        self.upstream: list[Node] = []
-        # Free-form, runner-specific settings (e.g. Kubeflow resources).
-        self.platform_config: dict[str, Any] = {}
-        for key, value in kwargs.items():
-            if key in comp.inputs:
-                self._wire(key, value)
-            elif key in comp.parameters:
-                self.parameters[key] = comp.parameters[key].validate(value, f"component {self.id}")
-            elif key in comp.outputs:
-                raise DefinitionError(f"component {self.id}: '{key}' is an output; it cannot be set")
-            else:
-                valid = sorted([*comp.inputs, *comp.parameters])
-                raise DefinitionError(
-                    f"component {self.id}: unknown parameter '{key}' (valid: {', '.join(valid) or 'none'})"
-                )
-        for name, spec in comp.inputs.items():
-            if name not in self.inputs and not spec.optional:
-                raise DefinitionError(
-                    f"component {self.id}: missing required input '{name}' ({spec.type.TYPE_NAME})"
-                )
-        for name, spec in comp.parameters.items():
-            if name not in self.parameters:
-                if spec.required:
-                    raise DefinitionError(f"component {self.id}: missing required parameter '{name}'")
-                self.parameters[name] = spec.default
-        self.outputs = _Outputs(self)
-
-    def _wire(self, name: str, value: Any) -> None:
-        spec = self.component.inputs[name]
-        if value is None and spec.optional:
-            return
-        if not isinstance(value, Channel):
-            raise DefinitionError(
-                f"component {self.id}: input '{name}' expects a channel of {spec.type.TYPE_NAME} "
-                f"(another component's outputs[...]), got {type(value).__name__}"
-            )
-        if not issubclass(value.type, spec.type):
-            raise DefinitionError(
-                f"component {self.id}: input '{name}' expects {spec.type.TYPE_NAME}, "
-                f"got {value.type.TYPE_NAME} from {value.producer.id}.outputs['{value.output}']"
-            )
-        self.inputs[name] = value
-
-    def with_id(self, node_id: str) -> Node:
-        """Renames the node, as TFX's ``with_id`` (ids must be unique in a pipeline)."""
-        self.id = validate_id(node_id, f"component {self.component.name}")
-        return self
-
-    def add_upstream(self, other: Node) -> Node:
-        """Runs this node after ``other`` even without a data dependency."""
-        self.upstream.append(other)
-        return self
-
-    def dependencies(self) -> list[Node]:
-        deps = [c.producer for c in self.inputs.values()] + self.upstream
-        seen: dict[int, Node] = {}
-        for dep in deps:
-            seen.setdefault(id(dep), dep)
-        return list(seen.values())
-
-    def __repr__(self) -> str:
-        return f"<Node {self.id} ({self.component.name})>"
-
-
-def validate_id(value: str, owner: str) -> str:
-    """Ids become path segments, so they are restricted to a safe alphabet."""
-    if not isinstance(value, str) or not _ID_PATTERN.match(value) or value in (".", ".."):
-        raise DefinitionError(
-            f"{owner}: invalid id {value!r} (use letters, digits, '_', '-', '.'; start with a letter)"
-        )
-    return value
