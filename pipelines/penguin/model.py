@@ -12,7 +12,7 @@ Signatures of the exported SavedModel:
 - ``transform_features``: serialized raw ``tf.Example`` -> the transformed features.
 
 and the function ``evaluate_raw_features`` (raw SparseTensors -> both), which the Evaluator
-uses; all three come from ``components.trainer.export_serving_model``.
+uses; all three come from ``sluice.components.serving.export_serving_model``.
 """
 
 import tensorflow as tf

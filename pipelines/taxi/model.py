@@ -19,7 +19,7 @@ The exported SavedModel's signatures:
   ``tips_xf``), so the Evaluator can take ``label_key="tips_xf"`` from raw eval data.
 
 and the function ``evaluate_raw_features`` (raw SparseTensors -> both), which the Evaluator
-uses; all three come from ``components.trainer.export_serving_model``.
+uses; all three come from ``sluice.components.serving.export_serving_model``.
 """
 
 import tensorflow as tf
