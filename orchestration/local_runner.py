@@ -159,7 +159,9 @@ def run_pipeline(
                 for node_id, node in list(pending.items()):
                     deps = [results.get(d) for d in node["upstream"]]
                     if any(r is not None and r.status in (FAILED, SKIPPED) for r in deps):
-                        failed_dep = next(d for d in node["upstream"] if results[d].status in (FAILED, SKIPPED))
+                        # Another upstream may still be running: it has no result yet.
+                        failed_dep = next(d for d in node["upstream"]
+                                          if d in results and results[d].status in (FAILED, SKIPPED))
                         reason = f"upstream {failed_dep} did not complete"
                         exec_id = store.record_skipped(name, run_id, node_id, node["type"], reason)
                         results[node_id] = NodeResult(node_id, node["type"], SKIPPED, 0.0, {}, exec_id, reason)

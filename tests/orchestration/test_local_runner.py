@@ -229,3 +229,31 @@ def test_progress_shows_running_components_with_elapsed_time_and_results(toy_wor
     quiet = io.StringIO()
     run_pipeline(toy(toy_workspace), progress=Progress(stream=quiet))  # not a terminal: silent
     assert quiet.getvalue() == ""
+
+
+def slow_examples(examples: Output[Examples]) -> None:
+    import time
+
+    time.sleep(1.5)  # still running when its sibling fails
+
+
+def failing_examples(examples: Output[Examples]) -> None:
+    from sluice.components.errors import ComponentError
+
+    raise ComponentError("Failing: no rows today")
+
+
+def join_examples(first: Input[Examples], second: Input[Examples], model: Output[Model]) -> None:
+    raise AssertionError("never runs: an upstream failed")
+
+
+def test_a_failure_while_a_sibling_still_runs_skips_their_common_child(tmp_path):
+    # Ids sort "Slow" before "Failing" ("A..." < "B..."): the child's upstream list names the running one first.
+    slow, failing = component(slow_examples, name="ASlow")(), component(failing_examples, name="BFailing")()
+    join = component(join_examples, name="Join")(first=slow.outputs["examples"], second=failing.outputs["examples"])
+    result = run_pipeline(Pipeline(name="siblings", components=[slow, failing, join], pipeline_root=str(tmp_path)),
+                          max_parallel=2)
+    assert not result.ok and "Failing: no rows today" in result.error
+    assert statuses(result) == {"ASlow": "executed", "BFailing": "failed", "Join": "skipped"}
+    join_result = next(c for c in result.components if c.id == "Join")
+    assert "upstream BFailing did not complete" in join_result.error
