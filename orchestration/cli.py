@@ -105,7 +105,7 @@ def _absolute(root: str) -> str:
 
 
 def _print_result(result, components: bool = True) -> None:
-    from sluice.orchestration.metadata import mask_uri
+    from sluice.orchestration.secrets import mask_uri
 
     for comp in result.components if components else []:
         click.echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
@@ -374,7 +374,7 @@ def ui(pipeline_root, tracking_uri, host, port):
     """Start the MLflow UI on the pipeline's metadata store."""
     store = _store(pipeline_root, tracking_uri)
     if "://" in store.tracking_uri and store.tracking_uri.split("://")[0] in ("http", "https"):
-        from sluice.orchestration.metadata import mask_uri
+        from sluice.orchestration.secrets import mask_uri
 
         click.echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
         return
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
-    from sluice.orchestration.metadata import mask_uri
+    from sluice.orchestration.secrets import mask_text
 
     if debug:
         traceback.print_exception(exc)
@@ -440,14 +440,8 @@ def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
     # A failed run may carry a component's readable block (e.g. the anomalies
     # found); everything else is one line.
     message = text if isinstance(exc, CliError) else text.splitlines()[0]
-    click.echo(f"error: {_mask_all(message, mask_uri)}", err=True)
+    click.echo(f"error: {mask_text(message)}", err=True)
     return 1
-
-
-def _mask_all(text: str, mask) -> str:
-    import re
-
-    return re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", lambda m: mask(m.group(0)), text)
 
 
 def entry_point() -> None:

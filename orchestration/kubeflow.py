@@ -24,7 +24,7 @@ from typing import Any
 import pydantic
 
 from sluice.components.sdk import DefinitionError, Node
-from sluice.orchestration.metadata import mask_uri
+from sluice.orchestration.secrets import mask_uri
 
 TARGETS = ("kubeflow",)
 _CARRIABLE = (str, int, float, bool)

@@ -20,8 +20,9 @@ from typing import Any
 from sluice.components.artifacts import Artifact
 from sluice.orchestration import runtime
 from sluice.orchestration.execution import ExecutionFailed, NodeResult, recover_abandoned, run_node
-from sluice.orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri, mask_uri
+from sluice.orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri
 from sluice.orchestration.pipeline import Pipeline, compile_pipeline
+from sluice.orchestration.secrets import mask_uri
 
 
 @dataclasses.dataclass

@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sluice.components.artifacts import Artifact
+from sluice.orchestration.secrets import mask_uri
 
 KIND = "sluice.kind"
 PIPELINE = "sluice.pipeline"
@@ -61,13 +61,6 @@ RUNNING, EXECUTED, CACHED, FAILED, SKIPPED = "running", "executed", "cached", "f
 def default_tracking_uri(pipeline_root: str) -> str:
     """Embedded SQLite under the pipeline root: no server to start."""
     return "sqlite:///" + os.path.join(os.path.abspath(pipeline_root), "metadata.db")
-
-
-def mask_uri(uri: str | None) -> str | None:
-    """Hides credentials in a URI (``user:secret@host`` -> ``user:***@host``)."""
-    if not uri:
-        return uri
-    return re.sub(r"(?<=://)([^/@:]+):([^/@]*)@", r"\1:***@", uri)
 
 
 @dataclasses.dataclass

@@ -19,7 +19,6 @@ from sluice.orchestration.metadata import (
     SKIPPED,
     MetadataStore,
     default_tracking_uri,
-    mask_uri,
 )
 
 
@@ -150,5 +149,7 @@ def test_abandoned_executions_of_dead_processes_are_found(store, pipeline):
 
 
 def test_credentials_are_masked():
+    from sluice.orchestration.secrets import mask_uri
+
     assert mask_uri("postgresql://user:s3cret@db:5432/mlflow") == "postgresql://user:***@db:5432/mlflow"
     assert mask_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

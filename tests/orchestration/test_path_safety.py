@@ -183,7 +183,7 @@ def _cli(*args, env_extra=None, cwd=None):
 
 
 def test_mask_uri_hides_passwords_only():
-    from sluice.orchestration.metadata import mask_uri
+    from sluice.orchestration.secrets import mask_uri
 
     assert mask_uri("http://user:secret@127.0.0.1:5999") == "http://user:***@127.0.0.1:5999"
     assert mask_uri("https://u:p%40ss@host/path?x=1") == "https://u:***@host/path?x=1"
