@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -22,14 +21,36 @@ from sluice.orchestration.runtime import stderr
 
 DEFAULT_ROOT_ENV = "SLUICE_PIPELINE_ROOT"
 _STDERR_IS_TTY = False
+_RUN_ROOT_HELP = (f"The run's root, also create_pipeline's pipeline_root and so what defaults under it "
+                  f"(default: ${DEFAULT_ROOT_ENV} or ./sluice_runs).")
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line."""
 
 
+def _echo(text: str = "", err: bool = False) -> None:
+    """Every line the CLI prints, credentials masked."""
+    from sluice.orchestration.secrets import mask_text
+
+    click.echo(mask_text(text), err=err)
+
+
+def _echo_json(doc: Any) -> None:
+    from sluice.orchestration.secrets import masked
+
+    click.echo(json.dumps(masked(doc)))
+
+
 def _default_root() -> str:
     return os.environ.get(DEFAULT_ROOT_ENV) or "sluice_runs"
+
+
+def _run_root(option: str | None, params: list[str]) -> str:
+    """The one root of a run: --pipeline-root, else --param pipeline_root=, else $SLUICE_PIPELINE_ROOT
+    or ./sluice_runs. ``build_pipeline`` hands it to create_pipeline and the Pipeline."""
+    given = next((p.split("=", 1)[1] for p in params if p.startswith("pipeline_root=")), None)
+    return _absolute(option or given or _default_root())
 
 
 def _store(pipeline_root: str | None, tracking_uri: str | None):
@@ -64,7 +85,8 @@ def _common_store_options(fn):
 @cli.command()
 @click.argument("pipeline")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter.")
-@click.option("--pipeline-root", type=click.Path(file_okay=False), help="Override the pipeline root.")
+@click.option("--pipeline-root", type=click.Path(file_okay=False),
+              help=_RUN_ROOT_HELP)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite under the pipeline root).")
 @click.option("--no-cache", is_flag=True, help="Execute every component, ignoring the cache.")
 @click.option("--max-parallel", type=click.IntRange(1, 64), default=None, help="Components run at once.")
@@ -76,28 +98,52 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
     """Run PIPELINE (a name under pipelines/, or a .py file) locally."""
     ctx.obj["debug"] = ctx.obj.get("debug") or debug
     stderr.quiet_libraries(ctx.obj["debug"])
-    from sluice.orchestration.loader import build_pipeline
-    from sluice.orchestration.local_runner import Progress, run_pipeline
-
-    with stderr.stdout_to_stderr(as_json):
-        pipe = build_pipeline(pipeline, list(params))
-        if pipeline_root:
-            pipe.pipeline_root = pipeline_root
-        pipe.pipeline_root = _absolute(pipe.pipeline_root)
-        progress = Progress(enabled=None if not as_json else False, terminal=_STDERR_IS_TTY,
-                            stream=stderr.progress_stream())
-        if progress.enabled:
-            click.echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
-        result = run_pipeline(pipe, tracking_uri=tracking_uri, enable_cache=False if no_cache else None,
-                              max_parallel=max_parallel, progress=progress, resume=resume)
+    root = _run_root(pipeline_root, list(params))
+    try:
+        with stderr.stdout_to_stderr(as_json):
+            result, progress = _run(pipeline, params, root, tracking_uri, no_cache, max_parallel, resume, as_json)
+    except Exception as exc:
+        if as_json:  # the document says it failed, whatever failed: the pipeline module, the store...
+            _echo_json(_failed_json(pipeline, root, tracking_uri, exc))
+        raise
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        _echo_json(result.to_json())
     else:
         _print_result(result, components=not progress.enabled)  # the terminal showed them already
     if not result.ok:
         failed = next((c for c in result.components if c.status == "failed"), None)
         detail = f" (log: {failed.log})" if failed is not None and failed.log else ""
         raise CliError(f"{result.error}{detail}")
+
+
+def _run(pipeline, params, root, tracking_uri, no_cache, max_parallel, resume, as_json):
+    from sluice.orchestration.loader import build_pipeline
+    from sluice.orchestration.local_runner import Progress, run_pipeline
+
+    pipe = build_pipeline(pipeline, list(params), pipeline_root=root)
+    progress = Progress(enabled=None if not as_json else False, terminal=_STDERR_IS_TTY,
+                        stream=stderr.progress_stream())
+    if progress.enabled:
+        _echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
+    result = run_pipeline(pipe, tracking_uri=tracking_uri, enable_cache=False if no_cache else None,
+                          max_parallel=max_parallel, progress=progress, resume=resume)
+    return result, progress
+
+
+def _failed_json(pipeline: str, root: str, tracking_uri: str | None, exc: BaseException) -> dict[str, Any]:
+    """The --json document of a run that failed before it had a result."""
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, (CliError, DefinitionError, ComponentError)) and not _is_store_error(exc):
+        text = f"{type(exc).__name__}: {text}"
+    return {"pipeline": pipeline, "run_id": None, "status": "failed", "seconds": None, "pipeline_root": root,
+            "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), "components": [],
+            "error": text.splitlines()[0]}
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    from sluice.orchestration.metadata import StoreError
+
+    return isinstance(exc, StoreError)
 
 
 def _absolute(root: str) -> str:
@@ -108,9 +154,9 @@ def _print_result(result, components: bool = True) -> None:
     from sluice.orchestration.secrets import mask_uri
 
     for comp in result.components if components else []:
-        click.echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
-    click.echo(f"run {result.run_id}: {result.status} in {result.seconds:.1f}s")
-    click.echo(f"metadata: {mask_uri(result.tracking_uri)}")
+        _echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
+    _echo(f"run {result.run_id}: {result.status} in {result.seconds:.1f}s")
+    _echo(f"metadata: {mask_uri(result.tracking_uri)}")
 
 
 @cli.command("compile")
@@ -130,7 +176,7 @@ def compile_command(pipeline, target, output, image, params, tracking_uri):
         raise CliError(f"--target {target}: unknown target (known: kubeflow)")
     pipe = build_pipeline(pipeline, list(params))
     summary = compile_kubeflow(pipe, output, image=image, tracking_uri=tracking_uri, source=pipeline)
-    click.echo(f"compiled {summary['pipeline']} ({len(summary['tasks'])} tasks) to {output}")
+    _echo(f"compiled {summary['pipeline']} ({len(summary['tasks'])} tasks) to {output}")
 
 
 @cli.command()
@@ -142,7 +188,8 @@ def compile_command(pipeline, target, output, image, params, tracking_uri):
 @click.option("--catch-up", is_flag=True, help="Replay runs missed while the scheduler was down.")
 @click.option("--once", is_flag=True, help="Print the next run times and exit.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter.")
-@click.option("--pipeline-root", type=click.Path(file_okay=False), help="Override the pipeline root.")
+@click.option("--pipeline-root", type=click.Path(file_okay=False),
+              help=_RUN_ROOT_HELP)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite under the pipeline root).")
 def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, params, pipeline_root, tracking_uri):
     """Run PIPELINE on a cron schedule or when new data lands (foreground; stops on SIGTERM)."""
@@ -157,33 +204,31 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
 
     if bool(cron) == bool(on_new_span):
         raise CliError("schedule: give exactly one of --cron or --on-new-span")
-    pipe = build_pipeline(pipeline, list(params))
-    root = _absolute(pipeline_root or pipe.pipeline_root)
+    root = _run_root(pipeline_root, list(params))
+    pipe = build_pipeline(pipeline, list(params), pipeline_root=root)
     cron_schedule = CronSchedule(cron, timezone_name) if cron else None
     watcher = SpanWatcher(compile_pipeline(pipe)) if on_new_span else None
     if once:
         if cron_schedule:
             for t in cron_schedule.times_after(datetime.datetime.now(datetime.UTC), 5):
-                click.echo(f"{t.isoformat()}  ({t.astimezone(datetime.UTC).strftime('%Y-%m-%d %H:%M')} UTC)")
+                _echo(f"{t.isoformat()}  ({t.astimezone(datetime.UTC).strftime('%Y-%m-%d %H:%M')} UTC)")
         else:
-            click.echo(f"latest span now: {watcher.latest_span()}; watching {', '.join(watcher.patterns)}")
+            _echo(f"latest span now: {watcher.latest_span()}; watching {', '.join(watcher.patterns)}")
         return
 
     def job():
-        fresh = build_pipeline(pipeline, list(params))
-        fresh.pipeline_root = root
-        return run_pipeline(fresh, tracking_uri=tracking_uri)
+        return run_pipeline(build_pipeline(pipeline, list(params), pipeline_root=root), tracking_uri=tracking_uri)
 
     scheduler = Scheduler(job, os.path.join(root, ".scheduler"), pipe.name, catch_up=catch_up)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
-    click.echo(f"scheduling {pipe.name}: " + (f"cron '{cron}' in {timezone_name}" if cron else
+    _echo(f"scheduling {pipe.name}: " + (f"cron '{cron}' in {timezone_name}" if cron else
                                                f"on new span (poll {poll:g}s)"), err=True)
     if cron_schedule:
         scheduler.run_cron(cron_schedule)
     else:
         scheduler.run_on_new_span(watcher, poll)
-    click.echo("scheduler stopped", err=True)
+    _echo("scheduler stopped", err=True)
 
 
 @cli.group()
@@ -225,7 +270,7 @@ def kfp_submit(pipeline, host, experiment, image, params, tracking_uri):
 
     pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
     run_id = submit_run(path, host, experiment or pipe.name)
-    click.echo(f"submitted {pipe.name}: run {run_id} in experiment {experiment or pipe.name}")
+    _echo(f"submitted {pipe.name}: run {run_id} in experiment {experiment or pipe.name}")
 
 
 @kfp.command("schedule")
@@ -242,7 +287,7 @@ def kfp_schedule(pipeline, host, experiment, image, params, tracking_uri, cron, 
     kfp_cron = to_kfp_cron(cron, timezone_name)
     pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
     rid = schedule_recurring_run(path, host, experiment or pipe.name, f"{pipe.name}-recurring", kfp_cron, catch_up)
-    click.echo(f"scheduled {pipe.name}: recurring run {rid}, cron '{cron}' in {timezone_name} "
+    _echo(f"scheduled {pipe.name}: recurring run {rid}, cron '{cron}' in {timezone_name} "
                f"= KFP cron '{kfp_cron}' (UTC)")
 
 
@@ -261,20 +306,20 @@ def runs_list(pipeline, pipeline_root, tracking_uri, as_json):
     store = _store(pipeline_root, tracking_uri)
     items = store.list_pipeline_runs(pipeline)
     if as_json:
-        click.echo(json.dumps([_run_json(r, store) for r in items]))
+        _echo_json([_run_json(r, store) for r in items])
         return
     if not items:
-        click.echo("no runs")
+        _echo("no runs")
         return
-    click.echo(f"{'RUN ID':<34} {'PIPELINE':<16} {'STATUS':<9} {'STARTED':<20} SECONDS")
+    _echo(f"{'RUN ID':<34} {'PIPELINE':<16} {'STATUS':<9} {'STARTED':<20} SECONDS")
     for r in items:
         secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
-        click.echo(f"{r.id:<34} {r.pipeline:<16} {r.status:<9} {_time(r.start_time):<20} {secs}")
+        _echo(f"{r.id:<34} {r.pipeline:<16} {r.status:<9} {_time(r.start_time):<20} {secs}")
         if r.error:
-            click.echo(f"    {r.error.splitlines()[0]}")
+            _echo(f"    {r.error.splitlines()[0]}")
         outcome = _run_summary(store, r.id)
         if outcome:
-            click.echo(f"    {outcome}")
+            _echo(f"    {outcome}")
 
 
 def _run_summary(store, run_id: str) -> str:
@@ -317,22 +362,22 @@ def runs_show(run_id, pipeline_root, tracking_uri, as_json):
         raise CliError(str(exc)) from None
     executions = store.executions(run_id)
     if as_json:
-        click.echo(json.dumps({**_run_json(run_record), "components": [e.to_json() for e in executions]}))
+        _echo_json({**_run_json(run_record), "components": [e.to_json() for e in executions]})
         return
-    click.echo(f"run {run_record.id}  pipeline {run_record.pipeline}  {run_record.status}  "
+    _echo(f"run {run_record.id}  pipeline {run_record.pipeline}  {run_record.status}  "
                f"started {_time(run_record.start_time)}")
     if run_record.error:
-        click.echo(f"error: {run_record.error.splitlines()[0]}")
+        _echo(f"error: {run_record.error.splitlines()[0]}")
     for e in executions:
         secs = f"{e.seconds:.2f}s" if e.seconds is not None else "-"
-        click.echo(f"  {e.component_id:<24} {e.component_type:<18} {e.status:<9} {secs}")
+        _echo(f"  {e.component_id:<24} {e.component_type:<18} {e.status:<9} {secs}")
         for name, arts in e.outputs.items():
             for art in arts:
-                click.echo(f"      {name}: {art.uri}")
+                _echo(f"      {name}: {art.uri}")
         if e.error:
-            click.echo(f"      error: {e.error}")
+            _echo(f"      error: {e.error}")
         if e.log:
-            click.echo(f"      log: {e.log}")
+            _echo(f"      log: {e.log}")
 
 
 @cli.command()
@@ -349,21 +394,21 @@ def lineage(artifact_uri, pipeline_root, tracking_uri, as_json):
     if graph is None:
         raise CliError(f"{artifact_uri}: no artifact with this URI in {store.tracking_uri}")
     if as_json:
-        click.echo(json.dumps(graph))
+        _echo_json(graph)
         return
-    click.echo(f"artifact {graph['artifact']['type']} {graph['artifact']['uri']}")
-    click.echo("upstream:")
+    _echo(f"artifact {graph['artifact']['type']} {graph['artifact']['uri']}")
+    _echo("upstream:")
     for step in graph["upstream"]:
-        click.echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
+        _echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
                    f"execution {step['execution_id']})")
         for art in step["inputs"]:
-            click.echo(f"  {'  ' * step['depth']}  <- {art['type']} {art['uri']}")
-    click.echo("downstream:")
+            _echo(f"  {'  ' * step['depth']}  <- {art['type']} {art['uri']}")
+    _echo("downstream:")
     for step in graph["downstream"]:
-        click.echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
+        _echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
                    f"{step['status']}, execution {step['execution_id']})")
         for art in step["outputs"]:
-            click.echo(f"  {'  ' * step['depth']}  -> {art['type']} {art['uri']}")
+            _echo(f"  {'  ' * step['depth']}  -> {art['type']} {art['uri']}")
 
 
 @cli.command()
@@ -376,11 +421,11 @@ def ui(pipeline_root, tracking_uri, host, port):
     if "://" in store.tracking_uri and store.tracking_uri.split("://")[0] in ("http", "https"):
         from sluice.orchestration.secrets import mask_uri
 
-        click.echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
+        _echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
         return
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
             "--host", host, "--port", str(port)]
-    click.echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    _echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
     import signal
     import subprocess
 
@@ -403,44 +448,48 @@ def ui(pipeline_root, tracking_uri, host, port):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line errors, tracebacks only with --debug."""
+    """Entry point: one-line errors, tracebacks only with --debug; credentials masked everywhere."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     global _STDERR_IS_TTY
     _STDERR_IS_TTY = sys.stderr.isatty()  # before the filter puts a pipe on fd 2
     try:
-        with stderr.filtered_stderr(not debug):
-            cli.main(args=argv, prog_name="sluice", standalone_mode=False)
+        with stderr.masked_stdout(), stderr.filtered_stderr(quiet=not debug):
+            return _main(argv, debug)
+    finally:
+        sys.stdout.flush()
+
+
+def _main(argv: list[str], debug: bool) -> int:
+    try:
+        cli.main(args=argv, prog_name="sluice", standalone_mode=False)
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+        _echo("error: aborted", err=True)
         return 130
     except click.UsageError as exc:
         hint = f" (see 'sluice {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx else ""
-        click.echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
+        _echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
         return 2
     except (CliError, DefinitionError, ComponentError) as exc:
         return _fail(exc, debug)
     except Exception as exc:  # noqa: BLE001 - last resort: still one line
-        from sluice.orchestration.metadata import StoreError
-
-        if not isinstance(exc, StoreError) and debug:
-            traceback.print_exc()
-        return _fail(exc, debug, prefix="" if isinstance(exc, StoreError) else f"{type(exc).__name__}: ")
+        return _fail(exc, debug, prefix="" if _is_store_error(exc) else f"{type(exc).__name__}: ")
 
 
 def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
-    from sluice.orchestration.secrets import mask_text
-
     if debug:
-        traceback.print_exception(exc)
+        from sluice.orchestration.runtime.log_masking import print_masked_traceback
+
+        sys.stdout.flush()
+        print_masked_traceback(exc)
     text = str(exc).strip() or type(exc).__name__
     # A failed run may carry a component's readable block (e.g. the anomalies
     # found); everything else is one line.
     message = text if isinstance(exc, CliError) else text.splitlines()[0]
-    click.echo(f"error: {mask_text(message)}", err=True)
+    _echo(f"error: {prefix}{message}", err=True)
     return 1
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pydantic
 
 from sluice.components.sdk import DefinitionError, Node
-from sluice.orchestration.secrets import mask_uri
+from sluice.orchestration.secrets import has_credentials, mask_text, mask_uri
 
 TARGETS = ("kubeflow",)
 _CARRIABLE = (str, int, float, bool)
@@ -235,12 +235,27 @@ def _check_options(image: str | None, tracking_uri: str | None, target: str) -> 
             "--image is required for --target kubeflow: the container image with Sluice installed "
             "(build it from infra/Dockerfile)"
         )
-    if tracking_uri and mask_uri(tracking_uri) != tracking_uri:
+    if has_credentials(tracking_uri):
         raise DefinitionError(
-            "--tracking-uri must not contain credentials: they would be stored in plain text in the "
-            "compiled YAML; give the tasks MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD from a "
-            "Kubernetes Secret instead"
+            f"--tracking-uri {mask_uri(tracking_uri)}: credentials would be stored in plain text in the "
+            f"compiled YAML; give the tasks MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
+            f"MLFLOW_TRACKING_TOKEN) from a Kubernetes Secret instead"
         )
+
+
+def _refuse_credentials(value: Any, where: str) -> None:
+    """Nothing credential-like goes into the YAML: the IR travels in it (encoded, not hidden)."""
+    if isinstance(value, str):
+        if has_credentials(value):
+            raise DefinitionError(
+                f"{where} = {mask_text(value)!r}: holds a credential, which would be stored in plain text "
+                f"in the compiled YAML; give it to the tasks from a Kubernetes Secret instead")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_credentials(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _refuse_credentials(item, f"{where}[{i}]")
 
 
 def _compile_ir(pipeline, tracking_uri: str | None, source: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -255,6 +270,13 @@ def _compile_ir(pipeline, tracking_uri: str | None, source: str | None) -> tuple
     for node in ir["nodes"]:
         if node["platform_config"].get("kubeflow"):
             KubeflowResources(**node["platform_config"]["kubeflow"])  # re-check hand-set configs
+        for name, value in node["parameters"].items():
+            _refuse_credentials(value, f"component {node['id']}: parameter {name}")
+        _refuse_credentials(node["platform_config"], f"component {node['id']}: platform_config")
+    for key in ("tracking_uri", "pipeline_root", "beam_pipeline_args"):
+        _refuse_credentials(ir["pipeline"].get(key), f"pipeline {ir['pipeline']['name']}: {key}")
+    for name, value in params.items():
+        _refuse_credentials(value, f"pipeline parameter {name}")
     return ir, params
 
 

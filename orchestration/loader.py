@@ -84,6 +84,10 @@ def _where(path: str, exc: BaseException) -> str:
     return f"{path}:{line}" if line else path
 
 
+def _exit_message(exc: SystemExit) -> str:
+    return f"sys.exit({exc.code!r})" if exc.code is not None else "sys.exit()"
+
+
 def load_module(spec: str) -> ModuleType:
     path = pipeline_file(spec)
     name = _module_name(path)
@@ -92,6 +96,9 @@ def load_module(spec: str) -> ModuleType:
             return importlib.import_module(name)
         except DefinitionError:
             raise
+        except SystemExit as exc:  # a module that exits would end the CLI without a word
+            raise PipelineLoadError(f"{_where(path, exc)}: the module called {_exit_message(exc)} "
+                                    f"while being imported") from None
         except Exception as exc:
             raise PipelineLoadError(f"{_where(path, exc)}: {type(exc).__name__}: {exc}") from exc
     module_spec = importlib.util.spec_from_file_location(name, path)
@@ -101,6 +108,10 @@ def load_module(spec: str) -> ModuleType:
         module_spec.loader.exec_module(module)
     except DefinitionError as exc:
         raise PipelineLoadError(f"{_where(path, exc)}: {exc}") from exc
+    except SystemExit as exc:
+        del sys.modules[name]
+        raise PipelineLoadError(f"{_where(path, exc)}: the module called {_exit_message(exc)} "
+                                f"while being imported") from None
     except Exception as exc:
         del sys.modules[name]
         raise PipelineLoadError(f"{_where(path, exc)}: {type(exc).__name__}: {exc}") from exc
@@ -137,25 +148,58 @@ def parse_params(create_pipeline: Any, raw: list[str], source: str) -> dict[str,
     return values
 
 
-def build_pipeline(spec: str, raw_params: list[str] | None = None) -> Pipeline:
-    """Loads ``spec`` and calls its ``create_pipeline`` with the given ``--param`` values."""
+def build_pipeline(spec: str, raw_params: list[str] | None = None, pipeline_root: str | None = None) -> Pipeline:
+    """Loads ``spec`` and calls its ``create_pipeline`` with the given ``--param`` values.
+
+    ``pipeline_root`` is the one root of the run (the CLI's ``--pipeline-root``): it is
+    handed to ``create_pipeline`` when that takes a ``pipeline_root`` parameter, so that
+    what the pipeline places under its root by default (Pusher's serving folder) follows
+    it, and it becomes the built pipeline's root either way.
+    """
     module = load_module(spec)
     path = os.path.abspath(module.__file__)
     create = getattr(module, "create_pipeline", None)
     if not callable(create):
         raise PipelineLoadError(f"{path}: defines no create_pipeline(**params) function")
     params = parse_params(create, raw_params or [], path)
+    root = _one_root(create, params, pipeline_root)
     try:
         pipeline = create(**params)
     except DefinitionError as exc:
         # Name the line of create_pipeline that built the bad node, too.
         raise PipelineLoadError(f"{_where(path, exc)}: {exc}") from exc
+    except SystemExit as exc:
+        raise PipelineLoadError(f"{_where(path, exc)}: create_pipeline called {_exit_message(exc)}") from None
     except Exception as exc:
         raise PipelineLoadError(f"{_where(path, exc)}: create_pipeline raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(pipeline, Pipeline):
         raise PipelineLoadError(f"{path}: create_pipeline returned {type(pipeline).__name__}, not a Pipeline")
+    if root is not None:
+        pipeline.pipeline_root = root
     pipeline.parameters = {**_defaults(create), **params, **pipeline.parameters}
     return pipeline
+
+
+def _one_root(create: Any, params: dict[str, Any], pipeline_root: str | None) -> str | None:
+    """The run's root: ``pipeline_root`` (also passed to ``create_pipeline`` when it takes one).
+
+    ``--param pipeline_root=`` is the same setting spelled otherwise: it must agree.
+    """
+    given = params.get("pipeline_root")
+    if pipeline_root is None:
+        return given if isinstance(given, str) and given else None
+    if given is not None and _same_path(str(given), pipeline_root) is False:
+        raise PipelineLoadError(f"--param pipeline_root={given} disagrees with the pipeline root {pipeline_root}: "
+                                f"give the root once, with --pipeline-root")
+    if "pipeline_root" in inspect.signature(create).parameters:
+        params["pipeline_root"] = pipeline_root
+    return pipeline_root
+
+
+def _same_path(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _defaults(fn: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from sluice.orchestration import runtime
 from sluice.orchestration.execution import ExecutionFailed, NodeResult, recover_abandoned, run_node
 from sluice.orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri
 from sluice.orchestration.pipeline import Pipeline, compile_pipeline
-from sluice.orchestration.secrets import mask_uri
+from sluice.orchestration.secrets import mask_text, mask_uri
 
 
 @dataclasses.dataclass
@@ -180,9 +180,11 @@ def run_pipeline(
                     try:
                         results[node_id] = fut.result()
                     except ExecutionFailed as exc:
-                        first_error = first_error or str(exc)
+                        # A library's message may quote the tracking URL, password included.
+                        message = mask_text(str(exc))
+                        first_error = first_error or message
                         results[node_id] = NodeResult(node_id, node["type"], FAILED, 0.0, {}, None,
-                                                      str(exc), exc.log)
+                                                      message, exc.log)
                     progress.finished(results[node_id])
         except BaseException as exc:
             store.end_pipeline_run(run_id, FAILED, f"interrupted: {type(exc).__name__}",

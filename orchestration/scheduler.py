@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sluice.components.io import spans
 from sluice.components.sdk import DefinitionError
+from sluice.orchestration.secrets import mask_text
 
 log = logging.getLogger("sluice.scheduler")
 
@@ -234,7 +235,7 @@ class Scheduler:
                 record = ScheduledRun(scheduled_for, "executed" if ok else "failed",
                                       getattr(result, "run_id", "") or getattr(result, "error", ""))
             except Exception as exc:  # noqa: BLE001 - a failing run never stops the scheduler
-                record = ScheduledRun(scheduled_for, "failed", f"{type(exc).__name__}: {exc}")
+                record = ScheduledRun(scheduled_for, "failed", mask_text(f"{type(exc).__name__}: {exc}"))
             finally:
                 self.lock.release()
         log.info("run for %s: %s %s", scheduled_for.isoformat(), record.status, record.detail)

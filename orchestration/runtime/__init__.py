@@ -3,7 +3,8 @@
 Components are plain functions and never touch the process they run in; these are the
 process-level settings and library workarounds that runners apply around them:
 
-- once, at a runner's start: ``prepare_process`` (``heap.tune_heap``);
+- once, at a runner's start: ``prepare_process`` (``heap.tune_heap``; ``log_masking.install``:
+  credentials masked in every log record);
 - before each executor: ``prepare_executor`` (its heavy imports, frozen once done; the Keras
   workaround for TensorFlow components), and a ``RunnerContext`` for it (Beam's sampler);
 - after each executor: ``after_executor`` (``heap.release_memory``);
@@ -15,7 +16,7 @@ does nothing for one it was not written for.
 
 from __future__ import annotations
 
-from sluice.orchestration.runtime import keras
+from sluice.orchestration.runtime import keras, log_masking
 from sluice.orchestration.runtime.beam import RunnerContext
 from sluice.orchestration.runtime.heap import release_memory, tune_heap
 from sluice.orchestration.runtime.imports import import_heavy, import_heavy_modules
@@ -28,6 +29,7 @@ __all__ = ["prepare_process", "prepare_executor", "after_executor", "RunnerConte
 def prepare_process() -> None:
     """What a runner does once, at its start, before it starts any thread."""
     tune_heap()
+    log_masking.install()
 
 
 def prepare_executor(warm_imports: tuple[str, ...] | list[str]) -> None:

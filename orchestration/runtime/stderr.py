@@ -2,7 +2,8 @@
 
 Native libraries (TensorFlow, XLA, gRPC) write straight to file descriptor 2, before any
 Python log level applies, and Python libraries log and warn about things that are not the
-user's to fix. ``filtered_stderr`` passes fd 2 through a thread that drops the native lines;
+user's to fix. ``filtered_stderr`` passes fd 2 through a thread that drops the native lines
+and masks credentials (``masked_stdout`` masks fd 1 the same way);
 ``quiet_libraries`` lowers the libraries' log levels; ``stdout_to_stderr`` keeps stdout for
 the one JSON document a ``--json`` run prints. ``--debug`` keeps everything.
 """
@@ -29,7 +30,10 @@ NATIVE_NOISE = re.compile(
 
 def quiet_libraries(debug: bool) -> None:
     """Logs warnings and up; without ``debug``, libraries only log their errors."""
+    from sluice.orchestration.runtime import log_masking
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_masking.install()
     if not debug:
         import warnings
 
@@ -65,38 +69,60 @@ def progress_stream():
     return _PROGRESS_STREAM
 
 
+def _masked_lines(read_fd: int, out_fd: int, drop_noise: bool) -> None:
+    """Copies lines from ``read_fd`` to ``out_fd``: credentials masked, native chatter dropped."""
+    from sluice.orchestration.secrets import mask_text
+
+    with os.fdopen(read_fd, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
+        for line in pipe:
+            text = line.decode("utf-8", "replace")
+            if drop_noise and NATIVE_NOISE.match(text.rstrip("\n")):
+                continue
+            clean = mask_text(text)
+            out.write(line if clean == text else clean.encode("utf-8"))
+
+
 @contextlib.contextmanager
-def filtered_stderr(enabled: bool):
-    """Drops native-library chatter from fd 2 (kept with --debug)."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
+def _through_pump(fd: int, drop_noise: bool):
+    """Passes everything written to ``fd`` through ``_masked_lines``; yields a copy of the real ``fd``."""
+    (sys.stderr if fd == 2 else sys.stdout).flush()
+    saved = os.dup(fd)
     read_fd, write_fd = os.pipe()
-    os.dup2(write_fd, 2)
+    os.dup2(write_fd, fd)
     os.close(write_fd)
-
     out_fd = os.dup(saved)  # the pump's own copy: `saved` is closed when the block ends
-
-    def pump() -> None:
-        with os.fdopen(read_fd, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
-            for line in pipe:
-                if not NATIVE_NOISE.match(line.decode("utf-8", "replace").rstrip("\n")):
-                    out.write(line)
-
-    thread = threading.Thread(target=pump, daemon=True)
+    thread = threading.Thread(target=_masked_lines, args=(read_fd, out_fd, drop_noise), daemon=True)
     thread.start()
-    global _PROGRESS_STREAM
-    # Progress goes straight to the real stderr: its live line has no newline for the
-    # line-based filter to pass on.
-    _PROGRESS_STREAM = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     try:
-        yield
+        yield saved
     finally:
-        stream, _PROGRESS_STREAM = _PROGRESS_STREAM, None
-        stream.close()
-        sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last writer, so the pump drains and ends
+        (sys.stderr if fd == 2 else sys.stdout).flush()
+        os.dup2(saved, fd)  # closes the pipe's last writer, so the pump drains and ends
         os.close(saved)
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def filtered_stderr(quiet: bool):
+    """Masks credentials in every line written to fd 2; with ``quiet``, drops native-library chatter.
+
+    The masking stays with --debug: a traceback or a library's own print (MLflow prints each
+    run's URL, tracking server credentials included) must not show a password either.
+    """
+    with _through_pump(2, drop_noise=quiet) as real:
+        global _PROGRESS_STREAM
+        # Progress goes straight to the real stderr: its live line has no newline for the
+        # line-based filter to pass on (it shows component ids and times only).
+        _PROGRESS_STREAM = os.fdopen(os.dup(real), "w", buffering=1, encoding="utf-8", errors="replace")
+        try:
+            yield
+        finally:
+            stream, _PROGRESS_STREAM = _PROGRESS_STREAM, None
+            stream.close()
+
+
+@contextlib.contextmanager
+def masked_stdout():
+    """Masks credentials in every line written to fd 1 (components' and libraries' prints too)."""
+    with _through_pump(1, drop_noise=False):
+        yield

@@ -35,7 +35,7 @@ def penguins_data_dir() -> str:
 
 
 def create_pipeline(
-    pipeline_root: str = os.environ.get("SLUICE_PIPELINE_ROOT", "sluice_runs"),
+    pipeline_root: str = "sluice_runs",
     data_root: str = "",
     serving_dir: str = "",
     train_steps: int = 300,
@@ -46,6 +46,7 @@ def create_pipeline(
     beam_pipeline_args: list[str] = [],  # noqa: B006 - never mutated
 ) -> Pipeline:
     data_root = data_root or penguins_data_dir()
+    # Under the run's root by default: `sluice run --pipeline-root` passes its root here.
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "penguin")
     # The package writes missing values R-style, as "NA".
     example_gen = CsvExampleGen(input_base=data_root, input_pattern="penguins.csv", null_values=["", "NA"])

@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def create_pipeline(
     data_root: str = "",
     input_pattern: str = "*.csv",
-    pipeline_root: str = os.environ.get("SLUICE_PIPELINE_ROOT", "sluice_runs"),
+    pipeline_root: str = "sluice_runs",
     serving_dir: str = "",
     train_steps: int = 1000,
     eval_steps: int = 150,
@@ -52,6 +52,7 @@ def create_pipeline(
     if not data_root:
         raise DefinitionError("taxi: set the parameter data_root to the folder of the Chicago taxi CSV "
                               "(e.g. --param data_root=../shared/data/chicago_taxi)")
+    # Under the run's root by default: `sluice run --pipeline-root` passes its root here.
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "taxi")
     example_gen = CsvExampleGen(input_base=data_root, input_pattern=input_pattern)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
