@@ -1,9 +1,17 @@
-"""Pusher: copies a blessed model into a TF Serving model directory and registers it in MLflow.
+"""Pusher: registers a blessed model in MLflow and places it in a TF Serving model directory.
 
 The layout is TF Serving's: ``<serving_dir>/<version>/saved_model.pb`` with
 integer versions; a push adds ``max(existing) + 1``. The copy is written into a
-hidden temporary folder inside ``serving_dir`` and renamed into place, so a
+hidden staging folder inside ``serving_dir`` and renamed into place, so a
 server watching the folder never sees a half-written version.
+
+A push is, in this order: stage the copy; upload the SavedModel as artifacts of
+the Pusher's MLflow run and register it (tagged with the model's fingerprint);
+write a marker naming fingerprint and registered version into the copy; rename
+the copy into place; point alias ``champion`` at the newest placed version. A
+kill at any step leaves either nothing (a stale staging folder, removed by the
+next push) or one registered version that the next push of the same model
+completes and reuses instead of pushing the model again.
 
     Pusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
            serving_dir="/srv/models/taxi", registered_model_name="taxi")
@@ -12,6 +20,7 @@ server watching the folder never sees a half-written version.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -21,6 +30,17 @@ import tempfile
 
 from sluice.components.artifacts import Model, ModelBlessing, PushedModel
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
+
+MARKER = ".sluice-push.json"  # in each version folder: which model it holds and where it is registered
+FINGERPRINT_TAG = "sluice.model_fingerprint"
+MODEL_URI_TAG = "sluice.model_uri"
+EXECUTION_TAG = "sluice.execution_id"  # the execution that last completed or reused the push
+SERVING_TAG = "sluice.serving_path"  # set once the version's folder is in place
+ARTIFACT_PATH = "serving_model"
+ALIAS = "champion"
+
+
+# --- the serving folder ------------------------------------------------------------------------
 
 
 def _existing_versions(serving_dir: str) -> list[int]:
@@ -47,6 +67,45 @@ def _prepare_serving_dir(serving_dir: str) -> str:
     return serving_dir
 
 
+def model_fingerprint(model: Model) -> str:
+    """Names one pushed model: its artifact URI and the bytes of its SavedModel files.
+
+    The URI is part of it so that two trainings that happen to give identical files stay
+    two models (two pushes), while a re-run with the same (cached) model is recognised.
+    """
+    digest = hashlib.sha256(os.path.abspath(model.uri).encode())
+    for base, dirs, names in os.walk(model.serving_dir):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(base, name)
+            digest.update(b"\0" + os.path.relpath(path, model.serving_dir).encode() + b"\0")
+            if os.path.islink(path):  # named by its target; the copy reports a broken one
+                digest.update(os.readlink(path).encode())
+                continue
+            with open(path, "rb") as data:
+                for block in iter(lambda: data.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def read_marker(version_dir: str) -> dict:
+    """The marker of a version folder; ``{}`` for a folder pushed otherwise (or before markers)."""
+    try:
+        with open(os.path.join(version_dir, MARKER)) as data:
+            marker = json.load(data)
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+def _write_marker(version_dir: str, marker: dict) -> None:
+    """Writes the marker through a temporary file and a rename: never half a marker."""
+    tmp = os.path.join(version_dir, f".{MARKER}.{os.getpid()}")
+    with open(tmp, "w") as out:
+        json.dump(marker, out, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(version_dir, MARKER))
+
+
 def _process_tag(pid: int) -> str:
     """``<pid>.<start time>``: names a staging folder's owner, robust to pid reuse."""
     import psutil
@@ -60,8 +119,8 @@ def _process_tag(pid: int) -> str:
 def remove_stale_staging(serving_dir: str) -> list[str]:
     """Removes ``.push-<pid>.<start>-*`` folders whose pushing process is gone.
 
-    A push killed mid-copy leaves its staging folder behind (never a version
-    folder); the next push into the same directory cleans it up.
+    A push killed before its rename leaves its staging folder behind (never a
+    version folder); the next push into the same directory cleans it up.
     """
     removed = []
     for name in os.listdir(serving_dir):
@@ -76,20 +135,26 @@ def remove_stale_staging(serving_dir: str) -> list[str]:
     return removed
 
 
-def copy_as_new_version(source: str, serving_dir: str) -> tuple[int, str]:
-    """Copies the SavedModel folder ``source`` to ``<serving_dir>/<next version>`` atomically.
+def stage_copy(source: str, serving_dir: str) -> str:
+    """Copies the SavedModel folder ``source`` into a new staging folder; returns the copy's path."""
+    staging = tempfile.mkdtemp(prefix=f".push-{_process_tag(os.getpid())}-", dir=serving_dir)
+    payload = os.path.join(staging, "model")
+    try:
+        shutil.copytree(source, payload)
+    except (OSError, shutil.Error) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ComponentError(f"Pusher: copying {source} into {serving_dir} failed: {exc}") from None
+    return payload
 
-    >>> copy_as_new_version("/models/run-7/Format-Serving", "/srv/models/taxi")  # doctest: +SKIP
+
+def place_version(payload: str, serving_dir: str) -> tuple[int, str]:
+    """Renames the staged ``payload`` to ``<serving_dir>/<next version>``; removes its staging folder.
+
+    >>> staged = stage_copy("/models/run-7/Format-Serving", "/srv/models/taxi")  # doctest: +SKIP
+    >>> place_version(staged, "/srv/models/taxi")  # doctest: +SKIP
     (3, '/srv/models/taxi/3')
     """
-    remove_stale_staging(serving_dir)
-    staging = tempfile.mkdtemp(prefix=f".push-{_process_tag(os.getpid())}-", dir=serving_dir)
     try:
-        payload = os.path.join(staging, "model")
-        try:
-            shutil.copytree(source, payload)
-        except (OSError, shutil.Error) as exc:
-            raise ComponentError(f"Pusher: copying {source} into {serving_dir} failed: {exc}") from None
         version = max(_existing_versions(serving_dir), default=0) + 1
         while True:
             destination = os.path.join(serving_dir, str(version))
@@ -102,7 +167,7 @@ def copy_as_new_version(source: str, serving_dir: str) -> tuple[int, str]:
                 raise
             return version, destination
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(payload), ignore_errors=True)
 
 
 def rename_no_replace(source: str, destination: str) -> None:
@@ -129,19 +194,158 @@ def rename_no_replace(source: str, destination: str) -> None:
     os.rename(source, destination)
 
 
-def _register(ctx: ExecutionContext, name: str, source: str) -> dict:
-    """Registers ``source`` as a new version of ``name``, aliased ``champion``."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+# --- the MLflow Model Registry -----------------------------------------------------------------
 
-    client = MlflowClient(ctx.tracking_uri)
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="Pushed by Sluice's Pusher")
-    version = client.create_model_version(name, source, run_id=ctx.mlflow_run_id)
-    client.set_registered_model_alias(name, "champion", version.version)
-    return {"name": name, "version": int(version.version), "alias": "champion"}
+
+def upload_model(client, run_id: str, model: Model) -> str:
+    """Uploads the SavedModel as artifacts of MLflow run ``run_id``; returns the URI to register.
+
+    The source then lives in the run's own artifact store (a local folder, or a tracking server's
+    proxied artifacts), which is what a server accepts as a model version's source.
+    """
+    client.log_artifacts(run_id, model.serving_dir, ARTIFACT_PATH)
+    return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + ARTIFACT_PATH
+
+
+class Registry:
+    """The registry side of pushes of one registered model name."""
+
+    def __init__(self, ctx: ExecutionContext, name: str):
+        from mlflow.tracking import MlflowClient
+
+        if not ctx.mlflow_run_id:
+            raise ComponentError(f"Pusher: tracking URI set but no MLflow run to upload model '{name}' to")
+        self.client = MlflowClient(ctx.tracking_uri)
+        self.ctx = ctx
+        self.name = name
+
+    def versions(self) -> list:
+        quote = '"' if "'" in self.name else "'"
+        found, token = [], None
+        while True:
+            page = self.client.search_model_versions(f"name = {quote}{self.name}{quote}", page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+    def is_of(self, number: int | None, fingerprint: str) -> bool:
+        """Whether registered version ``number`` exists and holds the model ``fingerprint``."""
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(number, int):
+            return False
+        try:
+            return self.client.get_model_version(self.name, str(number)).tags.get(FINGERPRINT_TAG) == fingerprint
+        except MlflowException:
+            return False
+
+    def unplaced(self, fingerprint: str, placed: set[int]) -> int | None:
+        """The newest version of this model whose push did not place it (its process was killed)."""
+        numbers = [int(v.version) for v in self.versions()
+                   if v.tags.get(FINGERPRINT_TAG) == fingerprint and int(v.version) not in placed]
+        return max(numbers, default=None)
+
+    def register(self, model: Model, fingerprint: str) -> int:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(self.name, description="Pushed by Sluice's Pusher")
+            except MlflowException:  # created meanwhile by a concurrent push
+                self.client.get_registered_model(self.name)
+        source = upload_model(self.client, self.ctx.mlflow_run_id, model)
+        tags = {FINGERPRINT_TAG: fingerprint, MODEL_URI_TAG: model.uri, EXECUTION_TAG: self.ctx.execution_id}
+        version = self.client.create_model_version(self.name, source, run_id=self.ctx.mlflow_run_id, tags=tags)
+        return int(version.version)
+
+    def complete(self, number: int, destination: str) -> dict:
+        """Records where version ``number`` is served and by which execution; re-points ``champion``."""
+        self.client.set_model_version_tag(self.name, str(number), SERVING_TAG, destination)
+        # A version registered by a killed execution now also names the one that completed it.
+        self.client.set_model_version_tag(self.name, str(number), EXECUTION_TAG, self.ctx.execution_id)
+        champion = self.point_champion()
+        return {"name": self.name, "version": number, "alias": ALIAS if champion == number else None}
+
+    def _newest_complete(self) -> int | None:
+        """The newest version whose folder is in place (versions registered without Sluice count too)."""
+        numbers = [int(v.version) for v in self.versions()
+                   if FINGERPRINT_TAG not in v.tags or SERVING_TAG in v.tags]
+        return max(numbers, default=None)
+
+    def point_champion(self) -> int | None:
+        """Points ``champion`` at the newest complete version.
+
+        Concurrent pushes each write the newest they see and then check it: the last
+        check after the last write fixes a stale value written by a slower push.
+        """
+        from mlflow.exceptions import MlflowException
+
+        target = None
+        for _ in range(5):
+            target = self._newest_complete()
+            if target is None:
+                return None
+            self.client.set_registered_model_alias(self.name, ALIAS, str(target))
+            try:
+                current = int(self.client.get_model_version_by_alias(self.name, ALIAS).version)
+            except MlflowException:
+                current = None
+            if current == target == self._newest_complete():
+                break
+        return target
+
+
+# --- the push ------------------------------------------------------------------------------------
+
+
+def _markers(serving_dir: str) -> dict[int, dict]:
+    return {v: read_marker(os.path.join(serving_dir, str(v))) for v in _existing_versions(serving_dir)}
+
+
+def _placed_numbers(markers: dict[int, dict], name: str) -> set[int]:
+    """Registry versions of ``name`` that some version folder holds."""
+    return {m["registered"][name] for m in markers.values()
+            if isinstance(m.get("registered"), dict) and isinstance(m["registered"].get(name), int)}
+
+
+def _reuse(model: Model, serving_dir: str, version: int, marker: dict, fingerprint: str,
+           registry: Registry | None, markers: dict[int, dict]) -> dict:
+    """The model is already the newest version in the folder (pushed before, e.g. by a killed run)."""
+    destination = os.path.join(serving_dir, str(version))
+    registered = None
+    if registry is not None:
+        names = dict(marker.get("registered") or {})
+        number = names.get(registry.name)
+        if not registry.is_of(number, fingerprint):  # placed without (this) registry: register it now
+            number = registry.unplaced(fingerprint, _placed_numbers(markers, registry.name))
+            number = number or registry.register(model, fingerprint)
+            _write_marker(destination, {**marker, "registered": {**names, registry.name: number}})
+        registered = registry.complete(number, destination)
+    return {"version": version, "destination": destination, "registered_model": registered, "reused": True}
+
+
+def _push(model: Model, serving_dir: str, ctx: ExecutionContext, name: str) -> dict:
+    """Pushes ``model`` unless it is already the newest version; see the module docstring for the order."""
+    fingerprint = model_fingerprint(model)
+    remove_stale_staging(serving_dir)
+    registry = Registry(ctx, name) if ctx.tracking_uri else None
+    markers = _markers(serving_dir)
+    newest = max(markers, default=None)
+    if newest is not None and markers[newest].get("fingerprint") == fingerprint:
+        return _reuse(model, serving_dir, newest, markers[newest], fingerprint, registry, markers)
+
+    payload = stage_copy(model.serving_dir, serving_dir)
+    marker = {"fingerprint": fingerprint, "model_uri": model.uri, "registered": {}}
+    if registry is not None:
+        number = registry.unplaced(fingerprint, _placed_numbers(markers, registry.name))
+        marker["registered"][registry.name] = number or registry.register(model, fingerprint)
+    _write_marker(payload, marker)
+    version, destination = place_version(payload, serving_dir)
+    registered = registry.complete(marker["registered"][name], destination) if registry is not None else None
+    return {"version": version, "destination": destination, "registered_model": registered, "reused": False}
 
 
 def _not_blessed_reason(model: Model, model_blessing: ModelBlessing | None) -> str | None:
@@ -167,8 +371,10 @@ def push_model(
     """Pushes ``model`` to ``serving_dir`` as a new TF Serving version if it is blessed.
 
     Without a ``model_blessing`` input the model is pushed unconditionally. With
-    a tracking URI the pushed copy is registered in the MLflow Model Registry as
-    ``registered_model_name`` (default: the pipeline name) with alias ``champion``.
+    a tracking URI the model is registered in the MLflow Model Registry as
+    ``registered_model_name`` (default: the pipeline name); alias ``champion``
+    names the newest version in place. A model that is already the newest version
+    is not copied again: its push is completed where it stopped and reused.
     """
     ctx = ctx or ExecutionContext()
     serving_dir = _prepare_serving_dir(serving_dir)
@@ -177,13 +383,10 @@ def push_model(
 
     reason = _not_blessed_reason(model, model_blessing)
     record = {"pushed": False, "version": None, "destination": "", "reason": reason or "",
-              "registered_model": None}
+              "registered_model": None, "reused": False}
     if reason is None:
-        version, destination = copy_as_new_version(model.serving_dir, serving_dir)
-        record.update(pushed=True, version=version, destination=destination,
+        record.update(_push(model, serving_dir, ctx, registered_model_name or ctx.pipeline_name), pushed=True,
                       reason="blessed" if model_blessing is not None else "no blessing required")
-        if ctx.tracking_uri:
-            record["registered_model"] = _register(ctx, registered_model_name or ctx.pipeline_name, destination)
 
     with open(pushed_model.path("push.json"), "w") as out:
         json.dump(record, out, indent=2)

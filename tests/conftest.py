@@ -93,3 +93,107 @@ def _stop_group(proc):
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _wait_for(url: str, proc: subprocess.Popen, log: Path, what: str, seconds: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except Exception:
+            time.sleep(0.5)
+    _stop_group(proc)
+    raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}")
+
+
+def _as_unprivileged() -> list[str]:
+    """A command prefix that drops root: PostgreSQL refuses to run as root (CI runs as root)."""
+    if os.getuid() != 0:
+        return []
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    return ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--"]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 15 on a free loopback port, its data in a fresh folder; yields a database URI.
+
+    The folder lives under the system temporary folder, not pytest's (that one is private to
+    root, and the server may run as ``nobody``).
+    """
+    import shutil
+    import signal
+    import tempfile
+
+    import psycopg2
+
+    base = Path(tempfile.mkdtemp(prefix="sluice-postgres-"))
+    prefix = _as_unprivileged()
+    if prefix:
+        import pwd
+
+        nobody = pwd.getpwnam("nobody")
+        os.chown(base, nobody.pw_uid, nobody.pw_gid)
+    data = base / "data"
+    subprocess.run([*prefix, "/usr/local/bin/initdb", "-D", str(data), "-U", "sluice", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, timeout=120)
+    port = free_port()
+    log_path = base / "postgres.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [*prefix, "/usr/local/bin/postgres", "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+             "-k", str(base), "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 60
+    while True:
+        try:
+            conn = psycopg2.connect(host="127.0.0.1", port=port, user="sluice", dbname="postgres")
+            break
+        except psycopg2.OperationalError:
+            if proc.poll() is not None or time.time() > deadline:
+                _stop_group(proc)
+                raise RuntimeError(f"postgres did not start: {log_path.read_text()[-2000:]}") from None
+            time.sleep(0.3)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE DATABASE mlflow")
+    conn.close()
+    # psycopg2 named explicitly: SQLAlchemy 2 would pick psycopg 3, which is not installed.
+    yield f"postgresql+psycopg2://sluice@127.0.0.1:{port}/mlflow"
+    proc.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def team_server(tmp_path_factory, postgres):
+    """The README's team setup: `mlflow server` over PostgreSQL, serving artifacts from its own folder.
+
+    Yields ``(url, artifacts folder)``. Clients upload artifacts through the server
+    (``mlflow-artifacts:`` URIs), as they would from another machine.
+    """
+    root = tmp_path_factory.mktemp("team-server")
+    port = free_port()
+    log_path = root / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", postgres, "--artifacts-destination", str(root / "artifacts"),
+             "--workers", "2"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(url + "/health", proc, log_path, "mlflow server over postgres")
+    yield url, root / "artifacts"
+    _stop_group(proc)
