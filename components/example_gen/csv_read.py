@@ -11,7 +11,7 @@ import os
 
 from sluice.components.example_gen import config
 from sluice.components.example_gen.columns import INTFLOAT, STRING, CsvColumns, buffer, csv_options
-from sluice.components.example_gen.config import ColumnTypeChanged
+from sluice.components.example_gen.config import ColumnTypeChanged, one_line
 from sluice.components.example_gen.csv_errors import InvalidRows, csv_error, not_utf8_error, unclosed_quote_at_end
 from sluice.components.sdk import ComponentError
 
@@ -36,8 +36,14 @@ class ReadCsvFile:
         self._schema = None  # columns.batch_schema(), made once
 
     def __call__(self, file):
-        for batch in _prefetched(self._batches(file.path)):
-            yield file.split, file.index, batch
+        import pyarrow as pa
+
+        try:
+            for batch in _prefetched(self._batches(file.path)):
+                yield file.split, file.index, batch
+        except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
+            # Every error names the file: the known ones are worded in csv_errors, this is the rest.
+            raise ComponentError(f"{file.path}: cannot read it as a UTF-8 CSV file: {one_line(str(exc))}") from None
 
     def _batches(self, path: str):
         import mmap
@@ -96,7 +102,8 @@ class ReadCsvFile:
     def _check_header(path: str, header: bytes, names: list[str]) -> None:
         import pyarrow.csv as pacsv
 
-        found = pacsv.open_csv(buffer(header), read_options=pacsv.ReadOptions(use_threads=False)).schema.names
+        options = pacsv.ReadOptions(use_threads=False, block_size=max(len(header) + 1, 1 << 20))
+        found = pacsv.open_csv(buffer(header), read_options=options).schema.names
         if found != names:
             raise ComponentError(f"{path}:1: header differs from the other files: {found}")
 

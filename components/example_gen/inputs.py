@@ -10,6 +10,7 @@ import dataclasses
 import os
 
 from sluice.components.example_gen.config import SPLIT_NAME, InputFile, SpanRange
+from sluice.components.example_gen.file_checks import check_regular_file
 from sluice.components.io import spans
 from sluice.components.sdk import ComponentError
 
@@ -88,6 +89,8 @@ def resolve_input(
 
     if not FileSystems.exists(input_base):
         raise ComponentError(f"{who}: input_base {input_base} does not exist")
+    if "://" not in input_base and not os.path.isdir(input_base):
+        check_regular_file(who, input_base)  # a FIFO or a device: refused before anything opens it
     if is_file(input_base):
         if input_config:
             raise ComponentError(f"{who}: input_config needs input_base to be a folder, not the file {input_base}")
@@ -105,6 +108,8 @@ def resolve_input(
         files += [InputFile(p, len(files) + i, split) for i, p in enumerate(paths)]
     if len(chosen) > 1:
         raise ComponentError(f"{who}: input_config patterns select different spans: {chosen}")
+    for file in files:
+        check_regular_file(who, file.path)
     return ResolvedInput(files, next(iter(chosen)), version)
 
 

@@ -17,33 +17,27 @@ from sluice.components.example_gen.columns import (
     csv_options,
     few_distinct,
 )
-from sluice.components.example_gen.config import InputFile
+from sluice.components.example_gen.config import InputFile, one_line
 from sluice.components.example_gen.csv_errors import InvalidRows, csv_error, unclosed_quote_at_end
+from sluice.components.example_gen.file_checks import check_csv_head
 from sluice.components.sdk import ComponentError
 
 
 def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, ...] = ("",)) -> CsvColumns:
     """Checks every file's header and first block; kinds from the first blocks (not exact)."""
+    import pyarrow as pa
+
     names: list[str] | None = None
     kinds: list[int] = []
     sample = None  # the first file's first block
     for file in files:
-        sniffed = sniff_head_in_memory(file.path, null_values)
-        header = sniffed[0] if sniffed else _csv_header(file.path)
-        empty = [i + 1 for i, n in enumerate(header) if not n.strip()]
-        if empty:
-            raise ComponentError(f"{file.path}:1: empty column name at position(s) {', '.join(map(str, empty))} "
-                                 f"of {len(header)} in the header")
-        duplicates = sorted({n for n in header if header.count(n) > 1})
-        if duplicates:
-            raise ComponentError(f"{file.path}:1: duplicate column name(s) {', '.join(map(repr, duplicates))}")
+        try:
+            header, file_kinds, first_block = _sniff_file(file.path, names, files[0].path, null_values)
+        except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
+            # Every error names the file: the known ones are worded in csv_errors, this is the rest.
+            raise ComponentError(f"{file.path}: cannot read it as a UTF-8 CSV file: {one_line(str(exc))}") from None
         if names is None:
             names, kinds = header, [EMPTY] * len(header)
-        elif header != names:
-            raise ComponentError(f"{file.path}:1: header differs from {files[0].path}: {header} vs {names}")
-        _, file_kinds, rows, first_block = sniffed or _sniff_streaming(file.path, names, null_values)
-        if rows == 0:
-            raise ComponentError(f"{file.path}: has a header but no data rows")
         if sample is None:
             sample = first_block
         kinds = [max(a, b) for a, b in zip(kinds, file_kinds)]
@@ -51,7 +45,28 @@ def sniff_csv_columns(who: str, files: list[InputFile], null_values: tuple[str, 
     return CsvColumns(tuple(names or ()), tuple(kinds), null_values=tuple(null_values), dictionary=dictionary)
 
 
-def _csv_header(path: str) -> list[str]:
+def _sniff_file(path: str, names: list[str] | None, first_path: str, null_values: tuple[str, ...]):
+    """(header, kinds, first block) of one file, its header checked (against ``names`` when known)."""
+    # A header longer than a sniffed block is read in one block (pyarrow needs whole rows in one).
+    block = max(min(config.SNIFF_BLOCK_BYTES, config.CSV_BLOCK_BYTES), 4 * check_csv_head(path).header_bytes)
+    sniffed = sniff_head_in_memory(path, null_values)
+    header = sniffed[0] if sniffed else _csv_header(path, block)
+    empty = [i + 1 for i, n in enumerate(header) if not n.strip()]
+    if empty:
+        raise ComponentError(f"{path}:1: empty column name at position(s) {', '.join(map(str, empty))} "
+                             f"of {len(header)} in the header")
+    duplicates = sorted({n for n in header if header.count(n) > 1})
+    if duplicates:
+        raise ComponentError(f"{path}:1: duplicate column name(s) {', '.join(map(repr, duplicates))}")
+    if names is not None and header != names:
+        raise ComponentError(f"{path}:1: header differs from {first_path}: {header} vs {names}")
+    _, file_kinds, rows, first_block = sniffed or _sniff_streaming(path, header, null_values, block)
+    if rows == 0:
+        raise ComponentError(f"{path}: has a header but no data rows")
+    return header, file_kinds, first_block
+
+
+def _csv_header(path: str, block_bytes: int) -> list[str]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     from apache_beam.io.filesystems import FileSystems
@@ -61,14 +76,14 @@ def _csv_header(path: str) -> list[str]:
         try:
             reader = pacsv.open_csv(
                 fh,
-                read_options=pacsv.ReadOptions(block_size=config.SNIFF_BLOCK_BYTES, use_threads=False),
+                read_options=pacsv.ReadOptions(block_size=block_bytes, use_threads=False),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
                 convert_options=pacsv.ConvertOptions(check_utf8=False),
             )
             return list(reader.schema.names)
         except pa.ArrowInvalid as exc:
-            if "Empty CSV" in str(exc):
-                raise ComponentError(f"{path}: empty file (no header)") from None
+            if "Empty CSV" in str(exc):  # not a file of no bytes: check_csv_head refuses those
+                raise ComponentError(f"{path}: no header: the file holds only blank lines") from None
             raise csv_error(path, exc, invalid, []) from None
 
 
@@ -83,7 +98,7 @@ def _sniff_more(kinds: list[int], blocks: int) -> bool:
     return EMPTY in kinds and blocks * min(config.SNIFF_BLOCK_BYTES, config.CSV_BLOCK_BYTES) < config.SNIFF_MAX_BYTES
 
 
-def _sniff_streaming(path: str, names: list[str], null_values: tuple[str, ...]):
+def _sniff_streaming(path: str, names: list[str], null_values: tuple[str, ...], block_bytes: int):
     """(names, kinds, rows, first block) from the file's first blocks, streamed (any file, any quoting)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -96,7 +111,6 @@ def _sniff_streaming(path: str, names: list[str], null_values: tuple[str, ...]):
     first_block = None
     with FileSystems.open(path) as fh:
         try:
-            block_bytes = min(config.SNIFF_BLOCK_BYTES, config.CSV_BLOCK_BYTES)
             reader = pacsv.open_csv(fh, **csv_options(names, strings, block_bytes, invalid, null_values))
             batch = None
             for block, batch in enumerate(reader):

@@ -28,6 +28,7 @@ from sluice.components.example_gen import (
     SplitConfig,
     csv_example_gen,
     csv_read,
+    file_checks,
     import_example_gen,
     parquet_example_gen,
     resolve_input,
@@ -631,7 +632,7 @@ BAD_CSV = {
     "broken_quoting": ('a,b,c\n1,2,3\n4,"5,6\n7,8,9\n', r"bad\.csv:3: broken quoting: unterminated quoted field"),
     "non_utf8": (b"a,b,c\n1,2,x\n4,5,\xff\xfe\n", r"bad\.csv:3: column 'c' is not valid UTF-8"),
     "non_utf8_in_numbers": (b"a,b,c\n1,2,3\n4,5,\xff\n", r"bad\.csv:3: column 'c' is not valid UTF-8"),
-    "empty_file": ("", r"bad\.csv: empty file"),
+    "empty_file": ("", r"bad\.csv: empty file \(0 bytes\)$"),
     "header_only": ("a,b,c\n", r"bad\.csv: has a header but no data rows"),
     "duplicate_columns": ("a,b,a\n1,2,3\n", r"bad\.csv:1: duplicate column name\(s\) 'a'"),
     # pyarrow reads a quote left open in the last field as a value running to the end of the file.
@@ -642,6 +643,20 @@ BAD_CSV = {
     "empty_column_name": ("a,,c\n1,2,3\n", r"bad\.csv:1: empty column name at position\(s\) 2 of 3"),
     "blank_column_names": ("a, ,c,\n1,2,3,4\n", r"bad\.csv:1: empty column name at position\(s\) 2, 4 of 4"),
     "binary_garbage": (bytes(range(256)) * 8, r"bad\.csv:\d+: not a UTF-8 CSV file"),
+    # Checked at the door (file_checks): encodings, NUL bytes, the header's bytes and separator.
+    "utf16_bom": ("a,b,c\n1,2,3\n".encode("utf-16"), r"bad\.csv: encoded as UTF-16 LE \(byte-order mark\)"),
+    "utf16_be_bom": ("a,b,c\n1,2,3\n".encode("utf-16-be").join([b"\xfe\xff", b""]),
+                     r"bad\.csv: encoded as UTF-16 BE"),
+    "utf32_bom": ("a,b,c\n1,2,3\n".encode("utf-32"), r"bad\.csv: encoded as UTF-32 LE \(byte-order mark\)"),
+    "utf16_no_bom": ("a,b,c\n1,2,3\n".encode("utf-16-le"),
+                     r"bad\.csv:1: not a UTF-8 CSV file: it holds NUL bytes \(binary data, or UTF-16/32"),
+    "nul_in_a_row": (b"a,b,c\n1,2,3\n4,\x005,6\n", r"bad\.csv:3: not a UTF-8 CSV file: it holds NUL bytes"),
+    "bad_byte_in_header": (b"\xffa,b,c\n1,2,3\n",
+                           r"bad\.csv:1: the header is not valid UTF-8 \(byte 0xff at column 1\)"),
+    "bad_byte_and_ragged_row": (b"a,b,c\n1,2,x\n2,caf\xe9\n", r"bad\.csv:3: not a UTF-8 CSV file"),
+    "semicolons": ("a;b;c\n1;2;3\n", r"bad\.csv:1: the header is one column 'a;b;c': the file looks ';'-separated"),
+    "tabs": ("a\tb\n1\t2\n", r"bad\.csv:1: the header is one column 'a\\tb': the file looks tab-separated"),
+    "blank_lines_only": ("\n\n\n", r"bad\.csv: no header: the file holds only blank lines"),
 }
 
 
@@ -743,3 +758,46 @@ def test_bad_row_in_a_later_piece_names_its_line(tmp_path, monkeypatch, quoted_f
     # The line counts rows (the documented assumption: no quoted value spans lines before it).
     with pytest.raises(ComponentError, match=r"bad\.csv:2501: expected 3 columns, got 2"):
         _run_csv(tmp_path, input_base=str(tmp_path / "in"))
+
+
+def test_a_fifo_is_refused_by_name_without_being_opened(tmp_path):
+    # Opening a FIFO waits for a writer for ever: the timeout turns a hang into a failure.
+    (tmp_path / "in").mkdir()
+    os.mkfifo(tmp_path / "in" / "data.csv")
+    code = (
+        "import sys\n"
+        "from sluice.components.example_gen import resolve_input\n"
+        "from sluice.components.sdk import ComponentError\n"
+        "try:\n"
+        "    resolve_input('CsvExampleGen', sys.argv[1])\n"
+        "except ComponentError as exc:\n"
+        "    print(exc)\n"
+    )
+    for base in (tmp_path / "in", tmp_path / "in" / "data.csv"):
+        done = subprocess.run([sys.executable, "-c", code, str(base)], capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == (f"CsvExampleGen: {tmp_path / 'in' / 'data.csv'}: is a FIFO (named pipe), "
+                                       "not a regular file; ExampleGen reads regular files only"), done.stderr
+
+
+def test_a_device_is_refused_by_name_not_called_empty(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "data.csv").symlink_to("/dev/zero")
+    for base in ("/dev/zero", str(tmp_path / "in")):
+        with pytest.raises(ComponentError, match=r"/(zero|data\.csv): is a character device, not a regular file"):
+            resolve_input("CsvExampleGen", base)
+
+
+def test_one_long_line_is_header_only_not_empty(tmp_path, monkeypatch):
+    monkeypatch.setattr(file_checks, "HEAD_BYTES", 1024)  # the line runs far past the head
+    path = _write(tmp_path / "in" / "bad.csv", "a" * 5000)
+    with pytest.raises(ComponentError, match=rf"^{re.escape(str(path))}: has a header but no data rows "
+                                             r"\(the file is one line of 5,000 bytes with no line end\)$"):
+        sniff_csv_columns("CsvExampleGen", [InputFile(str(path), 0)])
+
+
+def test_a_header_longer_than_a_sniffed_block_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(file_checks, "HEAD_BYTES", 1024)
+    monkeypatch.setattr(eg_config, "SNIFF_BLOCK_BYTES", 2048)
+    names = [f"column_{i}_{'x' * 40}" for i in range(100)]  # a header of about 5 KB
+    path = _write(tmp_path / "in" / "wide.csv", ",".join(names) + "\n" + ",".join("1" for _ in names) + "\n")
+    assert list(sniff_csv_columns("CsvExampleGen", [InputFile(str(path), 0)]).names) == names
