@@ -181,8 +181,24 @@ def validate_examples(
     anomalies.anomaly_count = total
     ctx.log_metric("anomalies", total)
     if fail_on_anomalies and any(count_errors(r) for r in results.values()):
-        # The runner discards outputs of a failed execution, so the message carries everything.
-        raise ComponentError(format_anomalies(results))
+        raise anomalies_error(results)
+
+
+def anomalies_error(results: dict[str, Any], max_lines: int = 20) -> ComponentError:
+    """The error that stops the run: a first line naming the columns, then the (summarized) list.
+
+    The runner discards the outputs of a failed execution (the reports with them), so the full
+    list rides along as the error's note: the runner writes it to the execution's log.
+    """
+    columns = sorted({name for r in results.values() for name, info in r.anomaly_info.items()
+                      if severity_name(info) == "ERROR"})
+    named = ", ".join(repr(c) for c in columns[:5]) + (f" and {len(columns) - 5:,} more" if len(columns) > 5 else "")
+    noun = "column breaks" if len(columns) == 1 else "columns break"
+    head = f"{len(columns):,} {noun} the schema: {named} (fail_on_anomalies is set)"
+    error = ComponentError(head + "\n" + format_anomalies(results, max_lines=max_lines,
+                                                          full_list_in="this execution's log"))
+    error.add_note("Every anomaly:\n" + format_anomalies(results, max_lines=1 << 62))
+    return error
 
 
 ExampleValidator = component(validate_examples, name="ExampleValidator")

@@ -135,8 +135,12 @@ def count_errors(anomalies) -> int:
     return sum(1 for info in anomalies.anomaly_info.values() if severity_name(info) == "ERROR")
 
 
-def format_anomalies(anomalies_by_split: dict[str, Any], report_paths: dict[str, str] | None = None) -> str:
+def format_anomalies(anomalies_by_split: dict[str, Any], report_paths: dict[str, str] | None = None,
+                     max_lines: int = 20, full_list_in: str = "the split's anomalies report") -> str:
     """One readable block: per split a headline, then one line per anomalous feature.
+
+    At most ``max_lines`` feature lines in all: the rest of a split is one line "... and N more;
+    the full list is in <its report path, or ``full_list_in``>".
 
     >>> print(format_anomalies({"eval": anomalies}))          # doctest: +SKIP
     2 anomalies in split 'eval'
@@ -144,18 +148,27 @@ def format_anomalies(anomalies_by_split: dict[str, Any], report_paths: dict[str,
       - tips: Column is completely missing
     """
     blocks = []
+    budget = max_lines
     for split, anomalies in anomalies_by_split.items():
         infos = sorted(anomalies.anomaly_info.items())
         if not infos:
             continue
         noun = "anomaly" if len(infos) == 1 else "anomalies"
         head = f"{len(infos)} {noun} in split '{split}'"
-        if report_paths and report_paths.get(split):
-            head += f" (see {report_paths[split]})"
-        lines = [head]
-        for name, info in infos:
-            text = (info.description or info.short_description).strip()
-            marker = " [warning]" if severity_name(info) == "WARNING" else ""
-            lines.append(f"  - {name}: {text}{marker}")
+        report = (report_paths or {}).get(split)
+        if report:
+            head += f" (see {report})"
+        # A list one line over the budget is shown whole: "and 1 more" would save nothing.
+        shown = infos if len(infos) <= budget + 1 else infos[:budget]
+        budget = max(0, budget - len(shown))
+        lines = [head] + [_anomaly_line(name, info) for name, info in shown]
+        if len(shown) < len(infos):
+            lines.append(f"  ... and {len(infos) - len(shown):,} more; the full list is in {report or full_list_in}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks) if blocks else "no anomalies"
+
+
+def _anomaly_line(name: str, info) -> str:
+    text = (info.description or info.short_description).strip()
+    marker = " [warning]" if severity_name(info) == "WARNING" else ""
+    return f"  - {name}: {text}{marker}"

@@ -140,7 +140,7 @@ def run_transform(
     Exactly one of ``module_file`` (a .py defining ``preprocessing_fn``) or
     ``preprocessing_fn`` (a dotted ``"package.module.function"``) is required.
     """
-    from sluice.components.io.examples import split_files
+    from sluice.components.io.examples import read_schema, split_files
 
     ctx = ctx or ExecutionContext()
     fn, source = load_preprocessing_fn(module_file, preprocessing_fn)
@@ -151,17 +151,21 @@ def run_transform(
         _check_column_types(split_shards, raw_types)
     patterns = {split: examples.parquet_pattern(split) for split in files}
 
+    data_columns = read_schema(next(iter(files.values()))[0], OWNER).names
     try:
         analysis = _analyze(ctx, fn, raw_types, source, [patterns[s] for s in analyze_splits], transform_graph.uri)
         _transform(ctx, transform_graph.uri, analysis, [(s, patterns[s]) for s in transform_splits],
                    transformed_examples)
     except PreprocessingFnError as exc:
-        raise ComponentError(f"Transform: {exc}") from None
+        hint = column_hint(exc, source, raw_types, data_columns, schema.file)
+        raise ComponentError(f"Transform: {str(exc).rstrip('.') if hint else exc}{hint}") from None
     except ComponentError:
         raise
     except Exception as exc:  # noqa: BLE001 - a failure while Beam ran the user's graph
+        summary = _summarize_failure(exc, source)
+        hint = column_hint(summary, source, raw_types, data_columns, schema.file)
         raise ComponentError(f"Transform: running preprocessing_fn from {source} on {examples.uri} "
-                             f"failed: {_summarize_failure(exc, source)}") from exc
+                             f"failed: {summary.rstrip('.') if hint else summary}{hint}") from exc
 
     with open(post_transform_schema.file, "w") as fh, \
             open(os.path.join(transform_graph.uri, TRANSFORMED_METADATA_DIR, SCHEMA_FILE)) as src:
@@ -241,6 +245,60 @@ def _summarize_failure(exc: BaseException, source: str) -> str:
     if len(message) > 300:
         message = message[:300] + "..."
     return f"{where}{message or type(exc).__name__}"
+
+
+def column_hint(error: BaseException | str, source: str, raw_types: dict[str, str], data_columns: list[str],
+                schema_file: str) -> str:
+    """``"; <what the data has>"`` for a failure of preprocessing_fn on a missing or ill-typed column, else "".
+
+    A KeyError names a column the inputs lack: said with the columns they have. Otherwise the
+    columns read (``inputs["name"]``) on the failing line, or, when none is, those read anywhere
+    whose dtype the message names, are given with their dtype.
+    """
+    import re
+
+    cause = error.__cause__ if isinstance(error, BaseException) else None
+    if isinstance(cause, KeyError) and cause.args and isinstance(cause.args[0], str) \
+            and cause.args[0] not in raw_types:
+        key = cause.args[0]
+        if key in data_columns:
+            return f"; column {key!r} is in the examples but not in the schema {schema_file}, so inputs lack it"
+        return f"; the examples have no column {key!r} (they have {_listing(raw_types)})"
+    text = str(error)
+    read = _columns_read(source, raw_types)
+    line = re.search(r"(?:, |: )line (\d+)", text)
+    on_line = read.get(int(line.group(1)), []) if line else []
+    if on_line:
+        said = ", ".join(f"column {c!r} is {raw_types[c]}" for c in on_line)
+        return f"; on line {line.group(1)}, {said} in the data"
+    dtypes = {d for d in set(raw_types.values()) if re.search(rf"\b{d}\b", text)}
+    suspects = sorted({c for cols in read.values() for c in cols if raw_types[c] in dtypes})
+    if suspects:
+        return f"; the columns it reads of type {'/'.join(sorted(dtypes))}: {', '.join(map(repr, suspects))}"
+    return ""
+
+
+def _columns_read(source: str, raw_types: dict[str, str]) -> dict[int, list[str]]:
+    """{line number: schema columns subscripted on it (``inputs["name"]``)} in the module file."""
+    import re
+
+    try:
+        with open(source, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found = {}
+    for number, text in enumerate(lines, 1):
+        names = [n for n in re.findall(r"\w\s*\[\s*['\"]([^'\"]+)['\"]\s*\]", text) if n in raw_types]
+        if names:
+            found[number] = list(dict.fromkeys(names))
+    return found
+
+
+def _listing(raw_types: dict[str, str], most: int = 10) -> str:
+    names = list(raw_types)
+    shown = ", ".join(f"{n!r} ({raw_types[n]})" for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 Transform = component(run_transform, name="Transform", warm_imports=("tensorflow",))

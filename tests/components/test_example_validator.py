@@ -376,7 +376,8 @@ def test_component_fails_with_a_readable_block(tmp_path):
     statistics, schema, anomalies = component_inputs(tmp_path, eval_stats)
     with pytest.raises(ComponentError) as caught:
         validate_examples(statistics=statistics, schema=schema, anomalies=anomalies)
-    assert str(caught.value) == "1 anomaly in split 'eval'\n  - year: Column is completely missing"
+    assert str(caught.value) == ("1 column breaks the schema: 'year' (fail_on_anomalies is set)\n"
+                                 "1 anomaly in split 'eval'\n  - year: Column is completely missing")
     # Written before failing, for whoever inspects the folder.
     assert (Path(anomalies.uri) / "Split-eval" / "SchemaDiff.pb").exists()
 
@@ -425,3 +426,48 @@ def test_component_definition():
     assert ExampleValidator.inputs["baseline_statistics"].optional
     assert set(ExampleValidator.outputs) == {"anomalies"}
     assert ExampleValidator.parameters["fail_on_anomalies"].default is True
+
+
+def test_a_missing_label_and_a_string_in_a_number_column_are_named_on_the_first_line(tmp_path):
+    # The label (species) is gone and body_mass_g holds strings: both columns named before Transform runs.
+    eval_stats = stats_list(100, categorical("body_mass_g", {"heavy": 60, "light": 40}),
+                            numeric("year", 100, low=2007, high=2009, is_int=True))
+    statistics, schema, anomalies = component_inputs(tmp_path, eval_stats)
+    with pytest.raises(ComponentError) as caught:
+        validate_examples(statistics=statistics, schema=schema, anomalies=anomalies)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == "2 columns break the schema: 'body_mass_g', 'species' (fail_on_anomalies is set)"
+    assert "  - body_mass_g: Expected data of type: FLOAT but got STRING" in lines
+    assert "  - species: Column is completely missing" in lines
+
+
+def test_a_long_anomaly_list_is_summarized_and_the_full_list_kept(tmp_path):
+    eval_stats = penguin_like()
+    eval_stats.datasets[0].features.extend(numeric(f"extra_{i:04d}", 100, low=0, high=1) for i in range(2000))
+    statistics, schema, anomalies = component_inputs(tmp_path, eval_stats)
+    with pytest.raises(ComponentError) as caught:
+        validate_examples(statistics=statistics, schema=schema, anomalies=anomalies)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1 + 1 + 20 + 1, lines[:3]
+    assert lines[0] == ("2,000 columns break the schema: 'extra_0000', 'extra_0001', 'extra_0002', 'extra_0003', "
+                        "'extra_0004' and 1,995 more (fail_on_anomalies is set)")
+    assert lines[-1] == "  ... and 1,980 more; the full list is in this execution's log"
+    # The runner writes the note (every anomaly) to the execution's log.
+    [note] = caught.value.__notes__
+    assert len(note.splitlines()) == 1 + 1 + 2000 and "  - extra_1999: New column" in note
+    # Without failing, the report holds them all and the summary points at it.
+    validate_examples(statistics=statistics, schema=schema, anomalies=anomalies, fail_on_anomalies=False)
+    by_split, reports = read_anomalies(anomalies)
+    summary = format_anomalies(by_split, reports).splitlines()
+    assert summary[-1] == f"  ... and 1,980 more; the full list is in {reports['eval']}"
+    assert (Path(reports["eval"]).read_text()).count("extra_") >= 2000
+
+
+def test_a_list_one_over_the_limit_is_shown_whole():
+    anomalies = anomalies_pb2.Anomalies()
+    for i in range(21):
+        anomalies.anomaly_info[f"f{i:02d}"].description = "New column"
+    assert len(format_anomalies({"eval": anomalies}).splitlines()) == 22
+    anomalies.anomaly_info["f21"].description = "New column"
+    assert format_anomalies({"eval": anomalies}).splitlines()[-1] == (
+        "  ... and 2 more; the full list is in the split's anomalies report")

@@ -606,3 +606,44 @@ def test_empty_analysis_dataset_gives_a_usable_graph(tmp_path):
     got = output.transform_raw_features(tft.arrow_to_raw_tensors(synthetic_table(5), RAW_TYPES))
     assert set(got["f_bucket"].numpy()) == {0} and set(got["s_frequent"].numpy()) == {-1}
     assert not np.isnan(got["f_z"].numpy()).any()
+
+
+# --- a missing or ill-typed column is named, with what the data has -----------------------------
+
+
+def test_a_missing_column_is_named_with_the_columns_the_examples_have(small_taxi):
+    source = "from sluice import tft\n\ndef preprocessing_fn(inputs):\n    return {'y': inputs['label']}\n"
+    expected = r"line 4 failed: KeyError: 'label'; the examples have no column 'label' \(they have '\w+' \((int64|"
+    with pytest.raises(ComponentError, match=expected) as info:
+        run_with_module(small_taxi, source)
+    assert "\n" not in str(info.value) and " and 8 more)" in str(info.value)  # 18 columns, 10 shown
+
+
+def test_a_column_the_schema_lacks_is_said_to_be_in_the_examples(small_taxi):
+    examples, schema, _ = small_taxi
+    text = Path(schema.file).read_text().replace('feature { name: "company" type: BYTES }\n', "")
+    Path(schema.file).write_text(text)
+    source = "def preprocessing_fn(inputs):\n    return {'y': inputs['company']}\n"
+    with pytest.raises(ComponentError, match=r"KeyError: 'company'; column 'company' is in the examples but not in "
+                                             r"the schema .*schema\.pbtxt, so inputs lack it$"):
+        run_with_module(small_taxi, source)
+
+
+def test_an_integer_column_where_floats_are_expected_is_named(small_taxi):
+    source = ("import tensorflow as tf\nfrom sluice import tft\n\n"
+              "def preprocessing_fn(inputs):\n"
+              "    return {'h': tf.math.log(tft.fill_missing(inputs['trip_start_hour'], 0))}\n")
+    with pytest.raises(ComponentError, match=r"bad_module\.py, line 5 failed: TypeError: .*int64.*; on line 5, "
+                                             r"column 'trip_start_hour' is int64 in the data$"):
+        run_with_module(small_taxi, source)
+
+
+def test_a_string_column_in_a_numeric_analyzer_is_named(small_taxi):
+    source = ("from sluice import tft\n\n"
+              "def preprocessing_fn(inputs):\n"
+              "    company = tft.fill_missing(inputs['company'], '')\n"
+              "    return {'c': tft.scale_to_z_score(company)}\n")
+    with pytest.raises(ComponentError, match=r"bad_module\.py.* failed: .*string.*; the columns it reads of type "
+                                             r"string: 'company'$") as info:
+        run_with_module(small_taxi, source)
+    assert "\n" not in str(info.value)
