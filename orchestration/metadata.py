@@ -20,18 +20,17 @@ tracking URI (e.g. ``http://mlflow:5000``) works the same.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from sluice.components.artifacts import Artifact
+from sluice.orchestration import roots
 from sluice.orchestration.secrets import mask_uri
 
 KIND = "sluice.kind"
@@ -59,8 +58,11 @@ RUNNING, EXECUTED, CACHED, FAILED, SKIPPED = "running", "executed", "cached", "f
 
 
 def default_tracking_uri(pipeline_root: str) -> str:
-    """Embedded SQLite under the pipeline root: no server to start."""
-    return "sqlite:///" + os.path.join(os.path.abspath(pipeline_root), "metadata.db")
+    """Embedded SQLite under the pipeline root: no server to start.
+
+    Raises DefinitionError when ``<root>/metadata.db`` is a symlink leading out of the root.
+    """
+    return roots.sqlite_uri(roots.store_file(pipeline_root))
 
 
 @dataclasses.dataclass
@@ -117,56 +119,37 @@ class StoreError(RuntimeError):
     """The metadata store could not be reached or used."""
 
 
+_LOCKED = ("database is locked", "database table is locked", "database is busy")
+_UNREACHABLE = ("connection refused", "connection reset", "temporarily unavailable", "max retries exceeded")
+# Waiting on another process's lock is contention, not failure: it may take a while. A server
+# that does not answer is retried only briefly (MLflow retries each request twice more itself),
+# so a dead one is reported within seconds.
+_LOCKED_SECONDS, _UNREACHABLE_SECONDS = 60.0, 3.0
+# Client methods that write: refused at once on a store opened read-only.
+_WRITES = frozenset({"create_experiment", "create_run", "log_batch", "set_terminated", "set_tag",
+                     "update_run", "delete_run", "log_param", "log_metric", "set_experiment_tag"})
+
+
 def _retrying(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Retries transient store errors (a locked SQLite file, a restarting server)."""
+    """Retries transient store errors (a locked SQLite file, a restarting server), within bounds."""
     import tenacity
 
+    def text(exc: BaseException | None) -> str:
+        return str(exc).lower()
+
     def transient(exc: BaseException) -> bool:
-        text = str(exc).lower()
-        return any(s in text for s in ("database is locked", "busy", "connection refused", "temporarily"))
+        return any(s in text(exc) for s in _LOCKED + _UNREACHABLE)
+
+    def stop(state: Any) -> bool:
+        locked = any(s in text(state.outcome.exception()) for s in _LOCKED)
+        return state.seconds_since_start >= (_LOCKED_SECONDS if locked else _UNREACHABLE_SECONDS)
 
     return tenacity.retry(
         retry=tenacity.retry_if_exception(transient),
         wait=tenacity.wait_random_exponential(multiplier=0.05, max=2),
-        stop=tenacity.stop_after_delay(60),
+        stop=stop,
         reraise=True,
     )(fn)
-
-
-def _quiet_mlflow() -> None:
-    for name in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    # MLflow prints "View run ... at: <tracking URI>" to stdout whenever a run ends on a
-    # tracking server: noise in `sluice run` output, and the URI may carry a password.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    # MLflow's own HTTP retries (7, exponential) nested in ours made an unreachable
-    # server take minutes to report; ours (up to 60 s) are enough for a restart.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-
-
-@contextlib.contextmanager
-def _sqlite_creation_lock(tracking_uri: str) -> Iterator[None]:
-    """Serialises opening an SQLite store across processes.
-
-    MLflow creates (migrates) the schema of an empty database when it opens it;
-    two ``sluice run`` processes starting together on a fresh pipeline root
-    would both migrate and one fails ("Online migration expected to match one
-    row"). An exclusive lock on the database's folder (no extra file) settles it.
-    """
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    import fcntl
-
-    folder = os.path.dirname(tracking_uri[len("sqlite:///"):].split("?", 1)[0]) or "."
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _process_start(pid: int) -> str:
@@ -182,27 +165,47 @@ class MetadataStore:
     """Executions and artifacts of pipeline runs, stored as MLflow runs."""
 
     def __init__(self, tracking_uri: str, artifact_root: str | None = None):
-        _quiet_mlflow()
+        from sluice.orchestration.runtime.mlflow import quiet_mlflow
+        from sluice.orchestration.store_access import known_cause, open_checks
+
+        quiet_mlflow()
         from mlflow.tracking import MlflowClient
 
+        quiet_mlflow()  # mlflow sets its own levels on import
         self.tracking_uri = tracking_uri
         self._artifact_root = artifact_root
-        if tracking_uri.startswith("sqlite:///"):
-            os.makedirs(os.path.dirname(tracking_uri[len("sqlite:///"):]) or ".", exist_ok=True)
         self._lock = threading.RLock()
-        _quiet_mlflow()  # mlflow sets its own levels on import
-        try:
-            with _sqlite_creation_lock(tracking_uri):
-                self.client = MlflowClient(tracking_uri=tracking_uri)
-        except Exception as exc:
-            raise StoreError(f"metadata store {mask_uri(tracking_uri)}: {exc}") from None
         self._experiments: dict[str, str] = {}
+        # Creates (or repairs) an SQLite store; None, or why this store cannot be written.
+        self._read_only = open_checks(tracking_uri)
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+        except Exception as exc:
+            why = known_cause(exc, self._folder()) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreError(f"metadata store {mask_uri(tracking_uri)}: {why}") from None
 
     # -- low level -----------------------------------------------------------
 
+    def _folder(self) -> str | None:
+        from sluice.orchestration.store_access import sqlite_path
+
+        path = sqlite_path(self.tracking_uri)
+        return os.path.dirname(path) if path else None
+
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A client call; failures of the disk, permissions or network become one-line StoreErrors."""
+        from sluice.orchestration.store_access import known_cause
+
+        if self._read_only and method in _WRITES:
+            raise StoreError(f"metadata store {mask_uri(self.tracking_uri)}: {self._read_only}")
         with self._lock:
-            return _retrying(getattr(self.client, method))(*args, **kwargs)
+            try:
+                return _retrying(getattr(self.client, method))(*args, **kwargs)
+            except Exception as exc:
+                why = known_cause(exc, self._folder())
+                if why is None:
+                    raise
+                raise StoreError(f"metadata store {mask_uri(self.tracking_uri)}: {why}") from exc
 
     def experiment_id(self, pipeline: str, create: bool = True) -> str | None:
         if pipeline in self._experiments:
@@ -213,7 +216,7 @@ class MetadataStore:
                 return None
             location = None
             if self._artifact_root:
-                location = "file://" + os.path.abspath(os.path.join(self._artifact_root, "mlflow-artifacts"))
+                location = roots.file_uri(roots.artifacts_dir(self._artifact_root))
             try:
                 exp_id = self._call("create_experiment", pipeline, artifact_location=location)
             except Exception:  # created concurrently by another process
@@ -280,6 +283,8 @@ class MetadataStore:
     def get_pipeline_run(self, run_id: str) -> PipelineRun:
         try:
             run = self._call("get_run", run_id)
+        except StoreError:
+            raise
         except Exception:
             raise StoreError(f"no run {run_id!r} in {mask_uri(self.tracking_uri)}") from None
         if run.data.tags.get(KIND) != "pipeline_run":
@@ -381,8 +386,13 @@ class MetadataStore:
         self._call("set_terminated", run.info.run_id, status="FINISHED")
         return run.info.run_id
 
-    def find_cached(self, pipeline: str, component_id: str, cache_key: str) -> list[Execution]:
-        """Successful executions with this cache key, newest first."""
+    def find_cached(self, pipeline: str, component_id: str, cache_key: str,
+                    pipeline_root: str | None = None) -> list[Execution]:
+        """Successful executions with this cache key, newest first.
+
+        With ``pipeline_root``, only those whose outputs all lie under it: a store shared by
+        several roots holds executions whose outputs another run's root owns.
+        """
         exp_id = self.experiment_id(pipeline, create=False)
         if exp_id is None:
             return []
@@ -390,9 +400,24 @@ class MetadataStore:
             [exp_id],
             f"tags.`{CACHE_KEY}` = '{cache_key}' and tags.`{STATUS}` = '{EXECUTED}' "
             f"and tags.`{NODE_ID}` = '{_quote(component_id)}'",
-            max_results=20,
+            max_results=100 if pipeline_root else 20,
         )
-        return [self._to_execution(r) for r in runs]
+        found = [self._to_execution(r) for r in runs]
+        if pipeline_root:
+            found = [e for e in found if roots.all_inside([a.uri for arts in e.outputs.values() for a in arts],
+                                                          pipeline_root)]
+        return found
+
+    def artifact_uri(self, run_id: str, pipeline_root: str) -> str:
+        """Where run ``run_id`` logs its MLflow artifacts: under ``pipeline_root`` (``roots.artifact_destination``).
+
+        A destination other than MLflow's own is recorded on the run (tag ``sluice.artifact_uri``).
+        """
+        own = self._call("get_run", run_id).info.artifact_uri
+        uri = roots.artifact_destination(self.tracking_uri, own, pipeline_root, run_id)
+        if uri != own:
+            self._set_tags(run_id, {roots.ARTIFACT_URI_TAG: uri})
+        return uri
 
     def executions(self, pipeline_run_id: str) -> list[Execution]:
         """The executions of one pipeline run, oldest first."""

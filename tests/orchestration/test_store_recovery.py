@@ -1,0 +1,364 @@
+"""The SQLite store survives kills and full disks, and store failures read as one line, at once.
+
+Read-only and full file systems are real: a tmpfs (or a read-only bind mount) in a private
+mount namespace (``unshare -m``), so nothing leaks into the host. Root ignores mode bits, so
+``chmod`` would prove nothing here. The scenarios that need a mount run this file as a script
+inside the namespace and report what they saw as JSON.
+"""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sluice.orchestration.metadata import EXECUTED, MetadataStore, StoreError, default_tracking_uri
+from tests.conftest import REPO, free_port
+
+QUICK = 10.0  # seconds a store failure may take to be reported
+
+
+def _env():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _mount_problem():
+    """Why private tmpfs mounts are impossible here (None when they work)."""
+    try:
+        proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                               "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d && rmdir $d"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare/mount unavailable: {exc}"
+    return None if proc.returncode == 0 else f"cannot mount a tmpfs (needs root): {proc.stderr.strip()[:200]}"
+
+
+MOUNT_PROBLEM = _mount_problem()
+needs_mount = pytest.mark.skipif(MOUNT_PROBLEM is not None, reason=str(MOUNT_PROBLEM))
+
+
+def _scenario(name, folder, timeout=240):
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, __file__, name, str(folder)],
+                          capture_output=True, text=True, env=_env(), timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _record_run(store, pipeline="p"):
+    run_id = store.start_pipeline_run(pipeline)
+    store.end_pipeline_run(run_id, EXECUTED, seconds=0.5)
+    return run_id
+
+
+def _failure(fn):
+    """(the StoreError's text, seconds taken) of a call that must fail."""
+    start = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        fn()
+    return str(info.value), time.monotonic() - start
+
+
+def _one_quick_line(text, seconds, pattern):
+    import re
+
+    assert "\n" not in text and re.search(pattern, text), text
+    assert seconds < QUICK, f"{seconds:.1f} s: {text}"
+
+
+def _head(db):
+    con = sqlite3.connect(db)
+    try:
+        return [r[0] for r in con.execute("SELECT version_num FROM alembic_version")]
+    finally:
+        con.close()
+
+
+# -- kills and half-migrated databases ------------------------------------------------------
+
+KILL_CHILD = """
+import sys
+from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
+import mlflow.store.tracking.sqlalchemy_store  # imports done before the clock starts
+print("ready", flush=True)
+MetadataStore(default_tracking_uri(sys.argv[1]))
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_during_store_creation_never_needs_hand_repair(tmp_path):
+    landed = None
+    for attempt in range(12):
+        root = tmp_path / f"root{attempt}"
+        child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(root)], stdout=subprocess.PIPE, text=True,
+                                 env=_env())
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.1 + 0.25 * attempt)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        left = sorted(p.name for p in root.glob("metadata.db*"))
+        if any(".creating-" in name for name in left):
+            landed = root
+            break
+    assert landed is not None, "no kill landed inside the migration"
+    assert not (landed / "metadata.db").exists()  # never a half-made store under the real name
+    store = MetadataStore(default_tracking_uri(str(landed)))
+    _record_run(store)
+    assert [r.status for r in store.list_pipeline_runs("p")] == [EXECUTED]
+    assert sorted(p.name for p in landed.iterdir() if p.name.startswith("metadata.db")) == ["metadata.db"]
+
+
+def _legacy_half_migrated(db, stray_table):
+    """What a kill inside MLflow's own migration of metadata.db left (as older versions created it)."""
+    import sqlalchemy
+    from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{db}")
+    InitialBase.metadata.create_all(engine)  # before alembic ran: no revision at all
+    if stray_table:
+        with engine.begin() as con:
+            con.execute(sqlalchemy.text(f"CREATE TABLE {stray_table} (key VARCHAR(250))"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("stray", ["", "_alembic_tmp_params"])
+def test_a_half_migrated_store_without_runs_is_rebuilt(tmp_path, stray):
+    _legacy_half_migrated(tmp_path / "metadata.db", stray)
+    (tmp_path / "metadata.db-journal").write_bytes(b"")  # a stale journal must not be replayed
+    store = MetadataStore(default_tracking_uri(str(tmp_path)))
+    _record_run(store)
+    assert len(store.list_pipeline_runs("p")) == 1
+    assert len(_head(tmp_path / "metadata.db")) == 1
+
+
+def test_a_half_migrated_store_with_runs_is_reported_not_touched(tmp_path):
+    uri = default_tracking_uri(str(tmp_path))
+    _record_run(MetadataStore(uri))
+    db = tmp_path / "metadata.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE _alembic_tmp_params (key VARCHAR(250))")
+    before = db.read_bytes()
+    text, seconds = _failure(lambda: MetadataStore(uri))
+    _one_quick_line(text, seconds, r"metadata store sqlite:///.*metadata\.db: the database is half-migrated "
+                                   r"\(leftover migration table _alembic_tmp_params\) and holds 1 runs: back it up, "
+                                   r"drop _alembic_tmp_params .*mlflow db upgrade")
+    assert db.read_bytes() == before
+
+
+def test_a_file_that_is_not_a_database_is_left_alone(tmp_path):
+    (tmp_path / "metadata.db").write_text("my notes\n" * 100)
+    text, seconds = _failure(lambda: MetadataStore(default_tracking_uri(str(tmp_path))))
+    _one_quick_line(text, seconds, r"metadata\.db: the file is not an SQLite database")
+    assert (tmp_path / "metadata.db").read_text().startswith("my notes")
+
+
+# -- unreachable servers -------------------------------------------------------------------
+
+
+def test_a_dead_tracking_port_is_one_line_at_once():
+    port = free_port()
+    text, seconds = _failure(lambda: MetadataStore(f"http://user:secret@127.0.0.1:{port}"))
+    _one_quick_line(text, seconds, rf"metadata store http://user:\*\*\*@127\.0\.0\.1:{port}: "
+                                   rf"cannot connect to 127\.0\.0\.1:{port} \(connection refused\)")
+
+
+def test_a_server_that_hangs_up_mid_run_is_one_line_within_seconds():
+    """The port answers (so opening works) but every request is dropped: MLflow's and our retries are bounded."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        store = MetadataStore(f"http://127.0.0.1:{port}")
+        text, seconds = _failure(lambda: store.start_pipeline_run("p"))
+    finally:
+        listener.close()
+    _one_quick_line(text, seconds, rf"metadata store http://127\.0\.0\.1:{port}: cannot reach the tracking server")
+
+
+def test_cli_reports_a_dead_tracking_server_in_one_line(tmp_path):
+    port = free_port()
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "runs", "list", "--tracking-uri",
+                           f"http://127.0.0.1:{port}"], capture_output=True, text=True, env=_env(), timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert lines[0] == f"error: metadata store http://127.0.0.1:{port}: cannot connect to 127.0.0.1:{port} " \
+                       "(connection refused)"
+    assert time.monotonic() - start < 60  # the interpreter's imports included; was 72 s before
+
+
+def test_cli_reports_a_half_migrated_store_with_runs_in_one_line(tmp_path):
+    _record_run(MetadataStore(default_tracking_uri(str(tmp_path))))
+    with sqlite3.connect(tmp_path / "metadata.db") as con:
+        con.execute("UPDATE alembic_version SET version_num = 'abc123'")
+    proc = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "runs", "list", "--pipeline-root",
+                           str(tmp_path)], capture_output=True, text=True, env=_env(), timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: metadata store sqlite:///") and "holds 1 runs" in lines[0], lines[0]
+    assert "schema revision abc123, this MLflow expects" in lines[0]
+
+
+# -- read-only and full file systems (in a private mount namespace) -------------------------
+
+
+@needs_mount
+def test_a_read_only_root_is_one_line_at_once_and_still_readable(tmp_path):
+    seen = _scenario("read_only_root", tmp_path / "mnt")
+    _one_quick_line(seen["write_error"], seen["write_seconds"], r"metadata\.db: the folder is read-only$")
+    assert seen["runs_listed"] == 1  # reading a read-only store still works
+    _one_quick_line(seen["create_error"], seen["create_seconds"],
+                    r"metadata\.db: the folder is read-only; the store cannot be created$")
+
+
+@needs_mount
+def test_an_unwritable_store_file_is_one_line_at_once(tmp_path):
+    seen = _scenario("unwritable_store", tmp_path / "mnt")
+    _one_quick_line(seen["error"], seen["seconds"], r"metadata\.db: the database file is read-only$")
+
+
+@needs_mount
+def test_a_full_disk_while_creating_the_store_leaves_nothing_to_repair(tmp_path):
+    seen = _scenario("full_while_creating", tmp_path / "mnt")
+    _one_quick_line(seen["error"], seen["seconds"], r"metadata\.db: creating the store failed: the disk is full")
+    assert seen["left"] == []
+    assert seen["runs_after_space_freed"] == 1
+
+
+@needs_mount
+def test_a_full_disk_during_a_run_is_one_line_and_the_store_survives(tmp_path):
+    seen = _scenario("full_while_running", tmp_path / "mnt")
+    _one_quick_line(seen["error"], seen["seconds"], r"metadata\.db: the disk is full")
+    assert seen["runs_after_space_freed"] == 2
+
+
+@needs_mount
+def test_cli_run_on_a_read_only_root_is_one_line(tmp_path):
+    seen = _scenario("cli_read_only_run", tmp_path / "mnt")
+    assert seen["returncode"] != 0 and len(seen["stderr"]) == 1, seen["stderr"]
+    assert seen["stderr"][0].startswith("error: ") and "the folder is read-only" in seen["stderr"][0], seen
+    assert seen["seconds"] < 60, seen  # the interpreter's imports included
+
+
+# -- the scenarios, run as a script inside `unshare -m` ------------------------------------
+
+
+def _mount(*args):
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def _store_with_a_run(root):
+    """In another process: a mount cannot turn read-only while this one holds the database open."""
+    code = "import sys; from tests.orchestration import test_store_recovery as t; " \
+           "t._record_run(t.MetadataStore(t.default_tracking_uri(sys.argv[1])))"
+    subprocess.run([sys.executable, "-c", code, str(root)], check=True, env=_env())
+
+
+def _timed_failure(fn):
+    start = time.monotonic()
+    try:
+        fn()
+    except StoreError as exc:
+        return str(exc), time.monotonic() - start
+    raise AssertionError("no StoreError")
+
+
+def scenario_read_only_root(mnt):
+    mnt.mkdir(parents=True)
+    _mount("-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt))
+    (mnt / "root").mkdir()
+    (mnt / "empty").mkdir()
+    uri = default_tracking_uri(str(mnt / "root"))
+    _store_with_a_run(mnt / "root")
+    _mount("-o", "remount,ro", str(mnt))
+    store = MetadataStore(uri)
+    write_error, write_seconds = _timed_failure(lambda: _record_run(store))
+    create_error, create_seconds = _timed_failure(lambda: MetadataStore(default_tracking_uri(str(mnt / "empty"))))
+    return {"write_error": write_error, "write_seconds": write_seconds, "runs_listed": len(store.list_pipeline_runs()),
+            "create_error": create_error, "create_seconds": create_seconds}
+
+
+def scenario_unwritable_store(mnt):
+    mnt.mkdir(parents=True)
+    _mount("-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt))
+    uri = default_tracking_uri(str(mnt))
+    _store_with_a_run(mnt)
+    db = str(mnt / "metadata.db")
+    _mount("--bind", db, db)
+    _mount("-o", "remount,bind,ro", db)
+    error, seconds = _timed_failure(lambda: _record_run(MetadataStore(uri)))
+    return {"error": error, "seconds": seconds}
+
+
+def scenario_full_while_creating(mnt):
+    mnt.mkdir(parents=True)
+    _mount("-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt))  # less than an empty store needs
+    uri = default_tracking_uri(str(mnt))
+    error, seconds = _timed_failure(lambda: MetadataStore(uri))
+    left = sorted(p.name for p in mnt.iterdir())
+    _mount("-o", "remount,size=20m", str(mnt))
+    store = MetadataStore(uri)
+    _record_run(store)
+    return {"error": error, "seconds": seconds, "left": left, "runs_after_space_freed": len(store.list_pipeline_runs())}
+
+
+def scenario_full_while_running(mnt):
+    mnt.mkdir(parents=True)
+    _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt))
+    uri = default_tracking_uri(str(mnt))
+    store = MetadataStore(uri)
+    _record_run(store)
+    filler = mnt / "filler"
+    with open(filler, "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    error, seconds = _timed_failure(lambda: [_record_run(store) for _ in range(50)])
+    filler.unlink()
+    store = MetadataStore(uri)
+    _record_run(store)
+    runs = [r for r in store.list_pipeline_runs("p") if r.status == EXECUTED]
+    return {"error": error, "seconds": seconds, "runs_after_space_freed": len(runs)}
+
+
+def scenario_cli_read_only_run(mnt):
+    mnt.mkdir(parents=True)
+    _mount("-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt))
+    ws = mnt / "ws"
+    ws.mkdir()
+    (ws / "numbers.txt").write_text("1 2 3\n")
+    (ws / "toy_module.py").write_text("def transform(v):\n    return v + 1\n")
+    (ws / "root").mkdir()
+    _mount("-o", "remount,ro", str(mnt))
+    toy = REPO / "tests" / "orchestration" / "fixtures" / "toy_pipeline.py"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "run", str(toy), "--param",
+                           f"data_file={ws / 'numbers.txt'}", "--param", f"module_file={ws / 'toy_module.py'}",
+                           "--pipeline-root", str(ws / "root")], capture_output=True, text=True, cwd="/")
+    return {"returncode": proc.returncode, "stderr": proc.stderr.strip().splitlines(),
+            "seconds": time.monotonic() - start}
+
+
+if __name__ == "__main__":
+    print(json.dumps(globals()["scenario_" + sys.argv[1]](Path(sys.argv[2]))))
