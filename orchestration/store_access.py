@@ -189,7 +189,9 @@ def _build(uri: str, path: str) -> None:
 
     folder = os.path.dirname(path)
     temp = f"{path}{_TEMP}{os.getpid()}-{secrets.token_hex(4)}"
-    temp_uri = "sqlite:///" + urllib.parse.quote(temp)
+    # SQLAlchemy percent-decodes the database part and reads a query after "?"; MLflow creates
+    # the folder from the raw text, so only those two characters are encoded.
+    temp_uri = "sqlite:///" + temp.replace("%", "%25").replace("?", "%3F")
     try:
         store = SqlAlchemyStore(temp_uri, "file://" + urllib.parse.quote(os.path.join(folder, "mlflow-artifacts")))
         store.engine.dispose()  # its file is about to be renamed: no connection may outlive it
