@@ -112,6 +112,8 @@ class ExecutionContext:
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
     pipeline_root: str = ""
+    # Where this execution's MLflow artifacts go, under the pipeline root; set by the runner.
+    artifact_uri: str | None = None
     # Queries the metadata store, e.g. for the latest blessed model; set by the runner.
     lookup: Any = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -124,6 +126,25 @@ class ExecutionContext:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         for name, value in metrics.items():
             self.log_metric(name, value)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str) -> str:
+        """Copies ``local_dir`` into this execution's MLflow artifacts, under ``artifact_path``.
+
+        Returns the copy's URI. A local ``artifact_uri`` (the runner's choice, inside the
+        pipeline root) is written directly; otherwise MLflow's location for the run is used.
+        """
+        from mlflow.tracking import MlflowClient
+
+        if self.artifact_uri and self.artifact_uri.startswith("file:"):
+            from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+            LocalArtifactRepository(self.artifact_uri).log_artifacts(local_dir, artifact_path)
+            base = self.artifact_uri
+        else:
+            client = MlflowClient(self.tracking_uri)
+            client.log_artifacts(self.mlflow_run_id, local_dir, artifact_path)
+            base = self.artifact_uri or client.get_run(self.mlflow_run_id).info.artifact_uri
+        return base.rstrip("/") + "/" + artifact_path
 
     def beam_pipeline(self):
         """A Beam pipeline built from the pipeline's ``beam_pipeline_args``.

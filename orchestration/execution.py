@@ -36,9 +36,10 @@ from typing import Any
 
 from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
 from sluice.components.sdk import Component, ComponentError, DefinitionError
-from sluice.orchestration import hooks, runtime
+from sluice.orchestration import hooks, roots, runtime
 from sluice.orchestration.metadata import CACHED, EXECUTED, FAILED, Execution, MetadataStore
 from sluice.orchestration.pipeline import load_component
+from sluice.orchestration.secrets import mask_text
 
 CACHE_KEY_VERSION = "1"
 
@@ -135,25 +136,6 @@ def output_base(pipeline_root: str, pipeline: str, node_id: str, output: str) ->
     return os.path.join(pipeline_root, pipeline, node_id, output)
 
 
-def _safe_join(root: str, *parts: str) -> str:
-    """``root/parts...``, refusing any path that leaves the root, also through a symlink.
-
-    Ids are validated, but a folder inside the root may have been replaced by a
-    symlink pointing elsewhere; outputs must never be written through it.
-    """
-    path = os.path.abspath(os.path.join(root, *parts))
-    if os.path.commonpath([path, os.path.abspath(root)]) != os.path.abspath(root):
-        raise DefinitionError(f"path {os.path.join(*parts)!r} escapes the pipeline root")
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(path)
-    if os.path.commonpath([real, real_root]) != real_root:
-        raise DefinitionError(
-            f"{path} resolves to {real}, outside the pipeline root {root} (a symlink?); "
-            f"refusing to write there"
-        )
-    return path
-
-
 def outputs_exist(outputs: dict[str, list[Artifact]]) -> bool:
     return all(os.path.isdir(a.uri) for arts in outputs.values() for a in arts)
 
@@ -194,7 +176,7 @@ def run_node(
     params = resolve_parameters(comp, node)
     key = cache_key(node, inputs)
 
-    hit = _reusable_execution(node, store, name, key, enable_cache, reuse)
+    hit = _reusable_execution(node, store, name, root, key, enable_cache, reuse)
     if hit is not None:
         store.record_cached(name, pipeline_run_id, node["id"], node["type"], node["parameters"],
                             inputs, key, hit)
@@ -222,10 +204,10 @@ def run_node(
         tracking_uri=store.tracking_uri, mlflow_run_id=execution_id, pipeline_root=root,
         lookup=store,
     )
-    kwargs = _executor_kwargs(comp, params, inputs, outputs, ctx)
 
     try:
-        _execute(comp, node["id"], kwargs, tmp, outputs)
+        ctx.artifact_uri = store.artifact_uri(execution_id, root)
+        _execute(comp, node["id"], _executor_kwargs(comp, params, inputs, outputs, ctx), tmp, outputs)
     except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
         seconds = time.monotonic() - started
         message = _describe(exc)
@@ -246,15 +228,17 @@ def run_node(
     return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)
 
 
-def _reusable_execution(node: dict[str, Any], store: MetadataStore, name: str, key: str, enable_cache: bool,
-                        reuse: Execution | None) -> Execution | None:
-    """The first earlier execution with this cache key whose outputs are still on disk."""
+def _reusable_execution(node: dict[str, Any], store: MetadataStore, name: str, root: str, key: str,
+                        enable_cache: bool, reuse: Execution | None) -> Execution | None:
+    """The first earlier execution with this cache key whose outputs are still on disk, under this root."""
     # --resume reuses what the earlier run published (same cache key), even with the cache off.
     candidates = [reuse] if reuse is not None and reuse.cache_key == key else []
     if enable_cache:
-        candidates += store.find_cached(name, node["id"], key)
+        candidates += store.find_cached(name, node["id"], key, pipeline_root=root)
     for hit in candidates:
-        if outputs_exist(hit.outputs):
+        # A store shared by several roots: another root's outputs are not ours to reuse.
+        uris = [a.uri for arts in hit.outputs.values() for a in arts]
+        if outputs_exist(hit.outputs) and roots.all_inside(uris, root):
             return hit
     return None
 
@@ -264,8 +248,8 @@ def _output_bases(node: dict[str, Any], root: str, name: str, output_uris: dict[
     if output_uris:
         return {out: os.path.dirname(output_uris[out].rstrip("/")) for out in node["outputs"]}
     try:
-        bases = {out: _safe_join(root, name, node["id"], out) for out in node["outputs"]}
-        _safe_join(root, name, node["id"], ".logs")
+        bases = {out: roots.safe_join(root, name, node["id"], out) for out in node["outputs"]}
+        roots.safe_join(root, name, node["id"], ".logs")
     except DefinitionError as exc:
         raise ExecutionFailed(node["id"], str(exc)) from None
     return bases
@@ -279,7 +263,7 @@ def _final_uris(node: dict[str, Any], root: str, name: str, bases: dict[str, str
         log_dir = os.path.join(os.path.dirname(next(iter(bases.values()), root)), ".logs")
     else:
         final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
-        log_dir = _safe_join(root, name, node["id"], ".logs")
+        log_dir = roots.safe_join(root, name, node["id"], ".logs")
     return final, log_dir
 
 
@@ -331,7 +315,7 @@ def _write_log(path: str, text: str) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as fh:
-            fh.write(text)
+            fh.write(mask_text(text))
     except OSError:
         pass
 

@@ -163,9 +163,7 @@ def _record(model: Model, fn_args: FnArgs, module_file: str, ctx: ExecutionConte
     ctx.log_metric("train_steps", fn_args.train_steps)
     ctx.log_metrics(fn_args.final_metrics)
     if fn_args.tracking_uri:
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(fn_args.tracking_uri).log_artifacts(fn_args.mlflow_run_id, model.serving_dir, "model")
+        ctx.log_artifacts(model.serving_dir, "model")
 
 
 Trainer = component(run_trainer, name="Trainer", warm_imports=("tensorflow",))
