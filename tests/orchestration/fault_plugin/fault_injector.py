@@ -28,6 +28,9 @@ class FaultHooks(RunHooks):
 
     def before_executor(self, node_id: str, output_dirs: list[str]) -> None:
         self._point(node_id, "before_executor")
+        prefix = f"{node_id}:after_call="
+        if self.fault.startswith(prefix):
+            kill_after_call(self.fault[len(prefix):])
         watch = FaultWatch(self.fault, node_id, output_dirs, self.watch_dirs)
         self._watches[node_id] = watch
         watch.start()
@@ -41,6 +44,31 @@ class FaultHooks(RunHooks):
 
     def during_publish(self, node_id: str, output: str) -> None:
         self._point(node_id, "during_publish")
+
+
+def kill_after_call(target: str) -> None:
+    """SIGKILLs the process when ``<module>:<function>`` (or ``<module>:<Class>.<method>``) returns.
+
+    Patched when the chosen component's executor starts, so only its own call is hit: a step
+    boundary inside a component (e.g. the Pusher's rename) without the component knowing.
+    """
+    import functools
+    import importlib
+
+    module_name, _, qualname = target.partition(":")
+    owner = importlib.import_module(module_name)
+    *path, name = qualname.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def then_kill(*args, **kwargs):
+        result = original(*args, **kwargs)
+        _kill()
+        return result
+
+    setattr(owner, name, then_kill)
 
 
 class FaultWatch:
