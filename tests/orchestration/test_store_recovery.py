@@ -8,6 +8,7 @@ inside the namespace and report what they saw as JSON.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -46,8 +47,23 @@ MOUNT_PROBLEM = _mount_problem()
 needs_mount = pytest.mark.skipif(MOUNT_PROBLEM is not None, reason=str(MOUNT_PROBLEM))
 
 
-def _scenario(name, folder, timeout=240):
-    proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, __file__, name, str(folder)],
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory):
+    """A complete store holding one pipeline run, copied where a test needs one (a migration is slow)."""
+    root = tmp_path_factory.mktemp("template")
+    _record_run(MetadataStore(default_tracking_uri(str(root))))
+    return root / "metadata.db"
+
+
+def _store_with_a_run(root, template):
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, root / "metadata.db")
+    return default_tracking_uri(str(root))
+
+
+def _scenario(name, folder, template, timeout=240):
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, __file__, name, str(folder),
+                           str(template)],
                           capture_output=True, text=True, env=_env(), timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -140,9 +156,8 @@ def test_a_half_migrated_store_without_runs_is_rebuilt(tmp_path, stray):
     assert len(_head(tmp_path / "metadata.db")) == 1
 
 
-def test_a_half_migrated_store_with_runs_is_reported_not_touched(tmp_path):
-    uri = default_tracking_uri(str(tmp_path))
-    _record_run(MetadataStore(uri))
+def test_a_half_migrated_store_with_runs_is_reported_not_touched(tmp_path, template_db):
+    uri = _store_with_a_run(tmp_path, template_db)
     db = tmp_path / "metadata.db"
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE _alembic_tmp_params (key VARCHAR(250))")
@@ -205,8 +220,8 @@ def test_cli_reports_a_dead_tracking_server_in_one_line(tmp_path):
     assert time.monotonic() - start < 60  # the interpreter's imports included; was 72 s before
 
 
-def test_cli_reports_a_half_migrated_store_with_runs_in_one_line(tmp_path):
-    _record_run(MetadataStore(default_tracking_uri(str(tmp_path))))
+def test_cli_reports_a_half_migrated_store_with_runs_in_one_line(tmp_path, template_db):
+    _store_with_a_run(tmp_path, template_db)
     with sqlite3.connect(tmp_path / "metadata.db") as con:
         con.execute("UPDATE alembic_version SET version_num = 'abc123'")
     proc = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "runs", "list", "--pipeline-root",
@@ -221,8 +236,8 @@ def test_cli_reports_a_half_migrated_store_with_runs_in_one_line(tmp_path):
 
 
 @needs_mount
-def test_a_read_only_root_is_one_line_at_once_and_still_readable(tmp_path):
-    seen = _scenario("read_only_root", tmp_path / "mnt")
+def test_a_read_only_root_is_one_line_at_once_and_still_readable(tmp_path, template_db):
+    seen = _scenario("read_only_root", tmp_path / "mnt", template_db)
     _one_quick_line(seen["write_error"], seen["write_seconds"], r"metadata\.db: the folder is read-only$")
     assert seen["runs_listed"] == 1  # reading a read-only store still works
     _one_quick_line(seen["create_error"], seen["create_seconds"],
@@ -230,29 +245,29 @@ def test_a_read_only_root_is_one_line_at_once_and_still_readable(tmp_path):
 
 
 @needs_mount
-def test_an_unwritable_store_file_is_one_line_at_once(tmp_path):
-    seen = _scenario("unwritable_store", tmp_path / "mnt")
+def test_an_unwritable_store_file_is_one_line_at_once(tmp_path, template_db):
+    seen = _scenario("unwritable_store", tmp_path / "mnt", template_db)
     _one_quick_line(seen["error"], seen["seconds"], r"metadata\.db: the database file is read-only$")
 
 
 @needs_mount
-def test_a_full_disk_while_creating_the_store_leaves_nothing_to_repair(tmp_path):
-    seen = _scenario("full_while_creating", tmp_path / "mnt")
+def test_a_full_disk_while_creating_the_store_leaves_nothing_to_repair(tmp_path, template_db):
+    seen = _scenario("full_while_creating", tmp_path / "mnt", template_db)
     _one_quick_line(seen["error"], seen["seconds"], r"metadata\.db: creating the store failed: the disk is full")
     assert seen["left"] == []
     assert seen["runs_after_space_freed"] == 1
 
 
 @needs_mount
-def test_a_full_disk_during_a_run_is_one_line_and_the_store_survives(tmp_path):
-    seen = _scenario("full_while_running", tmp_path / "mnt")
+def test_a_full_disk_during_a_run_is_one_line_and_the_store_survives(tmp_path, template_db):
+    seen = _scenario("full_while_running", tmp_path / "mnt", template_db)
     _one_quick_line(seen["error"], seen["seconds"], r"metadata\.db: the disk is full")
     assert seen["runs_after_space_freed"] == 2
 
 
 @needs_mount
-def test_cli_run_on_a_read_only_root_is_one_line(tmp_path):
-    seen = _scenario("cli_read_only_run", tmp_path / "mnt")
+def test_cli_run_on_a_read_only_root_is_one_line(tmp_path, template_db):
+    seen = _scenario("cli_read_only_run", tmp_path / "mnt", template_db)
     assert seen["returncode"] != 0 and len(seen["stderr"]) == 1, seen["stderr"]
     assert seen["stderr"][0].startswith("error: ") and "the folder is read-only" in seen["stderr"][0], seen
     assert seen["seconds"] < 60, seen  # the interpreter's imports included
@@ -265,13 +280,6 @@ def _mount(*args):
     subprocess.run(["mount", *args], check=True, capture_output=True)
 
 
-def _store_with_a_run(root):
-    """In another process: a mount cannot turn read-only while this one holds the database open."""
-    code = "import sys; from tests.orchestration import test_store_recovery as t; " \
-           "t._record_run(t.MetadataStore(t.default_tracking_uri(sys.argv[1])))"
-    subprocess.run([sys.executable, "-c", code, str(root)], check=True, env=_env())
-
-
 def _timed_failure(fn):
     start = time.monotonic()
     try:
@@ -281,13 +289,12 @@ def _timed_failure(fn):
     raise AssertionError("no StoreError")
 
 
-def scenario_read_only_root(mnt):
+def scenario_read_only_root(mnt, template):
     mnt.mkdir(parents=True)
     _mount("-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt))
     (mnt / "root").mkdir()
     (mnt / "empty").mkdir()
-    uri = default_tracking_uri(str(mnt / "root"))
-    _store_with_a_run(mnt / "root")
+    uri = _store_with_a_run(mnt / "root", template)
     _mount("-o", "remount,ro", str(mnt))
     store = MetadataStore(uri)
     write_error, write_seconds = _timed_failure(lambda: _record_run(store))
@@ -296,11 +303,10 @@ def scenario_read_only_root(mnt):
             "create_error": create_error, "create_seconds": create_seconds}
 
 
-def scenario_unwritable_store(mnt):
+def scenario_unwritable_store(mnt, template):
     mnt.mkdir(parents=True)
     _mount("-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt))
-    uri = default_tracking_uri(str(mnt))
-    _store_with_a_run(mnt)
+    uri = _store_with_a_run(mnt, template)
     db = str(mnt / "metadata.db")
     _mount("--bind", db, db)
     _mount("-o", "remount,bind,ro", db)
@@ -308,7 +314,7 @@ def scenario_unwritable_store(mnt):
     return {"error": error, "seconds": seconds}
 
 
-def scenario_full_while_creating(mnt):
+def scenario_full_while_creating(mnt, template):
     mnt.mkdir(parents=True)
     _mount("-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt))  # less than an empty store needs
     uri = default_tracking_uri(str(mnt))
@@ -320,12 +326,11 @@ def scenario_full_while_creating(mnt):
     return {"error": error, "seconds": seconds, "left": left, "runs_after_space_freed": len(store.list_pipeline_runs())}
 
 
-def scenario_full_while_running(mnt):
+def scenario_full_while_running(mnt, template):
     mnt.mkdir(parents=True)
     _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt))
-    uri = default_tracking_uri(str(mnt))
+    uri = _store_with_a_run(mnt, template)
     store = MetadataStore(uri)
-    _record_run(store)
     filler = mnt / "filler"
     with open(filler, "wb") as out:
         try:
@@ -342,7 +347,7 @@ def scenario_full_while_running(mnt):
     return {"error": error, "seconds": seconds, "runs_after_space_freed": len(runs)}
 
 
-def scenario_cli_read_only_run(mnt):
+def scenario_cli_read_only_run(mnt, template):
     mnt.mkdir(parents=True)
     _mount("-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt))
     ws = mnt / "ws"
@@ -361,4 +366,4 @@ def scenario_cli_read_only_run(mnt):
 
 
 if __name__ == "__main__":
-    print(json.dumps(globals()["scenario_" + sys.argv[1]](Path(sys.argv[2]))))
+    print(json.dumps(globals()["scenario_" + sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]))))
