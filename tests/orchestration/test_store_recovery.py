@@ -176,6 +176,20 @@ def test_a_file_that_is_not_a_database_is_left_alone(tmp_path):
     assert (tmp_path / "metadata.db").read_text().startswith("my notes")
 
 
+def test_mlflow_settings_leave_a_users_values_and_other_mlflow_versions_alone(monkeypatch):
+    from sluice.orchestration.runtime import mlflow as runtime_mlflow
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", raising=False)
+    runtime_mlflow.quiet_mlflow()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] == "0.5"
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
+    monkeypatch.setattr(runtime_mlflow, "_mlflow_version", lambda: "4.0.0")
+    runtime_mlflow.quiet_mlflow()
+    assert "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER" not in os.environ
+
+
 # -- unreachable servers -------------------------------------------------------------------
 
 
@@ -242,6 +256,8 @@ def test_a_read_only_root_is_one_line_at_once_and_still_readable(tmp_path, templ
     assert seen["runs_listed"] == 1  # reading a read-only store still works
     _one_quick_line(seen["create_error"], seen["create_seconds"],
                     r"metadata\.db: the folder is read-only; the store cannot be created$")
+    _one_quick_line(seen["missing_error"], seen["missing_seconds"],
+                    r"a/b/metadata\.db: cannot create the folder .*/mnt/a/b \(read-only file system\)$")
 
 
 @needs_mount
@@ -299,8 +315,10 @@ def scenario_read_only_root(mnt, template):
     store = MetadataStore(uri)
     write_error, write_seconds = _timed_failure(lambda: _record_run(store))
     create_error, create_seconds = _timed_failure(lambda: MetadataStore(default_tracking_uri(str(mnt / "empty"))))
+    missing_error, missing_seconds = _timed_failure(lambda: MetadataStore(default_tracking_uri(str(mnt / "a" / "b"))))
     return {"write_error": write_error, "write_seconds": write_seconds, "runs_listed": len(store.list_pipeline_runs()),
-            "create_error": create_error, "create_seconds": create_seconds}
+            "create_error": create_error, "create_seconds": create_seconds,
+            "missing_error": missing_error, "missing_seconds": missing_seconds}
 
 
 def scenario_unwritable_store(mnt, template):
