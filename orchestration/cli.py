@@ -99,12 +99,13 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
     ctx.obj["debug"] = ctx.obj.get("debug") or debug
     stderr.quiet_libraries(ctx.obj["debug"])
     root = _run_root(pipeline_root, list(params))
+    known = {"pipeline": pipeline}  # the pipeline's name, once it is built
     try:
         with stderr.stdout_to_stderr(as_json):
-            result, progress = _run(pipeline, params, root, tracking_uri, no_cache, max_parallel, resume, as_json)
+            result, progress = _run(known, params, root, tracking_uri, no_cache, max_parallel, resume, as_json)
     except Exception as exc:
         if as_json:  # the document says it failed, whatever failed: the pipeline module, the store...
-            _echo_json(_failed_json(pipeline, root, tracking_uri, exc))
+            _echo_json(_failed_json(known["pipeline"], root, tracking_uri, exc))
         raise
     if as_json:
         _echo_json(result.to_json())
@@ -116,11 +117,12 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
         raise CliError(f"{result.error}{detail}")
 
 
-def _run(pipeline, params, root, tracking_uri, no_cache, max_parallel, resume, as_json):
+def _run(known, params, root, tracking_uri, no_cache, max_parallel, resume, as_json):
     from sluice.orchestration.loader import build_pipeline
     from sluice.orchestration.local_runner import Progress, run_pipeline
 
-    pipe = build_pipeline(pipeline, list(params), pipeline_root=root)
+    pipe = build_pipeline(known["pipeline"], list(params), pipeline_root=root)
+    known["pipeline"] = pipe.name
     progress = Progress(enabled=None if not as_json else False, terminal=_STDERR_IS_TTY,
                         stream=stderr.progress_stream())
     if progress.enabled:
@@ -132,11 +134,14 @@ def _run(pipeline, params, root, tracking_uri, no_cache, max_parallel, resume, a
 
 def _failed_json(pipeline: str, root: str, tracking_uri: str | None, exc: BaseException) -> dict[str, Any]:
     """The --json document of a run that failed before it had a result."""
+    from sluice.orchestration.metadata import default_tracking_uri
+
     text = str(exc).strip() or type(exc).__name__
     if not isinstance(exc, (CliError, DefinitionError, ComponentError)) and not _is_store_error(exc):
         text = f"{type(exc).__name__}: {text}"
     return {"pipeline": pipeline, "run_id": None, "status": "failed", "seconds": None, "pipeline_root": root,
-            "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), "components": [],
+            "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root),
+            "components": [],
             "error": text.splitlines()[0]}
 
 

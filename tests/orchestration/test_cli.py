@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import FIXTURES, REPO
 
 TOY = str(FIXTURES / "toy_pipeline.py")
@@ -200,3 +202,48 @@ def test_run_summaries_are_what_the_artifacts_say_of_themselves():
     assert PushedModel(uri="/x", pushed=True, version=3).summary(cached=True) == (
         "nothing new to push (cached; version 3 stays)")
     assert PushedModel(uri="/x", reason="not blessed").summary() == "not pushed: not blessed"
+
+
+ROOTED = '''
+import os
+
+from sluice.components.artifacts import Examples
+from sluice.components.sdk import Output, component
+from sluice.orchestration.pipeline import Pipeline
+
+
+def place(examples: Output[Examples], serving_dir: str = "") -> None:
+    os.makedirs(serving_dir, exist_ok=True)
+    open(os.path.join(serving_dir, "model"), "w").close()
+
+
+Place = component(place, name="Place")
+
+
+def create_pipeline(pipeline_root: str = "elsewhere", serving_dir: str = "") -> Pipeline:
+    serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "rooted")
+    return Pipeline(name="rooted", components=[Place(serving_dir=serving_dir)], pipeline_root=pipeline_root)
+'''
+
+
+@pytest.mark.slow
+def test_the_cli_root_is_the_one_root_defaults_under_it_included(tmp_path):
+    """--pipeline-root, else $SLUICE_PIPELINE_ROOT, else ./sluice_runs: create_pipeline gets it, so a
+    folder the pipeline places under its root by default (a serving folder) moves with it."""
+    (tmp_path / "rooted.py").write_text(ROOTED)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    pipe = str(tmp_path / "rooted.py")
+    assert sluice("run", pipe, "--pipeline-root", str(tmp_path / "opt"), cwd=cwd).returncode == 0
+    assert (tmp_path / "opt" / "serving" / "rooted" / "model").is_file()
+    assert list(cwd.iterdir()) == []  # nothing written in the current directory
+    assert sluice("run", pipe, cwd=cwd, env_extra={"SLUICE_PIPELINE_ROOT": str(tmp_path / "env")}).returncode == 0
+    assert (tmp_path / "env" / "serving" / "rooted" / "model").is_file() and list(cwd.iterdir()) == []
+    assert sluice("run", pipe, cwd=cwd).returncode == 0
+    assert sorted(p.name for p in cwd.iterdir()) == ["sluice_runs"]
+    assert (cwd / "sluice_runs" / "serving" / "rooted" / "model").is_file()
+    assert not (cwd / "elsewhere").exists() and not (tmp_path / "elsewhere").exists()
+    assert "rooted" in sluice("runs", "list", cwd=cwd).stdout  # the store is found where the run put it
+    one_line_error(sluice("run", pipe, "--param", f"pipeline_root={tmp_path / 'a'}", "--pipeline-root",
+                          str(tmp_path / "b"), cwd=cwd),
+                   r"--param pipeline_root=.*/a disagrees with the pipeline root .*/b: give the root once")

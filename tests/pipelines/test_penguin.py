@@ -34,7 +34,7 @@ def sluice(*args, cwd):
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     ws = tmp_path_factory.mktemp("penguin")
-    proc = sluice("run", "penguin", "--param", f"pipeline_root={ws / 'root'}", "--json", cwd=ws)
+    proc = sluice("run", "penguin", "--pipeline-root", str(ws / "root"), "--json", cwd=ws)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return ws, json.loads(proc.stdout), proc
 
@@ -49,14 +49,16 @@ def test_sluice_run_penguin_runs_all_eight_components_and_pushes(local_run):
     metrics = json.loads(Path(evaluator["outputs"]["evaluation"][0], "metrics.json").read_text())
     assert metrics["overall"]["accuracy"] >= 0.9
     assert any(k.startswith("island=") for k in metrics["slices"])
+    # --pipeline-root moves everything, the default serving folder included: nothing lands in the cwd.
     assert os.path.isdir(ws / "root" / "serving" / "penguin" / "1")
+    assert os.listdir(ws) == ["root"]
     # stderr carries no native-library chatter or Python warnings
     assert "oneDNN" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_rerun_is_fully_cached(local_run):
     ws, first, _ = local_run
-    proc = sluice("run", "penguin", "--param", f"pipeline_root={ws / 'root'}", "--json", cwd=ws)
+    proc = sluice("run", "penguin", "--pipeline-root", str(ws / "root"), "--json", cwd=ws)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     assert {c["status"] for c in doc["components"]} == {"cached"}, [(c["id"], c["status"]) for c in doc["components"]]
