@@ -104,6 +104,21 @@ def test_symlink_outside_in_the_cli_is_one_line_naming_the_component(tmp_path, t
     assert os.listdir(outside) == []
 
 
+@pytest.mark.parametrize("name", ["metadata.db", "mlflow-artifacts"])
+def test_symlinked_store_or_artifact_folder_in_the_cli_is_one_line(toy_workspace, name):
+    root, outside = toy_workspace / "root", toy_workspace / "outside"
+    outside.mkdir()
+    root.mkdir()
+    (root / name).symlink_to(outside / name)
+    proc = _cli("run", str(FIXTURES / "toy_pipeline.py"), "--param", f"data_file={toy_workspace / 'numbers.txt'}",
+                "--param", f"module_file={toy_workspace / 'toy_module.py'}", "--pipeline-root", str(root))
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and f"{root / name} resolves to" in line, line
+    assert "outside the pipeline root" in line, line
+    assert os.listdir(outside) == []
+
+
 # --- the Pusher and its serving directory -------------------------------------------------------
 
 

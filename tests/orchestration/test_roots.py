@@ -58,6 +58,37 @@ def test_paths_round_trip_through_file_and_sqlite_uris(tmp_path, name):
     assert roots.uri_to_path(roots.sqlite_uri(path)) == path
 
 
+def test_artifact_destination_is_under_the_root_unless_a_server_owns_it(tmp_path):
+    root, other = str(tmp_path / "bob"), str(tmp_path / "alice")
+    elsewhere = roots.file_uri(f"{other}/mlflow-artifacts/r1/artifacts")
+    ours = roots.file_uri(f"{root}/mlflow-artifacts/r1/artifacts")
+    sqlite = roots.sqlite_uri(f"{other}/metadata.db")
+    assert roots.artifact_destination(sqlite, elsewhere, root, "r1") == ours
+    assert roots.artifact_destination("postgresql://db/team", elsewhere, root, "r1") == ours
+    assert roots.artifact_destination(sqlite, ours, root, "r1") == ours
+    # A server's location (proxied, or its own artifact root) and remote stores are the server's.
+    assert roots.artifact_destination("http://127.0.0.1:5000", elsewhere, root, "r1") == elsewhere
+    assert roots.artifact_destination(sqlite, "mlflow-artifacts:/1/r1/artifacts", root, "r1") == \
+        "mlflow-artifacts:/1/r1/artifacts"
+    assert roots.artifact_destination(sqlite, "s3://bucket/r1/artifacts", root, "r1") == "s3://bucket/r1/artifacts"
+
+
+def fail_with_credentials(model: Output[Model]) -> None:
+    raise RuntimeError("cannot reach http://alice:s3cr3t-Pw@127.0.0.1:9/ for the model")
+
+
+FailWithCredentials = component(fail_with_credentials, name="FailWithCredentials")
+
+
+def test_component_log_masks_credentials(tmp_path):
+    pipe = Pipeline(name="leaky", components=[FailWithCredentials()], pipeline_root=str(tmp_path / "root"))
+    result = run_pipeline(pipe)
+    assert not result.ok
+    log = Path(result.components[0].log).read_text()
+    assert "RuntimeError" in log and "alice:***@127.0.0.1" in log
+    assert "s3cr3t-Pw" not in log
+
+
 def test_root_with_odd_characters_keeps_store_and_artifacts_inside(tmp_path):
     root = tmp_path / "parent" / ODD_NAME
     before = _files(tmp_path)
