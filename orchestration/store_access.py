@@ -246,8 +246,10 @@ def known_cause(exc: BaseException, folder: str | None = None) -> str | None:
         return "the disk is full" + (f" (no space left in {folder})" if folder else "")
     if errno.EFBIG in errnos or "file too large" in text:
         return "the database file may not grow (file too large: a file size limit)"
-    if "disk i/o error" in text and folder and _nearly_full(folder):
-        return f"the disk is full (no space left in {folder})"
+    if "disk i/o error" in text:  # SQLite's word for a failed write (a full disk, EFBIG, a failing disk)
+        if folder and _nearly_full(folder):
+            return f"the disk is full (no space left in {folder})"
+        return "a disk I/O error (the disk may be full, over a file size limit, or failing)"
     if errno.EROFS in errnos or "readonly database" in text or "read-only file system" in text:
         return "the store is read-only (attempt to write a read-only database)"
     if errno.EACCES in errnos or "permission denied" in text:

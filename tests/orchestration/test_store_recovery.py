@@ -274,6 +274,33 @@ def test_a_full_disk_while_creating_the_store_leaves_nothing_to_repair(tmp_path,
     assert seen["runs_after_space_freed"] == 1
 
 
+LIMITED_CHILD = """
+import resource, signal, sys, time
+from sluice.orchestration.metadata import MetadataStore, StoreError, default_tracking_uri
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))  # less than an empty store needs
+start = time.monotonic()
+try:
+    MetadataStore(default_tracking_uri(sys.argv[1]))
+except StoreError as exc:
+    print(f"{time.monotonic() - start:.2f} {exc}")
+"""
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_while_creating_the_store_leaves_nothing_to_repair(tmp_path):
+    """The same as a full disk where no tmpfs can be mounted: writes fail (EFBIG) part-way."""
+    out = subprocess.run([sys.executable, "-c", LIMITED_CHILD, str(tmp_path)], capture_output=True, text=True,
+                         env=_env(), timeout=120).stdout.strip()
+    seconds, text = out.split(" ", 1)
+    _one_quick_line(text, float(seconds), r"metadata\.db: creating the store failed: "
+                                          r"(a disk I/O error \(the disk may be full|the database file may not grow)")
+    assert list(tmp_path.iterdir()) == []
+    store = MetadataStore(default_tracking_uri(str(tmp_path)))
+    _record_run(store)
+    assert len(store.list_pipeline_runs("p")) == 1
+
+
 @needs_mount
 def test_a_full_disk_during_a_run_is_one_line_and_the_store_survives(tmp_path, template_db):
     seen = _scenario("full_while_running", tmp_path / "mnt", template_db)
