@@ -149,22 +149,24 @@ def _inspect(uri: str, path: str) -> tuple[str, int]:
         con = sqlite3.connect(path, timeout=20)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            runs = con.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
             revisions = ([r[0] for r in con.execute("SELECT version_num FROM alembic_version")]
                          if "alembic_version" in tables else [])
+            problems = []
+            stray = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+            if stray:
+                problems.append("leftover migration table " + ", ".join(stray))
+            head = _head_revision()
+            if revisions != [head]:
+                problems.append(f"schema revision {', '.join(revisions) or 'missing'}, this MLflow expects {head}")
+            runs = 0
+            if problems and "runs" in tables:  # counted only when it decides something
+                runs = con.execute("SELECT count(*) FROM runs").fetchone()[0]
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
         if "not a database" in str(exc):
             raise _error(uri, "the file is not an SQLite database (move it away and a new store is created)") from None
         raise _error(uri, _cause_text(exc, os.path.dirname(path))) from None
-    problems = []
-    stray = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
-    if stray:
-        problems.append("leftover migration table " + ", ".join(stray))
-    head = _head_revision()
-    if revisions != [head]:
-        problems.append(f"schema revision {', '.join(revisions) or 'missing'}, this MLflow expects {head}")
     return "; ".join(problems), runs
 
 
