@@ -237,8 +237,8 @@ def _check_options(image: str | None, tracking_uri: str | None, target: str) -> 
         )
     if has_credentials(tracking_uri):
         raise DefinitionError(
-            f"--tracking-uri {mask_uri(tracking_uri)}: credentials would be stored in plain text in the "
-            f"compiled YAML; give the tasks MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
+            f"--tracking-uri {mask_uri(tracking_uri)} must not contain credentials: they would be stored in "
+            f"plain text in the compiled YAML; give the tasks MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or "
             f"MLFLOW_TRACKING_TOKEN) from a Kubernetes Secret instead"
         )
 
