@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import glob
 import logging
 import os
@@ -177,6 +178,7 @@ def _repair_hint(problem: str) -> str:
     return f"drop {tables} (sqlite3 <file> 'DROP TABLE <name>'), "
 
 
+@functools.cache
 def _head_revision() -> str:
     from mlflow.store.db.utils import _get_latest_schema_revision
 
