@@ -40,10 +40,14 @@ CSV column types (``columns``, ``sniff``, ``csv_read``)
     read dictionary-encoded: hashing rows, splitting them and writing Parquet's dictionary pages
     then work on integer codes. They read back as plain strings.
 
-CSV errors (``csv_errors``)
-    Wrong column count, broken quoting, a quote left open up to the end of the file, non-UTF-8
-    bytes or binary data, empty or header-only files, empty or duplicate column names raise
-    ``ComponentError("<file>:<line>: ...")``; the line assumes no quoted value spans lines before it.
+CSV errors (``file_checks``, ``csv_errors``)
+    At the door, before any file is opened: a FIFO, a device or a socket is refused by name
+    (``os.stat``); then each file's head: no bytes at all ("empty file"), a UTF-16/32 byte-order
+    mark, NUL bytes, a header that is not UTF-8, one line with no line end ("header but no data
+    rows"), a header of one column holding ';', a tab or '|'. While reading: wrong column count,
+    broken quoting, a quote left open up to the end of the file, non-UTF-8 bytes, header-only
+    files, empty or duplicate column names. Every error is ``ComponentError("<file>[:<line>]: ...")``;
+    the line assumes no quoted value spans lines before it.
 
 Parquet output (``shards``, ``shard_writer``)
     Row groups of ``ROW_GROUP_ROWS`` rows; per input file, a split's row groups are dealt in turn

@@ -26,7 +26,8 @@ class Case:
     "trainer", "definition" or "cli" = a CLI call without a pipeline run).
     ``files``: relative path -> bytes. ``expect``: regex the one error line must match
     (None: the input is valid and the run must succeed). ``culprit``: the component that
-    must publish nothing.
+    must publish nothing. ``special``: relative path -> "fifo" (a named pipe) or
+    "symlink:<target>". ``max_lines``: the most stderr lines allowed (ExampleValidator's block).
     """
 
     name: str
@@ -36,6 +37,8 @@ class Case:
     culprit: str = ""
     args: tuple[str, ...] = ()
     slow: bool = False
+    special: dict[str, str] = dataclasses.field(default_factory=dict)
+    max_lines: int = 1
 
 
 def _csv(text: str) -> dict[str, bytes]:
@@ -63,6 +66,8 @@ feature { name: "b" type: FLOAT presence { min_fraction: 1.0 } }
 feature { name: "c" type: BYTES presence { min_fraction: 1.0 } }
 """
 
+LABEL_FEATURE = 'feature { name: "label" type: FLOAT presence { min_fraction: 1.0 } }\n'
+
 OTHER_SCHEMA = """\
 feature { name: "a" type: BYTES presence { min_fraction: 1.0 } }
 feature { name: "b" type: FLOAT presence { min_fraction: 1.0 } }
@@ -81,6 +86,17 @@ def create_pipeline(pipeline_root: str = "root", data_root: str = "data"):
 """
 
 
+def _schema_case(csv: str, schema: str) -> dict[str, bytes]:
+    return {**_csv(csv), "schema.pbtxt": schema.encode()}
+
+
+def _wide_csv(extra: int) -> str:
+    """GOOD_CSV with ``extra`` more columns, none of them in VALID_SCHEMA."""
+    names = [f"extra_{i:04d}" for i in range(extra)]
+    rows = GOOD_CSV.splitlines()
+    return "\n".join([rows[0] + "," + ",".join(names)] + [r + ",1" * extra for r in rows[1:]]) + "\n"
+
+
 def _definition(body: str) -> dict[str, bytes]:
     return {"data/data.csv": GOOD_CSV.encode(), "pipeline.py": (DEFINITION_HEAD + body).encode()}
 
@@ -97,15 +113,35 @@ CASES: list[Case] = [
          r"CsvExampleGen.*data\.csv", "CsvExampleGen"),
     Case("csv_not_utf8", "csv", {"data/data.csv": b"a,b,c\n1,2.5,caf\xe9\n2,3.5,\xff\xfe\n"},
          r"CsvExampleGen.*data\.csv", "CsvExampleGen"),
-    Case("csv_utf16", "csv", {"data/data.csv": GOOD_CSV.encode("utf-16")}, r"CsvExampleGen.*data\.csv",
+    Case("csv_utf16", "csv", {"data/data.csv": GOOD_CSV.encode("utf-16")},
+         r"CsvExampleGen.*data\.csv: encoded as UTF-16 LE \(byte-order mark\)", "CsvExampleGen"),
+    # Past the 1 MB sniffed block (it once gave a bare UnicodeDecodeError).
+    Case("csv_utf16_large", "csv", {"data/data.csv": (GOOD_CSV + GOOD_CSV[6:] * 20000).encode("utf-16")},
+         r"CsvExampleGen.*data\.csv: encoded as UTF-16 LE \(byte-order mark\)", "CsvExampleGen"),
+    Case("csv_utf32", "csv", {"data/data.csv": GOOD_CSV.encode("utf-32")},
+         r"CsvExampleGen.*data\.csv: encoded as UTF-32 LE", "CsvExampleGen"),
+    Case("csv_bad_byte_in_header", "csv", {"data/data.csv": b"\xff" + GOOD_CSV.encode()},
+         r"CsvExampleGen.*data\.csv:1: the header is not valid UTF-8 \(byte 0xff at column 1\)", "CsvExampleGen"),
+    Case("csv_bad_byte_and_ragged_row", "csv", {"data/data.csv": b"a,b,c\n1,2.5,x\n2,caf\xe9\n3,4.5,z\n"},
+         r"CsvExampleGen.*data\.csv:3: not a UTF-8 CSV file", "CsvExampleGen"),
+    Case("csv_fifo", "csv", {}, r"CsvExampleGen.*data\.csv: is a FIFO \(named pipe\), not a regular file",
+         "CsvExampleGen", special={"data/data.csv": "fifo"}),
+    Case("csv_device", "csv", {}, r"CsvExampleGen.*data\.csv: is a character device, not a regular file",
+         "CsvExampleGen", special={"data/data.csv": "symlink:/dev/zero"}),
+    # One line past the 64 KB head and the 1 MB sniffed block (it once was an "empty file").
+    Case("csv_one_long_line", "csv", _csv("a" * (2 << 20)),
+         r"CsvExampleGen.*data\.csv: has a header but no data rows \(the file is one line of 2,097,152 bytes",
          "CsvExampleGen"),
-    Case("csv_empty_file", "csv", _csv(""), r"CsvExampleGen.*data\.csv", "CsvExampleGen"),
+    Case("csv_semicolons", "csv", _csv(GOOD_CSV.replace(",", ";")),
+         r"CsvExampleGen.*data\.csv:1: the header is one column 'a;b;c': the file looks ';'-separated",
+         "CsvExampleGen"),
+    Case("csv_empty_file", "csv", _csv(""), r"CsvExampleGen.*data\.csv: empty file \(0 bytes\)", "CsvExampleGen"),
     Case("csv_header_only", "csv", _csv("a,b,c\n"), r"CsvExampleGen.*(data\.csv|no rows|empty)", "CsvExampleGen"),
     Case("csv_duplicate_columns", "csv", _csv("a,b,a\n1,2.5,3\n2,3.5,4\n"), r"CsvExampleGen.*'?a'?", "CsvExampleGen"),
     Case("csv_empty_column_name", "csv", _csv("a,,c\n1,2.5,x\n2,3.5,y\n"), r"CsvExampleGen.*data\.csv",
          "CsvExampleGen"),
-    Case("csv_binary_garbage", "csv", {"data/data.csv": bytes(range(256)) * 8}, r"CsvExampleGen.*data\.csv",
-         "CsvExampleGen"),
+    Case("csv_binary_garbage", "csv", {"data/data.csv": bytes(range(256)) * 8},
+         r"CsvExampleGen.*data\.csv:1: not a UTF-8 CSV file: it holds NUL bytes", "CsvExampleGen"),
     Case("csv_no_files", "csv", {"data/README.txt": b"no csv here"}, r"CsvExampleGen", "CsvExampleGen",
          args=("--param", "pattern=*.csv")),
     # Valid inputs that look suspicious: they must work.
@@ -128,7 +164,21 @@ CASES: list[Case] = [
     Case("schema_not_utf8", "import_schema", {**_csv(GOOD_CSV), "schema.pbtxt": b"\xff\xfe\x00garbage"},
          r"ImportSchemaGen.*schema\.pbtxt", "ImportSchemaGen"),
     Case("schema_for_other_data", "import_schema", {**_csv(GOOD_CSV), "schema.pbtxt": OTHER_SCHEMA.encode()},
-         r"ExampleValidator", "ExampleValidator"),
+         r"ExampleValidator.*2 columns break the schema: 'a', 'd'", "ExampleValidator", max_lines=7),
+    # What a later component needs, named before Transform runs (a curated schema, as in pipelines/taxi).
+    Case("schema_missing_label", "import_schema",
+         _schema_case(GOOD_CSV, VALID_SCHEMA + LABEL_FEATURE),
+         r"ExampleValidator.*1 column breaks the schema: 'label'", "ExampleValidator", max_lines=7),
+    Case("schema_string_in_number_column", "import_schema",
+         _schema_case(GOOD_CSV.replace("2.5", "n/a"), VALID_SCHEMA),
+         r"ExampleValidator.*1 column breaks the schema: 'b'", "ExampleValidator", max_lines=7),
+    Case("schema_int_where_float", "import_schema",
+         _schema_case(GOOD_CSV.replace(".5", ""), VALID_SCHEMA),
+         r"ExampleValidator.*1 column breaks the schema: 'b'", "ExampleValidator", max_lines=7),
+    # 2 splits of 2,000 new columns: at most 20 listed, the rest counted (the full list is in the log).
+    Case("schema_two_thousand_new_columns", "import_schema", _schema_case(_wide_csv(2000), VALID_SCHEMA),
+         r"ExampleValidator.*2,000 columns break the schema: 'extra_0000', .* and 1,995 more", "ExampleValidator",
+         max_lines=26),
     # --- module files (Transform, Trainer) -------------------------------------------------------
     Case("preprocessing_syntax_error", "transform", _module("", False) | {
         "preprocessing.py": b"def preprocessing_fn(inputs):\n    return {'a': inputs['a']\n"},
@@ -142,6 +192,15 @@ CASES: list[Case] = [
     Case("preprocessing_raises", "transform", _module("", False) | {
         "preprocessing.py": b"def preprocessing_fn(inputs):\n    return {'z': inputs['no_such_column']}\n"},
         r"Transform.*preprocessing\.py.*(no_such_column|line)", "Transform", slow=True),
+    Case("preprocessing_missing_label", "transform", _module("", False) | {
+        "preprocessing.py": b"def preprocessing_fn(inputs):\n    return {'y': inputs['label']}\n"},
+        r"Transform.*KeyError: 'label'; the examples have no column 'label' \(they have 'a' \(int64\), "
+        r"'b' \(float32\), 'c' \(string\)\)", "Transform", slow=True),
+    Case("preprocessing_int_where_float", "transform", _module("", False) | {
+        "preprocessing.py": b"import tensorflow as tf\n\ndef preprocessing_fn(inputs):\n"
+                            b"    return {'y': tf.math.log(inputs['a'])}\n"},
+        r"Transform.*preprocessing\.py, line 4 .*; on line 4, column 'a' is int64 in the data", "Transform",
+        slow=True),
     Case("run_fn_missing", "trainer", _module("def train(fn_args):\n    pass\n"),
          r"Trainer.*module\.py.*run_fn", "Trainer", slow=True),
     Case("run_fn_syntax_error", "trainer", _module("def run_fn(fn_args:\n    pass\n"),
@@ -211,6 +270,13 @@ def write_corpus(out_dir: str) -> list[Case]:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as fh:
                 fh.write(content)
+        for rel, kind in case.special.items():
+            path = os.path.join(out_dir, case.name, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if kind == "fifo":
+                os.mkfifo(path)
+            else:
+                os.symlink(kind.removeprefix("symlink:"), path)
         os.makedirs(os.path.join(out_dir, case.name), exist_ok=True)
     return CASES
 
