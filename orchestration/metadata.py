@@ -214,9 +214,7 @@ class MetadataStore:
         if exp is None:
             if not create:
                 return None
-            location = None
-            if self._artifact_root:
-                location = roots.file_uri(roots.artifacts_dir(self._artifact_root))
+            location = roots.experiment_location(self.tracking_uri, self._artifact_root)
             try:
                 exp_id = self._call("create_experiment", pipeline, artifact_location=location)
             except Exception:  # created concurrently by another process

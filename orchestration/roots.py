@@ -22,8 +22,8 @@ would land in ``A/mlflow-artifacts``. So each execution gets an explicit destina
   the run as the tag ``sluice.artifact_uri``.
 
 With an HTTP tracking server the server owns the artifacts (its artifact root is the team's
-root, and it accepts a model version's source only inside the run's own location), so its
-location is always kept.
+root, and it accepts a model version's source only inside the run's own location): new
+experiments get the server's default location (``experiment_location``), and runs keep theirs.
 
 **A cache hit reuses only outputs under this root** (``all_inside``): an execution recorded by a
 run rooted elsewhere is simply not a hit.
@@ -116,12 +116,24 @@ def all_inside(paths: list[str], root: str) -> bool:
     return all(is_inside(p, root) for p in paths)
 
 
+def served(tracking_uri: str) -> bool:
+    """A tracking server, which decides where artifacts go (not a database or files Sluice opens)."""
+    return urllib.parse.urlsplit(tracking_uri).scheme in _SERVED_SCHEMES
+
+
+def experiment_location(tracking_uri: str, root: str | None) -> str | None:
+    """The artifact location of a new experiment: ``<root>/mlflow-artifacts``, or the server's choice."""
+    if root is None or served(tracking_uri):
+        return None
+    return file_uri(artifacts_dir(root))
+
+
 def artifact_destination(tracking_uri: str, run_artifact_uri: str, root: str, run_id: str) -> str:
     """Where run ``run_id`` logs its MLflow artifacts (see the module docstring).
 
     Raises DefinitionError when the destination under the root leads out of it.
     """
-    if urllib.parse.urlsplit(tracking_uri).scheme in _SERVED_SCHEMES:
+    if served(tracking_uri):
         return run_artifact_uri
     local = uri_to_path(run_artifact_uri)
     if local is None:

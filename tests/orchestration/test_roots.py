@@ -27,8 +27,8 @@ def export_model(model: Output[Model], ctx: ExecutionContext, size: int = 3) -> 
 Export = component(export_model, name="Export")
 
 
-def _pipeline(root: Path) -> Pipeline:
-    return Pipeline(name="rooted", components=[Export()], pipeline_root=str(root))
+def _pipeline(root: Path, name: str = "rooted") -> Pipeline:
+    return Pipeline(name=name, components=[Export()], pipeline_root=str(root))
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
@@ -104,31 +104,55 @@ def test_root_with_odd_characters_keeps_store_and_artifacts_inside(tmp_path):
     assert logged.read_text() == "www"
 
 
-def test_shared_store_keeps_each_run_in_its_root_and_caches_per_root(tmp_path):
+def _second_root_on_a_shared_store(tmp_path: Path, shared: str | None, name: str) -> tuple[Path, set[str], str]:
+    """Alice runs in her root, then Bob in his on the same store; Bob's root, what he wrote, his execution."""
     root_a, root_b = tmp_path / "alice", tmp_path / "bob"
-    assert run_pipeline(_pipeline(root_a)).ok
-    shared = default_tracking_uri(str(root_a))  # the team's store: Alice's file, used by Bob too
+    assert run_pipeline(_pipeline(root_a, name), tracking_uri=shared).ok
+    shared = shared or default_tracking_uri(str(root_a))  # the team's store: Alice's file, used by Bob too
     before = _files(tmp_path)
 
-    result = run_pipeline(_pipeline(root_b), tracking_uri=shared)
+    result = run_pipeline(_pipeline(root_b, name), tracking_uri=shared)
 
     assert result.ok, result.error
     # Same cache key as Alice's execution, but her outputs are under her root: not a hit.
     assert [c.status for c in result.components] == [EXECUTED]
-    written = _written(before, _files(tmp_path))
-    # Outside Bob's root only the shared store changed (its folder's mtime too, for SQLite's journal).
-    store_files = {str(root_a / "metadata.db") + suffix for suffix in ("", "-journal", "-wal", "-shm")}
-    allowed = store_files | {str(tmp_path), str(root_a), str(root_b)}
-    assert {p for p in written if not p.startswith(str(root_b) + os.sep)} <= allowed
-    execution_id = result.components[0].execution_id
-    logged = root_b / "mlflow-artifacts" / execution_id / "artifacts" / "model" / "weights.txt"
-    assert logged.read_text() == "www"
-    tags = MetadataStore(shared).client.get_run(execution_id).data.tags
-    assert tags[roots.ARTIFACT_URI_TAG] == roots.file_uri(str(logged.parents[1]))
-
-    again = run_pipeline(_pipeline(root_b), tracking_uri=shared)
+    again = run_pipeline(_pipeline(root_b, name), tracking_uri=shared)
     assert [c.status for c in again.components] == [CACHED]
     assert again.components[0].outputs["model"][0].uri.startswith(str(root_b) + os.sep)
+    written = {p for p in _written(before, _files(tmp_path)) if not p.startswith(str(root_b) + os.sep)}
+    return root_b, written, result.components[0].execution_id
+
+
+def test_shared_sqlite_store_keeps_each_run_in_its_root_and_caches_per_root(tmp_path):
+    root_b, written, execution_id = _second_root_on_a_shared_store(tmp_path, None, "rooted")
+    root_a = tmp_path / "alice"
+    # Outside Bob's root only the shared store changed (its folder's mtime too, for SQLite's journal).
+    store_files = {str(root_a / "metadata.db") + suffix for suffix in ("", "-journal", "-wal", "-shm")}
+    assert written <= store_files | {str(tmp_path), str(root_a), str(root_b)}
+    logged = root_b / "mlflow-artifacts" / execution_id / "artifacts" / "model" / "weights.txt"
+    assert logged.read_text() == "www"
+    tags = MetadataStore(default_tracking_uri(str(root_a))).client.get_run(execution_id).data.tags
+    assert tags[roots.ARTIFACT_URI_TAG] == roots.file_uri(str(logged.parents[1]))
+
+
+def test_shared_postgres_store_keeps_each_run_in_its_root(tmp_path, postgres):
+    root_b, written, execution_id = _second_root_on_a_shared_store(tmp_path, postgres, "rooted_pg")
+    assert written <= {str(tmp_path), str(root_b)}
+    logged = root_b / "mlflow-artifacts" / execution_id / "artifacts" / "model" / "weights.txt"
+    assert logged.read_text() == "www"
+
+
+def test_tracking_server_keeps_its_own_artifact_location(tmp_path, team_server):
+    url, server_artifacts = team_server
+    root = tmp_path / "root"
+    before = _files(tmp_path)
+    result = run_pipeline(_pipeline(root, "rooted_server"), tracking_uri=url)
+    assert result.ok, result.error
+    execution_id = result.components[0].execution_id
+    assert list(server_artifacts.rglob(f"{execution_id}/artifacts/model/weights.txt"))
+    written = _written(before, _files(tmp_path))
+    assert {p for p in written if not p.startswith(str(root) + os.sep)} <= {str(tmp_path), str(root)}
+    assert not (root / "mlflow-artifacts").exists()
 
 
 def _link_out(root: Path, name: str, outside: Path) -> None:
