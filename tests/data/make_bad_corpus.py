@@ -118,8 +118,6 @@ CASES: list[Case] = [
     # Past the 1 MB sniffed block (it once gave a bare UnicodeDecodeError).
     Case("csv_utf16_large", "csv", {"data/data.csv": (GOOD_CSV + GOOD_CSV[6:] * 20000).encode("utf-16")},
          r"CsvExampleGen.*data\.csv: encoded as UTF-16 LE \(byte-order mark\)", "CsvExampleGen"),
-    Case("csv_utf32", "csv", {"data/data.csv": GOOD_CSV.encode("utf-32")},
-         r"CsvExampleGen.*data\.csv: encoded as UTF-32 LE", "CsvExampleGen"),
     Case("csv_bad_byte_in_header", "csv", {"data/data.csv": b"\xff" + GOOD_CSV.encode()},
          r"CsvExampleGen.*data\.csv:1: the header is not valid UTF-8 \(byte 0xff at column 1\)", "CsvExampleGen"),
     Case("csv_bad_byte_and_ragged_row", "csv", {"data/data.csv": b"a,b,c\n1,2.5,x\n2,caf\xe9\n3,4.5,z\n"},
