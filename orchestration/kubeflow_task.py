@@ -19,6 +19,7 @@ from sluice.orchestration import runtime
 from sluice.orchestration.execution import run_node
 from sluice.orchestration.kubeflow import decode_ir
 from sluice.orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
+from sluice.orchestration.secrets import mask_text
 
 SLUICE_META = "sluice"
 
@@ -38,9 +39,33 @@ def _rebuild_ir(ir: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     return fresh
 
 
+class TaskFailed(RuntimeError):
+    """A task's failure as KFP shows it: its message with credentials masked."""
+
+
 def run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any],
              inputs: dict[str, Any], outputs: dict[str, Any], ui: dict[str, Any] | None = None) -> None:
+    from sluice.orchestration.runtime import stderr
+
     runtime.prepare_process()
+    # The pod log is the task's stdout and stderr: what components and libraries print there too.
+    with stderr.masked_stdout(), stderr.filtered_stderr(quiet=False):
+        _run_masked(ir_json, node_id, kfp_run_id, params, inputs, outputs, ui)
+
+
+def _run_masked(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any],
+                inputs: dict[str, Any], outputs: dict[str, Any], ui: dict[str, Any] | None) -> None:
+    try:
+        _run_task(ir_json, node_id, kfp_run_id, params, inputs, outputs, ui)
+    except Exception as exc:
+        # KFP prints the traceback of what a task raises to the pod log; a library's message
+        # may quote the tracking URL with its password. The masked traceback, then a masked error.
+        runtime.log_masking.print_masked_traceback(exc)
+        raise TaskFailed(mask_text(str(exc).strip() or type(exc).__name__)) from None
+
+
+def _run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any],
+              inputs: dict[str, Any], outputs: dict[str, Any], ui: dict[str, Any] | None) -> None:
     ir = _rebuild_ir(decode_ir(ir_json), params)
     spec = dict(ir["pipeline"])
     node = next(n for n in ir["nodes"] if n["id"] == node_id)

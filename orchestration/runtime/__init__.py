@@ -22,7 +22,7 @@ from sluice.orchestration.runtime.heap import release_memory, tune_heap
 from sluice.orchestration.runtime.imports import import_heavy, import_heavy_modules
 from sluice.orchestration.runtime.objects import freeze_long_lived
 
-__all__ = ["prepare_process", "prepare_executor", "after_executor", "RunnerContext", "tune_heap",
+__all__ = ["prepare_process", "prepare_executor", "after_executor", "RunnerContext", "log_masking", "tune_heap",
            "release_memory", "import_heavy", "import_heavy_modules", "freeze_long_lived"]
 
 

@@ -282,3 +282,35 @@ def test_tracking_server_dying_mid_run_leaks_nothing(tmp_path):
     assert "Traceback" in proc.stderr and "alice:***@" in proc.stderr
     assert_clean(proc)
     assert all(SECRET not in p.read_text() for p in (tmp_path / "root").rglob("*.log"))
+
+
+TASK = """
+import sys
+
+from kfp.dsl import Artifact
+
+from sluice.orchestration.kubeflow import encode_ir
+from sluice.orchestration.kubeflow_task import run_task
+from sluice.orchestration.loader import build_pipeline
+from sluice.orchestration.pipeline import compile_pipeline
+
+pipeline_file, root, examples = sys.argv[1:]
+ir = compile_pipeline(build_pipeline(pipeline_file, pipeline_root=root))
+run_task(encode_ir(ir), "Leak", "run-1", {"pipeline_root": root}, {},
+         {"examples": Artifact(name="examples", uri=examples, metadata={})}, {})
+"""
+
+
+def test_a_kubeflow_task_fails_with_a_masked_message(mlflow_server, tmp_path):
+    """A task's stdout and stderr are its pod log: what it prints and raises there is masked."""
+    (tmp_path / "leaky.py").write_text(LEAKY)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": with_credentials(mlflow_server, "password")}
+    proc = subprocess.run([sys.executable, "-c", TASK, str(tmp_path / "leaky.py"), str(tmp_path / "root"),
+                           str(tmp_path / "kfp" / "run-1" / "leak" / "examples")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1
+    assert "connecting to http://alice:***@" in proc.stdout  # the component's own print
+    assert "RuntimeError: cannot reach http://alice:***@" in proc.stderr  # the masked traceback we print
+    last = proc.stderr.strip().splitlines()[-1]  # then KFP's (Python's here) of what the task raised
+    assert "TaskFailed: component Leak failed: RuntimeError: cannot reach http://alice:***@" in last
+    assert_clean(proc)
