@@ -203,4 +203,6 @@ class ScanCsvKinds:
                              for i, k in enumerate(kinds)]
             except pa.ArrowInvalid as exc:
                 raise csv_error(file.path, exc, invalid, list(self.names)) from None
+            except (UnicodeDecodeError, OSError) as exc:
+                raise ComponentError(f"{file.path}: cannot read it as a UTF-8 CSV file: {one_line(str(exc))}") from None
         yield tuple(kinds)
