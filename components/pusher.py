@@ -27,6 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 
 from sluice.components.artifacts import Model, ModelBlessing, PushedModel
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
@@ -233,12 +234,11 @@ class Registry:
         """Whether registered version ``number`` exists and holds the model ``fingerprint``."""
         from mlflow.exceptions import MlflowException
 
-        if not isinstance(number, int):
-            return False
         try:
-            return self.client.get_model_version(self.name, str(number)).tags.get(FINGERPRINT_TAG) == fingerprint
+            version = self.client.get_model_version(self.name, str(number)) if isinstance(number, int) else None
         except MlflowException:
             return False
+        return version is not None and version.tags.get(FINGERPRINT_TAG) == fingerprint
 
     def unplaced(self, fingerprint: str, placed: set[int]) -> int | None:
         """The newest version of this model whose push did not place it (its process was killed)."""
@@ -284,15 +284,18 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         target = None
-        for _ in range(5):
+        for attempt in range(8):
             target = self._newest_complete()
             if target is None:
                 return None
-            self.client.set_registered_model_alias(self.name, ALIAS, str(target))
             try:
+                self.client.set_registered_model_alias(self.name, ALIAS, str(target))
                 current = int(self.client.get_model_version_by_alias(self.name, ALIAS).version)
-            except MlflowException:
-                current = None
+            except MlflowException:  # e.g. a concurrent push setting it at the same moment
+                if attempt == 7:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+                continue
             if current == target == self._newest_complete():
                 break
         return target

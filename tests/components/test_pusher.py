@@ -229,3 +229,41 @@ def test_a_tracking_uri_without_a_run_is_one_clear_error(tmp_path):
     ctx = ExecutionContext(pipeline_name="taxi", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     with pytest.raises(ComponentError, match=r"^Pusher: tracking URI set but no MLflow run to upload model 'taxi' to$"):
         _push(tmp_path, _fake_model(tmp_path), tmp_path / "serving", "p", ctx=ctx)
+
+
+def test_concurrent_pushes_get_one_version_each_and_champion_ends_on_the_newest(tmp_path, mlflow_server):
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    name = f"pusher-{tmp_path.name}"
+    serving = tmp_path / "serving"
+    models = [_fake_model(tmp_path, f"m{i}", f"M{i}") for i in range(4)]
+    contexts = [_run_ctx(client, mlflow_server, name) for _ in models]
+    barrier = threading.Barrier(len(models))
+    errors = []
+
+    def push(i):
+        barrier.wait()
+        try:
+            _push(tmp_path, models[i], serving, f"p{i}", ctx=contexts[i], registered_model_name=name)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(len(models))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert sorted(os.listdir(serving)) == ["1", "2", "3", "4"]
+    versions = {int(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
+    assert sorted(versions) == [1, 2, 3, 4]
+    for folder in os.listdir(serving):  # each folder and its registered version name each other
+        marker = pusher.read_marker(str(serving / folder))
+        version = versions[marker["registered"][name]]
+        assert version.tags[pusher.SERVING_TAG] == str(serving / folder)
+        assert version.tags[pusher.FINGERPRINT_TAG] == marker["fingerprint"]
+    assert {v.tags[pusher.EXECUTION_TAG] for v in versions.values()} == {c.execution_id for c in contexts}
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 4
