@@ -25,6 +25,8 @@ _BOMS = (
     (b"\xfe\xff", "UTF-16 BE"),
 )
 _UTF8_BOM = b"\xef\xbb\xbf"
+_MAGIC = ((b"\x1f\x8b", "a gzip file"), (b"PK\x03\x04", "a zip file"), (b"PAR1", "a Parquet file"),
+          (b"BZh", "a bzip2 file"))
 _OTHER_SEPARATORS = ((";", "';'"), ("\t", "tab"), ("|", "'|'"))
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -75,6 +77,9 @@ def check_csv_head(path: str) -> CsvHead:
             raise ComponentError(
                 f"{path}: encoded as {encoding} (byte-order mark); CsvExampleGen reads UTF-8: convert it, "
                 f"e.g. iconv -f {encoding.replace(' ', '')} -t UTF-8")
+    for magic, kind in _MAGIC:
+        if head.startswith(magic) and b"\x00" in head:
+            raise ComponentError(f"{path}: not a CSV file: it looks like {kind}")
     nul = head.find(b"\x00")
     if nul >= 0:
         line = head.count(b"\n", 0, nul) + 1

@@ -656,6 +656,7 @@ BAD_CSV = {
     "bad_byte_and_ragged_row": (b"a,b,c\n1,2,x\n2,caf\xe9\n", r"bad\.csv:3: not a UTF-8 CSV file"),
     "semicolons": ("a;b;c\n1;2;3\n", r"bad\.csv:1: the header is one column 'a;b;c': the file looks ';'-separated"),
     "tabs": ("a\tb\n1\t2\n", r"bad\.csv:1: the header is one column 'a\\tb': the file looks tab-separated"),
+    "gzip_compressed": (gzip.compress(b"a,b\n1,2\n" * 100), r"bad\.csv: not a CSV file: it looks like a gzip file$"),
     "blank_lines_only": ("\n\n\n", r"bad\.csv: no header: the file holds only blank lines"),
 }
 
