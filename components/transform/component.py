@@ -252,8 +252,8 @@ def column_hint(error: BaseException | str, source: str, raw_types: dict[str, st
     """``"; <what the data has>"`` for a failure of preprocessing_fn on a missing or ill-typed column, else "".
 
     A KeyError names a column the inputs lack: said with the columns they have. Otherwise the
-    columns read (``inputs["name"]``) on the failing line, or, when none is, those read anywhere
-    whose dtype the message names, are given with their dtype.
+    columns the failing line reads (``_columns_read``), or, when it reads none, those read
+    anywhere whose dtype the message names, are given with their dtype.
     """
     import re
 
@@ -279,19 +279,58 @@ def column_hint(error: BaseException | str, source: str, raw_types: dict[str, st
 
 
 def _columns_read(source: str, raw_types: dict[str, str]) -> dict[int, list[str]]:
-    """{line number: schema columns subscripted on it (``inputs["name"]``)} in the module file."""
-    import re
+    """{line number: the schema columns its statement reads} in the module file, found with ``ast``.
+
+    A column is read where its name is a string literal, or a variable assigned from one (also
+    through module constants, e.g. ``LABEL_KEY = "tips"``, and ``for key in KEYS``), appears.
+    """
+    import ast
 
     try:
         with open(source, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError):
+            tree = ast.parse(fh.read())
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
         return {}
-    found = {}
-    for number, text in enumerate(lines, 1):
-        names = [n for n in re.findall(r"\w\s*\[\s*['\"]([^'\"]+)['\"]\s*\]", text) if n in raw_types]
-        if names:
-            found[number] = list(dict.fromkeys(names))
+    names = _variables_of_columns(tree, raw_types)
+    found: dict[int, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Return, ast.Expr)):
+            read = _mentioned(node, raw_types, names)
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                found[line] = found.get(line, set()) | read
+    return {line: sorted(cols) for line, cols in found.items() if cols}
+
+
+def _variables_of_columns(tree, raw_types: dict[str, str]) -> dict[str, set[str]]:
+    """{variable: the columns its assignments (or a for loop over it) mention}."""
+    import ast
+
+    names: dict[str, set[str]] = {}
+    for _ in range(2):  # twice: a name used before the line that assigns it
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                pairs = [(target, node.value) for target in node.targets]
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                pairs = [(node.target, node.value)]
+            elif isinstance(node, (ast.For, ast.comprehension)):
+                pairs = [(node.target, node.iter)]
+            else:
+                continue
+            for target, value in pairs:
+                if isinstance(target, ast.Name):
+                    names[target.id] = names.get(target.id, set()) | _mentioned(value, raw_types, names)
+    return names
+
+
+def _mentioned(node, raw_types: dict[str, str], names: dict[str, set[str]]) -> set[str]:
+    import ast
+
+    found = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and sub.value in raw_types:
+            found.add(sub.value)
+        elif isinstance(sub, ast.Name) and sub.id in names:
+            found |= names[sub.id]
     return found
 
 

@@ -647,3 +647,17 @@ def test_a_string_column_in_a_numeric_analyzer_is_named(small_taxi):
                                              r"string: 'company'$") as info:
         run_with_module(small_taxi, source)
     assert "\n" not in str(info.value)
+
+
+def test_the_taxi_module_on_integer_tips_names_tips_and_fare(tmp_path):
+    # The label read through a constant (LABEL_KEY = "tips") and compared with a float fare.
+    import pyarrow.compute as pc
+
+    table = taxi_table().slice(0, 300)
+    tips = pc.cast(pc.round(pc.fill_null(table.column("tips"), 0)), pa.int64())
+    table = table.set_column(table.schema.get_field_index("tips"), "tips", tips)
+    examples, schema = write_examples(tmp_path, taxi_splits(table))
+    with pytest.raises(ComponentError, match=r"taxi/preprocessing\.py, line \d+ failed: TypeError: .*; on line \d+, "
+                                             r"column 'fare' is float32, column 'tips' is int64 in the data$"):
+        run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
+                      **output_artifacts(tmp_path / "out"))
