@@ -139,9 +139,12 @@ def _failed_json(pipeline: str, root: str, tracking_uri: str | None, exc: BaseEx
     text = str(exc).strip() or type(exc).__name__
     if not isinstance(exc, (CliError, DefinitionError, ComponentError)) and not _is_store_error(exc):
         text = f"{type(exc).__name__}: {text}"
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        with contextlib.suppress(Exception):  # the document must come out, whatever the root is
+            uri = default_tracking_uri(root)
     return {"pipeline": pipeline, "run_id": None, "status": "failed", "seconds": None, "pipeline_root": root,
-            "tracking_uri": tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root),
-            "components": [],
+            "tracking_uri": uri, "components": [],
             "error": text.splitlines()[0]}
 
 
