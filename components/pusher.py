@@ -5,13 +5,11 @@ integer versions; a push adds ``max(existing) + 1``. The copy is written into a
 hidden staging folder inside ``serving_dir`` and renamed into place, so a
 server watching the folder never sees a half-written version.
 
-A push is, in this order: stage the copy; upload the SavedModel as artifacts of
-the Pusher's MLflow run and register it (tagged with the model's fingerprint);
-write a marker naming fingerprint and registered version into the copy; rename
-the copy into place; point alias ``champion`` at the newest placed version. A
-kill at any step leaves either nothing (a stale staging folder, removed by the
-next push) or one registered version that the next push of the same model
-completes and reuses instead of pushing the model again.
+A push, in order: stage the copy; upload the SavedModel to the Pusher's MLflow run
+and register it, tagged with the model's fingerprint; write a marker (fingerprint,
+registered version) into the copy; rename it into place; point ``champion`` at the
+newest placed version. A kill leaves nothing (a stale staging folder) or one
+registered version, which the next push of the same model completes and reuses.
 
     Pusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
            serving_dir="/srv/models/taxi", registered_model_name="taxi")
@@ -304,7 +302,7 @@ class Registry:
 # --- the push ------------------------------------------------------------------------------------
 
 
-def _markers(serving_dir: str) -> dict[int, dict]:
+def _markers(serving_dir: str) -> dict[int, dict]:  # version folder -> its marker
     return {v: read_marker(os.path.join(serving_dir, str(v))) for v in _existing_versions(serving_dir)}
 
 
