@@ -18,7 +18,8 @@ Publication protocol:
    it failed and removes what it left (``recover_abandoned``).
 
 A cache hit needs a successful record with the same cache key *and* its outputs
-still on disk.
+still on disk, under this run's pipeline root (a store shared by several roots holds
+other roots' outputs: see ``roots``).
 """
 
 from __future__ import annotations
