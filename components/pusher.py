@@ -196,14 +196,13 @@ def rename_no_replace(source: str, destination: str) -> None:
 # --- the MLflow Model Registry -----------------------------------------------------------------
 
 
-def upload_model(client, run_id: str, model: Model) -> str:
-    """Uploads the SavedModel as artifacts of MLflow run ``run_id``; returns the URI to register.
+def upload_model(ctx: ExecutionContext, model: Model) -> str:
+    """Uploads the SavedModel as artifacts of the Pusher's MLflow run; returns the URI to register.
 
-    The source then lives in the run's own artifact store (a local folder, or a tracking server's
-    proxied artifacts), which is what a server accepts as a model version's source.
+    The source then lives in the run's own artifact store (under this run's pipeline root, or a
+    tracking server's proxied artifacts), which is what a server accepts as a model version's source.
     """
-    client.log_artifacts(run_id, model.serving_dir, ARTIFACT_PATH)
-    return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + ARTIFACT_PATH
+    return ctx.log_artifacts(model.serving_dir, ARTIFACT_PATH)
 
 
 class Registry:
@@ -254,7 +253,7 @@ class Registry:
                 self.client.create_registered_model(self.name, description="Pushed by Sluice's Pusher")
             except MlflowException:  # created meanwhile by a concurrent push
                 self.client.get_registered_model(self.name)
-        source = upload_model(self.client, self.ctx.mlflow_run_id, model)
+        source = upload_model(self.ctx, model)
         tags = {FINGERPRINT_TAG: fingerprint, MODEL_URI_TAG: model.uri, EXECUTION_TAG: self.ctx.execution_id}
         version = self.client.create_model_version(self.name, source, run_id=self.ctx.mlflow_run_id, tags=tags)
         return int(version.version)
