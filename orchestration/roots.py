@@ -52,11 +52,8 @@ def file_uri(path: str) -> str:
 
 def sqlite_uri(path: str) -> str:
     """The ``sqlite:///`` URI SQLAlchemy (and so MLflow) reads as exactly ``path``."""
-    from sluice.orchestration.runtime import mlflow_sqlite
-
-    # MLflow creates the database's folder from the URI's raw text; encoded, that would be a
-    # stray folder beside the root. Fixed before any store opens this URI.
-    mlflow_sqlite.apply()
+    # MLflow creates the database's folder from the URI's raw text; runtime.mlflow_sqlite (applied
+    # by quiet_mlflow, before any store opens) makes it read the path as SQLAlchemy does.
     return "sqlite:///" + os.path.abspath(path).replace("%", "%25").replace("?", "%3F")
 
 

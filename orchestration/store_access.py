@@ -23,6 +23,7 @@ import sqlite3
 import urllib.parse
 from collections.abc import Iterator
 
+from sluice.orchestration import roots
 from sluice.orchestration.secrets import mask_uri
 
 _TEMP = ".creating-"
@@ -39,12 +40,7 @@ def _error(uri: str, text: str) -> Exception:
 
 def sqlite_path(uri: str) -> str | None:
     """The database file an ``sqlite:///`` URI opens (as SQLAlchemy reads it), else None."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    database = make_url(uri).database
-    return os.path.abspath(database) if database and database != ":memory:" else None
+    return roots.uri_to_path(uri) if uri.startswith("sqlite:///") else None
 
 
 def open_checks(uri: str) -> str | None:
@@ -193,11 +189,9 @@ def _build(uri: str, path: str) -> None:
 
     folder = os.path.dirname(path)
     temp = f"{path}{_TEMP}{os.getpid()}-{secrets.token_hex(4)}"
-    # SQLAlchemy percent-decodes the database part and reads a query after "?"; MLflow creates
-    # the folder from the raw text, so only those two characters are encoded.
-    temp_uri = "sqlite:///" + temp.replace("%", "%25").replace("?", "%3F")
+    temp_uri = roots.sqlite_uri(temp)
     try:
-        store = SqlAlchemyStore(temp_uri, "file://" + urllib.parse.quote(os.path.join(folder, "mlflow-artifacts")))
+        store = SqlAlchemyStore(temp_uri, roots.file_uri(os.path.join(folder, "mlflow-artifacts")))
         store.engine.dispose()  # its file is about to be renamed: no connection may outlive it
         getattr(SqlAlchemyStore, "_engine_map", {}).pop(temp_uri, None)
         fd = os.open(temp, os.O_RDONLY)

@@ -8,7 +8,9 @@ process-level settings and library workarounds that runners apply around them:
 - before each executor: ``prepare_executor`` (its heavy imports, frozen once done; the Keras
   workaround for TensorFlow components), and a ``RunnerContext`` for it (Beam's sampler);
 - after each executor: ``after_executor`` (``heap.release_memory``);
-- in the CLI: ``stderr`` (native chatter filtered out of the terminal).
+- in the CLI: ``stderr`` (native chatter filtered out of the terminal, credentials masked);
+- whenever a metadata store opens: ``mlflow.quiet_mlflow`` (MLflow's log levels and bounded HTTP
+  retries; ``mlflow_sqlite``: its SQLite folder creation reads an encoded URI as SQLAlchemy does).
 
 Each module says what its trick buys; a library patch checks the library's version first and
 does nothing for one it was not written for.

@@ -24,7 +24,10 @@ _WRITTEN_FOR = ("2.", "3.")
 
 
 def quiet_mlflow() -> None:
-    """Lowers MLflow's log levels and bounds its HTTP retries (idempotent)."""
+    """Lowers MLflow's log levels, bounds its HTTP retries, fixes its SQLite folder creation (idempotent)."""
+    from sluice.orchestration.runtime import mlflow_sqlite
+
+    mlflow_sqlite.apply()
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # It logs a traceback for every failed SQL statement (a read-only or full disk) before
