@@ -305,11 +305,12 @@ def _move_into_place(node_id: str, execution_id: str, outputs: dict[str, Artifac
 
 
 def _describe(exc: BaseException) -> str:
+    """The failure as recorded in the store and raised to the runner, credentials masked."""
     if isinstance(exc, (ComponentError, DefinitionError)):
-        return str(exc)
+        return mask_text(str(exc))
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return mask_text(f"{type(exc).__name__}: {first}") if first else type(exc).__name__
 
 
 def _write_log(path: str, text: str) -> None:

@@ -87,6 +87,9 @@ def test_component_log_masks_credentials(tmp_path):
     log = Path(result.components[0].log).read_text()
     assert "RuntimeError" in log and "alice:***@127.0.0.1" in log
     assert "s3cr3t-Pw" not in log
+    store = MetadataStore(default_tracking_uri(str(tmp_path / "root")))
+    stored = next(e for e in store.executions(result.run_id) if e.component_id == "FailWithCredentials")
+    assert "alice:***@127.0.0.1" in stored.error and "s3cr3t-Pw" not in stored.error
 
 
 def test_root_with_odd_characters_keeps_store_and_artifacts_inside(tmp_path):
