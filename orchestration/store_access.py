@@ -59,6 +59,10 @@ def open_checks(uri: str) -> str | None:
 
 def probe_server(uri: str, timeout: float = 3.0) -> None:
     parts = urllib.parse.urlsplit(uri)
+    if parts.scheme in ("http", "https") and (parts.query or parts.fragment):
+        # MLflow appends its API path to the URI as text: after a query it would ask for garbage.
+        raise _error(uri, "a tracking server URI cannot carry a query or fragment; "
+                          "give a token in MLFLOW_TRACKING_TOKEN instead")
     scheme = parts.scheme.split("+", 1)[0]
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return  # e.g. databricks, file stores, a database over a Unix socket

@@ -200,6 +200,12 @@ def test_a_dead_tracking_port_is_one_line_at_once():
                                    rf"cannot connect to 127\.0\.0\.1:{port} \(connection refused\)")
 
 
+def test_a_token_in_the_tracking_uris_query_is_refused_with_the_way_to_give_it(mlflow_server):
+    text, seconds = _failure(lambda: MetadataStore(f"{mlflow_server}/?token=s3cr3t"))
+    _one_quick_line(text, seconds, r"metadata store http://127\.0\.0\.1:\d+/\?token=\*\*\*: a tracking server URI "
+                                   r"cannot carry a query or fragment; give a token in MLFLOW_TRACKING_TOKEN instead")
+
+
 def test_a_server_that_hangs_up_mid_run_is_one_line_within_seconds():
     """The port answers (so opening works) but every request is dropped: MLflow's and our retries are bounded."""
     listener = socket.create_server(("127.0.0.1", 0))
