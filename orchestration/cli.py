@@ -431,16 +431,16 @@ def ui(pipeline_root, tracking_uri, host, port):
 
         _echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
         return
-    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.tracking_uri,
-            "--host", host, "--port", str(port)]
+    # The store's URI goes by environment, not argv: a password in it would show in `ps`.
+    argv = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
     _echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
     import signal
     import subprocess
 
     # The UI only reads runs: no background job workers. Its own process group, so
     # stopping it stops its web workers too.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get(
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store.tracking_uri,
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
     server = subprocess.Popen(argv, env=env, start_new_session=True)
 
     def stop(*_):

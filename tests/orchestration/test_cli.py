@@ -183,10 +183,13 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
                 assert time.time() < deadline and proc.poll() is None, "mlflow ui did not start"
                 time.sleep(0.5)
         assert json.loads(body)["experiment"]["name"] == "toy"
+        # The store's URI (a password, on a team's database) never shows in a command line.
+        command_lines = subprocess.run(["pgrep", "-af", "--", f"--port {port}"], capture_output=True, text=True).stdout
+        assert "mlflow" in command_lines and "metadata.db" not in command_lines, command_lines
         proc.terminate()  # sluice ui stops its server's whole process group
         proc.wait(30)
         time.sleep(1)
-        leftovers = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout
+        leftovers = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True).stdout
         assert leftovers.strip() == "", f"server processes left behind: {leftovers}"
     finally:
         from tests.conftest import _stop_group
