@@ -106,8 +106,6 @@ def test_penguin_end_to_end_with_the_pusher_on_the_team_server(team_server, tmp_
 
     url, artifacts = team_server
     client = MlflowClient(url)
-    if client.get_experiment_by_name("penguin") is None:  # as an admin would: artifacts served by the server
-        client.create_experiment("penguin")
     before = latest_version(url, "penguin")
     [doc] = finish([start("penguin", tmp_path / "root", url)])
     assert [c["id"] for c in doc["components"]] == COMPONENTS
