@@ -8,38 +8,32 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import logging
 import os
 import sys
-from typing import Any
 
 import click
 
 from sluice.components.sdk import ComponentError, DefinitionError
+from sluice.orchestration.cli_kubeflow import compile_command, kfp
+from sluice.orchestration.cli_output import (
+    CliError,
+    echo,
+    echo_json,
+    failed_json,
+    is_store_error,
+    print_lineage,
+    print_result,
+    print_run,
+    print_runs,
+    run_json,
+)
 from sluice.orchestration.runtime import stderr
 
 DEFAULT_ROOT_ENV = "SLUICE_PIPELINE_ROOT"
 _STDERR_IS_TTY = False
 _RUN_ROOT_HELP = (f"The run's root, also create_pipeline's pipeline_root and so what defaults under it "
                   f"(default: ${DEFAULT_ROOT_ENV} or ./sluice_runs).")
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line."""
-
-
-def _echo(text: str = "", err: bool = False) -> None:
-    """Every line the CLI prints, credentials masked."""
-    from sluice.orchestration.secrets import mask_text
-
-    click.echo(mask_text(text), err=err)
-
-
-def _echo_json(doc: Any) -> None:
-    from sluice.orchestration.secrets import masked
-
-    click.echo(json.dumps(masked(doc)))
 
 
 def _default_root() -> str:
@@ -75,6 +69,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+# Kubeflow's commands: cli_kubeflow.py.
+cli.add_command(compile_command)
+cli.add_command(kfp)
+
+
 def _common_store_options(fn):
     fn = click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite under the pipeline root).")(fn)
     fn = click.option("--pipeline-root", type=click.Path(file_okay=False),
@@ -105,12 +104,12 @@ def run(ctx, pipeline, params, pipeline_root, tracking_uri, no_cache, max_parall
             result, progress = _run(known, params, root, tracking_uri, no_cache, max_parallel, resume, as_json)
     except Exception as exc:
         if as_json:  # the document says it failed, whatever failed: the pipeline module, the store...
-            _echo_json(_failed_json(known["pipeline"], root, tracking_uri, exc))
+            echo_json(failed_json(known["pipeline"], root, tracking_uri, exc))
         raise
     if as_json:
-        _echo_json(result.to_json())
+        echo_json(result.to_json())
     else:
-        _print_result(result, components=not progress.enabled)  # the terminal showed them already
+        print_result(result, components=not progress.enabled)  # the terminal showed them already
     if not result.ok:
         failed = next((c for c in result.components if c.status == "failed"), None)
         detail = f" (log: {failed.log})" if failed is not None and failed.log else ""
@@ -126,65 +125,14 @@ def _run(known, params, root, tracking_uri, no_cache, max_parallel, resume, as_j
     progress = Progress(enabled=None if not as_json else False, terminal=_STDERR_IS_TTY,
                         stream=stderr.progress_stream())
     if progress.enabled:
-        _echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
+        echo(f"Running pipeline {pipe.name} ({len(pipe.components)} components)", err=True)
     result = run_pipeline(pipe, tracking_uri=tracking_uri, enable_cache=False if no_cache else None,
                           max_parallel=max_parallel, progress=progress, resume=resume)
     return result, progress
 
 
-def _failed_json(pipeline: str, root: str, tracking_uri: str | None, exc: BaseException) -> dict[str, Any]:
-    """The --json document of a run that failed before it had a result."""
-    from sluice.orchestration.metadata import default_tracking_uri
-
-    text = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, (CliError, DefinitionError, ComponentError)) and not _is_store_error(exc):
-        text = f"{type(exc).__name__}: {text}"
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        with contextlib.suppress(Exception):  # the document must come out, whatever the root is
-            uri = default_tracking_uri(root)
-    return {"pipeline": pipeline, "run_id": None, "status": "failed", "seconds": None, "pipeline_root": root,
-            "tracking_uri": uri, "components": [],
-            "error": text.splitlines()[0]}
-
-
-def _is_store_error(exc: BaseException) -> bool:
-    from sluice.orchestration.metadata import StoreError
-
-    return isinstance(exc, StoreError)
-
-
 def _absolute(root: str) -> str:
     return root if "://" in root else os.path.abspath(root)
-
-
-def _print_result(result, components: bool = True) -> None:
-    from sluice.orchestration.secrets import mask_uri
-
-    for comp in result.components if components else []:
-        _echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
-    _echo(f"run {result.run_id}: {result.status} in {result.seconds:.1f}s")
-    _echo(f"metadata: {mask_uri(result.tracking_uri)}")
-
-
-@cli.command("compile")
-@click.argument("pipeline")
-@click.option("--target", default="kubeflow", show_default=True, help="Compilation target.")
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="YAML to write.")
-@click.option("--image", help="Container image with Sluice installed (see infra/Dockerfile).")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter.")
-@click.option("--tracking-uri", help="MLflow tracking URI the tasks log to (default: MLFLOW_TRACKING_URI in the pod).")
-def compile_command(pipeline, target, output, image, params, tracking_uri):
-    """Compile PIPELINE for Kubeflow Pipelines v2 (KFP IR YAML)."""
-    stderr.quiet_libraries(False)
-    from sluice.orchestration.kubeflow import compile_kubeflow
-    from sluice.orchestration.loader import build_pipeline
-
-    if target != "kubeflow":
-        raise CliError(f"--target {target}: unknown target (known: kubeflow)")
-    pipe = build_pipeline(pipeline, list(params))
-    summary = compile_kubeflow(pipe, output, image=image, tracking_uri=tracking_uri, source=pipeline)
-    _echo(f"compiled {summary['pipeline']} ({len(summary['tasks'])} tasks) to {output}")
 
 
 @cli.command()
@@ -219,9 +167,9 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
     if once:
         if cron_schedule:
             for t in cron_schedule.times_after(datetime.datetime.now(datetime.UTC), 5):
-                _echo(f"{t.isoformat()}  ({t.astimezone(datetime.UTC).strftime('%Y-%m-%d %H:%M')} UTC)")
+                echo(f"{t.isoformat()}  ({t.astimezone(datetime.UTC).strftime('%Y-%m-%d %H:%M')} UTC)")
         else:
-            _echo(f"latest span now: {watcher.latest_span()}; watching {', '.join(watcher.patterns)}")
+            echo(f"latest span now: {watcher.latest_span()}; watching {', '.join(watcher.patterns)}")
         return
 
     def job():
@@ -230,73 +178,13 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
     scheduler = Scheduler(job, os.path.join(root, ".scheduler"), pipe.name, catch_up=catch_up)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
-    _echo(f"scheduling {pipe.name}: " + (f"cron '{cron}' in {timezone_name}" if cron else
-                                               f"on new span (poll {poll:g}s)"), err=True)
+    echo(f"scheduling {pipe.name}: " + (f"cron '{cron}' in {timezone_name}" if cron else
+                                        f"on new span (poll {poll:g}s)"), err=True)
     if cron_schedule:
         scheduler.run_cron(cron_schedule)
     else:
         scheduler.run_on_new_span(watcher, poll)
-    _echo("scheduler stopped", err=True)
-
-
-@cli.group()
-def kfp() -> None:
-    """Submit and schedule pipelines on a Kubeflow Pipelines endpoint."""
-
-
-def _kfp_options(fn):
-    for opt in reversed([
-        click.argument("pipeline"),
-        click.option("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080."),
-        click.option("--experiment", default=None, help="KFP experiment (default: the pipeline name)."),
-        click.option("--image", help="Container image with Sluice installed (see infra/Dockerfile)."),
-        click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A create_pipeline parameter."),
-        click.option("--tracking-uri", help="MLflow tracking URI for the tasks."),
-    ]):
-        fn = opt(fn)
-    return fn
-
-
-def _compile_to_temp(pipeline, image, params, tracking_uri):
-    import tempfile
-
-    from sluice.orchestration.kubeflow import compile_kubeflow
-    from sluice.orchestration.loader import build_pipeline
-
-    pipe = build_pipeline(pipeline, list(params))
-    path = os.path.join(tempfile.mkdtemp(prefix="sluice-"), f"{pipe.name}.yaml")
-    compile_kubeflow(pipe, path, image=image, tracking_uri=tracking_uri, source=pipeline)
-    return pipe, path
-
-
-@kfp.command("submit")
-@_kfp_options
-def kfp_submit(pipeline, host, experiment, image, params, tracking_uri):
-    """Compile PIPELINE and create one run of it on Kubeflow."""
-    stderr.quiet_libraries(False)
-    from sluice.orchestration.kubeflow import submit_run
-
-    pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
-    run_id = submit_run(path, host, experiment or pipe.name)
-    _echo(f"submitted {pipe.name}: run {run_id} in experiment {experiment or pipe.name}")
-
-
-@kfp.command("schedule")
-@_kfp_options
-@click.option("--cron", required=True, help="5-field cron in --timezone, e.g. '0 3 * * *'.")
-@click.option("--timezone", "timezone_name", default="UTC", show_default=True)
-@click.option("--catch-up", is_flag=True, help="Let KFP backfill missed runs.")
-def kfp_schedule(pipeline, host, experiment, image, params, tracking_uri, cron, timezone_name, catch_up):
-    """Compile PIPELINE and create a recurring run (converted to KFP's UTC cron)."""
-    stderr.quiet_libraries(False)
-    from sluice.orchestration.kubeflow import schedule_recurring_run
-    from sluice.orchestration.scheduler import to_kfp_cron
-
-    kfp_cron = to_kfp_cron(cron, timezone_name)
-    pipe, path = _compile_to_temp(pipeline, image, params, tracking_uri)
-    rid = schedule_recurring_run(path, host, experiment or pipe.name, f"{pipe.name}-recurring", kfp_cron, catch_up)
-    _echo(f"scheduled {pipe.name}: recurring run {rid}, cron '{cron}' in {timezone_name} "
-               f"= KFP cron '{kfp_cron}' (UTC)")
+    echo("scheduler stopped", err=True)
 
 
 @cli.group()
@@ -314,44 +202,9 @@ def runs_list(pipeline, pipeline_root, tracking_uri, as_json):
     store = _store(pipeline_root, tracking_uri)
     items = store.list_pipeline_runs(pipeline)
     if as_json:
-        _echo_json([_run_json(r, store) for r in items])
+        echo_json([run_json(r, store) for r in items])
         return
-    if not items:
-        _echo("no runs")
-        return
-    _echo(f"{'RUN ID':<34} {'PIPELINE':<16} {'STATUS':<9} {'STARTED':<20} SECONDS")
-    for r in items:
-        secs = f"{r.seconds:.1f}" if r.seconds is not None else "-"
-        _echo(f"{r.id:<34} {r.pipeline:<16} {r.status:<9} {_time(r.start_time):<20} {secs}")
-        if r.error:
-            _echo(f"    {r.error.splitlines()[0]}")
-        outcome = _run_summary(store, r.id)
-        if outcome:
-            _echo(f"    {outcome}")
-
-
-def _run_summary(store, run_id: str) -> str:
-    """What the run's artifacts say of themselves (``Artifact.summary``), e.g. whether it pushed a model."""
-    lines = []
-    for execution in store.executions(run_id):
-        for arts in execution.outputs.values():
-            for art in arts:
-                line = art.summary(cached=execution.status == "cached")
-                if line:
-                    lines.append(f"{execution.component_id}: {line}")
-    return "; ".join(lines)
-
-
-def _run_json(r, store=None) -> dict[str, Any]:
-    doc = {"run_id": r.id, "pipeline": r.pipeline, "status": r.status, "start_time": _time(r.start_time),
-           "seconds": r.seconds, "error": r.error or None}
-    if store is not None:
-        doc["push"] = _run_summary(store, r.id) or None
-    return doc
-
-
-def _time(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    print_runs(items, store)
 
 
 @runs.command("show")
@@ -370,22 +223,9 @@ def runs_show(run_id, pipeline_root, tracking_uri, as_json):
         raise CliError(str(exc)) from None
     executions = store.executions(run_id)
     if as_json:
-        _echo_json({**_run_json(run_record), "components": [e.to_json() for e in executions]})
+        echo_json({**run_json(run_record), "components": [e.to_json() for e in executions]})
         return
-    _echo(f"run {run_record.id}  pipeline {run_record.pipeline}  {run_record.status}  "
-               f"started {_time(run_record.start_time)}")
-    if run_record.error:
-        _echo(f"error: {run_record.error.splitlines()[0]}")
-    for e in executions:
-        secs = f"{e.seconds:.2f}s" if e.seconds is not None else "-"
-        _echo(f"  {e.component_id:<24} {e.component_type:<18} {e.status:<9} {secs}")
-        for name, arts in e.outputs.items():
-            for art in arts:
-                _echo(f"      {name}: {art.uri}")
-        if e.error:
-            _echo(f"      error: {e.error}")
-        if e.log:
-            _echo(f"      log: {e.log}")
+    print_run(run_record, executions)
 
 
 @cli.command()
@@ -402,21 +242,9 @@ def lineage(artifact_uri, pipeline_root, tracking_uri, as_json):
     if graph is None:
         raise CliError(f"{artifact_uri}: no artifact with this URI in {store.tracking_uri}")
     if as_json:
-        _echo_json(graph)
+        echo_json(graph)
         return
-    _echo(f"artifact {graph['artifact']['type']} {graph['artifact']['uri']}")
-    _echo("upstream:")
-    for step in graph["upstream"]:
-        _echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
-                   f"execution {step['execution_id']})")
-        for art in step["inputs"]:
-            _echo(f"  {'  ' * step['depth']}  <- {art['type']} {art['uri']}")
-    _echo("downstream:")
-    for step in graph["downstream"]:
-        _echo(f"  {'  ' * step['depth']}{step['component_id']} ({step['component_type']}, "
-                   f"{step['status']}, execution {step['execution_id']})")
-        for art in step["outputs"]:
-            _echo(f"  {'  ' * step['depth']}  -> {art['type']} {art['uri']}")
+    print_lineage(graph)
 
 
 @cli.command()
@@ -429,11 +257,11 @@ def ui(pipeline_root, tracking_uri, host, port):
     if "://" in store.tracking_uri and store.tracking_uri.split("://")[0] in ("http", "https"):
         from sluice.orchestration.secrets import mask_uri
 
-        _echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
+        echo(f"the store is a tracking server: open {mask_uri(store.tracking_uri)}")
         return
     # The store's URI goes by environment, not argv: a password in it would show in `ps`.
     argv = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
-    _echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
     import signal
     import subprocess
 
@@ -475,16 +303,16 @@ def _main(argv: list[str], debug: bool) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
-        _echo("error: aborted", err=True)
+        echo("error: aborted", err=True)
         return 130
     except click.UsageError as exc:
         hint = f" (see 'sluice {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if exc.ctx else ""
-        _echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
+        echo(f"error: {exc.format_message()}{hint}".replace("\n", " "), err=True)
         return 2
     except (CliError, DefinitionError, ComponentError) as exc:
         return _fail(exc, debug)
     except Exception as exc:  # noqa: BLE001 - last resort: still one line
-        return _fail(exc, debug, prefix="" if _is_store_error(exc) else f"{type(exc).__name__}: ")
+        return _fail(exc, debug, prefix="" if is_store_error(exc) else f"{type(exc).__name__}: ")
 
 
 def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
@@ -497,7 +325,7 @@ def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
     # A failed run may carry a component's readable block (e.g. the anomalies
     # found); everything else is one line.
     message = text if isinstance(exc, CliError) else text.splitlines()[0]
-    _echo(f"error: {prefix}{message}", err=True)
+    echo(f"error: {prefix}{message}", err=True)
     return 1
 
 
