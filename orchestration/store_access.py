@@ -17,6 +17,7 @@ import functools
 import glob
 import logging
 import os
+import re
 import secrets
 import socket
 import sqlite3
@@ -258,12 +259,23 @@ def known_cause(exc: BaseException, folder: str | None = None) -> str | None:
         return "permission denied"
     if "unable to open database file" in text:
         return "cannot open the database file"
+    answered = re.search(r"api request to endpoint (\S+) failed with error code (\d+)", text)
+    if answered:  # MLflow's words for a reply that is not an MLflow error document
+        return _http_cause(int(answered.group(2)), answered.group(1))
     if "connection refused" in text:
         return "the tracking server refused the connection (is it running?)"
     if any(s in text for s in ("max retries exceeded", "newconnectionerror", "name or service not known",
                                "remotedisconnected", "connection reset", "connection aborted")):
         return "cannot reach the tracking server"
     return None
+
+
+def _http_cause(code: int, endpoint: str) -> str:
+    if code in (401, 403):
+        return f"the tracking server refused the credentials (HTTP {code})"
+    if code in (404, 405, 501):
+        return f"not an MLflow tracking server (HTTP {code} for {endpoint})"
+    return f"the tracking server answered HTTP {code} for {endpoint}"
 
 
 def _cause_text(exc: BaseException, folder: str | None) -> str:

@@ -8,6 +8,7 @@ inside the namespace and report what they saw as JSON.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -204,6 +205,20 @@ def test_a_token_in_the_tracking_uris_query_is_refused_with_the_way_to_give_it(m
     text, seconds = _failure(lambda: MetadataStore(f"{mlflow_server}/?token=s3cr3t"))
     _one_quick_line(text, seconds, r"metadata store http://127\.0\.0\.1:\d+/\?token=\*\*\*: a tracking server URI "
                                    r"cannot carry a query or fragment; give a token in MLFLOW_TRACKING_TOKEN instead")
+
+
+def test_a_web_server_that_is_not_mlflow_is_named_in_one_line(tmp_path):
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        text, seconds = _failure(lambda: MetadataStore(url).start_pipeline_run("toy"))
+    finally:
+        server.shutdown()
+    _one_quick_line(text, seconds, rf"metadata store {re.escape(url)}: not an MLflow tracking server "
+                                   r"\(HTTP 404 for /api/2\.0/mlflow/")
 
 
 def test_a_server_that_hangs_up_mid_run_is_one_line_within_seconds():
