@@ -128,7 +128,6 @@ def run_pipeline(
     uri = (tracking_uri or spec.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
            or default_tracking_uri(root))
     store = store or MetadataStore(uri, artifact_root=root)
-    runtime.use_store(store.tracking_uri)
     cache = spec["enable_cache"] if enable_cache is None else enable_cache
     progress = progress or Progress(enabled=False)
     started = time.monotonic()

@@ -9,7 +9,6 @@ process-level settings and library workarounds that runners apply around them:
   workaround for TensorFlow components), and a ``RunnerContext`` for it (Beam's sampler);
 - after each executor: ``after_executor`` (``heap.release_memory``);
 - in the CLI: ``stderr`` (native chatter filtered out of the terminal, credentials masked);
-- once a runner's store is open: ``use_store`` (MLflow's fluent API writes to that store);
 - whenever a metadata store opens: ``mlflow.quiet_mlflow`` (MLflow's log levels and bounded HTTP
   retries; ``mlflow_sqlite``: its SQLite folder creation reads an encoded URI as SQLAlchemy does).
 
@@ -23,11 +22,10 @@ from sluice.orchestration.runtime import keras, log_masking
 from sluice.orchestration.runtime.beam import RunnerContext
 from sluice.orchestration.runtime.heap import release_memory, tune_heap
 from sluice.orchestration.runtime.imports import import_heavy, import_heavy_modules
-from sluice.orchestration.runtime.mlflow import use_store
 from sluice.orchestration.runtime.objects import freeze_long_lived
 
 __all__ = ["prepare_process", "prepare_executor", "after_executor", "RunnerContext", "log_masking", "tune_heap",
-           "release_memory", "import_heavy", "import_heavy_modules", "freeze_long_lived", "use_store"]
+           "release_memory", "import_heavy", "import_heavy_modules", "freeze_long_lived"]
 
 
 def prepare_process() -> None:

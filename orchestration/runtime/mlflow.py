@@ -51,14 +51,3 @@ def _mlflow_version() -> str:
         except PackageNotFoundError:
             continue
     return ""
-
-
-def use_store(tracking_uri: str) -> None:
-    """Points MLflow's fluent API (``mlflow.log_metric``...) in this process at the run's store.
-
-    A component that calls MLflow directly would otherwise write to MLflow's default,
-    ``./mlflow.db`` in the current directory: a stray store outside the pipeline root.
-    """
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri)

@@ -92,33 +92,6 @@ def test_component_log_masks_credentials(tmp_path):
     assert "alice:***@127.0.0.1" in stored.error and "s3cr3t-Pw" not in stored.error
 
 
-def log_directly(model: Output[Model]) -> None:
-    import mlflow
-
-    with mlflow.start_run(run_name="direct"):
-        mlflow.log_metric("direct", 1.0)
-
-
-LogDirectly = component(log_directly, name="LogDirectly")
-
-
-def test_a_component_calling_mlflow_directly_writes_to_the_runs_store(tmp_path, monkeypatch):
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    previous = mlflow.get_tracking_uri()
-    try:
-        result = run_pipeline(Pipeline(name="direct", components=[LogDirectly()],
-                                       pipeline_root=str(tmp_path / "root")))
-    finally:
-        mlflow.set_tracking_uri(previous)
-    assert result.ok, result.error
-    assert sorted(os.listdir(tmp_path)) == ["root"]  # no ./mlflow.db or ./mlruns beside it
-    store = MetadataStore(default_tracking_uri(str(tmp_path / "root")))
-    found = store.client.search_runs(store._all_experiment_ids(), "attributes.run_name = 'direct'")
-    assert [r.data.metrics for r in found] == [{"direct": 1.0}]
-
-
 def test_root_with_odd_characters_keeps_store_and_artifacts_inside(tmp_path):
     root = tmp_path / "parent" / ODD_NAME
     before = _files(tmp_path)
