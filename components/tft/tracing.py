@@ -87,11 +87,18 @@ def current_context() -> TraceContext:
     return context
 
 
-def analyze(kind: str, x: Any, **config: Any) -> Any:
-    """Registers an analyzer call; returns its value, or None while it is not yet known."""
+def analyze(kind: str, x: Any, elementwise: bool = False, **config: Any) -> Any:
+    """Registers an analyzer call; returns its value, or None while it is not yet known.
+
+    The analyzer's input is every value of ``x`` as one vector, or with ``elementwise`` a
+    ``[values, d]`` matrix whose columns are reduced separately (``x`` dense, of static shape
+    ``[batch, ...]``; ``config["elementwise_shape"]`` records the per-example shape).
+    """
     tf = import_tf()
     context = current_context()
     key = context.next_key(kind)
+    if elementwise:
+        config["elementwise_shape"] = _elementwise_shape(x, kind)
     spec = AnalyzerSpec(key, kind, config)
     context.specs.append(spec)
     if key in context.values:
@@ -101,9 +108,31 @@ def analyze(kind: str, x: Any, **config: Any) -> Any:
             f"analyzer {key} has no computed value: preprocessing_fn must call the same "
             "analyzers in the same order every time it is traced"
         )
-    values = x.values if isinstance(x, tf.SparseTensor) else tf.reshape(x, [-1])
+    if elementwise:
+        values = tf.reshape(x, [-1, _prod(config["elementwise_shape"])])
+    else:
+        values = x.values if isinstance(x, tf.SparseTensor) else tf.reshape(x, [-1])
     context.inputs[key] = values
     return None
+
+
+def _prod(shape: list[int]) -> int:
+    size = 1
+    for dim in shape:
+        size *= dim
+    return size
+
+
+def _elementwise_shape(x: Any, kind: str) -> list[int]:
+    """The static per-example shape of an elementwise analyzer's dense input."""
+    tf = import_tf()
+    if isinstance(x, (tf.SparseTensor, tf.RaggedTensor)):
+        raise PreprocessingFnError(f"{kind} with elementwise=True needs a dense input; densify it first "
+                                   "(tft.sparse_tensor_to_dense_with_shape)")
+    shape = tf.convert_to_tensor(x).shape
+    if shape.rank is None or shape.rank < 1 or not shape[1:].is_fully_defined():
+        raise PreprocessingFnError(f"{kind} with elementwise=True needs a static shape [batch, ...], got {shape}")
+    return [int(d) for d in shape[1:]]
 
 
 def pending(tensor: Any, key: str) -> Any:
