@@ -88,3 +88,35 @@ def test_jittered_replicas_keep_types_nulls_and_labels(tmp_path):
         assert big == [True, False, False]
     assert pa.types.is_integer(table.schema.field("trip_seconds").type)
     assert make_replicated_csv(str(source), 4, str(tmp_path / "data")) == folder  # reused
+
+
+def test_tft_compare_feeds_tft_list_columns_as_tfx_decoders_do(tmp_path):
+    """What bench.tft_compare hands tensorflow-transform: every column a list column of the schema's
+    type (a null scalar an empty list, dictionary strings decoded), the generated list data as stated."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(REPO))
+    from bench.tft_compare import IMAGE_SIZE, prepare_list, table, to_tfx_batch
+
+    raw = pa.table({"fare": pa.array([1.5, None, 3.0]), "hour": pa.array([None, 7, 8]),
+                    "company": pa.array(["a", None, "a"]).dictionary_encode(),
+                    "tokens": pa.array([["x"], [], ["y", "z"]])})
+    target = pa.schema([("fare", pa.list_(pa.float32())), ("hour", pa.list_(pa.int64())),
+                        ("company", pa.list_(pa.binary())), ("tokens", pa.list_(pa.binary()))])
+    batch = to_tfx_batch(raw, target)
+    assert batch.schema == target
+    assert batch.to_pydict() == {"fare": [[1.5], [], [3.0]], "hour": [[], [7], [8]],
+                                 "company": [[b"a"], [], [b"a"]], "tokens": [[b"x"], [], [b"y", b"z"]]}
+
+    folder = prepare_list(1, tmp_path, rows=30)
+    train = pq.read_table(folder / "examples" / "Split-train")
+    assert train.num_rows == 20 and pq.read_table(folder / "examples" / "Split-eval").num_rows == 10
+    assert set(pa.compute.list_value_length(train.column("image_floats")).to_pylist()) == {IMAGE_SIZE}
+    assert f"size: {IMAGE_SIZE}" in (folder / "schema" / "schema.pbtxt").read_text()
+
+    figures = {"wall_s": 20.0, "run_s": 10.0, "import_s": 8.0, "peak_rss_mb": 900.0, "rows_out": 30}
+    text = table({"case": "list", "factor": 1, "repeats": 1, "load_1min": [1.0, 2.0],
+                  "medians": {"tft": figures, "sluice": {**figures, "wall_s": 10.0, "run_s": 1.0}},
+                  "ratios": {"wall_s": 2.0, "run_s": 10.0}})
+    assert "| list 1x | **tft / Sluice** | | | **2.0x** | **10.0x** |" in text
