@@ -164,13 +164,13 @@ def test_taxi_native_keras_module_trains_and_serves_raw_examples(tmp_path):
     table = pacsv.read_csv(TAXI_CSV).slice(0, 1500)
     pacsv.write_csv(table, _mkdir(tmp_path / "data") / "data.csv")
     run = _run(tmp_path, CsvExampleGen(input_base=str(tmp_path / "data")), "taxi_native_keras.py", train_steps=60)
-    rows = table.slice(0, 300).to_pylist()
-    answer = _serve(run, rows, "tips")
-    probability = answer["outputs"].reshape(-1)
+    rows = table.take(list(range(0, 1500, 5))).to_pylist()
+    probability = _serve(run, rows, "tips")["outputs"].reshape(-1)
     assert probability.shape == (300,) and ((probability >= 0) & (probability <= 1)).all()
     big_tip = np.array([(r["tips"] or 0) > 0.2 * (r["fare"] or 0) for r in rows])
-    # Cash fares record no tip: the payment type alone beats always guessing the majority class.
-    assert np.mean((probability > 0.5) == big_tip) > max(big_tip.mean(), 1 - big_tip.mean()) + 0.05
+    # Trained: big tippers (card payments mostly; cash fares record no tip) score far higher.
+    gap = probability[big_tip].mean() - probability[~big_tip].mean()
+    assert gap > 0.3, (gap, probability[:20])
     _assert_tensorboard_logs(run)
 
 

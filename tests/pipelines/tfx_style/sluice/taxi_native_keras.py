@@ -25,9 +25,10 @@ def xf(name):
     return name + '_xf'
 
 
-def _dense(x, default):
-    """A raw feature as a rank-1 tensor: missing values of an optional feature become ``default``."""
+def _dense(x):
+    """A raw feature as a rank-1 tensor: missing values of an optional feature become '' or 0."""
     if isinstance(x, tf.sparse.SparseTensor):
+        default = '' if x.dtype == tf.string else tf.zeros([], x.dtype)
         x = tf.sparse.to_dense(tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]), default)
     return tf.reshape(x, [-1])
 
@@ -36,16 +37,16 @@ def preprocessing_fn(inputs):
     """Raw taxi trips -> model features, each a rank-1 tensor."""
     features = {}
     for name in NUMERIC_KEYS:
-        features[xf(name)] = tft.scale_to_z_score(_dense(inputs[name], 0.0))
+        features[xf(name)] = tft.scale_to_z_score(_dense(inputs[name]))
     for name, top_k in VOCAB_KEYS.items():
         features[xf(name)] = tft.compute_and_apply_vocabulary(
-            _dense(inputs[name], ''), top_k=top_k, num_oov_buckets=OOV_BUCKETS, vocab_filename=name)
+            _dense(inputs[name]), top_k=top_k, num_oov_buckets=OOV_BUCKETS, vocab_filename=name)
     for name in QUANTILE_KEYS:
-        features[xf(name)] = tft.bucketize(_dense(inputs[name], 0.0), NUM_QUANTILES)
+        features[xf(name)] = tft.bucketize(_dense(inputs[name]), NUM_QUANTILES)
     for name in CATEGORY_KEYS:
-        features[xf(name)] = _dense(inputs[name], 0)
-    fare = _dense(inputs['fare'], 0.0)
-    tip = _dense(inputs[LABEL], 0.0)
+        features[xf(name)] = _dense(inputs[name])
+    fare = _dense(inputs['fare'])
+    tip = _dense(inputs[LABEL])
     features[xf(LABEL)] = tf.cast(tip > 0.2 * fare, tf.int64)
     return features
 
@@ -57,27 +58,31 @@ def _input_fn(files, data_accessor, tf_transform_output, batch_size):
         tf_transform_output.transformed_metadata.schema).repeat()
 
 
+def _column(x):
+    return tf.keras.layers.Reshape((1,))(x)
+
+
 def _wide_and_deep(tf_transform_output, hidden_units):
     inputs = {xf(name): tf.keras.Input(shape=(), name=xf(name), dtype=tf.float32) for name in NUMERIC_KEYS}
-    deep = tf.keras.layers.Concatenate()([tf.keras.layers.Reshape((1,))(inputs[xf(name)]) for name in NUMERIC_KEYS])
+    deep = tf.keras.layers.Concatenate()([_column(inputs[xf(name)]) for name in NUMERIC_KEYS])
     for units in hidden_units:
         deep = tf.keras.layers.Dense(units, activation='relu')(deep)
     wide = []
     for name in VOCAB_KEYS:
         inputs[xf(name)] = tf.keras.Input(shape=(), name=xf(name), dtype=tf.int64)
         size = tf_transform_output.vocabulary_size_by_name(name) + OOV_BUCKETS
-        wide.append(tf.keras.layers.CategoryEncoding(num_tokens=size, output_mode='one_hot')(inputs[xf(name)]))
+        wide.append(tf.keras.layers.CategoryEncoding(num_tokens=size, output_mode='one_hot')(_column(inputs[xf(name)])))
     for name in QUANTILE_KEYS:
         inputs[xf(name)] = tf.keras.Input(shape=(), name=xf(name), dtype=tf.int64)
         wide.append(tf.keras.layers.CategoryEncoding(num_tokens=NUM_QUANTILES + 1,
-                                                     output_mode='one_hot')(inputs[xf(name)]))
+                                                     output_mode='one_hot')(_column(inputs[xf(name)])))
     for name, bins in CATEGORY_KEYS.items():
         inputs[xf(name)] = tf.keras.Input(shape=(), name=xf(name), dtype=tf.int64)
-        wide.append(tf.keras.layers.Hashing(num_bins=bins, output_mode='one_hot')(inputs[xf(name)]))
+        wide.append(tf.keras.layers.Hashing(num_bins=bins, output_mode='one_hot')(_column(inputs[xf(name)])))
     both = tf.keras.layers.Concatenate()([deep] + wide)
     output = tf.keras.layers.Dense(1, activation='sigmoid')(both)
     model = tf.keras.Model(inputs=inputs, outputs=output)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.005), loss='binary_crossentropy',
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.02), loss='binary_crossentropy',
                   metrics=[tf.keras.metrics.BinaryAccuracy()])
     return model
 
