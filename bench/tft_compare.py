@@ -345,22 +345,25 @@ def measure(engine: str, case: str, data: Path, scratch: Path) -> dict:
     return {**figures, "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
-def compare(case: str, factor: int, repeats: int, rows: int = LIST_ROWS, data_dir: Path = DATA_DIR) -> dict:
+def compare(case: str, factor: int, repeats: int, rows: int = LIST_ROWS, data_dir: Path = DATA_DIR,
+            engines: tuple[str, ...] = ENGINES) -> dict:
     """``repeats`` rounds of both engines, alternating; medians and tft/Sluice ratios."""
     data_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_taxi(factor, data_dir) if case == "taxi" else prepare_list(factor, data_dir, rows)
-    runs = {engine: [] for engine in ENGINES}
+    runs = {engine: [] for engine in engines}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="tft-compare-") as scratch:
         for _ in range(repeats):
-            for engine in ENGINES:
+            for engine in engines:
                 runs[engine].append(measure(engine, case, data, Path(scratch)))
     load.append(os.getloadavg()[0])
     medians = {engine: {key: statistics.median(run[key] for run in runs[engine])
-                        for key in ("wall_s", "run_s", "import_s", "peak_rss_mb", "rows_out")} for engine in ENGINES}
-    if medians["tft"]["rows_out"] != medians["sluice"]["rows_out"]:
-        raise SystemExit(f"tft_compare: the engines wrote different row counts: {medians}")
-    ratios = {key: medians["tft"][key] / medians["sluice"][key] for key in ("wall_s", "run_s")}
+                        for key in ("wall_s", "run_s", "import_s", "peak_rss_mb", "rows_out")} for engine in engines}
+    ratios = None
+    if len(engines) == 2:
+        if medians["tft"]["rows_out"] != medians["sluice"]["rows_out"]:
+            raise SystemExit(f"tft_compare: the engines wrote different row counts: {medians}")
+        ratios = {key: medians["tft"][key] / medians["sluice"][key] for key in ("wall_s", "run_s")}
     return {"case": case, "factor": factor, "repeats": repeats, "medians": medians, "ratios": ratios,
             "runs": runs, "load_1min": load}
 
@@ -371,12 +374,12 @@ def table(result: dict) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     label = f"{result['case']} {result['factor']}x"
     names = {"tft": "tensorflow-transform 1.21", "sluice": "Sluice Transform"}
-    for engine in ENGINES:
+    for engine in result["medians"]:
         m = result["medians"][engine]
         lines.append(f"| {label} | {names[engine]} | {result['repeats']} | {int(m['rows_out']):,} | {m['wall_s']:.1f} "
                      f"| {m['run_s']:.2f} | {m['import_s']:.1f} | {m['peak_rss_mb']:,.0f} |")
-    r = result["ratios"]
-    lines.append(f"| {label} | **tft / Sluice** | | | **{r['wall_s']:.1f}x** | **{r['run_s']:.1f}x** | | |")
+    if r := result["ratios"]:
+        lines.append(f"| {label} | **tft / Sluice** | | | **{r['wall_s']:.1f}x** | **{r['run_s']:.1f}x** | | |")
     start, end = result["load_1min"]
     lines.append(f"\n1-minute load average: {start:.2f} at start, {end:.2f} at end.")
     return "\n".join(lines)
@@ -389,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="default 3 at factor 1, else 1")
     parser.add_argument("--rows", type=int, default=LIST_ROWS, help=argparse.SUPPRESS)  # tiny data for the test
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where the generated data is kept")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, of tft,sluice")
     parser.add_argument("--json", help="also write the result (every run) here")
     parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -399,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.factor < 1:
         parser.error("--factor must be >= 1")
+    engines = tuple(args.engines.split(","))
+    if not engines or set(engines) - set(ENGINES) or len(set(engines)) != len(engines):
+        parser.error(f"--engines: expected a comma-separated choice of {','.join(ENGINES)}, got {args.engines!r}")
     repeats = args.repeats or (3 if args.factor == 1 else 1)
-    result = compare(args.case, args.factor, repeats, args.rows, args.data_dir)
+    result = compare(args.case, args.factor, repeats, args.rows, args.data_dir, engines)
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
