@@ -31,53 +31,77 @@ same graph.
 Trainer module files and serving code use ``tft.TransformOutput(transform_graph_uri)``;
 ``arrow_to_raw_tensors`` and ``raw_input_signature`` give the graph's raw inputs.
 
-The analyzers keep tensorflow-transform's names and main arguments. Differences: analyzers
-always reduce over all dimensions (no ``elementwise``/``reduce_instance_dims``),
-``quantiles`` returns a 1-D tensor, and ``preprocessing_fn`` is traced without AutoGraph
-(use ``tf.where``/``tf.cond`` rather than a Python ``if`` on tensors).
+The analyzers and mappers keep tensorflow-transform's names, signatures, output shapes and
+semantics: ``mean``, ``var``, ``min``, ``max``, ``sum``, ``size`` (``reduce_instance_dims``),
+``quantiles`` (shaped ``[1, num_buckets - 1]``), ``vocabulary`` (empty and line-break tokens
+dropped, ties by bytes descending, files named ``vocab_<name scope>``), ``apply_vocabulary``,
+``compute_and_apply_vocabulary``, ``scale_to_z_score``, ``scale_to_0_1``, ``scale_by_min_max``,
+``bucketize`` and ``apply_buckets`` (``elementwise=True`` on a dense ``[batch, ...]`` input),
+``hash_strings``, ``ngrams``, ``bag_of_words``, ``word_count``, ``tfidf``,
+``sparse_tensor_to_dense_with_shape``, ``annotate_asset``, ``experimental.get_vocabulary_size_by_name``.
+Mappers keep their input's kind and shape (dense, SparseTensor, RaggedTensor). An argument
+Sluice does not support (``weights``, ``labels``, ``key_fn``, ``file_format='tfrecord_gzip'``...)
+is a one-line ``PreprocessingFnError`` naming it. ``preprocessing_fn`` is traced without
+AutoGraph (use ``tf.where``/``tf.cond`` rather than a Python ``if`` on tensors).
 
 Importing this package imports neither TensorFlow nor Beam.
 """
 
-from sluice.components.tft.analyzers import (
+from sluice.components.tft import experimental
+from sluice.components.tft.analyzers import max, mean, min, quantiles, size, sum, var
+from sluice.components.tft.mappers import (
+    annotate_asset,
     apply_buckets,
-    apply_vocabulary,
     bucketize,
-    compute_and_apply_vocabulary,
     fill_missing,
     hash_strings,
-    max,
-    mean,
-    min,
-    quantiles,
     scale_by_min_max,
     scale_to_0_1,
     scale_to_z_score,
-    var,
-    vocabulary,
+    sparse_tensor_to_dense_with_shape,
 )
 from sluice.components.tft.output import TransformOutput
 from sluice.components.tft.tensors import arrow_to_raw_tensors, raw_input_signature
+from sluice.components.tft.text import (
+    bag_of_words,
+    deduplicate_tensor_per_row,
+    ngrams,
+    segment_indices,
+    tfidf,
+    word_count,
+)
 from sluice.components.tft.tracing import PreprocessingFnError
+from sluice.components.tft.vocabulary import apply_vocabulary, compute_and_apply_vocabulary, vocabulary
 
 __all__ = [
     "PreprocessingFnError",
     "TransformOutput",
+    "annotate_asset",
     "apply_buckets",
     "apply_vocabulary",
     "arrow_to_raw_tensors",
+    "bag_of_words",
     "bucketize",
     "compute_and_apply_vocabulary",
+    "deduplicate_tensor_per_row",
+    "experimental",
     "fill_missing",
     "hash_strings",
     "max",
     "mean",
     "min",
+    "ngrams",
     "quantiles",
     "raw_input_signature",
     "scale_by_min_max",
     "scale_to_0_1",
     "scale_to_z_score",
+    "segment_indices",
+    "size",
+    "sparse_tensor_to_dense_with_shape",
+    "sum",
+    "tfidf",
     "var",
     "vocabulary",
+    "word_count",
 ]

@@ -1,66 +1,106 @@
 """The analyzers' mergeable accumulators: create, add a batch's values, merge two, extract the value.
 
 One accumulator per analyzer call (``AnalyzerSpec``), by its kind: ``mean_and_var`` (count,
-mean and sum of squared deviations, merged as Chan et al.), ``min_max``, ``vocabulary``
-(token counts) and ``quantiles`` (tfx_bsl's QuantilesSketch). NaN values are ignored.
+mean and sum of squared deviations, merged as Chan et al.), ``min_max``, ``sum``,
+``vocabulary`` (token counts), ``count_per_value`` (occurrences of each integer) and
+``quantiles`` (tfx_bsl's QuantilesSketch). NaN values are ignored by the numeric kinds.
+
+A batch's values are one vector, or with ``config["elementwise_shape"]`` a ``[values, d]``
+matrix whose ``d`` columns reduce separately (tf.Transform's ``reduce_instance_dims=False``);
+the extracted value then has the per-example shape.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sluice.components.tft.tracing import AnalyzerSpec
 
 _QUANTILES_MAX_ELEMENTS = 1 << 32
+# tf.Transform writes this one token for a vocabulary left empty (TF lookup tables cannot be empty).
+EMPTY_VOCABULARY_STRING = b"49d0cd50-04bb-48c0-bc6f-5b575dce351a"
+EMPTY_VOCABULARY_INT = -1
+
+
+def _columns(spec: AnalyzerSpec) -> int:
+    size = 1
+    for dim in spec.config.get("elementwise_shape") or []:
+        size *= dim
+    return size
+
+
+def _matrix(spec: AnalyzerSpec, values: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(values).reshape(-1, _columns(spec))
 
 
 def new_accumulator(spec: AnalyzerSpec) -> Any:
+    import numpy as np
+
+    d = _columns(spec)
     if spec.kind == "mean_and_var":
-        return [0, 0.0, 0.0]  # count, mean, sum of squared deviations (Chan et al. merge)
-    if spec.kind == "min_max":
-        return [None, None]
-    if spec.kind == "vocabulary":
+        return [np.zeros(d), np.zeros(d), np.zeros(d)]  # count, mean, sum of squared deviations
+    if spec.kind in ("min_max", "sum"):
+        return None  # set by the first batch, in its dtype
+    if spec.kind in ("vocabulary", "count_per_value"):
         return {}
     if spec.kind == "quantiles":
         from tfx_bsl.sketches import QuantilesSketch
 
-        return QuantilesSketch(spec.config["epsilon"], _QUANTILES_MAX_ELEMENTS, 1)
+        return QuantilesSketch(spec.config["epsilon"], _QUANTILES_MAX_ELEMENTS, d)
     raise ValueError(f"unknown analyzer kind {spec.kind}")
 
 
-def _numeric(values: Any) -> Any:
+def _merge_mean_var(acc: list, count: Any, batch_mean: Any, batch_m2: Any) -> list:
     import numpy as np
 
-    values = np.asarray(values)
-    if values.dtype.kind == "f":
-        values = values[~np.isnan(values)]
-    return values
-
-
-def _merge_mean_var(acc: list, count: int, batch_mean: float, batch_m2: float) -> list:
-    if count == 0:
-        return acc
     total = acc[0] + count
+    safe = np.where(total > 0, total, 1)
     delta = batch_mean - acc[1]
-    return [total, acc[1] + delta * count / total, acc[2] + batch_m2 + delta * delta * acc[0] * count / total]
+    return [total, acc[1] + delta * count / safe, acc[2] + batch_m2 + delta * delta * acc[0] * count / safe]
+
+
+def _add_mean_var(acc: list, matrix: Any) -> list:
+    import numpy as np
+
+    matrix = matrix.astype(np.float64)
+    present = ~np.isnan(matrix)
+    count = present.sum(axis=0)
+    if not count.any():
+        return acc
+    filled = np.where(present, matrix, 0.0)
+    batch_mean = filled.sum(axis=0) / np.where(count > 0, count, 1)
+    batch_m2 = (np.where(present, matrix - batch_mean, 0.0) ** 2).sum(axis=0)
+    return _merge_mean_var(acc, count, batch_mean, batch_m2)
+
+
+def _add_min_max(acc: Any, matrix: Any) -> Any:
+    import numpy as np
+
+    if not len(matrix):
+        return acc
+    if matrix.dtype.kind == "f":
+        low, high = np.fmin.reduce(matrix, axis=0), np.fmax.reduce(matrix, axis=0)  # NaN only where all NaN
+    else:
+        low, high = matrix.min(axis=0), matrix.max(axis=0)
+    return [low, high] if acc is None else merge_two(_MIN_MAX, acc, [low, high])
 
 
 def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
     import numpy as np
 
     if spec.kind == "mean_and_var":
-        values = _numeric(values).astype(np.float64)
-        if not len(values):
-            return acc
-        batch_mean = float(values.mean())
-        return _merge_mean_var(acc, len(values), batch_mean, float(((values - batch_mean) ** 2).sum()))
+        return _add_mean_var(acc, _matrix(spec, values))
     if spec.kind == "min_max":
-        values = _numeric(values)
-        if not len(values):
-            return acc
-        low, high = values.min(), values.max()
-        return [low if acc[0] is None else min(acc[0], low), high if acc[1] is None else max(acc[1], high)]
-    if spec.kind == "vocabulary":
+        return _add_min_max(acc, _matrix(spec, values))
+    if spec.kind == "sum":
+        matrix = _matrix(spec, values)
+        total = np.nansum(matrix, axis=0) if matrix.dtype.kind == "f" else matrix.sum(axis=0)
+        return total if acc is None else acc + total
+    if spec.kind in ("vocabulary", "count_per_value"):
+        values = np.asarray(values)
         if len(values):
             tokens, counts = np.unique(values, return_counts=True)
             for token, count in zip(tokens.tolist(), counts.tolist()):
@@ -69,23 +109,30 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
     if spec.kind == "quantiles":
         import pyarrow as pa
 
-        values = _numeric(values).astype(np.float64)
-        if len(values):
-            acc.AddValues(pa.array(values))
+        matrix = _matrix(spec, values).astype(np.float64)
+        if len(matrix):  # NaN become nulls, which the sketch skips
+            acc.AddValues(pa.array(matrix.reshape(-1), from_pandas=True))
         return acc
     raise ValueError(f"unknown analyzer kind {spec.kind}")
 
 
+_MIN_MAX = AnalyzerSpec("", "min_max", {})
+
+
 def merge_two(spec: AnalyzerSpec, acc: Any, other: Any) -> Any:
+    import numpy as np
+
     if spec.kind == "mean_and_var":
-        if other[0] == 0:
-            return acc
         return _merge_mean_var(acc, other[0], other[1], other[2])
     if spec.kind == "min_max":
-        lows = [v for v in (acc[0], other[0]) if v is not None]
-        highs = [v for v in (acc[1], other[1]) if v is not None]
-        return [min(lows) if lows else None, max(highs) if highs else None]
-    if spec.kind == "vocabulary":
+        if acc is None or other is None:
+            return other if acc is None else acc
+        return [np.fmin(acc[0], other[0]), np.fmax(acc[1], other[1])]
+    if spec.kind == "sum":
+        if acc is None or other is None:
+            return other if acc is None else acc
+        return acc + other
+    if spec.kind in ("vocabulary", "count_per_value"):
         for token, count in other.items():
             acc[token] = acc.get(token, 0) + count
         return acc
@@ -95,27 +142,77 @@ def merge_two(spec: AnalyzerSpec, acc: Any, other: Any) -> Any:
     raise ValueError(f"unknown analyzer kind {spec.kind}")
 
 
+def _shaped(spec: AnalyzerSpec, array: Any) -> Any:
+    """A per-column result as the analyzer returns it: a scalar, or nested lists of the per-example shape."""
+    shape = spec.config.get("elementwise_shape")
+    if shape is None:
+        return array.reshape(-1)[0].item()
+    return array.reshape(shape).tolist()
+
+
 def extract(spec: AnalyzerSpec, acc: Any) -> Any:
+    import numpy as np
+
     if spec.kind == "mean_and_var":
         count, mean_value, m2 = acc
-        return (float(mean_value), float(m2 / count) if count else 0.0)
+        variance = np.where(count > 0, m2 / np.where(count > 0, count, 1), 0.0)
+        return (_shaped(spec, mean_value), _shaped(spec, variance))
     if spec.kind == "min_max":
-        low, high = acc
-        if low is None:  # no values at all
-            return (0, 0)
-        return (low.item(), high.item())
+        if acc is None:  # no values at all
+            zeros = np.zeros(_columns(spec), np.int64)
+            return (_shaped(spec, zeros), _shaped(spec, zeros))
+        low, high = (np.nan_to_num(a, nan=0.0) if a.dtype.kind == "f" else a for a in acc)
+        return (_shaped(spec, low), _shaped(spec, high))
+    if spec.kind == "sum":
+        total = np.zeros(_columns(spec), spec.config.get("dtype", "float64")) if acc is None else acc
+        return _shaped(spec, total)
     if spec.kind == "vocabulary":
-        threshold = spec.config.get("frequency_threshold") or 0
-        ranked = sorted(((count, token) for token, count in acc.items() if count >= threshold), reverse=True)
-        top_k = spec.config.get("top_k")
-        if top_k is not None:
-            ranked = ranked[:top_k]
-        return {
-            "tokens": [token for _, token in ranked],
-            "counts": [count for count, _ in ranked],
-            "input_dtype": spec.config["input_dtype"],
-        }
+        return extract_vocabulary(spec.config, acc)
+    if spec.kind == "count_per_value":
+        ordered = sorted(acc.items())
+        return {"values": [v for v, _ in ordered], "counts": [c for _, c in ordered]}
     if spec.kind == "quantiles":
-        result = acc.GetQuantiles(spec.config["num_buckets"]).flatten().to_pylist()
-        return [float(v) for v in result[1:-1]]
+        result = acc.GetQuantiles(spec.config["num_buckets"]).to_pylist()
+        if not result:  # no values at all: zeros, as tf.Transform
+            result = [[0.0] * (spec.config["num_buckets"] + 1)] * _columns(spec)
+        bounds = [[float(v) for v in stream[1:-1]] for stream in result]
+        return bounds[0] if spec.config.get("elementwise_shape") is None else bounds
     raise ValueError(f"unknown analyzer kind {spec.kind}")
+
+
+def _token_bytes(token: Any) -> bytes:
+    return token if isinstance(token, bytes) else str(token).encode()
+
+
+def _dropped(token: Any) -> bool:
+    """tf.Transform drops empty string tokens and those with a line break from a text vocabulary."""
+    return isinstance(token, bytes) and (not token or b"\n" in token or b"\r" in token)
+
+
+def extract_vocabulary(config: dict[str, Any], counts: dict[Any, int]) -> dict[str, Any]:
+    """The vocabulary as tf.Transform writes it.
+
+    Ranked by count, ties by the token's bytes descending (integers by their decimal text,
+    so 2 before 111); ``frequency_threshold`` then ``top_k``; ``reserved_tokens`` first;
+    one dummy token when nothing is left; ``fingerprint_shuffle`` orders by SHA-1 instead.
+    ``tokens`` are the file's lines (``"count token"`` with ``store_frequency``), ``keys``
+    the looked-up values.
+    """
+    threshold = config.get("frequency_threshold") or 0
+    ranked = sorted(((count, _token_bytes(token), token) for token, count in counts.items()
+                     if count >= threshold and not _dropped(token)), reverse=True)
+    if config.get("top_k") is not None:
+        ranked = ranked[:config["top_k"]]
+    string = config["input_dtype"] == "string"
+    reserved = [t.encode() if string else int(t) for t in config.get("reserved_tokens") or []]
+    if reserved:
+        ranked = [r for r in ranked if r[2] not in set(reserved)]
+    if config.get("fingerprint_shuffle"):
+        ranked.sort(key=lambda r: hashlib.sha1(r[1]).digest())
+    entries = [(-1, _token_bytes(t), t) for t in reserved] + [(c, b, t) for c, b, t in ranked]
+    if not entries:
+        dummy = EMPTY_VOCABULARY_STRING if config["input_dtype"] == "string" else EMPTY_VOCABULARY_INT
+        entries = [(1, _token_bytes(dummy), dummy)]
+    keys = [t for _, _, t in entries]
+    lines = [b"%d %s" % (c, b) for c, b, _ in entries] if config.get("store_frequency") else keys
+    return {"tokens": lines, "keys": keys, "counts": [c for c, _, _ in entries], "input_dtype": config["input_dtype"]}

@@ -1,0 +1,190 @@
+"""tf.Transform's mappers: scaling, bucketizing, hashing, densifying (with tf.Transform's signatures).
+
+Mappers work value by value on a dense tensor of any shape, a ``SparseTensor`` or a
+``RaggedTensor``, and return the same kind with the same shape. Those built on analyzers
+(``scale_*``, ``bucketize``) take ``elementwise=True`` for a dense ``[batch, ...]`` input:
+each position then gets its own statistics. TensorFlow is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+from sluice.components.tft.analyzers import _mean_and_var, _min_max, quantiles, reject_unsupported, values_of
+from sluice.components.tft.tensors import import_tf
+from sluice.components.tft.tracing import PreprocessingFnError, annotate, current_context
+
+
+def map_any(x: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` applied to the values of a dense, sparse or ragged tensor, keeping its structure."""
+    tf = import_tf()
+    if isinstance(x, tf.SparseTensor):
+        return tf.SparseTensor(x.indices, fn(x.values), x.dense_shape)
+    if isinstance(x, tf.RaggedTensor):
+        return tf.ragged.map_flat_values(fn, x)
+    return fn(tf.convert_to_tensor(x))
+
+
+def annotate_any(result: Any, **annotation: Any) -> Any:
+    """``tracing.annotate`` for any kind of tensor (a ragged one is annotated on its flat values)."""
+    target = result.flat_values if isinstance(result, import_tf().RaggedTensor) else result
+    annotate(target, **annotation)
+    return result
+
+
+def _elementwise_dense(x: Any, elementwise: bool, function: str) -> None:
+    tf = import_tf()
+    if elementwise and isinstance(x, (tf.SparseTensor, tf.RaggedTensor)):
+        raise PreprocessingFnError(f"{function}: elementwise=True needs a dense input; densify it first "
+                                   "(tft.sparse_tensor_to_dense_with_shape)")
+
+
+def scale_to_z_score(x: Any, elementwise: bool = False, name: str | None = None, output_dtype: Any = None) -> Any:
+    """``(x - mean) / std`` over the dataset; ``x - mean`` where the std is 0 (as tf.Transform)."""
+    tf = import_tf()
+    _elementwise_dense(x, elementwise, "tft.scale_to_z_score")
+    with tf.compat.v1.name_scope(name, "scale_to_z_score"):
+        x_mean, x_var = _mean_and_var(x, not elementwise, output_dtype, "tft.scale_to_z_score")
+
+        def scale(values: Any) -> Any:
+            centered = tf.cast(values, x_mean.dtype) - x_mean
+            std = tf.sqrt(x_var)
+            nonzero = tf.cast(tf.zeros_like(centered) + tf.cast(std != 0, centered.dtype), tf.bool)
+            return tf.where(nonzero, centered / tf.where(std != 0, std, tf.ones_like(std)), centered)
+
+        return map_any(x, scale)
+
+
+def scale_by_min_max(x: Any, output_min: float = 0.0, output_max: float = 1.0, elementwise: bool = False,
+                     name: str | None = None) -> Any:
+    """Scales ``x`` (as float32) linearly onto ``[output_min, output_max]`` by the dataset's min and max.
+
+    Where min >= max (a single value, or none) the result is ``sigmoid(x)`` projected onto
+    the range, as tf.Transform.
+    """
+    tf = import_tf()
+    if output_min >= output_max:
+        raise PreprocessingFnError(f"tft.scale_by_min_max: output_min ({output_min}) must be less than output_max")
+    _elementwise_dense(x, elementwise, "tft.scale_by_min_max")
+    with tf.compat.v1.name_scope(name, "scale_by_min_max"):
+        x = map_any(x, lambda v: tf.cast(v, tf.float32))
+        x_min, x_max = _min_max(x, not elementwise, "tft.scale_by_min_max")
+
+        def scale(values: Any) -> Any:
+            numerator = values - x_min
+            spread = tf.cast(tf.zeros_like(numerator) + tf.cast(x_min < x_max, tf.float32), tf.bool)
+            unit = tf.where(spread, numerator / tf.where(x_min < x_max, x_max - x_min, 1.0), tf.math.sigmoid(values))
+            return unit * (output_max - output_min) + output_min
+
+        return map_any(x, scale)
+
+
+def scale_to_0_1(x: Any, elementwise: bool = False, name: str | None = None) -> Any:
+    """``(x - min) / (max - min)`` over the dataset (``sigmoid(x)`` where min >= max)."""
+    with import_tf().compat.v1.name_scope(name, "scale_to_0_1"):
+        return scale_by_min_max(x, 0.0, 1.0, elementwise=elementwise)
+
+
+def apply_buckets(x: Any, bucket_boundaries: Any, name: str | None = None) -> Any:
+    """The bucket index of each value: the number of boundaries <= the value (int64).
+
+    ``bucket_boundaries`` as tf.Transform shapes it (``[1, k]``, e.g. from ``tft.quantiles``)
+    or 1-D. Boundaries ``[0, 5, 10]``: -1 -> 0, 0 -> 1, 4 -> 1, 5 -> 2, 12 -> 3.
+    """
+    tf = import_tf()
+    with tf.compat.v1.name_scope(name, "apply_buckets"):
+        boundaries = tf.reshape(tf.convert_to_tensor(bucket_boundaries), [-1])
+
+        def bucket(values: Any) -> Any:
+            flat, bounds = tf.reshape(values, [-1]), boundaries
+            if flat.dtype.max > bounds.dtype.max:  # the wider type, as tf.Transform
+                bounds = tf.cast(bounds, flat.dtype)
+            else:
+                flat = tf.cast(flat, bounds.dtype)
+            found = tf.searchsorted(bounds, flat, side="right", out_type=tf.int64)
+            return tf.reshape(found, tf.shape(values))
+
+        result = map_any(x, bucket)
+        if boundaries.shape[0] is not None:
+            annotate_any(result, min=0, max=int(boundaries.shape[0]))
+        return result
+
+
+def bucketize(x: Any, num_buckets: int, epsilon: float | None = None, weights: Any = None,
+              elementwise: bool = False, name: str | None = None) -> Any:
+    """Buckets ``x`` into ``num_buckets`` quantile buckets (int64 in ``[0, num_buckets)``).
+
+    With ``elementwise=True`` each position of a dense ``[batch, ...]`` input has its own boundaries.
+    """
+    tf = import_tf()
+    reject_unsupported("tft.bucketize", weights=weights)
+    if not isinstance(num_buckets, int) or num_buckets < 1:
+        raise PreprocessingFnError(f"tft.bucketize: num_buckets must be an int >= 1, got {num_buckets!r}")
+    _elementwise_dense(x, elementwise, "tft.bucketize")
+    if epsilon is None:
+        epsilon = builtins.min(1.0 / num_buckets, 0.01)
+    with tf.compat.v1.name_scope(name, "bucketize"):
+        if not elementwise:
+            result = apply_buckets(x, quantiles(values_of(x), num_buckets, epsilon))
+            return annotate_any(result, min=0, max=num_buckets - 1)
+        x = tf.convert_to_tensor(x)
+        boundaries = quantiles(x, num_buckets, epsilon, reduce_instance_dims=False)
+        columns = boundaries.shape[:-1].num_elements()
+        flat = tf.transpose(tf.reshape(x, [-1, columns]))  # [d, batch]
+        bounds = tf.reshape(boundaries, [columns, -1])
+        if flat.dtype.max > bounds.dtype.max:
+            bounds = tf.cast(bounds, flat.dtype)
+        else:
+            flat = tf.cast(flat, bounds.dtype)
+        found = tf.searchsorted(bounds, flat, side="right", out_type=tf.int64)
+        result = tf.reshape(tf.transpose(found), tf.shape(x))
+        return annotate(result, min=0, max=num_buckets - 1)
+
+
+def hash_strings(strings: Any, hash_buckets: int, key: Any = None, name: str | None = None) -> Any:
+    """Hashes strings into ``[0, hash_buckets)`` (FarmHash; keyed SipHash with ``key``), as tf.Transform."""
+    tf = import_tf()
+    if strings.dtype != tf.string:
+        raise PreprocessingFnError(f"tft.hash_strings needs string input, got {strings.dtype.name}")
+    if key is None:
+        result = map_any(strings, lambda v: tf.strings.to_hash_bucket_fast(v, hash_buckets, name=name))
+    else:
+        result = map_any(strings, lambda v: tf.strings.to_hash_bucket_strong(v, hash_buckets, list(key), name=name))
+    return annotate_any(result, min=0, max=hash_buckets - 1)
+
+
+def sparse_tensor_to_dense_with_shape(x: Any, shape: Any, default_value: Any = 0) -> Any:
+    """A ``SparseTensor`` as a dense tensor of ``shape`` (``None`` dims taken from ``x``), as tf.Transform."""
+    tf = import_tf()
+    if not isinstance(x, tf.SparseTensor):
+        raise PreprocessingFnError("tft.sparse_tensor_to_dense_with_shape: input must be a SparseTensor")
+    dims = list(shape)
+    new_shape = [x.dense_shape[i] if size is None else size for i, size in enumerate(dims)]
+    dense = tf.raw_ops.SparseToDense(sparse_indices=x.indices, output_shape=new_shape, sparse_values=x.values,
+                                     default_value=tf.cast(default_value, x.dtype))
+    dense.set_shape(dims)
+    return dense
+
+
+def fill_missing(x: Any, default: Any) -> Any:
+    """A raw ``[batch, 1]`` SparseTensor as a dense ``[batch]`` tensor, missing = ``default`` (Sluice's helper).
+
+    ``default`` may be a tensor, e.g. ``tft.mean(x)``. Dense tensors pass through unchanged.
+    """
+    tf = import_tf()
+    if not isinstance(x, tf.SparseTensor):
+        return x
+    reshaped = tf.SparseTensor(x.indices, x.values, tf.stack([x.dense_shape[0], tf.constant(1, tf.int64)]))
+    default_value = tf.cast(default, x.dtype) if x.dtype != tf.string else tf.constant(default, tf.string)
+    return tf.squeeze(tf.sparse.to_dense(reshaped, default_value=default_value), axis=1)
+
+
+def annotate_asset(asset_key: str, asset_filename: str) -> None:
+    """Makes ``TFTransformOutput.vocabulary_file_by_name(asset_key)`` find ``asset_filename``."""
+    context = current_context()
+    aliases = getattr(context, "asset_annotations", None)
+    if aliases is None:
+        aliases = context.asset_annotations = {}
+    aliases[str(asset_key)] = str(asset_filename)

@@ -1,0 +1,195 @@
+"""tf.Transform's vocabulary analyzer and its mappers: ``vocabulary``, ``apply_vocabulary``,
+``compute_and_apply_vocabulary``, ``experimental.get_vocabulary_size_by_name``.
+
+As tf.Transform: empty tokens and tokens with ``\\n`` or ``\\r`` are dropped; tokens rank by
+count, ties by their bytes descending; an empty vocabulary holds one dummy token; the file is
+named ``vocab_<name scope>`` (``vocab_compute_and_apply_vocabulary_vocabulary``, then
+``..._1_vocabulary``) unless ``vocab_filename`` is given (made path-safe the same way).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sluice.components.tft.analyzers import reject_unsupported, values_of
+from sluice.components.tft.mappers import annotate_any, map_any
+from sluice.components.tft.tensors import import_tf
+from sluice.components.tft.tracing import PreprocessingFnError, TraceContext, analyze, current_context, pending
+
+VOCAB_FILENAME_PREFIX = "vocab_"
+VOCAB_FREQUENCY_FILENAME_PREFIX = "vocab_frequency_"
+
+
+def sanitized_vocab_filename(filename: str) -> str:
+    """tf.Transform's path-safe file name: non-word characters -> ``_``, whitespace runs -> ``-``."""
+    filename = re.sub(r"[^\w\s-]", "_", filename).strip()
+    return re.sub(r"[-\s]+", "-", filename)
+
+
+def _check_arguments(top_k: Any, frequency_threshold: Any, file_format: str, reserved_tokens: Any) -> None:
+    if top_k is not None and int(top_k) <= 0:
+        raise PreprocessingFnError(f"tft.vocabulary: top_k must be positive, got {top_k!r}")
+    if frequency_threshold is not None and float(frequency_threshold) < 0:
+        raise PreprocessingFnError(f"tft.vocabulary: frequency_threshold must be >= 0, got {frequency_threshold!r}")
+    if file_format != "text":
+        raise PreprocessingFnError(f"tft.vocabulary: argument file_format={file_format!r} is not supported by "
+                                   "Sluice's tf.Transform (only 'text')")
+    if reserved_tokens is not None and not isinstance(reserved_tokens, (list, tuple)):
+        raise PreprocessingFnError("tft.vocabulary: argument reserved_tokens= must be a list of strings in Sluice "
+                                   "(a tensor is not supported)")
+
+
+def vocabulary(x: Any, *, top_k: int | None = None, frequency_threshold: int | None = None,
+               vocab_filename: str | None = None, store_frequency: bool | None = False,
+               reserved_tokens: Any = None, weights: Any = None, labels: Any = None,
+               use_adjusted_mutual_info: bool = False, min_diff_from_avg: int | None = None,
+               coverage_top_k: int | None = None, coverage_frequency_threshold: int | None = None,
+               key_fn: Any = None, fingerprint_shuffle: bool | None = False, file_format: str = "text",
+               name: str | None = None) -> Any:
+    """The unique values of ``x`` (strings or integers) over the dataset; returns the vocabulary's file name.
+
+    Ranked by count, most frequent first, ties by value descending as bytes (integers by
+    their decimal text). ``frequency_threshold`` drops rarer values, then ``top_k`` keeps
+    the first; ``reserved_tokens`` come first; ``store_frequency`` writes ``"count token"``
+    lines; ``fingerprint_shuffle`` orders by the tokens' SHA-1. ``use_adjusted_mutual_info``
+    and ``min_diff_from_avg`` only matter with ``labels`` (as in tf.Transform); ``weights``,
+    ``labels`` and the coverage arguments are not supported.
+    """
+    tf = import_tf()
+    reject_unsupported("tft.vocabulary", weights=weights, labels=labels, coverage_top_k=coverage_top_k,
+                       coverage_frequency_threshold=coverage_frequency_threshold, key_fn=key_fn)
+    _check_arguments(top_k, frequency_threshold, file_format, reserved_tokens)
+    if x.dtype == tf.string:
+        input_dtype = "string"
+    elif x.dtype.is_integer:
+        input_dtype = "int64"
+    else:
+        raise PreprocessingFnError(f"tft.vocabulary needs string or integer input, got {x.dtype.name}")
+    context = current_context()
+    with tf.compat.v1.name_scope(name, "vocabulary"):
+        if vocab_filename is not None:
+            filename = sanitized_vocab_filename(vocab_filename)
+        else:
+            prefix = VOCAB_FREQUENCY_FILENAME_PREFIX if store_frequency else VOCAB_FILENAME_PREFIX
+            filename = sanitized_vocab_filename(prefix + tf.compat.v1.get_default_graph().get_name_scope())
+        if filename in context.vocabulary_names.values():
+            raise PreprocessingFnError(f"two tft.vocabulary calls write the vocabulary file {filename!r}")
+        values = values_of(x)
+        value = analyze("vocabulary", tf.cast(values, tf.int64) if input_dtype == "int64" else values,
+                        top_k=None if top_k is None else int(top_k),
+                        frequency_threshold=None if frequency_threshold is None else float(frequency_threshold),
+                        vocab_filename=filename, input_dtype=input_dtype, store_frequency=bool(store_frequency),
+                        fingerprint_shuffle=bool(fingerprint_shuffle),
+                        reserved_tokens=None if reserved_tokens is None else [str(t) for t in reserved_tokens])
+        key = context.specs[-1].key
+        context.vocabulary_names[key] = filename
+        if vocab_filename is not None and vocab_filename != filename:
+            from sluice.components.tft.mappers import annotate_asset
+
+            annotate_asset(vocab_filename, filename)  # tf.Transform finds it by the name the user gave too
+        result = tf.constant(filename) if value is not None else pending(tf.constant(filename), key)
+        context.vocabularies[result.ref()] = key
+        return result
+
+
+def _vocabulary_key(context: TraceContext, deferred: Any) -> str:
+    """The analyzer key of a ``tft.vocabulary`` result, or of a vocabulary file name (a str)."""
+    if isinstance(deferred, (str, bytes)):
+        wanted = deferred.decode() if isinstance(deferred, bytes) else deferred
+        aliases = getattr(context, "asset_annotations", None) or {}
+        candidates = {wanted, aliases.get(wanted, wanted), sanitized_vocab_filename(wanted)}
+        for key, filename in context.vocabulary_names.items():
+            if filename in candidates:
+                return key
+        raise PreprocessingFnError(f"no tft.vocabulary in this preprocessing_fn writes {wanted!r}")
+    key = context.vocabularies.get(getattr(deferred, "ref", lambda: None)())
+    if key is None:
+        raise PreprocessingFnError(
+            "tft.apply_vocabulary expects the tensor returned by tft.vocabulary in the same preprocessing_fn"
+        )
+    return key
+
+
+def apply_vocabulary(x: Any, deferred_vocab_filename_tensor: Any, *, default_value: Any = -1,
+                     num_oov_buckets: int = 0, lookup_fn: Any = None, file_format: str = "text",
+                     name: str | None = None) -> Any:
+    """Maps ``x`` to its index in a vocabulary computed by ``tft.vocabulary`` (int64, same shape/kind as ``x``).
+
+    Out-of-vocabulary values map to ``default_value``, or with ``num_oov_buckets > 0`` to
+    ``vocab_size + fingerprint(x) % num_oov_buckets`` (tf.lookup.StaticVocabularyTable).
+    """
+    tf = import_tf()
+    reject_unsupported("tft.apply_vocabulary", lookup_fn=lookup_fn)
+    if file_format != "text":
+        raise PreprocessingFnError(f"tft.apply_vocabulary: argument file_format={file_format!r} is not supported "
+                                   "by Sluice's tf.Transform (only 'text')")
+    if x.dtype != tf.string and not x.dtype.is_integer:
+        raise PreprocessingFnError(f"tft.apply_vocabulary needs string or integer input, got {x.dtype.name}")
+    context = current_context()
+    key = _vocabulary_key(context, deferred_vocab_filename_tensor)
+    with tf.compat.v1.name_scope(name, "apply_vocab"):
+        vocab = context.values.get(key)
+        if vocab is None:
+            return map_any(x, lambda v: pending(tf.zeros_like(v, tf.int64), key))
+        keys = vocab.get("keys", vocab["tokens"])
+        table = _lookup_table(context, key, vocab, num_oov_buckets, default_value)
+        key_dtype = tf.string if vocab["input_dtype"] == "string" else tf.int64
+        result = map_any(x, lambda values: table.lookup(tf.cast(values, key_dtype)))
+        if num_oov_buckets > 0:
+            low, high = 0, len(keys) + num_oov_buckets - 1
+        else:
+            low, high = min(0, int(default_value)), max(len(keys) - 1, int(default_value))
+        return annotate_any(result, min=low, max=high, vocabulary=context.vocabulary_names[key])
+
+
+def _lookup_table(context: TraceContext, key: str, vocab: dict, num_oov_buckets: int, default_value: Any) -> Any:
+    tf = import_tf()
+    cache_key = (key, num_oov_buckets, int(default_value))
+    if cache_key not in context.tables:
+        keys = vocab.get("keys", vocab["tokens"])
+        # Created eagerly (outside the traced graph) so a SavedModel tracks it as a resource.
+        with tf.init_scope():
+            dtype = tf.string if vocab["input_dtype"] == "string" else tf.int64
+            initializer = tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys, dtype=dtype, shape=[len(keys)]), tf.range(len(keys), dtype=tf.int64))
+            if num_oov_buckets > 0:
+                table = tf.lookup.StaticVocabularyTable(initializer, num_oov_buckets)
+            else:
+                table = tf.lookup.StaticHashTable(initializer, tf.constant(int(default_value), tf.int64))
+        context.tables[cache_key] = table
+    return context.tables[cache_key]
+
+
+def compute_and_apply_vocabulary(x: Any, *, default_value: Any = -1, top_k: int | None = None,
+                                 frequency_threshold: int | None = None, num_oov_buckets: int = 0,
+                                 vocab_filename: str | None = None, weights: Any = None, labels: Any = None,
+                                 use_adjusted_mutual_info: bool = False, min_diff_from_avg: float = 0.0,
+                                 coverage_top_k: int | None = None, coverage_frequency_threshold: int | None = None,
+                                 key_fn: Any = None, fingerprint_shuffle: bool = False, file_format: str = "text",
+                                 store_frequency: bool | None = False, reserved_tokens: Any = None,
+                                 name: str | None = None) -> Any:
+    """``apply_vocabulary(x, vocabulary(x, ...), ...)``: strings or integers -> int64 indices."""
+    with import_tf().compat.v1.name_scope(name, "compute_and_apply_vocabulary"):
+        vocab = vocabulary(x, top_k=top_k, frequency_threshold=frequency_threshold, vocab_filename=vocab_filename,
+                           store_frequency=store_frequency, reserved_tokens=reserved_tokens, weights=weights,
+                           labels=labels, use_adjusted_mutual_info=use_adjusted_mutual_info,
+                           min_diff_from_avg=min_diff_from_avg, coverage_top_k=coverage_top_k,
+                           coverage_frequency_threshold=coverage_frequency_threshold, key_fn=key_fn,
+                           fingerprint_shuffle=fingerprint_shuffle, file_format=file_format)
+        return apply_vocabulary(x, vocab, default_value=default_value, num_oov_buckets=num_oov_buckets,
+                                file_format=file_format)
+
+
+def get_vocabulary_size_by_name(vocab_filename: str) -> Any:
+    """The size (int64 scalar) of the vocabulary written as ``vocab_filename`` in this preprocessing_fn.
+
+    Counts its entries, not the OOV buckets (tf.Transform's ``experimental.get_vocabulary_size_by_name``).
+    """
+    tf = import_tf()
+    context = current_context()
+    key = _vocabulary_key(context, str(vocab_filename))
+    vocab = context.values.get(key)
+    if vocab is None:
+        return pending(tf.constant(1, tf.int64), key)
+    return tf.constant(len(vocab.get("keys", vocab["tokens"])), tf.int64)

@@ -1,0 +1,271 @@
+"""Sluice's tf.Transform analyzers and mappers (components/tft) with tf.Transform's semantics.
+
+The fast tests run a ``preprocessing_fn`` through Sluice's engine without Beam (plan, per-phase
+analysis function, accumulators merged over two batches, saved graph, applied) and check values
+taken from real tensorflow-transform 1.21 on the same rows (vocabulary files, names, ties,
+tfidf). ``test_matches_tensorflow_transform`` runs both engines side by side (slow: one tf.Transform
+Beam pipeline).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from sluice import tft
+from sluice.components.tft.accumulators import add_to_accumulator, extract, merge_two, new_accumulator
+from sluice.components.tft.feature_spec import FeatureSpec
+from sluice.components.tft.graph import load_transform_fn, save_transform_graph
+from sluice.components.tft.output import TransformOutput
+from sluice.components.tft.tracing import AnalysisFunction, PreprocessingFnError, plan_analysis
+
+tf = pytest.importorskip("tensorflow")
+
+
+def run_engine(preprocessing_fn, table: pa.Table, raw_features: dict, out_dir: Path) -> dict:
+    """Analyze ``table`` in two batches (accumulators merged), save the graph, apply it to ``table``."""
+    values: dict = {}
+    halves = [table.slice(0, table.num_rows // 2), table.slice(table.num_rows // 2)]
+    for specs in plan_analysis(preprocessing_fn, raw_features):
+        function = AnalysisFunction(preprocessing_fn, raw_features, values, [s.key for s in specs], "test")
+        accumulators = []
+        for half in halves:
+            found = function(half)
+            accumulators.append({s.key: add_to_accumulator(s, new_accumulator(s), found[s.key]) for s in specs})
+        merged = {s.key: merge_two(s, accumulators[0][s.key], accumulators[1][s.key]) for s in specs}
+        values.update({s.key: extract(s, merged[s.key]) for s in specs})
+    analysis = save_transform_graph(preprocessing_fn, raw_features, values, str(out_dir))
+    output = TransformOutput(str(out_dir))
+    transform = load_transform_fn(output.transform_savedmodel_dir)
+    transformed = transform(tft.arrow_to_raw_tensors(table, raw_features))
+    assets = out_dir / "transform_fn" / "assets"
+    files = {p.name: p.read_bytes() for p in sorted(assets.iterdir())}
+    return {"values": values, "analysis": analysis, "output": output, "files": files,
+            "transformed": transformed}
+
+
+def dense(dtype: str, *shape: int) -> FeatureSpec:
+    return FeatureSpec(dtype, tuple(shape) or (1,))
+
+
+# --- vocabularies ---------------------------------------------------------------------------
+
+TOKENS = ["a", "", "  ", "a\nb", "c\r", "b", "c"]
+WORDS = ["x", "y", "x", "y", "z", "z", "q"]
+INTS = [3, 2, 111, 2, 111, 3, 3]
+
+
+def vocabulary_fn(inputs):
+    s, t, i = inputs["s"], inputs["t"], inputs["i"]
+    vocab = tft.vocabulary(t)
+    with tf.name_scope("outer"):
+        outer = tft.compute_and_apply_vocabulary(t)
+    return {
+        "s1": tft.compute_and_apply_vocabulary(s),
+        "s2": tft.compute_and_apply_vocabulary(t, top_k=2),
+        "s3": tft.compute_and_apply_vocabulary(t, vocab_filename="my vocab/x"),
+        "s4": tft.compute_and_apply_vocabulary(i, name="ints"),
+        "s5": tft.apply_vocabulary(t, tft.vocabulary(t, frequency_threshold=100), num_oov_buckets=3),
+        "s6": outer,
+        "applied": tft.apply_vocabulary(t, vocab, default_value=-7),
+        "freq": tft.compute_and_apply_vocabulary(t, store_frequency=True),
+        "size": tf.zeros_like(i) + tft.experimental.get_vocabulary_size_by_name("my vocab/x"),
+    }
+
+
+@pytest.fixture(scope="module")
+def vocabularies(tmp_path_factory):
+    table = pa.table({"s": TOKENS, "t": WORDS, "i": pa.array(INTS, pa.int64())})
+    raw = {"s": dense("string"), "t": dense("string"), "i": dense("int64")}
+    return run_engine(vocabulary_fn, table, raw, tmp_path_factory.mktemp("vocab"))
+
+
+def test_vocabulary_files_are_named_and_filled_as_tensorflow_transform(vocabularies):
+    # From tensorflow-transform 1.21 on the same rows and preprocessing_fn.
+    assert vocabularies["files"] == {
+        "my-vocab_x": b"z\ny\nx\nq\n",
+        "vocab_compute_and_apply_vocabulary_1_vocabulary": b"z\ny\n",
+        "vocab_compute_and_apply_vocabulary_vocabulary": b"c\nb\na\n  \n",  # '', 'a\nb', 'c\r' dropped
+        "vocab_frequency_compute_and_apply_vocabulary_3_vocabulary": b"2 z\n2 y\n2 x\n1 q\n",
+        "vocab_ints_vocabulary": b"3\n2\n111\n",  # ties by text descending: '2' > '111'
+        "vocab_outer_compute_and_apply_vocabulary_vocabulary": b"z\ny\nx\nq\n",
+        "vocab_vocabulary": b"z\ny\nx\nq\n",
+        "vocab_vocabulary_1": b"49d0cd50-04bb-48c0-bc6f-5b575dce351a\n",  # empty: tf.Transform's dummy token
+    }
+
+
+def column(vocabularies, name: str) -> list:
+    return vocabularies["transformed"][name].numpy().reshape(-1).tolist()
+
+
+def test_vocabulary_lookups_sizes_and_oov(vocabularies):
+    assert column(vocabularies, "s1") == [2, -1, 3, -1, -1, 1, 0]  # vocabulary c, b, a, '  '
+    assert column(vocabularies, "s2") == [-1, 1, -1, 1, 0, 0, -1]  # top_k=2: z, y
+    assert column(vocabularies, "s4") == [0, 1, 2, 1, 2, 0, 0]  # 3, 2, 111
+    assert column(vocabularies, "applied") == [2, 1, 2, 1, 0, 0, 3]
+    assert column(vocabularies, "freq") == column(vocabularies, "applied")  # store_frequency still looks up tokens
+    assert column(vocabularies, "size") == [4] * 7
+    # The empty vocabulary holds the dummy token, so OOV buckets start at 1, as in tf.Transform.
+    expected = 1 + tf.strings.to_hash_bucket_fast(tf.constant(WORDS), 3).numpy()
+    assert column(vocabularies, "s5") == expected.tolist()
+    output = vocabularies["output"]
+    for filename, content in vocabularies["files"].items():
+        assert output.vocabulary_size_by_name(filename) == content.count(b"\n"), filename
+    assert output.num_buckets_for_transformed_feature("s5") == 4
+
+
+def test_vocabulary_ranking_options():
+    from sluice.components.tft.accumulators import EMPTY_VOCABULARY_INT, extract_vocabulary
+
+    counts = {b"a": 3, b"b": 3, b"c": 1, b"": 5, b"d\n": 4, b" ": 2}
+    config = {"input_dtype": "string"}
+    assert extract_vocabulary(config, counts)["tokens"] == [b"b", b"a", b" ", b"c"]
+    assert extract_vocabulary({**config, "top_k": 2, "frequency_threshold": 2}, counts)["tokens"] == [b"b", b"a"]
+    reserved = extract_vocabulary({**config, "reserved_tokens": ["<pad>", "a"]}, counts)
+    assert reserved["tokens"] == [b"<pad>", b"a", b"b", b" ", b"c"]
+    shuffled = extract_vocabulary({**config, "fingerprint_shuffle": True}, counts)["tokens"]
+    import hashlib
+
+    assert shuffled == sorted([b"b", b"a", b" ", b"c"], key=lambda t: hashlib.sha1(t).digest())
+    assert extract_vocabulary({"input_dtype": "int64"}, {})["keys"] == [EMPTY_VOCABULARY_INT]
+    assert extract_vocabulary({"input_dtype": "int64"}, {7: 2, 10: 2, 9: 2})["keys"] == [9, 7, 10]  # as text
+
+
+UNSUPPORTED = [
+    ("weights", lambda x, n: tft.vocabulary(x, weights=tf.ones_like(n))),
+    ("labels", lambda x, n: tft.compute_and_apply_vocabulary(x, labels=tf.cast(n, tf.int64))),
+    ("key_fn", lambda x, n: tft.vocabulary(x, key_fn=lambda t: t)),
+    ("file_format", lambda x, n: tft.vocabulary(x, file_format="tfrecord_gzip")),
+    ("reserved_tokens", lambda x, n: tft.vocabulary(x, reserved_tokens=tf.constant(["a"]))),
+    ("lookup_fn", lambda x, n: tft.apply_vocabulary(x, tft.vocabulary(x), lookup_fn=lambda *a: a)),
+    ("weights", lambda x, n: tft.quantiles(n, 3, 0.01, weights=n)),
+    ("weights", lambda x, n: tft.bucketize(n, 3, weights=n)),
+]
+
+
+@pytest.mark.parametrize(("argument", "call"), UNSUPPORTED)
+def test_an_unsupported_argument_is_a_one_line_error_naming_it(argument, call):
+    def preprocessing_fn(inputs):
+        return {"y": call(inputs["s"], inputs["n"])}
+
+    with pytest.raises(PreprocessingFnError) as info:
+        plan_analysis(preprocessing_fn, {"s": dense("string"), "n": dense("float32")}, "my_module.py")
+    message = str(info.value)
+    assert "\n" not in message and f"argument {argument}=" in message and "my_module.py" in message, message
+
+
+# --- numeric analyzers, elementwise, quantiles -------------------------------------------
+
+
+def numeric_fn(inputs):
+    v, x = inputs["v"], inputs["x"]  # dense [batch, 2], [batch, 1]
+    zeros = tf.zeros_like(v)
+    boundaries = tft.quantiles(x, 4, 0.01)
+    per_column = tft.quantiles(v, 3, 0.01, reduce_instance_dims=False)
+    return {
+        "mean": zeros + tft.mean(v, reduce_instance_dims=False),
+        "var": zeros + tft.var(v, reduce_instance_dims=False),
+        "min": zeros + tft.min(v, reduce_instance_dims=False),
+        "max": zeros + tft.max(v, reduce_instance_dims=False),
+        "sum": zeros + tft.sum(v, reduce_instance_dims=False),
+        "size": tf.zeros_like(v, tf.int64) + tft.size(v, reduce_instance_dims=False),
+        "total": tf.zeros_like(x) + tft.sum(v),
+        "z": tft.scale_to_z_score(v, elementwise=True),
+        "bounds": tf.zeros_like(x) + boundaries,  # [1, 3] broadcast to [batch, 3]
+        "bounds_shape": tf.zeros_like(x, tf.int32) + tf.shape(boundaries)[0] * 10 + tf.shape(per_column)[0],
+        "bucket": tft.apply_buckets(x, boundaries),
+        "bucket_v": tft.bucketize(v, 3, elementwise=True),
+        "scaled": tft.scale_by_min_max(v, -1.0, 1.0, elementwise=True),
+        "flat": tft.scale_to_0_1(inputs["c"]),  # one distinct value: sigmoid(x), as tf.Transform
+    }
+
+
+def test_elementwise_analyzers_quantiles_and_scaling(tmp_path):
+    rng = np.random.default_rng(0)
+    v = rng.normal([0.0, 10.0], [1.0, 4.0], (40, 2)).astype(np.float32)
+    x = rng.uniform(0, 100, 40).astype(np.float32)
+    table = pa.table({"v": pa.array(list(v), pa.list_(pa.float32())), "x": pa.array(x.reshape(-1, 1).tolist()),
+                      "c": pa.array([[2.0]] * 40, pa.list_(pa.float32()))})
+    raw = {"v": dense("float32", 2), "x": dense("float32", 1), "c": dense("float32", 1)}
+    out = run_engine(numeric_fn, table, raw, tmp_path)["transformed"]
+    got = {k: t.numpy() for k, t in out.items()}
+    v64 = v.astype(np.float64)
+    np.testing.assert_allclose(got["mean"][0], v64.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(got["var"][0], v64.var(axis=0), rtol=1e-4)
+    np.testing.assert_array_equal(got["min"][0], v.min(axis=0))
+    np.testing.assert_array_equal(got["max"][0], v.max(axis=0))
+    np.testing.assert_allclose(got["sum"][0], v64.sum(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(got["size"][0], [40, 40])
+    np.testing.assert_allclose(got["total"].reshape(-1)[0], v64.sum(), rtol=1e-5)
+    np.testing.assert_allclose(got["z"], (v64 - v64.mean(axis=0)) / v64.std(axis=0), atol=1e-4)
+    assert got["bounds"].shape == (40, 3) and got["bounds_shape"].reshape(-1)[0] == 12  # [1, 3] and [2, 2]
+    bounds = got["bounds"][0]
+    np.testing.assert_array_equal(got["bucket"].reshape(-1), np.searchsorted(bounds, x, side="right"))
+    assert got["bucket_v"].shape == (40, 2) and set(np.unique(got["bucket_v"])) == {0, 1, 2}
+    for j in range(2):  # each column has its own boundaries: about a third of the rows per bucket
+        assert np.bincount(got["bucket_v"][:, j], minlength=3).min() >= 10
+    low, high = v.min(axis=0), v.max(axis=0)
+    np.testing.assert_allclose(got["scaled"], (v - low) / (high - low) * 2 - 1, atol=1e-5)
+    np.testing.assert_allclose(got["flat"].reshape(-1), 1 / (1 + np.exp(-2.0)), rtol=1e-6)
+
+
+def test_elementwise_on_a_sparse_input_is_a_one_line_error():
+    def preprocessing_fn(inputs):
+        return {"z": tft.scale_to_z_score(inputs["s"], elementwise=True)}
+
+    with pytest.raises(PreprocessingFnError, match="elementwise=True needs a dense input") as info:
+        plan_analysis(preprocessing_fn, {"s": FeatureSpec("float32")})
+    assert "\n" not in str(info.value)
+
+
+# --- text mappers ---------------------------------------------------------------------------
+
+
+def sparse_tokens():
+    return tf.SparseTensor(indices=[[0, 0], [0, 1], [0, 2], [0, 3], [2, 0], [2, 1], [2, 2], [2, 3]],
+                           values=["a", "b", "a", "b", "c", "c", "c", "d"], dense_shape=[3, 4])
+
+
+def as_tuple(sparse) -> tuple:
+    return (sparse.indices.numpy().tolist(), sparse.values.numpy().tolist(), sparse.dense_shape.numpy().tolist())
+
+
+def test_text_mappers_equal_tensorflow_transforms():
+    real = pytest.importorskip("tensorflow_transform")
+    tokens = sparse_tokens()
+    for ngram_range in [(1, 1), (1, 3), (2, 2)]:
+        assert as_tuple(tft.ngrams(tokens, ngram_range, " ")) == as_tuple(real.ngrams(tokens, ngram_range, " "))
+        assert as_tuple(tft.bag_of_words(tokens, ngram_range, "-")) == as_tuple(
+            real.bag_of_words(tokens, ngram_range, "-"))
+    assert tft.word_count(tokens).numpy().tolist() == real.word_count(tokens).numpy().tolist() == [4, 0, 4]
+    ragged = tf.ragged.constant([["a"], [], ["b", "c"]])
+    assert tft.word_count(ragged).numpy().tolist() == [1, 0, 2]
+    assert tft.hash_strings(tokens, 5).values.numpy().tolist() == real.hash_strings(tokens, 5).values.numpy().tolist()
+    dense_values = tft.sparse_tensor_to_dense_with_shape(tokens, [None, 5], default_value="")
+    assert dense_values.shape.as_list() == [None, 5] or dense_values.shape.as_list() == [3, 5]
+    np.testing.assert_array_equal(dense_values.numpy(),
+                                  real.sparse_tensor_to_dense_with_shape(tokens, [None, 5], "").numpy())
+    boundaries = tf.constant([[0.0, 5.0, 10.0]])
+    x = tf.constant([[-1.0, 0.0], [4.0, 12.0]])
+    np.testing.assert_array_equal(tft.apply_buckets(x, boundaries).numpy(), real.apply_buckets(x, boundaries).numpy())
+
+
+def tfidf_fn(inputs):
+    integerized = tft.compute_and_apply_vocabulary(inputs["x"])
+    size = tft.experimental.get_vocabulary_size_by_name("vocab_compute_and_apply_vocabulary_vocabulary")
+    index, weight = tft.tfidf(integerized, size)
+    return {"index": index, "tf_idf": weight, "integerized": integerized}
+
+
+def test_tfidf_as_tensorflow_transforms_example(tmp_path):
+    # tensorflow_transform.tfidf's own example: the same rows give the same ids and weights.
+    table = pa.table({"x": [["I", "like", "pie", "pie", "pie"], ["yum", "yum", "pie"]]})
+    out = run_engine(tfidf_fn, table, {"x": FeatureSpec("string")}, tmp_path)["transformed"]
+    assert as_tuple(out["integerized"])[1] == [3, 2, 0, 0, 0, 1, 1, 0]
+    index, weight = as_tuple(out["index"]), as_tuple(out["tf_idf"])
+    assert index[0] == weight[0] == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]]
+    assert index[1] == [0, 2, 3, 0, 1]
+    np.testing.assert_allclose(weight[1], [0.6, 0.28109303, 0.28109303, 0.33333334, 0.9369768], rtol=1e-6)
