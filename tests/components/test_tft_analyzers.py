@@ -269,3 +269,83 @@ def test_tfidf_as_tensorflow_transforms_example(tmp_path):
     assert index[0] == weight[0] == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]]
     assert index[1] == [0, 2, 3, 0, 1]
     np.testing.assert_allclose(weight[1], [0.6, 0.28109303, 0.28109303, 0.33333334, 0.9369768], rtol=1e-6)
+
+
+# --- side by side with real tensorflow-transform ---------------------------------------------
+
+
+def make_parity_fn(tft):
+    """One preprocessing_fn for both engines (``tft`` is tensorflow_transform or sluice.tft)."""
+
+    def preprocessing_fn(inputs):
+        s, t, i, words = inputs["s"], inputs["t"], inputs["i"], inputs["words"]  # var-len: SparseTensor
+        n = inputs["n"][:, 0]  # dense [batch, 1] -> [batch]
+        zeros = tf.zeros_like(n)
+        with tf.name_scope("outer"):
+            outer = tft.compute_and_apply_vocabulary(t, num_oov_buckets=2)
+        integerized = tft.compute_and_apply_vocabulary(words, vocab_filename="words")
+        index, weight = tft.tfidf(integerized, tft.experimental.get_vocabulary_size_by_name("words"))
+        boundaries = tft.quantiles(n, 4, 0.01)
+        return {
+            "s1": tft.compute_and_apply_vocabulary(s),
+            "s2": tft.compute_and_apply_vocabulary(t, top_k=2, name="named"),
+            "s3": tft.compute_and_apply_vocabulary(t, vocab_filename="my vocab/x", default_value=-3),
+            "s4": tft.compute_and_apply_vocabulary(i),
+            "s5": tft.apply_vocabulary(t, tft.vocabulary(t, frequency_threshold=100), num_oov_buckets=3),
+            "s6": outer,
+            "freq": tft.compute_and_apply_vocabulary(t, store_frequency=True),
+            "shuffled": tft.compute_and_apply_vocabulary(t, fingerprint_shuffle=True),
+            "reserved": tft.compute_and_apply_vocabulary(t, reserved_tokens=["<unk>", "x"]),
+            "index": index,
+            "weight": weight,
+            "n_bucket": tft.apply_buckets(n, boundaries),
+            "n_bucketize": tft.bucketize(n, 3),
+            "n_scaled": tft.scale_by_min_max(n, 2.0, 4.0),
+            "n_z": tft.scale_to_z_score(n),
+            "n_sum": zeros + tf.cast(tft.sum(n), tf.float32),
+            "s_size": tf.cast(zeros, tf.int64) + tft.size(s),
+            "i_max": tf.cast(zeros, tf.int64) + tft.max(i),
+            "words_bag": tft.bag_of_words(words, (1, 2), " "),
+            "words_count": tft.word_count(words),
+        }
+
+    return preprocessing_fn
+
+
+def parity_table() -> pa.Table:
+    rng = np.random.default_rng(7)
+    tokens = ["a", "", "  ", "a\nb", "c\r", "b", "c", "c", "b", None]
+    vocab = ["the", "cat", "sat", "on", "mat", "a", "dog"]
+    rows = 30
+    return pa.table({
+        "s": [tokens[k % len(tokens)] for k in range(rows)],
+        "t": [["x", "y", "z", "q", "x", "y"][k % 6] for k in range(rows)],
+        "i": pa.array([[3, 2, 111, 2, 111, 3, 3][k % 7] for k in range(rows)], pa.int64()),
+        "words": [list(rng.choice(vocab, rng.integers(0, 6))) for _ in range(rows)],
+        "n": pa.array(rng.uniform(0, 50, (rows, 1)).round(2).tolist(), pa.list_(pa.float32())),
+    })
+
+
+PARITY_SCHEMA = "".join([
+    'feature { name: "s" type: BYTES }\n',
+    'feature { name: "t" type: BYTES }\n',
+    'feature { name: "i" type: INT }\n',
+    'feature { name: "words" type: BYTES }\n',
+    'feature { name: "n" type: FLOAT presence { min_fraction: 1.0 } shape { dim { size: 1 } } }\n',
+])
+
+
+@pytest.mark.slow
+def test_matches_tensorflow_transform(tmp_path):
+    pytest.importorskip("tensorflow_transform")
+    from tests.oracle import tft_oracle
+
+    # n_sum: tf.Transform adds float32 values in float32, Sluice in float64 (one float32 ulp at ~800).
+    case = tft_oracle.Case("analyzers", parity_table(), PARITY_SCHEMA, make_parity_fn, float_tolerance={"n_sum": 1e-4})
+    expected = tft_oracle.run_tft_batch([case], tmp_path / "tft")["analyzers"]
+    actual = tft_oracle.run_sluice(case, tmp_path / "sluice")
+    assert actual.assets == expected.assets  # names and bytes of every vocabulary file
+    assert actual.vocabulary_sizes == expected.vocabulary_sizes
+    parity = tft_oracle.compare(case, expected, actual)
+    print("\nPARITY analyzers: " + "; ".join(f"{k}: {v}" for k, v in sorted(parity.figures.items())))
+    assert not parity.differences, "\n".join(parity.differences)
