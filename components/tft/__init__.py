@@ -54,10 +54,12 @@ from sluice.components.tft.mappers import (
     apply_buckets,
     bucketize,
     fill_missing,
+    get_num_buckets_for_transformed_feature,
     hash_strings,
     scale_by_min_max,
     scale_to_0_1,
     scale_to_z_score,
+    sparse_tensor_left_align,
     sparse_tensor_to_dense_with_shape,
 )
 from sluice.components.tft.output import TransformOutput
@@ -86,6 +88,7 @@ __all__ = [
     "deduplicate_tensor_per_row",
     "experimental",
     "fill_missing",
+    "get_num_buckets_for_transformed_feature",
     "hash_strings",
     "max",
     "mean",
@@ -98,6 +101,7 @@ __all__ = [
     "scale_to_z_score",
     "segment_indices",
     "size",
+    "sparse_tensor_left_align",
     "sparse_tensor_to_dense_with_shape",
     "sum",
     "tfidf",
@@ -105,3 +109,17 @@ __all__ = [
     "vocabulary",
     "word_count",
 ]
+
+# tf.Transform's API that Sluice does not implement: named in one line rather than a bare AttributeError.
+_NOT_SUPPORTED = frozenset({
+    "apply_buckets_with_interpolation", "apply_pyfunc", "bucketize_per_key", "count_per_key", "covariance",
+    "estimated_probability_density", "get_analyze_input_columns", "get_transform_input_columns", "histogram",
+    "make_and_track_object", "pca", "scale_by_min_max_per_key", "scale_to_0_1_per_key", "scale_to_gaussian",
+    "scale_to_z_score_per_key", "tukey_h_params", "tukey_location", "tukey_scale", "coders", "DatasetMetadata",
+})
+
+
+def __getattr__(name: str):
+    if name in _NOT_SUPPORTED:
+        raise AttributeError(f"tft.{name} is not supported by Sluice's tf.Transform")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

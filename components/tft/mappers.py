@@ -14,7 +14,7 @@ from typing import Any
 
 from sluice.components.tft.analyzers import _mean_and_var, _min_max, quantiles, reject_unsupported, values_of
 from sluice.components.tft.tensors import import_tf
-from sluice.components.tft.tracing import PreprocessingFnError, annotate, current_context
+from sluice.components.tft.tracing import PreprocessingFnError, annotate, current_context, pending
 
 
 def map_any(x: Any, fn: Callable[[Any], Any]) -> Any:
@@ -166,6 +166,37 @@ def sparse_tensor_to_dense_with_shape(x: Any, shape: Any, default_value: Any = 0
                                      default_value=tf.cast(default_value, x.dtype))
     dense.set_shape(dims)
     return dense
+
+
+def sparse_tensor_left_align(sparse_tensor: Any) -> Any:
+    """A 2-D SparseTensor with each row's values moved to columns 0, 1, ... (order kept), as tf.Transform."""
+    tf = import_tf()
+    if not isinstance(sparse_tensor, tf.SparseTensor) or sparse_tensor.get_shape().ndims != 2:
+        raise PreprocessingFnError("tft.sparse_tensor_left_align needs a 2-D SparseTensor")
+    reordered = tf.sparse.reorder(sparse_tensor)
+    rows = reordered.indices[:, 0]
+    columns = tf.ragged.range(tf.unique_with_counts(rows, out_idx=tf.int64).count).flat_values
+    return tf.SparseTensor(tf.stack([rows, columns], 1), reordered.values, reordered.dense_shape)
+
+
+def get_num_buckets_for_transformed_feature(transformed_feature: Any) -> Any:
+    """The number of categories (int64 scalar) of a vocabulary/bucketize/hash result: its max id + 1."""
+    tf = import_tf()
+    context = current_context()
+    target = transformed_feature
+    if isinstance(target, tf.SparseTensor):
+        target = target.values
+    elif isinstance(target, tf.RaggedTensor):
+        target = target.flat_values
+    found = context.annotations.get(target.ref())
+    if found is not None:
+        return tf.constant(int(found["max"]) + 1, tf.int64)
+    waiting = (getattr(context, "pending_buckets", None) or {}).get(target.ref())
+    if waiting is not None:  # a vocabulary not yet computed: a placeholder until it is
+        return pending(tf.constant(1, tf.int64), waiting)
+    raise PreprocessingFnError("tft.get_num_buckets_for_transformed_feature: the tensor is not the result of "
+                               "compute_and_apply_vocabulary, apply_vocabulary, bucketize, apply_buckets or "
+                               "hash_strings")
 
 
 def fill_missing(x: Any, default: Any) -> Any:

@@ -131,7 +131,9 @@ def apply_vocabulary(x: Any, deferred_vocab_filename_tensor: Any, *, default_val
     with tf.compat.v1.name_scope(name, "apply_vocab"):
         vocab = context.values.get(key)
         if vocab is None:
-            return map_any(x, lambda v: pending(tf.zeros_like(v, tf.int64), key))
+            result = map_any(x, lambda v: pending(tf.zeros_like(v, tf.int64), key))
+            _remember_pending(context, result, key)
+            return result
         keys = vocab.get("keys", vocab["tokens"])
         table = _lookup_table(context, key, vocab, num_oov_buckets, default_value)
         key_dtype = tf.string if vocab["input_dtype"] == "string" else tf.int64
@@ -141,6 +143,16 @@ def apply_vocabulary(x: Any, deferred_vocab_filename_tensor: Any, *, default_val
         else:
             low, high = min(0, int(default_value)), max(len(keys) - 1, int(default_value))
         return annotate_any(result, min=low, max=high, vocabulary=context.vocabulary_names[key])
+
+
+def _remember_pending(context: TraceContext, result: Any, key: str) -> None:
+    """Lets ``get_num_buckets_for_transformed_feature`` wait on the vocabulary ``result`` comes from."""
+    tf = import_tf()
+    target = result.values if isinstance(result, tf.SparseTensor) else result
+    target = target.flat_values if isinstance(target, tf.RaggedTensor) else target
+    if getattr(context, "pending_buckets", None) is None:
+        context.pending_buckets = {}
+    context.pending_buckets[target.ref()] = key
 
 
 def _lookup_table(context: TraceContext, key: str, vocab: dict, num_oov_buckets: int, default_value: Any) -> Any:

@@ -212,6 +212,16 @@ def test_elementwise_analyzers_quantiles_and_scaling(tmp_path):
     np.testing.assert_allclose(got["flat"].reshape(-1), 1 / (1 + np.exp(-2.0)), rtol=1e-6)
 
 
+def test_tf_transform_api_sluice_lacks_is_named():
+    def preprocessing_fn(inputs):
+        return {"y": tft.pca(inputs["n"], 2, tf.float32)}
+
+    with pytest.raises(PreprocessingFnError, match=r"AttributeError: tft.pca is not supported by Sluice"):
+        plan_analysis(preprocessing_fn, {"n": dense("float32")}, "my_module.py")
+    with pytest.raises(AttributeError, match="tft.experimental.approximate_vocabulary is not supported"):
+        tft.experimental.approximate_vocabulary  # noqa: B018 - the attribute access is the test
+
+
 def test_elementwise_on_a_sparse_input_is_a_one_line_error():
     def preprocessing_fn(inputs):
         return {"z": tft.scale_to_z_score(inputs["s"], elementwise=True)}
@@ -248,6 +258,8 @@ def test_text_mappers_equal_tensorflow_transforms():
     assert dense_values.shape.as_list() == [None, 5] or dense_values.shape.as_list() == [3, 5]
     np.testing.assert_array_equal(dense_values.numpy(),
                                   real.sparse_tensor_to_dense_with_shape(tokens, [None, 5], "").numpy())
+    shuffled = tf.SparseTensor([[0, 3], [1, 1], [1, 4], [0, 1]], ["d", "e", "f", "b"], [2, 5])
+    assert as_tuple(tft.sparse_tensor_left_align(shuffled)) == as_tuple(real.sparse_tensor_left_align(shuffled))
     boundaries = tf.constant([[0.0, 5.0, 10.0]])
     x = tf.constant([[-1.0, 0.0], [4.0, 12.0]])
     np.testing.assert_array_equal(tft.apply_buckets(x, boundaries).numpy(), real.apply_buckets(x, boundaries).numpy())
@@ -257,7 +269,9 @@ def tfidf_fn(inputs):
     integerized = tft.compute_and_apply_vocabulary(inputs["x"])
     size = tft.experimental.get_vocabulary_size_by_name("vocab_compute_and_apply_vocabulary_vocabulary")
     index, weight = tft.tfidf(integerized, size)
-    return {"index": index, "tf_idf": weight, "integerized": integerized}
+    # tf.Transform's own example sizes it so: the vocabulary's size (no OOV buckets here).
+    _, weight_by_buckets = tft.tfidf(integerized, tft.get_num_buckets_for_transformed_feature(integerized))
+    return {"index": index, "tf_idf": weight, "integerized": integerized, "by_buckets": weight_by_buckets}
 
 
 def test_tfidf_as_tensorflow_transforms_example(tmp_path):
@@ -269,6 +283,7 @@ def test_tfidf_as_tensorflow_transforms_example(tmp_path):
     assert index[0] == weight[0] == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]]
     assert index[1] == [0, 2, 3, 0, 1]
     np.testing.assert_allclose(weight[1], [0.6, 0.28109303, 0.28109303, 0.33333334, 0.9369768], rtol=1e-6)
+    assert as_tuple(out["by_buckets"]) == as_tuple(out["tf_idf"])
 
 
 # --- side by side with real tensorflow-transform ---------------------------------------------
