@@ -76,8 +76,12 @@ def test_penguin_module_imports_keras_tuner_before_tensorflow():
 # --- end to end ------------------------------------------------------------------------------
 
 
-def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int = 3, **trainer_args):
-    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer over ``module``; the run's outputs."""
+def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int = 3, schema_file: str = "",
+         **trainer_args):
+    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer over ``module``; the run's outputs.
+
+    With ``schema_file``, ImportSchemaGen takes that schema instead of StatisticsGen and SchemaGen."""
+    from sluice.components.import_schema_gen import ImportSchemaGen
     from sluice.components.schema_gen import SchemaGen
     from sluice.components.statistics_gen import StatisticsGen
     from sluice.components.trainer import Trainer
@@ -85,8 +89,13 @@ def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int
     from sluice.orchestration.local_runner import run_pipeline
     from sluice.orchestration.pipeline import Pipeline
 
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
+    if schema_file:
+        schema_gen = ImportSchemaGen(schema_file=schema_file)
+        upstream = [example_gen, schema_gen]
+    else:
+        statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+        schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
+        upstream = [example_gen, statistics_gen, schema_gen]
     transform = Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
                           module_file=str(SLUICE / module))
     trainer = Trainer(examples=transform.outputs["transformed_examples"],
@@ -94,14 +103,14 @@ def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int
                       module_file=str(SLUICE / module), train_steps=train_steps, eval_steps=eval_steps,
                       **trainer_args)
     pipeline = Pipeline(name=module.removesuffix(".py").replace("_", "-"),
-                        components=[example_gen, statistics_gen, schema_gen, transform, trainer],
+                        components=[*upstream, transform, trainer],
                         pipeline_root=str(root / "root"))
     result = run_pipeline(pipeline)
     assert result.ok, result.error
     outputs = result.outputs(trainer.id)
     return {"graph": result.outputs(transform.id)["transform_graph"][0].uri,
             "serving_dir": outputs["model"][0].serving_dir, "model_run": outputs["model_run"][0].uri,
-            "seconds": result.seconds}
+            "seconds": {c.id: round(c.seconds, 1) for c in result.components}}
 
 
 def _serialize(rows: list[dict], raw_spec: dict, leave_out: str) -> list[bytes]:
@@ -269,12 +278,18 @@ def test_penguin_tuner_fn_searches_over_the_transformed_examples(penguin_run, tm
 
 def _digits(rows: int, seed: int = 0) -> pa.Table:
     """784 floats in [-0.5, 0.5] per row: one of 10 random prototypes plus noise."""
+    prototypes = np.random.default_rng(784).uniform(-0.5, 0.5, (10, 784))
     rng = np.random.default_rng(seed)
-    prototypes = rng.uniform(-0.5, 0.5, (10, 784))
     labels = rng.integers(0, 10, rows)
     images = np.clip(prototypes[labels] + rng.normal(0, 0.15, (rows, 784)), -0.5, 0.5).astype(np.float32)
     return pa.table({"image_floats": pa.array(list(images), type=pa.list_(pa.float32())),
                      "image_class": pa.array(labels, type=pa.int64())})
+
+
+DIGITS_SCHEMA = """
+feature { name: "image_floats" type: FLOAT presence { min_fraction: 1.0 min_count: 1 } shape { dim { size: 784 } } }
+feature { name: "image_class" type: INT presence { min_fraction: 1.0 min_count: 1 } shape { dim { size: 1 } } }
+"""
 
 
 @pytest.mark.slow
@@ -284,7 +299,10 @@ def test_mnist_like_module_over_fixed_length_float_lists(tmp_path):
 
     table = _digits(300)
     pq.write_table(table, _mkdir(tmp_path / "data") / "digits.parquet")
-    run = _run(tmp_path, ParquetExampleGen(input_base=str(tmp_path / "data")), "mnist_keras.py", train_steps=40)
+    # A curated schema, as TFX users keep one: StatisticsGen does not summarize list columns.
+    (tmp_path / "schema.pbtxt").write_text(DIGITS_SCHEMA)
+    run = _run(tmp_path, ParquetExampleGen(input_base=str(tmp_path / "data")), "mnist_keras.py", train_steps=40,
+               schema_file=str(tmp_path / "schema.pbtxt"))
     assert tft.TFTransformOutput(run["graph"]).transformed_feature_spec()["image_floats_xf"].shape == [784]
     rows = _digits(60, seed=1).to_pylist()
     probabilities = _serve(run, rows, "image_class")["probabilities"]
