@@ -3,7 +3,8 @@
 One accumulator per analyzer call (``AnalyzerSpec``), by its kind: ``mean_and_var`` (count,
 mean and sum of squared deviations, merged as Chan et al.), ``min_max``, ``sum``,
 ``vocabulary`` (token counts), ``count_per_value`` (occurrences of each integer) and
-``quantiles`` (tfx_bsl's QuantilesSketch). NaN values are ignored by the numeric kinds.
+``quantiles`` (tfx_bsl's QuantilesSketch). As tf.Transform: ``mean_and_var`` ignores NaN and
+infinite values, ``min_max`` and ``sum`` propagate NaN, the quantiles sketch skips NaN.
 
 A batch's values are one vector, or with ``config["elementwise_shape"]`` a ``[values, d]``
 matrix whose ``d`` columns reduce separately (tf.Transform's ``reduce_instance_dims=False``);
@@ -66,7 +67,7 @@ def _add_mean_var(acc: list, matrix: Any) -> list:
     import numpy as np
 
     matrix = matrix.astype(np.float64)
-    present = ~np.isnan(matrix)
+    present = np.isfinite(matrix)
     count = present.sum(axis=0)
     if not count.any():
         return acc
@@ -77,14 +78,10 @@ def _add_mean_var(acc: list, matrix: Any) -> list:
 
 
 def _add_min_max(acc: Any, matrix: Any) -> Any:
-    import numpy as np
 
     if not len(matrix):
         return acc
-    if matrix.dtype.kind == "f":
-        low, high = np.fmin.reduce(matrix, axis=0), np.fmax.reduce(matrix, axis=0)  # NaN only where all NaN
-    else:
-        low, high = matrix.min(axis=0), matrix.max(axis=0)
+    low, high = matrix.min(axis=0), matrix.max(axis=0)
     return [low, high] if acc is None else merge_two(_MIN_MAX, acc, [low, high])
 
 
@@ -97,7 +94,7 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
         return _add_min_max(acc, _matrix(spec, values))
     if spec.kind == "sum":
         matrix = _matrix(spec, values)
-        total = np.nansum(matrix, axis=0) if matrix.dtype.kind == "f" else matrix.sum(axis=0)
+        total = matrix.sum(axis=0)
         return total if acc is None else acc + total
     if spec.kind in ("vocabulary", "count_per_value"):
         values = np.asarray(values)
@@ -127,7 +124,7 @@ def merge_two(spec: AnalyzerSpec, acc: Any, other: Any) -> Any:
     if spec.kind == "min_max":
         if acc is None or other is None:
             return other if acc is None else acc
-        return [np.fmin(acc[0], other[0]), np.fmax(acc[1], other[1])]
+        return [np.minimum(acc[0], other[0]), np.maximum(acc[1], other[1])]
     if spec.kind == "sum":
         if acc is None or other is None:
             return other if acc is None else acc
@@ -158,11 +155,11 @@ def extract(spec: AnalyzerSpec, acc: Any) -> Any:
         variance = np.where(count > 0, m2 / np.where(count > 0, count, 1), 0.0)
         return (_shaped(spec, mean_value), _shaped(spec, variance))
     if spec.kind == "min_max":
-        if acc is None:  # no values at all
-            zeros = np.zeros(_columns(spec), np.int64)
-            return (_shaped(spec, zeros), _shaped(spec, zeros))
-        low, high = (np.nan_to_num(a, nan=0.0) if a.dtype.kind == "f" else a for a in acc)
-        return (_shaped(spec, low), _shaped(spec, high))
+        if acc is None:  # no values at all: tf.Transform's (+inf, -inf), or (dtype max, -dtype max)
+            dtype = np.dtype(spec.config.get("dtype", "float32"))
+            high = np.inf if dtype.kind == "f" else np.iinfo(dtype).max
+            return (_shaped(spec, np.full(_columns(spec), high)), _shaped(spec, np.full(_columns(spec), -high)))
+        return (_shaped(spec, acc[0]), _shaped(spec, acc[1]))
     if spec.kind == "sum":
         total = np.zeros(_columns(spec), spec.config.get("dtype", "float64")) if acc is None else acc
         return _shaped(spec, total)

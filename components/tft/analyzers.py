@@ -77,13 +77,13 @@ def _mean_and_var(x: Any, reduce_instance_dims: bool = True, output_dtype: Any =
 
 
 def mean(x: Any, reduce_instance_dims: bool = True, name: str | None = None, output_dtype: Any = None) -> Any:
-    """The mean of the values of ``x`` (NaN ignored); float32 unless ``x`` is float64."""
+    """The mean of the values of ``x`` (NaN and infinite values ignored); float32 unless ``x`` is float64."""
     with import_tf().compat.v1.name_scope(name, "mean"):
         return _mean_and_var(x, reduce_instance_dims, output_dtype, "tft.mean")[0]
 
 
 def var(x: Any, reduce_instance_dims: bool = True, name: str | None = None, output_dtype: Any = None) -> Any:
-    """The population variance of the values of ``x`` (NaN ignored)."""
+    """The population variance of the values of ``x`` (NaN and infinite values ignored)."""
     with import_tf().compat.v1.name_scope(name, "var"):
         return _mean_and_var(x, reduce_instance_dims, output_dtype, "tft.var")[1]
 
@@ -92,20 +92,20 @@ def _min_max(x: Any, reduce_instance_dims: bool, function: str) -> tuple[Any, An
     tf = import_tf()
     if x.dtype == tf.string:
         raise PreprocessingFnError(f"{function} needs a numeric input, got string")
-    value, key, shape = _run("min_max", x, reduce_instance_dims, function)
+    value, key, shape = _run("min_max", x, reduce_instance_dims, function, dtype=x.dtype.name)
     if value is None:
         return _pending(key, x.dtype, shape), _pending(key, x.dtype, shape, 1)
     return _constant(value[0], x.dtype, shape), _constant(value[1], x.dtype, shape)
 
 
 def min(x: Any, reduce_instance_dims: bool = True, name: str | None = None) -> Any:  # noqa: A001 - TFT's name
-    """The minimum of the values of ``x``, in its dtype (NaN ignored)."""
+    """The minimum of the values of ``x``, in its dtype (NaN if any is NaN; +inf or the dtype's max if none)."""
     with import_tf().compat.v1.name_scope(name, "min"):
         return _min_max(x, reduce_instance_dims, "tft.min")[0]
 
 
 def max(x: Any, reduce_instance_dims: bool = True, name: str | None = None) -> Any:  # noqa: A001 - TFT's name
-    """The maximum of the values of ``x``, in its dtype (NaN ignored)."""
+    """The maximum of the values of ``x``, in its dtype (NaN if any is NaN; -inf or -max if none)."""
     with import_tf().compat.v1.name_scope(name, "max"):
         return _min_max(x, reduce_instance_dims, "tft.max")[1]
 

@@ -322,6 +322,12 @@ def make_parity_fn(tft):
             "i_max": tf.cast(zeros, tf.int64) + tft.max(i),
             "words_bag": tft.bag_of_words(words, (1, 2), " "),
             "words_count": tft.word_count(words),
+            "m_mean": zeros + tft.mean(inputs["m"]),  # m holds a NaN and an inf
+            "m_var": zeros + tft.var(inputs["m"]),
+            "m_min": zeros + tft.min(inputs["m"]),
+            "m_max": zeros + tft.max(inputs["m"]),
+            "m_sum": zeros + tft.sum(inputs["m"]),
+            "m_empty_min": zeros + tft.min(tf.sparse.retain(inputs["m"], tf.zeros_like(inputs["m"].values, tf.bool))),
         }
 
     return preprocessing_fn
@@ -338,6 +344,7 @@ def parity_table() -> pa.Table:
         "i": pa.array([[3, 2, 111, 2, 111, 3, 3][k % 7] for k in range(rows)], pa.int64()),
         "words": [list(rng.choice(vocab, rng.integers(0, 6))) for _ in range(rows)],
         "n": pa.array(rng.uniform(0, 50, (rows, 1)).round(2).tolist(), pa.list_(pa.float32())),
+        "m": pa.array([float("nan"), float("inf")] + [float(k) for k in range(rows - 2)], pa.float32()),
     })
 
 
@@ -346,6 +353,7 @@ PARITY_SCHEMA = "".join([
     'feature { name: "t" type: BYTES }\n',
     'feature { name: "i" type: INT }\n',
     'feature { name: "words" type: BYTES }\n',
+    'feature { name: "m" type: FLOAT }\n',
     'feature { name: "n" type: FLOAT presence { min_fraction: 1.0 } shape { dim { size: 1 } } }\n',
 ])
 
@@ -364,3 +372,17 @@ def test_matches_tensorflow_transform(tmp_path):
     parity = tft_oracle.compare(case, expected, actual)
     print("\nPARITY analyzers: " + "; ".join(f"{k}: {v}" for k, v in sorted(parity.figures.items())))
     assert not parity.differences, "\n".join(parity.differences)
+
+
+def test_non_finite_values_as_tensorflow_transform():
+    from sluice.components.tft.tracing import AnalyzerSpec
+
+    values = np.array([1.0, np.nan, 3.0, np.inf], np.float32)
+    results = {}
+    for kind in ("mean_and_var", "min_max", "sum"):
+        spec = AnalyzerSpec("k", kind, {"dtype": "float32"})
+        results[kind] = extract(spec, add_to_accumulator(spec, new_accumulator(spec), values))
+    assert results["mean_and_var"] == (2.0, 1.0)  # NaN and inf left out of mean and variance
+    assert all(np.isnan(v) for v in results["min_max"]) and np.isnan(results["sum"])  # tf.reduce_max/sum propagate
+    empty = AnalyzerSpec("k", "min_max", {"dtype": "int64"})
+    assert extract(empty, new_accumulator(empty)) == (np.iinfo(np.int64).max, -np.iinfo(np.int64).max)
