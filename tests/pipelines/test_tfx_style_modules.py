@@ -345,3 +345,81 @@ def test_imdb_like_module_over_token_lists(tmp_path):
     probability = _serve(run, rows, "sentiment")["outputs"].reshape(-1)
     assert np.mean((probability > 0.5) == [r["sentiment"] for r in rows]) >= 0.85
     _assert_tensorboard_logs(run)
+
+
+# editing a helper module; keras_tuner imported first, in a fresh `sluice run` --------------------
+
+EDIT_PIPELINE = '''
+import os
+
+from sluice.components.example_gen import CsvExampleGen
+from sluice.components.import_schema_gen import ImportSchemaGen
+from sluice.components.transform import Transform
+from sluice.orchestration.pipeline import Pipeline
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def create_pipeline(pipeline_root: str = "root") -> Pipeline:
+    examples = CsvExampleGen(input_base=os.path.join(HERE, "data"))
+    schema = ImportSchemaGen(schema_file=os.path.join(HERE, "schema.pbtxt"))
+    transform = Transform(examples=examples.outputs["examples"], schema=schema.outputs["schema"],
+                          module_file=os.path.join(HERE, "modules", "penguin_keras.py"))
+    return Pipeline(name="penguin-helper-edit", components=[examples, schema, transform], pipeline_root=pipeline_root)
+'''
+
+
+def _schema_of(rows: list[dict]) -> str:
+    """Every column present once per row (dense inputs), typed as the CSV reads it."""
+    def kind(value: str) -> str:
+        try:
+            int(value)
+            return "INT"
+        except ValueError:
+            try:
+                float(value)
+                return "FLOAT"
+            except ValueError:
+                return "BYTES"
+
+    return "".join(f'feature {{ name: "{name}" type: {kind(value)} presence {{ min_fraction: 1.0 min_count: 1 }} '
+                   f'shape {{ dim {{ size: 1 }} }} }}\n' for name, value in rows[0].items())
+
+
+@pytest.mark.slow
+def test_editing_the_helper_beside_a_module_file_reexecutes_transform(tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO
+
+    rows = _penguin_rows()
+    _write_csv(tmp_path / "data" / "penguins.csv", rows)
+    (tmp_path / "schema.pbtxt").write_text(_schema_of(rows))
+    (tmp_path / "pipeline.py").write_text(EDIT_PIPELINE)
+    shutil.copytree(SLUICE, tmp_path / "modules")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def sluice_run() -> dict[str, str]:
+        proc = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "run", str(tmp_path / "pipeline.py"),
+                               "--pipeline-root", str(tmp_path / "root"), "--json"],
+                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+        # penguin_keras.py imports keras_tuner before TensorFlow, while the runner imports TensorFlow.
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        components = json.loads(proc.stdout)["components"]
+        graphs.append(next(c for c in components if c["type"] == "Transform")["outputs"]["transform_graph"][0])
+        return {c["type"]: c["status"] for c in components}
+
+    from sluice import tft
+
+    graphs = []
+
+    assert sluice_run() == {"CsvExampleGen": "executed", "ImportSchemaGen": "executed", "Transform": "executed"}
+    assert sluice_run()["Transform"] == "cached"
+    helper = tmp_path / "modules" / "penguin_base.py"
+    helper.write_text(helper.read_text().replace("ISLAND_OOV = 1", "ISLAND_OOV = 2"))
+    assert sluice_run() == {"CsvExampleGen": "cached", "ImportSchemaGen": "cached", "Transform": "executed"}
+    # The edited helper ran: island's one-hot is one wider.
+    assert [tft.TFTransformOutput(g).transformed_feature_spec()["island_xf"].shape for g in graphs] == [[4], [4], [5]]
