@@ -148,11 +148,10 @@ def hash_strings(strings: Any, hash_buckets: int, key: Any = None, name: str | N
     tf = import_tf()
     if strings.dtype != tf.string:
         raise PreprocessingFnError(f"tft.hash_strings needs string input, got {strings.dtype.name}")
+    # No bucket range is recorded: tf.Transform's hash_strings sets no int domain either.
     if key is None:
-        result = map_any(strings, lambda v: tf.strings.to_hash_bucket_fast(v, hash_buckets, name=name))
-    else:
-        result = map_any(strings, lambda v: tf.strings.to_hash_bucket_strong(v, hash_buckets, list(key), name=name))
-    return annotate_any(result, min=0, max=hash_buckets - 1)
+        return map_any(strings, lambda v: tf.strings.to_hash_bucket_fast(v, hash_buckets, name=name))
+    return map_any(strings, lambda v: tf.strings.to_hash_bucket_strong(v, hash_buckets, list(key), name=name))
 
 
 def sparse_tensor_to_dense_with_shape(x: Any, shape: Any, default_value: Any = 0) -> Any:
@@ -195,8 +194,7 @@ def get_num_buckets_for_transformed_feature(transformed_feature: Any) -> Any:
     if waiting is not None:  # a vocabulary not yet computed: a placeholder until it is
         return pending(tf.constant(1, tf.int64), waiting)
     raise PreprocessingFnError("tft.get_num_buckets_for_transformed_feature: the tensor is not the result of "
-                               "compute_and_apply_vocabulary, apply_vocabulary, bucketize, apply_buckets or "
-                               "hash_strings")
+                               "compute_and_apply_vocabulary, apply_vocabulary, bucketize or apply_buckets")
 
 
 def fill_missing(x: Any, default: Any) -> Any:
