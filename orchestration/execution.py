@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
+from sluice.components.module_files import module_directory_sources
 from sluice.components.sdk import Component, ComponentError, DefinitionError
 from sluice.orchestration import hooks, roots, runtime
 from sluice.orchestration.metadata import CACHED, EXECUTED, FAILED, Execution, MetadataStore
@@ -111,9 +112,22 @@ def external_data_paths(value: str) -> list[str]:
     return [re.sub(r"\{[A-Z]+\}", "*", value)]
 
 
+def fingerprint_files(files: list[str], base: str) -> str:
+    """A content hash of the files listed: their paths relative to ``base``, and contents."""
+    digest = hashlib.blake2b(digest_size=16)
+    for file in files:
+        digest.update(os.path.relpath(file, base).encode() + b"\0" + fingerprint_path(file).encode())
+    return digest.hexdigest()
+
+
 def cache_key(node: dict[str, Any], inputs: dict[str, list[Artifact]]) -> str:
     """Hash of the component type, code version, parameters, module file
-    contents and the input artifacts' content fingerprints."""
+    contents and the input artifacts' content fingerprints.
+
+    A module file (a ``.py`` file parameter) counts with its directory's code, the rule of
+    ``module_files.module_directory_sources``: every ``.py`` in its folder and in the packages
+    below it (hidden folders, ``__pycache__`` and virtual environments skipped, at most
+    ``MAX_DIRECTORY_SOURCES`` files), so editing a helper beside it re-executes the component."""
     parts: dict[str, Any] = {
         "v": CACHE_KEY_VERSION,
         "type": node["type"],
@@ -126,6 +140,9 @@ def cache_key(node: dict[str, Any], inputs: dict[str, list[Artifact]]) -> str:
         value = node["parameters"].get(name)
         if value:
             parts["files"][name] = [fingerprint_path(p) for p in external_data_paths(value)]
+            if isinstance(value, str) and value.endswith(".py") and os.path.isfile(value):
+                # A module file imports helpers beside it: its directory's code is part of it.
+                parts["files"][name].append(fingerprint_files(module_directory_sources(value), os.path.dirname(value)))
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -208,7 +225,9 @@ def run_node(
 
     try:
         ctx.artifact_uri = store.artifact_uri(execution_id, root)
-        _execute(comp, node["id"], _executor_kwargs(comp, params, inputs, outputs, ctx), tmp, outputs)
+        # The IR's warm imports: a component found again by its function's name is rebuilt without them.
+        _execute(comp, node["id"], _executor_kwargs(comp, params, inputs, outputs, ctx), tmp, outputs,
+                 node.get("warm_imports", comp.warm_imports))
     except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
         seconds = time.monotonic() - started
         message = _describe(exc)
@@ -281,9 +300,9 @@ def _executor_kwargs(comp: Component, params: dict[str, Any], inputs: dict[str, 
 
 
 def _execute(comp: Component, node_id: str, kwargs: dict[str, Any], tmp: dict[str, str],
-             outputs: dict[str, Artifact]) -> None:
+             outputs: dict[str, Artifact], warm_imports: tuple[str, ...] | list[str]) -> None:
     """Runs the executor into the temporary folders, then fingerprints what it wrote."""
-    runtime.prepare_executor(comp.warm_imports)
+    runtime.prepare_executor(warm_imports)
     with hooks.around_executor(node_id, list(tmp.values())):
         try:
             comp.fn(**kwargs)

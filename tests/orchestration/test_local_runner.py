@@ -257,3 +257,65 @@ def test_a_failure_while_a_sibling_still_runs_skips_their_common_child(tmp_path)
     assert statuses(result) == {"ASlow": "executed", "BFailing": "failed", "Join": "skipped"}
     join_result = next(c for c in result.components if c.id == "Join")
     assert "upstream BFailing did not complete" in join_result.error
+
+
+RACE_PIPELINE = '''
+import os, sys, time
+from sluice import Input, ModuleFile, Output, Pipeline, component
+from sluice.components.artifacts import Examples, Model
+from sluice.components.sdk import module_function
+from sluice.orchestration.local_runner import run_pipeline
+from sluice.orchestration.runtime import imports
+
+
+def first(examples: Output[Examples]) -> None:
+    time.sleep(0.3)
+    print("in flight as First ends:", sorted(imports._IN_FLIGHT), flush=True)
+
+
+def declared(examples: Input[Examples], model: Output[Model], module_file: ModuleFile) -> None:
+    module_function(module_file, "run_fn", "Declared")()
+
+
+def undeclared(examples: Input[Examples], model: Output[Model], module_file: ModuleFile) -> None:
+    module_function(module_file, "run_fn", "Undeclared")()
+
+
+First = component(first, name="First")
+Declared = component(declared, name="Declared", warm_imports=("tensorflow",))  # as Transform and Trainer
+Undeclared = component(undeclared, name="Undeclared")  # only the import finder protects it
+a = First()
+module = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tuner_first.py")
+pipe = Pipeline(name="race", pipeline_root=sys.argv[1], components=[
+    a, Declared(examples=a.outputs["examples"], module_file=module),
+    Undeclared(examples=a.outputs["examples"], module_file=module)])
+result = run_pipeline(pipe, max_parallel=2)
+print("status:", result.status, result.error)
+'''
+
+
+def test_a_module_file_importing_keras_tuner_first_waits_for_the_background_tensorflow_import(tmp_path):
+    # Fresh process: the runner's warm-up thread is still importing TensorFlow when the module
+    # files import keras_tuner. Before the fix: "module 'tensorflow.python.data.ops.dataset_ops'
+    # has no attribute 'DatasetV2'", or a deadlock.
+    (tmp_path / "tuner_first.py").write_text(
+        "import keras_tuner\nimport tensorflow as tf\n\n\ndef run_fn():\n"
+        "    return keras_tuner.HyperParameters(), tf.constant(1)\n")
+    (tmp_path / "race.py").write_text(RACE_PIPELINE)
+    done = subprocess.run([sys.executable, str(tmp_path / "race.py"), str(tmp_path / "root")],
+                          capture_output=True, text=True, timeout=300)
+    assert "in flight as First ends: ['tensorflow']" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert "status: executed" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+def test_editing_a_helper_beside_the_module_file_re_executes_what_uses_it(toy_workspace):
+    (toy_workspace / "helper.py").write_text("OFFSET = 1\n")
+    (toy_workspace / ".hidden").mkdir()
+    (toy_workspace / ".hidden" / "ignored.py").write_text("X = 1\n")
+    first = run_pipeline(toy(toy_workspace))
+    (toy_workspace / ".hidden" / "ignored.py").write_text("X = 2\n")  # not the module's code
+    assert statuses(run_pipeline(toy(toy_workspace)))["Scale"] == "cached"
+    (toy_workspace / "helper.py").write_text("OFFSET = 2\n")
+    again = run_pipeline(toy(toy_workspace))
+    assert first.ok and again.ok
+    assert statuses(again)["Scale"] == "executed" and statuses(again)["ReadNumbers"] == "cached"

@@ -181,3 +181,24 @@ def test_the_state_sampling_period_is_left_alone_outside_beam_2(monkeypatch):
     monkeypatch.setattr(apache_beam, "__version__", "2.99.0")
     beam.apply()
     assert init.__defaults__[-1] == beam.STATE_SAMPLING_PERIOD_MS
+
+
+def test_import_heavy_waits_for_the_same_import_on_another_thread(tmp_path, monkeypatch):
+    import sys
+    import threading
+    import time
+
+    from sluice.orchestration.runtime import imports
+
+    (tmp_path / "sluice_fake_slow3.py").write_text("import time\ntime.sleep(0.5)\nDONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    warm = threading.Thread(target=lambda: imports.import_heavy(["sluice_fake_slow3"]))
+    try:
+        warm.start()
+        while "sluice_fake_slow3" not in sys.modules:
+            time.sleep(0.01)
+        assert imports.import_heavy(["sluice_fake_slow3"]) is False  # waited; imported nothing itself
+        assert sys.modules["sluice_fake_slow3"].DONE
+    finally:
+        warm.join()
+        sys.modules.pop("sluice_fake_slow3", None)
