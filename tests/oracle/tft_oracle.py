@@ -1,0 +1,412 @@
+"""One ``preprocessing_fn`` run by real tensorflow-transform 1.21 and by Sluice's Transform, compared.
+
+A case is rows (a pyarrow Table), a tensorflow_metadata Schema and a factory
+``make_preprocessing_fn(tft)`` defined at module level, so the very same function body runs
+with ``tft = tensorflow_transform`` and with ``tft = sluice.tft``:
+
+* tf.Transform: ``tft_beam.AnalyzeAndTransformDataset`` on Beam's in-process FnApiRunner, raw
+  instance dicts built from the schema's feature spec (``schema_utils``), the transform_fn
+  written with ``WriteTransformFn`` and read back through ``TFTransformOutput``. Several cases
+  share one Beam pipeline (``run_tft_batch``): its start-up costs seconds.
+  ``run_tft_cached`` keeps those results under ``~/.cache/sluice/tft-oracle`` keyed by the
+  versions, this file, the cases' module source, rows and schema.
+* Sluice: ``run_transform`` on a Parquet Examples artifact and the Schema pbtxt, with a module
+  file that imports the same factory; the transformed Parquet, the vocabulary files under
+  ``transform_fn/assets`` and ``analysis.json`` are read back.
+
+Both give an ``EngineResult``; ``compare`` lists every difference as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_ID = "__parity_row_id"
+
+
+@dataclasses.dataclass
+class Case:
+    """Rows, their Schema and the factory of the ``preprocessing_fn`` both engines run."""
+
+    name: str
+    table: pa.Table
+    schema_text: str
+    make_preprocessing_fn: Callable[[Any], Callable]
+    float_tolerance: dict[str, float] = dataclasses.field(default_factory=dict)  # output -> max abs diff
+    asset_keys: list[str] = dataclasses.field(default_factory=list)  # extra vocabulary_file_by_name keys
+
+
+@dataclasses.dataclass
+class EngineResult:
+    outputs: dict[str, list[np.ndarray]]  # output name -> one flat array per row, in input order
+    dtypes: dict[str, str]  # output name -> "int64" | "float32" | "string"
+    assets: dict[str, bytes]  # vocabulary file name -> its bytes
+    vocabulary_sizes: dict[str, int]  # vocabulary file name -> vocabulary_size_by_name
+    specs: dict[str, str]  # output name -> transformed feature spec, e.g. "fixed[5] float32", "varlen int64"
+    seconds: float
+    api: dict[str, str] = dataclasses.field(default_factory=dict)  # TFTransformOutput call -> its answer
+    analysis: dict | None = None  # Sluice's analysis.json
+
+
+def parse_schema(text: str):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    return text_format.Parse(text, schema_pb2.Schema())
+
+
+def _flat(value: Any) -> np.ndarray:
+    """One row's value as a flat array, bytes for strings."""
+    array = np.asarray(value if value is not None else [], dtype=object if _is_text(value) else None)
+    array = array.reshape(-1)
+    if array.dtype == object or array.dtype.kind in "SU":
+        return np.array([v.encode() if isinstance(v, str) else bytes(v) for v in array], dtype=object)
+    return array
+
+
+def _is_text(value: Any) -> bool:
+    if isinstance(value, (bytes, str)):
+        return True
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], (bytes, str)):
+        return True
+    return isinstance(value, np.ndarray) and (value.dtype == object or value.dtype.kind in "SU")
+
+
+def _dtype_name(value: np.ndarray) -> str:
+    if value.dtype == object:
+        return "string"
+    return {"i": "int64", "u": "int64", "f": "float32", "b": "int64"}[value.dtype.kind]
+
+
+# --- tf.Transform ------------------------------------------------------------------------
+
+
+def _instance_dicts(table: pa.Table, feature_spec: dict) -> list[dict]:
+    """Raw rows as tf.Transform's instance dicts: fixed-shape features as arrays, var-len as lists."""
+    import tensorflow as tf
+
+    rows = []
+    for index, row in enumerate(table.to_pylist()):
+        instance = {ROW_ID: index}
+        for name, spec in feature_spec.items():
+            value = row.get(name)
+            if isinstance(spec, tf.io.FixedLenFeature):
+                instance[name] = np.asarray(value).reshape(spec.shape) if spec.shape else value
+            else:
+                instance[name] = [] if value is None else (list(value) if isinstance(value, list) else [value])
+        rows.append(instance)
+    return rows
+
+
+def _wrap_with_row_id(fn: Callable) -> Callable:
+    def preprocessing_fn(inputs):
+        inputs = dict(inputs)
+        row_id = inputs.pop(ROW_ID)
+        outputs = dict(fn(inputs))
+        outputs[ROW_ID] = row_id
+        return outputs
+
+    return preprocessing_fn
+
+
+def run_tft_batch(cases: list[Case], work_dir: Path) -> dict[str, EngineResult]:
+    """Every case through tf.Transform, all in one in-process Beam pipeline."""
+    import apache_beam as beam
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    started = time.perf_counter()
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        for case in cases:
+            schema = parse_schema(case.schema_text)
+            feature_spec = schema_utils.schema_as_feature_spec(schema).feature_spec
+            spec = {**feature_spec, ROW_ID: tf.io.FixedLenFeature([], tf.int64)}
+            metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+            raw = pipeline | f"Create[{case.name}]" >> beam.Create(_instance_dicts(case.table, feature_spec))
+            fn = _wrap_with_row_id(case.make_preprocessing_fn(tft))
+            # A temp dir per case: tf.Transform names its vocabulary tables after their temp path.
+            with tft_beam.Context(temp_dir=str(work_dir / "tft_tmp" / case.name)):
+                (transformed, _), transform_fn = (
+                    (raw, metadata) | f"AnalyzeAndTransform[{case.name}]" >> tft_beam.AnalyzeAndTransformDataset(fn))
+            out = work_dir / "tft" / case.name
+            _ = transform_fn | f"WriteTransformFn[{case.name}]" >> tft_beam.WriteTransformFn(str(out))
+            _ = (transformed | f"ToList[{case.name}]" >> beam.combiners.ToList()
+                 | f"Save[{case.name}]" >> beam.Map(_save_pickle, str(out) + ".rows.pickle"))
+    seconds = time.perf_counter() - started
+    for case in cases:  # as TFX's Transform does, so that raw_feature_spec() answers
+        metadata_io.write_metadata(dataset_metadata.DatasetMetadata(parse_schema(case.schema_text)),
+                                   str(work_dir / "tft" / case.name / "metadata"))
+    return {case.name: _read_tft(work_dir / "tft" / case.name, seconds / len(cases), case.asset_keys)
+            for case in cases}
+
+
+def cache_dir() -> Path | None:
+    """Where tf.Transform's results are kept (``SLUICE_TFT_ORACLE_CACHE``; ``0`` turns the cache off)."""
+    override = os.environ.get("SLUICE_TFT_ORACLE_CACHE")
+    if override == "0":
+        return None
+    return Path(override).expanduser() if override else Path.home() / ".cache" / "sluice" / "tft-oracle"
+
+
+def cache_key(cases: list[Case]) -> str:
+    """Changes with tf.Transform's and TensorFlow's versions, this file, each case's module, rows and schema."""
+    import hashlib
+    import inspect
+    import sys
+
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    digest = hashlib.sha256(f"{tft.__version__} {tf.__version__}".encode())
+    sources = {__file__} | {inspect.getsourcefile(sys.modules[c.make_preprocessing_fn.__module__]) for c in cases}
+    for source in sorted(sources):
+        digest.update(Path(source).read_bytes())
+    for case in cases:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, case.table.schema) as writer:
+            writer.write_table(case.table)
+        digest.update(f"{case.name}\0{case.schema_text}\0{case.asset_keys}\0".encode())
+        digest.update(sink.getvalue().to_pybytes())
+    return digest.hexdigest()[:32]
+
+
+def run_tft_cached(cases: list[Case], work_dir: Path) -> dict[str, EngineResult]:
+    """``run_tft_batch``, or its earlier result for the very same cases: tf.Transform takes minutes here."""
+    folder = cache_dir()
+    path = folder / f"{cache_key(cases)}.pickle" if folder else None
+    if path is not None and path.is_file():
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    results = run_tft_batch(cases, work_dir)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        _save_pickle(results, str(partial))
+        os.replace(partial, path)
+    return results
+
+
+def _save_pickle(value: Any, path: str) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(value, fh)
+
+
+def _read_tft(out: Path, seconds: float, asset_keys: list[str]) -> EngineResult:
+    import tensorflow_transform as tft
+
+    with open(str(out) + ".rows.pickle", "rb") as fh:
+        rows = sorted(pickle.load(fh), key=lambda r: int(np.asarray(r[ROW_ID]).reshape(-1)[0]))
+    names = sorted(k for k in rows[0] if k != ROW_ID) if rows else []
+    outputs = {name: [_flat(row[name]) for row in rows] for name in names}
+    output = tft.TFTransformOutput(str(out))
+    specs = {k: v for k, v in describe_feature_spec(output.transformed_feature_spec()).items() if k != ROW_ID}
+    dtypes = {name: spec.split()[-1] for name, spec in specs.items()}
+    assets, sizes = _assets(Path(output.transform_savedmodel_dir) / "assets")
+    for filename in assets:
+        sizes[filename] = output.vocabulary_size_by_name(filename)
+    return EngineResult(outputs, dtypes, assets, sizes, specs, seconds, api=query_output(output, dtypes, asset_keys))
+
+
+def query_output(output: Any, dtypes: dict[str, str], asset_keys: list[str]) -> dict[str, str]:
+    """The TFTransformOutput answers a Trainer module file relies on, as text (an error as its type)."""
+    calls: dict[str, Callable[[], Any]] = {
+        "raw_feature_spec()": lambda: sorted((k, v) for k, v in describe_feature_spec(output.raw_feature_spec()).items()
+                                             if k != ROW_ID),
+    }
+    for name in sorted(n for n, d in dtypes.items() if d == "int64"):
+        calls[f"num_buckets_for_transformed_feature({name!r})"] = (
+            lambda n=name: output.num_buckets_for_transformed_feature(n))
+    for key in asset_keys:
+        calls[f"vocabulary_file_by_name({key!r})"] = lambda k=key: os.path.basename(output.vocabulary_file_by_name(k))
+        calls[f"vocabulary_size_by_name({key!r})"] = lambda k=key: output.vocabulary_size_by_name(k)
+    answers = {}
+    for call, fn in calls.items():
+        try:
+            answers[call] = repr(fn())
+        except Exception as exc:  # noqa: BLE001 - which error class is part of what is compared
+            answers[call] = f"raises {type(exc).__name__}"
+    return answers
+
+
+def describe_feature_spec(feature_spec: dict) -> dict[str, str]:
+    """``{name: "fixed[5] float32" | "varlen int64" | ...}``, comparable across both engines."""
+    described = {}
+    for name, spec in feature_spec.items():
+        dtype = {"int64": "int64", "float32": "float32", "string": "string"}.get(spec.dtype.name, spec.dtype.name)
+        kind = type(spec).__name__
+        if kind == "FixedLenFeature":
+            described[name] = f"fixed{list(spec.shape)} {dtype}"
+        elif kind == "VarLenFeature":
+            described[name] = f"varlen {dtype}"
+        else:
+            described[name] = f"{kind} {dtype}"
+    return described
+
+
+def _assets(folder: Path) -> tuple[dict[str, bytes], dict[str, int]]:
+    if not folder.is_dir():
+        return {}, {}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}, {}
+
+
+# --- Sluice --------------------------------------------------------------------------------
+
+
+def run_sluice(case: Case, work_dir: Path) -> EngineResult:
+    """The case through Sluice's Transform component, called as tests call it."""
+    import json
+
+    from sluice import tft
+    from sluice.components.artifacts import Examples, Schema, TransformGraph
+    from sluice.components.transform import run_transform
+
+    root = work_dir / "sluice" / case.name
+    split = root / "examples" / "Split-train"
+    split.mkdir(parents=True)
+    pq.write_table(case.table, split / "part-00000-of-00001.parquet")
+    (root / "schema").mkdir()
+    (root / "schema" / "schema.pbtxt").write_text(case.schema_text)
+    module = root / "module.py"
+    factory = case.make_preprocessing_fn
+    module.write_text(f"from sluice import tft\nfrom {factory.__module__} import {factory.__qualname__} as make\n"
+                      "preprocessing_fn = make(tft)\n")
+    outs = {}
+    for name, cls in (("transform_graph", TransformGraph), ("transformed_examples", Examples),
+                      ("post_transform_schema", Schema)):
+        (root / name).mkdir()
+        outs[name] = cls(uri=str(root / name))
+    started = time.perf_counter()
+    run_transform(examples=Examples(uri=str(root / "examples"), split_names=["train"]),
+                  schema=Schema(uri=str(root / "schema")), module_file=str(module),
+                  analyze_splits=["train"], transform_splits=["train"], **outs)
+    seconds = time.perf_counter() - started
+    table = pq.read_table(outs["transformed_examples"].split_uri("train"))
+    outputs = {name: [_flat(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+    dtypes = {name: _arrow_dtype(table.schema.field(name).type) for name in table.column_names}
+    graph = Path(outs["transform_graph"].uri)
+    assets, sizes = _assets(graph / "transform_fn" / "assets")
+    output = getattr(tft, "TFTransformOutput", tft.TransformOutput)(str(graph))
+    for filename in assets:
+        sizes[filename] = output.vocabulary_size_by_name(filename)
+    analysis = json.loads((graph / "analysis.json").read_text())
+    specs = describe_feature_spec(output.transformed_feature_spec())
+    api = query_output(output, dtypes, case.asset_keys)
+    return EngineResult(outputs, dtypes, assets, sizes, specs, seconds, api, analysis)
+
+
+def _arrow_dtype(arrow_type: pa.DataType) -> str:
+    while pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or \
+            pa.types.is_fixed_size_list(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_integer(arrow_type):
+        return "int64"
+    if pa.types.is_floating(arrow_type):
+        return "float32"
+    return "string"
+
+
+# --- comparison ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Parity:
+    """Differences (one line each), tolerated notes and per-output figures for the coverage table."""
+
+    differences: list[str]
+    figures: dict[str, str]
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def compare(case: Case, expected: EngineResult, actual: EngineResult) -> Parity:
+    """tf.Transform (``expected``) against Sluice (``actual``): outputs, dtypes, vocabularies."""
+    differences, figures, notes = [], {}, []
+    missing = sorted(set(expected.outputs) - set(actual.outputs))
+    extra = sorted(set(actual.outputs) - set(expected.outputs))
+    if missing or extra:
+        differences.append(f"outputs: Sluice lacks {missing}, has extra {extra}")
+    for name in sorted(set(expected.specs) & set(actual.specs)):
+        if expected.specs[name] != actual.specs[name]:
+            differences.append(f"transformed_feature_spec[{name!r}]: tft {expected.specs[name]}, "
+                               f"Sluice {actual.specs[name]}")
+    for call in sorted(expected.api):
+        want, got = expected.api[call], actual.api.get(call)
+        if want == got:
+            continue
+        # Sluice may answer where tf.Transform raises (a hash_strings output's int domain): no module breaks.
+        tolerated = want.startswith("raises") and got is not None and not got.startswith("raises")
+        (notes if tolerated else differences).append(f"{call}: tft {want}, Sluice {got}")
+    for name in sorted(set(expected.outputs) & set(actual.outputs)):
+        line, figure = _compare_output(case, name, expected, actual)
+        figures[name] = figure
+        if line:
+            differences.append(f"output {name!r}: {line}")
+    if sorted(expected.assets) != sorted(actual.assets):
+        differences.append(f"vocabulary files: tft {sorted(expected.assets)}, Sluice {sorted(actual.assets)}")
+    for filename in sorted(set(expected.assets) & set(actual.assets)):
+        want, got = expected.assets[filename], actual.assets[filename]
+        figures[f"vocab:{filename}"] = "identical" if want == got else "DIFFERENT"
+        if want != got:
+            differences.append(f"vocabulary {filename}: {_first_line_difference(want, got)}")
+        if expected.vocabulary_sizes[filename] != actual.vocabulary_sizes[filename]:
+            differences.append(f"vocabulary_size_by_name({filename!r}): tft {expected.vocabulary_sizes[filename]}, "
+                               f"Sluice {actual.vocabulary_sizes[filename]}")
+    return Parity(differences, figures, notes)
+
+
+def _compare_output(case: Case, name: str, expected: EngineResult, actual: EngineResult) -> tuple[str, str]:
+    want, got = expected.outputs[name], actual.outputs[name]
+    if expected.dtypes.get(name) != actual.dtypes.get(name):
+        return f"dtype: tft {expected.dtypes.get(name)}, Sluice {actual.dtypes.get(name)}", "dtype differs"
+    if len(want) != len(got):
+        return f"rows: tft {len(want)}, Sluice {len(got)}", "rows differ"
+    lengths = [(i, len(w), len(g)) for i, (w, g) in enumerate(zip(want, got)) if len(w) != len(g)]
+    if lengths:
+        i, w, g = lengths[0]
+        return f"{len(lengths)} rows differ in length, first row {i}: tft {w} values, Sluice {g}", "shape differs"
+    if expected.dtypes[name] != "float32":
+        bad = [i for i, (w, g) in enumerate(zip(want, got)) if list(w) != list(g)]
+        if bad:
+            i = bad[0]
+            return (f"{len(bad)} of {len(want)} rows differ, first row {i}: tft {_show(want[i])}, "
+                    f"Sluice {_show(got[i])}"), f"{len(bad)} rows differ"
+        return "", "exact"
+    flat_want = np.concatenate(want).astype(np.float64) if want else np.zeros(0)
+    flat_got = np.concatenate(got).astype(np.float64) if got else np.zeros(0)
+    nan_mismatch = np.isnan(flat_want) != np.isnan(flat_got)
+    both = ~np.isnan(flat_want) & ~np.isnan(flat_got)
+    diff = float(np.max(np.abs(flat_want[both] - flat_got[both]), initial=0.0))
+    tolerance = case.float_tolerance.get(name, 1e-5)
+    figure = f"max abs diff {diff:.2g}"
+    if nan_mismatch.any():
+        return f"NaN at {int(nan_mismatch.sum())} positions in one engine only", figure
+    if diff > tolerance:
+        worst = int(np.argmax(np.where(both, np.abs(flat_want - flat_got), -1)))
+        return (f"max abs diff {diff:.3g} > {tolerance:g} (value {worst}: tft {flat_want[worst]:.6g}, "
+                f"Sluice {flat_got[worst]:.6g})"), figure
+    return "", figure
+
+
+def _show(values: np.ndarray) -> str:
+    text = repr(list(values)[:6]) + ("..." if len(values) > 6 else "")
+    return text
+
+
+def _first_line_difference(want: bytes, got: bytes) -> str:
+    a, b = want.split(b"\n"), got.split(b"\n")
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return f"line {i + 1}: tft {x!r}, Sluice {y!r} (tft {len(a) - 1} lines, Sluice {len(b) - 1})"
+    return f"tft {len(a) - 1} lines, Sluice {len(b) - 1} lines"
