@@ -139,8 +139,8 @@ def bucketize(x: Any, num_buckets: int, epsilon: float | None = None, weights: A
         else:
             flat = tf.cast(flat, bounds.dtype)
         found = tf.searchsorted(bounds, flat, side="right", out_type=tf.int64)
-        result = tf.reshape(tf.transpose(found), tf.shape(x))
-        return annotate(result, min=0, max=num_buckets - 1)
+        # No bucket range recorded: tf.Transform's elementwise result carries none either.
+        return tf.reshape(tf.transpose(found), tf.shape(x))
 
 
 def hash_strings(strings: Any, hash_buckets: int, key: Any = None, name: str | None = None) -> Any:

@@ -182,7 +182,11 @@ def compute_and_apply_vocabulary(x: Any, *, default_value: Any = -1, top_k: int 
                                  store_frequency: bool | None = False, reserved_tokens: Any = None,
                                  name: str | None = None) -> Any:
     """``apply_vocabulary(x, vocabulary(x, ...), ...)``: strings or integers -> int64 indices."""
-    with import_tf().compat.v1.name_scope(name, "compute_and_apply_vocabulary"):
+    tf = import_tf()
+    with tf.compat.v1.name_scope(name, "compute_and_apply_vocabulary"):
+        if store_frequency and file_format == "text" and x.dtype == tf.string:
+            # As tf.Transform: a "count token" line cannot hold a token with a space.
+            x = map_any(x, lambda v: tf.strings.regex_replace(v, " ", "__SPACE__"))
         vocab = vocabulary(x, top_k=top_k, frequency_threshold=frequency_threshold, vocab_filename=vocab_filename,
                            store_frequency=store_frequency, reserved_tokens=reserved_tokens, weights=weights,
                            labels=labels, use_adjusted_mutual_info=use_adjusted_mutual_info,

@@ -327,6 +327,12 @@ def make_parity_fn(tft):
             "m_min": zeros + tft.min(inputs["m"]),
             "m_max": zeros + tft.max(inputs["m"]),
             "m_sum": zeros + tft.sum(inputs["m"]),
+            "v_bucket": tft.bucketize(inputs["v"], 3, elementwise=True),
+            "v_scaled": tft.scale_by_min_max(inputs["v"], elementwise=True),
+            "v_bounds": tf.zeros_like(inputs["v"][:, :1]) + tf.reshape(
+                tft.quantiles(inputs["v"], 3, 0.01, reduce_instance_dims=False), [1, 4]),
+            "v_sum": tf.zeros_like(inputs["v"]) + tft.sum(inputs["v"], reduce_instance_dims=False),
+            "v_size": tf.zeros_like(inputs["v"], tf.int64) + tft.size(inputs["v"], reduce_instance_dims=False),
             "m_empty_min": zeros + tft.min(tf.sparse.retain(inputs["m"], tf.zeros_like(inputs["m"].values, tf.bool))),
         }
 
@@ -340,10 +346,11 @@ def parity_table() -> pa.Table:
     rows = 30
     return pa.table({
         "s": [tokens[k % len(tokens)] for k in range(rows)],
-        "t": [["x", "y", "z", "q", "x", "y"][k % 6] for k in range(rows)],
+        "t": [["x", "y", "z", "q", "x", "y", "p q"][k % 7] for k in range(rows)],
         "i": pa.array([[3, 2, 111, 2, 111, 3, 3][k % 7] for k in range(rows)], pa.int64()),
         "words": [list(rng.choice(vocab, rng.integers(0, 6))) for _ in range(rows)],
         "n": pa.array(rng.uniform(0, 50, (rows, 1)).round(2).tolist(), pa.list_(pa.float32())),
+        "v": pa.array(rng.normal([0.0, 10.0], [1.0, 3.0], (rows, 2)).round(2).tolist(), pa.list_(pa.float32())),
         "m": pa.array([float("nan"), float("inf")] + [float(k) for k in range(rows - 2)], pa.float32()),
     })
 
@@ -354,6 +361,7 @@ PARITY_SCHEMA = "".join([
     'feature { name: "i" type: INT }\n',
     'feature { name: "words" type: BYTES }\n',
     'feature { name: "m" type: FLOAT }\n',
+    'feature { name: "v" type: FLOAT presence { min_fraction: 1.0 } shape { dim { size: 2 } } }\n',
     'feature { name: "n" type: FLOAT presence { min_fraction: 1.0 } shape { dim { size: 1 } } }\n',
 ])
 
@@ -363,14 +371,16 @@ def test_matches_tensorflow_transform(tmp_path):
     pytest.importorskip("tensorflow_transform")
     from tests.oracle import tft_oracle
 
-    # n_sum: tf.Transform adds float32 values in float32, Sluice in float64 (one float32 ulp at ~800).
-    case = tft_oracle.Case("analyzers", parity_table(), PARITY_SCHEMA, make_parity_fn, float_tolerance={"n_sum": 1e-4})
+    # n_sum, v_sum: tf.Transform adds float32 values in float32, Sluice in float64 (a float32 ulp at ~800).
+    case = tft_oracle.Case("analyzers", parity_table(), PARITY_SCHEMA, make_parity_fn,
+                           float_tolerance={"n_sum": 1e-4, "v_sum": 1e-4})
     expected = tft_oracle.run_tft_batch([case], tmp_path / "tft")["analyzers"]
     actual = tft_oracle.run_sluice(case, tmp_path / "sluice")
     assert actual.assets == expected.assets  # names and bytes of every vocabulary file
     assert actual.vocabulary_sizes == expected.vocabulary_sizes
     parity = tft_oracle.compare(case, expected, actual)
     print("\nPARITY analyzers: " + "; ".join(f"{k}: {v}" for k, v in sorted(parity.figures.items())))
+    print("NOTES: " + "; ".join(getattr(parity, "notes", [])))
     assert not parity.differences, "\n".join(parity.differences)
 
 
