@@ -9,6 +9,7 @@ named ``vocab_<name scope>`` (``vocab_compute_and_apply_vocabulary_vocabulary``,
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -127,9 +128,10 @@ def apply_vocabulary(x: Any, deferred_vocab_filename_tensor: Any, *, default_val
     if x.dtype != tf.string and not x.dtype.is_integer:
         raise PreprocessingFnError(f"tft.apply_vocabulary needs string or integer input, got {x.dtype.name}")
     context = current_context()
-    key = _vocabulary_key(context, deferred_vocab_filename_tensor)
+    external = _external_vocabulary(context, deferred_vocab_filename_tensor, x.dtype)
+    key = external["key"] if external else _vocabulary_key(context, deferred_vocab_filename_tensor)
     with tf.compat.v1.name_scope(name, "apply_vocab"):
-        vocab = context.values.get(key)
+        vocab = external or context.values.get(key)
         if vocab is None:
             result = map_any(x, lambda v: pending(tf.zeros_like(v, tf.int64), key))
             _remember_pending(context, result, key)
@@ -142,7 +144,31 @@ def apply_vocabulary(x: Any, deferred_vocab_filename_tensor: Any, *, default_val
             low, high = 0, len(keys) + num_oov_buckets - 1
         else:
             low, high = min(0, int(default_value)), max(len(keys) - 1, int(default_value))
+        if external:
+            return annotate_any(result, min=low, max=high)
         return annotate_any(result, min=low, max=high, vocabulary=context.vocabulary_names[key])
+
+
+def _external_vocabulary(context: TraceContext, deferred: Any, dtype: Any) -> dict | None:
+    """A vocabulary file of the user's own (a path, one token per line), read while tracing, or None."""
+    if not isinstance(deferred, (str, bytes, os.PathLike)):
+        return None
+    path = os.fsdecode(deferred)
+    named = set(context.vocabulary_names.values()) | set(getattr(context, "asset_annotations", None) or {})
+    if path in named or sanitized_vocab_filename(path) in named or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    string = dtype == import_tf().string
+    try:
+        keys = lines if string else [int(line) for line in lines]
+    except ValueError:
+        raise PreprocessingFnError(f"tft.apply_vocabulary: {path} holds a line that is not an integer") from None
+    if not keys:
+        raise PreprocessingFnError(f"tft.apply_vocabulary: the vocabulary file {path} is empty")
+    return {"key": f"file:{path}", "tokens": keys, "input_dtype": "string" if string else "int64"}
 
 
 def _remember_pending(context: TraceContext, result: Any, key: str) -> None:

@@ -396,3 +396,18 @@ def test_non_finite_values_as_tensorflow_transform():
     assert all(np.isnan(v) for v in results["min_max"]) and np.isnan(results["sum"])  # tf.reduce_max/sum propagate
     empty = AnalyzerSpec("k", "min_max", {"dtype": "int64"})
     assert extract(empty, new_accumulator(empty)) == (np.iinfo(np.int64).max, -np.iinfo(np.int64).max)
+
+
+def test_apply_vocabulary_with_a_vocabulary_file_of_ones_own(tmp_path):
+    vocab_file = tmp_path / "species.txt"
+    vocab_file.write_text("Gentoo\nAdelie\nChinstrap\n")
+
+    def preprocessing_fn(inputs):
+        return {"species": tft.apply_vocabulary(inputs["s"], str(vocab_file)),
+                "oov": tft.apply_vocabulary(inputs["s"], str(vocab_file), num_oov_buckets=1)}
+
+    table = pa.table({"s": ["Adelie", "Gentoo", "Unknown", "Chinstrap"]})
+    out = run_engine(preprocessing_fn, table, {"s": dense("string")}, tmp_path / "graph")
+    assert column(out, "species") == [1, 0, -1, 2]
+    assert column(out, "oov") == [1, 0, 3, 2]
+    assert out["output"].num_buckets_for_transformed_feature("oov") == 4
