@@ -101,7 +101,9 @@ def _helpers(path: str) -> list[types.ModuleType]:
     found = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if "." not in name and not name.startswith(("_", "sluice")) and file and os.path.abspath(file) in sources:
+        if "." in name or name.startswith("_") or name == "sluice" or not file:
+            continue
+        if os.path.abspath(file) in sources:
             found.append(module)
     return found
 

@@ -44,13 +44,18 @@ from typing import Annotated, Any, Union
 
 from sluice.components.artifacts import Artifact
 from sluice.components.errors import ComponentError, DefinitionError
-from sluice.components.module_files import load_module_file, module_function, user_code_line
+from sluice.components.module_files import (
+    load_module_file,
+    module_directory_importable,
+    module_function,
+    user_code_line,
+)
 from sluice.components.nodes import Channel, Node, validate_id
 
 __all__ = [
     "ArtifactSpec", "Channel", "Component", "ComponentError", "DefinitionError", "ExecutionContext", "ExternalData",
-    "Input", "ModuleFile", "Node", "Output", "ParameterSpec", "component", "load_module_file", "module_function",
-    "user_code_line", "validate_id",
+    "Input", "ModuleFile", "Node", "Output", "ParameterSpec", "component", "load_module_file",
+    "module_directory_importable", "module_function", "user_code_line", "validate_id",
 ]
 
 

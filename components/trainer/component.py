@@ -16,6 +16,7 @@ from sluice.components.sdk import (
     ModuleFile,
     Output,
     component,
+    module_directory_importable,
     module_function,
     user_code_line,
 )
@@ -29,6 +30,29 @@ def load_module_function(module_file: str, name: str) -> Callable:
     if not os.path.isfile(module_file):
         raise ComponentError(f"Trainer: module file {module_file} does not exist")
     return module_function(module_file, name, "Trainer")
+
+
+def load_run_fn(module_file: str | None, run_fn: str | None) -> tuple[Callable, str]:
+    """The user's ``run_fn`` and where it came from: a module file's, or a dotted
+    ``"package.module.function"`` (exactly one of the two, as TFX's Trainer)."""
+    if (module_file is None) == (run_fn is None):
+        raise ComponentError("Trainer: set exactly one of module_file or run_fn")
+    if module_file is not None:
+        return load_module_function(module_file, "run_fn"), module_file
+    module_name, _, attr = run_fn.rpartition(".")
+    if not module_name:
+        raise ComponentError(f"Trainer: run_fn {run_fn!r} must be 'module.function'")
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ComponentError(f"Trainer: run_fn {run_fn!r}: cannot import {module_name}: "
+                             f"{type(exc).__name__}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ComponentError(f"Trainer: run_fn {run_fn!r}: {module_name} has no function {attr}")
+    return fn, getattr(module, "__file__", None) or run_fn
 
 
 def _user_code_error(exc: BaseException, module_file: str) -> str:
@@ -72,13 +96,18 @@ def _log_params(fn_args: FnArgs, distribution: str) -> None:
         fn_args.mlflow_run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
 
 
-def _call_run_fn(run_fn: Callable, fn_args: FnArgs, module_file: str, scratch: str | None) -> None:
+def _call_run_fn(run_fn: Callable, fn_args: FnArgs, source: str, scratch: str | None,
+                 module_file: str | None) -> None:
     try:
-        run_fn(fn_args)
+        if module_file is not None:  # helpers beside it stay importable while it runs
+            with module_directory_importable(module_file):
+                run_fn(fn_args)
+        else:
+            run_fn(fn_args)
     except ComponentError:
         raise
     except Exception as exc:
-        raise ComponentError(_user_code_error(exc, module_file)) from exc
+        raise ComponentError(_user_code_error(exc, source)) from exc
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -88,8 +117,9 @@ def run_trainer(
     examples: Input[Examples],
     model: Output[Model],
     model_run: Output[ModelRun],
-    module_file: ModuleFile,
     train_steps: int,
+    module_file: ModuleFile | None = None,
+    run_fn: str | None = None,
     transform_graph: Input[TransformGraph] | None = None,
     schema: Input[Schema] | None = None,
     base_model: Input[Model] | None = None,
@@ -105,6 +135,9 @@ def run_trainer(
 ) -> None:
     """Trains a model with the module file's ``run_fn(fn_args)``.
 
+    Exactly one of ``module_file`` (a .py defining ``run_fn``) or ``run_fn`` (a dotted
+    ``"package.module.function"``) is required.
+
     ``distribution``: ``auto`` mirrors over GPUs when there are any, else the
     default strategy; ``mirrored``; ``multi_worker`` (TF_CONFIG or
     ``cluster_spec``: a TF_CONFIG-shaped dict); ``tpu``; ``one_device``.
@@ -116,7 +149,7 @@ def run_trainer(
     ctx = ctx or ExecutionContext()
     if train_steps <= 0:
         raise ComponentError(f"Trainer: parameter 'train_steps' must be positive, got {train_steps}")
-    run_fn = load_module_function(module_file, "run_fn")
+    user_fn, source = load_run_fn(module_file, run_fn)
     train_files = [f for split in train_splits for f in split_files(examples, split)]
     eval_files = [f for split in eval_splits for f in split_files(examples, split)]
     strategy = make_strategy(distribution, cluster_spec)
@@ -149,9 +182,9 @@ def run_trainer(
     )
     if tracking:
         _log_params(fn_args, distribution)
-    _call_run_fn(run_fn, fn_args, module_file, scratch)
+    _call_run_fn(user_fn, fn_args, source, scratch, module_file)
     if chief:
-        _record(model, fn_args, module_file, ctx)
+        _record(model, fn_args, source, ctx)
 
 
 def _record(model: Model, fn_args: FnArgs, module_file: str, ctx: ExecutionContext) -> None:

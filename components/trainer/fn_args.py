@@ -1,13 +1,17 @@
-"""What a module file's ``run_fn`` receives: TFX's ``FnArgs``, ``DataAccessor`` and dataset options."""
+"""What a module file's ``run_fn`` receives: TFX's ``FnArgs``, ``DataAccessor`` and dataset options.
+
+TFX module files reach them as ``tfx.components.FnArgs`` / ``DataAccessor`` (``from sluice import tfx``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-from sluice.components.trainer.data import expand_patterns, parquet_dataset
+from sluice.components.trainer.data import OWNER, expand_patterns, parquet_dataset
 
 
 @dataclasses.dataclass
@@ -21,11 +25,16 @@ class DatasetOptions:
 
 
 class DataAccessor:
-    """TFX's ``fn_args.data_accessor``: ``tf_dataset_factory(files, options, schema)``.
+    """TFX's ``fn_args.data_accessor``: ``tf_dataset_factory(files, options, schema)`` and
+    ``record_batch_factory(files, options, schema)``; ``data_view_decode_fn`` is None (as TFX's
+    for examples without a data view).
 
     ``options`` is a :class:`DatasetOptions` or tfx_bsl's ``TensorFlowDatasetOptions``
-    (its batch_size, label_key, shuffle, shuffle_seed and num_epochs are honoured).
+    (its batch_size, label_key, shuffle, shuffle_seed and num_epochs are honoured);
+    for ``record_batch_factory``, tfx_bsl's ``RecordBatchesOptions``.
     """
+
+    data_view_decode_fn = None
 
     def __init__(self, planned_steps: dict[tuple[str, ...], int] | None = None):
         # Steps the Trainer will take per file list (train_files -> train_steps, eval_files ->
@@ -46,10 +55,52 @@ class DataAccessor:
                                seed=getattr(options, "shuffle_seed", None),
                                rows_needed=rows_needed if repeat else None)
 
+    def record_batch_factory(self, files: list[str] | str, options: Any, schema: Any = None
+                             ) -> Iterator[Any]:
+        """pyarrow RecordBatches of ``options.batch_size`` rows over the files (patterns allowed), for
+        ``options.num_epochs`` passes (None: endless); with ``options.shuffle`` the files and the rows
+        within each batch are taken in a random order (``shuffle_seed``); ``drop_final_batch`` drops a
+        short last batch of each pass."""
+        import numpy as np
+        import pyarrow as pa
+
+        from sluice.components.io.examples import read_batches
+
+        paths = expand_patterns([files] if isinstance(files, str) else list(files))
+        size, epochs = int(options.batch_size), getattr(options, "num_epochs", None)
+        shuffle = getattr(options, "shuffle", False)
+        rng = np.random.default_rng(getattr(options, "shuffle_seed", None))
+        epoch = 0
+        while epochs is None or epoch < epochs:
+            epoch += 1
+            held: list[Any] = []
+            for index in (rng.permutation(len(paths)) if shuffle else range(len(paths))):
+                for batch in read_batches(paths[index], OWNER, size):
+                    held.append(batch)
+                    while sum(b.num_rows for b in held) >= size:
+                        table = pa.Table.from_batches(held).combine_chunks()
+                        yield _rows(table.slice(0, size), rng if shuffle else None)
+                        held = table.slice(size).to_batches()
+            rest = sum(b.num_rows for b in held)
+            if rest and not getattr(options, "drop_final_batch", False):
+                yield _rows(pa.Table.from_batches(held).combine_chunks(), rng if shuffle else None)
+
+
+def _rows(table: Any, rng: Any) -> Any:
+    """One RecordBatch of the table's rows, in a random order when ``rng`` is given."""
+    if rng is not None:
+        table = table.take(rng.permutation(table.num_rows))
+    return table.combine_chunks().to_batches()[0]  # callers never pass an empty table
+
 
 @dataclasses.dataclass
 class FnArgs:
-    """What ``run_fn`` receives (the TFX ``FnArgs`` fields, for Parquet inputs)."""
+    """What ``run_fn`` receives (the TFX ``FnArgs`` fields, for Parquet inputs).
+
+    As TFX's: ``schema_file`` is ``schema_path``, ``transform_graph_path`` is
+    ``transform_output``, ``eval_model_dir`` (Estimators only) is None, and ``working_dir``
+    is the Tuner's working folder (None for the Trainer).
+    """
 
     train_files: list[str]
     eval_files: list[str]
@@ -67,12 +118,18 @@ class FnArgs:
     data_accessor: DataAccessor = dataclasses.field(default_factory=DataAccessor)
     tracking_uri: str | None = None
     mlflow_run_id: str | None = None
+    working_dir: str | None = None
+    eval_model_dir: str | None = None
     # The last epoch's Keras logs, filled by the callbacks() and recorded as execution metrics.
     final_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def transform_graph_path(self) -> str | None:  # the TFX name
         return self.transform_output
+
+    @property
+    def schema_file(self) -> str | None:  # TFX's older name
+        return self.schema_path
 
     @property
     def log_dir(self) -> str:

@@ -305,6 +305,36 @@ def test_run_fn_that_saves_nothing_is_an_error(tmp_path, penguins):
                     train_steps=10, ctx=ExecutionContext())
 
 
+def test_run_fn_by_dotted_name_gets_tfx_fn_args(tmp_path, penguins, monkeypatch):
+    # A package beside nothing: importable from sys.path, as TFX's run_fn= expects.
+    (tmp_path / "sluice_dotted_pkg").mkdir()
+    (tmp_path / "sluice_dotted_pkg" / "__init__.py").write_text("")
+    (tmp_path / "sluice_dotted_pkg" / "train.py").write_text(
+        "def run_fn(fn_args):\n"
+        "    raise RuntimeError(repr((fn_args.working_dir, fn_args.eval_model_dir, fn_args.schema_file,\n"
+        "                             fn_args.custom_config, fn_args.data_accessor.data_view_decode_fn)))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model, model_run = _outputs(tmp_path)
+    with pytest.raises(ComponentError, match=r"run_fn in .*train\.py, line 2 failed: RuntimeError: "
+                                             r"\(None, None, None, \{'k': 1\}, None\)"):
+        run_trainer(examples=penguins, model=model, model_run=model_run, run_fn="sluice_dotted_pkg.train.run_fn",
+                    train_steps=10, custom_config={"k": 1}, ctx=ExecutionContext())
+
+
+@pytest.mark.parametrize("given, message", [
+    ({}, r"^Trainer: set exactly one of module_file or run_fn$"),
+    ({"module_file": "m.py", "run_fn": "a.run_fn"}, r"^Trainer: set exactly one of module_file or run_fn$"),
+    ({"run_fn": "run_fn"}, r"^Trainer: run_fn 'run_fn' must be 'module.function'$"),
+    ({"run_fn": "sluice_no_such_module.run_fn"}, r"^Trainer: run_fn 'sluice_no_such_module.run_fn': cannot import"),
+])
+def test_module_file_or_run_fn_errors_are_one_line(tmp_path, penguins, given, message):
+    model, model_run = _outputs(tmp_path)
+    with pytest.raises(ComponentError, match=message) as raised:
+        run_trainer(examples=penguins, model=model, model_run=model_run, train_steps=10, ctx=ExecutionContext(),
+                    **given)
+    assert "\n" not in str(raised.value)
+
+
 # --- strategies, each in its own process --------------------------------------
 
 _SUBPROCESS = textwrap.dedent('''
