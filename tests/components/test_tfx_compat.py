@@ -85,14 +85,22 @@ def test_fn_args_have_tfxs_names():
 
 
 def test_a_module_file_imports_helpers_beside_it_and_sees_their_edits(tmp_path):
+    import pickle
+
+    from apache_beam.internal.cloudpickle import cloudpickle
+
     from sluice.components.sdk import module_function
 
-    (tmp_path / "sluice_helper_base.py").write_text("VALUE = 1\n")
+    (tmp_path / "sluice_helper_base.py").write_text("VALUE = 1\n\n\ndef twice(x):\n    return 2 * x\n")
     module = tmp_path / "user_module.py"
     module.write_text("import sluice_helper_base as base\n\n\ndef value():\n    return base.VALUE\n")
     try:
         assert module_function(str(module), "value", "Trainer")() == 1
         assert str(tmp_path) not in sys.path  # importable only while the module loads
+        # Beam workers in other processes, without the folder on their path, get the helper by value.
+        blob = cloudpickle.dumps(sys.modules["sluice_helper_base"].twice)
+        del sys.modules["sluice_helper_base"]
+        assert pickle.loads(blob)(3) == 6
         (tmp_path / "sluice_helper_base.py").write_text("VALUE = 2  # edited\n")
         assert module_function(str(module), "value", "Trainer")() == 2
     finally:
