@@ -7,7 +7,8 @@ For every split of the input Examples (Parquet) it writes
 
 The proto holds what TFDV's default generators produce for scalar columns
 (common stats, numeric stats with a STANDARD and a QUANTILES histogram, string
-stats with uniques, top values and the rank histogram), so TFDV-based tools
+stats with uniques, top values and the rank histogram) and for list columns
+(values per example, then those stats of the flattened values), so TFDV-based tools
 (``tfdv.load_stats_binary``, ``tfdv.infer_schema``, Facets) read it unchanged.
 Everything is mergeable, so it runs on any number of Beam workers. Used in a pipeline::
 
@@ -20,7 +21,8 @@ The modules, each one job:
   ``ReadParquetBatches``); it imports Beam, so import it from there.
 - ``read_ahead``: whole files cut into pieces, decoded ahead, summarized on threads.
 - ``accumulate``: a dataset's accumulator: batches added, accumulators merged.
-- ``numeric``, ``order_statistics``, ``values``: the accumulators of numeric and string columns.
+- ``numeric``, ``order_statistics``, ``values``: the accumulators of numeric and string columns;
+  ``lists``: that of list columns (counts per example, the values to those accumulators).
 - ``protos``: accumulators to TFDV's statistics protos; ``report``: the HTML report.
 """
 

@@ -1,8 +1,9 @@
 """A dataset's accumulator: one accumulator per column, fed Arrow RecordBatches, merged, compacted.
 
 Everything here is mergeable, so the statistics of any number of workers' batches
-merge into those of the whole dataset. A batch's columns are flat Arrow arrays
-(nulls are missing values); a column missing from a batch counts as missing there.
+merge into those of the whole dataset. A batch's columns are flat Arrow arrays or
+one-level list arrays (nulls are missing values); a column missing from a batch counts
+as missing there.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sluice.components.sdk import ComponentError
+from sluice.components.statistics_gen.lists import ListAccumulator, list_value_type
 from sluice.components.statistics_gen.numeric import NumericAccumulator
 from sluice.components.statistics_gen.values import StringAccumulator, ValueCounts
 
@@ -52,10 +54,23 @@ def _type_name(arrow_type) -> str:
         return "NULL"
     if pa.types.is_dictionary(arrow_type) and _type_name(arrow_type.value_type) == "STRING":
         return "STRING"  # dictionary-encoded strings (how the fast path reads string columns)
+    value_type = list_value_type(arrow_type)
+    if value_type is not None and list_value_type(value_type) is None:  # one level of lists only
+        value_name = _type_name(value_type)
+        return "LIST:" + value_name if value_name else ""
     return ""
 
 
+# Batches an accumulator takes in place: ints join floats; lists of unknown value type (nulls or
+# empty lists only) join any list.
+_WIDENING = {("FLOAT", "INT"), ("LIST:FLOAT", "LIST:INT"), ("LIST:INT", "LIST:NULL"),
+             ("LIST:FLOAT", "LIST:NULL"), ("LIST:STRING", "LIST:NULL")}
+_MERGEABLE = {frozenset({"INT", "FLOAT"}), frozenset({"LIST:INT", "LIST:FLOAT"})}
+
+
 def _new_accumulator(type_name: str, categorical: bool):
+    if type_name.startswith("LIST:"):
+        return ListAccumulator(_new_accumulator(type_name[len("LIST:"):], categorical))
     if type_name == "STRING":
         return StringAccumulator()
     if type_name == "NULL":
@@ -74,14 +89,20 @@ def _merge_columns(left, right, column: str):
     if left.type_name == "NULL":
         right.num_non_missing += left.num_non_missing
         return right
-    numeric = ("INT", "FLOAT")
-    if left.type_name != right.type_name and not (left.type_name in numeric and right.type_name in numeric):
+    if left.type_name != right.type_name and not _compatible(left.type_name, right.type_name):
         raise ComponentError(
             f"StatisticsGen: column '{column}' has mixed types across files/batches "
             f"({left.type_name} and {right.type_name})"
         )
     left.merge(right)
     return left
+
+
+def _compatible(left: str, right: str) -> bool:
+    """Whether accumulators of these types merge: ints with floats, lists of unknown type with any list."""
+    if "LIST:NULL" in (left, right):
+        return left.startswith("LIST:") and right.startswith("LIST:")
+    return frozenset({left, right}) in _MERGEABLE
 
 
 def add_batch(accumulator: DatasetAccumulator, batch, categorical_int_features: frozenset[str],
@@ -98,11 +119,10 @@ def add_batch(accumulator: DatasetAccumulator, batch, categorical_int_features: 
         if not type_name:
             raise ComponentError(
                 f"StatisticsGen: column '{name}' has unsupported Arrow type {column.type} "
-                "(expected integer, floating point or string)"
+                "(expected integer, floating point or string, or a list of them)"
             )
         current = accumulator.columns.get(name)
-        if current is None or current.type_name == type_name \
-                or (current.type_name == "FLOAT" and type_name == "INT"):
+        if current is None or current.type_name == type_name or (current.type_name, type_name) in _WIDENING:
             target = current or _new_accumulator(type_name, name in categorical_int_features)
             accumulator.columns[name] = target
             updates.append((target, column))
@@ -136,6 +156,8 @@ def compact(accumulator: DatasetAccumulator) -> DatasetAccumulator:
     for column in accumulator.columns.values():
         if getattr(column, "quantiles", None) is not None:
             column.quantiles.Compact()
+        elif isinstance(column, ListAccumulator):
+            column.compact()
     return accumulator
 
 

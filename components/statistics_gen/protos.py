@@ -9,9 +9,11 @@ The histogram helpers follow tensorflow_data_validation/utils/quantiles_util.py
 
 from __future__ import annotations
 
+import functools
 import math
 
 from sluice.components.statistics_gen.accumulate import DatasetAccumulator
+from sluice.components.statistics_gen.lists import ListAccumulator, list_common_stats
 from sluice.components.statistics_gen.values import ValueCounts, as_text
 
 # TFDV's StatsOptions defaults, so both produce the same shape of statistics.
@@ -164,7 +166,13 @@ def _feature_proto(name: str, column, num_examples: int, statistics_pb2):
     Type = statistics_pb2.FeatureNameStatistics
     feature = statistics_pb2.FeatureNameStatistics()
     feature.path.step.append(name)
-    common = _common_stats(column, num_examples, statistics_pb2)
+    if isinstance(column, ListAccumulator):
+        # Presence and value counts per example; all else describes the flattened values.
+        histogram = functools.partial(_quantiles_histogram, statistics_pb2=statistics_pb2)
+        common = list_common_stats(column, num_examples, NUM_VALUES_HISTOGRAM_BUCKETS, histogram, statistics_pb2)
+        column = column.values
+    else:
+        common = _common_stats(column, num_examples, statistics_pb2)
     if column.type_name in ("STRING", "NULL"):
         # TFDV also calls a column without any value STRING (it has no "unknown" type).
         feature.type = Type.STRING

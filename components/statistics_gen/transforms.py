@@ -153,7 +153,7 @@ class SummarizeFilesFn(beam.DoFn):
 class ComputeStatistics(beam.PTransform):
     """PCollection of Arrow RecordBatches -> one DatasetFeatureStatisticsList (TFDV format).
 
-    Each batch column is a flat Arrow array (nulls are missing values).
+    Each batch column is a flat Arrow array or a one-level list array (nulls are missing values).
     ``categorical_int_features`` names INT columns that also get string
     stats (top values), as TFDV does for ``int_domain.is_categorical``.
     A column missing from a batch counts as missing there.

@@ -188,7 +188,50 @@ def test_mixed_column_types_are_rejected():
 def test_unsupported_column_type_names_the_column():
     fn = transforms.StatisticsCombineFn("d", frozenset())
     with pytest.raises(ComponentError, match="column 'tags' has unsupported Arrow type"):
-        fn.add_input(fn.create_accumulator(), pa.record_batch({"tags": pa.array([[1], [2]])}))
+        fn.add_input(fn.create_accumulator(), pa.record_batch({"tags": pa.array([[[1]], [[2]]])}))
+
+
+def test_list_columns_count_values_per_example_and_describe_the_flattened_values():
+    """TFDV's stats of a multivalent feature: null rows missing, empty lists present with 0 values,
+    int lists joined by float lists, all-empty batches (list<null>), merged across workers."""
+    import pickle
+
+    fn = transforms.StatisticsCombineFn("d", frozenset({"codes"}))
+    batches = [
+        pa.record_batch({"v": pa.array([[1, 2], None, []], pa.list_(pa.int64())),
+                         "t": pa.array([["a", "b", "a"], [], None], pa.list_(pa.string())),
+                         "codes": pa.array([[3, 3], [4], [3]], pa.large_list(pa.int64()))}),
+        pa.record_batch({"v": pa.array([[], None], pa.list_(pa.null())),
+                         "t": pa.array([None, ["c"]], pa.large_list(pa.large_string())),
+                         "codes": pa.array([[5], [3]], pa.list_(pa.int32()))}),
+        pa.record_batch({"v": pa.FixedSizeListArray.from_arrays(pa.array([0.5, None, 4.0, 5.0, 6.0, 7.0]), 3),
+                         "t": pa.array([["b"], ["a", "a"]], pa.list_(pa.string())),
+                         "codes": pa.array([None, [4, 4, 4]], pa.list_(pa.int64()))}),
+    ]
+    parts = []
+    for batch in batches:  # one accumulator per batch, pickled as Beam would, then merged
+        parts.append(pickle.loads(pickle.dumps(fn.compact(fn.add_input(fn.create_accumulator(), batch)))))
+    features = _features(fn.extract_output(fn.merge_accumulators(parts)))
+    v, t, codes = features["v"], features["t"], features["codes"]
+    assert v.type == Type.FLOAT and t.type == Type.STRING and codes.type == Type.INT
+    common = v.num_stats.common_stats
+    assert (common.num_non_missing, common.num_missing, common.tot_num_values) == (5, 2, 8)
+    assert (common.min_num_values, common.max_num_values) == (0, 3)
+    assert common.avg_num_values == pytest.approx(8 / 5)
+    assert sum(b.sample_count for b in common.num_values_histogram.buckets) == pytest.approx(5)
+    assert common.num_values_histogram.buckets[-1].high_value == 3
+    values = np.array([1, 2, 0.5, 4.0, 5.0, 6.0, 7.0])  # the null inside a list is a NaN, as TFDV reads it
+    assert v.num_stats.mean == pytest.approx(values.mean()) and v.num_stats.std_dev == pytest.approx(values.std())
+    assert (v.num_stats.min, v.num_stats.max) == (0.5, 7.0) and v.num_stats.histograms[0].num_nan == 1
+    common = t.string_stats.common_stats
+    assert (common.num_non_missing, common.tot_num_values, common.min_num_values, common.max_num_values) == (5, 7, 0, 3)
+    assert [(x.value, x.frequency) for x in t.string_stats.top_values] == [("a", 4), ("b", 2), ("c", 1)]
+    assert t.string_stats.avg_length == pytest.approx(1.0)
+    # A categorical INT list: the values' top values (string stats), as TFDV.
+    assert [(x.value, x.frequency) for x in codes.string_stats.top_values] == [("4", 4), ("3", 4), ("5", 1)]
+    assert codes.string_stats.common_stats.tot_num_values == 9
+    with pytest.raises(ComponentError, match="column 'v' has mixed types"):
+        fn.add_input(fn.add_input(fn.create_accumulator(), batches[0]), pa.record_batch({"v": pa.array([1.0])}))
 
 
 # --- reading and the component -------------------------------------------------

@@ -6,6 +6,10 @@ representation), or, for the CSV case, TFDV reads the CSV with pandas
 (``generate_statistics_from_dataframe``) and we read Parquet written from the
 same pandas frame.
 
+List columns (list, large_list, fixed_size_list) are fed to TFDV as list arrays:
+their counts per example are exact, their numeric stats and quantiles are those of
+the flattened values, checked as scalar values are.
+
 Compared per feature: type; exact counts (num_non_missing, num_missing,
 tot_num_values, num values and their histogram, num_zeros, unique, top values,
 rank histogram); mean, std_dev, min, max and avg_length within 1e-6 relative;
@@ -34,7 +38,9 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from sluice.components import statistics_gen
 from sluice.components.artifacts import Examples, ExampleStatistics
 from sluice.components.sdk import ExecutionContext
+from sluice.components.tfdv import infer_schema, schema_to_text
 from tests.oracle import tfdv_env
+from tests.oracle.tfdv_lists import list_table
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TAXI_CSV = DATA / "chicago_taxi" / "data.csv"
@@ -68,8 +74,8 @@ def _run_ours(table: pa.Table, root: Path) -> tuple[Path, statistics_pb2.Dataset
     return pb, _load(pb)
 
 
-def _run_tfdv(source: Path, out: Path) -> statistics_pb2.DatasetFeatureStatistics:
-    done = tfdv_env.run_tfdv(tfdv_env.ORACLE_DIR / "tfdv_stats.py", source, out)
+def _run_tfdv(source: Path, out: Path, *options) -> statistics_pb2.DatasetFeatureStatistics:
+    done = tfdv_env.run_tfdv(tfdv_env.ORACLE_DIR / "tfdv_stats.py", source, out, *options)
     assert done.returncode == 0, done.stderr[-3000:]
     return _load(out)
 
@@ -78,6 +84,15 @@ def _rank_gap(values: np.ndarray, q: float, p: float) -> float:
     """How far p lies outside the rank interval [P(x < q), P(x <= q)] of q in the data."""
     low, high = np.mean(values < q), np.mean(values <= q)
     return max(low - p, p - high, 0.0)
+
+
+def _values(column) -> np.ndarray:
+    """A column's non-null, non-NaN values as float64; a list column's flattened values."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        column = column.flatten()  # the values of the present rows
+    values = column.drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
+    return values[~np.isnan(values)]
 
 
 def _compare(ours, theirs, table: pa.Table) -> None:
@@ -104,8 +119,7 @@ def _compare(ours, theirs, table: pa.Table) -> None:
         for stat in ("mean", "std_dev", "min", "max"):
             assert getattr(our_stats, stat) == pytest.approx(getattr(their_stats, stat), rel=1e-6, abs=1e-12), \
                 (name, stat)
-        values = table.column(name).drop_null().to_numpy().astype(np.float64)
-        values = values[~np.isnan(values)]
+        values = _values(table.column(name))
         for label, stats, bound in (("ours", our_stats, RANK_BOUND),
                                     ("tfdv", their_stats, statistics_gen.QUANTILES_EPSILON)):
             assert _rank_gap(values, stats.median, 0.5) <= bound, (name, label, "median")
@@ -186,3 +200,29 @@ def test_parity_on_large_batches_with_summaries(tfdv_python, tmp_path):
     ours_pb, ours = _run_ours(table, tmp_path)
     theirs = _run_tfdv(ours_pb.parents[2] / "examples" / "Split-train", tmp_path / "tfdv.pb")
     _compare(ours, theirs, table)
+
+
+def test_list_columns_parity(tfdv_python, tmp_path):
+    """Fixed-length float images, token lists with nulls and empty lists, int and large lists:
+    TFDV's statistics; TFDV infers the same schema from ours as from its own, and so does SchemaGen."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    table = list_table(200)
+    ours_pb, ours = _run_ours(table, tmp_path)
+    theirs = _run_tfdv(ours_pb.parents[2] / "examples" / "Split-train", tmp_path / "tfdv.pb",
+                       "--infer-schema", tmp_path / "tfdv_schema.pbtxt")
+    _compare(ours, theirs, table)
+    common = {f.path.step[0]: f.num_stats.common_stats if f.HasField("num_stats") else f.string_stats.common_stats
+              for f in ours.features}
+    assert (common["image"].min_num_values, common["image"].max_num_values) == (784, 784)
+    assert common["tokens"].min_num_values == 0 and common["tokens"].num_missing > 0
+    tfdv_schema = text_format.Parse((tmp_path / "tfdv_schema.pbtxt").read_text(), schema_pb2.Schema())
+    done = tfdv_env.run_tfdv(tfdv_env.ORACLE_DIR / "tfdv_load_stats.py", ours_pb, tmp_path / "load-ours")
+    assert done.returncode == 0, done.stderr[-3000:]
+    from_ours = text_format.Parse((tmp_path / "load-ours" / "schema.pbtxt").read_text(), schema_pb2.Schema())
+    sluice_schema = infer_schema(statistics_pb2.DatasetFeatureStatisticsList.FromString(ours_pb.read_bytes()))
+    assert schema_to_text(from_ours) == schema_to_text(tfdv_schema)
+    assert schema_to_text(sluice_schema) == schema_to_text(tfdv_schema)
+    image = next(f for f in sluice_schema.feature if f.name == "image")
+    assert [d.size for d in image.shape.dim] == [784]
