@@ -13,6 +13,7 @@ the extracted value then has the per-example shape.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from typing import Any
 
@@ -66,8 +67,15 @@ def _merge_mean_var(acc: list, count: Any, batch_mean: Any, batch_m2: Any) -> li
 def _add_mean_var(acc: list, matrix: Any) -> list:
     import numpy as np
 
-    matrix = matrix.astype(np.float64)
+    matrix = matrix.astype(np.float64, copy=False)
+    if not len(matrix):
+        return acc
     present = np.isfinite(matrix)
+    if present.all():  # the common case, without masking
+        count = np.full(matrix.shape[1], float(len(matrix)))
+        batch_mean = matrix.mean(axis=0)
+        centered = matrix - batch_mean
+        return _merge_mean_var(acc, count, batch_mean, np.einsum("ij,ij->j", centered, centered))
     count = present.sum(axis=0)
     if not count.any():
         return acc
@@ -97,11 +105,14 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
         total = matrix.sum(axis=0)
         return total if acc is None else acc + total
     if spec.kind in ("vocabulary", "count_per_value"):
-        values = np.asarray(values)
-        if len(values):
+        values = np.asarray(values).reshape(-1)
+        if values.dtype == object:  # strings: hashing beats np.unique's sort by far
+            found = collections.Counter(values.tolist())
+        else:
             tokens, counts = np.unique(values, return_counts=True)
-            for token, count in zip(tokens.tolist(), counts.tolist()):
-                acc[token] = acc.get(token, 0) + count
+            found = zip(tokens.tolist(), counts.tolist())
+        for token, count in dict(found).items():
+            acc[token] = acc.get(token, 0) + count
         return acc
     if spec.kind == "quantiles":
         import pyarrow as pa
