@@ -14,7 +14,8 @@ with ``tft = tensorflow_transform`` and with ``tft = sluice.tft``:
   file that imports the same factory; the transformed Parquet, the vocabulary files under
   ``transform_fn/assets`` and ``analysis.json`` are read back.
 
-Both give an ``EngineResult``; ``compare`` lists every difference as one line.
+Both give an ``EngineResult``, with the serving path's answers for the first rows (tft_serving);
+``tft_compare.compare`` lists every difference as one line.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from tests.oracle import tft_serving
 
 ROW_ID = "__parity_row_id"
 
@@ -55,6 +58,8 @@ class EngineResult:
     specs: dict[str, str]  # output name -> transformed feature spec, e.g. "fixed[5] float32", "varlen int64"
     seconds: float
     api: dict[str, str] = dataclasses.field(default_factory=dict)  # TFTransformOutput call -> its answer
+    served: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)  # serving path, first rows
+    serving_error: str = ""
     analysis: dict | None = None  # Sluice's analysis.json
 
 
@@ -149,8 +154,7 @@ def run_tft_batch(cases: list[Case], work_dir: Path) -> dict[str, EngineResult]:
     for case in cases:  # as TFX's Transform does, so that raw_feature_spec() answers
         metadata_io.write_metadata(dataset_metadata.DatasetMetadata(parse_schema(case.schema_text)),
                                    str(work_dir / "tft" / case.name / "metadata"))
-    return {case.name: _read_tft(work_dir / "tft" / case.name, seconds / len(cases), case.asset_keys)
-            for case in cases}
+    return {case.name: _read_tft(work_dir / "tft" / case.name, seconds / len(cases), case) for case in cases}
 
 
 def cache_dir() -> Path | None:
@@ -162,7 +166,7 @@ def cache_dir() -> Path | None:
 
 
 def cache_key(cases: list[Case]) -> str:
-    """Changes with tf.Transform's and TensorFlow's versions, this file, each case's module, rows and schema."""
+    """Changes with tf.Transform's and TensorFlow's versions, these files, each case's module, rows and schema."""
     import hashlib
     import inspect
     import sys
@@ -171,7 +175,8 @@ def cache_key(cases: list[Case]) -> str:
     import tensorflow_transform as tft
 
     digest = hashlib.sha256(f"{tft.__version__} {tf.__version__}".encode())
-    sources = {__file__} | {inspect.getsourcefile(sys.modules[c.make_preprocessing_fn.__module__]) for c in cases}
+    sources = {__file__, tft_serving.__file__}
+    sources |= {inspect.getsourcefile(sys.modules[c.make_preprocessing_fn.__module__]) for c in cases}
     for source in sorted(sources):
         digest.update(Path(source).read_bytes())
     for case in cases:
@@ -204,7 +209,8 @@ def _save_pickle(value: Any, path: str) -> None:
         pickle.dump(value, fh)
 
 
-def _read_tft(out: Path, seconds: float, asset_keys: list[str]) -> EngineResult:
+def _read_tft(out: Path, seconds: float, case: Case) -> EngineResult:
+    import tensorflow as tf
     import tensorflow_transform as tft
 
     with open(str(out) + ".rows.pickle", "rb") as fh:
@@ -217,7 +223,13 @@ def _read_tft(out: Path, seconds: float, asset_keys: list[str]) -> EngineResult:
     assets, sizes = _assets(Path(output.transform_savedmodel_dir) / "assets")
     for filename in assets:
         sizes[filename] = output.vocabulary_size_by_name(filename)
-    return EngineResult(outputs, dtypes, assets, sizes, specs, seconds, api=query_output(output, dtypes, asset_keys))
+    result = EngineResult(outputs, dtypes, assets, sizes, specs, seconds, query_output(output, dtypes, case.asset_keys))
+    raw_spec = output.raw_feature_spec()
+    serialized = tft_serving.serialized_examples(case.table, raw_spec)
+    row_ids = {ROW_ID: tf.range(len(serialized), dtype=tf.int64)}
+    result.served = tft_serving.served_outputs(output, raw_spec, serialized, row_ids)
+    result.served.pop(ROW_ID, None)
+    return result
 
 
 def query_output(output: Any, dtypes: dict[str, str], asset_keys: list[str]) -> dict[str, str]:
@@ -303,8 +315,15 @@ def run_sluice(case: Case, work_dir: Path) -> EngineResult:
         sizes[filename] = output.vocabulary_size_by_name(filename)
     analysis = json.loads((graph / "analysis.json").read_text())
     specs = describe_feature_spec(output.transformed_feature_spec())
-    api = query_output(output, dtypes, case.asset_keys)
-    return EngineResult(outputs, dtypes, assets, sizes, specs, seconds, api, analysis)
+    result = EngineResult(outputs, dtypes, assets, sizes, specs, seconds, query_output(output, dtypes, case.asset_keys),
+                          analysis=analysis)
+    try:
+        raw_spec = output.raw_feature_spec()
+        serialized = tft_serving.serialized_examples(case.table, raw_spec)
+        result.served = tft_serving.served_outputs(output, raw_spec, serialized)
+    except Exception as exc:  # noqa: BLE001 - reported as a difference, with the other ones
+        result.serving_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    return result
 
 
 def _arrow_dtype(arrow_type: pa.DataType) -> str:
@@ -316,97 +335,3 @@ def _arrow_dtype(arrow_type: pa.DataType) -> str:
     if pa.types.is_floating(arrow_type):
         return "float32"
     return "string"
-
-
-# --- comparison ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Parity:
-    """Differences (one line each), tolerated notes and per-output figures for the coverage table."""
-
-    differences: list[str]
-    figures: dict[str, str]
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-
-def compare(case: Case, expected: EngineResult, actual: EngineResult) -> Parity:
-    """tf.Transform (``expected``) against Sluice (``actual``): outputs, dtypes, vocabularies."""
-    differences, figures, notes = [], {}, []
-    missing = sorted(set(expected.outputs) - set(actual.outputs))
-    extra = sorted(set(actual.outputs) - set(expected.outputs))
-    if missing or extra:
-        differences.append(f"outputs: Sluice lacks {missing}, has extra {extra}")
-    for name in sorted(set(expected.specs) & set(actual.specs)):
-        if expected.specs[name] != actual.specs[name]:
-            differences.append(f"transformed_feature_spec[{name!r}]: tft {expected.specs[name]}, "
-                               f"Sluice {actual.specs[name]}")
-    for call in sorted(expected.api):
-        want, got = expected.api[call], actual.api.get(call)
-        if want == got:
-            continue
-        # Sluice may answer where tf.Transform raises (a hash_strings output's int domain): no module breaks.
-        tolerated = want.startswith("raises") and got is not None and not got.startswith("raises")
-        (notes if tolerated else differences).append(f"{call}: tft {want}, Sluice {got}")
-    for name in sorted(set(expected.outputs) & set(actual.outputs)):
-        line, figure = _compare_output(case, name, expected, actual)
-        figures[name] = figure
-        if line:
-            differences.append(f"output {name!r}: {line}")
-    if sorted(expected.assets) != sorted(actual.assets):
-        differences.append(f"vocabulary files: tft {sorted(expected.assets)}, Sluice {sorted(actual.assets)}")
-    for filename in sorted(set(expected.assets) & set(actual.assets)):
-        want, got = expected.assets[filename], actual.assets[filename]
-        figures[f"vocab:{filename}"] = "identical" if want == got else "DIFFERENT"
-        if want != got:
-            differences.append(f"vocabulary {filename}: {_first_line_difference(want, got)}")
-        if expected.vocabulary_sizes[filename] != actual.vocabulary_sizes[filename]:
-            differences.append(f"vocabulary_size_by_name({filename!r}): tft {expected.vocabulary_sizes[filename]}, "
-                               f"Sluice {actual.vocabulary_sizes[filename]}")
-    return Parity(differences, figures, notes)
-
-
-def _compare_output(case: Case, name: str, expected: EngineResult, actual: EngineResult) -> tuple[str, str]:
-    want, got = expected.outputs[name], actual.outputs[name]
-    if expected.dtypes.get(name) != actual.dtypes.get(name):
-        return f"dtype: tft {expected.dtypes.get(name)}, Sluice {actual.dtypes.get(name)}", "dtype differs"
-    if len(want) != len(got):
-        return f"rows: tft {len(want)}, Sluice {len(got)}", "rows differ"
-    lengths = [(i, len(w), len(g)) for i, (w, g) in enumerate(zip(want, got)) if len(w) != len(g)]
-    if lengths:
-        i, w, g = lengths[0]
-        return f"{len(lengths)} rows differ in length, first row {i}: tft {w} values, Sluice {g}", "shape differs"
-    if expected.dtypes[name] != "float32":
-        bad = [i for i, (w, g) in enumerate(zip(want, got)) if list(w) != list(g)]
-        if bad:
-            i = bad[0]
-            return (f"{len(bad)} of {len(want)} rows differ, first row {i}: tft {_show(want[i])}, "
-                    f"Sluice {_show(got[i])}"), f"{len(bad)} rows differ"
-        return "", "exact"
-    flat_want = np.concatenate(want).astype(np.float64) if want else np.zeros(0)
-    flat_got = np.concatenate(got).astype(np.float64) if got else np.zeros(0)
-    nan_mismatch = np.isnan(flat_want) != np.isnan(flat_got)
-    both = ~np.isnan(flat_want) & ~np.isnan(flat_got)
-    diff = float(np.max(np.abs(flat_want[both] - flat_got[both]), initial=0.0))
-    tolerance = case.float_tolerance.get(name, 1e-5)
-    figure = f"max abs diff {diff:.2g}"
-    if nan_mismatch.any():
-        return f"NaN at {int(nan_mismatch.sum())} positions in one engine only", figure
-    if diff > tolerance:
-        worst = int(np.argmax(np.where(both, np.abs(flat_want - flat_got), -1)))
-        return (f"max abs diff {diff:.3g} > {tolerance:g} (value {worst}: tft {flat_want[worst]:.6g}, "
-                f"Sluice {flat_got[worst]:.6g})"), figure
-    return "", figure
-
-
-def _show(values: np.ndarray) -> str:
-    text = repr(list(values)[:6]) + ("..." if len(values) > 6 else "")
-    return text
-
-
-def _first_line_difference(want: bytes, got: bytes) -> str:
-    a, b = want.split(b"\n"), got.split(b"\n")
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return f"line {i + 1}: tft {x!r}, Sluice {y!r} (tft {len(a) - 1} lines, Sluice {len(b) - 1})"
-    return f"tft {len(a) - 1} lines, Sluice {len(b) - 1} lines"
