@@ -76,12 +76,8 @@ def test_penguin_module_imports_keras_tuner_before_tensorflow():
 # --- end to end ------------------------------------------------------------------------------
 
 
-def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int = 3, schema_file: str = "",
-         **trainer_args):
-    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer over ``module``; the run's outputs.
-
-    With ``schema_file``, ImportSchemaGen takes that schema instead of StatisticsGen and SchemaGen."""
-    from sluice.components.import_schema_gen import ImportSchemaGen
+def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int = 3, **trainer_args):
+    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer over ``module``; the run's outputs."""
     from sluice.components.schema_gen import SchemaGen
     from sluice.components.statistics_gen import StatisticsGen
     from sluice.components.trainer import Trainer
@@ -89,13 +85,8 @@ def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int
     from sluice.orchestration.local_runner import run_pipeline
     from sluice.orchestration.pipeline import Pipeline
 
-    if schema_file:
-        schema_gen = ImportSchemaGen(schema_file=schema_file)
-        upstream = [example_gen, schema_gen]
-    else:
-        statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
-        schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
-        upstream = [example_gen, statistics_gen, schema_gen]
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"])
     transform = Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
                           module_file=str(SLUICE / module))
     trainer = Trainer(examples=transform.outputs["transformed_examples"],
@@ -103,7 +94,7 @@ def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int
                       module_file=str(SLUICE / module), train_steps=train_steps, eval_steps=eval_steps,
                       **trainer_args)
     pipeline = Pipeline(name=module.removesuffix(".py").replace("_", "-"),
-                        components=[*upstream, transform, trainer],
+                        components=[example_gen, statistics_gen, schema_gen, transform, trainer],
                         pipeline_root=str(root / "root"))
     result = run_pipeline(pipeline)
     assert result.ok, result.error
@@ -287,12 +278,6 @@ def _digits(rows: int, seed: int = 0) -> pa.Table:
                      "image_class": pa.array(labels, type=pa.int64())})
 
 
-DIGITS_SCHEMA = """
-feature { name: "image_floats" type: FLOAT presence { min_fraction: 1.0 min_count: 1 } shape { dim { size: 784 } } }
-feature { name: "image_class" type: INT presence { min_fraction: 1.0 min_count: 1 } shape { dim { size: 1 } } }
-"""
-
-
 @pytest.mark.slow
 def test_mnist_like_module_over_fixed_length_float_lists(tmp_path):
     from sluice import tft
@@ -300,10 +285,7 @@ def test_mnist_like_module_over_fixed_length_float_lists(tmp_path):
 
     table = _digits(300)
     pq.write_table(table, _mkdir(tmp_path / "data") / "digits.parquet")
-    # A curated schema, as TFX users keep one: StatisticsGen does not summarize list columns.
-    (tmp_path / "schema.pbtxt").write_text(DIGITS_SCHEMA)
-    run = _run(tmp_path, ParquetExampleGen(input_base=str(tmp_path / "data")), "mnist_keras.py", train_steps=40,
-               schema_file=str(tmp_path / "schema.pbtxt"))
+    run = _run(tmp_path, ParquetExampleGen(input_base=str(tmp_path / "data")), "mnist_keras.py", train_steps=40)
     assert tft.TFTransformOutput(run["graph"]).transformed_feature_spec()["image_floats_xf"].shape == [784]
     rows = _digits(60, seed=1).to_pylist()
     probabilities = _serve(run, rows, "image_class")["probabilities"]
