@@ -62,7 +62,7 @@ from sluice.components.tft.mappers import (
     sparse_tensor_left_align,
     sparse_tensor_to_dense_with_shape,
 )
-from sluice.components.tft.output import TransformOutput
+from sluice.components.tft.output import TFTransformOutput, TransformOutput
 from sluice.components.tft.tensors import arrow_to_raw_tensors, raw_input_signature
 from sluice.components.tft.text import (
     bag_of_words,
@@ -77,6 +77,7 @@ from sluice.components.tft.vocabulary import apply_vocabulary, compute_and_apply
 
 __all__ = [
     "PreprocessingFnError",
+    "TFTransformOutput",
     "TransformOutput",
     "annotate_asset",
     "apply_buckets",

@@ -1,9 +1,11 @@
 """The transform graph on disk: traced with the analyzed values as constants, saved, loaded.
 
-``<uri>/transform_fn/`` is a SavedModel (``transform_fn`` takes the raw SparseTensor dict;
-signature ``serving_default`` takes serialized tf.Examples) with the vocabulary files under
-``transform_fn/assets/``; ``<uri>/analysis.json`` describes the analyzers, features and
-vocabularies; ``<uri>/transformed_metadata/schema.pbtxt`` is the post-transform schema.
+``<uri>/transform_fn/`` is a SavedModel (``transform_fn`` takes the raw tensor dict, dense
+for fixed-length features and SparseTensor for variable-length ones; signature
+``serving_default`` takes serialized tf.Examples) with the vocabulary files under
+``transform_fn/assets/``; ``<uri>/analysis.json`` describes the analyzers, features (dtype
+and shape, ``null`` for variable length) and vocabularies;
+``<uri>/transformed_metadata/schema.pbtxt`` is the post-transform schema.
 """
 
 from __future__ import annotations
@@ -14,61 +16,81 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sluice.components.tft.tensors import as_raw_sparse, dtype_name, import_tf, raw_input_signature, tf_dtype
+from sluice.components.tft.feature_spec import FeatureSpec, add_to_schema, as_feature_specs, describe
+from sluice.components.tft.tensors import complete_raw_features, dtype_name, import_tf, raw_input_signature
 from sluice.components.tft.tracing import TraceContext, call_user_fn, normalize_outputs, tracing
 
 TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORMED_METADATA_DIR = "transformed_metadata"
+RAW_METADATA_DIR = "metadata"
 ANALYSIS_FILE = "analysis.json"
+# 2: features are {"dtype", "shape"} (shape null: variable length); 1 had bare dtype names.
+FORMAT_VERSION = 2
 SCHEMA_FILE = "schema.pbtxt"
 
 
-def save_transform_graph(preprocessing_fn: Callable, raw_feature_types: dict[str, str],
+def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any],
                          values: dict[str, Any], output_dir: str, source: str = "preprocessing_fn") -> dict[str, Any]:
     """Traces ``preprocessing_fn`` with the analyzed ``values`` and saves the transform graph.
 
-    Writes ``<output_dir>/transform_fn/`` (SavedModel: ``transform_fn`` takes the raw
-    SparseTensor dict; signature ``serving_default`` takes serialized tf.Examples),
+    ``raw_features``: ``{name: FeatureSpec}``. Writes ``<output_dir>/transform_fn/``
+    (SavedModel: ``transform_fn`` takes the raw tensor dict; signature ``serving_default``
+    takes serialized tf.Examples, parsed with the raw feature spec, a fixed-length feature
+    that is absent, such as the label, as zeros),
     the vocabulary files under ``transform_fn/assets/``, ``analysis.json`` and
     ``transformed_metadata/schema.pbtxt``. Returns the analysis description.
     """
     tf = import_tf()
+    raw_features = as_feature_specs(raw_features)
     context = TraceContext("transform", dict(values))
     annotations: dict[str, dict[str, Any]] = {}
 
-    @tf.function(input_signature=[raw_input_signature(raw_feature_types)], autograph=False)
+    @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
     def transform_fn(inputs):
         with tracing(context):
             outputs = call_user_fn(preprocessing_fn, inputs, source)
             normalized = normalize_outputs(outputs, source)
         for name, tensor in outputs.items():
-            found = context.annotations.get(tensor.ref()) if hasattr(tensor, "ref") else None
+            target = tensor.values if isinstance(tensor, tf.SparseTensor) else tensor
+            found = context.annotations.get(target.ref()) if hasattr(target, "ref") else None
             if found:
                 annotations[name] = found
         return normalized
 
-    concrete = transform_fn.get_concrete_function()
-    feature_types = {name: dtype_name(spec.dtype) for name, spec in sorted(concrete.structured_outputs.items())}
-    raw_spec = {name: tf.io.VarLenFeature(tf_dtype(dtype)) for name, dtype in raw_feature_types.items()}
+    # Tables the user's own code creates (e.g. a tf.lookup.StaticHashTable) are collected so the
+    # SavedModel tracks them, as tf.Transform does (saved_transform_io_v2).
+    from tensorflow.python.trackable import resource as tf_resource
+
+    tracker = tf_resource.ResourceTracker()
+    with tf_resource.resource_tracker_scope(tracker):
+        concrete = transform_fn.get_concrete_function()
+    features = {name: output_spec(tensor) for name, tensor in sorted(concrete.structured_outputs.items())}
+    parse_spec = {name: spec.parse_spec(with_default=True) for name, spec in raw_features.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def transform_examples(serialized):
-        parsed = tf.io.parse_example(serialized, raw_spec)
-        return concrete({name: as_raw_sparse(value) for name, value in parsed.items()})
+        parsed = tf.io.parse_example(serialized, parse_spec)
+        return signature_outputs(concrete(complete_raw_features(parsed, raw_features)))
 
     module = tf.Module()
     module.tables = list(context.tables.values())
-    module.transform_fn = transform_fn
+    module.resources = list(tracker.resources)
+    # Their initializers hold the key/value tensors the restored graph captures.
+    module.initializers = [r._initializer for r in tracker.resources if hasattr(r, "_initializer")]  # noqa: SLF001
+    module.transform_fn = concrete  # the traced function itself: tracing again would make new tables
     graph_dir = os.path.join(output_dir, TRANSFORM_FN_DIR)
     tf.saved_model.save(module, graph_dir, signatures={"serving_default": transform_examples.get_concrete_function()})
 
     vocabularies = _write_vocabularies(context, values, annotations, graph_dir)
     analysis = {
-        "format_version": 1,
-        "raw_features": dict(raw_feature_types),
-        "transformed_features": feature_types,
+        "format_version": FORMAT_VERSION,
+        "raw_features": describe(raw_features),
+        "transformed_features": describe(features),
+        "depends_on": raw_dependencies(concrete, raw_features),
         "annotations": annotations,
         "vocabularies": vocabularies,
+        # tft.annotate_asset: {asset key: vocabulary file name}
+        "asset_annotations": dict(getattr(context, "asset_annotations", None) or {}),
         "analyzers": [
             {"key": spec.key, "kind": spec.kind, "config": spec.config, "value": _jsonable(values.get(spec.key))}
             for spec in context.specs
@@ -76,11 +98,61 @@ def save_transform_graph(preprocessing_fn: Callable, raw_feature_types: dict[str
     }
     with open(os.path.join(output_dir, ANALYSIS_FILE), "w") as fh:
         json.dump(analysis, fh, indent=1)
-    schema_dir = os.path.join(output_dir, TRANSFORMED_METADATA_DIR)
-    os.makedirs(schema_dir, exist_ok=True)
-    with open(os.path.join(schema_dir, SCHEMA_FILE), "w") as fh:
-        fh.write(transformed_schema_text(feature_types, annotations))
+    for folder, text in ((TRANSFORMED_METADATA_DIR, transformed_schema_text(features, annotations)),
+                         (RAW_METADATA_DIR, transformed_schema_text(raw_features, {}))):
+        os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
+        with open(os.path.join(output_dir, folder, SCHEMA_FILE), "w") as fh:
+            fh.write(text)
     return analysis
+
+
+def raw_dependencies(concrete: Any, raw_features: dict[str, FeatureSpec]) -> dict[str, list[str]]:
+    """``{output: [raw features it is computed from]}`` (walks the traced graph back to its inputs)."""
+    tf = import_tf()
+    signature = raw_input_signature(raw_features)
+    owners = [name for name in sorted(signature)
+              for _ in tf.nest.flatten(signature[name], expand_composites=True)]
+    placeholder_of = {t.op.name: name for t, name in zip(concrete.inputs, owners, strict=False)}
+    found_for: dict[str, set[str]] = {}
+
+    def walk(op: Any) -> set[str]:
+        stack, seen, found = [op], set(), set()
+        while stack:
+            current = stack.pop()
+            if current.name in seen:
+                continue
+            seen.add(current.name)
+            if current.name in placeholder_of:
+                found.add(placeholder_of[current.name])
+            # Data edges only: tf.function adds control edges from every output to every stateful op.
+            stack.extend(t.op for t in current.inputs)
+        return found
+
+    for name, tensor in concrete.structured_outputs.items():
+        parts = tf.nest.flatten(tensor, expand_composites=True)
+        found_for[name] = set().union(*(walk(part.op) for part in parts))
+    return {name: sorted(found) for name, found in sorted(found_for.items())}
+
+
+def output_spec(tensor: Any) -> FeatureSpec:
+    """A transformed feature's spec from a traced output: dense -> its shape, sparse -> var-len."""
+    tf = import_tf()
+    if isinstance(tensor, tf.SparseTensor):
+        return FeatureSpec(dtype_name(tensor.dtype), None)
+    return FeatureSpec(dtype_name(tensor.dtype), tuple(int(d) for d in tensor.shape[1:]))
+
+
+def signature_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Outputs a signature can return: a SparseTensor ``x`` as ``x/indices``, ``x/values``, ``x/dense_shape``."""
+    tf = import_tf()
+    flat = {}
+    for name, tensor in outputs.items():
+        if isinstance(tensor, tf.SparseTensor):
+            flat.update({f"{name}/indices": tensor.indices, f"{name}/values": tensor.values,
+                         f"{name}/dense_shape": tensor.dense_shape})
+        else:
+            flat[name] = tensor
+    return flat
 
 
 def _write_vocabularies(context: TraceContext, values: dict[str, Any], annotations: dict, graph_dir: str) -> dict:
@@ -111,19 +183,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def transformed_schema_text(feature_types: dict[str, str], annotations: dict[str, dict]) -> str:
-    """The post-transform tensorflow_metadata Schema (text): one dense scalar per feature."""
+def transformed_schema_text(features: dict[str, Any], annotations: dict[str, dict]) -> str:
+    """The post-transform tensorflow_metadata Schema (text), as tf.Transform writes it.
+
+    A fixed-length feature has ``shape`` (no dims for a scalar) and ``presence.min_fraction: 1``;
+    a variable-length one neither. Categorical int features get an ``int_domain``.
+    """
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     schema = schema_pb2.Schema()
-    kinds = {"int64": schema_pb2.INT, "float32": schema_pb2.FLOAT, "string": schema_pb2.BYTES}
-    for name, dtype in feature_types.items():
-        feature = schema.feature.add(name=name, type=kinds[dtype])
-        feature.presence.min_fraction = 1.0
-        feature.shape.SetInParent()
+    for name, spec in as_feature_specs(features).items():
+        feature = add_to_schema(schema, name, spec)
         found = annotations.get(name)
-        if found and dtype == "int64":
+        if found and spec.dtype == "int64":
             feature.int_domain.min = int(found["min"])
             feature.int_domain.max = int(found["max"])
             feature.int_domain.is_categorical = True

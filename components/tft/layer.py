@@ -6,21 +6,35 @@ from typing import Any
 
 import tensorflow as tf
 
+from sluice.components.tft.feature_spec import as_feature_specs, describe
 from sluice.components.tft.tensors import complete_raw_features
 
 
 class TransformFeaturesLayer(tf.Module):
-    """Applies a saved transform graph: raw feature dict -> transformed dense tensors.
+    """Applies a saved transform graph: raw feature dict -> transformed tensors.
 
-    A trackable ``tf.Module``: assign it to a model/module attribute and it is saved
-    with it (e.g. inside the serving SavedModel).
+    Raw features may come as ``tf.io.parse_example`` gives them with ``raw_feature_spec()``
+    (dense for fixed-length features, SparseTensor for variable-length ones), or as
+    SparseTensors/dense tensors of any of those; absent ones (the label at serving) are
+    filled in empty, and the outputs computed from them dropped. A trackable ``tf.Module``:
+    assign it to a model/module attribute and it is saved with it (e.g. inside the serving
+    SavedModel).
     """
 
-    def __init__(self, transform_fn_dir: str, raw_feature_types: dict[str, str]):
+    def __init__(self, transform_fn_dir: str, raw_features: dict[str, Any],
+                 depends_on: dict[str, list[str]] | None = None):
         super().__init__(name="transform_features_layer")
+        # Outputs computed from raw features the caller did not give are dropped (as tf.Transform).
+        self._depends_on = tuple((name, tuple(raw)) for name, raw in (depends_on or {}).items())
         self._transform = tf.saved_model.load(transform_fn_dir)
-        self._raw_types = tuple(raw_feature_types.items())
+        # Plain JSON-like values: a tf.Module tracks attributes, and must not wrap specs.
+        self._raw = tuple((name, spec["dtype"], None if spec["shape"] is None else tuple(spec["shape"]))
+                          for name, spec in describe(as_feature_specs(raw_features)).items())
 
     def __call__(self, features: dict[str, Any]) -> dict[str, Any]:
-        raw = complete_raw_features(features, dict(self._raw_types))
-        return self._transform.transform_fn(raw)
+        specs = {name: {"dtype": dtype, "shape": shape} for name, dtype, shape in self._raw}
+        raw = complete_raw_features(features, specs)
+        outputs = self._transform.transform_fn(raw)
+        given = {name for name in features if name in specs}
+        dropped = {name for name, needs in self._depends_on if not given.issuperset(needs)}
+        return {name: value for name, value in outputs.items() if name not in dropped}

@@ -1,14 +1,23 @@
-"""Arrow <-> tensors: raw Arrow batches as the SparseTensors ``preprocessing_fn`` takes, and back.
+"""Arrow <-> tensors: raw Arrow batches as the tensors ``preprocessing_fn`` takes, and back.
 
-TensorFlow is imported inside the functions, so importing this module stays cheap.
+Raw features follow their ``FeatureSpec`` (``feature_spec``): a fixed-length one is a dense
+tensor ``[rows, *shape]``, a variable-length one a ``tf.SparseTensor [rows, max_len]``.
+Scalar and list (multivalent) Arrow columns are converted without per-row Python: a list
+column's offsets give the indices. TensorFlow is imported inside the functions, so importing
+this module stays cheap.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sluice.components.tft.feature_spec import FeatureSpec, as_feature_specs
+
 # Rows per tf.function call: big enough to amortize the call, small enough for memory.
 MAX_BATCH_ROWS = 65536
+# Arrow field metadata key of a transformed column's fixed shape (JSON list; the Trainer reads it).
+SHAPE_METADATA = "tft.shape"
+_NUMPY = {"int64": "int64", "float32": "float32", "string": object}
 
 
 def import_tf():
@@ -29,46 +38,121 @@ def dtype_name(dtype: Any) -> str:
     return {"int64": "int64", "float32": "float32", "string": "string"}[dtype.name]
 
 
-def raw_input_signature(raw_feature_types: dict[str, str]) -> dict[str, Any]:
-    """``{name: tf.SparseTensorSpec([None, 1], dtype)}`` for the raw features."""
-    tf = import_tf()
-    return {name: tf.SparseTensorSpec([None, 1], tf_dtype(dtype)) for name, dtype in raw_feature_types.items()}
+def raw_input_signature(raw_features: dict[str, Any]) -> dict[str, Any]:
+    """``{name: TensorSpec | SparseTensorSpec}`` of the raw features.
 
-
-def arrow_to_raw_tensors(batch: Any, raw_feature_types: dict[str, str]) -> dict[str, Any]:
-    """A pyarrow Table/RecordBatch as ``{name: tf.SparseTensor [rows, 1]}`` (nulls = no entry).
-
-    Vectorized: the null mask gives the indices. Columns the batch lacks are all-missing.
+    ``raw_features`` maps names to ``FeatureSpec`` (or bare dtype names: variable-length).
     """
-    import numpy as np
+    return {name: spec.tensor_spec() for name, spec in as_feature_specs(raw_features).items()}
+
+
+def _is_list(kind: Any) -> bool:
     import pyarrow as pa
 
-    tf = import_tf()
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+def arrow_to_raw_tensors(batch: Any, raw_features: dict[str, Any]) -> dict[str, Any]:
+    """A pyarrow Table/RecordBatch as the raw tensors ``preprocessing_fn`` takes.
+
+    Fixed-length features: dense ``[rows, *shape]`` (a missing value is an error, as in
+    tf.Transform). Variable-length ones: ``tf.SparseTensor`` of dense_shape ``[rows, 1]`` for
+    a scalar column (null = no entry) or ``[rows, longest list]`` for a list column. Columns
+    the batch lacks are all-missing.
+    """
+    import pyarrow as pa
+
     rows = batch.num_rows
     tensors = {}
-    for name, dtype in raw_feature_types.items():
-        if name in batch.column_names:
-            column = batch.column(name)
-            if isinstance(column, pa.ChunkedArray):
-                column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-            if column.null_count:
-                present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
-                column = column.drop_null()
-            else:
-                present = np.arange(rows, dtype=np.int64)
-            values = _arrow_values(column, dtype, name)
+    for name, spec in as_feature_specs(raw_features).items():
+        if name not in batch.column_names:
+            if spec.is_fixed:
+                raise ValueError(f"column {name!r} is missing, but the schema says it is always present "
+                                 f"with shape {list(spec.shape)}")
+            tensors[name] = _sparse(spec, [], [], _empty(spec), [rows, 1])
+            continue
+        column = batch.column(name)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if _is_list(column.type):
+            tensors[name] = _list_tensor(column, spec, rows, name)
         else:
-            present = np.zeros([0], np.int64)
-            values = np.zeros([0], {"int64": np.int64, "float32": np.float32, "string": object}[dtype])
-        indices = np.stack([present.astype(np.int64), np.zeros(len(present), np.int64)], axis=1)
-        tensors[name] = tf.SparseTensor(indices, tf.constant(values, tf_dtype(dtype)), [rows, 1])
+            tensors[name] = _scalar_tensor(column, spec, rows, name)
     return tensors
+
+
+def _empty(spec: FeatureSpec) -> Any:
+    import numpy as np
+
+    return np.zeros([0], _NUMPY[spec.dtype])
+
+
+def _sparse(spec: FeatureSpec, row_ids: Any, col_ids: Any, values: Any, dense_shape: list[int]) -> Any:
+    import numpy as np
+
+    tf = import_tf()
+    indices = np.stack([np.asarray(row_ids, np.int64), np.asarray(col_ids, np.int64)], axis=1)
+    return tf.SparseTensor(indices.reshape([-1, 2]), tf.constant(values, spec.tf_dtype(), shape=[len(values)]),
+                           dense_shape)
+
+
+def _scalar_tensor(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
+    import numpy as np
+
+    tf = import_tf()
+    if spec.is_fixed:
+        if spec.size != 1:
+            raise ValueError(f"column {name!r} holds one value per row, but the schema's shape is {list(spec.shape)}")
+        if column.null_count:
+            raise ValueError(f"column {name!r} has {column.null_count} missing value(s), but the schema says it "
+                             "is always present (shape with presence min_fraction 1)")
+        values = _arrow_values(column, spec.dtype, name)
+        return tf.constant(values.reshape([rows, *spec.shape]), spec.tf_dtype())
+    if column.null_count:
+        present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+        column = column.drop_null()
+    else:
+        present = np.arange(rows, dtype=np.int64)
+    values = _arrow_values(column, spec.dtype, name)
+    return _sparse(spec, present, np.zeros(len(present), np.int64), values, [rows, 1])
+
+
+def list_lengths(column: Any) -> Any:
+    """Values per row of an Arrow list column (0 for a null list), as int64 numpy."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype("int64", copy=False)
+
+
+def _list_tensor(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
+    import numpy as np
+
+    tf = import_tf()
+    lengths = list_lengths(column)
+    flat = column.flatten()
+    if flat.null_count:
+        raise ValueError(f"column {name!r} holds null values inside its lists")
+    values = _arrow_values(flat, spec.dtype, name)
+    if spec.is_fixed:
+        wrong = np.flatnonzero(lengths != spec.size)
+        if len(wrong):
+            raise ValueError(f"column {name!r}: row {int(wrong[0])} has {int(lengths[wrong[0]])} values, but the "
+                             f"schema's shape is {list(spec.shape)} ({spec.size} values per row)")
+        return tf.constant(values.reshape([rows, *spec.shape]), spec.tf_dtype())
+    starts = np.cumsum(lengths) - lengths
+    row_ids = np.repeat(np.arange(rows, dtype=np.int64), lengths)
+    col_ids = np.arange(len(values), dtype=np.int64) - np.repeat(starts, lengths)
+    return _sparse(spec, row_ids, col_ids, values, [rows, int(lengths.max()) if rows else 0])
 
 
 def _arrow_values(column: Any, dtype: str, name: str) -> Any:
     import pyarrow as pa
 
     try:
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
         if dtype == "string":
             if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
                     or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
@@ -87,57 +171,161 @@ def slices(batch: Any, rows: int = MAX_BATCH_ROWS) -> list[Any]:
     return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
 
 
-def tensors_to_arrow(outputs: dict[str, Any], feature_types: dict[str, str]) -> Any:
-    """Transformed tensors as a pyarrow Table with columns in ``feature_types`` order."""
+# --- transformed tensors -> Arrow ------------------------------------------------------------
+
+
+def _value_type(dtype: str) -> Any:
     import pyarrow as pa
 
+    return {"int64": pa.int64(), "float32": pa.float32(), "string": pa.string()}[dtype]
+
+
+def arrow_type(spec: FeatureSpec) -> Any:
+    """A scalar type (also for one value per example, e.g. shape [1]), nested ``fixed_size_list``
+    per fixed dimension, or ``list`` when var-len."""
+    import pyarrow as pa
+
+    kind = _value_type(spec.dtype)
+    if not spec.is_fixed:
+        return pa.list_(kind)
+    if spec.size == 1:  # plain columns: cheaper than lists to write and read
+        return kind
+    for dim in reversed(spec.shape):
+        kind = pa.list_(kind, dim)
+    return kind
+
+
+def arrow_schema(features: dict[str, Any]) -> Any:
+    """The Arrow schema of the transformed examples; a fixed shape is also in the field's metadata."""
+    import json
+
+    import pyarrow as pa
+
+    fields = []
+    for name, spec in as_feature_specs(features).items():
+        metadata = {SHAPE_METADATA: json.dumps(list(spec.shape))} if spec.is_fixed and spec.shape else None
+        fields.append(pa.field(name, arrow_type(spec), metadata=metadata))
+    return pa.schema(fields)
+
+
+def _flat_array(values: Any, dtype: str, name: str) -> Any:
+    import pyarrow as pa
+
+    if dtype == "string":
+        try:
+            return pa.array(values, pa.binary()).cast(pa.string())
+        except pa.ArrowInvalid:
+            raise ValueError(f"transformed feature {name!r} holds strings that are not UTF-8") from None
+    return pa.array(values, pa.int64() if dtype == "int64" else pa.float32())
+
+
+def _var_len_array(value: Any, spec: FeatureSpec, name: str) -> Any:
+    """A 2-D SparseTensor (values in row-major order) as an Arrow list array."""
+    import numpy as np
+    import pyarrow as pa
+
+    indices = value.indices.numpy()
+    values = value.values.numpy()
+    rows = int(value.dense_shape.numpy()[0])
+    if len(indices) > 1:
+        order = np.lexsort((indices[:, 1], indices[:, 0]))
+        if not np.array_equal(order, np.arange(len(order))):
+            indices, values = indices[order], values[order]
+    offsets = np.zeros(rows + 1, np.int32)
+    np.cumsum(np.bincount(indices[:, 0], minlength=rows), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _flat_array(values, spec.dtype, name))
+
+
+def tensors_to_arrow(outputs: dict[str, Any], features: dict[str, Any]) -> Any:
+    """Transformed tensors as a pyarrow Table with columns in ``features`` order.
+
+    Scalars (and shapes of one value, e.g. [1]) are plain columns, other fixed shapes
+    nested ``fixed_size_list``, var-len SparseTensors ``list`` columns.
+    """
+    import pyarrow as pa
+
+    specs = as_feature_specs(features)
     arrays = []
-    for name, dtype in feature_types.items():
-        values = outputs[name].numpy()
-        if dtype == "string":
-            try:
-                arrays.append(pa.array(values, pa.binary()).cast(pa.string()))
-            except pa.ArrowInvalid:
-                raise ValueError(f"transformed feature {name!r} holds strings that are not UTF-8") from None
-        else:
-            arrays.append(pa.array(values, pa.int64() if dtype == "int64" else pa.float32()))
-    return pa.Table.from_arrays(arrays, schema=arrow_schema(feature_types))
+    for name, spec in specs.items():
+        if not spec.is_fixed:
+            arrays.append(_var_len_array(outputs[name], spec, name))
+            continue
+        array = _flat_array(outputs[name].numpy().reshape([-1]), spec.dtype, name)
+        for dim in reversed(spec.shape if spec.size != 1 else ()):
+            array = pa.FixedSizeListArray.from_arrays(array, dim)
+        arrays.append(array)
+    schema = arrow_schema(specs)
+    arrays = [a if a.type == f.type else a.cast(f.type) for a, f in zip(arrays, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def arrow_schema(feature_types: dict[str, str]) -> Any:
-    """The Arrow schema of the transformed examples."""
-    import pyarrow as pa
-
-    types_ = {"int64": pa.int64(), "float32": pa.float32(), "string": pa.string()}
-    return pa.schema([(name, types_[dtype]) for name, dtype in feature_types.items()])
+# --- raw features handed to a saved graph ------------------------------------------------------
 
 
-def as_raw_sparse(value: Any) -> Any:
-    """A SparseTensor or dense tensor as a raw-feature SparseTensor of dense_shape [batch, 1]."""
+def _rows(value: Any) -> Any:
     tf = import_tf()
     if isinstance(value, tf.SparseTensor):
-        return tf.SparseTensor(value.indices, value.values,
-                               tf.stack([value.dense_shape[0], tf.constant(1, tf.int64)]))
-    dense = tf.reshape(tf.convert_to_tensor(value), [-1])
-    rows = tf.shape(dense, out_type=tf.int64)[0]
-    indices = tf.stack([tf.range(rows), tf.zeros([rows], tf.int64)], axis=1)
-    return tf.SparseTensor(indices, dense, tf.stack([rows, tf.constant(1, tf.int64)]))
+        return value.dense_shape[0]
+    if isinstance(value, tf.RaggedTensor):
+        return value.nrows(out_type=tf.int64)
+    return tf.shape(value, out_type=tf.int64)[0]
 
 
-def complete_raw_features(features: dict[str, Any], raw_feature_types: dict[str, str]) -> dict[str, Any]:
-    """Raw features in the saved graph's form; absent ones (e.g. the label at serving) as empty."""
+def _as_sparse(value: Any) -> Any:
+    """A raw value as a 2-D SparseTensor: a dense ``[rows]`` or ``[rows, k]`` keeps every entry."""
     tf = import_tf()
-    present = {name: as_raw_sparse(value) for name, value in features.items() if name in raw_feature_types}
-    if not present:
-        raise ValueError(f"none of the raw features {sorted(raw_feature_types)} was given")
-    rows = next(iter(present.values())).dense_shape[0]
+    if isinstance(value, tf.SparseTensor):
+        return value
+    if isinstance(value, tf.RaggedTensor):
+        return value.to_sparse()
+    dense = tf.convert_to_tensor(value)
+    rows = tf.shape(dense, out_type=tf.int64)[0]
+    dense = tf.reshape(dense, tf.stack([rows, tf.constant(-1, tf.int64)]))
+    width = tf.shape(dense, out_type=tf.int64)[1]
+    grid = tf.stack(tf.meshgrid(tf.range(rows), tf.range(width), indexing="ij"), axis=-1)
+    return tf.SparseTensor(tf.reshape(grid, [-1, 2]), tf.reshape(dense, [-1]), tf.stack([rows, width]))
+
+
+def _as_dense(value: Any, spec: FeatureSpec) -> Any:
+    tf = import_tf()
+    if isinstance(value, tf.RaggedTensor):
+        value = value.to_sparse()
+    if isinstance(value, tf.SparseTensor):
+        default = tf.constant(b"" if spec.dtype == "string" else 0, value.dtype)
+        rows = value.dense_shape[0]
+        value = tf.sparse.to_dense(tf.SparseTensor(value.indices, value.values,
+                                                   tf.stack([rows, tf.constant(spec.size, tf.int64)])), default)
+    return tf.reshape(tf.convert_to_tensor(value), [-1, *spec.shape])
+
+
+def complete_raw_features(features: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, Any]:
+    """Raw features in the saved graph's form; absent ones (e.g. the label at serving) as empty.
+
+    Fixed-length features become dense ``[rows, *shape]`` (from a dense tensor, or from a
+    SparseTensor with missing values as 0 / ''), variable-length ones SparseTensors; an
+    absent fixed-length feature is all zeros / '', an absent var-len one has no entries.
+    """
+    tf = import_tf()
+    specs = as_feature_specs(raw_features)
+    given = {name: value for name, value in features.items() if name in specs}
+    if not given:
+        raise ValueError(f"none of the raw features {sorted(specs)} was given")
+    rows = _rows(next(iter(given.values())))
     complete = {}
-    for name, dtype in raw_feature_types.items():
-        tensor = present.get(name)
-        if tensor is None:
-            tensor = tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.zeros([0], tf_dtype(dtype)),
-                                     tf.stack([rows, tf.constant(1, tf.int64)]))
-        elif tensor.dtype != tf_dtype(dtype):
-            tensor = tf.SparseTensor(tensor.indices, tf.cast(tensor.values, tf_dtype(dtype)), tensor.dense_shape)
+    for name, spec in specs.items():
+        value = given.get(name)
+        if value is None:
+            if spec.is_fixed:
+                tensor = tf.zeros(tf.concat([[rows], tf.constant(spec.shape, tf.int64)], 0), spec.tf_dtype())
+            else:
+                tensor = tf.SparseTensor(tf.zeros([0, 2], tf.int64), tf.zeros([0], spec.tf_dtype()),
+                                         tf.stack([rows, tf.constant(1, tf.int64)]))
+        elif spec.is_fixed:
+            tensor = _as_dense(value, spec)
+        else:
+            tensor = _as_sparse(value)
+        if tensor.dtype != spec.tf_dtype():
+            tensor = (tf.SparseTensor(tensor.indices, tf.cast(tensor.values, spec.tf_dtype()), tensor.dense_shape)
+                      if isinstance(tensor, tf.SparseTensor) else tf.cast(tensor, spec.tf_dtype()))
         complete[name] = tensor
     return complete

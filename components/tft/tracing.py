@@ -185,7 +185,12 @@ def call_user_fn(preprocessing_fn: Callable, inputs: dict[str, Any], source: str
 
 
 def normalize_outputs(outputs: Any, source: str) -> dict[str, Any]:
-    """Checks the outputs are dense per-example scalars; casts to int64/float32/string."""
+    """Checks and normalizes the outputs; casts their values to int64/float32/string.
+
+    A dense output ``[batch]`` is one scalar per example, ``[batch, d, ...]`` with static dims
+    fixed-length (``[batch, 1]`` keeps its shape, as in tf.Transform); a 2-D SparseTensor or
+    RaggedTensor is variable-length (a RaggedTensor becomes a SparseTensor).
+    """
     tf = import_tf()
     if not isinstance(outputs, dict) or not outputs:
         raise PreprocessingFnError(
@@ -196,26 +201,43 @@ def normalize_outputs(outputs: Any, source: str) -> dict[str, Any]:
         where = f"preprocessing_fn in {source}: output {name!r}"
         if not isinstance(name, str):
             raise PreprocessingFnError(f"{where}: output names must be strings")
+        if isinstance(tensor, tf.RaggedTensor):
+            if tensor.shape.rank != 2:
+                raise PreprocessingFnError(f"{where} is a RaggedTensor of shape {tensor.shape}; only [batch, None] "
+                                           "ragged outputs are materialized")
+            tensor = tensor.to_sparse()
         if isinstance(tensor, tf.SparseTensor):
-            raise PreprocessingFnError(f"{where} is a SparseTensor; make it dense, e.g. with tft.fill_missing")
+            if tensor.shape.rank != 2:
+                raise PreprocessingFnError(f"{where} is a SparseTensor of shape {tensor.shape}; only 2-D "
+                                           "[batch, None] sparse outputs are materialized")
+            normalized[name] = tf.SparseTensor(tensor.indices, _cast_output(tensor.values, where), tensor.dense_shape)
+            continue
         if not isinstance(tensor, tf.Tensor):
             raise PreprocessingFnError(f"{where} is a {type(tensor).__name__}, not a tf.Tensor")
-        shape = tensor.shape
-        if shape.rank == 2 and shape[1] == 1:
-            tensor = tf.squeeze(tensor, axis=1)
-        elif shape.rank != 1:
-            raise PreprocessingFnError(
-                f"{where} has shape {shape}; Transform materializes one scalar per example (shape [batch])"
-            )
-        dtype = tensor.dtype
-        if dtype.is_integer or dtype == tf.bool:
-            tensor = tf.cast(tensor, tf.int64)
-        elif dtype.is_floating:
-            tensor = tf.cast(tensor, tf.float32)
-        elif dtype != tf.string:
-            raise PreprocessingFnError(f"{where} has dtype {dtype.name}; use an integer, float or string")
-        normalized[name] = tensor
+        normalized[name] = _cast_output(_dense_output(tensor, where), where)
     return normalized
+
+
+def _dense_output(tensor: Any, where: str) -> Any:
+    shape = tensor.shape
+    if shape.rank is None or shape.rank < 1 or not shape[1:].is_fully_defined():
+        raise PreprocessingFnError(
+            f"{where} has shape {shape}; a dense output needs a static shape [batch, ...] "
+            "(return a SparseTensor or RaggedTensor for variable-length values)"
+        )
+    return tensor
+
+
+def _cast_output(tensor: Any, where: str) -> Any:
+    tf = import_tf()
+    dtype = tensor.dtype
+    if dtype.is_integer or dtype == tf.bool:
+        return tf.cast(tensor, tf.int64)
+    if dtype.is_floating:
+        return tf.cast(tensor, tf.float32)
+    if dtype != tf.string:
+        raise PreprocessingFnError(f"{where} has dtype {dtype.name}; use an integer, float or string")
+    return tensor
 
 
 # --- planning the analysis ----------------------------------------------------------------
@@ -239,7 +261,7 @@ def _pending_ancestors(tensor: Any, pending_ops: dict[str, str]) -> set[str]:
     return found
 
 
-def plan_analysis(preprocessing_fn: Callable, raw_feature_types: dict[str, str],
+def plan_analysis(preprocessing_fn: Callable, raw_features: dict[str, Any],
                   source: str = "preprocessing_fn") -> list[list[AnalyzerSpec]]:
     """Traces ``preprocessing_fn`` once and orders its analyzers into phases.
 
@@ -249,7 +271,7 @@ def plan_analysis(preprocessing_fn: Callable, raw_feature_types: dict[str, str],
     tf = import_tf()
     context = TraceContext("analyze", {})
 
-    @tf.function(input_signature=[raw_input_signature(raw_feature_types)], autograph=False)
+    @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
     def analysis_inputs(inputs):
         with tracing(context):
             normalize_outputs(call_user_fn(preprocessing_fn, inputs, source), source)
@@ -271,14 +293,14 @@ def plan_analysis(preprocessing_fn: Callable, raw_feature_types: dict[str, str],
 class AnalysisFunction:
     """The traced tf.function computing the inputs of ``keys`` from raw batches."""
 
-    def __init__(self, preprocessing_fn: Callable, raw_feature_types: dict[str, str],
+    def __init__(self, preprocessing_fn: Callable, raw_features: dict[str, Any],
                  known_values: dict[str, Any], keys: list[str], source: str):
         tf = import_tf()
-        self.raw_feature_types = raw_feature_types
+        self.raw_features = raw_features
         self.context = TraceContext("analyze", dict(known_values))
         context = self.context
 
-        @tf.function(input_signature=[raw_input_signature(raw_feature_types)], autograph=False)
+        @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
         def analysis_inputs(inputs):
             with tracing(context):
                 call_user_fn(preprocessing_fn, inputs, source)
@@ -292,5 +314,5 @@ class AnalysisFunction:
         self.function = analysis_inputs.get_concrete_function()
 
     def __call__(self, batch: Any) -> dict[str, Any]:
-        outputs = self.function(arrow_to_raw_tensors(batch, self.raw_feature_types))
+        outputs = self.function(arrow_to_raw_tensors(batch, self.raw_features))
         return {key: tensor.numpy() for key, tensor in outputs.items()}

@@ -25,6 +25,8 @@ STREAM_CHUNK_ROWS = 65_536
 # Rows gathered (from row groups taken in random order) and shuffled together when streaming:
 # the bound on the streamed input's memory.
 STREAM_SHUFFLE_ROWS = 262_144
+# Arrow field metadata key of a column's fixed shape, as the Transform component writes it.
+SHAPE_METADATA = "tft.shape"
 
 
 def split_files(examples: Examples, split: str) -> list[str]:
@@ -41,8 +43,49 @@ def expand_patterns(files: list[str]) -> list[str]:
     return [p for f in files for p in (example_io.match_files([f], OWNER) if any(c in f for c in "*?[") else [f])]
 
 
-def _column_to_numpy(column, name: str, path: str):
-    """One Arrow column as a dense numpy array that TF accepts; nulls become 0 / ''."""
+class VarLen:
+    """A variable-length (Arrow ``list``) column held as numpy: values per row and the flat values."""
+
+    def __init__(self, lengths, values):
+        self.lengths, self.values = lengths, values
+
+    def __len__(self):
+        return len(self.lengths)
+
+    @staticmethod
+    def concatenate(parts):
+        import numpy as np
+
+        return VarLen(np.concatenate([p.lengths for p in parts]), np.concatenate([p.values for p in parts]))
+
+    def take(self, order):
+        """The rows in ``order`` (vectorized: one gather of the flat values)."""
+        import numpy as np
+
+        starts = np.cumsum(self.lengths) - self.lengths
+        lengths = self.lengths[order]
+        new_starts = np.cumsum(lengths) - lengths
+        flat = np.repeat(starts[order] - new_starts, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
+        return VarLen(lengths, self.values[flat])
+
+    def ragged(self):
+        import tensorflow as tf
+
+        return tf.RaggedTensor.from_row_lengths(self.values, self.lengths)
+
+
+def _concatenate(parts):
+    import numpy as np
+
+    return VarLen.concatenate(parts) if isinstance(parts[0], VarLen) else np.concatenate(parts)
+
+
+def _take(values, order):
+    return values.take(order) if isinstance(values, VarLen) else values[order]
+
+
+def _scalars_to_numpy(column, name: str, path: str):
+    """A scalar Arrow column as numpy that TF accepts; nulls become 0 / ''."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -58,15 +101,46 @@ def _column_to_numpy(column, name: str, path: str):
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
             or pa.types.is_large_binary(kind):
         return np.asarray(pc.fill_null(column.cast(pa.large_binary()), b"").to_pylist(), dtype=object)
-    raise ComponentError(f"Trainer: column '{name}' in {path} has type {kind}, which is not a scalar "
-                         f"int, float or string column")
+    raise ComponentError(f"Trainer: column '{name}' in {path} has type {kind}, which is not an int, float or "
+                         f"string column, or a list of them")
+
+
+def _column_to_numpy(column, name: str, path: str):
+    """One Arrow column as numpy: scalars ``[rows]``, a ``fixed_size_list`` (nested per dimension)
+    ``[rows, *dims]``, a variable-length ``list`` as ``VarLen``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_fixed_size_list(kind):
+        dims = []
+        while pa.types.is_fixed_size_list(column.type):
+            if column.null_count:
+                raise ComponentError(f"Trainer: column '{name}' in {path} has null rows in a fixed-shape list")
+            dims.append(column.type.list_size)
+            column = column.flatten()
+        return _scalars_to_numpy(column, name, path).reshape([-1, *dims])
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype("int64")
+        return VarLen(lengths, _scalars_to_numpy(column.flatten(), name, path))
+    return _scalars_to_numpy(column, name, path)
 
 
 def _table_to_arrays(table, path: str) -> dict[str, Any]:
-    columns = {name: table.column(name) for name in table.column_names}
-    return {name: _column_to_numpy(column.combine_chunks() if hasattr(column, "combine_chunks") else column,
-                                   name, path)
-            for name, column in columns.items()}
+    """Numpy per column; a column whose field metadata gives a fixed shape (Transform writes it,
+    e.g. [1] for a plain column) is ``[rows, *shape]``."""
+    import json
+
+    arrays = {}
+    for field in table.schema:
+        column = table.column(field.name)
+        values = _column_to_numpy(column.combine_chunks() if hasattr(column, "combine_chunks") else column,
+                                  field.name, path)
+        shape = (field.metadata or {}).get(SHAPE_METADATA.encode())
+        if shape is not None and not isinstance(values, VarLen):
+            values = values.reshape([-1, *json.loads(shape)])
+        arrays[field.name] = values
+    return arrays
 
 
 def _check_columns(files: list[str], label_key: str | None, feature_keys: list[str] | None) -> list[str]:
@@ -125,9 +199,11 @@ def parquet_dataset(
 ):
     """A ``tf.data.Dataset`` of batches read from Parquet files.
 
-    Yields ``features`` (a dict of dense tensors ``[batch]``: float columns as
-    float32, integer columns as int64, strings as tf.string; nulls as 0 / '') or
-    ``(features, label)`` when ``label_key`` is given. Small inputs are held in
+    Yields ``features`` (a dict of tensors: float columns as float32, integer columns as
+    int64, strings as tf.string; scalar columns dense ``[batch]`` with nulls as 0 / '',
+    ``fixed_size_list`` columns dense ``[batch, *dims]``, variable-length ``list`` columns
+    ``tf.SparseTensor [batch, longest]``, as the transformed schema's fixed/var-len shapes
+    say) or ``(features, label)`` when ``label_key`` is given. Small inputs are held in
     memory and shuffled per epoch with one vectorized gather per batch. Inputs
     over ``IN_MEMORY_ROW_LIMIT`` rows or ``IN_MEMORY_BYTE_LIMIT`` bytes, or holding
     more than ``STREAM_WHEN_ROWS_EXCEED_NEEDED`` times ``rows_needed`` (about how
@@ -165,7 +241,6 @@ def parquet_dataset(
 
 def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, seed):
     """Every row held as one tensor per column, reshuffled per epoch."""
-    import numpy as np
     import tensorflow as tf
 
     from sluice.components.io.examples import open_parquet
@@ -174,7 +249,9 @@ def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, se
     for path in files:
         for name, values in _table_to_arrays(open_parquet(path, OWNER).read(columns=columns), path).items():
             arrays[name].append(values)
-    tensors = {name: tf.constant(np.concatenate(parts)) for name, parts in arrays.items()}
+    merged = {name: _concatenate(parts) for name, parts in arrays.items()}
+    tensors = {name: values.ragged() if isinstance(values, VarLen) else tf.constant(values)
+               for name, values in merged.items()}
 
     # One vectorized gather per epoch, then rebatch (one slice copy per batch): no
     # per-row tf.data work.
@@ -186,7 +263,24 @@ def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, se
 
     epochs = tf.data.Dataset.range(1).repeat() if repeat else tf.data.Dataset.range(1)
     # rebatch(n) == unbatch().batch(n); over endless epochs every batch is full.
-    return epochs.map(epoch).rebatch(batch_size)
+    return epochs.map(epoch).rebatch(batch_size).map(_ragged_to_sparse)
+
+
+def _ragged_to_sparse(batch):
+    """Variable-length columns as SparseTensors ``[batch, longest]`` (what tfxio gives for them)."""
+    import tensorflow as tf
+
+    return {k: v.to_sparse() if isinstance(v, tf.RaggedTensor) else v for k, v in batch.items()}
+
+
+def _element_spec(values):
+    import tensorflow as tf
+
+    if isinstance(values, VarLen):
+        dtype = tf.string if values.values.dtype == object else tf.as_dtype(values.values.dtype)
+        return tf.RaggedTensorSpec([None, None], dtype, ragged_rank=1, row_splits_dtype=tf.int64)
+    dtype = tf.string if values.dtype == object else tf.as_dtype(values.dtype)
+    return tf.TensorSpec([None, *values.shape[1:]], dtype)
 
 
 def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
@@ -198,8 +292,7 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
     from sluice.components.io.examples import open_parquet, read_batches
 
     first = _table_to_arrays(open_parquet(files[0], OWNER).read(columns=columns).slice(0, 1), files[0])
-    signature = {name: tf.TensorSpec([None], tf.as_dtype(values.dtype) if values.dtype != object
-                                     else tf.string) for name, values in first.items()}
+    signature = {name: _element_spec(values) for name, values in first.items()}
     units = [(path, group) for path in files for group in range(open_parquet(path, OWNER).metadata.num_row_groups)]
     chunk_rows, buffer_rows = STREAM_CHUNK_ROWS, STREAM_SHUFFLE_ROWS
 
@@ -207,11 +300,11 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
         rng = np.random.default_rng(seed)
 
         def emit(buffer):
-            merged = {k: np.concatenate([part[k] for part in buffer]) for k in buffer[0]}
+            merged = {k: _concatenate([part[k] for part in buffer]) for k in buffer[0]}
             if shuffle:
                 order = rng.permutation(len(next(iter(merged.values()))))
-                merged = {k: v[order] for k, v in merged.items()}
-            return merged
+                merged = {k: _take(v, order) for k, v in merged.items()}
+            return {k: v.ragged() if isinstance(v, VarLen) else v for k, v in merged.items()}
 
         while True:
             order = rng.permutation(len(units)) if shuffle else range(len(units))
@@ -230,4 +323,4 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
                 return
 
     dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature)
-    return dataset.rebatch(batch_size, drop_remainder=repeat)
+    return dataset.rebatch(batch_size, drop_remainder=repeat).map(_ragged_to_sparse)

@@ -19,7 +19,8 @@ from sluice.components.sdk import (
     component,
     load_module_file,
 )
-from sluice.components.tft.graph import SCHEMA_FILE, TRANSFORMED_METADATA_DIR
+from sluice.components.tft.feature_spec import FeatureSpec, dtype_names, spec_from_schema_feature
+from sluice.components.tft.graph import RAW_METADATA_DIR, SCHEMA_FILE, TRANSFORMED_METADATA_DIR
 from sluice.components.tft.tracing import PreprocessingFnError
 
 OWNER = "Transform"
@@ -66,29 +67,38 @@ def _import_preprocessing_fn(preprocessing_fn: str) -> tuple[Callable, str]:
     return fn, getattr(module, "__file__", None) or preprocessing_fn
 
 
-def raw_feature_types_from_schema(schema_file: str) -> dict[str, str]:
-    """``{feature: "int64"|"float32"|"string"}`` from a tensorflow_metadata Schema text file."""
+def raw_features_from_schema(schema_file: str) -> dict[str, FeatureSpec]:
+    """``{feature: FeatureSpec}`` from a tensorflow_metadata Schema text file, as tf.Transform reads it.
+
+    A feature with a ``shape`` and ``presence.min_fraction: 1`` is fixed-length (a dense
+    tensor ``[batch, *shape]``); any other is variable-length (a SparseTensor).
+    """
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     from sluice.components.tfdv import load_schema
 
     schema = load_schema(schema_file, OWNER)
     kinds = {schema_pb2.INT: "int64", schema_pb2.FLOAT: "float32", schema_pb2.BYTES: "string"}
-    types_ = {}
+    specs = {}
     for feature in schema.feature:
         if feature.type not in kinds:
             raise ComponentError(
                 f"Transform: schema {schema_file}: feature {feature.name!r} has type "
                 f"{schema_pb2.FeatureType.Name(feature.type)}; expected INT, FLOAT or BYTES"
             )
-        types_[feature.name] = kinds[feature.type]
-    if not types_:
+        specs[feature.name] = spec_from_schema_feature(feature, kinds[feature.type])
+    if not specs:
         raise ComponentError(f"Transform: schema {schema_file} has no features")
-    return types_
+    return specs
 
 
-def _check_column_types(files: list[str], raw_types: dict[str, str]) -> None:
-    """Fails early, on one line, when a Parquet column cannot become its schema dtype."""
+def raw_feature_types_from_schema(schema_file: str) -> dict[str, str]:
+    """``{feature: "int64"|"float32"|"string"}`` from a tensorflow_metadata Schema text file."""
+    return dtype_names(raw_features_from_schema(schema_file))
+
+
+def _check_column_types(files: list[str], raw_features: dict[str, FeatureSpec]) -> None:
+    """Fails early, on one line, when a Parquet column cannot become its schema dtype and shape."""
     import pyarrow as pa
 
     from sluice.components.io.examples import read_schema
@@ -101,12 +111,21 @@ def _check_column_types(files: list[str], raw_types: dict[str, str]) -> None:
     }
     for path in files:
         arrow = read_schema(path, OWNER)
-        for name, dtype in raw_types.items():
+        for name, spec in raw_features.items():
             index = arrow.get_field_index(name)
-            if index >= 0 and not readable[dtype](arrow.field(index).type):
+            if index < 0:
+                continue
+            kind = arrow.field(index).type
+            is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+            value_type = kind.value_type if is_list else kind
+            if not readable[spec.dtype](value_type):
                 raise ComponentError(
-                    f"Transform: {path}: column {name!r} has type {arrow.field(index).type}, "
-                    f"but the schema says {dtype}"
+                    f"Transform: {path}: column {name!r} has type {kind}, but the schema says {spec.dtype}"
+                )
+            if spec.is_fixed and spec.size != 1 and not is_list:
+                raise ComponentError(
+                    f"Transform: {path}: column {name!r} holds one value per row, but the schema's shape is "
+                    f"{list(spec.shape)}"
                 )
 
 
@@ -146,15 +165,16 @@ def run_transform(
     ctx = ctx or ExecutionContext()
     fn, source = load_preprocessing_fn(module_file, preprocessing_fn)
     _check_splits(examples, analyze_splits, transform_splits)
-    raw_types = raw_feature_types_from_schema(schema.file)
+    raw_features = raw_features_from_schema(schema.file)
+    raw_types = dtype_names(raw_features)
     files = {split: split_files(examples, split, OWNER) for split in {*analyze_splits, *transform_splits}}
     for split_shards in files.values():
-        _check_column_types(split_shards, raw_types)
+        _check_column_types(split_shards, raw_features)
     patterns = {split: examples.parquet_pattern(split) for split in files}
 
     data_columns = read_schema(next(iter(files.values()))[0], OWNER).names
     try:
-        analysis = _analyze(ctx, fn, raw_types, source, [patterns[s] for s in analyze_splits], transform_graph.uri)
+        analysis = _analyze(ctx, fn, raw_features, source, [patterns[s] for s in analyze_splits], transform_graph.uri)
         _transform(ctx, transform_graph.uri, analysis, [(s, patterns[s]) for s in transform_splits],
                    transformed_examples)
     except PreprocessingFnError as exc:
@@ -171,6 +191,9 @@ def run_transform(
     with open(post_transform_schema.file, "w") as fh, \
             open(os.path.join(transform_graph.uri, TRANSFORMED_METADATA_DIR, SCHEMA_FILE)) as src:
         fh.write(src.read())
+    # The raw schema as given (with its domains), where tf.Transform keeps raw_metadata.
+    with open(schema.file) as src, open(os.path.join(transform_graph.uri, RAW_METADATA_DIR, SCHEMA_FILE), "w") as fh:
+        fh.write(src.read())
     transformed_examples.split_names = list(transform_splits)
     transformed_examples.span = examples.span
     transformed_examples.version = examples.version
@@ -179,7 +202,7 @@ def run_transform(
     ctx.log_metric("num_transformed_features", len(analysis["transformed_features"]))
 
 
-def _analyze(ctx: ExecutionContext, fn: Callable, raw_types: dict[str, str], source: str,
+def _analyze(ctx: ExecutionContext, fn: Callable, raw_features: dict[str, FeatureSpec], source: str,
              patterns: list[str], graph_dir: str) -> dict:
     """One Beam pass computing every analyzer; then the graph saved with their values."""
     import shutil
@@ -193,7 +216,7 @@ def _analyze(ctx: ExecutionContext, fn: Callable, raw_types: dict[str, str], sou
     os.makedirs(scratch, exist_ok=True)
     values_file = os.path.join(scratch, "values.pickle")
     try:
-        analyze = transforms.AnalyzeDataset(fn, raw_types, source)
+        analyze = transforms.AnalyzeDataset(fn, raw_features, source)
         with ctx.beam_pipeline() as pipeline:
             _ = (
                 pipeline
@@ -203,7 +226,7 @@ def _analyze(ctx: ExecutionContext, fn: Callable, raw_types: dict[str, str], sou
             )
         with open(values_file, "rb") as fh:
             values = pickle.load(fh)
-        return save_transform_graph(fn, raw_types, values, graph_dir, source)
+        return save_transform_graph(fn, raw_features, values, graph_dir, source)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from sluice.components.tft.accumulators import add_to_accumulator, extract, merge_two, new_accumulator
+from sluice.components.tft.feature_spec import as_feature_specs
 from sluice.components.tft.graph import load_transform_fn
 from sluice.components.tft.output import TransformOutput
 from sluice.components.tft.tensors import arrow_to_raw_tensors, slices, tensors_to_arrow
@@ -27,8 +28,8 @@ AnalyzerValues = dict[str, Any]
 class AnalyzerInputsDoFn(beam.DoFn):
     """Raw Arrow batch -> {analyzer key: numpy values}; traces its tf.function once."""
 
-    def __init__(self, preprocessing_fn, raw_feature_types, keys, source):
-        self._args = (preprocessing_fn, raw_feature_types, keys, source)
+    def __init__(self, preprocessing_fn, raw_features, keys, source):
+        self._args = (preprocessing_fn, raw_features, keys, source)
         self._function = None
 
     def process(self, batch, known_values=None):
@@ -76,10 +77,10 @@ class AnalyzeDataset(beam.PTransform):
     reads the batches once and combines its analyzers together.
     """
 
-    def __init__(self, preprocessing_fn, raw_feature_types, source="preprocessing_fn"):
+    def __init__(self, preprocessing_fn, raw_features, source="preprocessing_fn"):
         super().__init__()
         self._fn = preprocessing_fn
-        self._types = dict(raw_feature_types)
+        self._types = as_feature_specs(raw_features)
         self._source = source
         self.phases = plan_analysis(preprocessing_fn, self._types, source)
 
@@ -114,8 +115,8 @@ class TransformBatchDoFn(beam.DoFn):
 
     def setup(self):
         self._output = TransformOutput(self._dir)
-        self._types = self._output.raw_feature_types
-        self._features = self._output.transformed_feature_types
+        self._types = self._output.raw_features
+        self._features = self._output.transformed_features
         self._function = load_transform_fn(self._output.transform_savedmodel_dir)
 
     def process(self, batch):

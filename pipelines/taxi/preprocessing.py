@@ -34,9 +34,14 @@ def transformed_name(key: str) -> str:
 
 
 def _fill_in_missing(x):
-    """A raw SparseTensor [batch, 1] as a dense [batch] tensor: '' for strings, 0 otherwise."""
+    """A raw feature as a dense [batch] tensor: '' for missing strings, 0 otherwise.
+
+    Optional features arrive as SparseTensor [batch, 1]; a feature the schema says is always
+    present with shape [1] arrives dense [batch, 1] (as in tf.Transform) and is squeezed, so
+    that every feature has the same rank whatever the schema says.
+    """
     if not isinstance(x, tf.sparse.SparseTensor):
-        return x
+        return tf.reshape(x, [-1])
     default_value = "" if x.dtype == tf.string else 0
     return tf.squeeze(
         tf.sparse.to_dense(tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]), default_value),

@@ -510,12 +510,13 @@ def test_module_import_stays_light():
     assert found.stdout.strip() == "[]"
 
 
-def test_multi_dimensional_output_is_rejected(small_taxi):
+def test_dense_output_without_a_static_shape_is_rejected(small_taxi):
     source = ("import tensorflow as tf\nfrom sluice import tft\n\n"
               "def preprocessing_fn(inputs):\n"
               "    fare = tft.fill_missing(inputs['fare'], 0.0)\n"
-              "    return {'pair': tf.stack([fare, fare], axis=1)}\n")
-    with pytest.raises(ComponentError, match=r"output 'pair' has shape \(None, 2\); Transform materializes one"):
+              "    return {'padded': tf.sparse.to_dense(inputs['fare'])}\n")
+    with pytest.raises(ComponentError, match=r"output 'padded' has shape \(None, None\); a dense output needs a "
+                                             r"static shape"):
         run_with_module(small_taxi, source)
 
 
