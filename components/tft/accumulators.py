@@ -106,6 +106,8 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
         return total if acc is None else acc + total
     if spec.kind in ("vocabulary", "count_per_value"):
         values = np.asarray(values).reshape(-1)
+        if spec.config.get("weighted"):
+            return _add_weighted(spec, acc, values)
         if values.dtype == object:  # strings: hashing beats np.unique's sort by far
             found = collections.Counter(values.tolist())
         else:
@@ -122,6 +124,19 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
             acc.AddValues(pa.array(matrix.reshape(-1), from_pandas=True))
         return acc
     raise ValueError(f"unknown analyzer kind {spec.kind}")
+
+
+def _add_weighted(spec: AnalyzerSpec, acc: dict, values: Any) -> dict:
+    """Adds ``"<float64 bits> <token>"`` entries (a batch's summed weight per token)."""
+    import numpy as np
+
+    integer = spec.config["input_dtype"] != "string"
+    for entry in values.tolist():
+        bits, token = entry.split(b" ", 1)
+        weight = float(np.array(int(bits), np.int64).view(np.float64))
+        token = int(token) if integer else token
+        acc[token] = acc.get(token, 0.0) + weight
+    return acc
 
 
 _MIN_MAX = AnalyzerSpec("", "min_max", {})
@@ -222,5 +237,5 @@ def extract_vocabulary(config: dict[str, Any], counts: dict[Any, int]) -> dict[s
         dummy = EMPTY_VOCABULARY_STRING if config["input_dtype"] == "string" else EMPTY_VOCABULARY_INT
         entries = [(1, _token_bytes(dummy), dummy)]
     keys = [t for _, _, t in entries]
-    lines = [b"%d %s" % (c, b) for c, b, _ in entries] if config.get("store_frequency") else keys
+    lines = [str(c).encode() + b" " + b for c, b, _ in entries] if config.get("store_frequency") else keys
     return {"tokens": lines, "keys": keys, "counts": [c for c, _, _ in entries], "input_dtype": config["input_dtype"]}

@@ -53,12 +53,13 @@ def vocabulary(x: Any, *, top_k: int | None = None, frequency_threshold: int | N
     Ranked by count, most frequent first, ties by value descending as bytes (integers by
     their decimal text). ``frequency_threshold`` drops rarer values, then ``top_k`` keeps
     the first; ``reserved_tokens`` come first; ``store_frequency`` writes ``"count token"``
-    lines; ``fingerprint_shuffle`` orders by the tokens' SHA-1. ``use_adjusted_mutual_info``
-    and ``min_diff_from_avg`` only matter with ``labels`` (as in tf.Transform); ``weights``,
-    ``labels`` and the coverage arguments are not supported.
+    lines; ``fingerprint_shuffle`` orders by the tokens' SHA-1; with ``weights`` (same shape as
+    ``x``) tokens rank by summed weight. ``use_adjusted_mutual_info`` and ``min_diff_from_avg``
+    only matter with ``labels`` (as in tf.Transform); ``labels`` and the coverage arguments are
+    not supported.
     """
     tf = import_tf()
-    reject_unsupported("tft.vocabulary", weights=weights, labels=labels, coverage_top_k=coverage_top_k,
+    reject_unsupported("tft.vocabulary", labels=labels, coverage_top_k=coverage_top_k,
                        coverage_frequency_threshold=coverage_frequency_threshold, key_fn=key_fn)
     _check_arguments(top_k, frequency_threshold, file_format, reserved_tokens)
     if x.dtype == tf.string:
@@ -77,7 +78,10 @@ def vocabulary(x: Any, *, top_k: int | None = None, frequency_threshold: int | N
         if filename in context.vocabulary_names.values():
             raise PreprocessingFnError(f"two tft.vocabulary calls write the vocabulary file {filename!r}")
         values = values_of(x)
-        value = analyze("vocabulary", tf.cast(values, tf.int64) if input_dtype == "int64" else values,
+        values = tf.cast(values, tf.int64) if input_dtype == "int64" else values
+        if weights is not None:
+            values = _weighted_tokens(values, weights)
+        value = analyze("vocabulary", values, weighted=weights is not None,
                         top_k=None if top_k is None else int(top_k),
                         frequency_threshold=None if frequency_threshold is None else float(frequency_threshold),
                         vocab_filename=filename, input_dtype=input_dtype, store_frequency=bool(store_frequency),
@@ -92,6 +96,16 @@ def vocabulary(x: Any, *, top_k: int | None = None, frequency_threshold: int | N
         result = tf.constant(filename) if value is not None else pending(tf.constant(filename), key)
         context.vocabularies[result.ref()] = key
         return result
+
+
+def _weighted_tokens(values: Any, weights: Any) -> Any:
+    """Each batch's distinct tokens with their summed weight, as ``"<float64 bits> <token>"`` strings."""
+    tf = import_tf()
+    weights = tf.reshape(tf.cast(values_of(weights), tf.float64), [-1])
+    unique, index = tf.unique(tf.reshape(values, [-1]), out_idx=tf.int64)
+    sums = tf.math.unsorted_segment_sum(weights, index, tf.size(unique, out_type=tf.int64))
+    text = unique if unique.dtype == tf.string else tf.strings.as_string(unique)
+    return tf.strings.join([tf.strings.as_string(tf.bitcast(sums, tf.int64)), text], separator=" ")
 
 
 def _vocabulary_key(context: TraceContext, deferred: Any) -> str:

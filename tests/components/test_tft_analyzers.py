@@ -135,7 +135,7 @@ def test_vocabulary_ranking_options():
 
 
 UNSUPPORTED = [
-    ("weights", lambda x, n: tft.vocabulary(x, weights=tf.ones_like(n))),
+    ("coverage_frequency_threshold", lambda x, n: tft.vocabulary(x, coverage_frequency_threshold=3)),
     ("labels", lambda x, n: tft.compute_and_apply_vocabulary(x, labels=tf.cast(n, tf.int64))),
     ("key_fn", lambda x, n: tft.vocabulary(x, key_fn=lambda t: t)),
     ("file_format", lambda x, n: tft.vocabulary(x, file_format="tfrecord_gzip")),
@@ -333,6 +333,8 @@ def make_parity_fn(tft):
                 tft.quantiles(inputs["v"], 3, 0.01, reduce_instance_dims=False), [1, 4]),
             "v_sum": tf.zeros_like(inputs["v"]) + tft.sum(inputs["v"], reduce_instance_dims=False),
             "v_size": tf.zeros_like(inputs["v"], tf.int64) + tft.size(inputs["v"], reduce_instance_dims=False),
+            "weighted": tft.compute_and_apply_vocabulary(t, weights=n, vocab_filename="weighted"),
+            "weighted_freq": tft.compute_and_apply_vocabulary(i, weights=tf.ones_like(n) * 0.5, store_frequency=True),
             "m_empty_min": zeros + tft.min(tf.sparse.retain(inputs["m"], tf.zeros_like(inputs["m"].values, tf.bool))),
         }
 
@@ -369,16 +371,16 @@ PARITY_SCHEMA = "".join([
 @pytest.mark.slow
 def test_matches_tensorflow_transform(tmp_path):
     pytest.importorskip("tensorflow_transform")
-    from tests.oracle import tft_oracle
+    from tests.oracle import tft_compare, tft_oracle
 
     # n_sum, v_sum: tf.Transform adds float32 values in float32, Sluice in float64 (a float32 ulp at ~800).
     case = tft_oracle.Case("analyzers", parity_table(), PARITY_SCHEMA, make_parity_fn,
                            float_tolerance={"n_sum": 1e-4, "v_sum": 1e-4})
-    expected = tft_oracle.run_tft_batch([case], tmp_path / "tft")["analyzers"]
+    expected = tft_oracle.run_tft_cached([case], tmp_path / "tft")["analyzers"]
     actual = tft_oracle.run_sluice(case, tmp_path / "sluice")
     assert actual.assets == expected.assets  # names and bytes of every vocabulary file
     assert actual.vocabulary_sizes == expected.vocabulary_sizes
-    parity = tft_oracle.compare(case, expected, actual)
+    parity = tft_compare.compare(case, expected, actual)
     print("\nPARITY analyzers: " + "; ".join(f"{k}: {v}" for k, v in sorted(parity.figures.items())))
     print("NOTES: " + "; ".join(getattr(parity, "notes", [])))
     assert not parity.differences, "\n".join(parity.differences)
