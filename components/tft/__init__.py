@@ -1,8 +1,10 @@
 """tf.Transform-style full-pass preprocessing: the API of a user's ``preprocessing_fn``, and its engine.
 
 A user module defines ``preprocessing_fn(inputs) -> outputs``: ``inputs`` maps each raw
-feature to a ``tf.SparseTensor`` of dense_shape ``[batch, 1]`` (a missing value is no entry),
-``outputs`` maps transformed feature names to dense ``tf.Tensor`` of shape ``[batch]``.
+feature to a tensor built from the schema as tf.Transform builds it (dense ``[batch, *shape]``
+for a fixed-shape, always-present feature; otherwise a ``tf.SparseTensor [batch, n]``, a
+missing value being no entry); ``outputs`` maps transformed feature names to dense tensors
+of a fixed shape, or to 2-D SparseTensors/RaggedTensors for variable-length values.
 Inside it, the analyzers below need statistics over the whole dataset (mean, vocabulary,
 quantiles); everything else is plain TensorFlow::
 
@@ -40,8 +42,9 @@ dropped, ties by bytes descending, files named ``vocab_<name scope>``), ``apply_
 ``hash_strings``, ``ngrams``, ``bag_of_words``, ``word_count``, ``tfidf``,
 ``sparse_tensor_to_dense_with_shape``, ``annotate_asset``, ``experimental.get_vocabulary_size_by_name``.
 Mappers keep their input's kind and shape (dense, SparseTensor, RaggedTensor). An argument
-Sluice does not support (``weights``, ``labels``, ``key_fn``, ``file_format='tfrecord_gzip'``...)
-is a one-line ``PreprocessingFnError`` naming it. ``preprocessing_fn`` is traced without
+Sluice does not support (``labels``, ``key_fn``, ``file_format='tfrecord_gzip'``, ``quantiles``
+weights...) is a one-line ``PreprocessingFnError`` naming it, and so is tf.Transform API it lacks
+(``tft.pca``, ``tft.tukey_location``, the ``*_per_key`` mappers...). ``preprocessing_fn`` is traced without
 AutoGraph (use ``tf.where``/``tf.cond`` rather than a Python ``if`` on tensors).
 
 Importing this package imports neither TensorFlow nor Beam.
