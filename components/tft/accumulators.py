@@ -26,6 +26,8 @@ EMPTY_VOCABULARY_INT = -1
 
 
 def _columns(spec: AnalyzerSpec) -> int:
+    if spec.config.get("weighted"):  # weighted quantiles: [values, 2] pairs of (value, weight), one stream
+        return 1
     size = 1
     for dim in spec.config.get("elementwise_shape") or []:
         size *= dim
@@ -119,6 +121,11 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
     if spec.kind == "quantiles":
         import pyarrow as pa
 
+        if spec.config.get("weighted"):
+            pairs = np.asarray(values, np.float64).reshape(-1, 2)
+            if len(pairs):
+                acc.AddValues(pa.array(pairs[:, 0], from_pandas=True), pa.array(pairs[:, 1]))
+            return acc
         matrix = _matrix(spec, values).astype(np.float64)
         if len(matrix):  # NaN become nulls, which the sketch skips
             acc.AddValues(pa.array(matrix.reshape(-1), from_pandas=True))
@@ -199,7 +206,7 @@ def extract(spec: AnalyzerSpec, acc: Any) -> Any:
         if not result:  # no values at all: zeros, as tf.Transform
             result = [[0.0] * (spec.config["num_buckets"] + 1)] * _columns(spec)
         bounds = [[float(v) for v in stream[1:-1]] for stream in result]
-        return bounds[0] if spec.config.get("elementwise_shape") is None else bounds
+        return bounds[0] if spec.config.get("elementwise_shape") is None or spec.config.get("weighted") else bounds
     raise ValueError(f"unknown analyzer kind {spec.kind}")
 
 

@@ -141,16 +141,27 @@ def quantiles(x: Any, num_buckets: int, epsilon: float, weights: Any = None,
     """``num_buckets - 1`` quantile boundaries of ``x`` (float32, approximate within ``epsilon``).
 
     Shaped ``[1, num_buckets - 1]`` as tf.Transform, or ``[d..., num_buckets - 1]`` per
-    position with ``reduce_instance_dims=False``; zeros when ``x`` had no values.
+    position with ``reduce_instance_dims=False``; zeros when ``x`` had no values. ``weights``
+    (one per value of ``x``) weigh the values.
     Computed with tfx_bsl's QuantilesSketch.
     """
     tf = import_tf()
-    reject_unsupported("tft.quantiles", weights=weights)
     if not isinstance(num_buckets, int) or num_buckets < 1:
         raise PreprocessingFnError(f"tft.quantiles: num_buckets must be an int >= 1, got {num_buckets!r}")
     with tf.compat.v1.name_scope(name, "quantiles"):
-        value, key, shape = _run("quantiles", x, reduce_instance_dims, "tft.quantiles",
-                                 num_buckets=num_buckets, epsilon=float(epsilon))
+        if weights is not None:
+            if not reduce_instance_dims:
+                raise PreprocessingFnError("tft.quantiles: argument weights= with reduce_instance_dims=False is not "
+                                           "supported by Sluice's tf.Transform")
+            # Values and weights side by side: the accumulator feeds both to one weighted sketch.
+            pairs = tf.stack([tf.reshape(tf.cast(values_of(x), tf.float64), [-1]),
+                              tf.reshape(tf.cast(values_of(weights), tf.float64), [-1])], axis=1)
+            value = analyze("quantiles", pairs, elementwise=True, num_buckets=num_buckets, epsilon=float(epsilon),
+                            weighted=True)
+            key, shape = current_context().specs[-1].key, None
+        else:
+            value, key, shape = _run("quantiles", x, reduce_instance_dims, "tft.quantiles",
+                                     num_buckets=num_buckets, epsilon=float(epsilon))
         out_shape = (shape or [1]) + [num_buckets - 1]
         if value is None:
             return pending(tf.zeros(out_shape, tf.float32), key)

@@ -12,7 +12,7 @@ import builtins
 from collections.abc import Callable
 from typing import Any
 
-from sluice.components.tft.analyzers import _mean_and_var, _min_max, quantiles, reject_unsupported, values_of
+from sluice.components.tft.analyzers import _mean_and_var, _min_max, quantiles, values_of
 from sluice.components.tft.tensors import import_tf
 from sluice.components.tft.tracing import PreprocessingFnError, annotate, current_context, pending
 
@@ -119,7 +119,6 @@ def bucketize(x: Any, num_buckets: int, epsilon: float | None = None, weights: A
     With ``elementwise=True`` each position of a dense ``[batch, ...]`` input has its own boundaries.
     """
     tf = import_tf()
-    reject_unsupported("tft.bucketize", weights=weights)
     if not isinstance(num_buckets, int) or num_buckets < 1:
         raise PreprocessingFnError(f"tft.bucketize: num_buckets must be an int >= 1, got {num_buckets!r}")
     _elementwise_dense(x, elementwise, "tft.bucketize")
@@ -127,10 +126,10 @@ def bucketize(x: Any, num_buckets: int, epsilon: float | None = None, weights: A
         epsilon = builtins.min(1.0 / num_buckets, 0.01)
     with tf.compat.v1.name_scope(name, "bucketize"):
         if not elementwise:
-            result = apply_buckets(x, quantiles(values_of(x), num_buckets, epsilon))
+            result = apply_buckets(x, quantiles(values_of(x), num_buckets, epsilon, weights=weights))
             return annotate_any(result, min=0, max=num_buckets - 1)
         x = tf.convert_to_tensor(x)
-        boundaries = quantiles(x, num_buckets, epsilon, reduce_instance_dims=False)
+        boundaries = quantiles(x, num_buckets, epsilon, weights=weights, reduce_instance_dims=False)
         columns = boundaries.shape[:-1].num_elements()
         flat = tf.transpose(tf.reshape(x, [-1, columns]))  # [d, batch]
         bounds = tf.reshape(boundaries, [columns, -1])

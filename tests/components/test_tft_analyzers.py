@@ -141,8 +141,8 @@ UNSUPPORTED = [
     ("file_format", lambda x, n: tft.vocabulary(x, file_format="tfrecord_gzip")),
     ("reserved_tokens", lambda x, n: tft.vocabulary(x, reserved_tokens=tf.constant(["a"]))),
     ("lookup_fn", lambda x, n: tft.apply_vocabulary(x, tft.vocabulary(x), lookup_fn=lambda *a: a)),
-    ("weights", lambda x, n: tft.quantiles(n, 3, 0.01, weights=n)),
-    ("weights", lambda x, n: tft.bucketize(n, 3, weights=n)),
+    ("weights", lambda x, n: tft.quantiles(n, 3, 0.01, weights=n, reduce_instance_dims=False)),
+    ("file_format", lambda x, n: tft.apply_vocabulary(x, tft.vocabulary(x), file_format="tfrecord_gzip")),
 ]
 
 
@@ -315,6 +315,7 @@ def make_parity_fn(tft):
             "weight": weight,
             "n_bucket": tft.apply_buckets(n, boundaries),
             "n_bucketize": tft.bucketize(n, 3),
+            "n_weighted": tft.bucketize(n, 3, weights=n * n),
             "n_scaled": tft.scale_by_min_max(n, 2.0, 4.0),
             "n_z": tft.scale_to_z_score(n),
             "n_sum": zeros + tf.cast(tft.sum(n), tf.float32),
