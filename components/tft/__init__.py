@@ -42,8 +42,8 @@ dropped, ties by bytes descending, files named ``vocab_<name scope>``), ``apply_
 ``hash_strings``, ``ngrams``, ``bag_of_words``, ``word_count``, ``tfidf``,
 ``sparse_tensor_to_dense_with_shape``, ``annotate_asset``, ``experimental.get_vocabulary_size_by_name``.
 Mappers keep their input's kind and shape (dense, SparseTensor, RaggedTensor). An argument
-Sluice does not support (``labels``, ``key_fn``, ``file_format='tfrecord_gzip'``, ``quantiles``
-weights...) is a one-line ``PreprocessingFnError`` naming it, and so is tf.Transform API it lacks
+Sluice does not support (``labels``, ``key_fn``, ``coverage_top_k``, ``file_format='tfrecord_gzip'``,
+``lookup_fn``...) is a one-line ``PreprocessingFnError`` naming it, and so is tf.Transform API it lacks
 (``tft.pca``, ``tft.tukey_location``, the ``*_per_key`` mappers...). ``preprocessing_fn`` is traced without
 AutoGraph (use ``tf.where``/``tf.cond`` rather than a Python ``if`` on tensors).
 
