@@ -471,3 +471,42 @@ def test_a_list_one_over_the_limit_is_shown_whole():
     anomalies.anomaly_info["f21"].description = "New column"
     assert format_anomalies({"eval": anomalies}).splitlines()[-1] == (
         "  ... and 2 more; the full list is in the split's anomalies report")
+
+
+def test_list_columns_through_statistics_gen_schema_gen_and_the_validator(tmp_path):
+    """Real StatisticsGen statistics of list columns: an image of another length in eval breaks the
+    inferred shape; token lists longer than the train ones break a value_count set to their max."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sluice.components.artifacts import Examples
+    from sluice.components.schema_gen import generate_schema
+    from sluice.components.statistics_gen import generate_statistics
+    from tests.oracle.tfdv_lists import list_table
+
+    train, evaluation = list_table(30), list_table(30, seed=4)
+    image = evaluation.column("image").combine_chunks()
+    rows = [image[i].values.to_numpy().tolist() for i in range(len(image))]
+    rows[3] = rows[3][:700]
+    evaluation = evaluation.set_column(0, "image", pa.array(rows, pa.list_(pa.float32())))
+    for split, table in (("train", train), ("eval", evaluation)):
+        (tmp_path / "examples" / f"Split-{split}").mkdir(parents=True)
+        pq.write_table(table, tmp_path / "examples" / f"Split-{split}" / "part-00000-of-00001.parquet")
+    statistics = ExampleStatistics(uri=str(tmp_path / "stats"))
+    generate_statistics(examples=Examples(uri=str(tmp_path / "examples"), split_names=["train", "eval"]),
+                        statistics=statistics)
+    schema = Schema(uri=str(tmp_path / "schema"))
+    os.makedirs(schema.uri)
+    generate_schema(statistics=statistics, schema=schema, exclude_splits=["eval"])
+    parsed = text_format.Parse(Path(schema.file).read_text(), schema_pb2.Schema())
+    tokens = next(f for f in parsed.feature if f.name == "tokens")
+    tokens.ClearField("value_count")  # what inference gave (min 1 if no empty list in train): a max only
+    tokens.value_count.max = 10
+    Path(schema.file).write_text(schema_to_text(parsed))
+    anomalies = ExampleAnomalies(uri=str(tmp_path / "anomalies"))
+    os.makedirs(anomalies.uri)
+    validate_examples(statistics=statistics, schema=schema, anomalies=anomalies, fail_on_anomalies=False)
+    by_split, _ = read_anomalies(anomalies)
+    assert only_anomalies(by_split["eval"]) == {"image": ["INVALID_FEATURE_SHAPE"],
+                                                "tokens": ["FEATURE_TYPE_HIGH_NUMBER_VALUES"]}
+    assert only_anomalies(by_split["train"]) == {"tokens": ["FEATURE_TYPE_HIGH_NUMBER_VALUES"]}

@@ -155,3 +155,32 @@ def test_component_modules_import_nothing_heavy():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_list_columns_get_tfdv_shapes_and_value_counts(tmp_path):
+    """StatisticsGen's statistics of list columns -> what tfdv.infer_schema infers (as the TFDV parity
+    test checks): a fixed length always present is a shape, a varying one a value_count."""
+    import pyarrow.parquet as pq
+
+    from sluice.components.artifacts import Examples
+    from sluice.components.statistics_gen import generate_statistics
+    from sluice.components.tfdv import load_statistics
+    from tests.oracle.tfdv_lists import list_table
+
+    (tmp_path / "examples" / "Split-train").mkdir(parents=True)
+    pq.write_table(list_table(40), tmp_path / "examples" / "Split-train" / "part-00000-of-00001.parquet")
+    statistics = ExampleStatistics(uri=str(tmp_path / "stats"))
+    generate_statistics(examples=Examples(uri=str(tmp_path / "examples"), split_names=["train"]),
+                        statistics=statistics)
+    stats = load_statistics(str(Path(statistics.split_uri("train")) / "FeatureStats.pb"), "test")
+    features = features_by_name(infer_schema(stats))
+    assert [d.size for d in features["image"].shape.dim] == [784]
+    assert features["image"].type == schema_pb2.FLOAT and features["image"].presence.min_fraction == 1.0
+    # Empty lists (0 values) leave no value_count, as TFDV; nulls leave no min_fraction.
+    tokens = features["tokens"]
+    assert tokens.type == schema_pb2.BYTES and tokens.domain == "tokens" and not tokens.HasField("value_count")
+    assert not tokens.presence.HasField("min_fraction")
+    assert not features["scores"].HasField("shape") and features["scores"].value_count.min == 1
+    assert [d.size for d in features["x"].shape.dim] == [1]
+    image = features_by_name(infer_schema(stats, infer_feature_shape=False))["image"]
+    assert (image.value_count.min, image.value_count.max) == (784, 784)

@@ -18,6 +18,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from sluice.components.tfdv import infer_schema, schema_to_text, update_schema, validate_statistics
 from tests.oracle import tfdv_env
+from tests.oracle.tfdv_lists import list_table
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,16 @@ class Oracle:
             frame.to_csv(csv, index=False)
             self.run("stats", csv, self.folder / f"{name}.pb")
             self._computed.add(name)
+        return self.read_stats(name)
+
+    def parquet_stats(self, table, name: str):
+        """TFDV statistics of an Arrow table written to Parquet (list columns fed as lists)."""
+        import pyarrow.parquet as pq
+
+        path = self.folder / f"{name}.parquet"
+        pq.write_table(table, path)
+        done = tfdv_env.run_tfdv(tfdv_env.ORACLE_DIR / "tfdv_stats.py", path, self.folder / f"{name}.pb")
+        assert done.returncode == 0, done.stderr[-3000:]
         return self.read_stats(name)
 
     def read_stats(self, name: str):
@@ -275,3 +286,31 @@ def test_tfdv_reads_our_schema_and_anomalies(oracle, penguins):
     schema_path.write_text(schema_to_text(schema))
     anomalies_path.write_bytes(anomalies.SerializeToString())
     assert oracle.run("load", schema_path, anomalies_path).strip().splitlines()[-1] == "features=8 anomalies=['sex']"
+
+
+def test_list_features_schema_and_anomalies_match_tfdv(oracle):
+    """Multivalent features: value-count and shape anomalies (the inferred schema's parity with
+    TFDV's is checked in test_tfdv_parity.py::test_list_columns_parity)."""
+    import pyarrow as pa
+
+    stats = oracle.parquet_stats(list_table(60), "lists_base")
+    schema = infer_schema(stats)
+    features = features_of(schema)
+    assert [d.size for d in features["image"].shape.dim] == [784]
+    features["ids"].value_count.min, features["ids"].value_count.max = 1, 3
+    features["scores"].value_count.max = 2
+    base = list_table(60, seed=4)
+    image = base.column("image").combine_chunks()
+    rows = [list(image[i].values.to_numpy()) for i in range(len(image))]
+    rows[5] = rows[5][:700]  # one image of another size
+    mutated = base.set_column(0, "image", pa.array(rows, pa.list_(pa.float32())))
+    mutated_stats = oracle.parquet_stats(mutated, "lists_mutated")
+    theirs = oracle.validate("lists_mutated", schema)
+    ours = validate_statistics(mutated_stats, schema)
+    assert reason_types(ours) == reason_types(theirs)
+    assert reason_types(ours) == {
+        "image": ["INVALID_FEATURE_SHAPE"],
+        "ids": ["FEATURE_TYPE_LOW_NUMBER_VALUES", "FEATURE_TYPE_HIGH_NUMBER_VALUES"],
+        "scores": ["FEATURE_TYPE_HIGH_NUMBER_VALUES"],
+    }
+    assert summary(ours) == summary(theirs)
