@@ -3,6 +3,7 @@ and module files that import helpers kept beside them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -105,3 +106,14 @@ def test_a_module_file_imports_helpers_beside_it_and_sees_their_edits(tmp_path):
         assert module_function(str(module), "value", "Trainer")() == 2
     finally:
         sys.modules.pop("sluice_helper_base", None)
+
+
+def test_a_module_files_code_is_its_folder_and_packages_below_it(tmp_path):
+    from sluice.components.module_files import module_directory_sources
+
+    for name in ("model.py", "helper.py", "pkg/__init__.py", "pkg/sub.py", "data/not_a_package.py",
+                 ".hidden/x.py", "pkg/__pycache__/y.py", "venv/z.py", "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    found = [os.path.relpath(p, tmp_path) for p in module_directory_sources(str(tmp_path / "model.py"))]
+    assert found == ["helper.py", "model.py", "pkg/__init__.py", "pkg/sub.py"]
