@@ -1,8 +1,9 @@
 """Schema inference, as ``tfdv.infer_schema`` (TFDV 1.16).
 
 Per feature: the type (INT / FLOAT / BYTES), presence (``min_count: 1``, plus
-``min_fraction: 1.0`` when never missing), the shape (``shape { dim { size: 1 } }``
-for required fixed-length features, else ``value_count``), and a domain:
+``min_fraction: 1.0`` when never missing), the shape (``shape { dim { size: n } }``
+for required features with n > 0 values in every example: 1 for a scalar column, 784
+for a list column of 784 floats; else ``value_count``, none when some list is empty), and a domain:
 ``bool_domain`` for ints in {0, 1} or strings like true/false, ``int_domain``
 for strings that are all integers, and a named ``string_domain`` listing the
 values of string features with at most ``max_string_domain_size`` distinct
