@@ -54,7 +54,7 @@ from sluice.components.nodes import Channel, Node, validate_id
 
 __all__ = [
     "ArtifactSpec", "Channel", "Component", "ComponentError", "DefinitionError", "ExecutionContext", "ExternalData",
-    "Input", "ModuleFile", "Node", "Output", "ParameterSpec", "component", "load_module_file",
+    "Input", "ModuleFile", "ModuleFunction", "Node", "Output", "ParameterSpec", "component", "load_module_file",
     "module_directory_importable", "module_function", "user_code_line", "validate_id",
 ]
 
@@ -74,6 +74,7 @@ _INPUT = _Marker("Input")
 _OUTPUT = _Marker("Output")
 _MODULE_FILE = _Marker("ModuleFile")
 _EXTERNAL_DATA = _Marker("ExternalData")
+_MODULE_FUNCTION = _Marker("ModuleFunction")
 
 
 class Input:
@@ -97,6 +98,10 @@ ModuleFile = Annotated[str, _MODULE_FILE]
 # A parameter naming data outside the pipeline (a file, folder or pattern).
 # The content of what it names is part of the cache key.
 ExternalData = Annotated[str, _EXTERNAL_DATA]
+
+# A parameter naming a user's function as ``"package.module.function"`` (TFX's ``run_fn=``).
+# The code of its top-level package (unless installed in site-packages) is part of the cache key.
+ModuleFunction = Annotated[str, _MODULE_FUNCTION]
 
 
 # --- the execution context ---------------------------------------------------
@@ -186,7 +191,7 @@ class ParameterSpec:
     name: str
     annotation: Any
     default: Any = inspect.Parameter.empty
-    kind: str = "value"  # "value", "module_file" or "external_data"
+    kind: str = "value"  # "value", "module_file", "module_function" or "external_data"
 
     @property
     def required(self) -> bool:
@@ -300,8 +305,9 @@ class Component:
                 spec = ArtifactSpec(pname, base, optional or param.default is None)
                 (self.inputs if marker is _INPUT else self.outputs)[pname] = spec
                 continue
-            kind = {_MODULE_FILE: "module_file", _EXTERNAL_DATA: "external_data"}.get(marker, "value")
-            if marker is not None:  # ModuleFile / ExternalData: validate as the plain type
+            kind = {_MODULE_FILE: "module_file", _EXTERNAL_DATA: "external_data",
+                    _MODULE_FUNCTION: "module_function"}.get(marker, "value")
+            if marker is not None:  # ModuleFile / ExternalData / ModuleFunction: validate as the plain type
                 annotation = base | None if optional else base
             self.parameters[pname] = ParameterSpec(pname, annotation, param.default, kind)
 

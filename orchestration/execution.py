@@ -29,6 +29,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import traceback
@@ -107,9 +108,31 @@ def fingerprint_path(path: str) -> str:
 
 def external_data_paths(value: str) -> list[str]:
     """What an ExternalData parameter names: a path or a pattern with placeholders."""
-    import re
-
     return [re.sub(r"\{[A-Z]+\}", "*", value)]
+
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def _package_sources(dotted: str) -> tuple[list[str], str]:
+    """The code of a ``"package.module.function"`` name's top-level package, found without
+    importing it: its folder's rule (``module_directory_sources``) for a package, the file for a
+    module. Nothing for what is installed (site-packages, the standard library) or not found."""
+    import importlib.util
+    import sysconfig
+
+    try:
+        spec = importlib.util.find_spec(dotted.partition(".")[0])  # a top-level name: nothing runs
+    except (ImportError, ValueError):
+        return [], ""
+    origin = spec.origin if spec is not None else None
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
+    if (not origin or not os.path.isfile(origin) or any(origin.startswith(p + os.sep) for p in installed)
+            or {"site-packages", "dist-packages"} & set(origin.split(os.sep))):
+        return [], ""
+    if os.path.basename(origin) == "__init__.py":
+        return module_directory_sources(origin), os.path.dirname(origin)
+    return [origin], os.path.dirname(origin)
 
 
 def fingerprint_files(files: list[str], base: str) -> str:
@@ -127,7 +150,9 @@ def cache_key(node: dict[str, Any], inputs: dict[str, list[Artifact]]) -> str:
     A module file (a ``.py`` file parameter) counts with its directory's code, the rule of
     ``module_files.module_directory_sources``: every ``.py`` in its folder and in the packages
     below it (hidden folders, ``__pycache__`` and virtual environments skipped, at most
-    ``MAX_DIRECTORY_SOURCES`` files), so editing a helper beside it re-executes the component."""
+    ``MAX_DIRECTORY_SOURCES`` files), so editing a helper beside it re-executes the component.
+    A ``ModuleFunction`` (``"package.module.function"``) counts with its top-level package's
+    code by the same rule, unless that package is installed (``_package_sources``)."""
     parts: dict[str, Any] = {
         "v": CACHE_KEY_VERSION,
         "type": node["type"],
@@ -143,6 +168,8 @@ def cache_key(node: dict[str, Any], inputs: dict[str, list[Artifact]]) -> str:
             if isinstance(value, str) and value.endswith(".py") and os.path.isfile(value):
                 # A module file imports helpers beside it: its directory's code is part of it.
                 parts["files"][name].append(fingerprint_files(module_directory_sources(value), os.path.dirname(value)))
+            elif isinstance(value, str) and _DOTTED.fullmatch(value):
+                parts["files"][name].append(fingerprint_files(*_package_sources(value)))
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
 

@@ -315,3 +315,22 @@ def test_editing_a_helper_beside_the_module_file_re_executes_what_uses_it(toy_wo
     again = run_pipeline(toy(toy_workspace))
     assert first.ok and again.ok
     assert statuses(again)["Scale"] == "executed" and statuses(again)["ReadNumbers"] == "cached"
+
+
+def test_the_cache_key_of_a_dotted_function_covers_its_package(tmp_path, monkeypatch):
+    from sluice.orchestration.execution import _package_sources, cache_key
+
+    package = tmp_path / "sluice_user_pkg"
+    (package / "sub").mkdir(parents=True)
+    for name, text in (("__init__.py", ""), ("train.py", "def run_fn():\n    pass\n"),
+                       ("sub/__init__.py", ""), ("sub/helper.py", "X = 1\n")):
+        (package / name).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    node = {"type": "Trainer", "code_version": "1", "parameters": {"run_fn": "sluice_user_pkg.train.run_fn"},
+            "fingerprinted_parameters": ["run_fn"]}
+    first = cache_key(node, {})
+    assert cache_key(node, {}) == first
+    (package / "sub" / "helper.py").write_text("X = 2\n")
+    assert cache_key(node, {}) != first
+    assert _package_sources("json.decoder.JSONDecoder") == ([], "")  # installed code: versioned, not hashed
+    assert _package_sources("sluice_no_such_package.fn") == ([], "")
