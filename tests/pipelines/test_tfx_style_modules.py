@@ -253,10 +253,12 @@ def test_penguin_tuner_fn_searches_over_the_transformed_examples(penguin_run, tm
     train = [os.path.join(p, "*") for p in transformed if p.endswith("Split-train")]
     evaluation = [os.path.join(p, "*") for p in transformed if p.endswith("Split-eval")]
     assert train and evaluation, examples
+    # What a Tuner component would hand over (Sluice has none yet), built with Sluice's FnArgs fields.
     fn_args = tfx.components.FnArgs(
         working_dir=str(tmp_path / "tuning"), train_files=train, eval_files=evaluation,
-        transform_graph_path=run["graph"], train_steps=10, eval_steps=2,
-        data_accessor=DataAccessor())  # what a Tuner component would hand over
+        transform_output=run["graph"], schema_path=None, serving_model_dir=str(tmp_path / "unused"),
+        model_run_dir=str(tmp_path / "unused"), train_steps=10, eval_steps=2, custom_config={}, hyperparameters={},
+        base_model=None, strategy=None, data_accessor=DataAccessor())
     result = module.tuner_fn(fn_args)
     assert isinstance(result, tfx.components.TunerFnResult)
     result.tuner.search(**result.fit_kwargs, verbose=0)
