@@ -24,40 +24,60 @@ class Parity:
 
 
 def compare(case: Case, expected: EngineResult, actual: EngineResult) -> Parity:
-    """tf.Transform (``expected``) against Sluice (``actual``): outputs, dtypes, vocabularies."""
-    differences, figures, notes = [], {}, []
+    """tf.Transform (``expected``) against Sluice (``actual``): outputs, dtypes, vocabularies, API, serving."""
+    parity = Parity([], {}, [])
     missing = sorted(set(expected.outputs) - set(actual.outputs))
     extra = sorted(set(actual.outputs) - set(expected.outputs))
     if missing or extra:
-        differences.append(f"outputs: Sluice lacks {missing}, has extra {extra}")
+        parity.differences.append(f"outputs: Sluice lacks {missing}, has extra {extra}")
     for name in sorted(set(expected.specs) & set(actual.specs)):
         if expected.specs[name] != actual.specs[name]:
-            differences.append(f"transformed_feature_spec[{name!r}]: tft {expected.specs[name]}, "
-                               f"Sluice {actual.specs[name]}")
+            parity.differences.append(f"transformed_feature_spec[{name!r}]: tft {expected.specs[name]}, "
+                                      f"Sluice {actual.specs[name]}")
+    _compare_api(expected, actual, parity)
+    parity.differences += _compare_served(case, expected, actual)
+    for name in sorted(set(expected.outputs) & set(actual.outputs)):
+        line, parity.figures[name] = _compare_output(case, name, expected, actual)
+        if line:
+            parity.differences.append(f"output {name!r}: {line}")
+    _compare_eval(case, expected, actual, parity)
+    _compare_vocabularies(expected, actual, parity)
+    return parity
+
+
+def _compare_api(expected: EngineResult, actual: EngineResult, parity: Parity) -> None:
     for call in sorted(expected.api):
         want, got = expected.api[call], actual.api.get(call)
         if want == got:
             continue
         # Sluice may answer where tf.Transform raises (a hash_strings output's int domain): no module breaks.
         tolerated = want.startswith("raises") and got is not None and not got.startswith("raises")
-        (notes if tolerated else differences).append(f"{call}: tft {want}, Sluice {got}")
-    differences += _compare_served(case, expected, actual)
-    for name in sorted(set(expected.outputs) & set(actual.outputs)):
-        line, figure = _compare_output(case, name, expected, actual)
-        figures[name] = figure
+        (parity.notes if tolerated else parity.differences).append(f"{call}: tft {want}, Sluice {got}")
+
+
+def _compare_eval(case: Case, expected: EngineResult, actual: EngineResult, parity: Parity) -> None:
+    for name in sorted(expected.eval_outputs):
+        if name not in actual.eval_outputs:
+            parity.differences.append(f"eval split: output {name!r} missing")
+            continue
+        line, parity.figures[f"eval:{name}"] = compare_rows(
+            expected.eval_outputs[name], actual.eval_outputs[name], expected.dtypes[name],
+            case.float_tolerance.get(name, 1e-5))
         if line:
-            differences.append(f"output {name!r}: {line}")
+            parity.differences.append(f"eval split (transformed, not analyzed), output {name!r}: {line}")
+
+
+def _compare_vocabularies(expected: EngineResult, actual: EngineResult, parity: Parity) -> None:
     if sorted(expected.assets) != sorted(actual.assets):
-        differences.append(f"vocabulary files: tft {sorted(expected.assets)}, Sluice {sorted(actual.assets)}")
+        parity.differences.append(f"vocabulary files: tft {sorted(expected.assets)}, Sluice {sorted(actual.assets)}")
     for filename in sorted(set(expected.assets) & set(actual.assets)):
         want, got = expected.assets[filename], actual.assets[filename]
-        figures[f"vocab:{filename}"] = "identical" if want == got else "DIFFERENT"
+        parity.figures[f"vocab:{filename}"] = "identical" if want == got else "DIFFERENT"
         if want != got:
-            differences.append(f"vocabulary {filename}: {_first_line_difference(want, got)}")
-        if expected.vocabulary_sizes[filename] != actual.vocabulary_sizes[filename]:
-            differences.append(f"vocabulary_size_by_name({filename!r}): tft {expected.vocabulary_sizes[filename]}, "
-                               f"Sluice {actual.vocabulary_sizes[filename]}")
-    return Parity(differences, figures, notes)
+            parity.differences.append(f"vocabulary {filename}: {_first_line_difference(want, got)}")
+        size, got_size = expected.vocabulary_sizes[filename], actual.vocabulary_sizes[filename]
+        if size != got_size:
+            parity.differences.append(f"vocabulary_size_by_name({filename!r}): tft {size}, Sluice {got_size}")
 
 
 def _compare_output(case: Case, name: str, expected: EngineResult, actual: EngineResult) -> tuple[str, str]:

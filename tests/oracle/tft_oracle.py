@@ -47,6 +47,7 @@ class Case:
     make_preprocessing_fn: Callable[[Any], Callable]
     float_tolerance: dict[str, float] = dataclasses.field(default_factory=dict)  # output -> max abs diff
     asset_keys: list[str] = dataclasses.field(default_factory=list)  # extra vocabulary_file_by_name keys
+    eval_table: pa.Table | None = None  # rows transformed but not analyzed (TFX's eval split)
 
 
 @dataclasses.dataclass
@@ -60,6 +61,7 @@ class EngineResult:
     api: dict[str, str] = dataclasses.field(default_factory=dict)  # TFTransformOutput call -> its answer
     served: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)  # serving path, first rows
     serving_error: str = ""
+    eval_outputs: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
     analysis: dict | None = None  # Sluice's analysis.json
 
 
@@ -146,10 +148,18 @@ def run_tft_batch(cases: list[Case], work_dir: Path) -> dict[str, EngineResult]:
             with tft_beam.Context(temp_dir=str(work_dir / "tft_tmp" / case.name)):
                 (transformed, _), transform_fn = (
                     (raw, metadata) | f"AnalyzeAndTransform[{case.name}]" >> tft_beam.AnalyzeAndTransformDataset(fn))
+                if case.eval_table is not None:
+                    raw_eval = pipeline | f"CreateEval[{case.name}]" >> beam.Create(
+                        _instance_dicts(case.eval_table, feature_spec))
+                    (transformed_eval, _) = (((raw_eval, metadata), transform_fn)
+                                             | f"TransformEval[{case.name}]" >> tft_beam.TransformDataset())
             out = work_dir / "tft" / case.name
             _ = transform_fn | f"WriteTransformFn[{case.name}]" >> tft_beam.WriteTransformFn(str(out))
             _ = (transformed | f"ToList[{case.name}]" >> beam.combiners.ToList()
                  | f"Save[{case.name}]" >> beam.Map(_save_pickle, str(out) + ".rows.pickle"))
+            if case.eval_table is not None:
+                _ = (transformed_eval | f"ToListEval[{case.name}]" >> beam.combiners.ToList()
+                     | f"SaveEval[{case.name}]" >> beam.Map(_save_pickle, str(out) + ".eval.pickle"))
     seconds = time.perf_counter() - started
     for case in cases:  # as TFX's Transform does, so that raw_feature_spec() answers
         metadata_io.write_metadata(dataset_metadata.DatasetMetadata(parse_schema(case.schema_text)),
@@ -180,12 +190,18 @@ def cache_key(cases: list[Case]) -> str:
     for source in sorted(sources):
         digest.update(Path(source).read_bytes())
     for case in cases:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, case.table.schema) as writer:
-            writer.write_table(case.table)
         digest.update(f"{case.name}\0{case.schema_text}\0{case.asset_keys}\0".encode())
-        digest.update(sink.getvalue().to_pybytes())
+        digest.update(_ipc_bytes(case.table))
+        if case.eval_table is not None:
+            digest.update(b"eval\0" + _ipc_bytes(case.eval_table))
     return digest.hexdigest()[:32]
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 def run_tft_cached(cases: list[Case], work_dir: Path) -> dict[str, EngineResult]:
@@ -213,10 +229,7 @@ def _read_tft(out: Path, seconds: float, case: Case) -> EngineResult:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    with open(str(out) + ".rows.pickle", "rb") as fh:
-        rows = sorted(pickle.load(fh), key=lambda r: int(np.asarray(r[ROW_ID]).reshape(-1)[0]))
-    names = sorted(k for k in rows[0] if k != ROW_ID) if rows else []
-    outputs = {name: [_flat(row[name]) for row in rows] for name in names}
+    outputs = _read_rows(str(out) + ".rows.pickle")
     output = tft.TFTransformOutput(str(out))
     specs = {k: v for k, v in describe_feature_spec(output.transformed_feature_spec()).items() if k != ROW_ID}
     dtypes = {name: spec.split()[-1] for name, spec in specs.items()}
@@ -229,7 +242,19 @@ def _read_tft(out: Path, seconds: float, case: Case) -> EngineResult:
     row_ids = {ROW_ID: tf.range(len(serialized), dtype=tf.int64)}
     result.served = tft_serving.served_outputs(output, raw_spec, serialized, row_ids)
     result.served.pop(ROW_ID, None)
+    if case.eval_table is not None:
+        result.eval_outputs = _read_rows(str(out) + ".eval.pickle")
     return result
+
+
+def _read_rows(path: str) -> dict[str, list[np.ndarray]]:
+    """tf.Transform's instance dicts, back in input order: one flat array per row and output."""
+    with open(path, "rb") as fh:
+        rows = sorted(pickle.load(fh), key=lambda r: int(np.asarray(r[ROW_ID]).reshape(-1)[0]))
+    names = sorted(k for k in rows[0] if k != ROW_ID) if rows else []
+    # A ragged output comes as "<name>$ragged_values" (one ragged dimension; deeper ones are not used here).
+    return {name.removesuffix("$ragged_values"): [_flat(row[name]) for row in rows] for name in names
+            if "$" not in name or name.endswith("$ragged_values")}
 
 
 def query_output(output: Any, dtypes: dict[str, str], asset_keys: list[str]) -> dict[str, str]:
@@ -286,9 +311,10 @@ def run_sluice(case: Case, work_dir: Path) -> EngineResult:
     from sluice.components.transform import run_transform
 
     root = work_dir / "sluice" / case.name
-    split = root / "examples" / "Split-train"
-    split.mkdir(parents=True)
-    pq.write_table(case.table, split / "part-00000-of-00001.parquet")
+    splits = {"train": case.table} if case.eval_table is None else {"train": case.table, "eval": case.eval_table}
+    for split, rows in splits.items():
+        (root / "examples" / f"Split-{split}").mkdir(parents=True)
+        pq.write_table(rows, root / "examples" / f"Split-{split}" / "part-00000-of-00001.parquet")
     (root / "schema").mkdir()
     (root / "schema" / "schema.pbtxt").write_text(case.schema_text)
     module = root / "module.py"
@@ -301,12 +327,16 @@ def run_sluice(case: Case, work_dir: Path) -> EngineResult:
         (root / name).mkdir()
         outs[name] = cls(uri=str(root / name))
     started = time.perf_counter()
-    run_transform(examples=Examples(uri=str(root / "examples"), split_names=["train"]),
+    run_transform(examples=Examples(uri=str(root / "examples"), split_names=list(splits)),
                   schema=Schema(uri=str(root / "schema")), module_file=str(module),
-                  analyze_splits=["train"], transform_splits=["train"], **outs)
+                  analyze_splits=["train"], transform_splits=list(splits), **outs)
     seconds = time.perf_counter() - started
     table = pq.read_table(outs["transformed_examples"].split_uri("train"))
     outputs = {name: [_flat(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+    eval_outputs = {}
+    if "eval" in splits:
+        evaluated = pq.read_table(outs["transformed_examples"].split_uri("eval"))
+        eval_outputs = {name: [_flat(v) for v in evaluated.column(name).to_pylist()] for name in evaluated.column_names}
     dtypes = {name: _arrow_dtype(table.schema.field(name).type) for name in table.column_names}
     graph = Path(outs["transform_graph"].uri)
     assets, sizes = _assets(graph / "transform_fn" / "assets")
@@ -316,7 +346,7 @@ def run_sluice(case: Case, work_dir: Path) -> EngineResult:
     analysis = json.loads((graph / "analysis.json").read_text())
     specs = describe_feature_spec(output.transformed_feature_spec())
     result = EngineResult(outputs, dtypes, assets, sizes, specs, seconds, query_output(output, dtypes, case.asset_keys),
-                          analysis=analysis)
+                          analysis=analysis, eval_outputs=eval_outputs)
     try:
         raw_spec = output.raw_feature_spec()
         serialized = tft_serving.serialized_examples(case.table, raw_spec)
