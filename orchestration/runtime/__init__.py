@@ -5,8 +5,9 @@ process-level settings and library workarounds that runners apply around them:
 
 - once, at a runner's start: ``prepare_process`` (``heap.tune_heap``; ``log_masking.install``:
   credentials masked in every log record);
-- before each executor: ``prepare_executor`` (its heavy imports, frozen once done; the Keras
-  workaround for TensorFlow components), and a ``RunnerContext`` for it (Beam's sampler);
+- before each executor: ``prepare_executor`` (its heavy imports, frozen once done, or waited for
+  while the runner's warm-up thread is still importing them; the Keras workaround for TensorFlow
+  components), and a ``RunnerContext`` for it (Beam's sampler);
 - after each executor: ``after_executor`` (``heap.release_memory``);
 - in the CLI: ``stderr`` (native chatter filtered out of the terminal, credentials masked);
 - whenever a metadata store opens: ``mlflow.quiet_mlflow`` (MLflow's log levels and bounded HTTP
