@@ -92,7 +92,8 @@ def _log_params(fn_args: FnArgs, distribution: str) -> None:
 
     params = {"train_steps": str(fn_args.train_steps), "eval_steps": str(fn_args.eval_steps),
               "distribution": distribution, "num_replicas": str(fn_args.strategy.num_replicas_in_sync),
-              **_flat_params("hp.", fn_args.hyperparameters), **_flat_params("config.", fn_args.custom_config)}
+              **_flat_params("hp.", fn_args.hyperparameters or {}),
+              **_flat_params("config.", fn_args.custom_config or {})}
     MlflowClient(fn_args.tracking_uri).log_batch(
         fn_args.mlflow_run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
 
@@ -125,8 +126,8 @@ def run_trainer(
     schema: Input[Schema] | None = None,
     base_model: Input[Model] | None = None,
     eval_steps: int = 100,
-    custom_config: dict[str, Any] = {},  # noqa: B006 - never mutated; the component's declared default
-    hyperparameters: dict[str, Any] = {},  # noqa: B006 - never mutated; the component's declared default
+    custom_config: dict[str, Any] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
     distribution: Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"] = "auto",
     cluster_spec: dict[str, Any] | None = None,
     train_splits: list[str] = ["train"],  # noqa: B006 - never mutated; the component's declared default
@@ -171,8 +172,8 @@ def run_trainer(
         model_run_dir=run_dir,
         train_steps=train_steps,
         eval_steps=eval_steps,
-        custom_config=dict(custom_config),
-        hyperparameters=dict(hyperparameters),
+        custom_config=dict(custom_config) if custom_config is not None else None,  # None when unset, as TFX's
+        hyperparameters=dict(hyperparameters) if hyperparameters is not None else None,
         base_model=(base_model.serving_dir if base_model is not None
                     else _last_pushed_model(ctx) if warm_start_from_last_push else None),
         strategy=strategy,

@@ -110,8 +110,8 @@ class FnArgs:
     model_run_dir: str                # TensorBoard logs, checkpoints
     train_steps: int
     eval_steps: int
-    custom_config: dict[str, Any]
-    hyperparameters: dict[str, Any]
+    custom_config: dict[str, Any] | None   # None when the Trainer was given none, as in TFX
+    hyperparameters: dict[str, Any] | None
     base_model: str | None            # SavedModel dir of a base model to warm-start from
     strategy: Any                     # a tf.distribute.Strategy
     is_chief: bool = True

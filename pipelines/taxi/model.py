@@ -110,16 +110,16 @@ def _wide_widths() -> dict[str, int]:
 def run_fn(fn_args):
     """Trains on the transformed examples and exports the serving model."""
     tf_transform_output = tft.TransformOutput(fn_args.transform_output)
-    batch_size = fn_args.custom_config.get("batch_size", BATCH_SIZE)
+    batch_size = (fn_args.custom_config or {}).get("batch_size", BATCH_SIZE)
     train = fn_args.dataset(fn_args.train_files, batch_size, label_key=LABEL_KEY)
     evaluation = fn_args.dataset(fn_args.eval_files, batch_size, label_key=LABEL_KEY)
     with fn_args.strategy.scope():
         model = build_keras_model(tf_transform_output,
-                                  hidden_units=fn_args.hyperparameters.get("hidden_units", HIDDEN_UNITS),
-                                  learning_rate=fn_args.hyperparameters.get("learning_rate", LEARNING_RATE))
+                                  hidden_units=(fn_args.hyperparameters or {}).get("hidden_units", HIDDEN_UNITS),
+                                  learning_rate=(fn_args.hyperparameters or {}).get("learning_rate", LEARNING_RATE))
         fn_args.warm_start(model)  # from fn_args.base_model, when the Trainer has one
     # TFX trains train_steps and validates eval_steps once; more epochs would repeat the validation.
-    epochs = fn_args.custom_config.get("epochs", 1)
+    epochs = (fn_args.custom_config or {}).get("epochs", 1)
     model.fit(
         train,
         steps_per_epoch=max(1, fn_args.train_steps // epochs),

@@ -35,7 +35,7 @@ PENGUIN_MODULE = textwrap.dedent('''
     LABEL = "species_id"
 
     def run_fn(fn_args):
-        batch = fn_args.custom_config.get("batch_size", 32)
+        batch = (fn_args.custom_config or {}).get("batch_size", 32)
         train = fn_args.dataset(fn_args.train_files, batch, label_key=LABEL, feature_keys=FEATURES)
         evaluation = fn_args.dataset(fn_args.eval_files, batch, label_key=LABEL, feature_keys=FEATURES)
         with fn_args.strategy.scope():
@@ -46,7 +46,7 @@ PENGUIN_MODULE = textwrap.dedent('''
             x = tf.keras.layers.Dense(16, activation="relu")(x)
             outputs = tf.keras.layers.Dense(3, activation="softmax")(x)
             model = tf.keras.Model(inputs, outputs)
-            model.compile(tf.keras.optimizers.Adam(fn_args.hyperparameters.get("learning_rate", 0.02)),
+            model.compile(tf.keras.optimizers.Adam((fn_args.hyperparameters or {}).get("learning_rate", 0.02)),
                           "sparse_categorical_crossentropy", metrics=["accuracy"])
         epochs = 2
         model.fit(train, steps_per_epoch=max(1, fn_args.train_steps // epochs), epochs=epochs,
@@ -319,6 +319,16 @@ def test_run_fn_by_dotted_name_gets_tfx_fn_args(tmp_path, penguins, monkeypatch)
                                              r"\(None, None, None, \{'k': 1\}, None\)"):
         run_trainer(examples=penguins, model=model, model_run=model_run, run_fn="sluice_dotted_pkg.train.run_fn",
                     train_steps=10, custom_config={"k": 1}, ctx=ExecutionContext())
+
+
+def test_custom_config_and_hyperparameters_are_none_when_not_given_as_in_tfx(tmp_path, penguins):
+    module = tmp_path / "peek.py"
+    module.write_text("def run_fn(fn_args):\n"
+                      "    raise RuntimeError(repr((fn_args.custom_config, fn_args.hyperparameters)))\n")
+    model, model_run = _outputs(tmp_path)
+    with pytest.raises(ComponentError, match=r"RuntimeError: \(None, None\)"):
+        run_trainer(examples=penguins, model=model, model_run=model_run, module_file=str(module),
+                    train_steps=10, ctx=ExecutionContext())
 
 
 @pytest.mark.parametrize("given, message", [
