@@ -90,7 +90,7 @@ def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any
         "annotations": annotations,
         "vocabularies": vocabularies,
         # tft.annotate_asset: {asset key: vocabulary file name}
-        "asset_annotations": dict(getattr(context, "asset_annotations", None) or {}),
+        "asset_annotations": dict(context.asset_annotations),
         "analyzers": [
             {"key": spec.key, "kind": spec.kind, "config": spec.config, "value": _jsonable(values.get(spec.key))}
             for spec in context.specs

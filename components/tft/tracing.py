@@ -52,11 +52,13 @@ class TraceContext:
         self.tables: dict[tuple, Any] = {}  # lookup tables created while tracing (kept alive here)
         # ref of a categorical result -> {"min", "max", ["vocabulary"]}, for the output schema
         self.annotations: dict[Any, dict[str, Any]] = {}
+        self.asset_annotations: dict[str, str] = {}  # tft.annotate_asset key -> vocabulary file name
 
     def start_trace(self) -> None:
         """Forgets the previous trace's calls (a function may be traced again); keeps tables."""
         self.specs, self.inputs, self.pending_ops = [], {}, {}
         self.vocabularies, self.vocabulary_names, self.annotations = {}, {}, {}
+        self.asset_annotations = {}
 
     def next_key(self, kind: str) -> str:
         return f"{len(self.specs):03d}_{kind}"

@@ -126,9 +126,9 @@ def _column_to_numpy(column, name: str, path: str):
     return _scalars_to_numpy(column, name, path)
 
 
-def _table_to_arrays(table, path: str) -> dict[str, Any]:
-    """Numpy per column; a column whose field metadata gives a fixed shape (Transform writes it,
-    e.g. [1] for a plain column) is ``[rows, *shape]``."""
+def _table_to_arrays(table, path: str, shapes: dict | None = None) -> dict[str, Any]:
+    """Numpy per column; a column with a fixed shape (from ``shapes``, else from the field metadata
+    Transform writes, e.g. [1] for a plain column) is dense ``[rows, *shape]``."""
     import json
 
     arrays = {}
@@ -136,11 +136,37 @@ def _table_to_arrays(table, path: str) -> dict[str, Any]:
         column = table.column(field.name)
         values = _column_to_numpy(column.combine_chunks() if hasattr(column, "combine_chunks") else column,
                                   field.name, path)
-        shape = (field.metadata or {}).get(SHAPE_METADATA.encode())
-        if shape is not None and not isinstance(values, VarLen):
-            values = values.reshape([-1, *json.loads(shape)])
+        shape = (shapes or {}).get(field.name)
+        if shape is None and (field.metadata or {}).get(SHAPE_METADATA.encode()) is not None:
+            shape = json.loads(field.metadata[SHAPE_METADATA.encode()])
+        if shape is not None:
+            values = _fixed(values, tuple(shape), field.name, path)
         arrays[field.name] = values
     return arrays
+
+
+def _fixed(values, shape: tuple, name: str, path: str):
+    """``values`` as dense ``[rows, *shape]``; a list column must hold that many values per row."""
+    size = 1
+    for dim in shape:
+        size *= dim
+    if isinstance(values, VarLen):
+        wrong = (values.lengths != size).nonzero()[0]
+        if len(wrong):
+            raise ComponentError(f"Trainer: column '{name}' in {path}: row {int(wrong[0])} has "
+                                 f"{int(values.lengths[wrong[0]])} values, but its shape is {list(shape)}")
+        values = values.values
+    elif values.ndim > 1 and len(values) and values[0].size != size:
+        raise ComponentError(f"Trainer: column '{name}' in {path}: row 0 has {values[0].size} values, "
+                             f"but its shape is {list(shape)}")
+    return values.reshape([-1, *shape])
+
+
+def shapes_from_schema(schema) -> dict[str, tuple]:
+    """``{feature: shape}`` of a tensorflow_metadata Schema's fixed-length features (a ``shape``
+    and ``presence.min_fraction: 1``, as tf.Transform and tfxio read them); for ``parquet_dataset``."""
+    return {f.name: tuple(d.size for d in f.shape.dim) for f in schema.feature
+            if f.HasField("shape") and f.presence.min_fraction == 1.0}
 
 
 def _check_columns(files: list[str], label_key: str | None, feature_keys: list[str] | None) -> list[str]:
@@ -196,6 +222,7 @@ def parquet_dataset(
     repeat: bool = True,
     seed: int | None = None,
     rows_needed: int | None = None,
+    shapes: dict[str, tuple] | None = None,
 ):
     """A ``tf.data.Dataset`` of batches read from Parquet files.
 
@@ -203,7 +230,9 @@ def parquet_dataset(
     int64, strings as tf.string; scalar columns dense ``[batch]`` with nulls as 0 / '',
     ``fixed_size_list`` columns dense ``[batch, *dims]``, variable-length ``list`` columns
     ``tf.SparseTensor [batch, longest]``, as the transformed schema's fixed/var-len shapes
-    say) or ``(features, label)`` when ``label_key`` is given. Small inputs are held in
+    say; ``shapes`` (e.g. ``shapes_from_schema(schema)``) makes those columns dense of that
+    shape, as tfxio does for a schema's fixed-length features) or ``(features, label)`` when
+    ``label_key`` is given. Small inputs are held in
     memory and shuffled per epoch with one vectorized gather per batch. Inputs
     over ``IN_MEMORY_ROW_LIMIT`` rows or ``IN_MEMORY_BYTE_LIMIT`` bytes, or holding
     more than ``STREAM_WHEN_ROWS_EXCEED_NEEDED`` times ``rows_needed`` (about how
@@ -233,13 +262,13 @@ def parquet_dataset(
         return features, batch[label_key]
 
     if _should_stream(total_rows, _uncompressed_bytes(files, columns), rows_needed):
-        dataset = _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed)
+        dataset = _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes)
     else:
-        dataset = _in_memory_dataset(files, columns, total_rows, batch_size, shuffle, repeat, seed)
+        dataset = _in_memory_dataset(files, columns, total_rows, batch_size, shuffle, repeat, seed, shapes)
     return dataset.map(split_label).prefetch(tf.data.AUTOTUNE)
 
 
-def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, seed):
+def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, seed, shapes=None):
     """Every row held as one tensor per column, reshuffled per epoch."""
     import tensorflow as tf
 
@@ -247,7 +276,7 @@ def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, se
 
     arrays: dict[str, list] = {c: [] for c in columns}
     for path in files:
-        for name, values in _table_to_arrays(open_parquet(path, OWNER).read(columns=columns), path).items():
+        for name, values in _table_to_arrays(open_parquet(path, OWNER).read(columns=columns), path, shapes).items():
             arrays[name].append(values)
     merged = {name: _concatenate(parts) for name, parts in arrays.items()}
     tensors = {name: values.ragged() if isinstance(values, VarLen) else tf.constant(values)
@@ -283,7 +312,7 @@ def _element_spec(values):
     return tf.TensorSpec([None, *values.shape[1:]], dtype)
 
 
-def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
+def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes=None):
     """(file, row group) units in random order per pass, read in chunks, shuffled together in
     buffers of ``STREAM_SHUFFLE_ROWS`` rows."""
     import numpy as np
@@ -291,7 +320,7 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
 
     from sluice.components.io.examples import open_parquet, read_batches
 
-    first = _table_to_arrays(open_parquet(files[0], OWNER).read(columns=columns).slice(0, 1), files[0])
+    first = _table_to_arrays(open_parquet(files[0], OWNER).read(columns=columns).slice(0, 1), files[0], shapes)
     signature = {name: _element_spec(values) for name, values in first.items()}
     units = [(path, group) for path in files for group in range(open_parquet(path, OWNER).metadata.num_row_groups)]
     chunk_rows, buffer_rows = STREAM_CHUNK_ROWS, STREAM_SHUFFLE_ROWS
@@ -312,7 +341,7 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed):
             for i in order:
                 path, group = units[i]
                 for record_batch in read_batches(path, OWNER, chunk_rows, columns=columns, row_groups=[group]):
-                    buffer.append(_table_to_arrays(record_batch, path))
+                    buffer.append(_table_to_arrays(record_batch, path, shapes))
                     held += record_batch.num_rows
                     if held >= buffer_rows:
                         yield emit(buffer)

@@ -262,3 +262,18 @@ def test_a_list_column_where_the_schema_wants_one_value_is_one_line(shapes_run, 
         run_transform(examples=Examples(uri=str(shapes_run["root"] / "examples"), split_names=["train", "eval"]),
                       schema=Schema(uri=str(schema_dir)), module_file=str(shapes_run["root"] / "shapes_module.py"),
                       **outs)
+
+
+def test_parquet_dataset_on_raw_examples_takes_the_schema_shapes(shapes_run):
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    shapes = trainer_data.shapes_from_schema(text_format.Parse(SCHEMA, schema_pb2.Schema()))
+    assert shapes == {"img": (784,), "species": (1,), "label": ()}
+    files = trainer_data.split_files(Examples(uri=str(shapes_run["root"] / "examples"), split_names=["train"]), "train")
+    features, label = next(iter(trainer_data.parquet_dataset(files, 8, label_key="label", shapes=shapes)))
+    assert features["img"].shape == (8, 784) and features["species"].shape == (8, 1) and label.shape == (8,)
+    assert isinstance(features["tokens"], tf.SparseTensor)
+    with pytest.raises(ComponentError, match=r"column 'img' in .*: row 0 has 784 values, but its shape is \[10\]"):
+        trainer_data.parquet_dataset(files, 8, shapes={"img": (10,)}, repeat=False)
