@@ -100,8 +100,7 @@ def _run(root: Path, example_gen, module: str, train_steps: int, eval_steps: int
     assert result.ok, result.error
     outputs = result.outputs(trainer.id)
     return {"graph": result.outputs(transform.id)["transform_graph"][0].uri,
-            "serving_dir": outputs["model"][0].serving_dir, "model_run": outputs["model_run"][0].uri,
-            "seconds": {c.id: round(c.seconds, 1) for c in result.components}}
+            "serving_dir": outputs["model"][0].serving_dir, "model_run": outputs["model_run"][0].uri}
 
 
 def _serialize(rows: list[dict], raw_spec: dict, leave_out: str) -> list[bytes]:
