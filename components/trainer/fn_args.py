@@ -93,35 +93,56 @@ def _rows(table: Any, rng: Any) -> Any:
     return table.combine_chunks().to_batches()[0]  # callers never pass an empty table
 
 
-@dataclasses.dataclass
+_ALIASES = {"transform_graph_path": "transform_output", "schema_file": "schema_path"}
+
+
+@dataclasses.dataclass(init=False)
 class FnArgs:
     """What ``run_fn`` receives (the TFX ``FnArgs`` fields, for Parquet inputs).
 
     As TFX's: ``schema_file`` is ``schema_path``, ``transform_graph_path`` is
     ``transform_output``, ``eval_model_dir`` (Estimators only) is None, and ``working_dir``
-    is the Tuner's working folder (None for the Trainer).
+    is the Tuner's working folder (None for the Trainer). Every field is optional and
+    ``FnArgs(transform_graph_path=..., schema_file=...)`` works, as in a TFX user's tests.
     """
 
     train_files: list[str]
     eval_files: list[str]
     transform_output: str | None      # TransformGraph uri: ``TransformOutput(fn_args.transform_output)``
     schema_path: str | None
-    serving_model_dir: str            # save the serving SavedModel here
-    model_run_dir: str                # TensorBoard logs, checkpoints
-    train_steps: int
-    eval_steps: int
+    serving_model_dir: str | None     # save the serving SavedModel here
+    model_run_dir: str | None         # TensorBoard logs, checkpoints
+    train_steps: int | None
+    eval_steps: int | None
     custom_config: dict[str, Any] | None   # None when the Trainer was given none, as in TFX
     hyperparameters: dict[str, Any] | None
     base_model: str | None            # SavedModel dir of a base model to warm-start from
-    strategy: Any                     # a tf.distribute.Strategy
-    is_chief: bool = True
-    data_accessor: DataAccessor = dataclasses.field(default_factory=DataAccessor)
-    tracking_uri: str | None = None
-    mlflow_run_id: str | None = None
-    working_dir: str | None = None
-    eval_model_dir: str | None = None
+    strategy: Any                     # a tf.distribute.Strategy (None: the default strategy)
+    is_chief: bool
+    data_accessor: DataAccessor
+    tracking_uri: str | None
+    mlflow_run_id: str | None
+    working_dir: str | None
+    eval_model_dir: str | None
     # The last epoch's Keras logs, filled by the callbacks() and recorded as execution metrics.
-    final_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    final_metrics: dict[str, float]
+
+    def __init__(self, **fields: Any):
+        defaults = {"train_files": [], "eval_files": [], "is_chief": True}
+        for alias, name in _ALIASES.items():
+            if alias in fields:
+                fields.setdefault(name, fields.pop(alias))
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise TypeError(f"FnArgs got unexpected keyword argument(s) {', '.join(unknown)}")
+        for name in known:
+            value = fields[name] if name in fields else defaults.get(name)
+            if value is None and name == "data_accessor":
+                value = DataAccessor()
+            elif value is None and name == "final_metrics":
+                value = {}
+            setattr(self, name, value)
 
     @property
     def transform_graph_path(self) -> str | None:  # the TFX name

@@ -81,6 +81,12 @@ def test_fn_args_have_tfxs_names():
         hyperparameters=None, base_model=None, strategy=None)
     assert (fn_args.schema_file, fn_args.transform_graph_path) == ("/schema.pbtxt", "/graph")
     assert (fn_args.working_dir, fn_args.eval_model_dir) == (None, None)
+    # Built as a TFX user's test builds it: TFX's keyword names, everything else left out.
+    made = tfx.components.FnArgs(transform_graph_path="/graph", schema_file="/s.pbtxt", train_files=["t"])
+    assert (made.transform_output, made.schema_path, made.eval_files) == ("/graph", "/s.pbtxt", [])
+    assert (made.custom_config, made.hyperparameters, made.is_chief) == (None, None, True)
+    with pytest.raises(TypeError, match="train_file"):
+        tfx.components.FnArgs(train_file=["t"])
     result = tfx.components.TunerFnResult(tuner="tuner", fit_kwargs={"x": 1})
     assert result.tuner == "tuner" and result == ("tuner", {"x": 1})
 
