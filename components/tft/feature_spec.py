@@ -22,6 +22,7 @@ class FeatureSpec:
 
     dtype: str
     shape: tuple[int, ...] | None = None
+    ragged: bool = False  # a variable-length output that was a RaggedTensor (tf.io.RaggedFeature)
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -54,10 +55,14 @@ class FeatureSpec:
             return tf.TensorSpec([None, *self.shape], self.tf_dtype())
         return tf.SparseTensorSpec([None, None], self.tf_dtype())
 
-    def parse_spec(self, with_default: bool = False) -> Any:
-        """``tf.io.FixedLenFeature(shape)`` (optionally with a zero default) or ``VarLenFeature``."""
+    def parse_spec(self, with_default: bool = False, name: str = "") -> Any:
+        """``tf.io.FixedLenFeature(shape)`` (optionally with a zero default), ``VarLenFeature``, or
+        for a ragged output tf.Transform's ``RaggedFeature(value_key="<name>$ragged_values")``."""
         import tensorflow as tf
 
+        if self.ragged:
+            return tf.io.RaggedFeature(self.tf_dtype(), value_key=f"{name}$ragged_values", partitions=(),
+                                       row_splits_dtype=tf.int64)
         if not self.is_fixed:
             return tf.io.VarLenFeature(self.tf_dtype())
         default = None
@@ -67,7 +72,10 @@ class FeatureSpec:
         return tf.io.FixedLenFeature(list(self.shape), self.tf_dtype(), default_value=default)
 
     def to_json(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "shape": None if self.shape is None else list(self.shape)}
+        described = {"dtype": self.dtype, "shape": None if self.shape is None else list(self.shape)}
+        if self.ragged:
+            described["ragged"] = True
+        return described
 
     @classmethod
     def from_json(cls, value: Any) -> FeatureSpec:
@@ -77,7 +85,7 @@ class FeatureSpec:
         if isinstance(value, str):
             return cls(value, None)
         shape = value.get("shape")
-        return cls(value["dtype"], None if shape is None else tuple(shape))
+        return cls(value["dtype"], None if shape is None else tuple(shape), bool(value.get("ragged")))
 
 
 def as_feature_specs(features: dict[str, Any]) -> dict[str, FeatureSpec]:

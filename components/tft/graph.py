@@ -51,7 +51,7 @@ def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any
             outputs = call_user_fn(preprocessing_fn, inputs, source)
             normalized = normalize_outputs(outputs, source)
         for name, tensor in outputs.items():
-            target = tensor.values if isinstance(tensor, tf.SparseTensor) else tensor
+            target = tensor.values if isinstance(tensor, (tf.SparseTensor, tf.RaggedTensor)) else tensor
             found = context.annotations.get(target.ref()) if hasattr(target, "ref") else None
             if found:
                 annotations[name] = found
@@ -135,19 +135,24 @@ def raw_dependencies(concrete: Any, raw_features: dict[str, FeatureSpec]) -> dic
 
 
 def output_spec(tensor: Any) -> FeatureSpec:
-    """A transformed feature's spec from a traced output: dense -> its shape, sparse -> var-len."""
+    """A transformed feature's spec from a traced output: dense -> its shape, sparse/ragged -> var-len."""
     tf = import_tf()
+    if isinstance(tensor, tf.RaggedTensor):
+        return FeatureSpec(dtype_name(tensor.dtype), None, ragged=True)
     if isinstance(tensor, tf.SparseTensor):
         return FeatureSpec(dtype_name(tensor.dtype), None)
     return FeatureSpec(dtype_name(tensor.dtype), tuple(int(d) for d in tensor.shape[1:]))
 
 
 def signature_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
-    """Outputs a signature can return: a SparseTensor ``x`` as ``x/indices``, ``x/values``, ``x/dense_shape``."""
+    """Outputs a signature can return: a SparseTensor ``x`` as ``x/indices``, ``x/values``, ``x/dense_shape``;
+    a RaggedTensor as ``x/values``, ``x/row_splits``."""
     tf = import_tf()
     flat = {}
     for name, tensor in outputs.items():
-        if isinstance(tensor, tf.SparseTensor):
+        if isinstance(tensor, tf.RaggedTensor):
+            flat.update({f"{name}/values": tensor.values, f"{name}/row_splits": tensor.row_splits})
+        elif isinstance(tensor, tf.SparseTensor):
             flat.update({f"{name}/indices": tensor.indices, f"{name}/values": tensor.values,
                          f"{name}/dense_shape": tensor.dense_shape})
         else:

@@ -109,8 +109,9 @@ class TransformOutput:
         return {name: spec.parse_spec() for name, spec in self.raw_features.items()}
 
     def transformed_feature_spec(self) -> dict[str, Any]:
-        """``FixedLenFeature(shape)`` of each dense transformed feature, ``VarLenFeature`` of sparse ones."""
-        return {name: spec.parse_spec() for name, spec in self.transformed_features.items()}
+        """``FixedLenFeature(shape)`` of each dense transformed feature, ``VarLenFeature`` of sparse ones,
+        ``RaggedFeature`` of ragged ones."""
+        return {name: spec.parse_spec(name=name) for name, spec in self.transformed_features.items()}
 
     def transform_features_layer(self) -> Any:
         """The trackable module applying the graph (loaded once per TFTransformOutput)."""

@@ -17,6 +17,8 @@ from sluice.components.tft.feature_spec import FeatureSpec, as_feature_specs
 MAX_BATCH_ROWS = 65536
 # Arrow field metadata key of a transformed column's fixed shape (JSON list; the Trainer reads it).
 SHAPE_METADATA = "tft.shape"
+# ... and of a variable-length column that was a RaggedTensor (the Trainer gives it back ragged).
+RAGGED_METADATA = "tft.ragged"
 _NUMPY = {"int64": "int64", "float32": "float32", "string": object}
 
 
@@ -204,6 +206,8 @@ def arrow_schema(features: dict[str, Any]) -> Any:
     fields = []
     for name, spec in as_feature_specs(features).items():
         metadata = {SHAPE_METADATA: json.dumps(list(spec.shape))} if spec.is_fixed and spec.shape else None
+        if spec.ragged:
+            metadata = {RAGGED_METADATA: "1"}
         fields.append(pa.field(name, arrow_type(spec), metadata=metadata))
     return pa.schema(fields)
 
@@ -220,10 +224,14 @@ def _flat_array(values: Any, dtype: str, name: str) -> Any:
 
 
 def _var_len_array(value: Any, spec: FeatureSpec, name: str) -> Any:
-    """A 2-D SparseTensor (values in row-major order) as an Arrow list array."""
+    """A 2-D SparseTensor (values in row-major order) or RaggedTensor as an Arrow list array."""
     import numpy as np
     import pyarrow as pa
 
+    if isinstance(value, import_tf().RaggedTensor):
+        offsets = value.row_splits.numpy().astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _flat_array(value.values.numpy(), spec.dtype,
+                                                                                  name))
     indices = value.indices.numpy()
     values = value.values.numpy()
     rows = int(value.dense_shape.numpy()[0])

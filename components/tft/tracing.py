@@ -191,7 +191,7 @@ def normalize_outputs(outputs: Any, source: str) -> dict[str, Any]:
 
     A dense output ``[batch]`` is one scalar per example, ``[batch, d, ...]`` with static dims
     fixed-length (``[batch, 1]`` keeps its shape, as in tf.Transform); a 2-D SparseTensor or
-    RaggedTensor is variable-length (a RaggedTensor becomes a SparseTensor).
+    RaggedTensor is variable-length.
     """
     tf = import_tf()
     if not isinstance(outputs, dict) or not outputs:
@@ -207,7 +207,8 @@ def normalize_outputs(outputs: Any, source: str) -> dict[str, Any]:
             if tensor.shape.rank != 2:
                 raise PreprocessingFnError(f"{where} is a RaggedTensor of shape {tensor.shape}; only [batch, None] "
                                            "ragged outputs are materialized")
-            tensor = tensor.to_sparse()
+            normalized[name] = tensor.with_values(_cast_output(tensor.values, where))
+            continue
         if isinstance(tensor, tf.SparseTensor):
             if tensor.shape.rank != 2:
                 raise PreprocessingFnError(f"{where} is a SparseTensor of shape {tensor.shape}; only 2-D "

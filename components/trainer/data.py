@@ -27,6 +27,8 @@ STREAM_CHUNK_ROWS = 65_536
 STREAM_SHUFFLE_ROWS = 262_144
 # Arrow field metadata key of a column's fixed shape, as the Transform component writes it.
 SHAPE_METADATA = "tft.shape"
+# ... and of a variable-length column Transform got as a RaggedTensor: given back ragged, as tfxio does.
+RAGGED_METADATA = "tft.ragged"
 
 
 def split_files(examples: Examples, split: str) -> list[str]:
@@ -292,14 +294,24 @@ def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, se
 
     epochs = tf.data.Dataset.range(1).repeat() if repeat else tf.data.Dataset.range(1)
     # rebatch(n) == unbatch().batch(n); over endless epochs every batch is full.
-    return epochs.map(epoch).rebatch(batch_size).map(_ragged_to_sparse)
+    keep = _ragged_columns(files[0], columns)
+    return epochs.map(epoch).rebatch(batch_size).map(lambda batch: _ragged_to_sparse(batch, keep))
 
 
-def _ragged_to_sparse(batch):
-    """Variable-length columns as SparseTensors ``[batch, longest]`` (what tfxio gives for them)."""
+def _ragged_to_sparse(batch, keep_ragged=frozenset()):
+    """Variable-length columns as SparseTensors ``[batch, longest]`` (what tfxio gives for them),
+    except those Transform wrote from RaggedTensors."""
     import tensorflow as tf
 
-    return {k: v.to_sparse() if isinstance(v, tf.RaggedTensor) else v for k, v in batch.items()}
+    return {k: v.to_sparse() if isinstance(v, tf.RaggedTensor) and k not in keep_ragged else v
+            for k, v in batch.items()}
+
+
+def _ragged_columns(path: str, columns: list[str]) -> frozenset:
+    from sluice.components.io.examples import read_schema
+
+    schema = read_schema(path, OWNER)
+    return frozenset(f.name for f in schema if f.name in columns and (f.metadata or {}).get(RAGGED_METADATA.encode()))
 
 
 def _element_spec(values):
@@ -352,4 +364,5 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes=
                 return
 
     dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature)
-    return dataset.rebatch(batch_size, drop_remainder=repeat).map(_ragged_to_sparse)
+    keep = _ragged_columns(files[0], columns)
+    return dataset.rebatch(batch_size, drop_remainder=repeat).map(lambda batch: _ragged_to_sparse(batch, keep))

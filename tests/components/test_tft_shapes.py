@@ -174,7 +174,9 @@ def test_post_transform_schema_and_feature_specs(shapes_run):
     assert schema["tokens_xf"].int_domain.max == 5 and schema["x_xf"].HasField("shape")
     spec = output.transformed_feature_spec()
     assert spec["img_xf"] == tf.io.FixedLenFeature([784], tf.float32)
-    assert spec["tokens_upper"] == tf.io.VarLenFeature(tf.string)
+    assert spec["tokens_upper"] == tf.io.RaggedFeature(tf.string, value_key="tokens_upper$ragged_values",
+                                                       partitions=(), row_splits_dtype=tf.int64)  # as tf.Transform
+    assert spec["tokens_xf"] == tf.io.VarLenFeature(tf.int64)
     assert spec["x_xf"] == tf.io.FixedLenFeature([], tf.float32)
     assert spec["species_id"] == tf.io.FixedLenFeature([1], tf.int64)  # as tf.Transform: [batch, 1] stays [1]
     assert [d.size for d in schema["species_id"].shape.dim] == [1]
@@ -204,6 +206,7 @@ def test_parquet_dataset_gives_schema_shapes(shapes_run, monkeypatch, streamed):
     for features, label in dataset:
         assert features["img_xf"].shape[1:] == (784,) and features["onehot"].shape[1:] == (3,)
         assert isinstance(features["tokens_xf"], tf.SparseTensor) and features["x_xf"].shape.rank == 1
+        assert isinstance(features["tokens_upper"], tf.RaggedTensor)  # a ragged output comes back ragged
         assert label.shape.rank == 1 and features["species_id"].shape[1:] == (1,)
         rows += int(label.shape[0])
         tokens += int(tf.size(features["tokens_xf"].values))
@@ -245,8 +248,10 @@ def test_serving_default_and_transform_raw_features_on_tf_examples(shapes_run):
     transformed = output.transform_raw_features(parsed, drop_unused_features=True)
     assert "label_xf" not in transformed and transformed.pop("label_xf") is None  # computed from the label only
     np.testing.assert_array_equal(transformed["onehot"].numpy(), np.array(expected.column("onehot").to_pylist()))
-    assert isinstance(transformed["tokens_upper"], tf.SparseTensor)
-    assert tf.sparse.to_dense(transformed["tokens_upper"]).shape[0] == raw.num_rows
+    assert isinstance(transformed["tokens_upper"], tf.RaggedTensor)
+    assert transformed["tokens_upper"].to_list() == [[w.encode() for w in t] for t in expected.column("tokens_upper")
+                                                      .to_pylist()]
+    assert served["tokens_upper/row_splits"].shape == (raw.num_rows + 1,)
 
 
 def test_a_list_column_where_the_schema_wants_one_value_is_one_line(shapes_run, tmp_path):
