@@ -368,11 +368,8 @@ def all_cases() -> dict[str, Case]:
     return {case.name: case for case in cases}
 
 
-RAGGED_GAP = ("a RaggedTensor output is materialized as VarLenFeature (SparseTensor when parsed); "
-              "tf.Transform's transformed_feature_spec says RaggedFeature")
 CASE_NAMES = ["taxi", "penguin_dense", "one_hot", "list_of_strings", "list_of_floats_784", "odd_tokens",
-              "elementwise_z", "analyzers",
-              pytest.param("ragged_output", marks=pytest.mark.xfail(strict=True, reason=RAGGED_GAP))]
+              "elementwise_z", "analyzers", "ragged_output"]
 
 
 @pytest.fixture(scope="module")
