@@ -3,8 +3,8 @@
 The fast tests run a ``preprocessing_fn`` through Sluice's engine without Beam (plan, per-phase
 analysis function, accumulators merged over two batches, saved graph, applied) and check values
 taken from real tensorflow-transform 1.21 on the same rows (vocabulary files, names, ties,
-tfidf). ``test_matches_tensorflow_transform`` runs both engines side by side (slow: one tf.Transform
-Beam pipeline).
+tfidf). Its ``make_parity_fn`` runs through both engines side by side in
+tests/components/test_tft_parity.py (case ``analyzer_options``), in the suite's one tf.Transform pipeline.
 """
 
 from __future__ import annotations
@@ -367,24 +367,6 @@ PARITY_SCHEMA = "".join([
     'feature { name: "v" type: FLOAT presence { min_fraction: 1.0 } shape { dim { size: 2 } } }\n',
     'feature { name: "n" type: FLOAT presence { min_fraction: 1.0 } shape { dim { size: 1 } } }\n',
 ])
-
-
-@pytest.mark.slow
-def test_matches_tensorflow_transform(tmp_path):
-    pytest.importorskip("tensorflow_transform")
-    from tests.oracle import tft_compare, tft_oracle
-
-    # n_sum, v_sum: tf.Transform adds float32 values in float32, Sluice in float64 (a float32 ulp at ~800).
-    case = tft_oracle.Case("analyzers", parity_table(), PARITY_SCHEMA, make_parity_fn,
-                           float_tolerance={"n_sum": 1e-4, "v_sum": 1e-4})
-    expected = tft_oracle.run_tft_cached([case], tmp_path / "tft")["analyzers"]
-    actual = tft_oracle.run_sluice(case, tmp_path / "sluice")
-    assert actual.assets == expected.assets  # names and bytes of every vocabulary file
-    assert actual.vocabulary_sizes == expected.vocabulary_sizes
-    parity = tft_compare.compare(case, expected, actual)
-    print("\nPARITY analyzers: " + "; ".join(f"{k}: {v}" for k, v in sorted(parity.figures.items())))
-    print("NOTES: " + "; ".join(getattr(parity, "notes", [])))
-    assert not parity.differences, "\n".join(parity.differences)
 
 
 def test_non_finite_values_as_tensorflow_transform():

@@ -358,18 +358,27 @@ def analyzers_case() -> Case:
                 eval_table=eval_table)
 
 
+def analyzer_options_case() -> Case:
+    """test_tft_analyzers' one preprocessing_fn over vocabulary options, tfidf, quantiles, scaling, sums."""
+    from tests.components import test_tft_analyzers as options
+
+    # n_sum, v_sum: tf.Transform adds float32 values in float32, Sluice in float64 (a float32 ulp at ~800).
+    return Case("analyzer_options", options.parity_table(), options.PARITY_SCHEMA, options.make_parity_fn,
+                float_tolerance={"n_sum": 1e-4, "v_sum": 1e-4})
+
+
 # --- the suite -----------------------------------------------------------------------------
 
 
 def all_cases() -> dict[str, Case]:
     taxi = taxi_case()
     cases = [taxi, penguin_case(), one_hot_case(taxi.table), text_case(), image_case(), odd_tokens_case(),
-             elementwise_case(), analyzers_case(), ragged_case()]
+             elementwise_case(), analyzers_case(), ragged_case(), analyzer_options_case()]
     return {case.name: case for case in cases}
 
 
 CASE_NAMES = ["taxi", "penguin_dense", "one_hot", "list_of_strings", "list_of_floats_784", "odd_tokens",
-              "elementwise_z", "analyzers", "ragged_output"]
+              "elementwise_z", "analyzers", "ragged_output", "analyzer_options"]
 
 
 @pytest.fixture(scope="module")
