@@ -12,6 +12,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "orchestration" / "fixtures"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Importing tensorflow_transform (the oracle some tests use in-process) sets TF_USE_LEGACY_KERAS=1
+# when it is unset, which turns every later ``tf.keras`` in this process, and in every child
+# process (``sluice run``), into Keras 2. Sluice runs on Keras 3; tensorflow_transform uses the
+# tf_keras package directly either way.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 
 
 class _RepoFoldersAreNotPackages:

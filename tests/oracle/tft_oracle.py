@@ -233,7 +233,8 @@ def run_tft_in_subprocess(cases: list[Case], work_dir: Path) -> dict[str, Engine
     _save_pickle(cases, str(cases_file))
     repo = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "tests.oracle.tft_oracle", str(cases_file), str(results_file),
-                           str(work_dir)], cwd=repo, capture_output=True, text=True, timeout=1800)
+                           str(work_dir)], cwd=repo, capture_output=True, text=True, timeout=1800,
+                          env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
     if not results_file.is_file():
         raise RuntimeError(f"the tf.Transform oracle failed (exit {done.returncode}): {done.stderr[-4000:]}")
     with open(results_file, "rb") as fh:
