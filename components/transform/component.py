@@ -15,6 +15,7 @@ from sluice.components.sdk import (
     ExecutionContext,
     Input,
     ModuleFile,
+    ModuleFunction,
     Output,
     component,
     load_module_file,
@@ -149,7 +150,7 @@ def run_transform(
     transformed_examples: Output[Examples],
     post_transform_schema: Output[Schema],
     module_file: ModuleFile | None = None,
-    preprocessing_fn: str | None = None,
+    preprocessing_fn: ModuleFunction | None = None,
     analyze_splits: list[str] = ["train"],  # noqa: B006 - validated, never mutated
     transform_splits: list[str] = ["train", "eval"],  # noqa: B006
     ctx: ExecutionContext = None,
