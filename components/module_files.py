@@ -176,24 +176,3 @@ def module_function(path: str, name: str, owner: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ComponentError(f"{owner}: module file {os.path.abspath(path)} defines no function '{name}'")
     return fn
-
-
-def dotted_function(dotted: str, parameter: str, owner: str) -> tuple[Callable[..., Any], str]:
-    """A ``"package.module.function"`` parameter, imported; and where it came from (its file).
-
-    Errors are one line naming the component and the parameter.
-    """
-    import importlib
-
-    module_name, _, attr = dotted.rpartition(".")
-    if not module_name:
-        raise ComponentError(f"{owner}: {parameter} {dotted!r} must be 'module.function'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - user code
-        raise ComponentError(f"{owner}: {parameter} {dotted!r}: cannot import {module_name}: "
-                             f"{type(exc).__name__}: {exc}") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ComponentError(f"{owner}: {parameter} {dotted!r}: {module_name} has no function {attr}")
-    return fn, getattr(module, "__file__", None) or dotted

@@ -45,7 +45,6 @@ from typing import Annotated, Any, Union
 from sluice.components.artifacts import Artifact
 from sluice.components.errors import ComponentError, DefinitionError
 from sluice.components.module_files import (
-    dotted_function,
     load_module_file,
     module_directory_importable,
     module_function,
@@ -55,8 +54,7 @@ from sluice.components.nodes import Channel, Node, validate_id
 
 __all__ = [
     "ArtifactSpec", "Channel", "Component", "ComponentError", "DefinitionError", "ExecutionContext", "ExternalData",
-    "Input", "ModuleFile", "ModuleFunction", "Node", "Output", "ParameterSpec", "component", "dotted_function",
-    "load_module_file",
+    "Input", "ModuleFile", "ModuleFunction", "Node", "Output", "ParameterSpec", "component", "load_module_file",
     "module_directory_importable", "module_function", "user_code_line", "validate_id",
 ]
 

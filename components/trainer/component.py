@@ -17,7 +17,6 @@ from sluice.components.sdk import (
     ModuleFunction,
     Output,
     component,
-    dotted_function,
     module_directory_importable,
     module_function,
     user_code_line,
@@ -41,7 +40,20 @@ def load_run_fn(module_file: str | None, run_fn: str | None) -> tuple[Callable, 
         raise ComponentError("Trainer: set exactly one of module_file or run_fn")
     if module_file is not None:
         return load_module_function(module_file, "run_fn"), module_file
-    return dotted_function(run_fn, "run_fn", "Trainer")
+    module_name, _, attr = run_fn.rpartition(".")
+    if not module_name:
+        raise ComponentError(f"Trainer: run_fn {run_fn!r} must be 'module.function'")
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ComponentError(f"Trainer: run_fn {run_fn!r}: cannot import {module_name}: "
+                             f"{type(exc).__name__}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ComponentError(f"Trainer: run_fn {run_fn!r}: {module_name} has no function {attr}")
+    return fn, getattr(module, "__file__", None) or run_fn
 
 
 def _user_code_error(exc: BaseException, module_file: str) -> str:
