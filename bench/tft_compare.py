@@ -304,7 +304,15 @@ def _rows_written(folder: Path) -> int:
 
 
 def child(engine: str, case: str, data: Path, out: Path) -> dict:
-    """Imports the engine (timed apart), runs it, returns its figures."""
+    """Imports the engine (timed apart), runs it, returns its figures.
+
+    Both engines run in a process set up as ``sluice run`` sets up its own (``prepare_process``:
+    the heap keeps big blocks instead of page-faulting them afresh); tf.Transform gets it too,
+    so the comparison is of the engines alone.
+    """
+    from sluice.orchestration.runtime import prepare_process
+
+    prepare_process()
     started = time.perf_counter()
     import apache_beam  # noqa: F401 - both engines need Beam and TensorFlow; their import is timed apart
     import tensorflow  # noqa: F401

@@ -156,6 +156,17 @@ class ExecutionContext:
             base = self.artifact_uri or client.get_run(self.mlflow_run_id).info.artifact_uri
         return base.rstrip("/") + "/" + artifact_path
 
+    @property
+    def beam_default_runner(self) -> bool:
+        """True when the pipeline gives no Beam option but the in-process runner.
+
+        A component may then do small work in this process without a Beam pipeline (the
+        same code its Beam transforms run); any other option (a runner, workers, bundle
+        replays) asks for a real pipeline.
+        """
+        in_process = {"--runner=DirectRunner", "--runner=direct", "--runner=FnApiRunner"}
+        return all(arg in in_process for arg in self.beam_pipeline_args)
+
     def beam_pipeline(self):
         """A Beam pipeline built from the pipeline's ``beam_pipeline_args``.
 

@@ -6,7 +6,8 @@ mean and sum of squared deviations, merged as Chan et al.), ``min_max``, ``sum``
 ``quantiles`` (tfx_bsl's QuantilesSketch). As tf.Transform: ``mean_and_var`` ignores NaN and
 infinite values, ``min_max`` and ``sum`` propagate NaN, the quantiles sketch skips NaN.
 
-A batch's values are one vector, or with ``config["elementwise_shape"]`` a ``[values, d]``
+A batch's values are one vector (for ``mean_and_var``, or its moments reduced in the
+analysis graph, ``batch_moments``), or with ``config["elementwise_shape"]`` a ``[values, d]``
 matrix whose ``d`` columns reduce separately (tf.Transform's ``reduce_instance_dims=False``);
 the extracted value then has the per-example shape.
 """
@@ -87,6 +88,45 @@ def _add_mean_var(acc: list, matrix: Any) -> list:
     return _merge_mean_var(acc, count, batch_mean, batch_m2)
 
 
+def batch_moments(values: Any, columns: int) -> Any:
+    """In the analysis graph: one batch's ``[count, mean, sum of squared deviations]`` per column
+    (``[3, columns]`` float64), NaN and infinite values left out; ``add_to_accumulator`` merges it."""
+    import tensorflow as tf
+
+    matrix = tf.reshape(tf.cast(values, tf.float64), [-1, columns])
+    finite = tf.math.is_finite(matrix)
+    count = tf.reduce_sum(tf.cast(finite, tf.float64), axis=0)
+    zeros = tf.zeros_like(matrix)
+    mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(finite, matrix, zeros), axis=0), count)
+    m2 = tf.reduce_sum(tf.where(finite, tf.square(matrix - mean), zeros), axis=0)
+    return tf.stack([count, mean, m2])
+
+
+def batch_counts(values: Any) -> dict[str, Any]:
+    """In the analysis graph: one batch's distinct values and how often each occurs."""
+    import tensorflow as tf
+
+    unique, _, counts = tf.unique_with_counts(tf.reshape(values, [-1]), out_idx=tf.int64)
+    return {"unique": unique, "counts": counts}
+
+
+def _add_counts(acc: dict, values: Any) -> dict:
+    import numpy as np
+
+    if isinstance(values, dict):  # a batch's counts, from the analysis graph
+        found = zip(np.asarray(values["unique"]).tolist(), np.asarray(values["counts"]).tolist())
+    else:
+        values = np.asarray(values).reshape(-1)
+        if values.dtype == object:  # strings: hashing beats np.unique's sort by far
+            found = collections.Counter(values.tolist()).items()
+        else:
+            tokens, counts = np.unique(values, return_counts=True)
+            found = zip(tokens.tolist(), counts.tolist())
+    for token, count in found:
+        acc[token] = acc.get(token, 0) + count
+    return acc
+
+
 def _add_min_max(acc: Any, matrix: Any) -> Any:
 
     if not len(matrix):
@@ -99,6 +139,9 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
     import numpy as np
 
     if spec.kind == "mean_and_var":
+        if isinstance(values, dict):  # a batch's moments, from the analysis graph
+            count, batch_mean, batch_m2 = np.asarray(values["moments"], np.float64)
+            return _merge_mean_var(acc, count, batch_mean, batch_m2) if count.any() else acc
         return _add_mean_var(acc, _matrix(spec, values))
     if spec.kind == "min_max":
         return _add_min_max(acc, _matrix(spec, values))
@@ -107,17 +150,9 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
         total = matrix.sum(axis=0)
         return total if acc is None else acc + total
     if spec.kind in ("vocabulary", "count_per_value"):
-        values = np.asarray(values).reshape(-1)
         if spec.config.get("weighted"):
-            return _add_weighted(spec, acc, values)
-        if values.dtype == object:  # strings: hashing beats np.unique's sort by far
-            found = collections.Counter(values.tolist())
-        else:
-            tokens, counts = np.unique(values, return_counts=True)
-            found = zip(tokens.tolist(), counts.tolist())
-        for token, count in dict(found).items():
-            acc[token] = acc.get(token, 0) + count
-        return acc
+            return _add_weighted(spec, acc, np.asarray(values).reshape(-1))
+        return _add_counts(acc, values)
     if spec.kind == "quantiles":
         import pyarrow as pa
 

@@ -10,6 +10,7 @@ and shape, ``null`` for variable length) and vocabularies;
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -29,6 +30,19 @@ FORMAT_VERSION = 2
 SCHEMA_FILE = "schema.pbtxt"
 
 
+@dataclasses.dataclass
+class TracedGraph:
+    """``preprocessing_fn`` traced with its analyzed values: ``transform_fn`` is the concrete function
+    (raw tensor dict -> outputs), usable in this process before and after it is saved."""
+
+    raw_features: dict[str, FeatureSpec]
+    transform_fn: Any
+    context: TraceContext
+    annotations: dict[str, dict[str, Any]]
+    features: dict[str, FeatureSpec]
+    resources: list[Any]
+
+
 def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any],
                          values: dict[str, Any], output_dir: str, source: str = "preprocessing_fn") -> dict[str, Any]:
     """Traces ``preprocessing_fn`` with the analyzed ``values`` and saves the transform graph.
@@ -40,6 +54,13 @@ def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any
     the vocabulary files under ``transform_fn/assets/``, ``analysis.json`` and
     ``transformed_metadata/schema.pbtxt``. Returns the analysis description.
     """
+    traced = trace_transform_graph(preprocessing_fn, raw_features, values, source)
+    return write_transform_graph(traced, values, output_dir)
+
+
+def trace_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any],
+                          values: dict[str, Any], source: str = "preprocessing_fn") -> TracedGraph:
+    """``preprocessing_fn`` traced once with every analyzer's value as a constant."""
     tf = import_tf()
     raw_features = as_feature_specs(raw_features)
     context = TraceContext("transform", dict(values))
@@ -65,6 +86,13 @@ def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any
     with tf_resource.resource_tracker_scope(tracker):
         concrete = transform_fn.get_concrete_function()
     features = {name: output_spec(tensor) for name, tensor in sorted(concrete.structured_outputs.items())}
+    return TracedGraph(raw_features, concrete, context, annotations, features, list(tracker.resources))
+
+
+def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_dir: str) -> dict[str, Any]:
+    """Saves a traced graph as ``save_transform_graph`` describes; returns the analysis description."""
+    tf = import_tf()
+    raw_features, concrete, context = traced.raw_features, traced.transform_fn, traced.context
     parse_spec = {name: spec.parse_spec(with_default=True) for name, spec in raw_features.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
@@ -74,13 +102,14 @@ def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any
 
     module = tf.Module()
     module.tables = list(context.tables.values())
-    module.resources = list(tracker.resources)
+    module.resources = list(traced.resources)
     # Their initializers hold the key/value tensors the restored graph captures.
-    module.initializers = [r._initializer for r in tracker.resources if hasattr(r, "_initializer")]  # noqa: SLF001
+    module.initializers = [r._initializer for r in traced.resources if hasattr(r, "_initializer")]  # noqa: SLF001
     module.transform_fn = concrete  # the traced function itself: tracing again would make new tables
     graph_dir = os.path.join(output_dir, TRANSFORM_FN_DIR)
     tf.saved_model.save(module, graph_dir, signatures={"serving_default": transform_examples.get_concrete_function()})
 
+    annotations, features = traced.annotations, traced.features
     vocabularies = _write_vocabularies(context, values, annotations, graph_dir)
     analysis = {
         "format_version": FORMAT_VERSION,

@@ -15,11 +15,11 @@ from sluice.components.tft.feature_spec import FeatureSpec, as_feature_specs
 
 # Rows per tf.function call: big enough to amortize the call, small enough for memory.
 MAX_BATCH_ROWS = 65536
+MAX_BATCH_BYTES = 16 << 20
 # Arrow field metadata key of a transformed column's fixed shape (JSON list; the Trainer reads it).
 SHAPE_METADATA = "tft.shape"
 # ... and of a variable-length column that was a RaggedTensor (the Trainer gives it back ragged).
 RAGGED_METADATA = "tft.ragged"
-_NUMPY = {"int64": "int64", "float32": "float32", "string": object}
 
 
 def import_tf():
@@ -48,128 +48,26 @@ def raw_input_signature(raw_features: dict[str, Any]) -> dict[str, Any]:
     return {name: spec.tensor_spec() for name, spec in as_feature_specs(raw_features).items()}
 
 
-def _is_list(kind: Any) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-
-
 def arrow_to_raw_tensors(batch: Any, raw_features: dict[str, Any]) -> dict[str, Any]:
-    """A pyarrow Table/RecordBatch as the raw tensors ``preprocessing_fn`` takes.
+    """A pyarrow Table/RecordBatch as the raw tensors ``preprocessing_fn`` takes (eagerly).
 
     Fixed-length features: dense ``[rows, *shape]`` (a missing value is an error, as in
     tf.Transform). Variable-length ones: ``tf.SparseTensor`` of dense_shape ``[rows, 1]`` for
     a scalar column (null = no entry) or ``[rows, longest list]`` for a list column. Columns
-    the batch lacks are all-missing.
+    the batch lacks are all-missing. Traced functions take ``packed.pack``'s tensors instead
+    (``packed.PackedFunction``), which build the same in their graph.
     """
-    import pyarrow as pa
+    from sluice.components.tft.packed import pack, unpack
 
-    rows = batch.num_rows
-    tensors = {}
-    for name, spec in as_feature_specs(raw_features).items():
-        if name not in batch.column_names:
-            if spec.is_fixed:
-                raise ValueError(f"column {name!r} is missing, but the schema says it is always present "
-                                 f"with shape {list(spec.shape)}")
-            tensors[name] = _sparse(spec, [], [], _empty(spec), [rows, 1])
-            continue
-        column = batch.column(name)
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        if _is_list(column.type):
-            tensors[name] = _list_tensor(column, spec, rows, name)
-        else:
-            tensors[name] = _scalar_tensor(column, spec, rows, name)
-    return tensors
+    return unpack(pack(batch, raw_features), raw_features)
 
 
-def _empty(spec: FeatureSpec) -> Any:
-    import numpy as np
-
-    return np.zeros([0], _NUMPY[spec.dtype])
-
-
-def _sparse(spec: FeatureSpec, row_ids: Any, col_ids: Any, values: Any, dense_shape: list[int]) -> Any:
-    import numpy as np
-
-    tf = import_tf()
-    indices = np.stack([np.asarray(row_ids, np.int64), np.asarray(col_ids, np.int64)], axis=1)
-    return tf.SparseTensor(indices.reshape([-1, 2]), tf.constant(values, spec.tf_dtype(), shape=[len(values)]),
-                           dense_shape)
-
-
-def _scalar_tensor(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
-    import numpy as np
-
-    tf = import_tf()
-    if spec.is_fixed:
-        if spec.size != 1:
-            raise ValueError(f"column {name!r} holds one value per row, but the schema's shape is {list(spec.shape)}")
-        if column.null_count:
-            raise ValueError(f"column {name!r} has {column.null_count} missing value(s), but the schema says it "
-                             "is always present (shape with presence min_fraction 1)")
-        values = _arrow_values(column, spec.dtype, name)
-        return tf.constant(values.reshape([rows, *spec.shape]), spec.tf_dtype())
-    if column.null_count:
-        present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
-        column = column.drop_null()
-    else:
-        present = np.arange(rows, dtype=np.int64)
-    values = _arrow_values(column, spec.dtype, name)
-    return _sparse(spec, present, np.zeros(len(present), np.int64), values, [rows, 1])
-
-
-def list_lengths(column: Any) -> Any:
-    """Values per row of an Arrow list column (0 for a null list), as int64 numpy."""
-    import pyarrow.compute as pc
-
-    return pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype("int64", copy=False)
-
-
-def _list_tensor(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
-    import numpy as np
-
-    tf = import_tf()
-    lengths = list_lengths(column)
-    flat = column.flatten()
-    if flat.null_count:
-        raise ValueError(f"column {name!r} holds null values inside its lists")
-    values = _arrow_values(flat, spec.dtype, name)
-    if spec.is_fixed:
-        wrong = np.flatnonzero(lengths != spec.size)
-        if len(wrong):
-            raise ValueError(f"column {name!r}: row {int(wrong[0])} has {int(lengths[wrong[0]])} values, but the "
-                             f"schema's shape is {list(spec.shape)} ({spec.size} values per row)")
-        return tf.constant(values.reshape([rows, *spec.shape]), spec.tf_dtype())
-    starts = np.cumsum(lengths) - lengths
-    row_ids = np.repeat(np.arange(rows, dtype=np.int64), lengths)
-    col_ids = np.arange(len(values), dtype=np.int64) - np.repeat(starts, lengths)
-    return _sparse(spec, row_ids, col_ids, values, [rows, int(lengths.max()) if rows else 0])
-
-
-def _arrow_values(column: Any, dtype: str, name: str) -> Any:
-    import pyarrow as pa
-
-    try:
-        if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
-        if dtype == "string":
-            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-                    or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
-                column = column.cast(pa.string())
-            return column.to_numpy(zero_copy_only=False)
-        target = pa.int64() if dtype == "int64" else pa.float32()
-        if column.type != target:
-            column = column.cast(target)
-        return column.to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(f"column {name!r} of type {column.type} cannot be read as {dtype}: {exc}") from None
-
-
-def slices(batch: Any, rows: int = MAX_BATCH_ROWS) -> list[Any]:
-    """A Table/RecordBatch cut into zero-copy slices of at most ``rows`` rows (none if empty)."""
+def slices(batch: Any, rows: int = MAX_BATCH_ROWS, max_bytes: int = MAX_BATCH_BYTES) -> list[Any]:
+    """A Table/RecordBatch cut into zero-copy slices of at most ``rows`` rows and about ``max_bytes``
+    (none if empty): wide rows (images) make smaller batches, so a batch's float64 temporaries
+    stay blocks the heap reuses rather than fresh mappings from the kernel."""
+    if batch.num_rows:
+        rows = max(1, min(rows, int(max_bytes * batch.num_rows / max(batch.nbytes, 1))))
     return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
 
 
@@ -192,8 +90,8 @@ def arrow_type(spec: FeatureSpec) -> Any:
         return pa.list_(kind)
     if spec.size == 1:  # plain columns: cheaper than lists to write and read
         return kind
-    for dim in reversed(spec.shape):
-        kind = pa.list_(kind, dim)
+    for dim in reversed(spec.shape):  # items never null: Parquet then writes no definition levels for them
+        kind = pa.list_(pa.field("item", kind, nullable=False), dim)
     return kind
 
 
@@ -229,12 +127,12 @@ def _var_len_array(value: Any, spec: FeatureSpec, name: str) -> Any:
     import pyarrow as pa
 
     if isinstance(value, import_tf().RaggedTensor):
-        offsets = value.row_splits.numpy().astype(np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _flat_array(value.values.numpy(), spec.dtype,
-                                                                                  name))
-    indices = value.indices.numpy()
-    values = value.values.numpy()
-    rows = int(value.dense_shape.numpy()[0])
+        offsets = np.asarray(value.row_splits).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), _flat_array(np.asarray(value.values),
+                                                                                  spec.dtype, name))
+    indices = np.asarray(value.indices)
+    values = np.asarray(value.values)
+    rows = int(np.asarray(value.dense_shape)[0])
     if len(indices) > 1:
         order = np.lexsort((indices[:, 1], indices[:, 0]))
         if not np.array_equal(order, np.arange(len(order))):
@@ -250,6 +148,7 @@ def tensors_to_arrow(outputs: dict[str, Any], features: dict[str, Any]) -> Any:
     Scalars (and shapes of one value, e.g. [1]) are plain columns, other fixed shapes
     nested ``fixed_size_list``, var-len SparseTensors ``list`` columns.
     """
+    import numpy as np
     import pyarrow as pa
 
     specs = as_feature_specs(features)
@@ -258,7 +157,7 @@ def tensors_to_arrow(outputs: dict[str, Any], features: dict[str, Any]) -> Any:
         if not spec.is_fixed:
             arrays.append(_var_len_array(outputs[name], spec, name))
             continue
-        array = _flat_array(outputs[name].numpy().reshape([-1]), spec.dtype, name)
+        array = _flat_array(np.asarray(outputs[name]).reshape([-1]), spec.dtype, name)  # a view, not a copy
         for dim in reversed(spec.shape if spec.size != 1 else ()):
             array = pa.FixedSizeListArray.from_arrays(array, dim)
         arrays.append(array)

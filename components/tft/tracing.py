@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.components.sdk import user_code_line
-from sluice.components.tft.tensors import arrow_to_raw_tensors, import_tf, raw_input_signature
+from sluice.components.tft.tensors import import_tf, raw_input_signature
 
 MAX_PHASES = 10
 
@@ -114,8 +114,21 @@ def analyze(kind: str, x: Any, elementwise: bool = False, **config: Any) -> Any:
         values = tf.reshape(x, [-1, _prod(config["elementwise_shape"])])
     else:
         values = x.values if isinstance(x, tf.SparseTensor) else tf.reshape(x, [-1])
+    values = _reduced_in_graph(kind, values, config)
     context.inputs[key] = values
     return None
+
+
+def _reduced_in_graph(kind: str, values: Any, config: dict[str, Any]) -> Any:
+    """An analyzer's input as its batch partial where one is cheaper to hand over than every value:
+    moments for ``mean_and_var``, unique values and their counts for unweighted counting."""
+    from sluice.components.tft.accumulators import batch_counts, batch_moments  # it imports this module
+
+    if kind == "mean_and_var":
+        return {"moments": batch_moments(values, _prod(config.get("elementwise_shape") or []))}
+    if kind in ("vocabulary", "count_per_value") and not config.get("weighted"):
+        return batch_counts(values)
+    return values
 
 
 def _prod(shape: list[int]) -> int:
@@ -247,10 +260,10 @@ def _cast_output(tensor: Any, where: str) -> Any:
 
 
 def _pending_ancestors(tensor: Any, pending_ops: dict[str, str]) -> set[str]:
-    """The analyzers whose placeholders ``tensor`` is computed from."""
+    """The analyzers whose placeholders ``tensor`` (or a dict of tensors) is computed from."""
     found: set[str] = set()
     seen: set[str] = set()
-    stack = [tensor.op]
+    stack = [part.op for part in import_tf().nest.flatten(tensor)]
     while stack:
         op = stack.pop()
         if op.name in seen:
@@ -264,6 +277,15 @@ def _pending_ancestors(tensor: Any, pending_ops: dict[str, str]) -> set[str]:
     return found
 
 
+@dataclasses.dataclass
+class AnalysisPlan:
+    """The analyzers in phases, and the traced function of phase 1's inputs when the plan's own
+    trace computes exactly those (one phase), so it need not be traced again in this process."""
+
+    phases: list[list[AnalyzerSpec]]
+    first_phase: AnalysisFunction | None
+
+
 def plan_analysis(preprocessing_fn: Callable, raw_features: dict[str, Any],
                   source: str = "preprocessing_fn") -> list[list[AnalyzerSpec]]:
     """Traces ``preprocessing_fn`` once and orders its analyzers into phases.
@@ -271,6 +293,12 @@ def plan_analysis(preprocessing_fn: Callable, raw_features: dict[str, Any],
     An analyzer whose input depends on another analyzer's result runs one phase later.
     Also validates the outputs, so user errors surface before any data is read.
     """
+    return trace_analysis(preprocessing_fn, raw_features, source).phases
+
+
+def trace_analysis(preprocessing_fn: Callable, raw_features: dict[str, Any],
+                   source: str = "preprocessing_fn") -> AnalysisPlan:
+    """``plan_analysis``, keeping the traced function for phase 1 when there is one phase."""
     tf = import_tf()
     context = TraceContext("analyze", {})
 
@@ -280,7 +308,7 @@ def plan_analysis(preprocessing_fn: Callable, raw_features: dict[str, Any],
             normalize_outputs(call_user_fn(preprocessing_fn, inputs, source), source)
         return dict(context.inputs)
 
-    analysis_inputs.get_concrete_function()
+    concrete = analysis_inputs.get_concrete_function()
     phase_of: dict[str, int] = {}
     for spec in context.specs:
         depends = _pending_ancestors(context.inputs[spec.key], context.pending_ops)
@@ -290,7 +318,9 @@ def plan_analysis(preprocessing_fn: Callable, raw_features: dict[str, Any],
         raise PreprocessingFnError(
             f"preprocessing_fn in {source} chains {count} analyzers one on another; at most {MAX_PHASES} are supported"
         )
-    return [[s for s in context.specs if phase_of[s.key] == phase] for phase in range(1, count + 1)]
+    phases = [[s for s in context.specs if phase_of[s.key] == phase] for phase in range(1, count + 1)]
+    first = AnalysisFunction.from_traced(concrete, raw_features, context) if count == 1 else None
+    return AnalysisPlan(phases, first)
 
 
 class AnalysisFunction:
@@ -315,7 +345,23 @@ class AnalysisFunction:
             return {k: context.inputs[k] for k in keys}
 
         self.function = analysis_inputs.get_concrete_function()
+        self._packed = None
+
+    @classmethod
+    def from_traced(cls, function: Any, raw_features: dict[str, Any], context: TraceContext) -> AnalysisFunction:
+        """One around a concrete function already traced (the plan's)."""
+        made = cls.__new__(cls)
+        made.raw_features, made.context, made.function = raw_features, context, function
+        made._packed = None
+        return made
 
     def __call__(self, batch: Any) -> dict[str, Any]:
-        outputs = self.function(arrow_to_raw_tensors(batch, self.raw_features))
-        return {key: tensor.numpy() for key, tensor in outputs.items()}
+        from sluice.components.tft.packed import PackedFunction
+
+        if self._packed is None:  # traced on first use: a Beam DoFn builds this object on a worker
+            self._packed = PackedFunction(self.function, self.raw_features)
+        outputs = self._packed(batch)
+        import numpy as np
+
+        # np.asarray views the tensor's memory; .numpy() would copy it.
+        return import_tf().nest.map_structure(np.asarray, outputs)

@@ -161,6 +161,7 @@ def run_transform(
     ``preprocessing_fn`` (a dotted ``"package.module.function"``) is required.
     """
     from sluice.components.io.examples import read_schema, split_files
+    from sluice.components.io.files import is_remote
     from sluice.components.transform.column_hints import column_hint
 
     ctx = ctx or ExecutionContext()
@@ -174,10 +175,16 @@ def run_transform(
     patterns = {split: examples.parquet_pattern(split) for split in files}
 
     data_columns = read_schema(next(iter(files.values()))[0], OWNER).names
+    in_process = ctx.beam_default_runner and not any(is_remote(f) for shards in files.values() for f in shards)
     try:
-        analysis = _analyze(ctx, fn, raw_features, source, [patterns[s] for s in analyze_splits], transform_graph.uri)
-        _transform(ctx, transform_graph.uri, analysis, [(s, patterns[s]) for s in transform_splits],
-                   transformed_examples)
+        if in_process:
+            analysis = _run_in_process(fn, raw_features, source, files, analyze_splits, transform_splits,
+                                       transform_graph.uri, transformed_examples)
+        else:
+            analysis = _analyze(ctx, fn, raw_features, source, [patterns[s] for s in analyze_splits],
+                                transform_graph.uri)
+            _transform(ctx, transform_graph.uri, analysis, [(s, patterns[s]) for s in transform_splits],
+                       transformed_examples)
     except PreprocessingFnError as exc:
         hint = column_hint(exc, source, raw_types, data_columns, schema.file)
         raise ComponentError(f"Transform: {str(exc).rstrip('.') if hint else exc}{hint}") from None
@@ -201,6 +208,35 @@ def run_transform(
     transformed_examples.file_format = "parquet"
     ctx.log_metric("num_analyzers", len(analysis["analyzers"]))
     ctx.log_metric("num_transformed_features", len(analysis["transformed_features"]))
+
+
+def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: str, files: dict[str, list[str]],
+                    analyze_splits: list[str], transform_splits: list[str], graph_dir: str,
+                    transformed_examples: Examples) -> dict:
+    """Analyze, save the graph, transform, in this process (``in_process``): no Beam pipeline."""
+    import concurrent.futures
+
+    from sluice.components.tft.graph import trace_transform_graph, write_transform_graph
+    from sluice.components.tft.packed import PackedFunction
+    from sluice.components.tft.tracing import trace_analysis
+    from sluice.components.transform.in_process import RowGroups, analyze_in_process, transform_in_process
+
+    plan = trace_analysis(fn, raw_features, source)
+    row_groups = RowGroups(list(raw_features))
+    values = analyze_in_process(plan, fn, raw_features, source, [f for s in analyze_splits for f in files[s]],
+                                row_groups)
+    traced = trace_transform_graph(fn, raw_features, values, source)
+    # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
+    # the GIL: the save and every split's transform run side by side.
+    with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool:
+        saved = pool.submit(write_transform_graph, traced, values, graph_dir)
+        transform = PackedFunction(traced.transform_fn, traced.raw_features)
+        splits = [pool.submit(transform_in_process, transform, traced.features, files[split], row_groups,
+                              transformed_examples.split_uri(split))
+                  for split in transform_splits]
+        for done in splits:
+            done.result()
+        return saved.result()
 
 
 def _analyze(ctx: ExecutionContext, fn: Callable, raw_features: dict[str, FeatureSpec], source: str,

@@ -15,7 +15,8 @@ from sluice.components.tft.accumulators import add_to_accumulator, extract, merg
 from sluice.components.tft.feature_spec import as_feature_specs
 from sluice.components.tft.graph import load_transform_fn
 from sluice.components.tft.output import TransformOutput
-from sluice.components.tft.tensors import arrow_to_raw_tensors, slices, tensors_to_arrow
+from sluice.components.tft.packed import PackedFunction
+from sluice.components.tft.tensors import slices, tensors_to_arrow
 from sluice.components.tft.tracing import AnalysisFunction, plan_analysis
 
 # What a PCollection of raw examples holds: Parquet reads give Tables.
@@ -117,12 +118,11 @@ class TransformBatchDoFn(beam.DoFn):
         self._output = TransformOutput(self._dir)
         self._types = self._output.raw_features
         self._features = self._output.transformed_features
-        self._function = load_transform_fn(self._output.transform_savedmodel_dir)
+        self._function = PackedFunction(load_transform_fn(self._output.transform_savedmodel_dir), self._types)
 
     def process(self, batch):
         for part in slices(batch):
-            outputs = self._function(arrow_to_raw_tensors(part, self._types))
-            yield tensors_to_arrow(outputs, self._features)
+            yield tensors_to_arrow(self._function(part), self._features)
 
 
 @beam.typehints.with_input_types(RawBatch)

@@ -90,7 +90,9 @@ def test_outputs_to_arrow_are_vectorized_list_columns():
     table = tensors_to_arrow({"v": sparse, "m": tf.reshape(tf.range(12, dtype=tf.float32), [3, 2, 2])},
                              {"v": FeatureSpec("int64"), "m": FeatureSpec("float32", (2, 2))})
     assert table.column("v").to_pylist() == [[1, 2], [], [3]]
-    assert str(table.schema.field("m").type) == "fixed_size_list<item: fixed_size_list<item: float>[2]>[2]"
+    # Items are declared non-null (they never are): Parquet then writes no definition levels for them.
+    assert str(table.schema.field("m").type) == \
+        "fixed_size_list<item: fixed_size_list<item: float not null>[2] not null>[2]"
     assert table.column("m").to_pylist()[1] == [[4.0, 5.0], [6.0, 7.0]]
 
 

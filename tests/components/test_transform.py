@@ -668,3 +668,55 @@ def test_the_taxi_module_on_integer_tips_names_tips_and_fare(tmp_path):
                                              r"column 'fare' is float32, column 'tips' is int64 in the data$"):
         run_transform(examples=examples, schema=schema, module_file=str(TAXI_MODULE),
                       **output_artifacts(tmp_path / "out"))
+
+
+TWO_PATHS_MODULE = """
+import tensorflow as tf
+from sluice import tft
+
+
+def preprocessing_fn(inputs):
+    fare = tft.fill_missing(inputs["fare"], 0.0)
+    company = tft.fill_missing(inputs["company"], "")
+    company_id = tft.compute_and_apply_vocabulary(company, top_k=20, num_oov_buckets=2)
+    return {
+        "fare_z": tft.scale_to_z_score(fare),
+        "fare_bucket": tft.bucketize(fare, 5),
+        "company_id": company_id,
+        "company_id_centered": tf.cast(company_id, tf.float32) - tft.mean(tf.cast(company_id, tf.float32)),
+        "payment_sparse_id": tft.compute_and_apply_vocabulary(inputs["payment_type"]),
+    }
+"""
+
+
+def test_in_process_run_and_beam_pipelines_write_the_same(tmp_path):
+    """No Beam option: Transform runs in this process; any option but the runner: Beam pipelines. Same results."""
+    from sluice.components.sdk import ExecutionContext
+
+    assert ExecutionContext(beam_pipeline_args=["--runner=DirectRunner"]).beam_default_runner
+    assert not ExecutionContext(beam_pipeline_args=["--runner=PortableRunner"]).beam_default_runner
+    beam_pipeline_args = ["--direct_num_workers=1"]
+    table = taxi_table().slice(0, 2000)
+    examples, schema = write_examples(tmp_path, taxi_splits(table))
+    module = tmp_path / "two_paths.py"
+    module.write_text(TWO_PATHS_MODULE)
+    results = {}
+    for label, args in (("in_process", []), ("given", beam_pipeline_args)):
+        ctx = ExecutionContext(beam_pipeline_args=args)
+        assert ctx.beam_default_runner == (label == "in_process")
+        outs = output_artifacts(tmp_path / label)
+        run_transform(examples=examples, schema=schema, module_file=str(module), ctx=ctx, **outs)
+        graph = Path(outs["transform_graph"].uri)
+        results[label] = {
+            "analysis": json.loads((graph / "analysis.json").read_text()),
+            "files": sorted(p.name for p in Path(outs["transformed_examples"].split_uri("train")).iterdir()),
+            **{split: pq.read_table(outs["transformed_examples"].split_uri(split)) for split in ("train", "eval")},
+        }
+    first, second = results["in_process"], results["given"]
+    assert first["files"] == ["part-00000-of-00001.parquet"]
+    assert first["analysis"]["analyzers"] == second["analysis"]["analyzers"]
+    assert first["analysis"]["vocabularies"] == second["analysis"]["vocabularies"]
+    for split in ("train", "eval"):
+        assert first[split].schema.equals(second[split].schema, check_metadata=True)
+        assert first[split].equals(second[split]), split
+    assert first["train"].num_rows == taxi_splits(table)["train"].num_rows

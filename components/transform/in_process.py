@@ -1,0 +1,112 @@
+"""Transform without a Beam pipeline: analysis and transform as loops over Parquet row groups.
+
+Used when the pipeline gives no Beam option but the in-process runner and the examples are
+local files. The work is what the Beam transforms in ``transforms`` do, with the same
+traced functions and accumulators: each phase reads the analyze splits' row groups, computes
+its analyzers' inputs and folds them into one accumulator per analyzer; then the transform
+graph (traced with the values, kept in memory) is applied to each split's row groups, written
+as one Parquet file per split. Nothing is pickled between stages and nothing is traced twice.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sluice.components.tft.accumulators import add_to_accumulator, extract, new_accumulator
+from sluice.components.tft.feature_spec import FeatureSpec
+from sluice.components.tft.packed import PackedFunction
+from sluice.components.tft.tensors import arrow_schema, slices, tensors_to_arrow
+from sluice.components.tft.tracing import AnalysisFunction, AnalysisPlan
+
+# The one file a split's transformed rows go to (the Beam sink's name for a single shard).
+SHARD_NAME = "part-00000-of-00001.parquet"
+
+
+# The analyze splits' rows are kept in memory for the transform pass up to this many bytes (as Arrow).
+KEEP_BYTES = 512 << 20
+
+
+class RowGroups:
+    """Reads Parquet row groups, with ``columns`` the files have; those read with ``keep`` are kept
+    while they fit in ``keep_bytes``, and read again from memory."""
+
+    def __init__(self, columns: list[str], keep_bytes: int = KEEP_BYTES):
+        self._columns = columns
+        self._keep_bytes = keep_bytes
+        self._kept: dict[str, list[pa.Table]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, files: list[str], keep: bool = False) -> Iterator[pa.Table]:
+        for path in files:
+            if path in self._kept:
+                yield from self._kept[path]
+                continue
+            tables: list[pa.Table] | None = [] if keep else None
+            parquet = pq.ParquetFile(path)
+            present = [name for name in self._columns if name in parquet.schema_arrow.names]
+            for index in range(parquet.num_row_groups):
+                # One thread: pyarrow's threads decode list columns several times slower on few cores.
+                table = parquet.read_row_group(index, columns=present, use_threads=False)
+                if tables is not None:
+                    tables.append(table)
+                    with self._lock:
+                        self._keep_bytes -= table.nbytes
+                        tables = tables if self._keep_bytes >= 0 else None
+                yield table
+            if tables is not None:
+                self._kept[path] = tables
+
+
+def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: dict[str, FeatureSpec],
+                       source: str, files: list[str], row_groups: RowGroups) -> dict[str, Any]:
+    """``{analyzer key: value}`` of every analyzer, phase after phase."""
+    values: dict[str, Any] = {}
+    for number, specs in enumerate(plan.phases):
+        keys = [spec.key for spec in specs]
+        function = plan.first_phase if number == 0 and plan.first_phase is not None else \
+            AnalysisFunction(preprocessing_fn, raw_features, dict(values), keys, source)
+        accumulators = {spec.key: new_accumulator(spec) for spec in specs}
+        for table in row_groups(files, keep=True):
+            for part in slices(table):
+                found = function(part)
+                for spec in specs:
+                    accumulators[spec.key] = add_to_accumulator(spec, accumulators[spec.key], found[spec.key])
+        values.update({spec.key: extract(spec, accumulators[spec.key]) for spec in specs})
+    return values
+
+
+def transform_in_process(transform: PackedFunction, features: dict[str, FeatureSpec], files: list[str],
+                         row_groups: RowGroups, out_dir: str) -> int:
+    """Applies ``transform`` to ``files``' rows; writes them to ``out_dir``; returns the row count.
+
+    A batch is written in a second thread while the next one is transformed (Parquet's
+    encoder and TensorFlow's kernels both release the GIL).
+    """
+    schema = arrow_schema(features)
+    rows = 0
+    os.makedirs(out_dir, exist_ok=True)
+    # Dictionaries pay off for strings only; no statistics: nothing reads them; list items are
+    # named "item", as Beam's Parquet sink names them.
+    strings = [field.name for field in schema if pa.types.is_string(field.type)]
+    path = os.path.join(out_dir, SHARD_NAME)
+    with pq.ParquetWriter(path, schema, compression="none", use_dictionary=strings or False, write_statistics=False,
+                          use_compliant_nested_type=False) as writer, \
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-transformed") as pool:
+        writing = None
+        for table in row_groups(files):
+            for part in slices(table):
+                transformed = tensors_to_arrow(transform(part), features)
+                if writing is not None:
+                    writing.result()
+                writing = pool.submit(writer.write_table, transformed)
+                rows += part.num_rows
+        if writing is not None:
+            writing.result()
+    return rows
