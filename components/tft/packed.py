@@ -10,6 +10,7 @@ call instead of a few eager operations per column.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sluice.components.tft.feature_spec import FeatureSpec, as_feature_specs
@@ -136,28 +137,49 @@ def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, An
             tensors[name] = tf.reshape(part, [-1, *spec.shape])
             continue
         lengths = tf.convert_to_tensor(part["lengths"], tf.int64)
-        rows = tf.size(lengths, out_type=tf.int64)
-        row_ids = tf.repeat(tf.range(rows), lengths)
-        starts = tf.math.cumsum(lengths, exclusive=True)
-        col_ids = tf.range(tf.size(row_ids, out_type=tf.int64)) - tf.repeat(starts, lengths)
-        tensors[name] = tf.SparseTensor(tf.stack([row_ids, col_ids], axis=1), part["values"],
-                                        tf.stack([rows, tf.convert_to_tensor(part["width"], tf.int64)]))
+        splits = tf.concat([tf.zeros([1], tf.int64), tf.math.cumsum(lengths)], axis=0)
+        # One kernel: tf.repeat or RaggedTensor's constructors would add dozens of ops per feature.
+        indices = tf.raw_ops.RaggedTensorToSparse(rt_nested_splits=[splits], rt_dense_values=part["values"])[0]
+        width = tf.convert_to_tensor(part["width"], tf.int64)
+        tensors[name] = tf.SparseTensor(indices, part["values"], tf.stack([tf.size(lengths, out_type=tf.int64), width]))
     return tensors
 
 
 class PackedFunction:
-    """``function`` (raw inputs -> outputs) called on Arrow batches, the raw inputs built in its graph."""
+    """``function`` (raw inputs -> outputs) called on Arrow batches.
+
+    The first ``EAGER_BATCHES`` batches are unpacked eagerly; from then on ``function`` is
+    called through a traced wrapper that unpacks in its graph: tracing the wrapper costs about
+    what a few eager unpackings do, and each later batch is one call.
+    """
+
+    EAGER_BATCHES = 4
 
     def __init__(self, function: Any, raw_features: dict[str, Any]):
-        tf = _tf()
         self.raw_features = as_feature_specs(raw_features)
-        features = self.raw_features
+        self._function = function
+        self._wrapper = None
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: Any) -> Any:
+        packed = pack(batch, self.raw_features)
+        if self._wrapper is None:
+            with self._lock:
+                self._calls += 1
+                eager = self._calls <= self.EAGER_BATCHES
+                if not eager and self._wrapper is None:
+                    self._wrapper = self._trace()
+            if eager:
+                return self._function(unpack(packed, self.raw_features))
+        return self._wrapper(packed)
+
+    def _trace(self) -> Any:
+        tf = _tf()
+        function, features = self._function, self.raw_features
 
         @tf.function(input_signature=[packed_signature(features)], autograph=False)
         def from_packed(packed):
             return function(unpack(packed, features))
 
-        self.function = from_packed.get_concrete_function()
-
-    def __call__(self, batch: Any) -> Any:
-        return self.function(pack(batch, self.raw_features))
+        return from_packed.get_concrete_function()
