@@ -1,6 +1,10 @@
 """The Transform component: analyze the raw examples, save the transform graph, transform the splits.
 
-Beam, TensorFlow and the user's module are imported when it runs, not when it is imported.
+With no Beam option but the in-process runner and local examples, the work runs in this
+process without a Beam pipeline (``in_process``: the same traced functions and accumulators,
+no pickling between stages, the traced graph applied while it is saved); otherwise as Beam
+pipelines (``transforms``). Beam, TensorFlow and the user's module are imported when it
+runs, not when it is imported.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ local files. The work is what the Beam transforms in ``transforms`` do, with the
 traced functions and accumulators: each phase reads the analyze splits' row groups, computes
 its analyzers' inputs and folds them into one accumulator per analyzer; then the transform
 graph (traced with the values, kept in memory) is applied to each split's row groups, written
-as one Parquet file per split. Nothing is pickled between stages and nothing is traced twice.
+as one Parquet file per split. Nothing is pickled between stages; the planning trace of
+``preprocessing_fn`` serves as the first phase's function, and the analyze splits' rows read
+for the analysis are kept (up to ``KEEP_BYTES``) for the transform pass.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from sluice.components.tft.tracing import AnalysisFunction, AnalysisPlan
 
 # The one file a split's transformed rows go to (the Beam sink's name for a single shard).
 SHARD_NAME = "part-00000-of-00001.parquet"
-
-
 # The analyze splits' rows are kept in memory for the transform pass up to this many bytes (as Arrow).
 KEEP_BYTES = 512 << 20
 
