@@ -148,12 +148,14 @@ def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, An
 class PackedFunction:
     """``function`` (raw inputs -> outputs) called on Arrow batches.
 
-    The first ``EAGER_BATCHES`` batches are unpacked eagerly; from then on ``function`` is
-    called through a traced wrapper that unpacks in its graph: tracing the wrapper costs about
-    what a few eager unpackings do, and each later batch is one call.
+    Small batches, up to ``EAGER_BATCHES`` of them, are unpacked eagerly; from then on, or from
+    the first big batch, ``function`` is called through a traced wrapper that unpacks in its
+    graph: tracing the wrapper costs about what a few eager unpackings do, and each later batch
+    is one call.
     """
 
     EAGER_BATCHES = 4
+    EAGER_MAX_BYTES = 4 << 20
 
     def __init__(self, function: Any, raw_features: dict[str, Any]):
         self.raw_features = as_feature_specs(raw_features)
@@ -167,7 +169,7 @@ class PackedFunction:
         if self._wrapper is None:
             with self._lock:
                 self._calls += 1
-                eager = self._calls <= self.EAGER_BATCHES
+                eager = self._calls <= self.EAGER_BATCHES and batch.nbytes < self.EAGER_MAX_BYTES
                 if not eager and self._wrapper is None:
                     self._wrapper = self._trace()
             if eager:

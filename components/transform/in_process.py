@@ -12,6 +12,7 @@ for the analysis are kept (up to ``KEEP_BYTES``) for the transform pass.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import os
 import threading
@@ -73,13 +74,26 @@ def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: 
         function = plan.first_phase if number == 0 and plan.first_phase is not None else \
             AnalysisFunction(preprocessing_fn, raw_features, dict(values), keys, source)
         accumulators = {spec.key: new_accumulator(spec) for spec in specs}
-        for table in row_groups(files, keep=True):
-            for part in slices(table):
-                found = function(part)
-                for spec in specs:
-                    accumulators[spec.key] = add_to_accumulator(spec, accumulators[spec.key], found[spec.key])
+        parts = (part for table in row_groups(files, keep=True) for part in slices(table))
+        for found in _ordered_map(function, parts):
+            for spec in specs:
+                accumulators[spec.key] = add_to_accumulator(spec, accumulators[spec.key], found[spec.key])
         values.update({spec.key: extract(spec, accumulators[spec.key]) for spec in specs})
     return values
+
+
+def _ordered_map(function: Any, items: Iterator[Any]) -> Iterator[Any]:
+    """``map(function, items)`` one item ahead on a second thread: the next batch is read, packed
+    and run through TensorFlow (which releases the GIL) while this thread folds the last one.
+    More threads measured no faster on two cores (bench/PROFILES.md)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="analyze") as pool:
+        pending: collections.deque = collections.deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) > 1:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def transform_in_process(transform: PackedFunction, features: dict[str, FeatureSpec], files: list[str],
