@@ -107,6 +107,10 @@ ModuleFunction = Annotated[str, _MODULE_FUNCTION]
 # --- the execution context ---------------------------------------------------
 
 
+# Runner names that mean Beam's in-process FnApiRunner here (the DirectRunner's batch engine).
+IN_PROCESS_RUNNERS = ("DirectRunner", "direct", "FnApiRunner")
+
+
 @dataclasses.dataclass
 class ExecutionContext:
     """What a running component may know about its run.
@@ -164,8 +168,7 @@ class ExecutionContext:
         same code its Beam transforms run); any other option (a runner, workers, bundle
         replays) asks for a real pipeline.
         """
-        in_process = {"--runner=DirectRunner", "--runner=direct", "--runner=FnApiRunner"}
-        return all(arg in in_process for arg in self.beam_pipeline_args)
+        return all(arg in {f"--runner={name}" for name in IN_PROCESS_RUNNERS} for arg in self.beam_pipeline_args)
 
     def beam_pipeline(self):
         """A Beam pipeline built from the pipeline's ``beam_pipeline_args``.
@@ -180,7 +183,7 @@ class ExecutionContext:
 
         options = PipelineOptions(self.beam_pipeline_args)
         runner_name = options.view_as(StandardOptions).runner
-        if runner_name in (None, "DirectRunner", "direct", "FnApiRunner"):
+        if runner_name is None or runner_name in IN_PROCESS_RUNNERS:
             from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
             return beam.Pipeline(runner=FnApiRunner(), options=options)

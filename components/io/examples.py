@@ -85,12 +85,12 @@ def read_schema(path: str, owner: str) -> pa.Schema:
 
 def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, columns: list[str] | None = None,
                  strings_as_dictionary: bool = False, row_groups: list[int] | None = None,
-                 ) -> Iterator[pa.RecordBatch]:
+                 use_threads: bool = True) -> Iterator[pa.RecordBatch]:
     """Yields the RecordBatches of one Parquet file.
 
     ``strings_as_dictionary`` reads string and binary columns as Arrow dictionary arrays: decoding
     Parquet's dictionary pages then skips building every string. ``row_groups``: only
-    these row groups (None: all).
+    these row groups (None: all). ``use_threads=False`` decodes on this thread only.
     """
     parquet_file = open_parquet(path, owner)
     try:
@@ -101,7 +101,8 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
                 # The footer already read serves again (one read less, a round trip on remote files).
                 parquet_file = pq.ParquetFile(_source(path), metadata=parquet_file.metadata,
                                               read_dictionary=strings)
-        yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns, row_groups=row_groups)
+        yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns, row_groups=row_groups,
+                                             use_threads=use_threads)
     except (OSError, ValueError) as exc:
         raise _broken(path, exc, owner) from None
 

@@ -356,12 +356,12 @@ class AnalysisFunction:
         return made
 
     def __call__(self, batch: Any) -> dict[str, Any]:
+        import numpy as np
+
         from sluice.components.tft.packed import PackedFunction
 
         if self._packed is None:  # traced on first use: a Beam DoFn builds this object on a worker
             self._packed = PackedFunction(self.function, self.raw_features)
         outputs = self._packed(batch)
-        import numpy as np
-
         # np.asarray views the tensor's memory; .numpy() would copy it.
         return import_tf().nest.map_structure(np.asarray, outputs)

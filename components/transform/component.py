@@ -226,7 +226,7 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
     from sluice.components.transform.in_process import RowGroups, analyze_in_process, transform_in_process
 
     plan = trace_analysis(fn, raw_features, source)
-    row_groups = RowGroups(list(raw_features))
+    row_groups = RowGroups(list(raw_features), OWNER)
     values = analyze_in_process(plan, fn, raw_features, source, [f for s in analyze_splits for f in files[s]],
                                 row_groups)
     traced = trace_transform_graph(fn, raw_features, values, source)

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sluice.components.io.examples import read_batches, read_schema
 from sluice.components.tft.accumulators import add_to_accumulator, extract, new_accumulator
 from sluice.components.tft.feature_spec import FeatureSpec
 from sluice.components.tft.packed import PackedFunction
@@ -35,34 +36,34 @@ KEEP_BYTES = 512 << 20
 
 
 class RowGroups:
-    """Reads Parquet row groups, with ``columns`` the files have; those read with ``keep`` are kept
-    while they fit in ``keep_bytes``, and read again from memory."""
+    """Reads the examples' Parquet files in batches (``io.examples``, errors naming the file), with
+    ``columns`` the files have; those read with ``keep`` are kept while they fit in ``keep_bytes``,
+    and read again from memory."""
 
-    def __init__(self, columns: list[str], keep_bytes: int = KEEP_BYTES):
+    def __init__(self, columns: list[str], owner: str, keep_bytes: int = KEEP_BYTES):
         self._columns = columns
+        self._owner = owner
         self._keep_bytes = keep_bytes
-        self._kept: dict[str, list[pa.Table]] = {}
+        self._kept: dict[str, list[pa.RecordBatch]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, files: list[str], keep: bool = False) -> Iterator[pa.Table]:
+    def __call__(self, files: list[str], keep: bool = False) -> Iterator[pa.RecordBatch]:
         for path in files:
             if path in self._kept:
                 yield from self._kept[path]
                 continue
-            tables: list[pa.Table] | None = [] if keep else None
-            parquet = pq.ParquetFile(path)
-            present = [name for name in self._columns if name in parquet.schema_arrow.names]
-            for index in range(parquet.num_row_groups):
-                # One thread: pyarrow's threads decode list columns several times slower on few cores.
-                table = parquet.read_row_group(index, columns=present, use_threads=False)
-                if tables is not None:
-                    tables.append(table)
+            batches: list[pa.RecordBatch] | None = [] if keep else None
+            present = [name for name in self._columns if name in read_schema(path, self._owner).names]
+            # One thread: pyarrow's threads decode list columns several times slower on few cores.
+            for batch in read_batches(path, self._owner, columns=present, use_threads=False):
+                if batches is not None:
+                    batches.append(batch)
                     with self._lock:
-                        self._keep_bytes -= table.nbytes
-                        tables = tables if self._keep_bytes >= 0 else None
-                yield table
-            if tables is not None:
-                self._kept[path] = tables
+                        self._keep_bytes -= batch.nbytes
+                        batches = batches if self._keep_bytes >= 0 else None
+                yield batch
+            if batches is not None:
+                self._kept[path] = batches
 
 
 def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: dict[str, FeatureSpec],
