@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from sluice.components.artifacts import Examples
-from sluice.components.example_gen import config, inputs, shards
+from sluice.components.example_gen import inputs, shards
 from sluice.components.example_gen.config import ColumnTypeChanged, SpanRange, SplitConfig, one_line
 from sluice.components.example_gen.sniff import sniff_csv_columns
 from sluice.components.example_gen.sources import parquet_schema
@@ -30,19 +30,9 @@ def _run(ctx: ExecutionContext, build) -> Any:
     return result
 
 
-def _rows_by_split(result, splits: list[str]) -> dict[str, int]:
-    from apache_beam.metrics.metric import MetricsFilter
-
-    rows = dict.fromkeys(splits, 0)
-    try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(config.METRICS_NAMESPACE))["counters"]
-    except Exception:  # noqa: BLE001 - some runners do not report metrics
-        return rows
-    for counter in counters:
-        split = counter.key.metric.name.split("/", 1)[1]
-        value = counter.committed if counter.committed is not None else counter.attempted
-        rows[split] = rows.get(split, 0) + int(value or 0)
-    return rows
+def _finalize(uri: str, splits: list[str], file_format: str, schema, owner: str) -> dict[str, int]:
+    """Publishes the shards the runner committed (``shards.finalize_shards``); their rows per split."""
+    return shards.finalize_shards(uri, splits, file_format, shards.read_written(uri, owner), schema)
 
 
 def _clear_output(uri: str, splits: list[str]) -> None:
@@ -103,19 +93,19 @@ def csv_example_gen(
             p
             | "ReadCsv" >> transforms.ReadCsvToRecordBatches(resolved.files, source)
             | "SplitAndWrite" >> transforms.SplitAndWriteExamples(examples.uri, output_config, output_format)
+            | "RecordShards" >> transforms.RecordWrittenShards(examples.uri)
         )
 
     try:
-        result = _run(ctx, lambda p: build(p, exact=False))
+        _run(ctx, lambda p: build(p, exact=False))
     except Exception as exc:  # noqa: BLE001 - only a type contradiction is retried
         if ColumnTypeChanged.MARKER not in str(exc):
             raise
         # A later block contradicts the sniffed types: start over, inferring over all rows first.
         _clear_output(examples.uri, splits)
-        result = _run(ctx, lambda p: build(p, exact=True))
-    schema = shards.written_schema(examples.uri, output_format) or columns.arrow_schema()
-    shards.finalize_shards(examples.uri, splits, output_format, schema)
-    _publish(examples, resolved, splits, _rows_by_split(result, splits), output_format, ctx)
+        _run(ctx, lambda p: build(p, exact=True))
+    rows = _finalize(examples.uri, splits, output_format, columns.arrow_schema(), who)
+    _publish(examples, resolved, splits, rows, output_format, ctx)
 
 
 def parquet_example_gen(
@@ -137,7 +127,7 @@ def parquet_example_gen(
     schema = parquet_schema(resolved.files)
     _split_write_publish(ctx, examples, resolved, output_config, output_format,
                          "ReadParquet" >> transforms.ReadParquetToRecordBatches(resolved.files, schema),
-                         lambda: schema)
+                         schema, who)
 
 
 def import_example_gen(
@@ -168,19 +158,21 @@ def import_example_gen(
     resolved = inputs.resolve_input(who, input_base, input_pattern, input_config, span_range)
     _split_write_publish(ctx, examples, resolved, output_config, output_format,
                          "ReadTFRecord" >> transforms.ReadTFRecordExamples(resolved.files),
-                         lambda: shards.written_schema(examples.uri, output_format) or pa.schema([]))
+                         pa.schema([]), who)
 
 
-def _split_write_publish(ctx, examples, resolved, output_config, output_format, read, schema_of_output) -> None:
-    """Runs ``read`` into split shards, finalizes them with ``schema_of_output()`` and publishes the counts."""
+def _split_write_publish(ctx, examples, resolved, output_config, output_format, read, schema, who) -> None:
+    """Runs ``read`` into split shards, finalizes them (``schema`` for an empty split when no shard
+    was written) and publishes the counts."""
     from sluice.components.example_gen import transforms
 
     splits = split_names(resolved.files, output_config)
-    result = _run(ctx, lambda p: (
+    _run(ctx, lambda p: (
         p | read | "SplitAndWrite" >> transforms.SplitAndWriteExamples(examples.uri, output_config, output_format)
+        | "RecordShards" >> transforms.RecordWrittenShards(examples.uri)
     ))
-    shards.finalize_shards(examples.uri, splits, output_format, schema_of_output())
-    _publish(examples, resolved, splits, _rows_by_split(result, splits), output_format, ctx)
+    rows = _finalize(examples.uri, splits, output_format, schema, who)
+    _publish(examples, resolved, splits, rows, output_format, ctx)
 
 
 CsvExampleGen = component(csv_example_gen, name="CsvExampleGen")

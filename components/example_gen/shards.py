@@ -1,9 +1,11 @@
 """A split's shard files: their formats, Parquet column encodings, and their final names.
 
-Shards are written (``shard_writer``) as temp files ``<uri>/Split-<split>/.tmp-*`` and named
-``part-NNNNN-of-MMMMM`` in input order by ``finalize_shards`` once the pipeline has finished
-(Beam's WriteFiles does the same). Parquet shards get an encoding and codec per column
-(``column_encodings``); TFRecord shards hold gzipped tf.Example records.
+Shards are written (``shard_writer``) as temp files ``<uri>/Split-<split>/.tmp-*``; a last
+pipeline step records those of the bundles the runner committed (``record_written``), and once
+the pipeline has finished ``finalize_shards`` names them ``part-NNNNN-of-MMMMM`` in input order
+and deletes the rest, left by retried attempts (Beam's WriteFiles does the same). Parquet shards
+get an encoding and codec per column (``column_encodings``); TFRecord shards hold gzipped
+tf.Example records.
 """
 
 from __future__ import annotations
@@ -73,20 +75,69 @@ def shard_suffix(file_format: str) -> str:
     return ".parquet" if file_format == "parquet" else ".tfrecord.gz"
 
 
-def finalize_shards(output_uri: str, splits: list[str], file_format: str, schema=None) -> None:
-    """Renames temp shards to part-NNNNN-of-MMMMM in input order; an empty split gets one empty shard."""
+# The list of shards the committed bundles wrote, kept in the output folder until they are named.
+WRITTEN_LIST = ".written-shards.json"
+
+
+def record_written(written: list, output_uri: str) -> None:
+    """Saves the (split, temp path, rows) of every shard the runner committed (a pipeline step:
+    a retried or replayed bundle's other attempts never reach it)."""
+    import json
+
+    from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+    with FileSystems.create(FileSystems.join(output_uri, WRITTEN_LIST),
+                            compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        fh.write(json.dumps(sorted([list(item) for item in written])).encode())
+
+
+def read_written(output_uri: str, owner: str) -> list[tuple[str, str, int]]:
+    """The shards ``record_written`` saved; an error naming the component when the runner ran no such step."""
+    import json
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from sluice.components.sdk import ComponentError
+
+    path = FileSystems.join(output_uri, WRITTEN_LIST)
+    if not FileSystems.exists(path):
+        raise ComponentError(f"{owner}: the Beam runner finished without recording the shards it wrote "
+                             f"({path} is missing): it dropped the output of a pipeline step")
+    with FileSystems.open(path) as fh:
+        return [(split, temp, int(rows)) for split, temp, rows in json.loads(fh.read())]
+
+
+def finalize_shards(output_uri: str, splits: list[str], file_format: str, written: list[tuple[str, str, int]],
+                    schema=None) -> dict[str, int]:
+    """Names the ``written`` temp shards part-NNNNN-of-MMMMM in input order and returns the rows per split.
+
+    Temp shards not in ``written`` were written by attempts the runner discarded (a retried or
+    replayed bundle) and are deleted, as is the list. A split without shards gets one empty
+    shard, of ``schema`` (the written shards' own schema when there are any).
+    """
     from apache_beam.io.filesystems import FileSystems
 
     suffix = shard_suffix(file_format)
+    kept = {temp.rsplit("/", 1)[-1] for _, temp, _ in written}
+    rows = dict.fromkeys(splits, 0)
+    schema = _schema_of([temp for _, temp, _ in written], file_format) or schema
     for split in splits:
         folder = FileSystems.join(output_uri, f"Split-{split}")
-        matched = FileSystems.match([FileSystems.join(folder, f".tmp-*{suffix}")])[0].metadata_list
-        temps = sorted(m.path for m in matched)
+        temps = sorted((temp for name, temp, _ in written if name == split), key=lambda path: path.rsplit("/", 1)[-1])
+        rows[split] = sum(count for name, _, count in written if name == split)
+        found = FileSystems.match([FileSystems.join(folder, f".tmp-*{suffix}")])[0].metadata_list
+        discarded = [m.path for m in found if m.path.rsplit("/", 1)[-1] not in kept]
+        if discarded:
+            FileSystems.delete(discarded)
         if not temps:
             _write_empty_shard(FileSystems.join(folder, f"part-00000-of-00001{suffix}"), file_format, schema)
             continue
         finals = [FileSystems.join(folder, f"part-{i:05d}-of-{len(temps):05d}{suffix}") for i in range(len(temps))]
         FileSystems.rename(temps, finals)
+    listed = FileSystems.join(output_uri, WRITTEN_LIST)
+    if FileSystems.exists(listed):
+        FileSystems.delete([listed])
+    return rows
 
 
 def _write_empty_shard(path: str, file_format: str, schema) -> None:
@@ -101,18 +152,14 @@ def _write_empty_shard(path: str, file_format: str, schema) -> None:
         FileSystems.create(path, compression_type=CompressionTypes.GZIP).close()
 
 
-def written_schema(uri: str, file_format: str):
-    """The schema of a written temp Parquet shard (for empty splits), None when there is none."""
+def _schema_of(paths: list[str], file_format: str):
+    """The schema of the first of these Parquet shards, None when there is none."""
     import pyarrow.parquet as pq
     from apache_beam.io.filesystems import FileSystems
 
-    if file_format != "parquet":
+    if file_format != "parquet" or not paths:
         return None
-    pattern = FileSystems.join(uri, "Split-*", ".tmp-*.parquet")
-    found = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    if not found:
-        return None
-    with FileSystems.open(found[0]) as fh:
+    with FileSystems.open(min(paths)) as fh:
         return pq.read_schema(fh)
 
 

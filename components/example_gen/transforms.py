@@ -7,7 +7,8 @@ across workers, and memory stays bounded by a few blocks per worker.
     CSV:      ReadCsvToRecordBatches (InferCsvColumns as a side input when the sniffed types failed)
     Parquet:  ReadParquetToRecordBatches
     TFRecord: ReadTFRecordExamples
-    then:     SplitAndWriteExamples -> (split, temp shard path, rows); shards.finalize_shards names them
+    then:     SplitAndWriteExamples -> (split, temp shard path, rows)
+              | RecordWrittenShards; after the run, shards.finalize_shards names them
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 import sluice.components.io.coders  # noqa: F401 - registers the RecordBatch coder the elements' coder uses
-from sluice.components.example_gen import config, sniff, sources
+from sluice.components.example_gen import config, shards, sniff, sources
 from sluice.components.example_gen.columns import CsvColumns, merge_kinds
 from sluice.components.example_gen.config import InputFile, SplitConfig
 from sluice.components.example_gen.csv_read import ReadCsvFile
@@ -164,7 +165,8 @@ class WriteShardsFn(beam.DoFn):
     """(split, file index, batch) -> temp shard files; emits (split, temp path, rows) per shard.
 
     The work is ``shard_writer.ShardWriter``'s (one per worker); the rows written per split are
-    counted in the metrics (namespace ``METRICS_NAMESPACE``, ``rows/<split>``).
+    also counted in the metrics (namespace ``METRICS_NAMESPACE``, ``rows/<split>``), for runners'
+    UIs: the published counts are those of the committed shards (``RecordWrittenShards``).
     """
 
     def __init__(self, output_uri: str, file_format: str):
@@ -210,6 +212,23 @@ class SplitAndWriteExamples(beam.PTransform):
         )
 
 
+@beam.typehints.with_input_types(WrittenShard)
+class RecordWrittenShards(beam.PTransform):
+    """Saves the list of the shards the runner committed in ``output_uri`` (``shards.record_written``):
+    what ``finalize_shards`` publishes, whatever retried attempts left beside them."""
+
+    def __init__(self, output_uri: str):
+        super().__init__()
+        self.output_uri = output_uri
+
+    def expand(self, written):
+        return (
+            written
+            | "AllShards" >> beam.combiners.ToList()
+            | "Record" >> beam.Map(shards.record_written, self.output_uri)
+        )
+
+
 __all__ = [
     "DistributedFiles",
     "InferCsvColumns",
@@ -218,6 +237,7 @@ __all__ = [
     "ReadParquetToRecordBatches",
     "ReadTFRecordExamples",
     "RecordBatchElement",
+    "RecordWrittenShards",
     "SplitAndWriteExamples",
     "WriteShardsFn",
 ]

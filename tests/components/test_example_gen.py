@@ -616,7 +616,10 @@ def test_split_and_write_transform_with_test_pipeline(tmp_path):
         totals = written | beam.Map(lambda e: (e[0], e[2])) | beam.CombinePerKey(sum)
         assert_that(totals | beam.Map(lambda kv: kv[0]), equal_to(["train", "eval", "test"]), label="splits")
         assert_that(totals | beam.Map(lambda kv: kv[1]) | beam.CombineGlobally(sum), equal_to([3010]), label="rows")
-    example_gen.finalize_shards(str(tmp_path), ["train", "eval", "test"], "parquet")
+        _ = written | transforms.RecordWrittenShards(str(tmp_path))
+    rows = example_gen.finalize_shards(str(tmp_path), ["train", "eval", "test"], "parquet",
+                                       eg_shards.read_written(str(tmp_path), "test"))
+    assert sum(rows.values()) == 3010 and rows["test"] == 10
     train = pq.read_table(tmp_path / "Split-train")
     assert 1800 < train.num_rows < 2200
     hashes = example_gen.row_hashes(pa.record_batch(train.to_pydict()))
