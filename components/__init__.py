@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 # Public name -> the module that defines it.
 _HOMES = {
+    "BulkInferrer": "bulk_inferrer",
     "CsvExampleGen": "example_gen",
     "Evaluator": "evaluator",
     "ExampleValidator": "example_validator",
@@ -25,9 +26,11 @@ _HOMES = {
     "StatisticsGen": "statistics_gen",
     "Trainer": "trainer",
     "Transform": "transform",
+    "Tuner": "tuner",
 }
 
 __all__ = [
+    "BulkInferrer",
     "CsvExampleGen",
     "Evaluator",
     "ExampleValidator",
@@ -41,9 +44,11 @@ __all__ = [
     "StatisticsGen",
     "Trainer",
     "Transform",
+    "Tuner",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
+    from sluice.components.bulk_inferrer import BulkInferrer
     from sluice.components.evaluator import Evaluator, MetricThreshold
     from sluice.components.example_gen import CsvExampleGen, ImportExampleGen, ParquetExampleGen, SplitConfig
     from sluice.components.example_validator import ExampleValidator
@@ -53,6 +58,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from sluice.components.statistics_gen import StatisticsGen
     from sluice.components.trainer import Trainer
     from sluice.components.transform import Transform
+    from sluice.components.tuner import Tuner
 
 
 def __getattr__(name: str) -> Any:

@@ -253,6 +253,41 @@ class Model(Artifact):
 
 
 @dataclasses.dataclass(kw_only=True)
+class HyperParameters(Artifact):
+    """The best hyperparameters a Tuner found, as TFX writes them.
+
+    Layout::
+
+        <uri>/best_hyperparameters.txt   (JSON: keras-tuner's ``HyperParameters.get_config()``,
+                                          ``{"space": [...], "values": {name: value}}``)
+        <uri>/trials.json                (every trial: id, status, score, hyperparameter values)
+
+    Properties: ``objective`` (the metric searched), ``best_score``, ``trials``.
+    """
+
+    TYPE_NAME: ClassVar[str] = "HyperParameters"
+
+    objective: str = ""
+    best_score: float | None = None
+    trials: int = 0
+
+    def summary(self, cached: bool = False) -> str | None:
+        score = f"{self.best_score:.4g}" if self.best_score is not None else "-"
+        return f"best {self.objective or 'score'} {score} of {self.trials} trial(s)"
+
+    @property
+    def file(self) -> str:
+        return self.path("best_hyperparameters.txt")
+
+    def read(self) -> dict[str, Any]:
+        """The keras-tuner config (``keras_tuner.HyperParameters.from_config`` takes it)."""
+        import json
+
+        with open(self.file) as fh:
+            return json.load(fh)
+
+
+@dataclasses.dataclass(kw_only=True)
 class ModelRun(Artifact):
     """Training-run side products: TensorBoard logs and checkpoints.
 
@@ -316,6 +351,37 @@ class ModelEvaluation(Artifact):
             roc = plots.get("roc_curve")
             if roc:
                 classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+
+
+@dataclasses.dataclass(kw_only=True)
+class InferenceResult(Artifact):
+    """A model's predictions over examples (the BulkInferrer's output).
+
+    Layout::
+
+        <uri>/Split-<split>/part-NNNNN-of-MMMMM.parquet   (the kept input columns, then one column
+                                                         per serving output: a number per row, or a
+                                                         fixed-size list for a vector output)
+
+    Properties: ``split_names``, ``model_uri`` (the model run), ``rows`` (in all splits),
+    ``skipped`` and ``reason`` (no predictions: the model was not blessed).
+    """
+
+    TYPE_NAME: ClassVar[str] = "InferenceResult"
+
+    split_names: list[str] = dataclasses.field(default_factory=list)
+    model_uri: str = ""
+    rows: int = 0
+    skipped: bool = False
+    reason: str = ""
+
+    def split_uri(self, split: str) -> str:
+        return self.path(f"Split-{split}")
+
+    def summary(self, cached: bool = False) -> str | None:
+        if self.skipped:
+            return f"no predictions: {self.reason}"
+        return f"{self.rows:,} predictions in {', '.join(self.split_names) or 'no split'}"
 
 
 @dataclasses.dataclass(kw_only=True)

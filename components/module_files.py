@@ -176,3 +176,29 @@ def module_function(path: str, name: str, owner: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ComponentError(f"{owner}: module file {os.path.abspath(path)} defines no function '{name}'")
     return fn
+
+
+def user_function(module_file: str | None, dotted: str | None, name: str, owner: str) -> tuple[Callable[..., Any], str]:
+    """The user's function ``name`` and where it came from: from ``module_file``, or a dotted
+    ``"package.module.function"`` (exactly one of the two, as TFX's components take them)."""
+    if (module_file is None) == (dotted is None):
+        raise ComponentError(f"{owner}: set exactly one of module_file or {name}")
+    if module_file is not None:
+        path = os.path.abspath(module_file)
+        if not os.path.isfile(path):
+            raise ComponentError(f"{owner}: module file {path} does not exist")
+        return module_function(path, name, owner), path
+    module_name, _, attr = dotted.rpartition(".")
+    if not module_name:
+        raise ComponentError(f"{owner}: {name} {dotted!r} must be 'module.function'")
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ComponentError(f"{owner}: {name} {dotted!r}: cannot import {module_name}: "
+                             f"{type(exc).__name__}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ComponentError(f"{owner}: {name} {dotted!r}: {module_name} has no function {attr}")
+    return fn, getattr(module, "__file__", None) or dotted

@@ -50,7 +50,7 @@ class Node:
         # Free-form, runner-specific settings (e.g. Kubeflow resources).
         self.platform_config: dict[str, Any] = {}
         for key, value in kwargs.items():
-            if key in comp.inputs:
+            if key in comp.inputs and (key not in comp.parameters or isinstance(value, Channel)):
                 self._wire(key, value)
             elif key in comp.parameters:
                 self.parameters[key] = comp.parameters[key].validate(value, f"component {self.id}")

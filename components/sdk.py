@@ -4,6 +4,9 @@ Its signature declares everything: ``Input[T]`` parameters are input
 artifacts, ``Output[T]`` parameters are output artifacts, any other typed
 parameter is a parameter, validated when the pipeline is defined. A parameter
 typed ``ExecutionContext`` receives the run's context (Beam options, metrics).
+``Input[T] | V`` (e.g. the Trainer's ``hyperparameters: Input[HyperParameters] | dict``)
+takes either a channel of ``T`` or a value of type ``V``; the executor gets the artifact
+or the value.
 
 A custom component, and how it is tested without any orchestrator::
 
@@ -49,13 +52,14 @@ from sluice.components.module_files import (
     module_directory_importable,
     module_function,
     user_code_line,
+    user_function,
 )
 from sluice.components.nodes import Channel, Node, validate_id
 
 __all__ = [
     "ArtifactSpec", "Channel", "Component", "ComponentError", "DefinitionError", "ExecutionContext", "ExternalData",
     "Input", "ModuleFile", "ModuleFunction", "Node", "Output", "ParameterSpec", "component", "load_module_file",
-    "module_directory_importable", "module_function", "user_code_line", "validate_id",
+    "module_directory_importable", "module_function", "user_code_line", "user_function", "validate_id",
 ]
 
 
@@ -256,6 +260,21 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _input_or_value(annotation: Any) -> tuple[type[Artifact], Any] | None:
+    """``(T, V)`` for an annotation ``Input[T] | V`` (V one type or a union), else None."""
+    if typing.get_origin(annotation) not in (Union, types.UnionType):
+        return None
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    inputs = [m for m in members if _marker_of(m)[1] is _INPUT]
+    values = [m for m in members if _marker_of(m)[1] is None]
+    if len(inputs) != 1 or not values or len(inputs) + len(values) != len(members):
+        return None
+    artifact_type = _marker_of(inputs[0])[0]
+    if not (isinstance(artifact_type, type) and issubclass(artifact_type, Artifact)):
+        return None
+    return artifact_type, functools.reduce(lambda a, b: a | b, values)
+
+
 def _marker_of(annotation: Any) -> tuple[Any, _Marker | None]:
     if typing.get_origin(annotation) is Annotated:
         base, *extras = typing.get_args(annotation)
@@ -310,6 +329,12 @@ class Component:
                 self.context_parameter = pname
                 continue
             inner, optional = _unwrap_optional(annotation)
+            either = _input_or_value(inner)
+            if either is not None:  # Input[T] | V: a channel or a value
+                artifact_type, value_annotation = either
+                self.inputs[pname] = ArtifactSpec(pname, artifact_type, True)
+                self.parameters[pname] = ParameterSpec(pname, value_annotation | None, param.default, "value")
+                continue
             base, marker = _marker_of(inner)
             if marker in (_INPUT, _OUTPUT):
                 if not (isinstance(base, type) and issubclass(base, Artifact)):

@@ -1,4 +1,4 @@
-"""The serving-model contract between the Trainer and the Evaluator.
+"""The serving-model contract between the Trainer and what calls its model (Evaluator, BulkInferrer).
 
 A model file's ``run_fn`` exports its model with :func:`export_serving_model`; the
 Evaluator loads any SavedModel with :func:`load_serving_model` and calls it either
@@ -21,6 +21,7 @@ __all__ = [
     "TRANSFORM_SIGNATURE",
     "export_serving_model",
     "load_serving_model",
+    "predict_batch",
     "raw_feature_types",
     "raw_function",
     "serialize_examples",
@@ -166,3 +167,19 @@ def serialize_examples(table) -> list[bytes]:
             arrays.append(array)
             names.append(name)
     return RecordBatchToExamplesEncoder().encode(pa.RecordBatch.from_arrays(arrays, names))
+
+
+def predict_batch(loaded, table) -> dict:
+    """The serving outputs ``{name: numpy array}`` of ``loaded`` (``load_serving_model``) on a table's rows:
+    through its raw-feature function when it has one, else ``serving_default`` on serialized tf.Examples.
+    Columns the model does not read are ignored; raw features the table lacks are missing."""
+    import tensorflow as tf
+
+    from sluice.components.tft import arrow_to_raw_tensors
+
+    raw = raw_function(loaded)
+    if raw is not None:
+        outputs = raw(arrow_to_raw_tensors(table, raw_feature_types(raw)))["outputs"]
+    else:
+        outputs = loaded.signatures[SERVING_SIGNATURE](examples=tf.constant(serialize_examples(table), tf.string))
+    return {name: value.numpy() for name, value in outputs.items()}

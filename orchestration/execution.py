@@ -319,7 +319,8 @@ def _executor_kwargs(comp: Component, params: dict[str, Any], inputs: dict[str, 
     kwargs: dict[str, Any] = dict(params)
     for in_name in comp.inputs:
         arts = inputs.get(in_name) or []
-        kwargs[in_name] = arts[0] if arts else None
+        if arts or in_name not in kwargs:  # an input that also takes a value keeps the value when unwired
+            kwargs[in_name] = arts[0] if arts else None
     kwargs.update({out: art for out, art in outputs.items()})
     if comp.context_parameter:
         kwargs[comp.context_parameter] = ctx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sluice.components.trainer.fn_args import DataAccessor, FnArgs
+from sluice.components.training.fn_args import DataAccessor, FnArgs
 
 
 class TunerFnResult(NamedTuple):

@@ -21,15 +21,14 @@ A minimal module file::
 TensorBoard logs go to ``<model_run.uri>/logs``; with a tracking URI, params,
 per-epoch metrics and the SavedModel are logged to the pipeline's MLflow run.
 
-Modules: ``data`` (the Parquet input pipeline), ``fn_args`` (what ``run_fn`` receives),
-``callbacks`` (Keras callbacks; imports TensorFlow), ``distribution`` (strategies),
-``component`` (the executor ``run_trainer`` and ``Trainer``).
+``component`` holds the executor ``run_trainer`` and ``Trainer``; what it shares with the
+Tuner (the Parquet input pipeline, ``FnArgs``, callbacks, strategies) is in ``sluice.components.training``.
 """
 
 from sluice.components.serving import export_serving_model
 from sluice.components.trainer.component import Trainer, run_trainer
-from sluice.components.trainer.data import parquet_dataset
-from sluice.components.trainer.fn_args import DataAccessor, DatasetOptions, FnArgs
+from sluice.components.training.data import parquet_dataset
+from sluice.components.training.fn_args import DataAccessor, DatasetOptions, FnArgs
 
 __all__ = [
     "DataAccessor",

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any, Literal
 
-from sluice.components.artifacts import Examples, Model, ModelRun, Schema, TransformGraph
+from sluice.components.artifacts import Examples, HyperParameters, Model, ModelRun, Schema, TransformGraph
 from sluice.components.sdk import (
     ComponentError,
     ExecutionContext,
@@ -18,42 +18,18 @@ from sluice.components.sdk import (
     Output,
     component,
     module_directory_importable,
-    module_function,
     user_code_line,
+    user_function,
 )
-from sluice.components.trainer.data import split_files
-from sluice.components.trainer.distribution import is_chief, make_strategy
-from sluice.components.trainer.fn_args import DataAccessor, FnArgs
-
-
-def load_module_function(module_file: str, name: str) -> Callable:
-    """Imports ``module_file`` and returns its function ``name``; a ComponentError names the file."""
-    if not os.path.isfile(module_file):
-        raise ComponentError(f"Trainer: module file {module_file} does not exist")
-    return module_function(module_file, name, "Trainer")
+from sluice.components.training.data import split_files
+from sluice.components.training.distribution import is_chief, make_strategy
+from sluice.components.training.fn_args import DataAccessor, FnArgs
 
 
 def load_run_fn(module_file: str | None, run_fn: str | None) -> tuple[Callable, str]:
     """The user's ``run_fn`` and where it came from: a module file's, or a dotted
     ``"package.module.function"`` (exactly one of the two, as TFX's Trainer)."""
-    if (module_file is None) == (run_fn is None):
-        raise ComponentError("Trainer: set exactly one of module_file or run_fn")
-    if module_file is not None:
-        return load_module_function(module_file, "run_fn"), module_file
-    module_name, _, attr = run_fn.rpartition(".")
-    if not module_name:
-        raise ComponentError(f"Trainer: run_fn {run_fn!r} must be 'module.function'")
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - user code
-        raise ComponentError(f"Trainer: run_fn {run_fn!r}: cannot import {module_name}: "
-                             f"{type(exc).__name__}: {exc}") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ComponentError(f"Trainer: run_fn {run_fn!r}: {module_name} has no function {attr}")
-    return fn, getattr(module, "__file__", None) or run_fn
+    return user_function(module_file, run_fn, "run_fn", "Trainer")
 
 
 def _user_code_error(exc: BaseException, module_file: str) -> str:
@@ -85,6 +61,14 @@ def _last_pushed_model(ctx: ExecutionContext) -> str | None:
     return None
 
 
+def _hyperparameter_values(hyperparameters: dict[str, Any] | None) -> dict[str, Any]:
+    """The values of a keras-tuner config (``{"space": ..., "values": ...}``), or the dict itself."""
+    hyperparameters = hyperparameters or {}
+    if isinstance(hyperparameters.get("values"), dict) and "space" in hyperparameters:
+        return hyperparameters["values"]
+    return hyperparameters
+
+
 def _log_params(fn_args: FnArgs, distribution: str) -> None:
     """The run's parameters, hyperparameters and custom config as MLflow params."""
     import mlflow.entities
@@ -92,7 +76,7 @@ def _log_params(fn_args: FnArgs, distribution: str) -> None:
 
     params = {"train_steps": str(fn_args.train_steps), "eval_steps": str(fn_args.eval_steps),
               "distribution": distribution, "num_replicas": str(fn_args.strategy.num_replicas_in_sync),
-              **_flat_params("hp.", fn_args.hyperparameters or {}),
+              **_flat_params("hp.", _hyperparameter_values(fn_args.hyperparameters)),
               **_flat_params("config.", fn_args.custom_config or {})}
     MlflowClient(fn_args.tracking_uri).log_batch(
         fn_args.mlflow_run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
@@ -127,7 +111,7 @@ def run_trainer(
     base_model: Input[Model] | None = None,
     eval_steps: int = 100,
     custom_config: dict[str, Any] | None = None,
-    hyperparameters: dict[str, Any] | None = None,
+    hyperparameters: Input[HyperParameters] | dict[str, Any] | None = None,
     distribution: Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"] = "auto",
     cluster_spec: dict[str, Any] | None = None,
     train_splits: list[str] = ["train"],  # noqa: B006 - never mutated; the component's declared default
@@ -139,6 +123,10 @@ def run_trainer(
 
     Exactly one of ``module_file`` (a .py defining ``run_fn``) or ``run_fn`` (a dotted
     ``"package.module.function"``) is required.
+
+    ``hyperparameters``: a Tuner's ``best_hyperparameters`` (``run_fn`` gets its keras-tuner
+    config, as in TFX: ``keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)``)
+    or a dict given as it is.
 
     ``distribution``: ``auto`` mirrors over GPUs when there are any, else the
     default strategy; ``mirrored``; ``multi_worker`` (TF_CONFIG or
@@ -173,7 +161,8 @@ def run_trainer(
         train_steps=train_steps,
         eval_steps=eval_steps,
         custom_config=dict(custom_config) if custom_config is not None else None,  # None when unset, as TFX's
-        hyperparameters=dict(hyperparameters) if hyperparameters is not None else None,
+        hyperparameters=(hyperparameters.read() if isinstance(hyperparameters, HyperParameters)
+                         else dict(hyperparameters) if hyperparameters is not None else None),
         base_model=(base_model.serving_dir if base_model is not None
                     else _last_pushed_model(ctx) if warm_start_from_last_push else None),
         strategy=strategy,

@@ -23,6 +23,7 @@ from sluice.components.sdk import (
     Output,
     component,
     load_module_file,
+    user_function,
 )
 from sluice.components.tft.feature_spec import FeatureSpec, dtype_names, spec_from_schema_feature
 from sluice.components.tft.graph import RAW_METADATA_DIR, SCHEMA_FILE, TRANSFORMED_METADATA_DIR
@@ -33,10 +34,8 @@ OWNER = "Transform"
 
 def load_preprocessing_fn(module_file: str | None, preprocessing_fn: str | None) -> tuple[Callable, str]:
     """The user's function and where it came from (a file path or dotted name)."""
-    if (module_file is None) == (preprocessing_fn is None):
-        raise ComponentError("Transform: set exactly one of module_file or preprocessing_fn")
-    if preprocessing_fn is not None:
-        return _import_preprocessing_fn(preprocessing_fn)
+    if (module_file is None) == (preprocessing_fn is None) or preprocessing_fn is not None:
+        return user_function(module_file, preprocessing_fn, "preprocessing_fn", "Transform")
 
     path = os.path.abspath(module_file)
     module = load_module_file(path, "Transform")
@@ -50,26 +49,6 @@ def load_preprocessing_fn(module_file: str | None, preprocessing_fn: str | None)
     if not callable(fn):
         raise ComponentError(f"Transform: module file {path} defines no preprocessing_fn(inputs) function")
     return fn, path
-
-
-def _import_preprocessing_fn(preprocessing_fn: str) -> tuple[Callable, str]:
-    """A dotted ``"package.module.function"``, imported."""
-    module_name, _, attr = preprocessing_fn.rpartition(".")
-    if not module_name:
-        raise ComponentError(f"Transform: preprocessing_fn {preprocessing_fn!r} must be 'module.function'")
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - user code
-        raise ComponentError(
-            f"Transform: preprocessing_fn {preprocessing_fn!r}: cannot import {module_name}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ComponentError(f"Transform: preprocessing_fn {preprocessing_fn!r}: {module_name} has no function {attr}")
-    return fn, getattr(module, "__file__", None) or preprocessing_fn
 
 
 def raw_features_from_schema(schema_file: str) -> dict[str, FeatureSpec]:

@@ -13,6 +13,10 @@ Signatures of the exported SavedModel:
 
 and the function ``evaluate_raw_features`` (raw SparseTensors -> both), which the Evaluator
 uses; all three come from ``sluice.components.serving.export_serving_model``.
+
+``tuner_fn`` (for the Tuner, with ``create_pipeline(tune=True)``) searches the learning rate
+and the first layer's width with keras-tuner; ``run_fn`` trains with the values it found, as
+TFX's Trainer hands them over (a keras-tuner config), or with a plain dict of them.
 """
 
 import tensorflow as tf
@@ -53,15 +57,52 @@ def build_keras_model(tf_transform_output: tft.TransformOutput, hidden_units=HID
     return model
 
 
+def hyperparameter_values(fn_args) -> dict:
+    """The values to train with: a Tuner's best (a keras-tuner config) or a plain dict."""
+    given = fn_args.hyperparameters or {}
+    values = given["values"] if "space" in given and "values" in given else given
+    if "units" in values and "hidden_units" not in values:
+        values = {**values, "hidden_units": [values["units"], HIDDEN_UNITS[-1]]}
+    return values
+
+
+def tuner_fn(fn_args):
+    """A random search over the learning rate and the first layer's width (``custom_config``'s
+    ``max_trials``, 4 by default), each trial ``fn_args.train_steps`` steps."""
+    import keras_tuner
+
+    from sluice import tfx
+
+    tf_transform_output = tft.TransformOutput(fn_args.transform_output)
+    space = keras_tuner.HyperParameters()
+    space.Choice("learning_rate", [0.03, 0.01, 0.003], default=LEARNING_RATE)
+    space.Int("units", 8, 32, step=8, default=HIDDEN_UNITS[0])
+
+    def build(hp):
+        return build_keras_model(tf_transform_output, hidden_units=[hp.get("units"), HIDDEN_UNITS[-1]],
+                                 learning_rate=hp.get("learning_rate"))
+
+    tuner = keras_tuner.RandomSearch(
+        build, hyperparameters=space, allow_new_entries=False, seed=0,
+        objective=keras_tuner.Objective("val_accuracy", "max"),
+        max_trials=(fn_args.custom_config or {}).get("max_trials", 4),
+        directory=fn_args.working_dir, project_name="penguin")
+    batch_size = (fn_args.custom_config or {}).get("batch_size", BATCH_SIZE)
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={
+        "x": fn_args.dataset(fn_args.train_files, batch_size, label_key=LABEL_KEY),
+        "validation_data": fn_args.dataset(fn_args.eval_files, batch_size, label_key=LABEL_KEY),
+        "steps_per_epoch": fn_args.train_steps, "validation_steps": fn_args.eval_steps})
+
+
 def run_fn(fn_args):
     tf_transform_output = tft.TransformOutput(fn_args.transform_output)
     batch_size = (fn_args.custom_config or {}).get("batch_size", BATCH_SIZE)
     train = fn_args.dataset(fn_args.train_files, batch_size, label_key=LABEL_KEY)
     evaluation = fn_args.dataset(fn_args.eval_files, batch_size, label_key=LABEL_KEY)
+    values = hyperparameter_values(fn_args)
     with fn_args.strategy.scope():
-        model = build_keras_model(tf_transform_output,
-                                  hidden_units=(fn_args.hyperparameters or {}).get("hidden_units", HIDDEN_UNITS),
-                                  learning_rate=(fn_args.hyperparameters or {}).get("learning_rate", LEARNING_RATE))
+        model = build_keras_model(tf_transform_output, hidden_units=values.get("hidden_units", HIDDEN_UNITS),
+                                  learning_rate=values.get("learning_rate", LEARNING_RATE))
         fn_args.warm_start(model)  # from fn_args.base_model, when the Trainer has one
     epochs = (fn_args.custom_config or {}).get("epochs", 2)
     model.fit(train, steps_per_epoch=max(1, fn_args.train_steps // epochs), epochs=epochs,

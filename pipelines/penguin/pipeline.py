@@ -20,6 +20,7 @@ from sluice.components.schema_gen import SchemaGen
 from sluice.components.statistics_gen import StatisticsGen
 from sluice.components.trainer import Trainer
 from sluice.components.transform import Transform
+from sluice.components.tuner import Tuner
 from sluice.orchestration.pipeline import Pipeline
 from sluice.pipelines import curated_schema
 
@@ -44,7 +45,12 @@ def create_pipeline(
     schema_file: str = "",
     enable_cache: bool = True,
     beam_pipeline_args: list[str] = [],  # noqa: B006 - never mutated
+    tune: bool = False,
+    tuner_trials: int = 4,
+    tuner_steps: int = 100,
 ) -> Pipeline:
+    """``tune``: a Tuner searches the model's learning rate and width first (``tuner_trials``
+    trials of ``tuner_steps`` steps) and the Trainer trains with the best values found."""
     data_root = data_root or penguins_data_dir()
     # Under the run's root by default: `sluice run --pipeline-root` passes its root here.
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "penguin")
@@ -60,11 +66,18 @@ def create_pipeline(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         module_file=os.path.join(HERE, "preprocessing.py"))
     transform.add_upstream(example_validator)  # anomalies stop the run before training
+    tuner = Tuner(
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        module_file=os.path.join(HERE, "model.py"),
+        train_steps=tuner_steps, eval_steps=eval_steps, custom_config={"max_trials": tuner_trials}) if tune else None
     trainer = Trainer(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         module_file=os.path.join(HERE, "model.py"),
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_steps=train_steps, eval_steps=eval_steps)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
@@ -78,6 +91,6 @@ def create_pipeline(
         serving_dir=serving_dir, registered_model_name="penguin")
     return Pipeline(
         name="penguin",
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                    evaluator, pusher],
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+                    *([tuner] if tuner else []), trainer, evaluator, pusher],
         pipeline_root=pipeline_root, enable_cache=enable_cache, beam_pipeline_args=beam_pipeline_args)

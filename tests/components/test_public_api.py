@@ -18,7 +18,7 @@ def test_the_top_level_names_a_user_imports():
 
 def test_every_standard_component_is_importable_from_sluice_components():
     expected = {"CsvExampleGen", "ParquetExampleGen", "ImportExampleGen", "StatisticsGen", "SchemaGen",
-                "ImportSchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator", "Pusher"}
+                "ImportSchemaGen", "ExampleValidator", "Transform", "Tuner", "Trainer", "Evaluator", "Pusher"}
     assert expected <= set(sluice.components.__all__)
     for name in expected:
         assert isinstance(getattr(sluice.components, name), Component), name

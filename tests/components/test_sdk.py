@@ -1,6 +1,7 @@
 """The component SDK: signatures, definition-time validation, plain-function tests."""
 
 import json
+from pathlib import Path
 
 import pydantic
 import pytest
@@ -178,3 +179,42 @@ def test_a_builtin_component_version_covers_every_module_of_the_components_packa
     source_tree_digest.cache_clear()
     (tmp_path / "engine" / "deep.py").write_text("X = 2\n")  # a helper module deep in a package
     assert source_tree_digest(str(tmp_path)) != before
+
+
+def tune_settings(best: Output[Schema]) -> None:
+    with open(best.path("values.json"), "w") as fh:
+        json.dump({"learning_rate": 0.5}, fh)
+
+
+def use_settings(model: Output[Model], settings: Input[Schema] | dict[str, float] | None = None) -> None:
+    given = {"value": settings}
+    if isinstance(settings, Schema):
+        with open(settings.path("values.json")) as fh:
+            given = json.load(fh)
+    with open(model.path("given.json"), "w") as fh:
+        json.dump(given, fh)
+
+
+def test_an_input_that_also_takes_a_value_gets_a_channel_or_a_value(tmp_path):
+    from sluice.orchestration.local_runner import run_pipeline
+    from sluice.orchestration.pipeline import Pipeline
+
+    Tune, Use = component(tune_settings, name="Tune"), component(use_settings, name="Use")
+    assert Use.inputs["settings"].optional and Use.parameters["settings"].default is None
+    tuned = Tune()
+    wired = Use(settings=tuned.outputs["best"], id="wired")
+    valued = Use(settings={"learning_rate": 2}, id="valued")
+    unset = Use(id="unset")
+    assert list(wired.inputs) == ["settings"] and wired.parameters["settings"] is None
+    assert not valued.inputs and valued.parameters["settings"] == {"learning_rate": 2.0}
+    with pytest.raises(DefinitionError, match="parameter 'settings'"):
+        Use(settings="fast")
+    with pytest.raises(DefinitionError, match=r"input 'settings' expects Schema, got Examples"):
+        Use(settings=Produce().outputs["examples"])
+    result = run_pipeline(Pipeline(name="either", components=[tuned, wired, valued, unset],
+                                   pipeline_root=str(tmp_path / "root")))
+    assert result.ok, result.error
+    given = {node: json.loads(Path(result.outputs(node)["model"][0].path("given.json")).read_text())
+             for node in ("wired", "valued", "unset")}
+    assert given == {"wired": {"learning_rate": 0.5}, "valued": {"value": {"learning_rate": 2.0}},
+                     "unset": {"value": None}}

@@ -16,7 +16,7 @@ from sluice.components.artifacts import Examples, Schema, TransformGraph
 from sluice.components.sdk import ComponentError
 from sluice.components.tft.feature_spec import FeatureSpec
 from sluice.components.tft.tensors import arrow_to_raw_tensors, tensors_to_arrow
-from sluice.components.trainer import data as trainer_data
+from sluice.components.training import data as trainer_data
 from sluice.components.transform import run_transform
 from sluice.components.transform.component import raw_features_from_schema
 

@@ -22,8 +22,8 @@ import pytest
 from sluice.components import trainer as trainer_module
 from sluice.components.artifacts import Examples, Model, ModelRun
 from sluice.components.sdk import ComponentError, ExecutionContext
-from sluice.components.trainer import data as trainer_data
 from sluice.components.trainer import parquet_dataset, run_trainer
+from sluice.components.training import data as trainer_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -618,5 +618,5 @@ def test_component_definitions_validate_parameters_without_importing_tensorflow(
     assert "distribution: component Trainer: parameter 'distribution' expects" in out
     assert "thresholds: {'auc': MetricThreshold(lower_bound=0.7" in out
     assert "typo: component Evaluator: parameter 'thresholds'['auc']['lower_bond']" in out
-    assert ("inputs: ['base_model', 'examples', 'schema', 'transform_graph'] "
+    assert ("inputs: ['base_model', 'examples', 'hyperparameters', 'schema', 'transform_graph'] "
             "['baseline_model', 'examples', 'model'] ['model', 'model_blessing']") in out

@@ -114,3 +114,23 @@ def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing
     [krun] = kstore.list_pipeline_runs("penguin")
     assert sorted(e.component_type for e in kstore.executions(krun.id)) == sorted(COMPONENTS)
     assert krun.status == "executed"
+
+
+def test_tune_adds_a_tuner_whose_best_values_the_trainer_trains_with(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    proc = sluice("run", "penguin", "--pipeline-root", str(tmp_path / "root"), "--param", "tune=true",
+                  "--param", "tuner_trials=2", "--param", "tuner_steps=20", "--param", "train_steps=100",
+                  "--param", "min_accuracy=0.5", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert [c["type"] for c in doc["components"]] == [*COMPONENTS[:5], "Tuner", *COMPONENTS[5:]]
+    tuner = next(c for c in doc["components"] if c["type"] == "Tuner")
+    best = json.loads(Path(tuner["outputs"]["best_hyperparameters"][0], "best_hyperparameters.txt").read_text())
+    client = MlflowClient(doc["tracking_uri"])
+    runs = {r.info.run_name: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+    trainer = runs["Trainer"]
+    assert {k: trainer.data.params[f"hp.{k}"] for k in best["values"]} == {k: str(v) for k, v in best["values"].items()}
+    trials = [r for name, r in runs.items() if name.startswith("trial ")]
+    assert len(trials) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {runs["Tuner"].info.run_id}

@@ -242,28 +242,23 @@ def test_penguin_module_with_a_helper_beside_it_trains_and_serves_raw_examples(p
 
 @pytest.mark.slow
 def test_penguin_tuner_fn_searches_over_the_transformed_examples(penguin_run, tmp_path):
-    from sluice import tfx
-    from sluice.components.trainer.fn_args import DataAccessor
+    import keras_tuner
+
+    from sluice.components.artifacts import Examples, HyperParameters, TransformGraph
+    from sluice.components.tuner import run_tuner
 
     root, _, run = penguin_run
+    folders = sorted(glob.glob(str(root / "root" / "**" / "transformed_examples" / "*" / "Split-train"),
+                               recursive=True))
+    assert len(folders) == 1, folders
+    transformed = Examples(uri=os.path.dirname(folders[0]), split_names=["train", "eval"])
+    best = HyperParameters(uri=str(_mkdir(tmp_path / "best")))
+    run_tuner(examples=transformed, transform_graph=TransformGraph(uri=run["graph"]), best_hyperparameters=best,
+              module_file=str(SLUICE / "penguin_keras.py"), train_steps=10, eval_steps=2)
     module = _load_module(SLUICE / "penguin_keras.py", "tfx_style_penguin_keras")
-    examples = sorted(glob.glob(str(root / "root" / "**" / "Split-*"), recursive=True))
-    transformed = [p for p in examples if os.sep + "transformed_examples" + os.sep in p]
-    train = [os.path.join(p, "*") for p in transformed if p.endswith("Split-train")]
-    evaluation = [os.path.join(p, "*") for p in transformed if p.endswith("Split-eval")]
-    assert train and evaluation, examples
-    # What a Tuner component would hand over (Sluice has none yet), built with Sluice's FnArgs fields.
-    fn_args = tfx.components.FnArgs(
-        working_dir=str(tmp_path / "tuning"), train_files=train, eval_files=evaluation,
-        transform_output=run["graph"], schema_path=None, serving_model_dir=str(tmp_path / "unused"),
-        model_run_dir=str(tmp_path / "unused"), train_steps=10, eval_steps=2, custom_config={}, hyperparameters={},
-        base_model=None, strategy=None, data_accessor=DataAccessor())
-    result = module.tuner_fn(fn_args)
-    assert isinstance(result, tfx.components.TunerFnResult)
-    result.tuner.search(**result.fit_kwargs, verbose=0)
-    assert len(result.tuner.oracle.trials) == module.MAX_TRIALS
-    best = result.tuner.get_best_hyperparameters(1)[0]
-    assert best.get("learning_rate") in (3e-2, 1e-2) and best.get("hidden_layers") in (1, 2)
+    assert best.trials == module.MAX_TRIALS
+    hp = keras_tuner.HyperParameters.from_config(best.read())  # as the module's run_fn reads it
+    assert hp.get("learning_rate") in (3e-2, 1e-2) and hp.get("hidden_layers") in (1, 2)
 
 
 # image-like fixed-length float lists ----------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from sluice.components.trainer.data import OWNER, expand_patterns, parquet_dataset
+from sluice.components.training.data import OWNER, expand_patterns, parquet_dataset
 
 
 @dataclasses.dataclass
@@ -166,7 +166,7 @@ class FnArgs:
 
     def callbacks(self) -> list:
         """Keras callbacks: TensorBoard into ``model_run/logs`` and per-epoch MLflow metrics."""
-        from sluice.components.trainer import callbacks  # imports TensorFlow
+        from sluice.components.training import callbacks  # imports TensorFlow
 
         made = [callbacks.tensorboard_callback(self.log_dir), callbacks.FinalMetrics(self.final_metrics)]
         if self.tracking_uri and self.mlflow_run_id and self.is_chief:
