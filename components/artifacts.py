@@ -34,6 +34,8 @@ class Artifact:
     """
 
     TYPE_NAME: ClassVar[str] = "Artifact"
+    # Its KFP artifact class (system.Dataset, system.Model...), as KFP's UI and lineage show it.
+    KFP_TYPE: ClassVar[str] = "Artifact"
 
     uri: str
     id: str | None = None
@@ -136,6 +138,7 @@ class Examples(Artifact):
     """
 
     TYPE_NAME: ClassVar[str] = "Examples"
+    KFP_TYPE: ClassVar[str] = "Dataset"
 
     split_names: list[str] = dataclasses.field(default_factory=list)
     span: int = 0
@@ -244,6 +247,7 @@ class Model(Artifact):
     """
 
     TYPE_NAME: ClassVar[str] = "Model"
+    KFP_TYPE: ClassVar[str] = "Model"
 
     framework: str = "tensorflow"
 
@@ -368,6 +372,7 @@ class InferenceResult(Artifact):
     """
 
     TYPE_NAME: ClassVar[str] = "InferenceResult"
+    KFP_TYPE: ClassVar[str] = "Dataset"
 
     split_names: list[str] = dataclasses.field(default_factory=list)
     model_uri: str = ""
@@ -401,6 +406,9 @@ class ModelBlessing(Artifact):
     model_uri: str = ""
     reason: str = ""
 
+    def summary(self, cached: bool = False) -> str | None:
+        return f"{'blessed' if self.blessed else 'not blessed'}: {self.reason}" if self.reason else None
+
 
 @dataclasses.dataclass(kw_only=True)
 class PushedModel(Artifact):
@@ -420,6 +428,7 @@ class PushedModel(Artifact):
     version: int | None = None
     destination: str = ""
     reason: str = ""
+    registered: str = ""  # "<name> version <n> @champion" when registered in MLflow
 
     def summary(self, cached: bool = False) -> str | None:
         """Whether the run pushed a model, and why (or why not)."""
@@ -427,5 +436,7 @@ class PushedModel(Artifact):
             return f"nothing new to push (cached; version {self.version if self.pushed else '-'} stays)"
         if self.pushed:
             why = f" ({self.reason})" if self.reason else ""
-            return f"pushed version {self.version}{why}"
+            where = f" to {self.destination}" if self.destination else ""
+            registered = f"; registered as {self.registered}" if self.registered else ""
+            return f"pushed version {self.version}{where}{why}{registered}"
         return f"not pushed: {self.reason}"

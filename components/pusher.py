@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from sluice.components.artifacts import Model, ModelBlessing, PushedModel
+from sluice.components.artifacts import Examples, Model, ModelBlessing, PushedModel
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
 MARKER = ".sluice-push.json"  # in each version folder: which model it holds and where it is registered
@@ -196,19 +196,43 @@ def rename_no_replace(source: str, destination: str) -> None:
 # --- the MLflow Model Registry -----------------------------------------------------------------
 
 
-def upload_model(ctx: ExecutionContext, model: Model) -> str:
-    """Uploads the SavedModel as artifacts of the Pusher's MLflow run; returns the URI to register.
+def upload_model(ctx: ExecutionContext, model: Model, examples: Examples | None = None) -> str:
+    """Uploads the SavedModel, made an MLflow model too (``mlflow_model``: ``MLmodel``, signature,
+    input example from the first rows of ``examples``), as artifacts of the Pusher's MLflow run;
+    returns the URI to register.
 
     The source then lives in the run's own artifact store (under this run's pipeline root, or a
     tracking server's proxied artifacts), which is what a server accepts as a model version's source.
     """
-    return ctx.log_artifacts(model.serving_dir, ARTIFACT_PATH)
+    with tempfile.TemporaryDirectory(prefix="sluice-mlflow-model-") as scratch:
+        folder = os.path.join(scratch, ARTIFACT_PATH)
+        shutil.copytree(model.serving_dir, folder)
+        try:
+            from sluice.components.mlflow_model import make_mlflow_model
+
+            make_mlflow_model(folder, _example_rows(examples))
+        except Exception as exc:  # noqa: BLE001 - a SavedModel TensorFlow cannot load: still registered
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"Pusher: registering {model.serving_dir} without an MLmodel (not loadable as an MLflow "
+                  f"model): {first}"[:500], file=sys.stderr)
+        return ctx.log_artifacts(folder, ARTIFACT_PATH)
+
+
+def _example_rows(examples: Examples | None, rows: int = 5):
+    """The first rows of the first split of ``examples`` as pandas, or None."""
+    if examples is None or not examples.split_names:
+        return None
+    from sluice.components.io.examples import read_batches, split_files
+
+    files = split_files(examples, examples.split_names[0], "Pusher")
+    first = next(read_batches(files[0], "Pusher", batch_size=rows), None) if files else None
+    return first.to_pandas() if first is not None and first.num_rows else None
 
 
 class Registry:
     """The registry side of pushes of one registered model name."""
 
-    def __init__(self, ctx: ExecutionContext, name: str):
+    def __init__(self, ctx: ExecutionContext, name: str, examples: Examples | None = None):
         from mlflow.tracking import MlflowClient
 
         if not ctx.mlflow_run_id:
@@ -216,6 +240,7 @@ class Registry:
         self.client = MlflowClient(ctx.tracking_uri)
         self.ctx = ctx
         self.name = name
+        self.examples = examples  # the input example of the versions it registers
 
     def versions(self) -> list:
         quote = '"' if "'" in self.name else "'"
@@ -253,7 +278,7 @@ class Registry:
                 self.client.create_registered_model(self.name, description="Pushed by Sluice's Pusher")
             except MlflowException:  # created meanwhile by a concurrent push
                 self.client.get_registered_model(self.name)
-        source = upload_model(self.ctx, model)
+        source = upload_model(self.ctx, model, self.examples)
         tags = {FINGERPRINT_TAG: fingerprint, MODEL_URI_TAG: model.uri, EXECUTION_TAG: self.ctx.execution_id}
         version = self.client.create_model_version(self.name, source, run_id=self.ctx.mlflow_run_id, tags=tags)
         return int(version.version)
@@ -327,11 +352,11 @@ def _reuse(model: Model, serving_dir: str, version: int, marker: dict, fingerpri
     return {"version": version, "destination": destination, "registered_model": registered, "reused": True}
 
 
-def _push(model: Model, serving_dir: str, ctx: ExecutionContext, name: str) -> dict:
+def _push(model: Model, serving_dir: str, ctx: ExecutionContext, name: str, examples: Examples | None) -> dict:
     """Pushes ``model`` unless it is already the newest version; see the module docstring for the order."""
     fingerprint = model_fingerprint(model)
     remove_stale_staging(serving_dir)
-    registry = Registry(ctx, name) if ctx.tracking_uri else None
+    registry = Registry(ctx, name, examples) if ctx.tracking_uri else None
     markers = _markers(serving_dir)
     newest = max(markers, default=None)
     if newest is not None and markers[newest].get("fingerprint") == fingerprint:
@@ -366,6 +391,7 @@ def push_model(
     serving_dir: str,
     model_blessing: Input[ModelBlessing] | None = None,
     registered_model_name: str | None = None,
+    examples: Input[Examples] | None = None,
     ctx: ExecutionContext = None,
 ) -> None:
     """Pushes ``model`` to ``serving_dir`` as a new TF Serving version if it is blessed.
@@ -375,6 +401,10 @@ def push_model(
     ``registered_model_name`` (default: the pipeline name); alias ``champion``
     names the newest version in place. A model that is already the newest version
     is not copied again: its push is completed where it stopped and reused.
+
+    The registered version is an MLflow model too (``mlflow_model``): ``mlflow.pyfunc.load_model(
+    "models:/<name>@champion")`` predicts from a pandas frame of raw rows, and ``sluice serve``
+    serves it; ``examples`` (raw Examples, optional) gives its input example.
     """
     ctx = ctx or ExecutionContext()
     serving_dir = _prepare_serving_dir(serving_dir)
@@ -385,7 +415,7 @@ def push_model(
     record = {"pushed": False, "version": None, "destination": "", "reason": reason or "",
               "registered_model": None, "reused": False}
     if reason is None:
-        record.update(_push(model, serving_dir, ctx, registered_model_name or ctx.pipeline_name), pushed=True,
+        record.update(_push(model, serving_dir, ctx, registered_model_name or ctx.pipeline_name, examples), pushed=True,
                       reason="blessed" if model_blessing is not None else "no blessing required")
 
     with open(pushed_model.path("push.json"), "w") as out:
@@ -393,8 +423,13 @@ def push_model(
     pushed_model.pushed = record["pushed"]
     pushed_model.version = record["version"]
     pushed_model.destination = record["destination"]
-    if "reason" in {f.name for f in dataclasses.fields(pushed_model)}:
+    fields = {f.name for f in dataclasses.fields(pushed_model)}
+    if "reason" in fields:
         pushed_model.reason = record["reason"]
+    registered = record.get("registered_model")
+    if "registered" in fields and registered:
+        alias = f" @{registered['alias']}" if registered.get("alias") else ""
+        pushed_model.registered = f"{registered['name']} version {registered['version']}{alias}"
     ctx.log_metric("pushed", 1.0 if record["pushed"] else 0.0)
 
 

@@ -238,6 +238,8 @@ def lineage(artifact_uri, pipeline_root, tracking_uri, as_json):
     from sluice.orchestration.lineage import walk_lineage
 
     store = _store(pipeline_root, tracking_uri)
+    # As recorded: absolute, without a trailing slash (a shell's completion adds one to folders).
+    artifact_uri = (artifact_uri if "://" in artifact_uri else os.path.abspath(artifact_uri)).rstrip("/") or "/"
     graph = walk_lineage(store, artifact_uri)
     if graph is None:
         raise CliError(f"{artifact_uri}: no artifact with this URI in {store.tracking_uri}")
@@ -262,13 +264,50 @@ def ui(pipeline_root, tracking_uri, host, port):
     # The store's URI goes by environment, not argv: a password in it would show in `ps`.
     argv = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
     echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
+
+    # The UI only reads runs: no background job workers.
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store.tracking_uri,
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
+    _serve_until_stopped(argv, env)
+
+
+@cli.command()
+@click.argument("model_name")
+@_common_store_options
+@click.option("--alias", default="champion", show_default=True, help="the registered version to serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5001, show_default=True, type=int)
+def serve(model_name, pipeline_root, tracking_uri, alias, host, port):
+    """Serve MODEL_NAME@champion (the Pusher's registered model: the pipeline's name unless its
+    registered_model_name says otherwise) over HTTP with ``mlflow models serve`` (no Docker):
+    POST raw rows to /invocations, e.g. {"dataframe_records": [{"island": "Biscoe", ...}]}."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from sluice.orchestration.secrets import mask_uri
+
+    store = _store(pipeline_root, tracking_uri)
+    try:
+        version = MlflowClient(store.tracking_uri).get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        raise CliError(f"no registered model '{model_name}' with alias '{alias}' in {mask_uri(store.tracking_uri)} "
+                       "(a Pusher with a tracking URI registers it)") from None
+    argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{model_name}@{alias}",
+            "--env-manager", "local", "--host", host, "--port", str(port)]
+    echo(f"serving {model_name} version {version.version} (@{alias}) on http://{host}:{port}/invocations "
+         "(Ctrl-C to stop)", err=True)
+    # The store's URI goes by environment, not argv: a password in it would show in `ps`. MLflow
+    # starts `uvicorn` by name: this environment's scripts come first on PATH.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    _serve_until_stopped(argv, {**os.environ, "MLFLOW_TRACKING_URI": store.tracking_uri, "PATH": path})
+
+
+def _serve_until_stopped(argv: list[str], env: dict[str, str]) -> None:
+    """Runs a server in its own process group (stopping it stops its web workers too) until it
+    ends, this process gets SIGTERM, or Ctrl-C."""
     import signal
     import subprocess
 
-    # The UI only reads runs: no background job workers. Its own process group, so
-    # stopping it stops its web workers too.
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store.tracking_uri,
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
     server = subprocess.Popen(argv, env=env, start_new_session=True)
 
     def stop(*_):

@@ -61,7 +61,21 @@ def print_result(result, components: bool = True) -> None:
     for comp in result.components if components else []:
         echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
     echo(f"run {result.run_id}: {result.status} in {result.seconds:.1f}s")
+    for comp in result.components:
+        for line in _outcomes(comp.outputs, cached=comp.status == "cached"):
+            echo(f"{comp.id}: {line}")
+    reports = [(title, path) for comp in result.components for arts in comp.outputs.values() for art in arts
+               for title, path in art.report_files().items() if os.path.isfile(path)]
+    if reports:
+        echo("reports:")
+        for title, path in reports:
+            echo(f"  {title}: {path}")
     echo(f"metadata: {mask_uri(result.tracking_uri)}")
+
+
+def _outcomes(outputs: dict, cached: bool) -> list[str]:
+    """What a component's output artifacts say of themselves (``Artifact.summary``)."""
+    return [line for arts in outputs.values() for art in arts if (line := art.summary(cached=cached))]
 
 
 def run_summary(store, run_id: str) -> str:
@@ -113,6 +127,12 @@ def print_run(run_record, executions) -> None:
     for e in executions:
         secs = f"{e.seconds:.2f}s" if e.seconds is not None else "-"
         echo(f"  {e.component_id:<24} {e.component_type:<18} {e.status:<9} {secs}")
+        for line in _outcomes(e.outputs, cached=e.status == "cached"):
+            echo(f"      {line}")
+        overall = {k: v for k, v in sorted(e.metrics.items()) if "/" not in k}
+        if overall:
+            echo("      metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in list(overall.items())[:12])
+                 + (f" (+{len(overall) - 12} more)" if len(overall) > 12 else ""))
         for name, arts in e.outputs.items():
             for art in arts:
                 echo(f"      {name}: {art.uri}")

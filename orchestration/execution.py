@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -255,6 +256,7 @@ def run_node(
         # The IR's warm imports: a component found again by its function's name is rebuilt without them.
         _execute(comp, node["id"], _executor_kwargs(comp, params, inputs, outputs, ctx), tmp, outputs,
                  node.get("warm_imports", comp.warm_imports))
+        log_small_outputs(ctx, tmp)
     except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
         seconds = time.monotonic() - started
         message = _describe(exc)
@@ -273,6 +275,38 @@ def run_node(
     published = {out: [art] for out, art in outputs.items()}
     store.publish_execution(execution_id, published, ctx.metrics, seconds)
     return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)
+
+
+# Output files up to this size are copied into the execution's MLflow run (reports, statistics,
+# schemas, anomalies, metrics, analyses), up to SMALL_OUTPUTS_BYTES per execution; the rest of the
+# data, and every SavedModel folder, stays in the pipeline root, linked from the run's tags.
+SMALL_OUTPUT_FILE_BYTES = 2 << 20
+SMALL_OUTPUTS_BYTES = 32 << 20
+
+
+def log_small_outputs(ctx: runtime.RunnerContext, folders: dict[str, str]) -> None:
+    """Copies each output's small files into the execution's MLflow artifacts, under ``outputs/<output>/``."""
+    if not (ctx.tracking_uri and ctx.mlflow_run_id):
+        return
+    with tempfile.TemporaryDirectory(prefix="sluice-outputs-") as scratch:
+        total = 0
+        for name, folder in folders.items():
+            for where, dirs, files in os.walk(folder):
+                if "saved_model.pb" in files:  # a model: not copied piecemeal
+                    dirs.clear()
+                    continue
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for file in sorted(f for f in files if not f.startswith(".")):
+                    path = os.path.join(where, file)
+                    size = os.path.getsize(path)
+                    if size > SMALL_OUTPUT_FILE_BYTES or total + size > SMALL_OUTPUTS_BYTES:
+                        continue
+                    copy = os.path.join(scratch, name, os.path.relpath(path, folder))
+                    os.makedirs(os.path.dirname(copy), exist_ok=True)
+                    shutil.copyfile(path, copy)
+                    total += size
+        if os.listdir(scratch):
+            ctx.log_artifacts(scratch, "outputs")
 
 
 def _reusable_execution(node: dict[str, Any], store: MetadataStore, name: str, root: str, key: str,

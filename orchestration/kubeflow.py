@@ -136,6 +136,13 @@ def ui_outputs(node: dict[str, Any]) -> dict[str, str]:
     return extra
 
 
+def kfp_type(type_name: str) -> str:
+    """The KFP artifact class (``Dataset``, ``Model``, ``Artifact``) for a Sluice artifact type's name."""
+    from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
+
+    return ARTIFACT_TYPES.get(type_name, Artifact).KFP_TYPE
+
+
 def _identifier(name: str, taken: set[str]) -> str:
     ident = re.sub(r"\W", "_", name).lower()
     if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
@@ -198,7 +205,7 @@ def compile_kubeflow(
     param_idents = {name: _identifier(f"param_{name}", taken) for name in params}
     functions = {node["id"]: _identifier(f"sluice_{node['id']}", taken) for node in ir["nodes"]}
     lines = ["from kfp import dsl",
-             "from kfp.dsl import Input, Output, Artifact, HTML, Metrics, ClassificationMetrics", ""]
+             "from kfp.dsl import Input, Output, Artifact, Dataset, Model, HTML, Metrics, ClassificationMetrics", ""]
     for node in ir["nodes"]:
         lines += _task_function(node, functions[node["id"]], params, param_idents)
     module = _load_module(lines)
@@ -284,10 +291,10 @@ def _task_function(node: dict[str, Any], fname: str, params: dict[str, Any],
                    param_idents: dict[str, str]) -> list[str]:
     """Source lines of the KFP component function of ``node``: it hands everything to ``run_task``."""
     args = []
-    for name in node["inputs"]:
-        args.append(f"{name}: Input[Artifact]")
-    for name in node["outputs"]:
-        args.append(f"{name}: Output[Artifact]")
+    for name, spec in node["inputs"].items():
+        args.append(f"{name}: Input[{kfp_type(spec['type'])}]")
+    for name, spec in node["outputs"].items():
+        args.append(f"{name}: Output[{kfp_type(spec['type'])}]")
     ui = ui_outputs(node)
     args += [f"{name}: Output[{kind}]" for name, kind in ui.items()]
     args += ["sluice_ir: str", "sluice_node: str", "sluice_run_id: str"]

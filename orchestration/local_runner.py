@@ -20,7 +20,7 @@ from typing import Any
 from sluice.components.artifacts import Artifact
 from sluice.orchestration import runtime
 from sluice.orchestration.execution import ExecutionFailed, NodeResult, recover_abandoned, run_node
-from sluice.orchestration.metadata import EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri
+from sluice.orchestration.metadata import CACHED, EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri
 from sluice.orchestration.pipeline import Pipeline, compile_pipeline
 from sluice.orchestration.secrets import mask_text, mask_uri
 
@@ -111,6 +111,20 @@ class Progress:
             self._write(self._status())
 
 
+def _run_overview(store: MetadataStore, run_id: str, results: list[NodeResult]) -> tuple[dict[str, float], str]:
+    """The parent run's metrics (every component's overall ones, as ``<component>.<metric>``) and description
+    (one line per component: its status and what its outputs say of themselves)."""
+    metrics = {f"{e.component_id}.{key}": value for e in store.executions(run_id)
+               for key, value in e.metrics.items() if "/" not in key}  # not per-slice ones
+    lines = []
+    for result in results:
+        said = [text for artifacts in result.outputs.values() for artifact in artifacts
+                if (text := artifact.summary(cached=result.status == CACHED))]
+        detail = "; ".join(said) or (result.error.splitlines()[0] if result.error else "")
+        lines.append(f"- **{result.id}** {result.status}" + (f": {detail}" if detail else ""))
+    return metrics, "\n".join(lines)
+
+
 def run_pipeline(
     pipeline: Pipeline | dict[str, Any],
     tracking_uri: str | None = None,
@@ -134,7 +148,8 @@ def run_pipeline(
 
     recover_abandoned(store, name)
     reusable = _reusable_executions(store, resume, name) if resume else {}
-    run_id = store.start_pipeline_run(name, tags={"sluice.resumed_from": resume} if resume else None)
+    run_id = store.start_pipeline_run(name, tags={"sluice.resumed_from": resume} if resume else None,
+                                      params=spec.get("parameters"))
     nodes = {n["id"]: n for n in ir["nodes"]}
     results: dict[str, NodeResult] = {}
     pending = dict(nodes)
@@ -193,8 +208,8 @@ def run_pipeline(
 
     status = FAILED if first_error else EXECUTED
     seconds = time.monotonic() - started
-    store.end_pipeline_run(run_id, status, first_error, seconds)
     ordered = [results[n["id"]] for n in ir["nodes"]]
+    store.end_pipeline_run(run_id, status, first_error, seconds, *_run_overview(store, run_id, ordered))
     return RunResult(name, run_id, status, seconds, root, uri, ordered, first_error)
 
 

@@ -53,6 +53,12 @@ _WRITES = frozenset({"create_experiment", "create_run", "log_batch", "set_termin
                      "update_run", "delete_run", "log_param", "log_metric", "set_experiment_tag"})
 
 
+# The MLflow UI opens an experiment of this kind in its model-training view (not GenAI's traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+
+
 class MetadataStore:
     """Executions and artifacts of pipeline runs, stored as MLflow runs."""
 
@@ -108,7 +114,8 @@ class MetadataStore:
                 return None
             location = roots.experiment_location(self.tracking_uri, self._artifact_root)
             try:
-                exp_id = self._call("create_experiment", pipeline, artifact_location=location)
+                exp_id = self._call("create_experiment", pipeline, artifact_location=location,
+                                    tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
             except Exception:  # created concurrently by another process
                 exp = self._call("get_experiment_by_name", pipeline)
                 if exp is None:
@@ -116,6 +123,8 @@ class MetadataStore:
                 exp_id = exp.experiment_id
         else:
             exp_id = exp.experiment_id
+            if EXPERIMENT_KIND_TAG not in exp.tags and not self._read_only:
+                self._call("set_experiment_tag", exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self._experiments[pipeline] = exp_id
         return exp_id
 
@@ -142,7 +151,9 @@ class MetadataStore:
 
     # -- pipeline runs ---------------------------------------------------------
 
-    def start_pipeline_run(self, pipeline: str, tags: dict[str, str] | None = None) -> str:
+    def start_pipeline_run(self, pipeline: str, tags: dict[str, str] | None = None,
+                           params: dict[str, Any] | None = None) -> str:
+        """A parent run; ``params``: the pipeline's own (``create_pipeline``'s), recorded as its params."""
         exp_id = self.experiment_id(pipeline)
         run = self._call(
             "create_run", exp_id,
@@ -150,6 +161,8 @@ class MetadataStore:
             tags={records.KIND: "pipeline_run", records.PIPELINE: pipeline, records.STATUS: RUNNING,
                   **records.process_tags(), **(tags or {})},
         )
+        if params:
+            self._log(run.info.run_id, params={k: records.pipeline_param(v) for k, v in params.items()})
         return run.info.run_id
 
     def find_or_start_pipeline_run(self, pipeline: str, external_id: str) -> str:
@@ -161,13 +174,18 @@ class MetadataStore:
             return found[0].info.run_id
         return self.start_pipeline_run(pipeline, tags={records.EXTERNAL_ID: external_id})
 
-    def end_pipeline_run(self, run_id: str, status: str, error: str = "", seconds: float | None = None) -> None:
+    def end_pipeline_run(self, run_id: str, status: str, error: str = "", seconds: float | None = None,
+                         metrics: dict[str, float] | None = None, summary: str = "") -> None:
+        """Ends a parent run; ``metrics`` (its components', as ``<component>.<metric>``) and ``summary``
+        (its description: what each component produced) make it readable in the MLflow UI."""
         tags = {records.STATUS: status}
+        if summary:
+            tags[NOTE_TAG] = summary[:7900]
         if error:
             tags[records.ERROR] = error[:7900]
         if seconds is not None:
             tags[records.SECONDS] = f"{seconds:.3f}"
-        self._set_tags(run_id, tags)
+        self._log(run_id, metrics=metrics, tags=tags)
         self._call("set_terminated", run_id, status="FINISHED" if status == EXECUTED else "FAILED")
 
     def get_pipeline_run(self, run_id: str) -> PipelineRun:
@@ -256,7 +274,8 @@ class MetadataStore:
             records.CACHE_KEY: cache_key, records.CACHED_FROM: source.id, records.SECONDS: "0",
             **records.input_tags(inputs), **records.output_tags(source.outputs),
         }
-        run = self._call("create_run", exp_id, run_name=component_id, tags=tags)
+        tags[NOTE_TAG] = f"Cached: reuses the outputs of execution {source.id} ({source.pipeline_run_id or '-'})."
+        run = self._call("create_run", exp_id, run_name=f"{component_id} (cached)", tags=tags)
         self._log(run.info.run_id, params=parameters, metrics=source.metrics)
         self._call("set_terminated", run.info.run_id, status="FINISHED")
         return run.info.run_id

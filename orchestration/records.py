@@ -174,6 +174,16 @@ def quote(text: str) -> str:
     return text.replace("'", "''")
 
 
+def pipeline_param(value: Any) -> str:
+    """A pipeline parameter as recorded: a relative path that exists made absolute, credentials masked."""
+    from sluice.orchestration.secrets import mask_text
+
+    if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value) \
+            and os.path.exists(value):
+        value = os.path.abspath(value)
+    return mask_text(param_text(value))
+
+
 def param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text[:6000]

@@ -123,6 +123,21 @@ def evaluate_model(
     _write_outputs(evaluation, blessing, model, baseline, blessed, reason, overall, slices, baseline_metrics,
                    results, plots)
     ctx.log_metrics({k: v for k, v in overall.items() if v is not None})
+    ctx.log_metrics(slice_metric_names(slices))
+
+
+def slice_metric_names(slices: dict[str, dict]) -> dict[str, float]:
+    """Per-slice numbers as MLflow metrics: ``slice/<feature>: <value>/<metric>`` (MLflow's key
+    characters only: ``island=Biscoe`` becomes ``island: Biscoe``)."""
+    import re
+
+    named = {}
+    for name, values in slices.items():
+        label = re.sub(r"[^\w./\- :]", "_", name.replace("=", ": ", 1))
+        for metric, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                named[f"slice/{label}/{metric}"] = float(value)
+    return named
 
 
 def _write_outputs(evaluation, blessing, model, baseline, blessed, reason, overall, slices, baseline_metrics,

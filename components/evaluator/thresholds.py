@@ -87,6 +87,18 @@ def blessing_reason(results: list[dict]) -> tuple[bool, str]:
     failures = [describe_failure(r) for r in results if not r["skipped"] and not r["passed"]]
     if failures:
         return False, "; ".join(failures)
-    checked = sum(not r["skipped"] for r in results)
-    skipped = len(results) - checked
-    return True, f"{checked} threshold check(s) passed" + (f", {skipped} skipped (no baseline)" if skipped else "")
+    passed = [describe_pass(r) for r in results if not r["skipped"]]
+    skipped = len(results) - len(passed)
+    if not passed:
+        return True, "no threshold to check" + (f" ({skipped} skipped: no baseline)" if skipped else "")
+    return True, "; ".join(passed) + (f"; {skipped} check(s) skipped (no baseline)" if skipped else "")
+
+
+def describe_pass(result: dict) -> str:
+    """One line for a check that passed: the metric against its threshold."""
+    value = f"{result['value']:.4g}"
+    if result["kind"] in ("lower_bound", "upper_bound"):
+        return f"{result['metric']} {value} {'>=' if result['kind'] == 'lower_bound' else '<='} {result['threshold']:g}"
+    mode = " (relative)" if result.get("relative") else ""
+    return f"{result['metric']} {value} vs baseline {result['baseline']:.4g} within {result['kind']} " \
+           f"{result['threshold']:g}{mode}"

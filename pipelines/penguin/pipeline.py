@@ -88,7 +88,8 @@ def create_pipeline(
         thresholds={"accuracy": MetricThreshold(lower_bound=min_accuracy, max_regression=0.02)})
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        serving_dir=serving_dir, registered_model_name="penguin")
+        serving_dir=serving_dir, registered_model_name="penguin",
+        examples=example_gen.outputs["examples"])  # the registered MLflow model's input example
     return Pipeline(
         name="penguin",
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,

@@ -79,7 +79,8 @@ def create_pipeline(
                                                        max_regression=max_accuracy_regression)})
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        serving_dir=serving_dir, registered_model_name="taxi")
+        serving_dir=serving_dir, registered_model_name="taxi",
+        examples=example_gen.outputs["examples"])  # the registered MLflow model's input example
     return Pipeline(
         name="taxi",
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,

@@ -211,3 +211,15 @@ def test_ui_outputs_come_from_the_artifact_types(toy_workspace, tmp_path):
     assert "<h2>evaluation</h2><p>fine</p>" in (tmp_path / "ui.html").read_text()
     assert ui["e_metrics"].calls == [("log_metric", "auc", 0.5)]
     assert ui["e_classification"].calls == [("log_confusion_matrix", ["0", "1"], [[1, 0], [0, 1]])]
+
+
+def test_examples_and_models_are_kfp_datasets_and_models(toy_workspace):
+    spec = compiled(toy_workspace, toy(toy_workspace))
+    titles = {(name.rsplit("-", 1)[-1], output): definition["artifactType"]["schemaTitle"]
+              for name, component in spec["components"].items()
+              for output, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items()}
+    assert titles[("readnumbers", "numbers")] == "system.Dataset"
+    assert titles[("scale", "model")] == "system.Model"
+    assert titles[("count", "evaluation")] == "system.Artifact"
+    scale = next(c for name, c in spec["components"].items() if name.endswith("scale"))
+    assert scale["inputDefinitions"]["artifacts"]["numbers"]["artifactType"]["schemaTitle"] == "system.Dataset"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -134,3 +135,112 @@ def test_tune_adds_a_tuner_whose_best_values_the_trainer_trains_with(tmp_path):
     trials = [r for name, r in runs.items() if name.startswith("trial ")]
     assert len(trials) == 2
     assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {runs["Tuner"].info.run_id}
+
+
+def test_the_champion_is_an_mlflow_model_and_sluice_serve_answers_http(local_run):
+    import socket
+    import time
+    import urllib.request
+
+    from tests.pipelines.champion import check_pyfunc_champion
+
+    ws, doc, _ = local_run
+    table, expected = check_pyfunc_champion(doc, "penguin", "probabilities")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "sluice.orchestration.cli", "serve", "penguin",
+                               "--pipeline-root", str(ws / "root"), "--port", str(port)],
+                              cwd=ws, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()[-3000:]
+                time.sleep(0.5)
+        records = json.loads(table.to_pandas().to_json(orient="records"))  # NaN as null, as a client sends
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         data=json.dumps({"dataframe_records": records}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    finally:
+        server.terminate()
+        server.wait(30)
+    np.testing.assert_allclose(np.array(answer["predictions"]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_serve_without_a_registered_model_is_one_line(local_run, tmp_path):
+    ws, _, _ = local_run
+    proc = sluice("serve", "nothing", "--pipeline-root", str(ws / "root"), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: no registered model 'nothing' with alias 'champion' in sqlite:///"), proc.stderr
+
+
+def test_mlflow_shows_the_pipeline_run_its_parameters_metrics_and_cached_children(local_run):
+    from mlflow.tracking import MlflowClient
+
+    ws, doc, _ = local_run
+    rerun = sluice("run", "penguin", "--pipeline-root", str(ws / "root"), "--json", cwd=ws)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    second = json.loads(rerun.stdout)
+    client = MlflowClient(doc["tracking_uri"])
+    experiment = client.get_experiment_by_name("penguin")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view
+    parent = client.get_run(doc["run_id"])
+    assert parent.data.params["train_steps"] == "300" and parent.data.params["min_accuracy"] == "0.9"
+    assert parent.data.params["pipeline_root"] == str(ws / "root")  # relative paths recorded absolute
+    assert 0.9 <= parent.data.metrics["Evaluator.accuracy"] <= 1.0
+    note = parent.data.tags["mlflow.note.content"]
+    assert "- **Pusher** executed: pushed version 1" in note and "- **Trainer** executed" in note
+    children = client.search_runs([experiment.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{second['run_id']}'")
+    assert sorted(r.info.run_name for r in children) == sorted(f"{c} (cached)" for c in COMPONENTS)
+    assert all(r.data.tags["mlflow.note.content"].startswith("Cached: reuses the outputs of execution ")
+               for r in children)
+
+
+def test_each_components_reports_and_small_outputs_are_mlflow_artifacts(local_run):
+    from mlflow.tracking import MlflowClient
+
+    _, doc, _ = local_run
+    client = MlflowClient(doc["tracking_uri"])
+    run_of = {c["id"]: c["execution_id"] for c in doc["components"]}
+
+    def files(component: str, path: str = "outputs") -> set[str]:
+        found, stack = set(), [path]
+        while stack:
+            for item in client.list_artifacts(run_of[component], stack.pop()):
+                (stack.append(item.path) if item.is_dir else found.add(item.path))
+        return found
+
+    assert {"outputs/statistics/Split-train/FeatureStats.pb", "outputs/statistics/Split-eval/report.html"} \
+        <= files("StatisticsGen")
+    assert "outputs/schema/schema.pbtxt" in files("SchemaGen")
+    assert {"outputs/evaluation/metrics.json", "outputs/blessing/BLESSED"} <= files("Evaluator")
+    assert "outputs/transform_graph/analysis.json" in files("Transform")
+    assert not any("saved_model.pb" in f for f in files("Trainer") | files("Transform"))  # models stay put
+    evaluator = client.get_run(run_of["Evaluator"]).data.metrics
+    assert 0.0 <= evaluator["slice/island: Biscoe/accuracy"] <= 1.0
+
+
+def test_the_terminal_says_what_happened(local_run):
+    ws, doc, _ = local_run
+    rerun = sluice("run", "penguin", "--pipeline-root", str(ws / "root"), cwd=ws)  # cached, plain text
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    lines = rerun.stdout.splitlines()
+    assert any(line.startswith("Evaluator: blessed: accuracy ") and ">= 0.9" in line for line in lines), lines
+    assert "Pusher: nothing new to push (cached; version 1 stays)" in lines
+    reports = lines[lines.index("reports:") + 1:]
+    assert any(line.strip().startswith("evaluation: ") and line.endswith("report.html") for line in reports)
+    shown = sluice("runs", "show", doc["run_id"], "--pipeline-root", str(ws / "root"), cwd=ws)
+    assert "registered as penguin version 1 @champion" in shown.stdout
+    assert "      metrics: accuracy " in shown.stdout
+    trainer = next(c for c in doc["components"] if c["type"] == "Trainer")
+    relative = os.path.relpath(trainer["outputs"]["model"][0], ws) + "/"  # as a shell completes it
+    lineage = sluice("lineage", relative, "--pipeline-root", str(ws / "root"), cwd=ws)
+    assert lineage.returncode == 0, lineage.stderr
+    assert lineage.stdout.startswith(f"artifact Model {trainer['outputs']['model'][0]}\n")

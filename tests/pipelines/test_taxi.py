@@ -37,6 +37,9 @@ def test_taxi_like_tfx_beats_the_one_line_rule(tmp_path):
     assert overall["binary_accuracy"] >= 0.88, overall
     assert 0.5 < overall["auc"] <= 1.0
     assert "payment_type=Credit Card" in metrics_of(doc)["slices"]
+    from tests.pipelines.champion import check_pyfunc_champion
+
+    check_pyfunc_champion(doc, "taxi", "outputs")  # binary: one probability per row
 
 
 def test_retraining_on_a_new_span_pushes_only_a_model_that_is_not_worse(tmp_path):
