@@ -141,9 +141,9 @@ def validate_examples(
     """Validates each split's statistics against the schema (and a baseline span, for drift).
 
     Writes ``Split-<s>/SchemaDiff.pb`` (TFDV Anomalies) and ``Split-<s>/report.html``.
-    With ``fail_on_anomalies`` (default) it raises ComponentError listing the
-    anomalies when any has severity ERROR; ``severity_overrides`` (anomaly type
-    name -> "WARNING"/"ERROR") demotes or promotes types, e.g.
+    With ``fail_on_anomalies`` (default) and any anomaly of severity ERROR, it still publishes
+    them but blocks what depends on it (``ctx.block``: the run fails, listing the anomalies).
+    ``severity_overrides`` (anomaly type name -> "WARNING"/"ERROR") demotes or promotes types, e.g.
     ``{"SCHEMA_NEW_COLUMN": "WARNING"}``.
     """
     ctx = ctx or ExecutionContext()
@@ -181,24 +181,18 @@ def validate_examples(
     anomalies.anomaly_count = total
     ctx.log_metric("anomalies", total)
     if fail_on_anomalies and any(count_errors(r) for r in results.values()):
-        raise anomalies_error(results)
+        ctx.block(anomalies_block(results))
 
 
-def anomalies_error(results: dict[str, Any], max_lines: int = 20) -> ComponentError:
-    """The error that stops the run: a first line naming the columns, then the (summarized) list.
-
-    The runner discards the outputs of a failed execution (the reports with them), so the full
-    list rides along as the error's note: the runner writes it to the execution's log.
-    """
+def anomalies_block(results: dict[str, Any], max_lines: int = 20) -> str:
+    """Why the run stops: a first line naming the columns, then the list (at most ``max_lines``
+    anomalies; every one is in the splits' reports, which are published)."""
     columns = sorted({name for r in results.values() for name, info in r.anomaly_info.items()
                       if severity_name(info) == "ERROR"})
     named = ", ".join(repr(c) for c in columns[:5]) + (f" and {len(columns) - 5:,} more" if len(columns) > 5 else "")
     noun = "column breaks" if len(columns) == 1 else "columns break"
-    head = f"{len(columns):,} {noun} the schema: {named} (fail_on_anomalies is set)"
-    error = ComponentError(head + "\n" + format_anomalies(results, max_lines=max_lines,
-                                                          full_list_in="this execution's log"))
-    error.add_note("Every anomaly:\n" + format_anomalies(results, max_lines=1 << 62))
-    return error
+    head = f"blocked by anomalies: {len(columns):,} {noun} the schema: {named} (fail_on_anomalies is set)"
+    return head + "\n" + format_anomalies(results, max_lines=max_lines)
 
 
 ExampleValidator = component(validate_examples, name="ExampleValidator")

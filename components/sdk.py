@@ -135,7 +135,14 @@ class ExecutionContext:
     # Queries the metadata store, e.g. for the latest blessed model; set by the runner.
     lookup: Any = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    blocked: str = ""  # set by ``block``: why the components downstream do not run
     _step: int = 0
+
+    def block(self, reason: str) -> None:
+        """Publishes this execution's outputs but stops every component downstream of it: the run
+        ends failed with ``reason`` (its first line a summary; a short block of lines may follow).
+        A gate (anomalies, say) uses it so that its report exists exactly when it blocks."""
+        self.blocked = reason
 
     def log_metric(self, name: str, value: float) -> None:
         """Records a metric of this execution (stored on its metadata record)."""

@@ -41,7 +41,7 @@ from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
 from sluice.components.module_files import module_directory_sources
 from sluice.components.sdk import Component, ComponentError, DefinitionError
 from sluice.orchestration import hooks, roots, runtime
-from sluice.orchestration.metadata import CACHED, EXECUTED, FAILED, Execution, MetadataStore
+from sluice.orchestration.metadata import BLOCKED, CACHED, EXECUTED, FAILED, Execution, MetadataStore
 from sluice.orchestration.pipeline import load_component
 from sluice.orchestration.secrets import mask_text
 
@@ -52,7 +52,7 @@ CACHE_KEY_VERSION = "1"
 class NodeResult:
     id: str
     type: str
-    status: str  # executed | cached | failed | skipped
+    status: str  # executed | cached | blocked | failed | skipped
     seconds: float
     outputs: dict[str, list[Artifact]]
     execution_id: str | None = None
@@ -273,7 +273,9 @@ def run_node(
     _move_into_place(node["id"], execution_id, outputs, tmp, final)
     seconds = time.monotonic() - started
     published = {out: [art] for out, art in outputs.items()}
-    store.publish_execution(execution_id, published, ctx.metrics, seconds)
+    store.publish_execution(execution_id, published, ctx.metrics, seconds, blocked=mask_text(ctx.blocked))
+    if ctx.blocked:
+        return NodeResult(node["id"], node["type"], BLOCKED, seconds, published, execution_id, mask_text(ctx.blocked))
     return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)
 
 

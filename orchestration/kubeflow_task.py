@@ -15,10 +15,11 @@ import os
 from typing import Any
 
 from sluice.components.artifacts import Artifact
+from sluice.components.sdk import ComponentError
 from sluice.orchestration import runtime
 from sluice.orchestration.execution import run_node
 from sluice.orchestration.kubeflow import decode_ir
-from sluice.orchestration.metadata import EXECUTED, MetadataStore, default_tracking_uri
+from sluice.orchestration.metadata import BLOCKED, EXECUTED, MetadataStore, default_tracking_uri
 from sluice.orchestration.secrets import mask_text
 
 SLUICE_META = "sluice"
@@ -94,6 +95,8 @@ def _run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any
                                       if isinstance(v, (str, int, float, bool))})
     for name, published in result.outputs.items():
         _emit_ui(published[0], name, ui or {})
+    if result.status == BLOCKED:  # published; the task fails so that KFP runs nothing downstream
+        raise ComponentError(f"{node['id']}: {result.error}")
     done = {e.component_id for e in store.executions(parent) if e.status == EXECUTED}
     if not os.environ.get("MLFLOW_RUN_ID") and done >= {n["id"] for n in ir["nodes"]}:
         store.end_pipeline_run(parent, EXECUTED)

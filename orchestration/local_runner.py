@@ -20,7 +20,15 @@ from typing import Any
 from sluice.components.artifacts import Artifact
 from sluice.orchestration import runtime
 from sluice.orchestration.execution import ExecutionFailed, NodeResult, recover_abandoned, run_node
-from sluice.orchestration.metadata import CACHED, EXECUTED, FAILED, SKIPPED, MetadataStore, default_tracking_uri
+from sluice.orchestration.metadata import (
+    BLOCKED,
+    CACHED,
+    EXECUTED,
+    FAILED,
+    SKIPPED,
+    MetadataStore,
+    default_tracking_uri,
+)
 from sluice.orchestration.pipeline import Pipeline, compile_pipeline
 from sluice.orchestration.secrets import mask_text, mask_uri
 
@@ -104,11 +112,15 @@ class Progress:
     def finished(self, result: NodeResult) -> None:
         if not self.enabled:
             return
-        mark = {"executed": "✓", "cached": "↺", "failed": "✗", "skipped": "-"}.get(result.status, "?")
+        mark = {"executed": "✓", "cached": "↺", "blocked": "■", "failed": "✗", "skipped": "-"}.get(result.status, "?")
         with self._lock:
             self._running.pop(result.id, None)
             self._write(f"\r\033[K  {mark} {result.id:<24} {result.status:<8} {result.seconds:6.1f}s\n")
             self._write(self._status())
+
+
+# Upstream statuses that stop a component from running.
+STOPPING = (FAILED, SKIPPED, BLOCKED)
 
 
 def _run_overview(store: MetadataStore, run_id: str, results: list[NodeResult]) -> tuple[dict[str, float], str]:
@@ -174,11 +186,12 @@ def run_pipeline(
             while pending or running:
                 for node_id, node in list(pending.items()):
                     deps = [results.get(d) for d in node["upstream"]]
-                    if any(r is not None and r.status in (FAILED, SKIPPED) for r in deps):
+                    if any(r is not None and r.status in STOPPING for r in deps):
                         # Another upstream may still be running: it has no result yet.
                         failed_dep = next(d for d in node["upstream"]
-                                          if d in results and results[d].status in (FAILED, SKIPPED))
-                        reason = f"upstream {failed_dep} did not complete"
+                                          if d in results and results[d].status in STOPPING)
+                        reason = (f"blocked by {failed_dep}" if results[failed_dep].status == BLOCKED
+                                  else f"upstream {failed_dep} did not complete")
                         exec_id = store.record_skipped(name, run_id, node_id, node["type"], reason)
                         results[node_id] = NodeResult(node_id, node["type"], SKIPPED, 0.0, {}, exec_id, reason)
                         progress.finished(results[node_id])
@@ -194,6 +207,8 @@ def run_pipeline(
                     node = nodes[node_id]
                     try:
                         results[node_id] = fut.result()
+                        if results[node_id].status == BLOCKED:
+                            first_error = first_error or f"{node_id}: {results[node_id].error}"
                     except ExecutionFailed as exc:
                         # A library's message may quote the tracking URL, password included.
                         message = mask_text(str(exc))

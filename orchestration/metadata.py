@@ -31,7 +31,16 @@ from typing import Any
 
 from sluice.components.artifacts import Artifact
 from sluice.orchestration import records, roots
-from sluice.orchestration.records import CACHED, EXECUTED, FAILED, RUNNING, SKIPPED, Execution, PipelineRun
+from sluice.orchestration.records import (
+    BLOCKED,
+    CACHED,
+    EXECUTED,
+    FAILED,
+    RUNNING,
+    SKIPPED,
+    Execution,
+    PipelineRun,
+)
 from sluice.orchestration.secrets import mask_uri
 from sluice.orchestration.store_retry import retrying
 
@@ -57,6 +66,22 @@ _WRITES = frozenset({"create_experiment", "create_run", "log_batch", "set_termin
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
+
+
+def lineage_note(experiment_id: str, inputs: dict[str, list[Artifact]], outputs: dict[str, list[Artifact]]) -> str:
+    """An execution's description: its inputs, each linked to the run that produced it, and its outputs."""
+    lines = []
+    for title, found in (("Inputs", inputs), ("Outputs", outputs)):
+        if not found:
+            continue
+        lines.append(f"**{title}**")
+        for name, artifacts in sorted(found.items()):
+            for artifact in artifacts:
+                producer = (artifact.id or "").split(":", 1)[0]
+                link = f" from [run {producer}](#/experiments/{experiment_id}/runs/{producer})" \
+                    if producer and title == "Inputs" else ""
+                lines.append(f"- `{name}`: {artifact.TYPE_NAME} `{mask_uri(artifact.uri)}`{link}")
+    return "\n".join(lines)[:7900]
 
 
 class MetadataStore:
@@ -229,16 +254,22 @@ class MetadataStore:
                 records.CACHE_KEY: cache_key, **records.process_tags(), **records.input_tags(inputs)}
         run = self._call("create_run", exp_id, run_name=component_id, tags=tags)
         execution_id = run.info.run_id
-        extra = {}
+        extra = {NOTE_TAG: lineage_note(exp_id, inputs, {})}
         if planned_outputs:
             extra[records.PLANNED] = json.dumps(planned_outputs)
         self._log(execution_id, params=parameters, tags=extra)
         return execution_id
 
     def publish_execution(self, execution_id: str, outputs: dict[str, list[Artifact]],
-                          metrics: dict[str, float], seconds: float, log: str = "") -> None:
-        """Marks an execution successful, with its (already moved) outputs."""
-        tags = {records.STATUS: EXECUTED, records.SECONDS: f"{seconds:.3f}", **records.output_tags(outputs)}
+                          metrics: dict[str, float], seconds: float, log: str = "", blocked: str = "") -> None:
+        """Marks an execution successful, with its (already moved) outputs; ``blocked``: it also
+        stopped what depends on it, for this reason (never a cache hit then)."""
+        tags = {records.STATUS: BLOCKED if blocked else EXECUTED, records.SECONDS: f"{seconds:.3f}",
+                **records.output_tags(outputs)}
+        if blocked:
+            tags[records.ERROR] = blocked[:7900]
+        run = self._call("get_run", execution_id)
+        tags[NOTE_TAG] = lineage_note(run.info.experiment_id, records.to_execution(run).inputs, outputs)
         if log:
             tags[records.LOG] = log
         self._log(execution_id, metrics={**metrics, "sluice.duration_seconds": seconds}, tags=tags)
@@ -274,7 +305,9 @@ class MetadataStore:
             records.CACHE_KEY: cache_key, records.CACHED_FROM: source.id, records.SECONDS: "0",
             **records.input_tags(inputs), **records.output_tags(source.outputs),
         }
-        tags[NOTE_TAG] = f"Cached: reuses the outputs of execution {source.id} ({source.pipeline_run_id or '-'})."
+        source_link = f"[execution {source.id}](#/experiments/{exp_id}/runs/{source.id})"
+        lineage = lineage_note(exp_id, inputs, source.outputs)
+        tags[NOTE_TAG] = f"Cached: reuses the outputs of {source_link}.\n\n{lineage}"
         run = self._call("create_run", exp_id, run_name=f"{component_id} (cached)", tags=tags)
         self._log(run.info.run_id, params=parameters, metrics=source.metrics)
         self._call("set_terminated", run.info.run_id, status="FINISHED")

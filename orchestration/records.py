@@ -37,6 +37,8 @@ EXTERNAL_ID = "sluice.external_run_id"
 
 # Execution statuses as Sluice reports them.
 RUNNING, EXECUTED, CACHED, FAILED, SKIPPED = "running", "executed", "cached", "failed", "skipped"
+# Published, but its component stopped what depends on it (``ExecutionContext.block``).
+BLOCKED = "blocked"
 
 
 @dataclasses.dataclass

@@ -370,16 +370,25 @@ def test_component_writes_anomalies_and_reports(tmp_path):
         "  - species: Examples contain values missing from the schema: Emperor (~1%).")
 
 
-def test_component_fails_with_a_readable_block(tmp_path):
+def _blocked(statistics, schema, anomalies, **params) -> str:
+    """Why validate_examples blocks what depends on it ("" when it does not)."""
+    ctx = ExecutionContext()
+    validate_examples(statistics=statistics, schema=schema, anomalies=anomalies, ctx=ctx, **params)
+    return ctx.blocked
+
+
+def test_component_blocks_with_a_readable_block_and_publishes_its_reports(tmp_path):
     eval_stats = stats_list(100, categorical("species", {"Adelie": 100}),
                             numeric("body_mass_g", 100, low=3000, high=4000, num_missing=10))
     statistics, schema, anomalies = component_inputs(tmp_path, eval_stats)
-    with pytest.raises(ComponentError) as caught:
-        validate_examples(statistics=statistics, schema=schema, anomalies=anomalies)
-    assert str(caught.value) == ("1 column breaks the schema: 'year' (fail_on_anomalies is set)\n"
-                                 "1 anomaly in split 'eval'\n  - year: Column is completely missing")
-    # Written before failing, for whoever inspects the folder.
+    assert _blocked(statistics, schema, anomalies) == (
+        "blocked by anomalies: 1 column breaks the schema: 'year' (fail_on_anomalies is set)\n"
+        "1 anomaly in split 'eval'\n  - year: Column is completely missing")
+    # The outputs are complete: the runner publishes them, the reports with them.
     assert (Path(anomalies.uri) / "Split-eval" / "SchemaDiff.pb").exists()
+    assert "year" in (Path(anomalies.uri) / "Split-eval" / "report.html").read_text()
+    assert anomalies.anomaly_count == 1 and anomalies.split_names == ["train", "eval"]
+    assert _blocked(statistics, schema, anomalies, fail_on_anomalies=False) == ""
 
 
 def test_component_warnings_do_not_fail(tmp_path):
@@ -397,9 +406,9 @@ def test_component_exclude_splits_and_drift(tmp_path):
     baseline_uri = tmp_path / "baseline"
     write_split_stats(baseline_uri, "eval", penguin_like())
     baseline = ExampleStatistics(uri=str(baseline_uri), split_names=["eval"])
-    with pytest.raises(ComponentError, match="species: The Linfty distance between current and previous is 0.35"):
-        validate_examples(statistics=statistics, schema=schema, anomalies=anomalies, baseline_statistics=baseline,
-                          exclude_splits=["train"], drift={"species": 0.2, "body_mass_g": 0.5})
+    assert "species: The Linfty distance between current and previous is 0.35" in _blocked(
+        statistics, schema, anomalies, baseline_statistics=baseline, exclude_splits=["train"],
+        drift={"species": 0.2, "body_mass_g": 0.5})
     assert anomalies.split_names == ["eval"]
     # Without a baseline, drift thresholds check nothing.
     validate_examples(statistics=statistics, schema=schema, anomalies=anomalies, exclude_splits=["train"],
@@ -433,10 +442,9 @@ def test_a_missing_label_and_a_string_in_a_number_column_are_named_on_the_first_
     eval_stats = stats_list(100, categorical("body_mass_g", {"heavy": 60, "light": 40}),
                             numeric("year", 100, low=2007, high=2009, is_int=True))
     statistics, schema, anomalies = component_inputs(tmp_path, eval_stats)
-    with pytest.raises(ComponentError) as caught:
-        validate_examples(statistics=statistics, schema=schema, anomalies=anomalies)
-    lines = str(caught.value).splitlines()
-    assert lines[0] == "2 columns break the schema: 'body_mass_g', 'species' (fail_on_anomalies is set)"
+    lines = _blocked(statistics, schema, anomalies).splitlines()
+    assert lines[0] == ("blocked by anomalies: 2 columns break the schema: 'body_mass_g', 'species' "
+                        "(fail_on_anomalies is set)")
     assert "  - body_mass_g: Expected data of type: FLOAT but got STRING" in lines
     assert "  - species: Column is completely missing" in lines
 
@@ -445,18 +453,12 @@ def test_a_long_anomaly_list_is_summarized_and_the_full_list_kept(tmp_path):
     eval_stats = penguin_like()
     eval_stats.datasets[0].features.extend(numeric(f"extra_{i:04d}", 100, low=0, high=1) for i in range(2000))
     statistics, schema, anomalies = component_inputs(tmp_path, eval_stats)
-    with pytest.raises(ComponentError) as caught:
-        validate_examples(statistics=statistics, schema=schema, anomalies=anomalies)
-    lines = str(caught.value).splitlines()
+    lines = _blocked(statistics, schema, anomalies).splitlines()
     assert len(lines) == 1 + 1 + 20 + 1, lines[:3]
-    assert lines[0] == ("2,000 columns break the schema: 'extra_0000', 'extra_0001', 'extra_0002', 'extra_0003', "
-                        "'extra_0004' and 1,995 more (fail_on_anomalies is set)")
-    assert lines[-1] == "  ... and 1,980 more; the full list is in this execution's log"
-    # The runner writes the note (every anomaly) to the execution's log.
-    [note] = caught.value.__notes__
-    assert len(note.splitlines()) == 1 + 1 + 2000 and "  - extra_1999: New column" in note
-    # Without failing, the report holds them all and the summary points at it.
-    validate_examples(statistics=statistics, schema=schema, anomalies=anomalies, fail_on_anomalies=False)
+    assert lines[0] == ("blocked by anomalies: 2,000 columns break the schema: 'extra_0000', 'extra_0001', "
+                        "'extra_0002', 'extra_0003', 'extra_0004' and 1,995 more (fail_on_anomalies is set)")
+    assert lines[-1] == "  ... and 1,980 more; the full list is in the split's anomalies report"
+    # The published report holds them all, and the summary read back from it points at it.
     by_split, reports = read_anomalies(anomalies)
     summary = format_anomalies(by_split, reports).splitlines()
     assert summary[-1] == f"  ... and 1,980 more; the full list is in {reports['eval']}"

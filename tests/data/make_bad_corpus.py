@@ -26,7 +26,8 @@ class Case:
     "trainer", "definition" or "cli" = a CLI call without a pipeline run).
     ``files``: relative path -> bytes. ``expect``: regex the one error line must match
     (None: the input is valid and the run must succeed). ``culprit``: the component that
-    must publish nothing. ``special``: relative path -> "fifo" (a named pipe) or
+    must publish nothing, or with ``gate``, the component that publishes its outputs (its
+    report) and blocks what depends on it. ``special``: relative path -> "fifo" (a named pipe) or
     "symlink:<target>". ``max_lines``: the most stderr lines allowed (ExampleValidator's block).
     """
 
@@ -39,6 +40,7 @@ class Case:
     slow: bool = False
     special: dict[str, str] = dataclasses.field(default_factory=dict)
     max_lines: int = 1
+    gate: bool = False
 
 
 def _csv(text: str) -> dict[str, bytes]:
@@ -162,21 +164,21 @@ CASES: list[Case] = [
     Case("schema_not_utf8", "import_schema", {**_csv(GOOD_CSV), "schema.pbtxt": b"\xff\xfe\x00garbage"},
          r"ImportSchemaGen.*schema\.pbtxt", "ImportSchemaGen"),
     Case("schema_for_other_data", "import_schema", {**_csv(GOOD_CSV), "schema.pbtxt": OTHER_SCHEMA.encode()},
-         r"ExampleValidator.*2 columns break the schema: 'a', 'd'", "ExampleValidator", max_lines=7),
+         r"ExampleValidator.*2 columns break the schema: 'a', 'd'", "ExampleValidator", max_lines=7, gate=True),
     # What a later component needs, named before Transform runs (a curated schema, as in pipelines/taxi).
     Case("schema_missing_label", "import_schema",
          _schema_case(GOOD_CSV, VALID_SCHEMA + LABEL_FEATURE),
-         r"ExampleValidator.*1 column breaks the schema: 'label'", "ExampleValidator", max_lines=7),
+         r"ExampleValidator.*1 column breaks the schema: 'label'", "ExampleValidator", max_lines=7, gate=True),
     Case("schema_string_in_number_column", "import_schema",
          _schema_case(GOOD_CSV.replace("2.5", "n/a"), VALID_SCHEMA),
-         r"ExampleValidator.*1 column breaks the schema: 'b'", "ExampleValidator", max_lines=7),
+         r"ExampleValidator.*1 column breaks the schema: 'b'", "ExampleValidator", max_lines=7, gate=True),
     Case("schema_int_where_float", "import_schema",
          _schema_case(GOOD_CSV.replace(".5", ""), VALID_SCHEMA),
-         r"ExampleValidator.*1 column breaks the schema: 'b'", "ExampleValidator", max_lines=7),
+         r"ExampleValidator.*1 column breaks the schema: 'b'", "ExampleValidator", max_lines=7, gate=True),
     # 2 splits of 2,000 new columns: at most 20 listed, the rest counted (the full list is in the log).
     Case("schema_two_thousand_new_columns", "import_schema", _schema_case(_wide_csv(2000), VALID_SCHEMA),
          r"ExampleValidator.*2,000 columns break the schema: 'extra_0000', .* and 1,995 more", "ExampleValidator",
-         max_lines=26),
+         max_lines=26, gate=True),
     # --- module files (Transform, Trainer) -------------------------------------------------------
     Case("preprocessing_syntax_error", "transform", _module("", False) | {
         "preprocessing.py": b"def preprocessing_fn(inputs):\n    return {'a': inputs['a']\n"},

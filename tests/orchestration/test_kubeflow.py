@@ -125,7 +125,8 @@ def test_compiled_yaml_runs_with_kfp_local_like_sluice_run(toy_workspace):
     proc = subprocess.run([sys.executable, "-c", code, str(path), str(kroot)], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    [run_dir] = [p for p in kroot.iterdir() if p.is_dir()]
+    # KFP's run folder; beside it, the MLflow artifacts of the tasks' runs (their small outputs).
+    [run_dir] = [p for p in kroot.iterdir() if p.is_dir() and p.name != "mlflow-artifacts"]
     weights = json.loads((run_dir / "sluice-scale" / "model" / "weights.json").read_text())
     assert weights == {"weights": [10.0, 15.0, 20.0]}  # the KFP parameter factor=5 reached the task
     from sluice.orchestration.metadata import MetadataStore, default_tracking_uri

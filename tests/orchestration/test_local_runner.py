@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sluice.components.artifacts import Examples, Model
-from sluice.components.sdk import Input, Output, component
+from sluice.components.sdk import ExecutionContext, Input, Output, component
 from sluice.orchestration.local_runner import run_pipeline
 from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 from sluice.orchestration.pipeline import Pipeline
@@ -334,3 +334,30 @@ def test_the_cache_key_of_a_dotted_function_covers_its_package(tmp_path, monkeyp
     assert cache_key(node, {}) != first
     assert _package_sources("json.decoder.JSONDecoder") == ([], "")  # installed code: versioned, not hashed
     assert _package_sources("sluice_no_such_package.fn") == ([], "")
+
+
+def gate_examples(examples: Output[Examples], ctx: ExecutionContext = None) -> None:
+    Path(examples.path("report.html")).write_text("<p>2 anomalies</p>")
+    ctx.block("blocked by anomalies: 2 columns break the schema\n  - a: New column\n  - b: missing")
+
+
+def train_after_gate(examples: Input[Examples], model: Output[Model]) -> None:
+    raise AssertionError("never runs: its input's component blocked the run")
+
+
+def test_a_blocking_component_publishes_its_outputs_and_stops_what_depends_on_it(tmp_path):
+    Gate, Train = component(gate_examples, name="Gate"), component(train_after_gate, name="Train")
+    gate = Gate()
+    pipe = Pipeline(name="gated", components=[gate, Train(examples=gate.outputs["examples"])],
+                    pipeline_root=str(tmp_path / "root"))
+    result = run_pipeline(pipe)
+    assert not result.ok and result.error.startswith("Gate: blocked by anomalies: 2 columns break the schema\n")
+    assert statuses(result) == {"Gate": "blocked", "Train": "skipped"}
+    assert result.components[1].error == "blocked by Gate"
+    [published] = result.outputs("Gate")["examples"]
+    assert Path(published.uri, "report.html").read_text() == "<p>2 anomalies</p>"
+    store = MetadataStore(result.tracking_uri)
+    recorded = {e.component_id: e for e in store.executions(result.run_id)}
+    assert recorded["Gate"].status == "blocked" and recorded["Gate"].error.endswith("  - b: missing")
+    assert recorded["Gate"].outputs["examples"][0].uri == published.uri
+    assert run_pipeline(pipe).components[0].status == "blocked"  # a blocked execution is never a cache hit

@@ -199,8 +199,15 @@ def test_mlflow_shows_the_pipeline_run_its_parameters_metrics_and_cached_childre
     children = client.search_runs([experiment.experiment_id],
                                   f"tags.`mlflow.parentRunId` = '{second['run_id']}'")
     assert sorted(r.info.run_name for r in children) == sorted(f"{c} (cached)" for c in COMPONENTS)
-    assert all(r.data.tags["mlflow.note.content"].startswith("Cached: reuses the outputs of execution ")
+    assert all(r.data.tags["mlflow.note.content"].startswith("Cached: reuses the outputs of [execution ")
                for r in children)
+    # Each execution's description: its inputs linked to the runs that made them, and its outputs.
+    run_of = {c["id"]: c["execution_id"] for c in doc["components"]}
+    trainer_note = client.get_run(run_of["Trainer"]).data.tags["mlflow.note.content"]
+    assert (f"- `transform_graph`: TransformGraph `{doc['components'][4]['outputs']['transform_graph'][0]}` "
+            f"from [run {run_of['Transform']}](#/experiments/{experiment.experiment_id}/runs/{run_of['Transform']})"
+            ) in trainer_note
+    assert "**Outputs**\n- `model`: Model `" in trainer_note
 
 
 def test_each_components_reports_and_small_outputs_are_mlflow_artifacts(local_run):
