@@ -314,12 +314,14 @@ class ModelEvaluation(Artifact):
         <uri>/metrics.json   ({"overall": {metric: value}, "slices": {"feature=value": {...}}})
         <uri>/report.html
 
-    Properties: ``blessed`` (whether the thresholds passed).
+    Properties: ``blessed`` (whether the thresholds passed), ``problem`` (binary, multiclass or
+    regression: given, or inferred).
     """
 
     TYPE_NAME: ClassVar[str] = "ModelEvaluation"
 
     blessed: bool | None = None
+    problem: str = ""
 
     @property
     def metrics_file(self) -> str:

@@ -9,6 +9,11 @@ Transform, e.g. ``tips_xf``), from the model's transformed features
 (``evaluate_raw_features``, else the ``transform_features`` signature), as TFMA's
 ``preprocessing_function_names``.
 
+Problems: ``binary``, ``multiclass`` and ``regression`` (mse, rmse, mae, mape over non-zero
+labels, r2, label and prediction means), given or inferred (``problem="auto"``, said on
+stderr); logits become probabilities (``from_logits``, or detected when an output lies
+outside [0, 1]); class probabilities that do not sum to 1 are an error.
+
 ``metrics.json`` also holds ``"plots"`` for the Kubeflow UI: a confusion matrix
 (binary at ``decision_threshold``, or multiclass) and, for binary problems, a ROC
 curve of at most ``ROC_CURVE_MAX_POINTS`` points.
@@ -38,6 +43,7 @@ from sluice.components.evaluator.metrics import (
     binary_metrics,
     confusion_matrix,
     multiclass_metrics,
+    regression_metrics,
     roc_curve,
 )
 from sluice.components.evaluator.thresholds import MetricThreshold
@@ -50,5 +56,6 @@ __all__ = [
     "confusion_matrix",
     "evaluate_model",
     "multiclass_metrics",
+    "regression_metrics",
     "roc_curve",
 ]

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Literal
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
 from sluice.components.evaluator import predict
-from sluice.components.evaluator.metrics import binary_metrics, evaluation_plots, json_safe, multiclass_metrics
+from sluice.components.evaluator.metrics import (
+    binary_metrics,
+    evaluation_plots,
+    json_safe,
+    multiclass_metrics,
+    regression_metrics,
+)
 from sluice.components.evaluator.report import write_report
 from sluice.components.evaluator.slicing import slice_masks
 from sluice.components.evaluator.thresholds import MetricThreshold, blessing_reason, check_thresholds
@@ -76,7 +83,8 @@ def evaluate_model(
     slicing_features: list[str] = [],  # noqa: B006 - never mutated; the component's declared default
     thresholds: dict[str, MetricThreshold] = {},  # noqa: B006 - never mutated; the component's declared default
     eval_split: str = "eval",
-    problem: Literal["binary", "multiclass"] = "binary",
+    problem: Literal["auto", "binary", "multiclass", "regression"] = "auto",
+    from_logits: bool | None = None,
     decision_threshold: float = 0.5,
     label_vocabulary: list[str] | None = None,
     example_count_limit: int | None = None,
@@ -86,7 +94,10 @@ def evaluate_model(
 
     ``prediction_key`` picks the serving output (default: the only output, or
     ``outputs`` / ``probabilities``). Binary problems take one probability per
-    example (or two-class probabilities); multiclass ones class probabilities.
+    example (or two-class probabilities); multiclass ones class probabilities;
+    regression ones one value per example. ``problem="auto"`` infers which from the
+    output and the labels, and says so on stderr. Logits are turned into probabilities
+    when ``from_logits`` is true, or, left None, when an output lies outside [0, 1].
     String labels map to class ids through ``label_vocabulary``.
     """
     import numpy as np
@@ -98,12 +109,20 @@ def evaluate_model(
     baseline = baseline_model or _resolve_baseline(ctx, model)
     labels, has_label, outputs = _predict(table, data_file, model, baseline, label_key, prediction_key, problem,
                                           label_vocabulary)
-    scores = predict.read_scores(outputs[0], problem, "model")
+    if problem == "auto":
+        problem, why = predict.infer_problem(outputs[0], labels, has_label)
+        print(f"Evaluator: problem inferred as {problem} ({why}); set parameter 'problem' to choose",
+              file=sys.stderr)
+    labels = _class_ids(labels, has_label, problem, label_key, data_file)
+    scores = predict.read_scores(outputs[0], problem, "model", from_logits)
+    evaluation.problem = problem
 
     def compute(scores, mask):
         usable = mask & has_label
         if problem == "binary":
             return json_safe(binary_metrics(labels[usable], scores[usable], decision_threshold))
+        if problem == "regression":
+            return json_safe(regression_metrics(labels[usable], scores[usable]))
         return json_safe(multiclass_metrics(labels[usable], scores[usable]))
 
     everything = np.ones(table.num_rows, dtype=bool)
@@ -116,7 +135,8 @@ def evaluate_model(
                              label_vocabulary)
     baseline_metrics = None
     if len(outputs) > 1:
-        baseline_metrics = compute(predict.read_scores(outputs[1], problem, "baseline model"), everything)
+        baseline_metrics = compute(predict.read_scores(outputs[1], problem, "baseline model", from_logits),
+                                   everything)
 
     results = check_thresholds(thresholds, overall, baseline_metrics)
     blessed, reason = blessing_reason(results)
@@ -124,6 +144,21 @@ def evaluate_model(
                    results, plots)
     ctx.log_metrics({k: v for k, v in overall.items() if v is not None})
     ctx.log_metrics(slice_metric_names(slices))
+
+
+def _class_ids(labels, has_label, problem: str, label_key: str, data_file: str):
+    """Labels read as numbers (``problem="auto"``), as class ids once the problem is known."""
+    import numpy as np
+
+    if problem == "regression" or labels.dtype.kind != "f":
+        return labels
+    present = labels[has_label]
+    wrong = present[~np.isin(present, (0.0, 1.0))] if problem == "binary" else present[present != np.round(present)]
+    if len(wrong):
+        need = "labels 0/1" if problem == "binary" else "integer class ids"
+        raise ComponentError(f"Evaluator: label '{label_key}' in {data_file} has value {wrong[0]}; a {problem} "
+                             f"problem needs {need}")
+    return labels.astype(np.int64)
 
 
 def slice_metric_names(slices: dict[str, dict]) -> dict[str, float]:
@@ -145,7 +180,7 @@ def _write_outputs(evaluation, blessing, model, baseline, blessed, reason, overa
     """metrics.json and report.html into the evaluation; the BLESSED / NOT_BLESSED marker."""
     baseline_uri = baseline.uri if baseline is not None else None
     with open(evaluation.path("metrics.json"), "w") as out:
-        json.dump({"overall": overall, "slices": slices, "baseline": baseline_metrics,
+        json.dump({"problem": evaluation.problem, "overall": overall, "slices": slices, "baseline": baseline_metrics,
                    "baseline_model_uri": baseline_uri, "thresholds": results, "plots": plots}, out, indent=2)
     write_report(evaluation.path("report.html"), blessed=blessed, reason=reason, model_uri=model.uri,
                  baseline_uri=baseline_uri, overall=overall, baseline_metrics=baseline_metrics, slices=slices,

@@ -1,4 +1,4 @@
-"""Evaluation metrics (vectorized numpy): binary and multiclass metrics, AUC, ROC, confusion matrix."""
+"""Evaluation metrics (vectorized numpy): binary, multiclass and regression metrics, AUC, ROC, confusion matrix."""
 
 from __future__ import annotations
 
@@ -67,6 +67,35 @@ def multiclass_metrics(labels, probabilities) -> dict[str, float | None]:
     }
 
 
+def regression_metrics(labels, predictions) -> dict[str, float | None]:
+    """example_count, mse, rmse, mae, mape (percent, over the rows whose label is not 0), r2,
+    label and prediction means.
+
+    >>> import numpy as np
+    >>> regression_metrics(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 3.0]))["mae"]
+    0.6666666666666666
+    """
+    import numpy as np
+
+    count = len(labels)
+    if count == 0:
+        return {"example_count": 0}
+    errors = predictions - labels
+    mse = float(np.mean(errors ** 2))
+    nonzero = labels != 0
+    spread = float(np.sum((labels - labels.mean()) ** 2))
+    return {
+        "example_count": count,
+        "mse": mse,
+        "rmse": math.sqrt(mse),
+        "mae": float(np.mean(np.abs(errors))),
+        "mape": float(100.0 * np.mean(np.abs(errors[nonzero] / labels[nonzero]))) if nonzero.any() else None,
+        "r2": 1.0 - float(np.sum(errors ** 2)) / spread if spread > 0 else None,
+        "label_mean": float(labels.mean()),
+        "prediction_mean": float(predictions.mean()),
+    }
+
+
 def json_safe(metrics: dict) -> dict:
     """``metrics`` with non-finite floats as None (JSON has no NaN)."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
@@ -125,6 +154,8 @@ def evaluation_plots(labels, scores, problem: str, decision_threshold: float = 0
     problems a ROC curve. ``labels``/``scores`` are the rows with a label."""
     import numpy as np
 
+    if problem == "regression":
+        return {}
     if problem == "binary":
         predicted = (scores >= decision_threshold).astype(np.int64)
         plots: dict[str, Any] = {"confusion_matrix": {"labels": ["0", "1"],

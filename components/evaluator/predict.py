@@ -138,22 +138,70 @@ def run_signatures(table, calls: list[SignatureCall]) -> list:
     return [np.concatenate(parts) if parts else np.zeros([0]) for parts in results]
 
 
-def read_scores(raw, problem, role):
-    """The serving output as binary probabilities ``[n]`` or class probabilities ``[n, classes]``."""
+# Class probabilities whose rows sum farther than this from 1 are not probabilities.
+PROBABILITY_SUM_TOLERANCE = 1e-3
+
+
+def read_scores(raw, problem, role, from_logits: bool | None = None):
+    """The serving output as binary probabilities ``[n]``, class probabilities ``[n, classes]`` or
+    regression predictions ``[n]``.
+
+    Logits become probabilities (sigmoid, or softmax over classes) when ``from_logits`` says so,
+    or, when it is None, when some output lies outside [0, 1]. Class probabilities whose rows do
+    not sum to 1 are an error, not a metric.
+    """
     import numpy as np
 
     raw = raw.astype(np.float64)
+    if problem == "regression":
+        if raw.ndim == 2 and raw.shape[1] != 1:
+            raise ComponentError(f"Evaluator: {role} predicts shape {list(raw.shape)}; a regression problem needs "
+                                 f"one value per example")
+        return raw.reshape(-1)
+    logits = from_logits if from_logits is not None else bool(((raw < 0) | (raw > 1)).any())
     if problem == "binary":
         if raw.ndim == 2 and raw.shape[1] == 2:
-            return raw[:, 1]
+            return (_softmax(raw) if logits else raw)[:, 1]
         if raw.ndim == 2 and raw.shape[1] != 1:
             raise ComponentError(f"Evaluator: {role} predicts shape {list(raw.shape)}; a binary problem needs "
                                  f"one probability per example (or two classes)")
-        return raw.reshape(-1)
+        scores = raw.reshape(-1)
+        return 1.0 / (1.0 + np.exp(-scores)) if logits else scores
     if raw.ndim != 2:
         raise ComponentError(f"Evaluator: {role} predicts shape {list(raw.shape)}; a multiclass problem needs "
                              f"class probabilities [examples, classes]")
+    if logits:
+        return _softmax(raw)
+    sums = raw.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE)
+    if len(off):
+        raise ComponentError(f"Evaluator: {role}'s class probabilities do not sum to 1 (row {int(off[0])} sums to "
+                             f"{sums[off[0]]:.4g}); set parameter 'from_logits' to true if they are logits")
     return raw
+
+
+def _softmax(logits):
+    import numpy as np
+
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def infer_problem(raw, labels, has_label) -> tuple[str, str]:
+    """``(problem, why)`` from the model's output and the labels: class scores -> multiclass (or
+    binary for two classes); one value per example -> binary when every label is 0 or 1, else
+    regression."""
+    import numpy as np
+
+    width = raw.shape[1] if raw.ndim == 2 else 1
+    if width > 2:
+        return "multiclass", f"the model predicts {width} class scores"
+    if width == 2:
+        return "binary", "the model predicts 2 class scores"
+    present = labels[has_label]
+    if len(present) and np.isin(present, (0.0, 1.0)).all():
+        return "binary", "one score per example and every label is 0 or 1"
+    return "regression", "one value per example and labels other than 0 and 1"
 
 
 def read_labels(column, label_key, problem, label_vocabulary, data_file):
@@ -177,6 +225,9 @@ def read_labels(column, label_key, problem, label_vocabulary, data_file):
                                  f"parameter 'label_vocabulary'")
         return pc.fill_null(ids, 0).to_numpy().astype(np.int64), valid
     numbers = pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy()
+    valid &= np.isfinite(numbers)
+    if problem in ("regression", "auto"):  # "auto": the problem is inferred once the model has predicted
+        return numbers, valid
     if problem == "binary" and not np.isin(numbers[valid], (0.0, 1.0)).all():
         bad = numbers[valid][~np.isin(numbers[valid], (0.0, 1.0))][0]
         raise ComponentError(f"Evaluator: label '{label_key}' in {data_file} has value {bad}; a binary "

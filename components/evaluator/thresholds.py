@@ -91,7 +91,7 @@ def blessing_reason(results: list[dict]) -> tuple[bool, str]:
     skipped = len(results) - len(passed)
     if not passed:
         return True, "no threshold to check" + (f" ({skipped} skipped: no baseline)" if skipped else "")
-    return True, "; ".join(passed) + (f"; {skipped} check(s) skipped (no baseline)" if skipped else "")
+    return True, "; ".join(passed) + (f"; {skipped} skipped (no baseline)" if skipped else "")
 
 
 def describe_pass(result: dict) -> str:

@@ -242,7 +242,7 @@ def test_bad_inputs_are_clear_errors(tmp_path, binary):
     with pytest.raises(ComponentError, match=r"label 'nope' is not a column of .*part-00000-of-00002\.parquet"):
         evaluate_model(model=weak, label_key="nope", **kwargs)
     with pytest.raises(ComponentError, match=r"label 'fare' .* has value .*binary problem needs labels 0/1"):
-        evaluate_model(model=weak, label_key="fare", **kwargs)
+        evaluate_model(model=weak, label_key="fare", problem="binary", **kwargs)
     with pytest.raises(ComponentError, match=r"unknown metric 'accuracy'"):
         evaluate_model(model=weak, label_key="label", thresholds={"accuracy": MetricThreshold(lower_bound=0.5)},
                        **kwargs)
@@ -378,3 +378,90 @@ def test_raw_features_model_beside_a_serialized_baseline(tmp_path, binary, monke
     assert metrics["baseline"]["auc"] == pytest.approx(
         _pairwise_auc(labels, table.column("weak_score").to_numpy()), abs=1e-6)
     assert sum(serialized_batches) == table.num_rows  # only for the baseline, once per row
+
+
+def _evaluate(tmp_path, name, examples, model, **params) -> dict:
+    evaluation, blessing = _outputs(tmp_path / name)
+    evaluate_model(examples=examples, model=model, evaluation=evaluation, blessing=blessing, ctx=ExecutionContext(),
+                   **params)
+    return json.loads(Path(evaluation.path("metrics.json")).read_text())
+
+
+def _examples(root, table) -> Examples:
+    split = root / "Split-eval"
+    split.mkdir(parents=True)
+    pq.write_table(table, split / "part-00000-of-00001.parquet")
+    return Examples(uri=str(root), split_names=["eval"])
+
+
+def test_binary_logits_give_the_metrics_of_their_probability_twin(tmp_path, binary, capsys):
+    examples, table, _, _ = binary
+    score = np.clip(table.column("score").to_numpy(), 1e-4, 1 - 1e-4)
+    twin = table.append_column("logit", pa.array(np.log(score / (1 - score)))) \
+        .set_column(table.schema.get_field_index("score"), "score", pa.array(score))
+    data = _examples(tmp_path / "data", twin)
+    probabilities = _save_feature_model(tmp_path / "p", {"outputs": "score"})
+    logits = _save_feature_model(tmp_path / "l", {"outputs": "logit"})
+    expected = _evaluate(tmp_path, "p", data, probabilities, label_key="label", slicing_features=["payment_type"])
+    assert "problem inferred as binary (one score per example and every label is 0 or 1)" in capsys.readouterr().err
+    for name, params in (("detected", {}), ("declared", {"from_logits": True})):
+        got = _evaluate(tmp_path, name, data, logits, label_key="label", slicing_features=["payment_type"], **params)
+        assert got["problem"] == "binary"
+        for key, value in expected["overall"].items():
+            assert got["overall"][key] == pytest.approx(value, rel=1e-5, abs=1e-7), (name, key)
+        assert got["slices"].keys() == expected["slices"].keys()
+
+
+def test_multiclass_logits_and_probabilities_that_do_not_sum_to_one(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = 300
+    label = rng.integers(0, 3, rows)
+    logits = rng.normal(size=(rows, 3)) + 2.0 * np.eye(3)[label]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    columns = {"label": pa.array(label)}
+    for i in range(3):
+        columns |= {f"p{i}": probabilities[:, i], f"l{i}": logits[:, i], f"half{i}": probabilities[:, i] / 2}
+    data = _examples(tmp_path / "data", pa.table(columns))
+    expected = _evaluate(tmp_path, "p", data, _save_feature_model(tmp_path / "pm", {"probabilities": "p"}, classes=3),
+                         label_key="label")
+    assert expected["problem"] == "multiclass"
+    assert expected["overall"]["accuracy"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == label))
+    got = _evaluate(tmp_path, "l", data, _save_feature_model(tmp_path / "lm", {"logits": "l"}, classes=3),
+                    label_key="label")
+    for key in ("accuracy", "log_loss", "example_count"):
+        assert got["overall"][key] == pytest.approx(expected["overall"][key], rel=1e-5)
+    halves = _save_feature_model(tmp_path / "hm", {"probabilities": "half"}, classes=3)
+    with pytest.raises(ComponentError, match=r"^Evaluator: model's class probabilities do not sum to 1 \(row 0 "
+                                             r"sums to 0\.5\); set parameter 'from_logits' to true"):
+        _evaluate(tmp_path, "h", data, halves, label_key="label")
+
+
+def test_regression_metrics_thresholds_and_blessing(tmp_path, capsys):
+    rng = np.random.default_rng(7)
+    rows = 500
+    fare = rng.gamma(2.0, 6.0, rows)
+    fare[::50] = 0.0  # MAPE leaves these out
+    predicted = fare * 0.9 + rng.normal(0, 1.5, rows)
+    area = np.where(rng.random(rows) < 0.5, "north", "south")
+    data = _examples(tmp_path / "data", pa.table({"fare": fare, "pred": predicted, "area": area}))
+    model = _save_feature_model(tmp_path / "m", {"predictions": "pred"})
+    thresholds = {"rmse": MetricThreshold(upper_bound=3.0), "r2": MetricThreshold(lower_bound=0.8)}
+    metrics = _evaluate(tmp_path, "auto", data, model, label_key="fare", slicing_features=["area"],
+                        thresholds=thresholds)
+    assert "problem inferred as regression" in capsys.readouterr().err
+    errors = predicted - fare
+    nonzero = fare != 0
+    overall = metrics["overall"]
+    assert metrics["problem"] == "regression" and overall["example_count"] == rows
+    assert overall["mse"] == pytest.approx(np.mean(errors ** 2), rel=1e-5)
+    assert overall["rmse"] == pytest.approx(np.sqrt(np.mean(errors ** 2)), rel=1e-5)
+    assert overall["mae"] == pytest.approx(np.mean(np.abs(errors)), rel=1e-5)
+    assert overall["mape"] == pytest.approx(100 * np.mean(np.abs(errors[nonzero] / fare[nonzero])), rel=1e-4)
+    assert overall["r2"] == pytest.approx(1 - np.sum(errors ** 2) / np.sum((fare - fare.mean()) ** 2), rel=1e-5)
+    assert overall["label_mean"] == pytest.approx(fare.mean()) and set(metrics["slices"]) == {"area=north",
+                                                                                                "area=south"}
+    assert [r["passed"] for r in metrics["thresholds"]] == [overall["rmse"] <= 3.0, overall["r2"] >= 0.8]
+    assert metrics["plots"] == {}
+    strict = _evaluate(tmp_path, "strict", data, model, label_key="fare", problem="regression",
+                       thresholds={"rmse": MetricThreshold(upper_bound=0.5)})
+    assert not strict["thresholds"][0]["passed"]
