@@ -215,7 +215,7 @@ def test_bom_nan_inf_big_field_and_crlf_read_as_values(corpus_dir):
 @pytest.mark.slow
 def test_a_long_anomaly_list_is_summarized_and_the_full_list_published(corpus_dir):
     case = next(c for c in corpus.CASES if c.name == "schema_two_thousand_new_columns")
-    check_case(case, corpus_dir)
-    [anomalies] = published(corpus_dir / case.name / "root", "ExampleValidator")
-    report = Path(anomalies, "Split-train", "report.html").read_text()
-    assert all(f"extra_{i:04d}" in report for i in range(2000))
+    check_case(case, corpus_dir)  # again if the parametrized test ran it: a blocked execution is never cached
+    for anomalies in published(corpus_dir / case.name / "root", "ExampleValidator"):
+        report = Path(anomalies, "Split-train", "report.html").read_text()
+        assert all(f"extra_{i:04d}" in report for i in range(2000)), anomalies

@@ -619,4 +619,4 @@ def test_component_definitions_validate_parameters_without_importing_tensorflow(
     assert "thresholds: {'auc': MetricThreshold(lower_bound=0.7" in out
     assert "typo: component Evaluator: parameter 'thresholds'['auc']['lower_bond']" in out
     assert ("inputs: ['base_model', 'examples', 'hyperparameters', 'schema', 'transform_graph'] "
-            "['baseline_model', 'examples', 'model'] ['model', 'model_blessing']") in out
+            "['baseline_model', 'examples', 'model'] ['examples', 'model', 'model_blessing']") in out
