@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from sluice.components.sdk import ComponentError, DefinitionError
+from sluice.orchestration.records import outcomes, overall_metrics
 
 
 class CliError(Exception):
@@ -62,7 +63,7 @@ def print_result(result, components: bool = True) -> None:
         echo(f"{comp.id:<24} {comp.status:<9} {comp.seconds:7.2f}s")
     echo(f"run {result.run_id}: {result.status} in {result.seconds:.1f}s")
     for comp in result.components:
-        for line in _outcomes(comp.outputs, cached=comp.status == "cached"):
+        for line in outcomes(comp.outputs, comp.status):
             echo(f"{comp.id}: {line}")
     reports = [(title, path) for comp in result.components for arts in comp.outputs.values() for art in arts
                for title, path in art.report_files().items() if os.path.isfile(path)]
@@ -73,21 +74,10 @@ def print_result(result, components: bool = True) -> None:
     echo(f"metadata: {mask_uri(result.tracking_uri)}")
 
 
-def _outcomes(outputs: dict, cached: bool) -> list[str]:
-    """What a component's output artifacts say of themselves (``Artifact.summary``)."""
-    return [line for arts in outputs.values() for art in arts if (line := art.summary(cached=cached))]
-
-
 def run_summary(store, run_id: str) -> str:
     """What the run's artifacts say of themselves (``Artifact.summary``), e.g. whether it pushed a model."""
-    lines = []
-    for execution in store.executions(run_id):
-        for arts in execution.outputs.values():
-            for art in arts:
-                line = art.summary(cached=execution.status == "cached")
-                if line:
-                    lines.append(f"{execution.component_id}: {line}")
-    return "; ".join(lines)
+    return "; ".join(f"{execution.component_id}: {line}" for execution in store.executions(run_id)
+                     for line in outcomes(execution.outputs, execution.status))
 
 
 def run_json(r, store=None) -> dict[str, Any]:
@@ -127,9 +117,9 @@ def print_run(run_record, executions) -> None:
     for e in executions:
         secs = f"{e.seconds:.2f}s" if e.seconds is not None else "-"
         echo(f"  {e.component_id:<24} {e.component_type:<18} {e.status:<9} {secs}")
-        for line in _outcomes(e.outputs, cached=e.status == "cached"):
+        for line in outcomes(e.outputs, e.status):
             echo(f"      {line}")
-        overall = {k: v for k, v in sorted(e.metrics.items()) if "/" not in k}
+        overall = dict(sorted(overall_metrics(e.metrics).items()))
         if overall:
             echo("      metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in list(overall.items())[:12])
                  + (f" (+{len(overall) - 12} more)" if len(overall) > 12 else ""))

@@ -30,6 +30,7 @@ from sluice.orchestration.metadata import (
     default_tracking_uri,
 )
 from sluice.orchestration.pipeline import Pipeline, compile_pipeline
+from sluice.orchestration.records import outcomes, overall_metrics
 from sluice.orchestration.secrets import mask_text, mask_uri
 
 
@@ -127,12 +128,11 @@ def _run_overview(store: MetadataStore, run_id: str, results: list[NodeResult]) 
     """The parent run's metrics (every component's overall ones, as ``<component>.<metric>``) and description
     (one line per component: its status and what its outputs say of themselves)."""
     metrics = {f"{e.component_id}.{key}": value for e in store.executions(run_id)
-               for key, value in e.metrics.items() if "/" not in key}  # not per-slice ones
+               for key, value in overall_metrics(e.metrics).items()}
     lines = []
     for result in results:
-        said = [text for artifacts in result.outputs.values() for artifact in artifacts
-                if (text := artifact.summary(cached=result.status == CACHED))]
-        detail = "; ".join(said) or (result.error.splitlines()[0] if result.error else "")
+        detail = "; ".join(outcomes(result.outputs, result.status)) \
+            or (result.error.splitlines()[0] if result.error else "")
         lines.append(f"- **{result.id}** {result.status}" + (f": {detail}" if detail else ""))
     return metrics, "\n".join(lines)
 
@@ -247,7 +247,7 @@ def _start_hook(nodes: dict[str, dict[str, Any]], progress: Progress) -> Callabl
 
 def _reusable_executions(store: MetadataStore, run_id: str, pipeline: str) -> dict[str, Any]:
     """The successful executions of an earlier run of this pipeline, by component id."""
-    from sluice.orchestration.metadata import CACHED, StoreError
+    from sluice.orchestration.metadata import StoreError
 
     earlier = store.get_pipeline_run(run_id)
     if earlier.pipeline != pipeline:

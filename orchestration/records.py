@@ -91,6 +91,18 @@ class PipelineRun:
     tags: dict[str, str]
 
 
+def outcomes(outputs: dict[str, list[Artifact]], status: str) -> list[str]:
+    """What an execution's output artifacts say of themselves (``Artifact.summary``), e.g. whether it
+    pushed a model; ``status``: the execution's (a cache hit's outputs say so)."""
+    cached = status == CACHED
+    return [line for arts in outputs.values() for art in arts if (line := art.summary(cached=cached))]
+
+
+def overall_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """An execution's overall metrics: not its per-slice ones (``<metric>/<slice>``)."""
+    return {key: value for key, value in metrics.items() if "/" not in key}
+
+
 def process_tags() -> dict[str, str]:
     """Which process runs the record: a later run marks it abandoned once that process is gone."""
     return {HOST: socket.gethostname(), PID: str(os.getpid()), PID_START: process_start(os.getpid())}
