@@ -273,7 +273,8 @@ def run_node(
     _move_into_place(node["id"], execution_id, outputs, tmp, final)
     seconds = time.monotonic() - started
     published = {out: [art] for out, art in outputs.items()}
-    store.publish_execution(execution_id, published, ctx.metrics, seconds, blocked=mask_text(ctx.blocked))
+    store.publish_execution(name, execution_id, inputs, published, ctx.metrics, seconds,
+                            blocked=mask_text(ctx.blocked))
     if ctx.blocked:
         return NodeResult(node["id"], node["type"], BLOCKED, seconds, published, execution_id, mask_text(ctx.blocked))
     return NodeResult(node["id"], node["type"], EXECUTED, seconds, published, execution_id)

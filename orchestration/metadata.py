@@ -260,16 +260,17 @@ class MetadataStore:
         self._log(execution_id, params=parameters, tags=extra)
         return execution_id
 
-    def publish_execution(self, execution_id: str, outputs: dict[str, list[Artifact]],
-                          metrics: dict[str, float], seconds: float, log: str = "", blocked: str = "") -> None:
-        """Marks an execution successful, with its (already moved) outputs; ``blocked``: it also
-        stopped what depends on it, for this reason (never a cache hit then)."""
+    def publish_execution(self, pipeline: str, execution_id: str, inputs: dict[str, list[Artifact]],
+                          outputs: dict[str, list[Artifact]], metrics: dict[str, float], seconds: float,
+                          log: str = "", blocked: str = "") -> None:
+        """Marks an execution successful, with its (already moved) outputs; ``inputs``: those it was
+        started with (``start_execution``), for its description; ``blocked``: it also stopped what
+        depends on it, for this reason (never a cache hit then)."""
         tags = {records.STATUS: BLOCKED if blocked else EXECUTED, records.SECONDS: f"{seconds:.3f}",
                 **records.output_tags(outputs)}
         if blocked:
             tags[records.ERROR] = blocked[:7900]
-        run = self._call("get_run", execution_id)
-        tags[NOTE_TAG] = lineage_note(run.info.experiment_id, records.to_execution(run).inputs, outputs)
+        tags[NOTE_TAG] = lineage_note(self.experiment_id(pipeline), inputs, outputs)
         if log:
             tags[records.LOG] = log
         self._log(execution_id, metrics={**metrics, "sluice.duration_seconds": seconds}, tags=tags)

@@ -41,7 +41,7 @@ def _publish(store, pipeline, run_id, node, inputs, outputs, key="k", metrics=No
         for i, art in enumerate(arts):
             art.id = f"{exec_id}:{name}"
             art.fingerprint = f"fp-{node}-{i}"
-    store.publish_execution(exec_id, outputs, metrics or {"m": 1.5}, 0.25)
+    store.publish_execution(pipeline, exec_id, inputs, outputs, metrics or {"m": 1.5}, 0.25)
     return exec_id
 
 
@@ -71,6 +71,11 @@ def test_execution_record_holds_everything(store, pipeline):
     assert rec.inputs["examples"][0].span == 2 and rec.inputs["examples"][0].id == "up:examples"
     assert rec.outputs["model"][0].uri == model.uri and rec.outputs["model"][0].fingerprint == "fp-train-0"
     assert [e.id for e in store.executions(run_id)] == [exec_id]
+    # Its description in the MLflow UI: the inputs it was started with, linked to their producers' runs.
+    note = store.client.get_run(exec_id).data.tags["mlflow.note.content"]
+    experiment = store.experiment_id(pipeline)
+    assert note == (f"**Inputs**\n- `examples`: Examples `{ex.uri}` from [run up](#/experiments/{experiment}/runs/up)\n"
+                    f"**Outputs**\n- `model`: Model `{model.uri}`")
 
 
 def test_cache_lookup_by_key_only_finds_successes(store, pipeline):
