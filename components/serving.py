@@ -16,9 +16,12 @@ import os
 from sluice.components.sdk import ComponentError
 
 __all__ = [
+    "RAW_BATCH_ROWS",
     "RAW_FUNCTION",
+    "SERIALIZED_BATCH_ROWS",
     "SERVING_SIGNATURE",
     "TRANSFORM_SIGNATURE",
+    "batch_rows",
     "export_serving_model",
     "load_serving_model",
     "predict_batch",
@@ -34,6 +37,17 @@ TRANSFORM_SIGNATURE = "transform_features"
 # A function of the SavedModel (not a signature: it takes SparseTensors): raw features ->
 # {"outputs": ..., "transformed": ...}.
 RAW_FUNCTION = "evaluate_raw_features"
+
+# Rows per call of a serving model. A raw-feature function binds every input tensor in Python,
+# so bigger batches pay off (for a little more peak memory); serialized tf.Examples are built per batch.
+RAW_BATCH_ROWS = 32768
+SERIALIZED_BATCH_ROWS = 4096
+
+
+def batch_rows(serialized: bool) -> int:
+    """Rows per call: ``serialized`` when some call goes through serialized tf.Examples
+    (``serving_default``, ``transform_features``), else every call is a raw-feature function's."""
+    return SERIALIZED_BATCH_ROWS if serialized else RAW_BATCH_ROWS
 
 
 def export_serving_model(model, tf_transform_output, export_dir: str, raw_label_key: str | None,

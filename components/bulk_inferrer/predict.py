@@ -8,10 +8,6 @@ from typing import Any
 from sluice.components.sdk import ComponentError
 
 OWNER = "BulkInferrer"
-# Rows per call: raw-feature functions bind every input in Python (bigger batches pay off);
-# serialized tf.Examples are built per batch.
-RAW_BATCH_ROWS = 32768
-SERIALIZED_BATCH_ROWS = 4096
 
 _models: dict[str, Any] = {}
 _models_lock = threading.Lock()
@@ -29,9 +25,10 @@ def load_model(serving_dir: str) -> Any:
 
 
 def batch_rows(loaded: Any) -> int:
-    from sluice.components.serving import raw_function
+    """Rows per call of ``loaded``: the serving contract's rule (``serving.batch_rows``)."""
+    from sluice.components import serving
 
-    return RAW_BATCH_ROWS if raw_function(loaded) is not None else SERIALIZED_BATCH_ROWS
+    return serving.batch_rows(serialized=serving.raw_function(loaded) is None)
 
 
 def predictions_table(loaded: Any, table: Any, output_keys: list[str] | None) -> Any:
