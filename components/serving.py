@@ -11,6 +11,7 @@ Nothing here imports TensorFlow until called.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from sluice.components.sdk import ComponentError
@@ -125,14 +126,33 @@ def raw_function(loaded):
     None also when a function of that name takes something else than raw SparseTensors:
     the model is then called through its serving signatures.
     """
+    found = _raw_call(loaded)
+    return found[0] if found is not None else None
+
+
+_RAW_CALL = "_sluice_raw_call"  # where _raw_call keeps what it found, on the loaded model itself
+_UNSET = object()
+
+
+def _raw_call(loaded):
+    """``(raw_function(loaded), its raw_feature_types)`` or None; looked up once per loaded model."""
+    found = getattr(loaded, "__dict__", {}).get(_RAW_CALL, _UNSET)
+    if found is _UNSET:
+        found = _find_raw_call(loaded)
+        with contextlib.suppress(AttributeError, TypeError):  # an object that takes no attribute: not kept
+            # Past the Trackable's own __setattr__: kept as a plain attribute, never tracked as part of the model.
+            object.__setattr__(loaded, _RAW_CALL, found)
+    return found
+
+
+def _find_raw_call(loaded):
     function = getattr(loaded, RAW_FUNCTION, None)
     if function is None or not getattr(function, "concrete_functions", None):
         return None
     try:
-        raw_feature_types(function)
+        return function, raw_feature_types(function)
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
-    return function
 
 
 def raw_feature_types(function) -> dict[str, str]:
@@ -191,9 +211,10 @@ def predict_batch(loaded, table) -> dict:
 
     from sluice.components.tft import arrow_to_raw_tensors
 
-    raw = raw_function(loaded)
+    raw = _raw_call(loaded)
     if raw is not None:
-        outputs = raw(arrow_to_raw_tensors(table, raw_feature_types(raw)))["outputs"]
+        function, types = raw
+        outputs = function(arrow_to_raw_tensors(table, types))["outputs"]
     else:
         outputs = loaded.signatures[SERVING_SIGNATURE](examples=tf.constant(serialize_examples(table), tf.string))
     return {name: value.numpy() for name, value in outputs.items()}
