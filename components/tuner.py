@@ -62,8 +62,8 @@ def run_tuner(
     if train_steps <= 0:
         raise ComponentError(f"Tuner: parameter 'train_steps' must be positive, got {train_steps}")
     user_fn, source = user_function(module_file, tuner_fn, "tuner_fn", OWNER)
-    train_files = [f for split in train_splits for f in split_files(examples, split)]
-    eval_files = [f for split in eval_splits for f in split_files(examples, split)]
+    train_files = [f for split in train_splits for f in split_files(examples, split, OWNER)]
+    eval_files = [f for split in eval_splits for f in split_files(examples, split, OWNER)]
     working_dir = tempfile.mkdtemp(prefix="sluice-tuner-")
     fn_args = FnArgs(
         train_files=train_files, eval_files=eval_files, working_dir=working_dir,
@@ -71,7 +71,7 @@ def run_tuner(
         schema_path=schema.file if schema is not None else None,
         train_steps=train_steps, eval_steps=eval_steps,
         custom_config=dict(custom_config) if custom_config is not None else None,
-        data_accessor=DataAccessor({tuple(train_files): train_steps, tuple(eval_files): eval_steps}),
+        data_accessor=DataAccessor({tuple(train_files): train_steps, tuple(eval_files): eval_steps}, OWNER),
     )
     try:
         tuner = _search(user_fn, fn_args, source, module_file)

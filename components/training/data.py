@@ -1,4 +1,4 @@
-"""The Trainer's input pipeline: Parquet examples as a ``tf.data.Dataset``.
+"""The Trainer's (and the Tuner's) input pipeline: Parquet examples as a ``tf.data.Dataset``.
 
 Files are listed and opened through the shared Examples reader
 (``sluice.components.io.examples``), so remote pipeline roots work as local ones do.
@@ -11,7 +11,7 @@ from typing import Any
 from sluice.components.artifacts import Examples
 from sluice.components.sdk import ComponentError
 
-OWNER = "Trainer"
+OWNER = "Trainer"  # the component named in errors, unless the caller names another (e.g. the Tuner)
 
 # Above this many rows, or this many (uncompressed Parquet) bytes, the input is streamed
 # instead of held in memory.
@@ -31,18 +31,18 @@ SHAPE_METADATA = "tft.shape"
 RAGGED_METADATA = "tft.ragged"
 
 
-def split_files(examples: Examples, split: str) -> list[str]:
+def split_files(examples: Examples, split: str, owner: str = OWNER) -> list[str]:
     """The Parquet files of one split, sorted; a ComponentError if there are none."""
     from sluice.components.io import examples as example_io
 
-    return example_io.split_files(examples, split, OWNER)
+    return example_io.split_files(examples, split, owner)
 
 
-def expand_patterns(files: list[str]) -> list[str]:
+def expand_patterns(files: list[str], owner: str = OWNER) -> list[str]:
     """``files`` with each glob pattern replaced by the files it matches (sorted)."""
     from sluice.components.io import examples as example_io
 
-    return [p for f in files for p in (example_io.match_files([f], OWNER) if any(c in f for c in "*?[") else [f])]
+    return [p for f in files for p in (example_io.match_files([f], owner) if any(c in f for c in "*?[") else [f])]
 
 
 class VarLen:
@@ -86,7 +86,7 @@ def _take(values, order):
     return values.take(order) if isinstance(values, VarLen) else values[order]
 
 
-def _scalars_to_numpy(column, name: str, path: str):
+def _scalars_to_numpy(column, name: str, path: str, owner: str):
     """A scalar Arrow column as numpy that TF accepts; nulls become 0 / ''."""
     import numpy as np
     import pyarrow as pa
@@ -103,11 +103,11 @@ def _scalars_to_numpy(column, name: str, path: str):
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind) \
             or pa.types.is_large_binary(kind):
         return np.asarray(pc.fill_null(column.cast(pa.large_binary()), b"").to_pylist(), dtype=object)
-    raise ComponentError(f"Trainer: column '{name}' in {path} has type {kind}, which is not an int, float or "
+    raise ComponentError(f"{owner}: column '{name}' in {path} has type {kind}, which is not an int, float or "
                          f"string column, or a list of them")
 
 
-def _column_to_numpy(column, name: str, path: str):
+def _column_to_numpy(column, name: str, path: str, owner: str):
     """One Arrow column as numpy: scalars ``[rows]``, a ``fixed_size_list`` (nested per dimension)
     ``[rows, *dims]``, a variable-length ``list`` as ``VarLen``."""
     import pyarrow as pa
@@ -118,17 +118,17 @@ def _column_to_numpy(column, name: str, path: str):
         dims = []
         while pa.types.is_fixed_size_list(column.type):
             if column.null_count:
-                raise ComponentError(f"Trainer: column '{name}' in {path} has null rows in a fixed-shape list")
+                raise ComponentError(f"{owner}: column '{name}' in {path} has null rows in a fixed-shape list")
             dims.append(column.type.list_size)
             column = column.flatten()
-        return _scalars_to_numpy(column, name, path).reshape([-1, *dims])
+        return _scalars_to_numpy(column, name, path, owner).reshape([-1, *dims])
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False).astype("int64")
-        return VarLen(lengths, _scalars_to_numpy(column.flatten(), name, path))
-    return _scalars_to_numpy(column, name, path)
+        return VarLen(lengths, _scalars_to_numpy(column.flatten(), name, path, owner))
+    return _scalars_to_numpy(column, name, path, owner)
 
 
-def _table_to_arrays(table, path: str, shapes: dict | None = None) -> dict[str, Any]:
+def _table_to_arrays(table, path: str, shapes: dict | None, owner: str) -> dict[str, Any]:
     """Numpy per column; a column with a fixed shape (from ``shapes``, else from the field metadata
     Transform writes, e.g. [1] for a plain column) is dense ``[rows, *shape]``."""
     import json
@@ -137,17 +137,17 @@ def _table_to_arrays(table, path: str, shapes: dict | None = None) -> dict[str, 
     for field in table.schema:
         column = table.column(field.name)
         values = _column_to_numpy(column.combine_chunks() if hasattr(column, "combine_chunks") else column,
-                                  field.name, path)
+                                  field.name, path, owner)
         shape = (shapes or {}).get(field.name)
         if shape is None and (field.metadata or {}).get(SHAPE_METADATA.encode()) is not None:
             shape = json.loads(field.metadata[SHAPE_METADATA.encode()])
         if shape is not None:
-            values = _fixed(values, tuple(shape), field.name, path)
+            values = _fixed(values, tuple(shape), field.name, path, owner)
         arrays[field.name] = values
     return arrays
 
 
-def _fixed(values, shape: tuple, name: str, path: str):
+def _fixed(values, shape: tuple, name: str, path: str, owner: str):
     """``values`` as dense ``[rows, *shape]``; a list column must hold that many values per row."""
     size = 1
     for dim in shape:
@@ -155,11 +155,11 @@ def _fixed(values, shape: tuple, name: str, path: str):
     if isinstance(values, VarLen):
         wrong = (values.lengths != size).nonzero()[0]
         if len(wrong):
-            raise ComponentError(f"Trainer: column '{name}' in {path}: row {int(wrong[0])} has "
+            raise ComponentError(f"{owner}: column '{name}' in {path}: row {int(wrong[0])} has "
                                  f"{int(values.lengths[wrong[0]])} values, but its shape is {list(shape)}")
         values = values.values
     elif values.ndim > 1 and len(values) and values[0].size != size:
-        raise ComponentError(f"Trainer: column '{name}' in {path}: row 0 has {values[0].size} values, "
+        raise ComponentError(f"{owner}: column '{name}' in {path}: row 0 has {values[0].size} values, "
                              f"but its shape is {list(shape)}")
     return values.reshape([-1, *shape])
 
@@ -171,19 +171,20 @@ def shapes_from_schema(schema) -> dict[str, tuple]:
             if f.HasField("shape") and f.presence.min_fraction == 1.0}
 
 
-def _check_columns(files: list[str], label_key: str | None, feature_keys: list[str] | None) -> list[str]:
+def _check_columns(files: list[str], label_key: str | None, feature_keys: list[str] | None,
+                   owner: str) -> list[str]:
     """Validates the requested columns against every file's schema; returns the columns to read."""
     from sluice.components.io.examples import read_schema
 
     columns = None
     for path in files:
-        names = read_schema(path, OWNER).names
+        names = read_schema(path, owner).names
         if label_key is not None and label_key not in names:
-            raise ComponentError(f"Trainer: label '{label_key}' is not a column of {path} "
+            raise ComponentError(f"{owner}: label '{label_key}' is not a column of {path} "
                                  f"(columns: {', '.join(names)})")
         for key in feature_keys or []:
             if key not in names:
-                raise ComponentError(f"Trainer: feature '{key}' is not a column of {path}")
+                raise ComponentError(f"{owner}: feature '{key}' is not a column of {path}")
         wanted = list(feature_keys) if feature_keys is not None else [n for n in names if n != label_key]
         if label_key is not None and label_key not in wanted:
             wanted.append(label_key)
@@ -191,13 +192,13 @@ def _check_columns(files: list[str], label_key: str | None, feature_keys: list[s
     return columns
 
 
-def _uncompressed_bytes(files: list[str], columns: list[str]) -> int:
+def _uncompressed_bytes(files: list[str], columns: list[str], owner: str) -> int:
     """The Parquet metadata's uncompressed size of ``columns`` (a cheap proxy for memory held)."""
     from sluice.components.io.examples import open_parquet
 
     wanted, total = set(columns), 0
     for path in files:
-        metadata = open_parquet(path, OWNER).metadata
+        metadata = open_parquet(path, owner).metadata
         for group in range(metadata.num_row_groups):
             row_group = metadata.row_group(group)
             for index in range(row_group.num_columns):
@@ -225,6 +226,7 @@ def parquet_dataset(
     seed: int | None = None,
     rows_needed: int | None = None,
     shapes: dict[str, tuple] | None = None,
+    owner: str = OWNER,
 ):
     """A ``tf.data.Dataset`` of batches read from Parquet files.
 
@@ -241,7 +243,7 @@ def parquet_dataset(
     many rows the consumer reads, e.g. steps x batch_size) are streamed: each pass
     takes the row groups in a new random order, and rows are shuffled within
     buffers of ``STREAM_SHUFFLE_ROWS`` (bounded memory). With ``repeat`` every batch
-    is full.
+    is full. ``owner``: the component its errors name.
 
     >>> ds = parquet_dataset(["/data/part-00000-of-00001.parquet"], 32, label_key="label")  # doctest: +SKIP
     >>> features, label = next(iter(ds))                                                      # doctest: +SKIP
@@ -251,11 +253,11 @@ def parquet_dataset(
     from sluice.components.io.examples import open_parquet
 
     if not files:
-        raise ComponentError("Trainer: parquet_dataset got no files")
-    columns = _check_columns(files, label_key, feature_keys)
-    total_rows = sum(open_parquet(path, OWNER).metadata.num_rows for path in files)
+        raise ComponentError(f"{owner}: parquet_dataset got no files")
+    columns = _check_columns(files, label_key, feature_keys, owner)
+    total_rows = sum(open_parquet(path, owner).metadata.num_rows for path in files)
     if total_rows == 0:
-        raise ComponentError(f"Trainer: the Parquet files hold no rows ({files[0]} ...)")
+        raise ComponentError(f"{owner}: the Parquet files hold no rows ({files[0]} ...)")
 
     def split_label(batch):
         if label_key is None:
@@ -263,14 +265,14 @@ def parquet_dataset(
         features = {k: v for k, v in batch.items() if k != label_key}
         return features, batch[label_key]
 
-    if _should_stream(total_rows, _uncompressed_bytes(files, columns), rows_needed):
-        dataset = _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes)
+    if _should_stream(total_rows, _uncompressed_bytes(files, columns, owner), rows_needed):
+        dataset = _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes, owner)
     else:
-        dataset = _in_memory_dataset(files, columns, total_rows, batch_size, shuffle, repeat, seed, shapes)
+        dataset = _in_memory_dataset(files, columns, total_rows, batch_size, shuffle, repeat, seed, shapes, owner)
     return dataset.map(split_label).prefetch(tf.data.AUTOTUNE)
 
 
-def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, seed, shapes=None):
+def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, seed, shapes, owner):
     """Every row held as one tensor per column, reshuffled per epoch."""
     import tensorflow as tf
 
@@ -278,7 +280,8 @@ def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, se
 
     arrays: dict[str, list] = {c: [] for c in columns}
     for path in files:
-        for name, values in _table_to_arrays(open_parquet(path, OWNER).read(columns=columns), path, shapes).items():
+        table = open_parquet(path, owner).read(columns=columns)
+        for name, values in _table_to_arrays(table, path, shapes, owner).items():
             arrays[name].append(values)
     merged = {name: _concatenate(parts) for name, parts in arrays.items()}
     tensors = {name: values.ragged() if isinstance(values, VarLen) else tf.constant(values)
@@ -294,7 +297,7 @@ def _in_memory_dataset(files, columns, num_rows, batch_size, shuffle, repeat, se
 
     epochs = tf.data.Dataset.range(1).repeat() if repeat else tf.data.Dataset.range(1)
     # rebatch(n) == unbatch().batch(n); over endless epochs every batch is full.
-    keep = _ragged_columns(files[0], columns)
+    keep = _ragged_columns(files[0], columns, owner)
     return epochs.map(epoch).rebatch(batch_size).map(lambda batch: _ragged_to_sparse(batch, keep))
 
 
@@ -307,10 +310,10 @@ def _ragged_to_sparse(batch, keep_ragged=frozenset()):
             for k, v in batch.items()}
 
 
-def _ragged_columns(path: str, columns: list[str]) -> frozenset:
+def _ragged_columns(path: str, columns: list[str], owner: str) -> frozenset:
     from sluice.components.io.examples import read_schema
 
-    schema = read_schema(path, OWNER)
+    schema = read_schema(path, owner)
     return frozenset(f.name for f in schema if f.name in columns and (f.metadata or {}).get(RAGGED_METADATA.encode()))
 
 
@@ -324,7 +327,7 @@ def _element_spec(values):
     return tf.TensorSpec([None, *values.shape[1:]], dtype)
 
 
-def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes=None):
+def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes, owner):
     """(file, row group) units in random order per pass, read in chunks, shuffled together in
     buffers of ``STREAM_SHUFFLE_ROWS`` rows."""
     import numpy as np
@@ -332,9 +335,10 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes=
 
     from sluice.components.io.examples import open_parquet, read_batches
 
-    first = _table_to_arrays(open_parquet(files[0], OWNER).read(columns=columns).slice(0, 1), files[0], shapes)
+    head = open_parquet(files[0], owner).read(columns=columns).slice(0, 1)
+    first = _table_to_arrays(head, files[0], shapes, owner)
     signature = {name: _element_spec(values) for name, values in first.items()}
-    units = [(path, group) for path in files for group in range(open_parquet(path, OWNER).metadata.num_row_groups)]
+    units = [(path, group) for path in files for group in range(open_parquet(path, owner).metadata.num_row_groups)]
     chunk_rows, buffer_rows = STREAM_CHUNK_ROWS, STREAM_SHUFFLE_ROWS
 
     def chunks():
@@ -352,8 +356,8 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes=
             buffer, held = [], 0
             for i in order:
                 path, group = units[i]
-                for record_batch in read_batches(path, OWNER, chunk_rows, columns=columns, row_groups=[group]):
-                    buffer.append(_table_to_arrays(record_batch, path, shapes))
+                for record_batch in read_batches(path, owner, chunk_rows, columns=columns, row_groups=[group]):
+                    buffer.append(_table_to_arrays(record_batch, path, shapes, owner))
                     held += record_batch.num_rows
                     if held >= buffer_rows:
                         yield emit(buffer)
@@ -364,5 +368,5 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes=
                 return
 
     dataset = tf.data.Dataset.from_generator(chunks, output_signature=signature)
-    keep = _ragged_columns(files[0], columns)
+    keep = _ragged_columns(files[0], columns, owner)
     return dataset.rebatch(batch_size, drop_remainder=repeat).map(lambda batch: _ragged_to_sparse(batch, keep))

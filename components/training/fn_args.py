@@ -36,10 +36,11 @@ class DataAccessor:
 
     data_view_decode_fn = None
 
-    def __init__(self, planned_steps: dict[tuple[str, ...], int] | None = None):
+    def __init__(self, planned_steps: dict[tuple[str, ...], int] | None = None, owner: str = OWNER):
         # Steps the Trainer will take per file list (train_files -> train_steps, eval_files ->
         # eval_steps), so a dataset over far more rows than that is streamed, not loaded.
         self.planned_steps = dict(planned_steps or {})
+        self.owner = owner  # the component its errors name (the Trainer, the Tuner)
 
     def rows_needed(self, files: list[str], batch_size: int) -> int | None:
         steps = self.planned_steps.get(tuple(files))
@@ -47,13 +48,13 @@ class DataAccessor:
 
     def tf_dataset_factory(self, files: list[str] | str, options: Any, schema: Any = None):
         given = [files] if isinstance(files, str) else list(files)
-        expanded = expand_patterns(given)
+        expanded = expand_patterns(given, self.owner)
         repeat = getattr(options, "num_epochs", None) is None
         rows_needed = self.rows_needed(given, options.batch_size) or self.rows_needed(expanded, options.batch_size)
         return parquet_dataset(expanded, options.batch_size, label_key=getattr(options, "label_key", None),
                                shuffle=getattr(options, "shuffle", True), repeat=repeat,
                                seed=getattr(options, "shuffle_seed", None),
-                               rows_needed=rows_needed if repeat else None)
+                               rows_needed=rows_needed if repeat else None, owner=self.owner)
 
     def record_batch_factory(self, files: list[str] | str, options: Any, schema: Any = None
                              ) -> Iterator[Any]:
@@ -66,7 +67,7 @@ class DataAccessor:
 
         from sluice.components.io.examples import read_batches
 
-        paths = expand_patterns([files] if isinstance(files, str) else list(files))
+        paths = expand_patterns([files] if isinstance(files, str) else list(files), self.owner)
         size, epochs = int(options.batch_size), getattr(options, "num_epochs", None)
         shuffle = getattr(options, "shuffle", False)
         rng = np.random.default_rng(getattr(options, "shuffle_seed", None))
@@ -75,7 +76,7 @@ class DataAccessor:
             epoch += 1
             held: list[Any] = []
             for index in (rng.permutation(len(paths)) if shuffle else range(len(paths))):
-                for batch in read_batches(paths[index], OWNER, size):
+                for batch in read_batches(paths[index], self.owner, size):
                     held.append(batch)
                     while sum(b.num_rows for b in held) >= size:
                         table = pa.Table.from_batches(held).combine_chunks()
@@ -162,6 +163,7 @@ class FnArgs:
         if "rows_needed" not in kwargs and kwargs.get("repeat", True):
             steps = {tuple(self.train_files): self.train_steps, tuple(self.eval_files): self.eval_steps}
             kwargs["rows_needed"] = steps[tuple(files)] * batch_size if tuple(files) in steps else None
+        kwargs.setdefault("owner", getattr(self.data_accessor, "owner", OWNER))
         return parquet_dataset(files, batch_size, label_key=label_key, **kwargs)
 
     def callbacks(self) -> list:

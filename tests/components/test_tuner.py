@@ -133,6 +133,30 @@ def test_a_search_that_fails_names_the_search(penguin_transformed, tmp_path):
                   module_file=str(module), train_steps=5)
 
 
+DATA_ERRORS = {  # the Trainer's input pipeline, called by the Tuner: its errors name the Tuner
+    "split": ({"train_splits": ["nosuch"]}, "def tuner_fn(fn_args):\n    pass\n",
+              r"^Tuner: examples split 'nosuch' has no Parquet files in "),
+    "dataset": ({}, "def tuner_fn(fn_args):\n    fn_args.dataset(fn_args.train_files, 8, label_key='nope')\n",
+                r"^Tuner: label 'nope' is not a column of "),
+    "data_accessor": ({}, "from sluice.components.training.fn_args import DatasetOptions\n\n"
+                          "def tuner_fn(fn_args):\n"
+                          "    options = DatasetOptions(8, label_key='nope')\n"
+                          "    fn_args.data_accessor.tf_dataset_factory(fn_args.train_files, options)\n",
+                      r"^Tuner: label 'nope' is not a column of "),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_ERRORS))
+def test_errors_of_the_input_pipeline_name_the_tuner(case, penguin_transformed, tmp_path):
+    params, source, message = DATA_ERRORS[case]
+    module = tmp_path / "tuner_module.py"
+    module.write_text(source)
+    _, transformed, _ = penguin_transformed
+    with pytest.raises(ComponentError, match=message):
+        run_tuner(examples=transformed, best_hyperparameters=HyperParameters(uri=str(tmp_path)),
+                  module_file=str(module), train_steps=5, **params)
+
+
 def test_tuner_definitions_validate_parameters():
     from sluice.components.sdk import DefinitionError
     from sluice.components.tuner import Tuner
