@@ -34,7 +34,7 @@ _log = logging.getLogger(__name__)
 
 
 def _error(uri: str, text: str) -> Exception:
-    from sluice.orchestration.metadata import StoreError
+    from sluice.orchestration.store_client import StoreError
 
     return StoreError(f"metadata store {mask_uri(uri)}: {text}")
 
