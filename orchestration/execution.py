@@ -17,7 +17,7 @@ Publication protocol:
    failed. A process killed mid-way leaves a RUNNING record; the next run marks
    it failed and removes what it left (``recover_abandoned``).
 
-A cache hit needs a successful record with the same cache key *and* its outputs
+A cache hit needs a successful record with the same cache key (``cache_keys.cache_key``) *and* its outputs
 still on disk, under this run's pipeline root (a store shared by several roots holds
 other roots' outputs: see ``roots``).
 """
@@ -25,11 +25,7 @@ other roots' outputs: see ``roots``).
 from __future__ import annotations
 
 import dataclasses
-import glob
-import hashlib
-import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -38,14 +34,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
-from sluice.components.module_files import module_directory_sources
 from sluice.components.sdk import Component, ComponentError, DefinitionError
 from sluice.orchestration import hooks, roots, runtime
+from sluice.orchestration.cache_keys import cache_key, fingerprint_path
 from sluice.orchestration.metadata import BLOCKED, CACHED, EXECUTED, FAILED, Execution, MetadataStore
 from sluice.orchestration.pipeline import load_component
 from sluice.orchestration.secrets import mask_text
-
-CACHE_KEY_VERSION = "1"
 
 
 @dataclasses.dataclass
@@ -76,103 +70,6 @@ class ExecutionFailed(RuntimeError):
         super().__init__(f"component {node_id} failed: {message}")
         self.node_id = node_id
         self.log = log
-
-
-# --- fingerprints and cache keys --------------------------------------------------
-
-
-def fingerprint_path(path: str) -> str:
-    """A content hash of a file, a folder (recursively) or a glob pattern."""
-    digest = hashlib.blake2b(digest_size=16)
-    if any(ch in path for ch in "*?[") and not os.path.exists(path):
-        files = sorted(glob.glob(path, recursive=True))
-    elif os.path.isdir(path):
-        files = []
-        for root, dirs, names in os.walk(path):
-            dirs.sort()
-            files.extend(os.path.join(root, n) for n in sorted(names))
-    elif os.path.isfile(path):
-        files = [path]
-    else:
-        files = []
-    base = path if os.path.isdir(path) else os.path.dirname(path)
-    for file in files:
-        if not os.path.isfile(file):
-            continue
-        digest.update(os.path.relpath(file, base).encode() + b"\0")
-        with open(file, "rb") as fh:
-            digest.update(hashlib.file_digest(fh, "blake2b").digest())
-    if not files:
-        digest.update(b"<missing>" + path.encode())
-    return digest.hexdigest()
-
-
-def external_data_paths(value: str) -> list[str]:
-    """What an ExternalData parameter names: a path or a pattern with placeholders."""
-    return [re.sub(r"\{[A-Z]+\}", "*", value)]
-
-
-_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
-
-
-def _package_sources(dotted: str) -> tuple[list[str], str]:
-    """The code of a ``"package.module.function"`` name's top-level package, found without
-    importing it: its folder's rule (``module_directory_sources``) for a package, the file for a
-    module. Nothing for what is installed (site-packages, the standard library) or not found."""
-    import importlib.util
-    import sysconfig
-
-    try:
-        spec = importlib.util.find_spec(dotted.partition(".")[0])  # a top-level name: nothing runs
-    except (ImportError, ValueError):
-        return [], ""
-    origin = spec.origin if spec is not None else None
-    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")}
-    if (not origin or not os.path.isfile(origin) or any(origin.startswith(p + os.sep) for p in installed)
-            or {"site-packages", "dist-packages"} & set(origin.split(os.sep))):
-        return [], ""
-    if os.path.basename(origin) == "__init__.py":
-        return module_directory_sources(origin), os.path.dirname(origin)
-    return [origin], os.path.dirname(origin)
-
-
-def fingerprint_files(files: list[str], base: str) -> str:
-    """A content hash of the files listed: their paths relative to ``base``, and contents."""
-    digest = hashlib.blake2b(digest_size=16)
-    for file in files:
-        digest.update(os.path.relpath(file, base).encode() + b"\0" + fingerprint_path(file).encode())
-    return digest.hexdigest()
-
-
-def cache_key(node: dict[str, Any], inputs: dict[str, list[Artifact]]) -> str:
-    """Hash of the component type, code version, parameters, module file
-    contents and the input artifacts' content fingerprints.
-
-    A module file (a ``.py`` file parameter) counts with its directory's code, the rule of
-    ``module_files.module_directory_sources``: every ``.py`` in its folder and in the packages
-    below it (hidden folders, ``__pycache__`` and virtual environments skipped, at most
-    ``MAX_DIRECTORY_SOURCES`` files), so editing a helper beside it re-executes the component.
-    A ``ModuleFunction`` (``"package.module.function"``) counts with its top-level package's
-    code by the same rule, unless that package is installed (``_package_sources``)."""
-    parts: dict[str, Any] = {
-        "v": CACHE_KEY_VERSION,
-        "type": node["type"],
-        "code": node["code_version"],
-        "parameters": node["parameters"],
-        "inputs": {k: [a.fingerprint for a in v] for k, v in sorted(inputs.items())},
-        "files": {},
-    }
-    for name in node.get("fingerprinted_parameters", []):
-        value = node["parameters"].get(name)
-        if value:
-            parts["files"][name] = [fingerprint_path(p) for p in external_data_paths(value)]
-            if isinstance(value, str) and value.endswith(".py") and os.path.isfile(value):
-                # A module file imports helpers beside it: its directory's code is part of it.
-                parts["files"][name].append(fingerprint_files(module_directory_sources(value), os.path.dirname(value)))
-            elif isinstance(value, str) and _DOTTED.fullmatch(value):
-                parts["files"][name].append(fingerprint_files(*_package_sources(value)))
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 # --- paths ---------------------------------------------------------------------------

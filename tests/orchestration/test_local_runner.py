@@ -318,7 +318,7 @@ def test_editing_a_helper_beside_the_module_file_re_executes_what_uses_it(toy_wo
 
 
 def test_the_cache_key_of_a_dotted_function_covers_its_package(tmp_path, monkeypatch):
-    from sluice.orchestration.execution import _package_sources, cache_key
+    from sluice.orchestration.cache_keys import _package_sources, cache_key
 
     package = tmp_path / "sluice_user_pkg"
     (package / "sub").mkdir(parents=True)
