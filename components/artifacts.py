@@ -72,7 +72,12 @@ class Artifact:
         if report is None:
             return
         import html
+        import shutil
 
+        files = [path for path in self.report_files().values() if os.path.isfile(path)]
+        if len(files) == 1:  # a whole page, its script included
+            shutil.copyfile(files[0], report.path)
+            return
         sections = []
         for title, path in self.report_files().items():
             if os.path.isfile(path):
@@ -160,7 +165,7 @@ class ExampleStatistics(Artifact):
     Layout::
 
         <uri>/Split-<split>/FeatureStats.pb   (tensorflow_metadata DatasetFeatureStatisticsList, binary)
-        <uri>/Split-<split>/report.html       (human-readable report)
+        <uri>/report.html                     (human-readable report: every split side by side)
 
     Properties: ``split_names``, ``span``.
     """
@@ -174,7 +179,7 @@ class ExampleStatistics(Artifact):
         return self.path(f"Split-{split}")
 
     def report_files(self) -> dict[str, str]:
-        return {f"statistics of split {s}": self.path(f"Split-{s}", "report.html") for s in self.split_names}
+        return {"statistics": self.path("report.html")}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -332,7 +337,8 @@ class ModelEvaluation(Artifact):
 
     @classmethod
     def ui_outputs(cls) -> dict[str, str]:
-        """The report, the overall metrics, and the confusion matrix and ROC curve when computed."""
+        """The report, the metrics (overall, and per slice as ``slice/<slice>/<metric>``), and the
+        confusion matrix and ROC curve when computed."""
         return {**super().ui_outputs(), "metrics": "Metrics", "classification": "ClassificationMetrics"}
 
     def fill_ui(self, outputs: dict[str, Any]) -> None:
@@ -345,9 +351,14 @@ class ModelEvaluation(Artifact):
             evaluation = json.load(fh)
         metrics = outputs.get("metrics")
         if metrics is not None:
-            for key, value in (evaluation.get("overall") or {}).items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    metrics.log_metric(key, float(value))
+            small = set(evaluation.get("small_slices") or [])
+            named = [("", evaluation.get("overall") or {})] + [
+                (f"slice/{name}/", values) for name, values in (evaluation.get("slices") or {}).items()
+                if name not in small]
+            for prefix, values in named:
+                for key, value in values.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        metrics.log_metric(prefix + key, float(value))
         classification = outputs.get("classification")
         plots = evaluation.get("plots") or {}
         if classification is not None:

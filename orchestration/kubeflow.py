@@ -305,11 +305,24 @@ def _task_function(node: dict[str, Any], fname: str, params: dict[str, Any],
     ui_vals = ", ".join(f"{n!r}: {n}" for n in ui)
     return [
         f"def {fname}({', '.join(args)}):",
+        *_artifact_docstring(node),
         "    from sluice.orchestration.kubeflow_task import run_task",
         f"    run_task(sluice_ir, sluice_node, sluice_run_id, {{{pvals}}}, {{{inputs}}}, {{{outputs}}},",
         f"             {{{ui_vals}}})",
         "",
     ]
+
+
+def _artifact_docstring(node: dict[str, Any]) -> list[str]:
+    """The task function's docstring: KFP puts each argument's line into the IR as the artifact's
+    description, so a ``system.Artifact`` still says which Sluice type it is (KFP's compiler takes
+    schema titles only in its ``system`` and ``google`` namespaces)."""
+    lines = ['    """Sluice component ' + node["id"] + "."]
+    for section, artifacts in (("Args", node["inputs"]), ("Returns", node["outputs"])):  # KFP's reading
+        if artifacts:
+            lines += ["", f"    {section}:"]
+            lines += [f"        {name}: sluice.{spec['type']}" for name, spec in artifacts.items()]
+    return lines + ['    """']
 
 
 def _load_module(lines: list[str]):

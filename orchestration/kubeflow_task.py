@@ -91,6 +91,7 @@ def _run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any
     for name, kfp_artifact in outputs.items():
         published = result.outputs[name][0]
         kfp_artifact.metadata[SLUICE_META] = published.to_record()
+        kfp_artifact.metadata["sluice_type"] = f"sluice.{published.TYPE_NAME}"  # shown in KFP's UI
         kfp_artifact.metadata.update({k: v for k, v in published.properties().items()
                                       if isinstance(v, (str, int, float, bool))})
     for name, published in result.outputs.items():

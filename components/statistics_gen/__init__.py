@@ -3,7 +3,7 @@
 For every split of the input Examples (Parquet) it writes
 
     <statistics.uri>/Split-<split>/FeatureStats.pb   binary DatasetFeatureStatisticsList
-    <statistics.uri>/Split-<split>/report.html       self-contained HTML summary
+    <statistics.uri>/report.html                     self-contained HTML report, splits side by side
 
 The proto holds what TFDV's default generators produce for scalar columns
 (common stats, numeric stats with a STANDARD and a QUANTILES histogram, string

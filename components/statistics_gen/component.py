@@ -6,9 +6,9 @@ import os
 from typing import Any
 
 from sluice.components.artifacts import Examples, ExampleStatistics, Schema
-from sluice.components.io.files import read_bytes, write_bytes, write_text
+from sluice.components.io.files import exists, read_bytes, write_bytes, write_text
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
-from sluice.components.statistics_gen.report import render_report
+from sluice.components.statistics_gen.report import columns_for, render_report
 
 FEATURE_STATS_FILE = "FeatureStats.pb"
 REPORT_FILE = "report.html"
@@ -18,6 +18,7 @@ def generate_statistics(
     examples: Input[Examples],
     statistics: Output[ExampleStatistics],
     schema: Input[Schema] | None = None,
+    baseline_statistics: Input[ExampleStatistics] | None = None,
     exclude_splits: list[str] = [],  # noqa: B006 (validated, never mutated)
     ctx: ExecutionContext = None,
 ) -> None:
@@ -25,6 +26,8 @@ def generate_statistics(
 
     ``schema`` (optional) marks INT features as categorical (``int_domain
     { is_categorical: true }``): those get string stats (top values), as TFDV.
+    ``baseline_statistics`` (optional, a previous span's) are shown beside each split of the
+    same name in the report, with the drift from them; they change no statistics.
     """
     ctx = ctx or ExecutionContext()
     if examples.file_format != "parquet":
@@ -57,16 +60,35 @@ def generate_statistics(
                 pipeline
                 | "Statistics" >> transforms.ComputeParquetStatistics(patterns, categorical)
                 | "Write" >> beam.MapTuple(
-                    lambda split, proto: _write_outputs(proto, outputs[split], split)).with_output_types(Any)
+                    lambda split, proto: write_bytes(outputs[split], proto.SerializeToString())
+                ).with_output_types(Any)
             )
     except ComponentError as exc:
         # Beam appends the failing step and a traceback; keep the one-line message.
         raise ComponentError(str(exc).splitlines()[0]) from None
+    datasets = {}
     for split, output in outputs.items():
-        dataset = statistics_pb2.DatasetFeatureStatisticsList.FromString(read_bytes(output)).datasets[0]
-        ctx.log_metric(f"num_examples_{split}", dataset.num_examples)
+        datasets[split] = statistics_pb2.DatasetFeatureStatisticsList.FromString(read_bytes(output)).datasets[0]
+        ctx.log_metric(f"num_examples_{split}", datasets[split].num_examples)
+    baseline = _baseline_datasets(baseline_statistics, splits)
+    columns = columns_for(datasets, baseline, baseline_statistics.span if baseline_statistics else None)
+    write_text(statistics.path(REPORT_FILE), render_report(columns))
     statistics.split_names = splits
     statistics.span = examples.span
+
+
+def _baseline_datasets(baseline: ExampleStatistics | None, splits: list[str]) -> dict[str, Any]:
+    """The baseline's statistics of the splits it shares with this run, by split."""
+    if baseline is None:
+        return {}
+    from sluice.components.tfdv import default_dataset, load_statistics
+
+    found = {}
+    for split in splits:
+        path = os.path.join(baseline.split_uri(split), FEATURE_STATS_FILE)
+        if split in baseline.split_names and exists(path):
+            found[split] = default_dataset(load_statistics(path, "StatisticsGen"))
+    return found
 
 
 def _categorical_int_features(schema: Schema | None) -> list[str]:
@@ -82,12 +104,6 @@ def _categorical_int_features(schema: Schema | None) -> list[str]:
         f.name for f in parsed.feature
         if f.type == schema_pb2.INT and (f.int_domain.is_categorical or f.HasField("bool_domain"))
     ]
-
-
-def _write_outputs(proto, output_path: str, split: str) -> None:
-    """Writes one split's statistics and, beside them, its report."""
-    write_bytes(output_path, proto.SerializeToString())
-    write_text(os.path.join(os.path.dirname(output_path), REPORT_FILE), render_report(proto, split))
 
 
 StatisticsGen = component(generate_statistics, name="StatisticsGen")

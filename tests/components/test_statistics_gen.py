@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -275,7 +276,7 @@ def test_component_writes_stats_report_and_metrics(tmp_path, penguins):
     generate_statistics(examples=examples, statistics=output, exclude_splits=["test"], ctx=ctx)
 
     assert output.split_names == ["train", "eval"] and output.span == 3
-    assert sorted(os.listdir(output.uri)) == ["Split-eval", "Split-train"]
+    assert sorted(os.listdir(output.uri)) == ["Split-eval", "Split-train", "report.html"]
     assert ctx.metrics == {"num_examples_train": 344.0, "num_examples_eval": 40.0}
     with open(os.path.join(output.split_uri("train"), "FeatureStats.pb"), "rb") as handle:
         stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(handle.read())
@@ -290,10 +291,12 @@ def test_component_writes_stats_report_and_metrics(tmp_path, penguins):
     assert features["body_mass_g"].num_stats.mean == pytest.approx(
         np.nanmean(penguins.column("body_mass_g").to_numpy(zero_copy_only=False)), rel=1e-12)
 
-    report = Path(os.path.join(output.split_uri("train"), "report.html")).read_text()
+    report = Path(output.path("report.html")).read_text()
     assert "<svg" in report and "body_mass_g" in report and "Adelie" in report
-    assert "<script" not in report and "http" not in report  # self-contained
+    assert "<script src" not in report and "<link" not in report  # self-contained
+    assert set(re.findall(r"https?://[^\"\s<]+", report)) <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
     assert str(tmp_path) not in report
+    assert output.report_files() == {"statistics": output.path("report.html")}
 
 
 def test_schema_marks_categorical_int_features(tmp_path, penguins):
@@ -339,7 +342,8 @@ def test_bad_inputs_raise_one_line_component_errors(tmp_path, penguins):
 
 def test_component_definition():
     assert StatisticsGen.name == "StatisticsGen"
-    assert set(StatisticsGen.inputs) == {"examples", "schema"} and StatisticsGen.inputs["schema"].optional
+    assert set(StatisticsGen.inputs) == {"examples", "schema", "baseline_statistics"}
+    assert StatisticsGen.inputs["schema"].optional and StatisticsGen.inputs["baseline_statistics"].optional
     assert set(StatisticsGen.outputs) == {"statistics"}
     assert StatisticsGen.parameters["exclude_splits"].default == []
 
@@ -362,9 +366,11 @@ def test_empty_split_and_escaped_report_values(tmp_path):
     ctx = ExecutionContext()
     generate_statistics(examples=examples, statistics=output, ctx=ctx)
     assert ctx.metrics == {"num_examples_train": 2.0, "num_examples_eval": 0.0}
-    report = Path(os.path.join(output.split_uri("train"), "report.html")).read_text()
-    assert "&lt;script&gt;x&lt;/script&gt;" in report and "<script>" not in report
-    assert "0 examples" in Path(os.path.join(output.split_uri("eval"), "report.html")).read_text()
+    report = Path(output.path("report.html")).read_text()
+    assert "&lt;script&gt;x&lt;/script&gt;" in report and "<script>x" not in report
+    assert report.count("<script>") == 1  # the page's own sorting script only
+    # The empty eval split: 0 examples, and its statistics print as dashes, not zeros.
+    assert re.search(r"eval</td><td>0</td><td>\d+</td>", report)
 
 
 # --- the fast path: whole files folded into accumulators -------------------------

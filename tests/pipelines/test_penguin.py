@@ -91,6 +91,7 @@ def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing
             meta = group["artifacts"][0].get("metadata", {})
             if "sluice" in meta:
                 kinds[name] = meta["sluice"]["type"]
+                assert meta["sluice_type"] == f"sluice.{kinds[name]}"  # what KFP's UI lists
     local_kinds = {}
     from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 
@@ -106,7 +107,7 @@ def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing
     assert os.path.isdir(tmp_path / "serving" / "1")
     # The Kubeflow UI gets HTML reports and the evaluation's metrics.
     [report] = glob.glob(str(kroot / "*" / "sluice-statisticsgen" / "statistics_report"))
-    assert "<section>" in Path(report).read_text()
+    assert "<h1>Statistics</h1>" in Path(report).read_text()  # the side-by-side page, as it is
     [evaluator_out] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "executor_output.json"))
     metrics = json.loads(Path(evaluator_out).read_text())["artifacts"]["evaluation_metrics"]["artifacts"][0]["metadata"]
     assert metrics["accuracy"] >= 0.9
@@ -224,7 +225,7 @@ def test_each_components_reports_and_small_outputs_are_mlflow_artifacts(local_ru
                 (stack.append(item.path) if item.is_dir else found.add(item.path))
         return found
 
-    assert {"outputs/statistics/Split-train/FeatureStats.pb", "outputs/statistics/Split-eval/report.html"} \
+    assert {"outputs/statistics/Split-train/FeatureStats.pb", "outputs/statistics/report.html"} \
         <= files("StatisticsGen")
     assert "outputs/schema/schema.pbtxt" in files("SchemaGen")
     assert {"outputs/evaluation/metrics.json", "outputs/blessing/BLESSED"} <= files("Evaluator")
