@@ -39,23 +39,26 @@ models), ``report`` (report.html), ``component`` (the executor ``evaluate_model`
 
 from sluice.components.evaluator.component import Evaluator, evaluate_model
 from sluice.components.evaluator.metrics import (
-    ROC_CURVE_MAX_POINTS,
+    average_precision,
     binary_metrics,
     confusion_matrix,
     multiclass_metrics,
     regression_metrics,
-    roc_curve,
 )
+from sluice.components.evaluator.plots import ROC_CURVE_MAX_POINTS, calibration, pr_curve, roc_curve
 from sluice.components.evaluator.thresholds import MetricThreshold
 
 __all__ = [
     "Evaluator",
     "MetricThreshold",
     "ROC_CURVE_MAX_POINTS",
+    "average_precision",
     "binary_metrics",
+    "calibration",
     "confusion_matrix",
     "evaluate_model",
     "multiclass_metrics",
+    "pr_curve",
     "regression_metrics",
     "roc_curve",
 ]

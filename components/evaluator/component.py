@@ -9,16 +9,14 @@ from typing import Literal
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
 from sluice.components.evaluator import predict
-from sluice.components.evaluator.metrics import (
-    binary_metrics,
-    evaluation_plots,
-    json_safe,
-    multiclass_metrics,
-    regression_metrics,
-)
+from sluice.components.evaluator.analysis import Analysis, Scored, analyze, read_weights
 from sluice.components.evaluator.report import write_report
-from sluice.components.evaluator.slicing import slice_masks
-from sluice.components.evaluator.thresholds import MetricThreshold, blessing_reason, check_thresholds
+from sluice.components.evaluator.thresholds import (
+    MetricThreshold,
+    blessing_reason,
+    check_slice_thresholds,
+    check_thresholds,
+)
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
 OWNER = "Evaluator"
@@ -80,13 +78,17 @@ def evaluate_model(
     label_key: str,
     baseline_model: Input[Model] | None = None,
     prediction_key: str | None = None,
-    slicing_features: list[str] = [],  # noqa: B006 - never mutated; the component's declared default
-    thresholds: dict[str, MetricThreshold] = {},  # noqa: B006 - never mutated; the component's declared default
+    slicing_features: list[str | list[str]] = [],  # noqa: B006 - never mutated; the declared default
+    slice_buckets: dict[str, int] = {},  # noqa: B006 - never mutated; the declared default
+    min_slice_size: int = 10,
+    thresholds: dict[str, MetricThreshold] = {},  # noqa: B006 - never mutated; the declared default
+    slice_thresholds: dict[str, dict[str, MetricThreshold]] = {},  # noqa: B006 - never mutated
     eval_split: str = "eval",
     problem: Literal["auto", "binary", "multiclass", "regression"] = "auto",
     from_logits: bool | None = None,
     decision_threshold: float = 0.5,
     label_vocabulary: list[str] | None = None,
+    example_weight_key: str | None = None,
     example_count_limit: int | None = None,
     ctx: ExecutionContext = None,
 ) -> None:
@@ -99,13 +101,20 @@ def evaluate_model(
     output and the labels, and says so on stderr. Logits are turned into probabilities
     when ``from_logits`` is true, or, left None, when an output lies outside [0, 1].
     String labels map to class ids through ``label_vocabulary``.
-    """
-    import numpy as np
 
+    ``slicing_features``: feature names, or lists of names for crosses; float features (and
+    those in ``slice_buckets``) in quantile buckets. Slices under ``min_slice_size`` examples
+    are reported but neither charted nor judged. ``slice_thresholds`` holds thresholds by
+    slice (``island=Biscoe``) or by spec (``island``: each of its slices), checked against
+    the baseline's same slice. ``example_weight_key`` names a column of example weights.
+    """
     ctx = ctx or ExecutionContext()
     thresholds = {k: MetricThreshold.model_validate(v) if isinstance(v, dict) else v
                   for k, v in thresholds.items()}
+    slice_thresholds = {key: {k: MetricThreshold.model_validate(v) if isinstance(v, dict) else v
+                              for k, v in checks.items()} for key, checks in slice_thresholds.items()}
     table, data_file = _eval_table(examples, eval_split, example_count_limit)
+    weights = read_weights(table, example_weight_key, data_file) if example_weight_key else None
     baseline = baseline_model or _resolve_baseline(ctx, model)
     labels, has_label, outputs = _predict(table, data_file, model, baseline, label_key, prediction_key, problem,
                                           label_vocabulary)
@@ -116,34 +125,22 @@ def evaluate_model(
     labels = _class_ids(labels, has_label, problem, label_key, data_file)
     scores = predict.read_scores(outputs[0], problem, "model", from_logits)
     evaluation.problem = problem
-
-    def compute(scores, mask):
-        usable = mask & has_label
-        if problem == "binary":
-            return json_safe(binary_metrics(labels[usable], scores[usable], decision_threshold))
-        if problem == "regression":
-            return json_safe(regression_metrics(labels[usable], scores[usable]))
-        return json_safe(multiclass_metrics(labels[usable], scores[usable]))
-
-    everything = np.ones(table.num_rows, dtype=bool)
     if problem == "multiclass" and has_label.any() and labels[has_label].max() >= scores.shape[1]:
         raise ComponentError(f"Evaluator: label '{label_key}' has class id {labels[has_label].max()} but the "
                              f"model predicts {scores.shape[1]} classes")
-    overall = compute(scores, everything)
-    slices = {name: compute(scores, mask) for name, mask in slice_masks(table, slicing_features, data_file)}
-    plots = evaluation_plots(labels[has_label], scores[has_label], problem, decision_threshold,
-                             label_vocabulary)
-    baseline_metrics = None
-    if len(outputs) > 1:
-        baseline_metrics = compute(predict.read_scores(outputs[1], problem, "baseline model", from_logits),
-                                   everything)
-
-    results = check_thresholds(thresholds, overall, baseline_metrics)
+    baseline_scores = predict.read_scores(outputs[1], problem, "baseline model", from_logits) \
+        if len(outputs) > 1 else None
+    analysis = analyze(Scored(labels, has_label, scores, baseline_scores, weights), table, problem,
+                       specs=slicing_features, buckets=slice_buckets, min_slice_size=min_slice_size,
+                       decision_threshold=decision_threshold, label_vocabulary=label_vocabulary,
+                       data_file=data_file)
+    results = check_thresholds(thresholds, analysis.overall, analysis.baseline)
+    results += check_slice_thresholds(slice_thresholds, analysis)
     blessed, reason = blessing_reason(results)
-    _write_outputs(evaluation, blessing, model, baseline, blessed, reason, overall, slices, baseline_metrics,
-                   results, plots)
-    ctx.log_metrics({k: v for k, v in overall.items() if v is not None})
-    ctx.log_metrics(slice_metric_names(slices))
+    _write_outputs(evaluation, blessing, model, baseline, blessed, reason, analysis, results,
+                   headline=next(iter(thresholds), None))
+    ctx.log_metrics({k: v for k, v in analysis.overall.items() if v is not None})
+    ctx.log_metrics(slice_metric_names(analysis.slices))
 
 
 def _class_ids(labels, has_label, problem: str, label_key: str, data_file: str):
@@ -175,16 +172,18 @@ def slice_metric_names(slices: dict[str, dict]) -> dict[str, float]:
     return named
 
 
-def _write_outputs(evaluation, blessing, model, baseline, blessed, reason, overall, slices, baseline_metrics,
-                   results, plots) -> None:
+def _write_outputs(evaluation, blessing, model, baseline, blessed: bool, reason: str, analysis: Analysis,
+                   results: list[dict], headline: str | None) -> None:
     """metrics.json and report.html into the evaluation; the BLESSED / NOT_BLESSED marker."""
     baseline_uri = baseline.uri if baseline is not None else None
     with open(evaluation.path("metrics.json"), "w") as out:
-        json.dump({"problem": evaluation.problem, "overall": overall, "slices": slices, "baseline": baseline_metrics,
-                   "baseline_model_uri": baseline_uri, "thresholds": results, "plots": plots}, out, indent=2)
-    write_report(evaluation.path("report.html"), blessed=blessed, reason=reason, model_uri=model.uri,
-                 baseline_uri=baseline_uri, overall=overall, baseline_metrics=baseline_metrics, slices=slices,
-                 thresholds=results)
+        json.dump({"problem": evaluation.problem, "overall": analysis.overall, "slices": analysis.slices,
+                   "slice_specs": analysis.specs, "small_slices": analysis.small,
+                   "baseline": analysis.baseline, "baseline_slices": analysis.baseline_slices,
+                   "baseline_model_uri": baseline_uri, "thresholds": results, "plots": analysis.plots,
+                   "baseline_plots": analysis.baseline_plots}, out, indent=2)
+    write_report(evaluation.path("report.html"), analysis, blessed=blessed, reason=reason, model_uri=model.uri,
+                 baseline_uri=baseline_uri, thresholds=results, headline=headline)
     evaluation.blessed = blessed
 
     open(blessing.path("BLESSED" if blessed else "NOT_BLESSED"), "w").close()

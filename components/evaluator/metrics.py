@@ -1,31 +1,74 @@
-"""Evaluation metrics (vectorized numpy): binary, multiclass and regression metrics, AUC, ROC, confusion matrix."""
+"""Evaluation metrics (vectorized numpy) for binary, multiclass and regression problems.
+
+Every function takes optional per-example ``weights`` (TFMA's example weights); without them
+each example weighs 1. ``example_count`` is always the number of rows, ``weighted_example_count``
+their total weight when weights are given.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-ROC_CURVE_MAX_POINTS = 200
 
-
-def _auc(labels, scores) -> float | None:
-    """ROC AUC via the rank-sum (Mann-Whitney) statistic, ties averaged."""
+def _weights(weights, count: int):
     import numpy as np
 
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
+    return np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64)
+
+
+def threshold_counts(labels, scores, weights=None):
+    """(thresholds descending, true positives, false positives): the weighted counts of
+    ``score >= threshold`` at each distinct score, positives and negatives in total.
+
+    >>> import numpy as np
+    >>> t, tp, fp, p, n = threshold_counts(np.array([0, 1, 1]), np.array([0.2, 0.6, 0.6]))
+    >>> t.tolist(), tp.tolist(), fp.tolist(), p, n
+    ([0.6, 0.2], [2.0, 2.0], [0.0, 1.0], 2.0, 1.0)
+    """
+    import numpy as np
+
+    w = _weights(weights, len(labels))
+    actual = labels == 1
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+    positive_weight = np.where(actual, w, 0.0)[order]
+    negative_weight = np.where(actual, 0.0, w)[order]
+    true_positives = np.cumsum(positive_weight)[ends] if len(ends) else np.zeros(0)
+    false_positives = np.cumsum(negative_weight)[ends] if len(ends) else np.zeros(0)
+    return sorted_scores[ends], true_positives, false_positives, float(positive_weight.sum()), \
+        float(negative_weight.sum())
+
+
+def auc(labels, scores, weights=None) -> float | None:
+    """ROC AUC: the trapezoids under every point of the curve (ties count half, as Mann-Whitney)."""
+    import numpy as np
+
+    _thresholds, tp, fp, positives, negatives = threshold_counts(labels, scores, weights)
+    if positives <= 0 or negatives <= 0:
         return None
-    unique, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    # Average 1-based rank of each distinct score.
-    ends = np.cumsum(counts)
-    average_rank = ends - (counts - 1) / 2.0
-    rank_sum = average_rank[inverse][labels == 1].sum()
-    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+    tpr = np.r_[0.0, tp / positives]
+    fpr = np.r_[0.0, fp / negatives]
+    return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
-def binary_metrics(labels, scores, decision_threshold: float = 0.5) -> dict[str, float | None]:
-    """example_count, binary_accuracy, auc, precision, recall, log_loss, label/prediction means.
+def average_precision(labels, scores, weights=None) -> float | None:
+    """The area under the precision-recall curve as average precision: precision at each distinct
+    score weighted by the recall it adds (no interpolation)."""
+    import numpy as np
+
+    _thresholds, tp, fp, positives, _negatives = threshold_counts(labels, scores, weights)
+    if positives <= 0:
+        return None
+    precision = tp / np.maximum(tp + fp, 1e-300)
+    recall = tp / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def binary_metrics(labels, scores, decision_threshold: float = 0.5, weights=None) -> dict[str, float | None]:
+    """example_count, binary_accuracy, auc, auc_pr, precision, recall, f1, log_loss, calibration,
+    label/prediction means and the confusion counts at ``decision_threshold``.
 
     >>> import numpy as np
     >>> binary_metrics(np.array([0, 1, 1]), np.array([0.2, 0.6, 0.4]))["binary_accuracy"]
@@ -36,38 +79,72 @@ def binary_metrics(labels, scores, decision_threshold: float = 0.5) -> dict[str,
     count = len(labels)
     if count == 0:
         return {"example_count": 0}
+    w = _weights(weights, count)
+    total = float(w.sum())
     predicted = scores >= decision_threshold
     actual = labels == 1
-    true_positives = int(np.sum(predicted & actual))
+    tp, fp = float(w[predicted & actual].sum()), float(w[predicted & ~actual].sum())
+    fn, tn = float(w[~predicted & actual].sum()), float(w[~predicted & ~actual].sum())
+    precision = tp / (tp + fp) if tp + fp > 0 else None
+    recall = tp / (tp + fn) if tp + fn > 0 else None
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
-    return {
+    label_mean = float(np.dot(w, actual) / total) if total else None
+    prediction_mean = float(np.dot(w, scores) / total) if total else None
+    metrics = {
         "example_count": count,
-        "binary_accuracy": float(np.mean(predicted == actual)),
-        "auc": _auc(labels, scores),
-        "precision": true_positives / int(predicted.sum()) if predicted.any() else None,
-        "recall": true_positives / int(actual.sum()) if actual.any() else None,
-        "log_loss": float(-np.mean(np.where(actual, np.log(clipped), np.log(1 - clipped)))),
-        "label_mean": float(actual.mean()),
-        "prediction_mean": float(scores.mean()),
+        "binary_accuracy": (tp + tn) / total if total else None,
+        "auc": auc(labels, scores, weights),
+        "auc_pr": average_precision(labels, scores, weights),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision and recall else (
+            0.0 if precision is not None and recall is not None else None),
+        "log_loss": float(-np.dot(w, np.where(actual, np.log(clipped), np.log(1 - clipped))) / total)
+        if total else None,
+        "calibration": prediction_mean / label_mean if label_mean else None,
+        "label_mean": label_mean,
+        "prediction_mean": prediction_mean,
+        "true_positives": tp, "false_positives": fp, "true_negatives": tn, "false_negatives": fn,
     }
+    if weights is not None:
+        metrics["weighted_example_count"] = total
+    return metrics
 
 
-def multiclass_metrics(labels, probabilities) -> dict[str, float | None]:
-    """example_count, accuracy and log_loss of class probabilities ``[n, classes]``."""
+def multiclass_metrics(labels, probabilities, weights=None,
+                       class_names: list[str] | None = None) -> dict[str, float | None]:
+    """example_count, accuracy and log_loss of class probabilities ``[n, classes]``, and each
+    class's ``precision/<class>`` and ``recall/<class>`` (the class's name, or its id)."""
     import numpy as np
 
     count = len(labels)
     if count == 0:
         return {"example_count": 0}
+    w = _weights(weights, count)
+    total = float(w.sum())
     picked = probabilities[np.arange(count), labels]
-    return {
+    predicted = np.argmax(probabilities, axis=1)
+    metrics: dict[str, float | None] = {
         "example_count": count,
-        "accuracy": float(np.mean(np.argmax(probabilities, axis=1) == labels)),
-        "log_loss": float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))),
+        "accuracy": float(np.dot(w, predicted == labels) / total) if total else None,
+        "log_loss": float(-np.dot(w, np.log(np.clip(picked, 1e-7, 1.0))) / total) if total else None,
     }
+    for class_id, name in enumerate(class_names_for(class_names, probabilities.shape[1])):
+        hits = float(w[(predicted == class_id) & (labels == class_id)].sum())
+        called, actual = float(w[predicted == class_id].sum()), float(w[labels == class_id].sum())
+        metrics[f"precision/{name}"] = hits / called if called else None
+        metrics[f"recall/{name}"] = hits / actual if actual else None
+    if weights is not None:
+        metrics["weighted_example_count"] = total
+    return metrics
 
 
-def regression_metrics(labels, predictions) -> dict[str, float | None]:
+def class_names_for(names: list[str] | None, class_count: int) -> list[str]:
+    names = list(names or [])[:class_count]
+    return names + [str(i) for i in range(len(names), class_count)]
+
+
+def regression_metrics(labels, predictions, weights=None) -> dict[str, float | None]:
     """example_count, mse, rmse, mae, mape (percent, over the rows whose label is not 0), r2,
     label and prediction means.
 
@@ -80,20 +157,30 @@ def regression_metrics(labels, predictions) -> dict[str, float | None]:
     count = len(labels)
     if count == 0:
         return {"example_count": 0}
+    w = _weights(weights, count)
+    total = float(w.sum())
+    if not total:
+        return {"example_count": count}
     errors = predictions - labels
-    mse = float(np.mean(errors ** 2))
+    mse = float(np.dot(w, errors ** 2) / total)
     nonzero = labels != 0
-    spread = float(np.sum((labels - labels.mean()) ** 2))
-    return {
+    label_mean = float(np.dot(w, labels) / total)
+    spread = float(np.dot(w, (labels - label_mean) ** 2))
+    nonzero_weight = float(w[nonzero].sum())
+    metrics = {
         "example_count": count,
         "mse": mse,
         "rmse": math.sqrt(mse),
-        "mae": float(np.mean(np.abs(errors))),
-        "mape": float(100.0 * np.mean(np.abs(errors[nonzero] / labels[nonzero]))) if nonzero.any() else None,
-        "r2": 1.0 - float(np.sum(errors ** 2)) / spread if spread > 0 else None,
-        "label_mean": float(labels.mean()),
-        "prediction_mean": float(predictions.mean()),
+        "mae": float(np.dot(w, np.abs(errors)) / total),
+        "mape": float(100.0 * np.dot(w[nonzero], np.abs(errors[nonzero] / labels[nonzero])) / nonzero_weight)
+        if nonzero_weight else None,
+        "r2": 1.0 - float(np.dot(w, errors ** 2)) / spread if spread > 0 else None,
+        "label_mean": label_mean,
+        "prediction_mean": float(np.dot(w, predictions) / total),
     }
+    if weights is not None:
+        metrics["weighted_example_count"] = total
+    return metrics
 
 
 def json_safe(metrics: dict) -> dict:
@@ -101,8 +188,8 @@ def json_safe(metrics: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
-def confusion_matrix(labels, predicted, class_count: int) -> list[list[int]]:
-    """Counts ``matrix[actual][predicted]`` of integer class ids.
+def confusion_matrix(labels, predicted, class_count: int, weights=None) -> list[list[float]]:
+    """Counts (or total weights) ``matrix[actual][predicted]`` of integer class ids.
 
     >>> import numpy as np
     >>> confusion_matrix(np.array([0, 1, 1]), np.array([0, 0, 1]), 2)
@@ -110,64 +197,16 @@ def confusion_matrix(labels, predicted, class_count: int) -> list[list[int]]:
     """
     import numpy as np
 
-    counts = np.bincount(labels * class_count + predicted, minlength=class_count * class_count)
-    return counts[:class_count * class_count].reshape(class_count, class_count).tolist()
+    cells = labels * class_count + predicted
+    counts = np.bincount(cells, weights=weights, minlength=class_count * class_count)
+    matrix = counts[:class_count * class_count].reshape(class_count, class_count)
+    return matrix.tolist() if weights is not None else matrix.astype(np.int64).tolist()
 
 
-def roc_curve(labels, scores, max_points: int = ROC_CURVE_MAX_POINTS) -> dict[str, list[float]] | None:
-    """ROC points (fpr, tpr at ``score >= threshold``), thresholds descending, at most ``max_points``.
-
-    Starts at (0, 0) (a threshold above every score) and ends at (1, 1); None without both
-    classes.
-
-    >>> import numpy as np
-    >>> curve = roc_curve(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
-    >>> curve["fpr"], curve["tpr"]
-    ([0.0, 0.0, 0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0, 1.0])
-    """
-    import numpy as np
-
-    actual = labels == 1
-    positives = int(actual.sum())
-    negatives = len(actual) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_actual = scores[order], actual[order]
-    # The last row of each run of equal scores: the point where that threshold's counts are final.
-    ends = np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
-    true_positives = np.cumsum(sorted_actual)[ends]
-    false_positives = (ends + 1) - true_positives
-    thresholds = sorted_scores[ends]
-    if len(ends) > max_points - 1:  # evenly spaced along the curve, keeping the last point (1, 1)
-        keep = np.unique(np.linspace(0, len(ends) - 1, max_points - 1).round().astype(np.int64))
-        true_positives, false_positives, thresholds = true_positives[keep], false_positives[keep], thresholds[keep]
-    above_all = float(np.nextafter(sorted_scores[0], np.inf))
-    return {"fpr": [0.0] + (false_positives / negatives).tolist(),
-            "tpr": [0.0] + (true_positives / positives).tolist(),
-            "thresholds": [above_all] + thresholds.astype(np.float64).tolist()}
+def headline_metric(problem: str) -> str:
+    """The metric a report charts by slice when no threshold names one."""
+    return {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}.get(problem, "example_count")
 
 
-def evaluation_plots(labels, scores, problem: str, decision_threshold: float = 0.5,
-                     label_vocabulary: list[str] | None = None) -> dict[str, Any]:
-    """Plot data for metrics.json (read by the Kubeflow UI): a confusion matrix, and for binary
-    problems a ROC curve. ``labels``/``scores`` are the rows with a label."""
-    import numpy as np
-
-    if problem == "regression":
-        return {}
-    if problem == "binary":
-        predicted = (scores >= decision_threshold).astype(np.int64)
-        plots: dict[str, Any] = {"confusion_matrix": {"labels": ["0", "1"],
-                                                      "matrix": confusion_matrix(labels, predicted, 2)}}
-        finite = np.isfinite(scores)  # a NaN score has no place on the curve
-        curve = roc_curve(labels[finite], scores[finite])
-        if curve is not None:
-            plots["roc_curve"] = curve
-        return plots
-    class_count = scores.shape[1] if scores.ndim == 2 else 0
-    names = list(label_vocabulary) if label_vocabulary is not None else []
-    names += [str(i) for i in range(len(names), class_count)]
-    predicted = np.argmax(scores, axis=1) if len(scores) else np.zeros([0], dtype=np.int64)
-    return {"confusion_matrix": {"labels": names[:class_count],
-                                 "matrix": confusion_matrix(labels, predicted, class_count)}}
+def drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
