@@ -160,3 +160,45 @@ def test_component_weights_crosses_small_slices_and_slice_thresholds(tmp_path):
     # ROC, precision-recall, calibration, confusion matrix, and an auc-by-slice chart per spec with a large slice.
     assert report.count("<svg") == 4 + len(charted_specs) and "auc by payment_type" in report
     assert report.count('class="muted">') >= len(metrics["small_slices"])
+
+
+def test_a_model_good_overall_and_bad_on_one_slice_is_not_blessed(tmp_path):
+    examples, table = _binary_data(tmp_path / "examples")
+    payment = table.column("payment_type").to_pylist()
+    # Good scores for Cash, barely informative ones for Credit Card, and 3 rows of a tiny slice
+    # whose predictions are all wrong.
+    mixed = np.where(np.array(payment, dtype=object) == "Credit Card", table.column("weak_score").to_numpy(),
+                     table.column("score").to_numpy())
+    labels = table.column("label").to_numpy()
+    tiny = np.flatnonzero(np.array(payment, dtype=object) == "Cash")[:3]
+    mixed[tiny] = 1.0 - labels[tiny]
+    payment = [("Dispute" if i in set(tiny.tolist()) else p) for i, p in enumerate(payment)]
+    table = table.set_column(table.column_names.index("payment_type"), "payment_type", pa.array(payment))
+    table = table.append_column("mixed", pa.array(mixed))
+    split = Path(examples.split_uri("eval"))
+    for old in split.iterdir():
+        old.unlink()
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, split / "part-00000-of-00001.parquet")
+    model = _save_feature_model(tmp_path / "mixed", {"outputs": "mixed"})
+
+    def blessing_of(slice_thresholds):
+        evaluation, blessing = _outputs(tmp_path / f"run{len(list(tmp_path.iterdir()))}")
+        evaluate_model(examples=examples, model=model, evaluation=evaluation, blessing=blessing, label_key="label",
+                       problem="binary", slicing_features=["payment_type"], min_slice_size=10,
+                       thresholds={"auc": MetricThreshold(lower_bound=0.75)}, slice_thresholds=slice_thresholds,
+                       ctx=ExecutionContext())
+        return blessing, json.loads(Path(evaluation.metrics_file).read_text())
+
+    blessing, metrics = blessing_of({})
+    assert blessing.blessed and metrics["overall"]["auc"] > 0.75  # good overall
+    blessing, metrics = blessing_of({"payment_type": {"auc": MetricThreshold(lower_bound=0.75)}})
+    assert metrics["slices"]["payment_type=Credit Card"]["auc"] < 0.75 < metrics["slices"]["payment_type=Cash"]["auc"]
+    assert not blessing.blessed
+    assert blessing.reason.startswith("auc [payment_type=Credit Card] ")
+    assert "violates lower_bound 0.75" in blessing.reason
+    # The 3-row slice, all wrong, is reported but not judged.
+    assert metrics["small_slices"] == ["payment_type=Dispute"]
+    assert metrics["slices"]["payment_type=Dispute"]["binary_accuracy"] == 0.0
+    assert "Dispute" not in blessing.reason.split(";")[0] and "1 skipped (under min_slice_size)" in blessing.reason
