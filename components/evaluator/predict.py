@@ -24,11 +24,7 @@ from sluice.components.serving import (
     raw_function,
     serialize_examples,
 )
-
-PREDICT_BATCH_ROWS = 4096  # rows per call through serialized tf.Examples
-# Rows per call through ``evaluate_raw_features``: each call binds every input tensor in
-# Python, so bigger batches; the cost is a little more peak memory.
-RAW_BATCH_ROWS = 32768
+from sluice.components.serving import batch_rows as rows_per_call
 
 
 @dataclasses.dataclass
@@ -105,7 +101,7 @@ def run_signatures(table, calls: list[SignatureCall]) -> list:
     workers = min(4, os.cpu_count() or 1)
     serialized_needed = any(not call.raw for call in calls)
     raw_types = {id(call.signature): raw_feature_types(call.signature) for call in calls if call.raw}
-    batch_rows = PREDICT_BATCH_ROWS if serialized_needed else RAW_BATCH_ROWS
+    batch_rows = rows_per_call(serialized_needed)
     starts = collections.deque(range(0, table.num_rows, batch_rows))
 
     def prepare(start):

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from sluice.components import serving
 from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
 from sluice.components.evaluator import MetricThreshold, binary_metrics, evaluate_model, roc_curve
 from sluice.components.evaluator import predict as predict_module
@@ -334,7 +335,7 @@ def test_each_batch_is_serialized_once_for_model_baseline_and_label(tmp_path, bi
         return real_serialize(batch)
 
     monkeypatch.setattr(predict_module, "serialize_examples", counting_serialize)
-    monkeypatch.setattr(predict_module, "PREDICT_BATCH_ROWS", 64)
+    monkeypatch.setattr(serving, "SERIALIZED_BATCH_ROWS", 64)
     evaluation, blessing = _outputs(tmp_path)
     evaluate_model(examples=examples, model=good, baseline_model=weak, evaluation=evaluation, blessing=blessing,
                    label_key="tips_xf", prediction_key="outputs", ctx=ExecutionContext())

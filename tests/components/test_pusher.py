@@ -208,7 +208,7 @@ def test_a_push_killed_after_registering_is_completed_not_repeated(tmp_path, mon
         shutil.rmtree(os.path.dirname(payload))  # what the next push does with a dead process's staging
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pusher, "place_version", killed_before_the_rename)
+    monkeypatch.setattr(pusher.component, "place_version", killed_before_the_rename)  # where push_model looks
     with pytest.raises(KeyboardInterrupt):
         _push(tmp_path, model, serving, "p1", ctx=killed)
     [registered] = client.search_model_versions("name = 'taxi'")

@@ -21,7 +21,7 @@ from tests.orchestration.test_fault_injection import leftovers, restore, sluice_
 
 pytestmark = pytest.mark.slow
 
-PUSHER = "sluice.components.pusher"
+PUSHER = "sluice.components.pusher.component"
 STEPS = {  # the Pusher's steps in order, and the fault that kills right after each
     "after_staging": f"Pusher:after_call={PUSHER}:stage_copy",
     "after_registering": f"Pusher:after_call={PUSHER}:Registry.register",

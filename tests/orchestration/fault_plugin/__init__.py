@@ -8,7 +8,7 @@ Python imports this folder's ``sitecustomize`` at start-up, which registers the 
 - ``SLUICE_FAULT=<component_id>:<point>``: SIGKILL at ``before_executor``, ``after_executor``
   or ``during_publish`` (after the first output is moved into place).
 - ``<component_id>:after_call=<module>:<function>``: when that function (or ``<Class>.<method>``)
-  returns during the component's executor, e.g. ``Pusher:after_call=sluice.components.pusher:place_version``.
+  returns during the component's executor, e.g. ``Pusher:after_call=sluice.components.pusher.component:place_version``.
 - ``<component_id>:after_seconds=<s>``: ``s`` seconds into the executor.
 - ``<component_id>:after_writes=<n>``: when the ``n``-th file is created in its temporary
   output folders, plus any folder listed in ``SLUICE_FAULT_WATCH`` (os.pathsep-separated,

@@ -1,19 +1,4 @@
-"""Pusher: registers a blessed model in MLflow and places it in a TF Serving model directory.
-
-The layout is TF Serving's: ``<serving_dir>/<version>/saved_model.pb`` with
-integer versions; a push adds ``max(existing) + 1``. The copy is written into a
-hidden staging folder inside ``serving_dir`` and renamed into place, so a
-server watching the folder never sees a half-written version.
-
-A push, in order: stage the copy; upload the SavedModel to the Pusher's MLflow run
-and register it, tagged with the model's fingerprint; write a marker (fingerprint,
-registered version) into the copy; rename it into place; point ``champion`` at the
-newest placed version. A kill leaves nothing (a stale staging folder) or one
-registered version, which the next push of the same model completes and reuses.
-
-    Pusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-           serving_dir="/srv/models/taxi", registered_model_name="taxi")
-"""
+"""The Pusher component: the push, step by step (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -27,7 +12,7 @@ import sys
 import tempfile
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing, PushedModel
-from sluice.components.pusher_registry import (
+from sluice.components.pusher.registry import (
     ALIAS,
     ARTIFACT_PATH,
     EXECUTION_TAG,
@@ -39,7 +24,7 @@ from sluice.components.pusher_registry import (
 )
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
-__all__ = [  # the registry's names too: callers import them from here
+__all__ = [  # the registry's names too: the package exports them
     "ALIAS",
     "ARTIFACT_PATH",
     "EXECUTION_TAG",

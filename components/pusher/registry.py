@@ -1,6 +1,6 @@
 """The Pusher's side of the MLflow Model Registry: uploading a pushed model and registering it.
 
-Used by the Pusher alone (pusher.py, where a push's steps and their order are told). Each
+Used by the Pusher alone (component.py, where a push's steps and their order are told). Each
 registered version is tagged with the model's fingerprint, its artifact URI and the execution
 that registered it, then with its serving folder once that is in place; alias ``champion``
 names the newest version in place.
