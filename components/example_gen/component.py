@@ -7,10 +7,11 @@ it wrote and publishes the Examples artifact's span, version, splits and row cou
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from sluice.components.artifacts import Examples
-from sluice.components.example_gen import inputs, shards
+from sluice.components.example_gen import config, inputs, shards
 from sluice.components.example_gen.config import ColumnTypeChanged, SpanRange, SplitConfig, one_line
 from sluice.components.example_gen.sniff import sniff_csv_columns
 from sluice.components.example_gen.sources import parquet_schema
@@ -27,6 +28,12 @@ def _run(ctx: ExecutionContext, build) -> Any:
         result.wait_until_finish()
     except ComponentError as exc:
         raise ComponentError(one_line(str(exc))) from None
+    except Exception as exc:
+        # Worker processes' errors arrive as text (a traceback in a RuntimeError): their one line.
+        found = re.search(r"(?m)^[\w.]*ComponentError: (.+)$", str(exc))
+        if found is None:
+            raise
+        raise ComponentError(one_line(found.group(1))) from None
     return result
 
 
@@ -86,12 +93,15 @@ def csv_example_gen(
         )
     splits = split_names(resolved.files, output_config)
 
+    # On workers, large files are cut into byte ranges; in-process, a file is parsed on threads.
+    range_bytes = config.CSV_RANGE_BYTES if transforms.asks_for_workers(ctx.beam_pipeline_args) else None
+
     def build(p, exact: bool):
         infer = transforms.InferCsvColumns(resolved.files, columns.names, nulls, columns.dictionary)
         source = (p | "InferTypes" >> infer) if exact else columns
         (
             p
-            | "ReadCsv" >> transforms.ReadCsvToRecordBatches(resolved.files, source)
+            | "ReadCsv" >> transforms.ReadCsvToRecordBatches(resolved.files, source, range_bytes)
             | "SplitAndWrite" >> transforms.SplitAndWriteExamples(examples.uri, output_config, output_format)
             | "RecordShards" >> transforms.RecordWrittenShards(examples.uri)
         )

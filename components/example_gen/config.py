@@ -18,6 +18,9 @@ ROW_GROUP_ROWS = 131072
 # Shards of a split per input file, written at the same time (row groups are dealt in turn).
 SHARDS_PER_FILE = 2
 CSV_BLOCK_BYTES = 8 << 20
+# On workers (a distributed runner, or direct_num_workers > 1), a CSV file larger than this is cut
+# into byte ranges of about this size, parsed by any worker (``csv_ranges``).
+CSV_RANGE_BYTES = 64 << 20
 SNIFF_BLOCK_BYTES = 1 << 20
 # Types are sniffed from a file's first block, and up to this much while a column has no value yet.
 SNIFF_MAX_BYTES = 32 << 20

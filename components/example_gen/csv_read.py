@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from sluice.components.example_gen import config
+from sluice.components.example_gen import config, csv_ranges
 from sluice.components.example_gen.columns import INTFLOAT, STRING, CsvColumns, buffer, csv_options
 from sluice.components.example_gen.config import ColumnTypeChanged, one_line
 from sluice.components.example_gen.csv_errors import InvalidRows, csv_error, not_utf8_error, unclosed_quote_at_end
@@ -36,18 +36,65 @@ class ReadCsvFile:
         self._schema = None  # columns.batch_schema(), made once
 
     def __call__(self, file):
+        for batch in _named(file.path, _prefetched(self._batches(file.path))):
+            yield file.split, file.index, batch
+
+    def read_range(self, piece, counts: dict):
+        """DoFn body: a ``csv_ranges.CsvRange`` -> (split, its order key, RecordBatch).
+
+        ``counts``: the stage 1 counts of the ranges of every cut file (``csv_ranges.count_range``).
+        """
+        if piece.count == 1:
+            batches = _prefetched(self._batches(piece.file.path))
+        else:
+            batches = _prefetched(self._range_batches(piece, counts))
+        for batch in _named(piece.file.path, batches):
+            yield piece.file.split, piece.key, batch
+
+    def _range_batches(self, piece, counts: dict):
+        """The batches of the records that begin in the range's bytes (see ``csv_ranges``)."""
+        import mmap
+
         import pyarrow as pa
 
-        try:
-            for batch in _prefetched(self._batches(file.path)):
-                yield file.split, file.index, batch
-        except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
-            # Every error names the file: the known ones are worded in csv_errors, this is the rest.
-            raise ComponentError(f"{file.path}: cannot read it as a UTF-8 CSV file: {one_line(str(exc))}") from None
+        path, index = piece.file.path, piece.file.index
+        odd, lines = csv_ranges.before(index, piece.number, counts)
+        odd_at_end, _ = csv_ranges.before(index, piece.number + 1, counts)
+        local = "://" not in path
+        if local:
+            with open(path, "rb") as raw:  # a map: freed with the Arrow buffers over it
+                data = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+            size = len(data)
+
+            def read(offset: int, n: int) -> bytes:
+                return data[offset:offset + n]
+        else:
+            size, fh = csv_ranges.file_size(path), csv_ranges.open_input(path)
+
+            def read(offset: int, n: int) -> bytes:
+                fh.seek(offset)
+                return fh.read(n)
+
+        begin = csv_ranges.record_start(read, piece.start, size, odd)
+        last = piece.number == piece.count - 1
+        stop = size if last else csv_ranges.record_start(read, piece.end, size, odd_at_end)
+        if piece.number == 0:
+            self._check_header(path, read(0, begin), list(self.columns.names))
+        lines += read(piece.start, begin - piece.start).count(b"\n")  # the lines before ``begin``
+        base = 0 if local else begin
+        if not local:  # the range's text, in memory
+            data = read(begin, max(0, stop - begin))
+            fh.close()
+        if begin >= stop:
+            return
+
+        def lines_before(offset: int) -> int:  # error path only; an offset of ``data``
+            return lines + data[begin - base:offset].count(b"\n")
+
+        yield from self._text(path, data, pa.py_buffer(data), begin - base, stop - base, lines_before, at_end=last)
 
     def _batches(self, path: str):
         import mmap
-        from concurrent.futures import ThreadPoolExecutor
 
         import pyarrow as pa
 
@@ -58,7 +105,6 @@ class ReadCsvFile:
         with open(path, "rb") as fh:
             # Not closed explicitly: Arrow buffers over it may outlive this frame; freed with them.
             data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        size = len(data)
         whole = pa.py_buffer(data)
         header_end = data.find(b"\n") + 1
         if header_end == 0 or data.find(b'"', 0, header_end) >= 0:  # no line end, or a quoted header
@@ -69,26 +115,38 @@ class ReadCsvFile:
         def lines_before(offset: int) -> int:  # error path only
             return data[:offset].count(b"\n")
 
+        yield from self._text(path, data, whole, header_end, len(data), lines_before, at_end=True)
+
+    def _text(self, path: str, data, whole, offset: int, stop: int, lines_before, at_end: bool):
+        """The batches of ``data[offset:stop]``, whole lines without the header (``whole``: an Arrow
+        buffer over ``data``, a memory map or bytes); ``at_end``: ``stop`` is the file's end.
+
+        ``lines_before(offset)``: the file's lines before an offset of ``data`` (error path only).
+        """
+        import mmap
+        from concurrent.futures import ThreadPoolExecutor
+
+        import pyarrow as pa
+
         def parsed(future, start: int, end: int):
             batches = future.result()
             # The batches hold their own copies: let go of the piece's pages, so the mapped
             # file does not add up in this process's RSS (they are read again if ever needed).
-            if hasattr(mmap, "MADV_DONTNEED"):
+            if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
                 first_page = start - start % mmap.PAGESIZE
                 data.madvise(mmap.MADV_DONTNEED, first_page, end - first_page)
             return batches
 
-        offset = header_end
         pending: list = []
         with ThreadPoolExecutor(self._PARSE_THREADS, thread_name_prefix="csv-parse") as pool:
-            while offset < size:
-                newline = data.find(b"\n", min(offset + config.CSV_BLOCK_BYTES, size) - 1)
-                end = size if newline < 0 else newline + 1
+            while offset < stop:
+                newline = data.find(b"\n", min(offset + config.CSV_BLOCK_BYTES, stop) - 1, stop)
+                end = stop if newline < 0 else newline + 1
                 if data.find(b'"', offset, end) >= 0:
                     while pending:
                         yield from parsed(*pending.pop(0))
-                    rest = pa.BufferReader(whole.slice(offset))
-                    yield from self._serial(path, rest, lines_before=lines_before(offset), with_header=False)
+                    rest = pa.BufferReader(whole.slice(offset, stop - offset))
+                    yield from self._serial(path, rest, lines_before(offset), with_header=False, at_end=at_end)
                     return
                 piece = whole.slice(offset, end - offset)
                 pending.append((pool.submit(self._parse_piece, path, piece, offset, lines_before), offset, end))
@@ -139,8 +197,9 @@ class ReadCsvFile:
             raise self._error(path, exc, invalid, lines_before(offset)) from None
         return [self._final(path, batch) for batch in table.to_batches()]
 
-    def _serial(self, path: str, stream, lines_before: int, with_header: bool):
-        """Streams the CSV text from ``stream``'s position, one block at a time."""
+    def _serial(self, path: str, stream, lines_before: int, with_header: bool, at_end: bool = True):
+        """Streams the CSV text from ``stream``'s position, one block at a time; ``at_end``: the
+        text runs to the file's end (only there can a last value hold an open quote's rest)."""
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
@@ -154,7 +213,7 @@ class ReadCsvFile:
                 yield self._final(path, batch)
         except pa.ArrowInvalid as exc:
             raise self._error(path, exc, invalid, lines_before) from None
-        if batch is not None:
+        if batch is not None and at_end:
             error = unclosed_quote_at_end(path, batch)
             if error is not None:
                 raise error
@@ -187,6 +246,16 @@ class ReadCsvFile:
         if not self.columns.exact and "conversion error to" in str(exc) and "UTF8" not in str(exc):
             return ColumnTypeChanged(f"{path}: {exc}")
         return csv_error(path, exc, invalid, list(self.columns.names), lines_before)
+
+
+def _named(path: str, batches):
+    """``batches``, their errors naming the file: the known ones are worded in csv_errors, this is the rest."""
+    import pyarrow as pa
+
+    try:
+        yield from batches
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
+        raise ComponentError(f"{path}: cannot read it as a UTF-8 CSV file: {one_line(str(exc))}") from None
 
 
 def _open_input(path: str):

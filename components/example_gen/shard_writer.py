@@ -150,7 +150,9 @@ class ShardWriter:
         from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
         folder = FileSystems.join(self.output_uri, f"Split-{split}")
-        name = f".tmp-{index:06d}-{number:02d}-{uuid.uuid4().hex}{shards.shard_suffix(self.file_format)}"
+        # ``index``: the element's order key (a file index, or csv_ranges.order_key): fixed width, so
+        # that finalize_shards's order by name is input order.
+        name = f".tmp-{index:016d}-{number:02d}-{uuid.uuid4().hex}{shards.shard_suffix(self.file_format)}"
         path = FileSystems.join(folder, name)
         if self.file_format == "parquet":
             import pyarrow as pa

@@ -17,7 +17,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 import sluice.components.io.coders  # noqa: F401 - registers the RecordBatch coder the elements' coder uses
-from sluice.components.example_gen import config, shards, sniff, sources
+from sluice.components.example_gen import config, csv_ranges, shards, sniff, sources
 from sluice.components.example_gen.columns import CsvColumns, merge_kinds
 from sluice.components.example_gen.config import InputFile, SplitConfig
 from sluice.components.example_gen.csv_read import ReadCsvFile
@@ -49,21 +49,74 @@ class ReadCsvToRecordBatches(beam.PTransform):
     """PBegin -> (split, file index, RecordBatch) for every block of every CSV file.
 
     ``columns`` is a ``CsvColumns`` or a PCollection holding one (``InferCsvColumns``).
+    ``range_bytes``: files larger than this are cut into byte ranges, parsed apart
+    (``ReadCsvRanges``); None: one file, one element.
 
     >>> batches = pipeline | ReadCsvToRecordBatches([InputFile("data.csv", 0)], columns)  # doctest: +SKIP
     """
 
-    def __init__(self, files: list[InputFile], columns):
+    def __init__(self, files: list[InputFile], columns, range_bytes: int | None = None):
         super().__init__()
-        self.files, self.columns = files, columns
+        self.files, self.columns, self.range_bytes = files, columns, range_bytes
 
     def expand(self, pbegin):
+        if self.range_bytes:
+            return pbegin | "Ranges" >> ReadCsvRanges(self.files, self.columns, self.range_bytes)
         files = pbegin | "Files" >> DistributedFiles(self.files)
         if isinstance(self.columns, CsvColumns):
             return files | "Read" >> beam.FlatMap(ReadCsvFile(self.columns)).with_output_types(RecordBatchElement)
         return files | "Read" >> beam.FlatMap(
             lambda file, columns: ReadCsvFile(columns)(file), beam.pvalue.AsSingleton(self.columns)
         ).with_output_types(RecordBatchElement)
+
+
+@beam.typehints.with_output_types(RecordBatchElement)
+class ReadCsvRanges(beam.PTransform):
+    """PBegin -> (split, order key, RecordBatch): files larger than ``range_bytes`` are cut into
+    byte ranges parsed by any worker (``csv_ranges``), the others read whole.
+
+    Stage 1 counts the quotes and line ends of every range of a cut file; the counts are a side
+    input of stage 2, which parses each range's records. The order key (file index, then range
+    number) takes the file index's place in the elements and the shard names.
+    """
+
+    def __init__(self, files: list[InputFile], columns, range_bytes: int):
+        super().__init__()
+        self.files, self.columns, self.range_bytes = files, columns, range_bytes
+
+    def expand(self, pbegin):
+        planned = csv_ranges.plan_ranges(self.files, self.range_bytes)
+        ranges = pbegin | "Plan" >> beam.Create(planned)
+        if len(planned) > 1:
+            ranges = ranges | "Distribute" >> beam.Reshuffle()
+        counts = beam.pvalue.AsDict(
+            ranges
+            | "Cut" >> beam.Filter(lambda piece: piece.count > 1)
+            | "CountQuotes" >> beam.Map(csv_ranges.count_range)
+        )
+        if isinstance(self.columns, CsvColumns):
+            columns = self.columns
+            return ranges | "Read" >> beam.FlatMap(
+                lambda piece, counts: ReadCsvFile(columns).read_range(piece, counts), counts
+            ).with_output_types(RecordBatchElement)
+        return ranges | "Read" >> beam.FlatMap(
+            lambda piece, counts, columns: ReadCsvFile(columns).read_range(piece, counts),
+            counts, beam.pvalue.AsSingleton(self.columns),
+        ).with_output_types(RecordBatchElement)
+
+
+def asks_for_workers(beam_pipeline_args: list[str]) -> bool:
+    """Whether these Beam options run the pipeline on workers: another runner than the in-process
+    one, or the in-process one with ``direct_num_workers`` other than 1 (0: one per core)."""
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+    from sluice.components.sdk import IN_PROCESS_RUNNERS
+
+    options = PipelineOptions(list(beam_pipeline_args))
+    runner = options.view_as(StandardOptions).runner
+    if runner is not None and runner not in IN_PROCESS_RUNNERS:
+        return True
+    return options.view_as(DirectOptions).direct_num_workers != 1
 
 
 @beam.typehints.with_input_types(tuple[int, ...])
@@ -233,6 +286,7 @@ __all__ = [
     "DistributedFiles",
     "InferCsvColumns",
     "MergeColumnKinds",
+    "ReadCsvRanges",
     "ReadCsvToRecordBatches",
     "ReadParquetToRecordBatches",
     "ReadTFRecordExamples",
@@ -240,4 +294,5 @@ __all__ = [
     "RecordWrittenShards",
     "SplitAndWriteExamples",
     "WriteShardsFn",
+    "asks_for_workers",
 ]

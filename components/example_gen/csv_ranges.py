@@ -1,0 +1,133 @@
+"""Cutting large CSV files into byte ranges that workers parse independently (no Beam here).
+
+A file of more than ``CSV_RANGE_BYTES`` becomes ranges [start, end) of about that size. A
+range's text runs from the first line end outside quotes at or after ``start`` (for the first
+range: the end of the header line) to the first such line end at or after ``end``, which is
+where the next range's text begins: every record is parsed by exactly one range, whatever the
+quoted line breaks. Whether a line end is inside quotes depends on the quote parity at
+``start``: stage 1 (``count_range``) counts the '"' bytes of every range (an escaped "" keeps
+the parity, as RFC 4180 means it to); a prefix sum over the file's ranges (``before``) gives
+each range its parity at both ends, and the lines before it, for errors; stage 2 parses
+(``csv_read.ReadCsvFile.read_range``).
+
+A range is the ordering unit of the output: its ``key`` (the file's index, then the range's
+number) is what the file index is on the in-process path, so shards keep file order.
+
+A lone '"' inside an unquoted value (``5" screen``), which the parser reads as a character,
+flips the parity for the rest of the file: the later ranges then find no line end "outside
+quotes", hand their text to the range holding that quote, and the file is parsed in one piece
+from there, as on the in-process path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sluice.components.example_gen.config import InputFile
+
+# The range number's bits in an order key: up to a million ranges per file.
+RANGE_BITS = 20
+_COUNT_CHUNK = 8 << 20
+_SCAN_WINDOW = 64 << 10
+
+
+def order_key(file_index: int, number: int) -> int:
+    """The elements' and shards' order: by file, then by range within the file."""
+    return (file_index << RANGE_BITS) | number
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvRange:
+    """Bytes [start, end) of a file, range ``number`` of ``count`` (count 1: the whole file)."""
+
+    file: InputFile
+    number: int
+    count: int
+    start: int
+    end: int
+
+    @property
+    def key(self) -> int:
+        return order_key(self.file.index, self.number)
+
+
+def file_size(path: str) -> int:
+    import os
+
+    if "://" not in path:
+        return os.path.getsize(path)
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
+def plan_ranges(files: list[InputFile], range_bytes: int) -> list[CsvRange]:
+    """Every file as one range, or as ranges of about ``range_bytes`` when it is larger."""
+    planned = []
+    for file in files:
+        size = file_size(file.path)
+        count = max(1, -(-size // range_bytes))
+        if count > (1 << RANGE_BITS) - 1:
+            count = (1 << RANGE_BITS) - 1
+        bounds = [size * i // count for i in range(count + 1)]
+        planned += [CsvRange(file, i, count, bounds[i], bounds[i + 1]) for i in range(count)]
+    return planned
+
+
+def open_input(path: str):
+    """A readable, seekable file: pyarrow's own for local paths, else Beam's."""
+    import pyarrow as pa
+    from apache_beam.io.filesystems import FileSystems
+
+    return pa.OSFile(path, "rb") if "://" not in path else FileSystems.open(path)
+
+
+def count_range(piece: CsvRange) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Stage 1: ((file index, range number), ('"' bytes, '\\n' bytes)) in the range's bytes."""
+    quotes = newlines = 0
+    with open_input(piece.file.path) as fh:
+        fh.seek(piece.start)
+        left = piece.end - piece.start
+        while left > 0:
+            chunk = fh.read(min(_COUNT_CHUNK, left))
+            if not chunk:
+                break
+            quotes += chunk.count(b'"')
+            newlines += chunk.count(b"\n")
+            left -= len(chunk)
+    return (piece.file.index, piece.number), (quotes, newlines)
+
+
+def before(file_index: int, number: int, counts: dict) -> tuple[bool, int]:
+    """(quote parity odd, lines) before range ``number`` of a file: the stage 1 counts summed."""
+    quotes = lines = 0
+    for i in range(number):
+        q, n = counts[(file_index, i)]
+        quotes, lines = quotes + q, lines + n
+    return bool(quotes % 2), lines
+
+
+def record_start(read, offset: int, size: int, odd: bool) -> int:
+    """The offset just past the first line end outside quotes at or after ``offset`` (``size`` if none).
+
+    ``read(offset, n)`` gives the file's bytes there; ``odd``: whether a quote is open at ``offset``.
+    """
+    import numpy as np
+
+    window = _SCAN_WINDOW
+    while offset < size:
+        chunk = np.frombuffer(read(offset, min(window, size - offset)), dtype=np.uint8)
+        if not chunk.size:
+            break
+        quotes = np.cumsum(chunk == ord('"'), dtype=np.int64)  # at a line end: the quotes before it
+        ends = np.flatnonzero(chunk == ord("\n"))
+        outside = ends[(quotes[ends] + odd) % 2 == 0]
+        if outside.size:
+            return offset + int(outside[0]) + 1
+        odd = bool((int(quotes[-1]) + odd) % 2)
+        offset += chunk.size
+        window *= 2  # a long quoted value: fewer, larger reads
+    return size
+
+
+__all__ = ["CsvRange", "before", "count_range", "order_key", "plan_ranges", "record_start"]

@@ -1,0 +1,117 @@
+"""CsvExampleGen on workers: a large CSV file cut into byte ranges gives the in-process run's rows.
+
+The ranges are parsed by 2 worker processes (the DirectRunner in multi_processing mode); the
+test file has quoted values holding line breaks, commas and escaped quotes, some of them
+across the ranges' byte boundaries, CRLF line ends and a header.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from sluice.components.artifacts import Examples
+from sluice.components.example_gen import config as eg_config
+from sluice.components.example_gen import csv_example_gen, csv_ranges
+from sluice.components.example_gen.config import InputFile
+from sluice.components.sdk import ComponentError, ExecutionContext
+
+WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+ROWS = 20_000
+RANGES = 6
+
+
+def _note(i: int) -> str:
+    if i % 3 == 0:
+        return f'"line one of {i},\r\nline two, with ""quotes""\nthree"'  # breaks, commas, escaped quotes
+    return f'"plain, {i}"' if i % 5 == 0 else f"n{i % 17}"
+
+
+def _csv_text(bad_row: int | None = None) -> str:
+    lines = ["id,x,note,label"]
+    for i in range(ROWS):
+        # No line break inside values in the rows before the bad one: pyarrow numbers rows, not lines, in a text.
+        note = f"n{i % 17}" if bad_row is not None and bad_row - 6000 <= i <= bad_row else _note(i)
+        lines.append(f"{i},{i * 0.25}" if i == bad_row else f"{i},{i * 0.25},{note},{'yes' if i % 4 else 'no'}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True)
+    path = folder / "data.csv"
+    path.write_bytes(text.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return _write(tmp_path_factory.mktemp("ranges") / "in", _csv_text())
+
+
+@pytest.fixture(autouse=True)
+def small_ranges(monkeypatch, data):
+    monkeypatch.setattr(eg_config, "CSV_RANGE_BYTES", data.stat().st_size // RANGES + 1)
+
+
+def _run(base: Path, out: Path, args: list[str]) -> tuple[Examples, ExecutionContext]:
+    out.mkdir()
+    examples, ctx = Examples(uri=str(out)), ExecutionContext(beam_pipeline_args=list(args))
+    csv_example_gen(examples=examples, input_base=str(base), ctx=ctx)
+    return examples, ctx
+
+
+def _split_rows(examples: Examples) -> tuple[dict[str, list[tuple]], dict[str, int]]:
+    """Each split's rows in shard order, and its number of shards."""
+    rows, shards = {}, {}
+    for split in examples.split_names:
+        files = sorted(Path(examples.split_uri(split)).glob("part-*-of-*.parquet"))
+        tables = [pq.read_table(f) for f in files]
+        rows[split] = [row for t in tables for row in zip(*(t.column(n).to_pylist() for n in t.column_names))]
+        shards[split] = len(files)
+    return rows, shards
+
+
+@pytest.fixture(scope="module")
+def in_process(data, tmp_path_factory):
+    examples, ctx = _run(data.parent, tmp_path_factory.mktemp("default") / "out", [])
+    return _split_rows(examples)[0], ctx.metrics
+
+
+def test_some_boundary_falls_inside_a_quoted_value(data):
+    raw = data.read_bytes()
+    bounds = [r.start for r in csv_ranges.plan_ranges([InputFile(str(data), 0)], eg_config.CSV_RANGE_BYTES)]
+    assert len(bounds) == RANGES
+    assert any(raw[:b].count(b'"') % 2 for b in bounds[1:])  # the case the quote parity is for
+
+
+@pytest.mark.parametrize("replay", [False, True], ids=["once", "bundle-replay"])
+def test_ranges_on_two_workers_give_the_in_process_rows(data, in_process, tmp_path, replay):
+    expected, expected_metrics = in_process
+    args = WORKERS + (["--direct_runner_bundle_repeat=1"] if replay else [])
+    examples, ctx = _run(data.parent, tmp_path / "out", args)
+    got, shards = _split_rows(examples)
+    assert sum(len(rows) for rows in expected.values()) == ROWS
+    # Every range wrote its own shards, in range order: the same rows in the same order.
+    assert all(count >= RANGES - 1 for count in shards.values()), shards
+    assert {s: len(r) for s, r in got.items()} == {s: len(r) for s, r in expected.items()}
+    assert got == expected
+    assert ctx.metrics == expected_metrics
+    assert [p.name for p in Path(examples.uri).rglob("*") if p.is_file() and not p.name.startswith("part-")] == []
+
+
+def test_a_bad_row_in_a_middle_range_names_its_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(eg_config, "SNIFF_BLOCK_BYTES", 64 << 10)  # the driver's sniffing stops short of it
+    bad = ROWS // 2
+    text = _csv_text(bad_row=bad)
+    path = _write(tmp_path / "in", text)
+    line = text[:text.index(f"\r\n{bad},{bad * 0.25}\r\n")].count("\n") + 2
+    ranges = csv_ranges.plan_ranges([InputFile(str(path), 0)], eg_config.CSV_RANGE_BYTES)
+    offset = len(text[:text.index(f"\r\n{bad},{bad * 0.25}\r\n")].encode())
+    holder = [r for r in ranges if r.start <= offset < r.end][0]
+    assert 0 < holder.number < len(ranges) - 1  # a middle range
+    assert b'"' not in path.read_bytes()[holder.start:offset]  # no value spans lines in the range before it
+    with pytest.raises(ComponentError, match=rf"^{re.escape(str(path))}:{line}: expected 4 columns, got 2"):
+        _run(path.parent, tmp_path / "out", WORKERS)
