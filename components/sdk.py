@@ -171,6 +171,17 @@ class ExecutionContext:
             base = self.artifact_uri or client.get_run(self.mlflow_run_id).info.artifact_uri
         return base.rstrip("/") + "/" + artifact_path
 
+    def process_command(self, entry: str, warm_imports: tuple[str, ...] = ()) -> list[str]:
+        """A command line running ``entry`` (``"package.module:function"``, called with the
+        arguments appended to the command; it returns the exit status) in a new process.
+
+        Runners prepare that process as their own (heap, the workarounds ``warm_imports``
+        need); without a runner it is a plain interpreter.
+        """
+        module, function = entry.split(":")
+        code = f"import sys; from {module} import {function}; sys.exit({function}(sys.argv[1:]))"
+        return [sys.executable, "-c", code]
+
     @property
     def beam_default_runner(self) -> bool:
         """True when the pipeline gives no Beam option but the in-process runner.

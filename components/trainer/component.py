@@ -21,6 +21,8 @@ from sluice.components.sdk import (
     user_code_line,
     user_function,
 )
+from sluice.components.trainer import workers
+from sluice.components.trainer.workers import TrainingCall
 from sluice.components.training.data import split_files
 from sluice.components.training.distribution import is_chief, make_strategy
 from sluice.components.training.fn_args import DataAccessor, FnArgs
@@ -69,17 +71,16 @@ def _hyperparameter_values(hyperparameters: dict[str, Any] | None) -> dict[str, 
     return hyperparameters
 
 
-def _log_params(fn_args: FnArgs, distribution: str) -> None:
+def _log_params(tracking_uri: str, run_id: str, call: TrainingCall, replicas: int) -> None:
     """The run's parameters, hyperparameters and custom config as MLflow params."""
     import mlflow.entities
     from mlflow.tracking import MlflowClient
 
-    params = {"train_steps": str(fn_args.train_steps), "eval_steps": str(fn_args.eval_steps),
-              "distribution": distribution, "num_replicas": str(fn_args.strategy.num_replicas_in_sync),
-              **_flat_params("hp.", _hyperparameter_values(fn_args.hyperparameters)),
-              **_flat_params("config.", fn_args.custom_config or {})}
-    MlflowClient(fn_args.tracking_uri).log_batch(
-        fn_args.mlflow_run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
+    params = {"train_steps": str(call.train_steps), "eval_steps": str(call.eval_steps),
+              "distribution": call.distribution, "num_replicas": str(replicas),
+              **_flat_params("hp.", _hyperparameter_values(call.hyperparameters)),
+              **_flat_params("config.", call.custom_config or {})}
+    MlflowClient(tracking_uri).log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in params.items()])
 
 
 def _call_run_fn(run_fn: Callable, fn_args: FnArgs, source: str, scratch: str | None,
@@ -114,6 +115,7 @@ def run_trainer(
     hyperparameters: Input[HyperParameters] | dict[str, Any] | None = None,
     distribution: Literal["auto", "mirrored", "multi_worker", "tpu", "one_device"] = "auto",
     cluster_spec: dict[str, Any] | None = None,
+    num_workers: int = 1,
     train_splits: list[str] = ["train"],  # noqa: B006 - never mutated; the component's declared default
     eval_splits: list[str] = ["eval"],  # noqa: B006 - never mutated; the component's declared default
     warm_start_from_last_push: bool = False,
@@ -130,7 +132,9 @@ def run_trainer(
 
     ``distribution``: ``auto`` mirrors over GPUs when there are any, else the
     default strategy; ``mirrored``; ``multi_worker`` (TF_CONFIG or
-    ``cluster_spec``: a TF_CONFIG-shaped dict); ``tpu``; ``one_device``.
+    ``cluster_spec``: a TF_CONFIG-shaped dict; or neither, with ``num_workers`` > 1: the
+    Trainer starts that many worker processes on this machine, on loopback, worker 0 the
+    chief); ``tpu``; ``one_device``.
     ``base_model``, when wired, is passed to ``run_fn`` for warm starts; with
     ``warm_start_from_last_push`` and nothing wired, the base is the model this
     pipeline's Pusher pushed last (found in the metadata store), so retraining
@@ -139,54 +143,78 @@ def run_trainer(
     ctx = ctx or ExecutionContext()
     if train_steps <= 0:
         raise ComponentError(f"Trainer: parameter 'train_steps' must be positive, got {train_steps}")
-    user_fn, source = load_run_fn(module_file, run_fn)
-    train_files = [f for split in train_splits for f in split_files(examples, split)]
-    eval_files = [f for split in eval_splits for f in split_files(examples, split)]
-    strategy = make_strategy(distribution, cluster_spec)
+    source = load_run_fn(module_file, run_fn)[1]
+    call = TrainingCall(
+        examples=examples, model=model, model_run=model_run, train_steps=train_steps, module_file=module_file,
+        run_fn=run_fn, transform_graph=transform_graph, schema=schema, eval_steps=eval_steps,
+        custom_config=dict(custom_config) if custom_config is not None else None,  # None when unset, as TFX's
+        hyperparameters=(hyperparameters.read() if isinstance(hyperparameters, HyperParameters)
+                         else dict(hyperparameters) if hyperparameters is not None else None),
+        base_model_dir=(base_model.serving_dir if base_model is not None
+                        else _last_pushed_model(ctx) if warm_start_from_last_push else None),
+        distribution=distribution, cluster_spec=cluster_spec, train_splits=list(train_splits),
+        eval_splits=list(eval_splits))
+    if workers.launches_locally(distribution, cluster_spec, num_workers):
+        result = workers.run_local_workers(call, num_workers, ctx)
+        if ctx.tracking_uri and ctx.mlflow_run_id:
+            _log_params(ctx.tracking_uri, ctx.mlflow_run_id, call, result["replicas"])
+        _record(model, train_steps, result["final_metrics"], source, ctx)
+        return
+    train(call, ctx)
+
+
+def train(call: TrainingCall, ctx: ExecutionContext) -> dict[str, Any]:
+    """Trains in this process (one worker of a cluster, or alone); the chief records the model.
+    Returns what a launching process needs: the replicas in sync and the final metrics."""
+    user_fn, source = load_run_fn(call.module_file, call.run_fn)
+    train_files = [f for split in call.train_splits for f in split_files(call.examples, split)]
+    eval_files = [f for split in call.eval_splits for f in split_files(call.examples, split)]
+    strategy = make_strategy(call.distribution, call.cluster_spec)
     chief = is_chief(strategy)
 
     # Non-chief workers must still save (saving is collective) but somewhere thrown away.
     scratch = None if chief else tempfile.mkdtemp(prefix="sluice-worker-model-")
-    run_dir = model_run.uri if chief else scratch
+    run_dir = call.model_run.uri if chief else scratch
     os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
     tracking = ctx.tracking_uri if (ctx.tracking_uri and ctx.mlflow_run_id and chief) else None
 
     fn_args = FnArgs(
         train_files=train_files,
         eval_files=eval_files,
-        transform_output=transform_graph.uri if transform_graph is not None else None,
-        schema_path=schema.file if schema is not None else None,
-        serving_model_dir=model.serving_dir if chief else os.path.join(scratch, "Format-Serving"),
+        transform_output=call.transform_graph.uri if call.transform_graph is not None else None,
+        schema_path=call.schema.file if call.schema is not None else None,
+        serving_model_dir=call.model.serving_dir if chief else os.path.join(scratch, "Format-Serving"),
         model_run_dir=run_dir,
-        train_steps=train_steps,
-        eval_steps=eval_steps,
-        custom_config=dict(custom_config) if custom_config is not None else None,  # None when unset, as TFX's
-        hyperparameters=(hyperparameters.read() if isinstance(hyperparameters, HyperParameters)
-                         else dict(hyperparameters) if hyperparameters is not None else None),
-        base_model=(base_model.serving_dir if base_model is not None
-                    else _last_pushed_model(ctx) if warm_start_from_last_push else None),
+        train_steps=call.train_steps,
+        eval_steps=call.eval_steps,
+        custom_config=call.custom_config,
+        hyperparameters=call.hyperparameters,
+        base_model=call.base_model_dir,
         strategy=strategy,
         is_chief=chief,
         tracking_uri=tracking,
         mlflow_run_id=ctx.mlflow_run_id if tracking else None,
-        data_accessor=DataAccessor({tuple(train_files): train_steps, tuple(eval_files): eval_steps}),
+        data_accessor=DataAccessor({tuple(train_files): call.train_steps, tuple(eval_files): call.eval_steps}),
     )
     if tracking:
-        _log_params(fn_args, distribution)
-    _call_run_fn(user_fn, fn_args, source, scratch, module_file)
+        _log_params(tracking, ctx.mlflow_run_id, call, strategy.num_replicas_in_sync)
+    _call_run_fn(user_fn, fn_args, source, scratch, call.module_file)
     if chief:
-        _record(model, fn_args, source, ctx)
+        _record(call.model, call.train_steps, fn_args.final_metrics, source, ctx)
+    return {"replicas": strategy.num_replicas_in_sync, "final_metrics": dict(fn_args.final_metrics),
+            "chief": chief}
 
 
-def _record(model: Model, fn_args: FnArgs, module_file: str, ctx: ExecutionContext) -> None:
+def _record(model: Model, train_steps: int, final_metrics: dict[str, float], source: str,
+            ctx: ExecutionContext) -> None:
     """Checks the chief's SavedModel exists; records metrics, and the model in MLflow."""
     if not os.path.isfile(os.path.join(model.serving_dir, "saved_model.pb")):
-        raise ComponentError(f"Trainer: run_fn in {module_file} saved no SavedModel into "
+        raise ComponentError(f"Trainer: run_fn in {source} saved no SavedModel into "
                              f"fn_args.serving_model_dir")
     model.framework = "tensorflow"
-    ctx.log_metric("train_steps", fn_args.train_steps)
-    ctx.log_metrics(fn_args.final_metrics)
-    if fn_args.tracking_uri:
+    ctx.log_metric("train_steps", train_steps)
+    ctx.log_metrics(final_metrics)
+    if ctx.tracking_uri and ctx.mlflow_run_id:
         ctx.log_artifacts(model.serving_dir, "model")
 
 

@@ -36,8 +36,14 @@ def apply() -> None:
 
 
 class RunnerContext(ExecutionContext):
-    """The ``ExecutionContext`` runners hand executors: in-process Beam pipelines sample states often."""
+    """The ``ExecutionContext`` runners hand executors: in-process Beam pipelines sample states often,
+    and processes a component starts are prepared as the runner's own (``runtime.processes``)."""
 
     def beam_pipeline(self):
         apply()
         return super().beam_pipeline()
+
+    def process_command(self, entry: str, warm_imports: tuple[str, ...] = ()) -> list[str]:
+        from sluice.orchestration.runtime import processes
+
+        return processes.command(entry, warm_imports)

@@ -48,9 +48,12 @@ def create_pipeline(
     tune: bool = False,
     tuner_trials: int = 4,
     tuner_steps: int = 100,
+    trainer_workers: int = 1,
 ) -> Pipeline:
     """``tune``: a Tuner searches the model's learning rate and width first (``tuner_trials``
-    trials of ``tuner_steps`` steps) and the Trainer trains with the best values found."""
+    trials of ``tuner_steps`` steps) and the Trainer trains with the best values found.
+    ``trainer_workers`` > 1: the Trainer trains with that many worker processes on this machine
+    (``MultiWorkerMirroredStrategy`` over loopback)."""
     data_root = data_root or penguins_data_dir()
     # Under the run's root by default: `sluice run --pipeline-root` passes its root here.
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "penguin")
@@ -78,7 +81,8 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         module_file=os.path.join(HERE, "model.py"),
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
-        train_steps=train_steps, eval_steps=eval_steps)
+        train_steps=train_steps, eval_steps=eval_steps,
+        distribution="multi_worker" if trainer_workers > 1 else "auto", num_workers=trainer_workers)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         # The label as the model sees it: the species' vocabulary index, computed from the raw
