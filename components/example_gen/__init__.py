@@ -47,7 +47,13 @@ CSV errors (``file_checks``, ``csv_errors``)
     rows"), a header of one column holding ';', a tab or '|'. While reading: wrong column count,
     broken quoting, a quote left open up to the end of the file, non-UTF-8 bytes, header-only
     files, empty or duplicate column names. Every error is ``ComponentError("<file>[:<line>]: ...")``;
-    the line assumes no quoted value spans lines before it.
+    the line assumes no quoted value spans lines before it (in its file, or in its byte range).
+
+Ranges (``csv_ranges``)
+    When the Beam options ask for workers (another runner, or ``direct_num_workers`` other than 1),
+    a CSV file larger than ``CSV_RANGE_BYTES`` (64 MB) is cut into byte ranges that any worker
+    parses, their boundaries found from the quote parity (quoted line breaks stay in their value).
+    The rows and their order are those of the in-process run.
 
 Parquet output (``shards``, ``shard_writer``)
     Row groups of ``ROW_GROUP_ROWS`` rows; per input file, a split's row groups are dealt in turn

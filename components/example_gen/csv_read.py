@@ -91,7 +91,9 @@ class ReadCsvFile:
         def lines_before(offset: int) -> int:  # error path only; an offset of ``data``
             return lines + data[begin - base:offset].count(b"\n")
 
-        yield from self._text(path, data, pa.py_buffer(data), begin - base, stop - base, lines_before, at_end=last)
+        # Text that runs to the file's end (the last range's, or an open quote's) is checked for an open quote.
+        yield from self._text(path, data, pa.py_buffer(data), begin - base, stop - base, lines_before,
+                              at_end=stop == size)
 
     def _batches(self, path: str):
         import mmap

@@ -2,9 +2,12 @@
 
 The elements between them are ``RecordBatchElement``: (split or None, file index, RecordBatch
 of about ``BATCH_ROWS`` rows). One input file is read by one worker, so many files scale out
-across workers, and memory stays bounded by a few blocks per worker.
+across workers, and memory stays bounded by a few blocks per worker; on workers, a CSV file
+larger than ``CSV_RANGE_BYTES`` is cut into byte ranges instead (``ReadCsvRanges``), and the
+index is then an order key (``csv_ranges.order_key``: the file's index, then the range's).
 
-    CSV:      ReadCsvToRecordBatches (InferCsvColumns as a side input when the sniffed types failed)
+    CSV:      ReadCsvToRecordBatches (InferCsvColumns as a side input when the sniffed types failed),
+              ReadCsvRanges on workers
     Parquet:  ReadParquetToRecordBatches
     TFRecord: ReadTFRecordExamples
     then:     SplitAndWriteExamples -> (split, temp shard path, rows)

@@ -115,3 +115,44 @@ def test_a_bad_row_in_a_middle_range_names_its_line(tmp_path, monkeypatch):
     assert b'"' not in path.read_bytes()[holder.start:offset]  # no value spans lines in the range before it
     with pytest.raises(ComponentError, match=rf"^{re.escape(str(path))}:{line}: expected 4 columns, got 2"):
         _run(path.parent, tmp_path / "out", WORKERS)
+
+
+def test_types_inferred_over_all_ranges_when_a_later_range_contradicts_the_sniffed_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(eg_config, "SNIFF_BLOCK_BYTES", 64 << 10)
+    text = _csv_text().replace(f"\r\n{ROWS - 100},", f"\r\n{ROWS - 100}.5,")  # an int column gets a fraction
+    path = _write(tmp_path / "in", text)
+    expected = _split_rows(_run(path.parent, tmp_path / "default", [])[0])[0]
+    examples, ctx = _run(path.parent, tmp_path / "workers", WORKERS)
+    got, shards = _split_rows(examples)
+    assert all(count >= RANGES - 1 for count in shards.values()), shards  # read as ranges
+    assert got == expected
+    assert sum(len(rows) for rows in got.values()) == ctx.metrics["rows"] == ROWS
+    assert ROWS - 99.5 in {row[0] for rows in got.values() for row in rows}
+
+
+def _read_all_ranges(path: Path, range_bytes: int) -> list[tuple]:
+    """The ranges read one after another in this process, as the workers would (no Beam)."""
+    from sluice.components.example_gen.csv_read import ReadCsvFile
+    from sluice.components.example_gen.sniff import sniff_csv_columns
+
+    file = InputFile(str(path), 0)
+    columns = sniff_csv_columns("CsvExampleGen", [file])
+    ranges = csv_ranges.plan_ranges([file], range_bytes)
+    counts = dict(csv_ranges.count_range(r) for r in ranges)
+    reader = ReadCsvFile(columns)
+    return [row for r in ranges for _, _, b in reader.read_range(r, counts) for row in zip(*b.to_pydict().values())]
+
+
+def test_a_quote_left_open_in_a_middle_range_is_an_error_not_one_long_value(tmp_path):
+    lines = ["a,b"] + [f"{i},v{i}" for i in range(2000)]
+    lines[700] = '699,"never closed'
+    path = _write(tmp_path / "in", "\n".join(lines) + "\n")
+    with pytest.raises(ComponentError, match=rf"^{re.escape(str(path))}:701: broken quoting: unterminated quoted"):
+        _read_all_ranges(path, 2048)
+
+
+def test_ranges_read_in_turn_give_the_file_with_blank_lines_and_a_last_line_without_end(tmp_path):
+    text = "a,b\r\n" + "".join(f'{i},"x\n{i}"\r\n' + ("\r\n" * 3 if i % 40 == 0 else "") for i in range(1000))
+    path = _write(tmp_path / "in", text + "1000,end")
+    rows = _read_all_ranges(path, 997)
+    assert rows == [(i, f"x\n{i}") for i in range(1000)] + [(1000, "end")]
