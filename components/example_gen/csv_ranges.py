@@ -130,4 +130,59 @@ def record_start(read, offset: int, size: int, odd: bool) -> int:
     return size
 
 
-__all__ = ["CsvRange", "before", "count_range", "order_key", "plan_ranges", "record_start"]
+@dataclasses.dataclass
+class RangeText:
+    """Where a range's records are: ``data[begin:stop]`` (``data``: a map of the whole local file,
+    or the range's text read from another filesystem), with the file's ``lines`` before ``begin``.
+
+    ``header``: the header line's bytes (first range only); ``at_end``: ``stop`` is the file's end.
+    """
+
+    data: object
+    begin: int
+    stop: int
+    lines: int
+    header: bytes | None
+    at_end: bool
+
+
+def range_text(piece: CsvRange, counts: dict) -> RangeText:
+    """Stage 2's start: the range's records, from its first record boundary to the next range's."""
+    import mmap
+
+    path, index = piece.file.path, piece.file.index
+    odd, lines = before(index, piece.number, counts)
+    odd_at_end, _ = before(index, piece.number + 1, counts)
+    local = "://" not in path
+    if local:
+        with open(path, "rb") as raw:  # the map outlives the file object (freed with its buffers)
+            data = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+        size = len(data)
+
+        def read(offset: int, n: int) -> bytes:
+            return data[offset:offset + n]
+    else:
+        size, fh = file_size(path), open_input(path)
+
+        def read(offset: int, n: int) -> bytes:
+            fh.seek(offset)
+            return fh.read(n)
+
+    try:
+        begin = record_start(read, piece.start, size, odd)
+        last = piece.number == piece.count - 1
+        stop = size if last else record_start(read, piece.end, size, odd_at_end)
+        header = read(0, begin) if piece.number == 0 else None
+        lines += read(piece.start, begin - piece.start).count(b"\n")
+        # Text that runs to the file's end (the last range's, or after a quote left open) is
+        # checked there for an open quote.
+        at_end = stop == size
+        if not local:
+            data, begin, stop = read(begin, max(0, stop - begin)), 0, max(0, stop - begin)
+    finally:
+        if not local:
+            fh.close()
+    return RangeText(data, begin, stop, lines, header, at_end)
+
+
+__all__ = ["CsvRange", "RangeText", "before", "count_range", "order_key", "plan_ranges", "range_text", "record_start"]

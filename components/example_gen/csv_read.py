@@ -53,47 +53,20 @@ class ReadCsvFile:
 
     def _range_batches(self, piece, counts: dict):
         """The batches of the records that begin in the range's bytes (see ``csv_ranges``)."""
-        import mmap
-
         import pyarrow as pa
 
-        path, index = piece.file.path, piece.file.index
-        odd, lines = csv_ranges.before(index, piece.number, counts)
-        odd_at_end, _ = csv_ranges.before(index, piece.number + 1, counts)
-        local = "://" not in path
-        if local:
-            with open(path, "rb") as raw:  # a map: freed with the Arrow buffers over it
-                data = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
-            size = len(data)
-
-            def read(offset: int, n: int) -> bytes:
-                return data[offset:offset + n]
-        else:
-            size, fh = csv_ranges.file_size(path), csv_ranges.open_input(path)
-
-            def read(offset: int, n: int) -> bytes:
-                fh.seek(offset)
-                return fh.read(n)
-
-        begin = csv_ranges.record_start(read, piece.start, size, odd)
-        last = piece.number == piece.count - 1
-        stop = size if last else csv_ranges.record_start(read, piece.end, size, odd_at_end)
-        if piece.number == 0:
-            self._check_header(path, read(0, begin), list(self.columns.names))
-        lines += read(piece.start, begin - piece.start).count(b"\n")  # the lines before ``begin``
-        base = 0 if local else begin
-        if not local:  # the range's text, in memory
-            data = read(begin, max(0, stop - begin))
-            fh.close()
-        if begin >= stop:
+        path = piece.file.path
+        text = csv_ranges.range_text(piece, counts)
+        if text.header is not None:
+            self._check_header(path, text.header, list(self.columns.names))
+        if text.begin >= text.stop:
             return
 
-        def lines_before(offset: int) -> int:  # error path only; an offset of ``data``
-            return lines + data[begin - base:offset].count(b"\n")
+        def lines_before(offset: int) -> int:  # error path only; an offset of ``text.data``
+            return text.lines + text.data[text.begin:offset].count(b"\n")
 
-        # Text that runs to the file's end (the last range's, or an open quote's) is checked for an open quote.
-        yield from self._text(path, data, pa.py_buffer(data), begin - base, stop - base, lines_before,
-                              at_end=stop == size)
+        yield from self._text(path, text.data, pa.py_buffer(text.data), text.begin, text.stop, lines_before,
+                              at_end=text.at_end)
 
     def _batches(self, path: str):
         import mmap

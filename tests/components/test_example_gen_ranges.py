@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.localfilesystem import LocalFileSystem
 
 from sluice.components.artifacts import Examples
 from sluice.components.example_gen import config as eg_config
@@ -130,7 +132,27 @@ def test_types_inferred_over_all_ranges_when_a_later_range_contradicts_the_sniff
     assert ROWS - 99.5 in {row[0] for rows in got.values() for row in rows}
 
 
-def _read_all_ranges(path: Path, range_bytes: int) -> list[tuple]:
+class _SchemeFileSystem(LocalFileSystem):
+    """Local files named ``rangetest://<path>``: the ranges' path for other filesystems (Beam's reads)."""
+
+    PREFIX = "rangetest://"
+
+    @classmethod
+    def scheme(cls):
+        return "rangetest"
+
+    def exists(self, path):
+        return super().exists(path.removeprefix(self.PREFIX))
+
+    def metadata(self, path):
+        found = super().metadata(path.removeprefix(self.PREFIX))
+        return FileMetadata(path, found.size_in_bytes, found.last_updated_in_seconds)
+
+    def open(self, path, *args, **kwargs):
+        return super().open(path.removeprefix(self.PREFIX), *args, **kwargs)
+
+
+def _read_all_ranges(path: Path | str, range_bytes: int) -> list[tuple]:
     """The ranges read one after another in this process, as the workers would (no Beam)."""
     from sluice.components.example_gen.csv_read import ReadCsvFile
     from sluice.components.example_gen.sniff import sniff_csv_columns
@@ -156,3 +178,17 @@ def test_ranges_read_in_turn_give_the_file_with_blank_lines_and_a_last_line_with
     path = _write(tmp_path / "in", text + "1000,end")
     rows = _read_all_ranges(path, 997)
     assert rows == [(i, f"x\n{i}") for i in range(1000)] + [(1000, "end")]
+
+
+def test_ranges_of_a_file_on_another_filesystem_are_read_through_beam(data):
+    range_bytes = data.stat().st_size // RANGES + 1
+    assert _read_all_ranges(f"rangetest://{data}", range_bytes) == _read_all_ranges(data, range_bytes)
+    assert len(_read_all_ranges(data, range_bytes)) == ROWS
+
+
+def test_a_quote_left_open_on_another_filesystem_is_an_error(tmp_path):
+    lines = ["a,b"] + [f"{i},v{i}" for i in range(2000)]
+    lines[700] = '699,"never closed'
+    path = _write(tmp_path / "in", "\n".join(lines) + "\n")
+    with pytest.raises(ComponentError, match=r":701: broken quoting: unterminated quoted"):
+        _read_all_ranges(f"rangetest://{path}", 2048)
