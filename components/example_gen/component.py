@@ -97,7 +97,7 @@ def csv_example_gen(
     range_bytes = config.CSV_RANGE_BYTES if transforms.asks_for_workers(ctx.beam_pipeline_args) else None
 
     def build(p, exact: bool):
-        infer = transforms.InferCsvColumns(resolved.files, columns.names, nulls, columns.dictionary)
+        infer = transforms.InferCsvColumns(resolved.files, columns.names, nulls, columns.dictionary, range_bytes)
         source = (p | "InferTypes" >> infer) if exact else columns
         (
             p

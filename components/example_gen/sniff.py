@@ -181,28 +181,48 @@ def sniff_head_in_memory(path: str, null_values: tuple[str, ...]):
 
 
 class ScanCsvKinds:
-    """DoFn body: the kinds of every column over all rows of one file."""
+    """DoFn body: the kinds of every column over all rows of one file (or of a ``csv_ranges`` range)."""
 
     def __init__(self, names: tuple[str, ...], null_values: tuple[str, ...] = ("",)):
         self.names = names
         self.null_values = null_values
 
     def __call__(self, file):
+        from apache_beam.io.filesystems import FileSystems
+
+        with FileSystems.open(file.path) as fh:
+            yield self._kinds(file.path, fh, header=True, lines_before=0)
+
+    def scan_range(self, piece, counts: dict):
+        """The kinds over the records of a range (``counts``: stage 1's, see ``csv_ranges``)."""
+        import pyarrow as pa
+
+        from sluice.components.example_gen import csv_ranges
+
+        if piece.count == 1:
+            yield from self(piece.file)
+            return
+        text = csv_ranges.range_text(piece, counts)
+        if text.begin >= text.stop:
+            return
+        records = pa.py_buffer(text.data).slice(text.begin, text.stop - text.begin)
+        yield self._kinds(piece.file.path, pa.BufferReader(records), header=False, lines_before=text.lines)
+
+    def _kinds(self, path: str, stream, header: bool, lines_before: int) -> tuple[int, ...]:
         import pyarrow as pa
         import pyarrow.csv as pacsv
-        from apache_beam.io.filesystems import FileSystems
 
         strings = {n: pa.string() for n in self.names}
         kinds = [EMPTY] * len(self.names)
         invalid = InvalidRows()
-        with FileSystems.open(file.path) as fh:
-            try:
-                options = csv_options(list(self.names), strings, config.CSV_BLOCK_BYTES, invalid, self.null_values)
-                for batch in pacsv.open_csv(fh, **options):
-                    kinds = [k if k == STRING else max(k, classify_strings(batch.column(i)))
-                             for i, k in enumerate(kinds)]
-            except pa.ArrowInvalid as exc:
-                raise csv_error(file.path, exc, invalid, list(self.names)) from None
-            except (UnicodeDecodeError, OSError) as exc:
-                raise ComponentError(f"{file.path}: cannot read it as a UTF-8 CSV file: {one_line(str(exc))}") from None
-        yield tuple(kinds)
+        try:
+            options = csv_options(list(self.names), strings, config.CSV_BLOCK_BYTES, invalid, self.null_values)
+            if not header:
+                options["read_options"].column_names = list(self.names)
+            for batch in pacsv.open_csv(stream, **options):
+                kinds = [k if k == STRING else max(k, classify_strings(batch.column(i))) for i, k in enumerate(kinds)]
+        except pa.ArrowInvalid as exc:
+            raise csv_error(path, exc, invalid, list(self.names), lines_before) from None
+        except (UnicodeDecodeError, OSError) as exc:
+            raise ComponentError(f"{path}: cannot read it as a UTF-8 CSV file: {one_line(str(exc))}") from None
+        return tuple(kinds)

@@ -88,15 +88,7 @@ class ReadCsvRanges(beam.PTransform):
         self.files, self.columns, self.range_bytes = files, columns, range_bytes
 
     def expand(self, pbegin):
-        planned = csv_ranges.plan_ranges(self.files, self.range_bytes)
-        ranges = pbegin | "Plan" >> beam.Create(planned)
-        if len(planned) > 1:
-            ranges = ranges | "Distribute" >> beam.Reshuffle()
-        counts = beam.pvalue.AsDict(
-            ranges
-            | "Cut" >> beam.Filter(lambda piece: piece.count > 1)
-            | "CountQuotes" >> beam.Map(csv_ranges.count_range)
-        )
+        ranges, counts = _ranges_and_counts(pbegin, self.files, self.range_bytes)
         if isinstance(self.columns, CsvColumns):
             columns = self.columns
             return ranges | "Read" >> beam.FlatMap(
@@ -106,6 +98,20 @@ class ReadCsvRanges(beam.PTransform):
             lambda piece, counts, columns: ReadCsvFile(columns).read_range(piece, counts),
             counts, beam.pvalue.AsSingleton(self.columns),
         ).with_output_types(RecordBatchElement)
+
+
+def _ranges_and_counts(pbegin, files: list[InputFile], range_bytes: int):
+    """The files' ranges (spread over workers), and their stage 1 counts as a side input."""
+    planned = csv_ranges.plan_ranges(files, range_bytes)
+    ranges = pbegin | "Plan" >> beam.Create(planned)
+    if len(planned) > 1:
+        ranges = ranges | "Distribute" >> beam.Reshuffle()
+    counts = (
+        ranges
+        | "Cut" >> beam.Filter(lambda piece: piece.count > 1)
+        | "CountQuotes" >> beam.Map(csv_ranges.count_range)
+    )
+    return ranges, beam.pvalue.AsDict(counts)
 
 
 def asks_for_workers(beam_pipeline_args: list[str]) -> bool:
@@ -148,20 +154,25 @@ class InferCsvColumns(beam.PTransform):
     """PBegin -> one ``CsvColumns`` with the exact kinds over all rows of all files.
 
     ``dictionary``: the string columns to read dictionary-encoded (a speed hint, see ``CsvColumns``).
+    ``range_bytes``: files larger than this are scanned in byte ranges (as ``ReadCsvRanges`` reads them).
     """
 
     def __init__(self, files: list[InputFile], names: tuple[str, ...], null_values: tuple[str, ...] = ("",),
-                 dictionary: frozenset[str] = frozenset()):
+                 dictionary: frozenset[str] = frozenset(), range_bytes: int | None = None):
         super().__init__()
         self.files, self.names, self.null_values = files, tuple(names), tuple(null_values)
-        self.dictionary = frozenset(dictionary)
+        self.dictionary, self.range_bytes = frozenset(dictionary), range_bytes
 
     def expand(self, pbegin):
         names, nulls, dictionary = self.names, self.null_values, self.dictionary
+        scan = sniff.ScanCsvKinds(names, nulls)
+        if self.range_bytes:
+            ranges, counts = _ranges_and_counts(pbegin, self.files, self.range_bytes)
+            kinds = ranges | "ScanKinds" >> beam.FlatMap(scan.scan_range, counts)
+        else:
+            kinds = pbegin | "Files" >> DistributedFiles(self.files) | "ScanKinds" >> beam.FlatMap(scan)
         return (
-            pbegin
-            | "Files" >> DistributedFiles(self.files)
-            | "ScanKinds" >> beam.FlatMap(sniff.ScanCsvKinds(names, nulls))
+            kinds
             | "Merge" >> beam.CombineGlobally(MergeColumnKinds())
             | "Columns" >> beam.Map(lambda kinds: CsvColumns(names, tuple(kinds), exact=True, null_values=nulls,
                                                              dictionary=dictionary))

@@ -192,3 +192,22 @@ def test_a_quote_left_open_on_another_filesystem_is_an_error(tmp_path):
     path = _write(tmp_path / "in", "\n".join(lines) + "\n")
     with pytest.raises(ComponentError, match=r":701: broken quoting: unterminated quoted"):
         _read_all_ranges(f"rangetest://{path}", 2048)
+
+
+def test_kinds_scanned_per_range_merge_to_the_whole_file_kinds(tmp_path):
+    from sluice.components.example_gen.columns import FLOAT, INT, merge_kinds
+    from sluice.components.example_gen.sniff import ScanCsvKinds
+
+    text = _csv_text().replace(f"\r\n{ROWS // 2},", f"\r\n{ROWS // 2}.5,")
+    path = _write(tmp_path / "in", text)
+    file = InputFile(str(path), 0)
+    scan = ScanCsvKinds(("id", "x", "note", "label"))
+    ranges = csv_ranges.plan_ranges([file], len(text) // RANGES + 1)
+    counts = dict(csv_ranges.count_range(r) for r in ranges)
+    per_range = [kinds for r in ranges for kinds in scan.scan_range(r, counts)]
+    assert len(per_range) == RANGES
+    assert sorted(kinds[0] for kinds in per_range) == [INT] * (RANGES - 1) + [FLOAT]
+    merged = None
+    for kinds in per_range:
+        merged = merge_kinds(merged, kinds)
+    assert merged == next(iter(scan(file)))
