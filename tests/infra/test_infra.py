@@ -33,3 +33,20 @@ def test_mlflow_manifests_define_postgres_server_and_bucket():
             assert "valueFrom" in env and "value" not in env
     job = yaml.safe_load((INFRA / "kubernetes" / "bucket-job.yaml").read_text())
     assert job["kind"] == "Job"
+
+
+def test_beam_sdk_image_matches_the_installed_beam_and_keeps_the_harness():
+    import tomllib
+
+    import apache_beam
+
+    text = (INFRA / "beam-sdk.Dockerfile").read_text()
+    base = re.search(r"^FROM (apache/beam_python(\d)\.(\d+)_sdk):(\S+)$", text, re.M)
+    assert base, "the worker image builds on Beam's own Python SDK image"
+    assert base.group(2, 3) == ("3", "11")  # the project's Python (the harness's and the driver's must agree)
+    assert base.group(4) == apache_beam.__version__
+    assert not re.search(r"^ENTRYPOINT", text, re.M)  # the SDK harness (/opt/apache/beam/boot) stays
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        folders = {folder.split("/")[0] for folder in tomllib.load(fh)["tool"]["setuptools"]["package-dir"].values()}
+    for folder in folders - {""}:
+        assert f"COPY {folder} ./{folder}" in text, folder
