@@ -55,6 +55,7 @@ def generate_statistics(
     patterns = {split: [examples.parquet_pattern(split)] for split in splits}
     try:
         # One pipeline for all splits: one start-up cost, and the runner may overlap them.
+        # The statistics reach the driver through the artifact store: workers write them there.
         with ctx.beam_pipeline() as pipeline:
             _ = (
                 pipeline
@@ -66,6 +67,10 @@ def generate_statistics(
     except ComponentError as exc:
         # Beam appends the failing step and a traceback; keep the one-line message.
         raise ComponentError(str(exc).splitlines()[0]) from None
+    # On a runner with workers: how many processes summarized rows (none where it has no metrics).
+    workers = transforms.workers_of(pipeline.result) if transforms.wants_distribution(pipeline.options) else None
+    if workers is not None:
+        ctx.log_metric("workers", workers)
     datasets = {}
     for split, output in outputs.items():
         datasets[split] = statistics_pb2.DatasetFeatureStatisticsList.FromString(read_bytes(output)).datasets[0]

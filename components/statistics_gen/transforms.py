@@ -3,8 +3,11 @@
 - ``ComputeParquetStatistics``: {split: Parquet file patterns} -> (split, statistics) pairs;
   what the component runs. Each worker folds whole files into accumulators
   (``read_ahead``), so record batches never travel through Beam as elements and the
-  pipeline has few stages; a split's few files are one element, and a combine per
-  split merges the files of a split that has many.
+  pipeline has few stages; in process, a split's few files are one element, and a combine
+  per split merges the files of a split that has many. On a runner with several workers
+  every file, and every run of row groups of a big file, is an element of its own.
+- ``record_worker`` / ``workers_of``: each DoFn doing data work counts its rows under
+  its worker process; ``workers_of(result)`` is how many processes did some.
 - ``ReadParquetBatches | ComputeStatistics``: the same statistics from a PCollection
   of Arrow RecordBatches, for any source of batches.
 
@@ -23,6 +26,7 @@ Outside a pipeline::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +37,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 import sluice.components.io.coders  # noqa: F401 - registers the RecordBatch coder
 from sluice.components.io.examples import DEFAULT_BATCH_ROWS, match_files, read_batches
+from sluice.components.sdk import IN_PROCESS_RUNNERS
 from sluice.components.statistics_gen import read_ahead
 from sluice.components.statistics_gen.accumulate import DatasetAccumulator, add_batch, compact, merge_datasets
 from sluice.components.statistics_gen.protos import to_statistics_proto
@@ -41,6 +46,40 @@ from sluice.components.statistics_gen.protos import to_statistics_proto
 FILES_PER_ELEMENT = 16
 
 Statistics = statistics_pb2.DatasetFeatureStatisticsList
+
+# The Beam metrics namespace of the rows each worker process summarized (one counter per process).
+WORKERS_NAMESPACE = "sluice.workers"
+
+
+def record_worker(rows: int) -> None:
+    """Counts ``rows`` summarized by this worker process (call inside a DoFn)."""
+    beam.metrics.Metrics.counter(WORKERS_NAMESPACE, f"pid-{os.getpid()}").inc(rows)
+
+
+def workers_of(result) -> int | None:
+    """How many worker processes summarized rows in a finished pipeline, or None when its
+    runner reports no metrics. Committed counts where the runner has them (a replayed
+    bundle's are not), else attempted ones."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(WORKERS_NAMESPACE))["counters"]
+    except (NotImplementedError, AttributeError, KeyError):
+        return None
+    if not counters:
+        return None
+    return len({c.key.metric.name for c in counters if (c.committed or c.attempted or 0) > 0})
+
+
+def wants_distribution(options) -> bool:
+    """Whether Beam ``options`` ask for work spread over workers: a runner other than the
+    in-process one, or more than one DirectRunner worker (0 means one per core)."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    if runner is not None and runner not in IN_PROCESS_RUNNERS:
+        return True
+    return options.view_as(DirectOptions).direct_num_workers != 1
 
 
 @beam.typehints.with_input_types(pa.RecordBatch)
@@ -90,10 +129,13 @@ class MergeDatasetsFn(beam.CombineFn):
         return accumulator
 
 
-@beam.typehints.with_input_types(tuple[str, tuple[str, ...]])
+@beam.typehints.with_input_types(tuple[str, tuple[Any, ...]])
 @beam.typehints.with_output_types(tuple[str, DatasetAccumulator])
 class SummarizeFilesFn(beam.DoFn):
-    """(split, paths) -> (split, compacted DatasetAccumulator of those Parquet files).
+    """(split, files) -> (split, compacted DatasetAccumulator of those Parquet files).
+
+    Each of ``files`` is a path (a big file is cut into pieces here) or a (path, row groups)
+    piece cut by the driver (row groups None: the whole file).
 
     The pieces of the bundle's files are summarized concurrently on ``read_ahead.file_pool``
     and decoded ahead of them by the bundle's ``ReadAhead``. An element's pieces are merged
@@ -111,13 +153,12 @@ class SummarizeFilesFn(beam.DoFn):
         self._read_ahead = read_ahead.ReadAhead(read_ahead.BATCHES_AHEAD)
 
     def process(self, split_and_paths):
-        split, paths = split_and_paths
+        split, files = split_and_paths
         futures = []
-        for path in paths:
-            for row_groups in read_ahead.file_pieces(path, read_ahead.PIECE_ROWS):
-                handoff = self._read_ahead.add(path, row_groups, self.batch_size)
-                futures.append(read_ahead.file_pool().submit(read_ahead.summarize_piece, self._read_ahead, handoff,
-                                                             self.categorical_int_features))
+        for path, row_groups in _pieces(files):
+            handoff = self._read_ahead.add(path, row_groups, self.batch_size)
+            futures.append(read_ahead.file_pool().submit(read_ahead.summarize_piece, self._read_ahead, handoff,
+                                                         self.categorical_int_features))
         self._pending.append((split, futures))
         while len(self._pending) > read_ahead.FILES_IN_FLIGHT:
             yield self._next_result()
@@ -145,7 +186,19 @@ class SummarizeFilesFn(beam.DoFn):
             self._pending = []
             self._read_ahead.stop()  # summaries still running get an error for what was not read
             raise
-        return split, compact(merge_datasets(pieces)) if len(pieces) > 1 else pieces[0]
+        merged = compact(merge_datasets(pieces)) if len(pieces) > 1 else pieces[0]
+        record_worker(merged.num_examples)
+        return split, merged
+
+
+def _pieces(files) -> Iterable[tuple[str, list[int] | None]]:
+    """(path, row groups) pieces of an element's files: a path is cut here, a piece is kept."""
+    for item in files:
+        if isinstance(item, str):
+            yield from ((item, row_groups) for row_groups in read_ahead.file_pieces(item, read_ahead.PIECE_ROWS))
+        else:
+            path, row_groups = item
+            yield path, list(row_groups) if row_groups is not None else None
 
 
 @beam.typehints.with_input_types(pa.RecordBatch)
@@ -200,36 +253,48 @@ class ComputeParquetStatistics(beam.PTransform):
     What the component runs: each worker reads whole Parquet files (those of a
     bundle concurrently) and folds their batches straight into an accumulator
     per file (the next batch is read while the current one is summarized), so
-    batches never travel through Beam as elements. Up to ``FILES_PER_ELEMENT``
-    files, a split's files are one element, merged by the worker that reads them;
-    more files are spread over workers one by one and a combine per split merges
-    them. Same statistics as ``ReadParquetBatches | ComputeStatistics``, far
-    fewer Beam stages and elements.
+    batches never travel through Beam as elements. In process, up to
+    ``FILES_PER_ELEMENT`` files, a split's files are one element, merged by the
+    worker that reads them; more files are spread over workers one by one and a
+    combine per split merges them. With ``distribute`` (by default: when the
+    pipeline's options ask for a runner with several workers, ``wants_distribution``)
+    every file is an element, a big file one per run of row groups
+    (``read_ahead.file_pieces``), and the combine merges them. Same statistics as
+    ``ReadParquetBatches | ComputeStatistics``, far fewer Beam stages and elements.
     """
 
     def __init__(self, file_patterns_by_split: dict[str, list[str]],
-                 categorical_int_features: Iterable[str] = (), batch_size: int = DEFAULT_BATCH_ROWS):
+                 categorical_int_features: Iterable[str] = (), batch_size: int = DEFAULT_BATCH_ROWS,
+                 distribute: bool | None = None):
         super().__init__()
         self.file_patterns_by_split = {split: list(p) for split, p in file_patterns_by_split.items()}
         self.categorical_int_features = frozenset(categorical_int_features)
         self.batch_size = batch_size
+        self.distribute = distribute
 
     def expand(self, pbegin):
         by_split = {split: tuple(match_files(patterns, "StatisticsGen"))
                     for split, patterns in self.file_patterns_by_split.items()}
-        if sum(len(paths) for paths in by_split.values()) <= FILES_PER_ELEMENT:
+        distribute = self.distribute
+        if distribute is None:
+            distribute = wants_distribution(pbegin.pipeline.options)
+        if distribute:  # the driver cuts big files, so that their pieces go to different workers
+            files = [(split, ((path, None if row_groups is None else tuple(row_groups)),))
+                     for split, paths in by_split.items() for path in paths
+                     for row_groups in read_ahead.file_pieces(path, read_ahead.PIECE_ROWS)]
+        elif sum(len(paths) for paths in by_split.values()) <= FILES_PER_ELEMENT:
             # A few files: one element per split (that has files), nothing to merge.
             files = [(split, paths) for split, paths in by_split.items() if paths]
         else:
             files = [(split, (path,)) for split, paths in by_split.items() for path in paths]
         # Declared output types spare Beam's type inference (a noticeable part of its fixed cost).
         names = pbegin | "ListFiles" >> beam.Create(files, reshuffle=False).with_output_types(Any)
-        several_files_in_a_split = len(files) > sum(1 for paths in by_split.values() if paths)
-        if several_files_in_a_split:  # spread them over workers
+        several_in_a_split = distribute or len(files) > sum(1 for paths in by_split.values() if paths)
+        if several_in_a_split:  # spread them over workers
             names = names | "Distribute" >> beam.Reshuffle().with_output_types(Any)
         summaries = names | "SummarizeFiles" >> beam.ParDo(
             SummarizeFilesFn(self.batch_size, self.categorical_int_features))
-        if several_files_in_a_split:  # with one element per split (the usual case) there is nothing to merge
+        if several_in_a_split:  # with one element per split (the usual case) there is nothing to merge
             summaries = summaries | "MergeFiles" >> beam.CombinePerKey(MergeDatasetsFn())
         return summaries | "ToProto" >> beam.MapTuple(
             lambda split, merged: (split, to_statistics_proto(merged, split))).with_output_types(Any)

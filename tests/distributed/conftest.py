@@ -1,0 +1,62 @@
+"""Beam's portable runner on loopback: a local job server and an external worker pool, as processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _stop_group, free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, what: str, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    _stop_group(proc)
+    raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}")
+
+
+def _start(args: list[str], port: int, log: Path, what: str, env=None) -> subprocess.Popen:
+    with open(log, "w") as out:  # the process keeps its own copy of the descriptor
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    _wait_for_port(port, proc, log, what)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def portable_runner(tmp_path_factory):
+    """Beam options for the PortableRunner: a local job server and an external worker pool on
+    127.0.0.1, two SDK workers per job (the job server is ``job_server.py``: Beam's, with the
+    job's worker count passed on)."""
+    logs = tmp_path_factory.mktemp("portable-runner")
+    job_port, pool_port = free_port(), free_port()
+    # The pool starts each SDK worker as `python -c ...` from PATH: this interpreter's, with Sluice.
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    pool = _start([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
+                  pool_port, logs / "worker_pool.log", "Beam worker pool", env=env)
+    try:
+        jobs = _start([sys.executable, str(HERE / "job_server.py"), f"--port={job_port}"],
+                      job_port, logs / "job_server.log", "Beam job server")
+    except BaseException:
+        _stop_group(pool)
+        raise
+    yield [
+        "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
+        "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}",
+        "--direct_num_workers=2",
+    ]
+    _stop_group(jobs)
+    _stop_group(pool)
