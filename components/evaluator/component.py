@@ -13,6 +13,7 @@ from sluice.components.evaluator.analysis import Analysis, Scored, analyze, read
 from sluice.components.evaluator.report import write_report
 from sluice.components.evaluator.thresholds import (
     MetricThreshold,
+    as_thresholds,
     blessing_reason,
     check_slice_thresholds,
     check_thresholds,
@@ -109,10 +110,8 @@ def evaluate_model(
     the baseline's same slice. ``example_weight_key`` names a column of example weights.
     """
     ctx = ctx or ExecutionContext()
-    thresholds = {k: MetricThreshold.model_validate(v) if isinstance(v, dict) else v
-                  for k, v in thresholds.items()}
-    slice_thresholds = {key: {k: MetricThreshold.model_validate(v) if isinstance(v, dict) else v
-                              for k, v in checks.items()} for key, checks in slice_thresholds.items()}
+    thresholds = as_thresholds(thresholds)
+    slice_thresholds = {key: as_thresholds(checks) for key, checks in slice_thresholds.items()}
     table, data_file = _eval_table(examples, eval_split, example_count_limit)
     weights = read_weights(table, example_weight_key, data_file) if example_weight_key else None
     baseline = baseline_model or _resolve_baseline(ctx, model)

@@ -26,6 +26,11 @@ class MetricThreshold(pydantic.BaseModel):
     higher_is_better: bool = True
 
 
+def as_thresholds(values: dict[str, MetricThreshold | dict]) -> dict[str, MetricThreshold]:
+    """Thresholds by metric, given as ``MetricThreshold``s or their dicts (as a compiled pipeline holds them)."""
+    return {metric: MetricThreshold.model_validate(v) if isinstance(v, dict) else v for metric, v in values.items()}
+
+
 def _value_checks(metric: str, threshold: MetricThreshold, value) -> list[dict]:
     results = []
     for kind in ("lower_bound", "upper_bound"):
