@@ -57,6 +57,7 @@ def generate_statistics(
         # One pipeline for all splits: one start-up cost, and the runner may overlap them.
         # The statistics reach the driver through the artifact store: workers write them there.
         with ctx.beam_pipeline() as pipeline:
+            distributed = transforms.wants_distribution(pipeline.options)  # running may rewrite the options
             _ = (
                 pipeline
                 | "Statistics" >> transforms.ComputeParquetStatistics(patterns, categorical)
@@ -68,7 +69,7 @@ def generate_statistics(
         # Beam appends the failing step and a traceback; keep the one-line message.
         raise ComponentError(str(exc).splitlines()[0]) from None
     # On a runner with workers: how many processes summarized rows (none where it has no metrics).
-    workers = transforms.workers_of(pipeline.result) if transforms.wants_distribution(pipeline.options) else None
+    workers = transforms.workers_of(pipeline.result) if distributed else None
     if workers is not None:
         ctx.log_metric("workers", workers)
     datasets = {}

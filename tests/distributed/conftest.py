@@ -37,26 +37,37 @@ def _start(args: list[str], port: int, log: Path, what: str, env=None) -> subpro
 
 
 @pytest.fixture(scope="session")
-def portable_runner(tmp_path_factory):
-    """Beam options for the PortableRunner: a local job server and an external worker pool on
-    127.0.0.1, two SDK workers per job (the job server is ``job_server.py``: Beam's, with the
-    job's worker count passed on)."""
-    logs = tmp_path_factory.mktemp("portable-runner")
-    job_port, pool_port = free_port(), free_port()
+def worker_pool(tmp_path_factory):
+    """Beam's external worker pool on 127.0.0.1 (each SDK worker it starts is a process); its port."""
+    port = free_port()
     # The pool starts each SDK worker as `python -c ...` from PATH: this interpreter's, with Sluice.
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    pool = _start([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
-                  pool_port, logs / "worker_pool.log", "Beam worker pool", env=env)
-    try:
-        jobs = _start([sys.executable, str(HERE / "job_server.py"), f"--port={job_port}"],
-                      job_port, logs / "job_server.log", "Beam job server")
-    except BaseException:
-        _stop_group(pool)
-        raise
+    pool = _start([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
+                  port, tmp_path_factory.mktemp("worker-pool") / "worker_pool.log", "Beam worker pool", env=env)
+    yield port
+    _stop_group(pool)
+
+
+def _job_server(command: list[str], pool_port: int, logs: Path, extra: list[str]):
+    port = free_port()
+    jobs = _start([*command, f"--port={port}"], port, logs / "job_server.log", "Beam job server")
     yield [
-        "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
-        "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}",
-        "--direct_num_workers=2",
+        "--runner=PortableRunner", f"--job_endpoint=localhost:{port}",
+        "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}", *extra,
     ]
     _stop_group(jobs)
-    _stop_group(pool)
+
+
+@pytest.fixture(scope="session")
+def portable_runner(worker_pool, tmp_path_factory):
+    """Beam options for the PortableRunner on loopback, two SDK workers per job: the job server is
+    ``job_server.py`` (Beam's, with the job's worker count passed on to its runner)."""
+    yield from _job_server([sys.executable, str(HERE / "job_server.py")], worker_pool,
+                           tmp_path_factory.mktemp("job-server"), ["--direct_num_workers=2"])
+
+
+@pytest.fixture(scope="session")
+def beams_own_portable_runner(worker_pool, tmp_path_factory):
+    """Beam options for the PortableRunner on Beam's own local job server, unchanged (one SDK worker a job)."""
+    yield from _job_server([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main"],
+                           worker_pool, tmp_path_factory.mktemp("beam-job-server"), [])

@@ -189,13 +189,13 @@ def assert_statistics_close(actual, expected, examples: Examples, split: str) ->
             assert_sketches_close(got, want, data, where)
 
 
-def _check(name, examples, args, in_process, tmp_path):
+def _check(name, examples, args, in_process, tmp_path, workers: int = 2):
     protos, metrics, seconds = _run(examples, tmp_path / "stats", args)
     for split, expected in in_process[name].items():
         assert_statistics_close(protos[split], expected, examples, split)
     print(f"\nStatisticsGen {name} {' '.join(a for a in args if 'endpoint' not in a and 'config' not in a)}: "
           f"{seconds:.1f} s, workers={metrics.get('workers')}")
-    assert metrics["workers"] >= 2, metrics
+    assert metrics["workers"] >= workers, metrics
 
 
 @pytest.mark.parametrize("name", ["many_files", "one_big_file"])
@@ -213,3 +213,8 @@ def test_direct_runner_bundle_repeat_counts_each_row_once(name, request, in_proc
 @pytest.mark.parametrize("name", ["many_files", "one_big_file"])
 def test_portable_runner_with_external_worker_pool(name, request, in_process, portable_runner, tmp_path):
     _check(name, request.getfixturevalue(name), portable_runner, in_process, tmp_path)
+
+
+def test_portable_runner_on_beams_own_job_server(many_files, in_process, beams_own_portable_runner, tmp_path):
+    # Beam's job server gives a job one SDK worker whatever its options: the same statistics.
+    _check("many_files", many_files, beams_own_portable_runner, in_process, tmp_path, workers=1)
