@@ -13,10 +13,10 @@ each range its parity at both ends, and the lines before it, for errors; stage 2
 A range is the ordering unit of the output: its ``key`` (the file's index, then the range's
 number) is what the file index is on the in-process path, so shards keep file order.
 
-A lone '"' inside an unquoted value (``5" screen``), which the parser reads as a character,
-flips the parity for the rest of the file: the later ranges then find no line end "outside
-quotes", hand their text to the range holding that quote, and the file is parsed in one piece
-from there, as on the in-process path.
+A '"' the parser reads as a character (inside an unquoted value: ``5" screen``) would flip the
+parity for the rest of the file: stage 1 also tells, for either parity at a range's start,
+whether a quote the count takes for an opening one is not at a field's start; a file where that
+happens is read whole by its first range (``whole_file_instead``), as on the in-process path.
 """
 
 from __future__ import annotations
@@ -82,29 +82,58 @@ def open_input(path: str):
     return pa.OSFile(path, "rb") if "://" not in path else FileSystems.open(path)
 
 
-def count_range(piece: CsvRange) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Stage 1: ((file index, range number), ('"' bytes, '\\n' bytes)) in the range's bytes."""
+def count_range(piece: CsvRange) -> tuple[tuple[int, int], tuple[int, int, bool, bool]]:
+    """Stage 1: ((file index, range number), ('"' bytes, '\\n' bytes, misread if even, misread if odd)).
+
+    Misread: under the quote parity at the range's start (even or odd), some quote the count
+    takes for an opening one is not at a field's start (``5" screen``, ``ab""cd``): the parser
+    reads it as a character, so the parity would cut the file wrong (see ``whole_file_instead``).
+    """
+    import numpy as np
+
     quotes = newlines = 0
+    misread = [False, False]
     with open_input(piece.file.path) as fh:
-        fh.seek(piece.start)
+        fh.seek(max(0, piece.start - 1))
+        previous = fh.read(1) if piece.start else b"\n"  # the byte before the range (a line start)
         left = piece.end - piece.start
         while left > 0:
             chunk = fh.read(min(_COUNT_CHUNK, left))
             if not chunk:
                 break
-            quotes += chunk.count(b'"')
+            at = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == ord('"'))
+            if at.size:
+                before_them = np.frombuffer(previous + chunk, dtype=np.uint8)[at]  # the byte before each quote
+                field_start = np.isin(before_them, np.frombuffer(b',\n\r"', dtype=np.uint8))
+                for odd in (0, 1):  # opening quotes: those after an even number of quotes
+                    opening = (np.arange(at.size) + quotes + odd) % 2 == 0
+                    misread[odd] = misread[odd] or bool((opening & ~field_start).any())
+            quotes += int(at.size)
             newlines += chunk.count(b"\n")
+            previous = chunk[-1:]
             left -= len(chunk)
-    return (piece.file.index, piece.number), (quotes, newlines)
+    return (piece.file.index, piece.number), (quotes, newlines, misread[0], misread[1])
 
 
 def before(file_index: int, number: int, counts: dict) -> tuple[bool, int]:
     """(quote parity odd, lines) before range ``number`` of a file: the stage 1 counts summed."""
     quotes = lines = 0
     for i in range(number):
-        q, n = counts[(file_index, i)]
+        q, n = counts[(file_index, i)][:2]
         quotes, lines = quotes + q, lines + n
     return bool(quotes % 2), lines
+
+
+def whole_file_instead(piece: CsvRange, counts: dict) -> bool:
+    """Whether the quote parity misreads the range's file (a quote the parser reads as a character):
+    the file is then read whole, by its first range, as on the in-process path."""
+    odd = False
+    for i in range(piece.count):
+        quotes, _, misread_even, misread_odd = counts[(piece.file.index, i)]
+        if misread_odd if odd else misread_even:
+            return True
+        odd = odd != bool(quotes % 2)
+    return False
 
 
 def record_start(read, offset: int, size: int, odd: bool) -> int:
@@ -185,4 +214,5 @@ def range_text(piece: CsvRange, counts: dict) -> RangeText:
     return RangeText(data, begin, stop, lines, header, at_end)
 
 
-__all__ = ["CsvRange", "RangeText", "before", "count_range", "order_key", "plan_ranges", "range_text", "record_start"]
+__all__ = ["CsvRange", "RangeText", "before", "count_range", "order_key", "plan_ranges", "range_text", "record_start",
+           "whole_file_instead"]

@@ -44,7 +44,9 @@ class ReadCsvFile:
 
         ``counts``: the stage 1 counts of the ranges of every cut file (``csv_ranges.count_range``).
         """
-        if piece.count == 1:
+        if piece.count == 1 or csv_ranges.whole_file_instead(piece, counts):
+            if piece.number:
+                return
             batches = _prefetched(self._batches(piece.file.path))
         else:
             batches = _prefetched(self._range_batches(piece, counts))

@@ -199,8 +199,9 @@ class ScanCsvKinds:
 
         from sluice.components.example_gen import csv_ranges
 
-        if piece.count == 1:
-            yield from self(piece.file)
+        if piece.count == 1 or csv_ranges.whole_file_instead(piece, counts):
+            if not piece.number:
+                yield from self(piece.file)
             return
         text = csv_ranges.range_text(piece, counts)
         if text.begin >= text.stop:
