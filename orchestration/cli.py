@@ -264,11 +264,24 @@ def ui(pipeline_root, tracking_uri, host, port):
     # The store's URI goes by environment, not argv: a password in it would show in `ps`.
     argv = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
     echo(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)", err=True)
+    for name, address in _experiment_addresses(store.tracking_uri, f"http://{host}:{port}"):
+        echo(f"  {name}: {address}", err=True)
 
     # The UI only reads runs: no background job workers.
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store.tracking_uri,
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
     _serve_until_stopped(argv, env)
+
+
+def _experiment_addresses(tracking_uri: str, base: str) -> list[tuple[str, str]]:
+    """Each pipeline's experiment page in the UI's model-training view. MLflow 3's UI opens in its
+    GenAI (traces) view whatever the experiment says, unless the address asks; its own links keep
+    the choice within an experiment."""
+    from mlflow.tracking import MlflowClient
+
+    experiments = MlflowClient(tracking_uri).search_experiments()
+    return [(e.name, f"{base}/#/experiments/{e.experiment_id}?workflowType=machine_learning")
+            for e in experiments if e.name != "Default"]
 
 
 @cli.command()

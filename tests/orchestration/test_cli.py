@@ -167,10 +167,11 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
     assert sluice("run", TOY, *toy_params(toy_workspace), cwd=toy_workspace).returncode == 0
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "sluice.orchestration.cli", "ui", "--pipeline-root",
-                             str(toy_workspace / "root"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    said = toy_workspace / "ui.txt"
+    with open(said, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sluice.orchestration.cli", "ui", "--pipeline-root",
+                                 str(toy_workspace / "root"), "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=out, env=env, start_new_session=True)
     try:
         deadline = time.time() + 120
         while True:
@@ -183,6 +184,10 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
                 assert time.time() < deadline and proc.poll() is None, "mlflow ui did not start"
                 time.sleep(0.5)
         assert json.loads(body)["experiment"]["name"] == "toy"
+        # The pipeline's page, as printed, opens in the model-training view with the run listed.
+        [address] = [line.split(": ", 1)[1] for line in said.read_text().splitlines() if line.startswith("  toy: ")]
+        assert address.endswith("?workflowType=machine_learning")
+        _page_shows_the_runs(address)
         # The store's URI (a password, on a team's database) never shows in a command line.
         command_lines = subprocess.run(["pgrep", "-af", "--", f"--port {port}"], capture_output=True, text=True).stdout
         assert "mlflow" in command_lines and "metadata.db" not in command_lines, command_lines
@@ -195,6 +200,25 @@ def test_ui_serves_the_mlflow_ui_on_the_pipeline_store(toy_workspace):
         from tests.conftest import _stop_group
 
         _stop_group(proc)
+
+
+def _page_shows_the_runs(address: str) -> None:
+    """Headless Chromium on the UI's address: the runs table with the pipeline's run, no GenAI overview."""
+    from tests.components.test_reports_browser import CHROMIUM_FLAGS, _chromium
+
+    if _chromium() is None and not os.environ.get("CI"):
+        return  # the browser part needs Chromium; .ci/run installs it
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(address)
+            page.get_by_text("toy-", exact=False).first.wait_for(timeout=60000)  # the parent run's name
+            assert page.get_by_text("Detect Issues").count() == 0  # GenAI's traces overview
+        finally:
+            browser.close()
 
 
 def test_run_summaries_are_what_the_artifacts_say_of_themselves():
