@@ -200,16 +200,47 @@ class ExecutionContext:
         work. The plain DirectRunner would first try Prism, which downloads a
         binary at run time. Every other option passes through unchanged.
         """
-        import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
         options = PipelineOptions(self.beam_pipeline_args)
         runner_name = options.view_as(StandardOptions).runner
+        pipeline_class = _one_line_pipeline_class()
         if runner_name is None or runner_name in IN_PROCESS_RUNNERS:
             from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-            return beam.Pipeline(runner=FnApiRunner(), options=options)
-        return beam.Pipeline(options=options)
+            return pipeline_class(runner=FnApiRunner(), options=options)
+        return pipeline_class(options=options)
+
+
+def worker_error_line(exc: BaseException) -> str | None:
+    """The one line of a ComponentError raised in a Beam worker process: runners hand it back as
+    text (a traceback inside a RuntimeError). None when ``exc`` holds none."""
+    import re
+
+    found = re.search(r"(?m)^[\w.]*ComponentError: (.+)$", str(exc))
+    return found.group(1).strip() if found else None
+
+
+@functools.cache
+def _one_line_pipeline_class():
+    import apache_beam as beam
+
+    class OneLineErrorsPipeline(beam.Pipeline):
+        """A Beam pipeline whose ``with`` block raises a worker's ComponentError as its one line,
+        whichever runner and process it came from."""
+
+        def __exit__(self, exc_type, exc_val, exc_tb):
+            try:
+                return super().__exit__(exc_type, exc_val, exc_tb)
+            except ComponentError:
+                raise
+            except Exception as exc:
+                line = worker_error_line(exc)
+                if line is None:
+                    raise
+                raise ComponentError(line) from None
+
+    return OneLineErrorsPipeline
 
 
 # --- component specs ---------------------------------------------------------

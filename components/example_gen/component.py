@@ -7,7 +7,6 @@ it wrote and publishes the Examples artifact's span, version, splits and row cou
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from sluice.components.artifacts import Examples
@@ -16,7 +15,7 @@ from sluice.components.example_gen.config import ColumnTypeChanged, SpanRange, S
 from sluice.components.example_gen.sniff import sniff_csv_columns
 from sluice.components.example_gen.sources import parquet_schema
 from sluice.components.example_gen.split import split_names
-from sluice.components.sdk import ComponentError, ExecutionContext, ExternalData, Output, component
+from sluice.components.sdk import ComponentError, ExecutionContext, ExternalData, Output, component, worker_error_line
 
 
 def _run(ctx: ExecutionContext, build) -> Any:
@@ -29,11 +28,10 @@ def _run(ctx: ExecutionContext, build) -> Any:
     except ComponentError as exc:
         raise ComponentError(one_line(str(exc))) from None
     except Exception as exc:
-        # Worker processes' errors arrive as text (a traceback in a RuntimeError): their one line.
-        found = re.search(r"(?m)^[\w.]*ComponentError: (.+)$", str(exc))
-        if found is None:
+        line = worker_error_line(exc)  # a worker process's error arrives as a traceback's text
+        if line is None:
             raise
-        raise ComponentError(one_line(found.group(1))) from None
+        raise ComponentError(one_line(line)) from None
     return result
 
 
