@@ -28,6 +28,9 @@ from sluice.components.statistics_gen import generate_statistics, read_ahead
 from sluice.components.statistics_gen.component import FEATURE_STATS_FILE
 from sluice.components.statistics_gen.numeric import QUANTILES_RANK_BOUND
 
+# A worker that cannot start leaves the job waiting: fail well before the suite's 900 s.
+pytestmark = pytest.mark.timeout(240)
+
 REL = 1e-9
 RANK_BOUND = QUANTILES_RANK_BOUND
 MULTI_PROCESSING = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
