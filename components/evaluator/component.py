@@ -108,13 +108,46 @@ def evaluate_model(
     are reported but neither charted nor judged. ``slice_thresholds`` holds thresholds by
     slice (``island=Biscoe``) or by spec (``island``: each of its slices), checked against
     the baseline's same slice. ``example_weight_key`` names a column of example weights.
+
+    With Beam options asking for a real pipeline (another runner, workers), predictions and
+    metric accumulation run on Beam's workers with bounded memory (``evaluator.beam``):
+    binary ``auc``/``auc_pr`` and curves then come from score histograms (``GRID`` buckets), and
+    ``problem="auto"`` / ``from_logits=None`` are decided from the split's first rows only.
     """
     ctx = ctx or ExecutionContext()
     thresholds = as_thresholds(thresholds)
     slice_thresholds = {key: as_thresholds(checks) for key, checks in slice_thresholds.items()}
+    baseline = baseline_model or _resolve_baseline(ctx, model)
+    settings = dict(label_key=label_key, prediction_key=prediction_key, slicing_features=slicing_features,
+                    slice_buckets=slice_buckets, min_slice_size=min_slice_size, eval_split=eval_split,
+                    problem=problem, from_logits=from_logits, decision_threshold=decision_threshold,
+                    label_vocabulary=label_vocabulary, example_weight_key=example_weight_key,
+                    example_count_limit=example_count_limit)
+    engine = None
+    if ctx.beam_default_runner:
+        analysis = _analyze_here(examples, model, baseline, **settings)
+    else:  # Beam options ask for a real pipeline: predictions and metrics on its workers
+        from sluice.components.evaluator import beam as on_beam
+
+        analysis, engine = on_beam.analyze(ctx, examples, model, baseline, evaluation, settings=settings)
+        if "workers" in engine:
+            ctx.log_metric("workers", engine["workers"])
+    evaluation.problem = analysis.problem
+    results = check_thresholds(thresholds, analysis.overall, analysis.baseline)
+    results += check_slice_thresholds(slice_thresholds, analysis)
+    blessed, reason = blessing_reason(results)
+    _write_outputs(evaluation, blessing, model, baseline, blessed, reason, analysis, results,
+                   headline=next(iter(thresholds), None), engine=engine)
+    ctx.log_metrics({k: v for k, v in analysis.overall.items() if v is not None})
+    ctx.log_metrics(slice_metric_names(analysis.slices))
+
+
+def _analyze_here(examples, model, baseline, *, label_key, prediction_key, slicing_features, slice_buckets,
+                  min_slice_size, eval_split, problem, from_logits, decision_threshold, label_vocabulary,
+                  example_weight_key, example_count_limit) -> Analysis:
+    """The evaluation computed in this process over the whole split, read at once."""
     table, data_file = _eval_table(examples, eval_split, example_count_limit)
     weights = read_weights(table, example_weight_key, data_file) if example_weight_key else None
-    baseline = baseline_model or _resolve_baseline(ctx, model)
     labels, has_label, outputs = _predict(table, data_file, model, baseline, label_key, prediction_key, problem,
                                           label_vocabulary)
     if problem == "auto":
@@ -123,23 +156,15 @@ def evaluate_model(
               file=sys.stderr)
     labels = _class_ids(labels, has_label, problem, label_key, data_file)
     scores = predict.read_scores(outputs[0], problem, "model", from_logits)
-    evaluation.problem = problem
     if problem == "multiclass" and has_label.any() and labels[has_label].max() >= scores.shape[1]:
         raise ComponentError(f"Evaluator: label '{label_key}' has class id {labels[has_label].max()} but the "
                              f"model predicts {scores.shape[1]} classes")
     baseline_scores = predict.read_scores(outputs[1], problem, "baseline model", from_logits) \
         if len(outputs) > 1 else None
-    analysis = analyze(Scored(labels, has_label, scores, baseline_scores, weights), table, problem,
-                       specs=slicing_features, buckets=slice_buckets, min_slice_size=min_slice_size,
-                       decision_threshold=decision_threshold, label_vocabulary=label_vocabulary,
-                       data_file=data_file)
-    results = check_thresholds(thresholds, analysis.overall, analysis.baseline)
-    results += check_slice_thresholds(slice_thresholds, analysis)
-    blessed, reason = blessing_reason(results)
-    _write_outputs(evaluation, blessing, model, baseline, blessed, reason, analysis, results,
-                   headline=next(iter(thresholds), None))
-    ctx.log_metrics({k: v for k, v in analysis.overall.items() if v is not None})
-    ctx.log_metrics(slice_metric_names(analysis.slices))
+    return analyze(Scored(labels, has_label, scores, baseline_scores, weights), table, problem,
+                   specs=slicing_features, buckets=slice_buckets, min_slice_size=min_slice_size,
+                   decision_threshold=decision_threshold, label_vocabulary=label_vocabulary,
+                   data_file=data_file)
 
 
 def _class_ids(labels, has_label, problem: str, label_key: str, data_file: str):
@@ -172,11 +197,13 @@ def slice_metric_names(slices: dict[str, dict]) -> dict[str, float]:
 
 
 def _write_outputs(evaluation, blessing, model, baseline, blessed: bool, reason: str, analysis: Analysis,
-                   results: list[dict], headline: str | None) -> None:
-    """metrics.json and report.html into the evaluation; the BLESSED / NOT_BLESSED marker."""
+                   results: list[dict], headline: str | None, engine: dict | None = None) -> None:
+    """metrics.json and report.html into the evaluation; the BLESSED / NOT_BLESSED marker.
+    ``engine``: what the Beam path records of itself (none in process)."""
     baseline_uri = baseline.uri if baseline is not None else None
     with open(evaluation.path("metrics.json"), "w") as out:
-        json.dump({"problem": evaluation.problem, "overall": analysis.overall, "slices": analysis.slices,
+        json.dump({**(engine or {}), "problem": evaluation.problem, "overall": analysis.overall,
+                   "slices": analysis.slices,
                    "slice_specs": analysis.specs, "small_slices": analysis.small,
                    "baseline": analysis.baseline, "baseline_slices": analysis.baseline_slices,
                    "baseline_model_uri": baseline_uri, "thresholds": results, "plots": analysis.plots,

@@ -1,0 +1,271 @@
+"""Mergeable evaluation accumulators: what the Evaluator's Beam path keeps per slice, instead of the rows.
+
+Each accumulator folds batches of (labels, scores, weights) with ``add`` and combines with
+``merge`` in any order, so workers summarize their rows and a combine merges them. ``metrics``
+gives the keys of ``metrics.binary_metrics`` / ``multiclass_metrics`` / ``regression_metrics``,
+and ``plots`` what ``plots.evaluation_plots`` gives.
+
+Counts, sums and confusion counts are exact (up to the order of float additions). Binary
+``auc`` and ``auc_pr`` come from weighted histograms of the score over ``GRID`` equal buckets
+of [0, 1], as TFMA computes them: scores in one bucket count as ties; the ROC and PR curves'
+points are the buckets' lower edges. A NaN score sits below every bucket (as it sorts last in
+the exact computation) and stays off the curves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sluice.components.evaluator.metrics import class_names_for, json_safe
+from sluice.components.evaluator.plots import CALIBRATION_BUCKETS, CURVE_MAX_POINTS, _thinned
+
+GRID = 10_000
+
+
+def _weights(weights, count: int):
+    return np.ones(count) if weights is None else np.asarray(weights, dtype=np.float64)
+
+
+def _sparse_merge(indices, values):
+    """Sums ``values`` (rows: one array each) by index: (sorted unique indices, summed rows)."""
+    unique, inverse = np.unique(indices, return_inverse=True)
+    return unique, np.stack([np.bincount(inverse, weights=v, minlength=len(unique)) for v in values])
+
+
+class BinaryAccumulator:
+    """Sums of a binary problem's rows and the score histograms of positives and negatives
+    (sparse: only the buckets with rows)."""
+
+    def __init__(self, decision_threshold: float, weighted: bool):
+        self.decision_threshold = decision_threshold
+        self.weighted = weighted
+        self.count = 0
+        # weight, positive weight, weighted score, weighted log loss, tp, fp, fn, tn
+        self.sums = np.zeros(8)
+        self.buckets = np.zeros(0, dtype=np.int64)  # 0: NaN scores; 1 + floor(score * GRID)
+        self.histogram = np.zeros((2, 0))  # positive and negative weight per bucket
+        self.calibration = np.zeros((3, CALIBRATION_BUCKETS))  # weight, weighted score, positive weight
+
+    def add(self, labels, scores, weights=None) -> BinaryAccumulator:
+        w = _weights(weights, len(labels))
+        actual = labels == 1
+        predicted = scores >= self.decision_threshold
+        clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+        loss = -np.where(actual, np.log(clipped), np.log(1 - clipped))
+        self.count += len(labels)
+        self.sums += [w.sum(), np.dot(w, actual), np.dot(w, scores), np.dot(w, loss),
+                      w[predicted & actual].sum(), w[predicted & ~actual].sum(),
+                      w[~predicted & actual].sum(), w[~predicted & ~actual].sum()]
+        finite = np.isfinite(scores)
+        bucket = np.where(finite, 1 + np.minimum(np.clip(np.where(finite, scores, 0.0), 0.0, 1.0) * GRID,
+                                                  GRID - 1).astype(np.int64), 0)
+        self.buckets, self.histogram = _sparse_merge(
+            np.r_[self.buckets, bucket],
+            [np.r_[self.histogram[0], np.where(actual, w, 0.0)], np.r_[self.histogram[1], np.where(actual, 0.0, w)]])
+        # The calibration table's own buckets, exactly as plots.calibration cuts them.
+        kept, fw, fs = actual[finite], w[finite], scores[finite]
+        which = np.clip((np.clip(fs, 0.0, 1.0) * CALIBRATION_BUCKETS).astype(np.int64), 0, CALIBRATION_BUCKETS - 1)
+        self.calibration += [np.bincount(which, weights=v, minlength=CALIBRATION_BUCKETS)
+                             for v in (fw, fw * fs, fw * kept)]
+        return self
+
+    def merge(self, other: BinaryAccumulator) -> BinaryAccumulator:
+        self.count += other.count
+        self.sums += other.sums
+        self.calibration += other.calibration
+        self.buckets, self.histogram = _sparse_merge(np.r_[self.buckets, other.buckets],
+                                                     list(np.c_[self.histogram, other.histogram]))
+        return self
+
+    def _curve(self, finite_only: bool):
+        """(thresholds descending, tp, fp, positives, negatives) at each bucket with rows."""
+        keep = self.buckets > 0 if finite_only else np.ones(len(self.buckets), dtype=bool)
+        order = np.argsort(-self.buckets[keep], kind="stable")
+        positive, negative = self.histogram[0][keep][order], self.histogram[1][keep][order]
+        thresholds = np.maximum(self.buckets[keep][order] - 1, 0) / GRID
+        return thresholds, np.cumsum(positive), np.cumsum(negative), float(positive.sum()), float(negative.sum())
+
+    def _auc(self):
+        _t, tp, fp, positives, negatives = self._curve(finite_only=False)
+        if positives <= 0 or negatives <= 0:
+            return None
+        tpr, fpr = np.r_[0.0, tp / positives], np.r_[0.0, fp / negatives]
+        return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+    def _auc_pr(self):
+        _t, tp, fp, positives, _n = self._curve(finite_only=False)
+        if positives <= 0:
+            return None
+        precision = tp / np.maximum(tp + fp, 1e-300)
+        return float(np.sum(np.diff(np.r_[0.0, tp / positives]) * precision))
+
+    def metrics(self, class_names=None) -> dict:
+        """The keys and formulas of ``metrics.binary_metrics``."""
+        if self.count == 0:
+            return {"example_count": 0}
+        total, positive, scored, loss, tp, fp, fn, tn = (float(v) for v in self.sums)
+        precision = tp / (tp + fp) if tp + fp > 0 else None
+        recall = tp / (tp + fn) if tp + fn > 0 else None
+        label_mean = positive / total if total else None
+        prediction_mean = scored / total if total else None
+        metrics = {
+            "example_count": self.count,
+            "binary_accuracy": (tp + tn) / total if total else None,
+            "auc": self._auc(),
+            "auc_pr": self._auc_pr(),
+            "precision": precision,
+            "recall": recall,
+            "f1": 2 * precision * recall / (precision + recall) if precision and recall else (
+                0.0 if precision is not None and recall is not None else None),
+            "log_loss": loss / total if total else None,
+            "calibration": prediction_mean / label_mean if label_mean else None,
+            "label_mean": label_mean,
+            "prediction_mean": prediction_mean,
+            "true_positives": tp, "false_positives": fp, "true_negatives": tn, "false_negatives": fn,
+        }
+        if self.weighted:
+            metrics["weighted_example_count"] = total
+        return json_safe(metrics)
+
+    def plots(self, class_names=None) -> dict:
+        """What ``plots.evaluation_plots`` gives, the curves' points at the buckets' edges."""
+        tp, fp, fn, tn = (float(v) for v in self.sums[4:])
+        matrix = [[tn, fp], [fn, tp]] if self.weighted else [[int(tn), int(fp)], [int(fn), int(tp)]]
+        plots: dict = {"confusion_matrix": {"labels": ["0", "1"], "matrix": matrix}}
+        thresholds, tps, fps, positives, negatives = self._curve(finite_only=True)
+        keep = _thinned(len(thresholds), CURVE_MAX_POINTS)
+        if positives > 0 and negatives > 0:
+            plots["roc_curve"] = {"fpr": [0.0] + (fps[keep] / negatives).tolist(),
+                                  "tpr": [0.0] + (tps[keep] / positives).tolist(),
+                                  "thresholds": [float(np.nextafter(thresholds[0], np.inf))]
+                                  + thresholds[keep].tolist()}
+        if positives > 0:
+            precision = tps[keep] / np.maximum(tps[keep] + fps[keep], 1e-300)
+            plots["pr_curve"] = {"recall": (tps[keep] / positives).tolist(), "precision": precision.tolist(),
+                                 "thresholds": thresholds[keep].tolist()}
+        if (self.buckets > 0).any():
+            total, predicted, actual = self.calibration
+            used = total > 0
+            plots["calibration"] = {"mean_prediction": (predicted[used] / total[used]).tolist(),
+                                    "mean_label": (actual[used] / total[used]).tolist(),
+                                    "weight": total[used].tolist()}
+        return plots
+
+
+class MulticlassAccumulator:
+    """The weighted confusion matrix ``[actual][predicted]`` and the log-loss sum of class probabilities."""
+
+    def __init__(self, class_count: int, weighted: bool):
+        self.weighted = weighted
+        self.count = 0
+        self.loss = 0.0
+        self.matrix = np.zeros((class_count, class_count))
+
+    def add(self, labels, probabilities, weights=None) -> MulticlassAccumulator:
+        w = _weights(weights, len(labels))
+        classes = len(self.matrix)
+        picked = probabilities[np.arange(len(labels)), labels]
+        predicted = np.argmax(probabilities, axis=1) if len(labels) else np.zeros(0, dtype=np.int64)
+        self.count += len(labels)
+        self.loss += float(-np.dot(w, np.log(np.clip(picked, 1e-7, 1.0))))
+        self.matrix += np.bincount(labels * classes + predicted, weights=w,
+                                   minlength=classes * classes)[:classes * classes].reshape(classes, classes)
+        return self
+
+    def merge(self, other: MulticlassAccumulator) -> MulticlassAccumulator:
+        self.count += other.count
+        self.loss += other.loss
+        self.matrix += other.matrix
+        return self
+
+    def metrics(self, class_names=None) -> dict:
+        """The keys and formulas of ``metrics.multiclass_metrics``."""
+        if self.count == 0:
+            return {"example_count": 0}
+        total = float(self.matrix.sum())
+        metrics = {"example_count": self.count,
+                   "accuracy": float(np.trace(self.matrix)) / total if total else None,
+                   "log_loss": self.loss / total if total else None}
+        for class_id, name in enumerate(class_names_for(class_names, len(self.matrix))):
+            hits = float(self.matrix[class_id, class_id])
+            called, actual = float(self.matrix[:, class_id].sum()), float(self.matrix[class_id].sum())
+            metrics[f"precision/{name}"] = hits / called if called else None
+            metrics[f"recall/{name}"] = hits / actual if actual else None
+        if self.weighted:
+            metrics["weighted_example_count"] = total
+        return json_safe(metrics)
+
+    def plots(self, class_names=None) -> dict:
+        matrix = self.matrix.tolist() if self.weighted else self.matrix.astype(np.int64).tolist()
+        return {"confusion_matrix": {"labels": class_names_for(class_names, len(self.matrix)), "matrix": matrix}}
+
+
+class RegressionAccumulator:
+    """Weighted sums of labels, predictions and errors; the labels' spread merged as Chan et al.'s
+    parallel variance (a mean and a sum of squared deviations), so r2 keeps its precision."""
+
+    def __init__(self, weighted: bool):
+        self.weighted = weighted
+        self.count = 0
+        # weight, weighted label mean, squared deviations of labels, prediction, e^2, |e|, nonzero weight, |e/y|
+        self.sums = np.zeros(8)
+
+    def add(self, labels, predictions, weights=None) -> RegressionAccumulator:
+        w = _weights(weights, len(labels))
+        total = float(w.sum())
+        errors = predictions - labels
+        nonzero = labels != 0
+        mean = float(np.dot(w, labels) / total) if total else 0.0
+        batch = np.array([total, mean, float(np.dot(w, (labels - mean) ** 2)), np.dot(w, predictions),
+                          np.dot(w, errors ** 2), np.dot(w, np.abs(errors)), w[nonzero].sum(),
+                          np.dot(w[nonzero], np.abs(errors[nonzero] / labels[nonzero]))])
+        self.count += len(labels)
+        self._combine(batch)
+        return self
+
+    def _combine(self, other) -> None:
+        weight, mean, spread = self.sums[:3]
+        total = weight + other[0]
+        if total:
+            delta = other[1] - mean
+            self.sums[1] = mean + delta * other[0] / total
+            self.sums[2] = spread + other[2] + delta * delta * weight * other[0] / total
+        self.sums[0] = total
+        self.sums[3:] += other[3:]
+
+    def merge(self, other: RegressionAccumulator) -> RegressionAccumulator:
+        self.count += other.count
+        self._combine(other.sums)
+        return self
+
+    def metrics(self, class_names=None) -> dict:
+        """The keys and formulas of ``metrics.regression_metrics``."""
+        if self.count == 0:
+            return {"example_count": 0}
+        total, label_mean, spread, predicted, squared, absolute, nonzero, relative = (float(v) for v in self.sums)
+        if not total:
+            return {"example_count": self.count}
+        mse = squared / total
+        metrics = {
+            "example_count": self.count, "mse": mse, "rmse": math.sqrt(mse), "mae": absolute / total,
+            "mape": 100.0 * relative / nonzero if nonzero else None,
+            "r2": 1.0 - squared / spread if spread > 0 else None,
+            "label_mean": label_mean, "prediction_mean": predicted / total,
+        }
+        if self.weighted:
+            metrics["weighted_example_count"] = total
+        return json_safe(metrics)
+
+    def plots(self, class_names=None) -> dict:
+        return {}
+
+
+def new_accumulator(problem: str, decision_threshold: float, class_count: int, weighted: bool):
+    """An empty accumulator of the problem's kind."""
+    if problem == "binary":
+        return BinaryAccumulator(decision_threshold, weighted)
+    if problem == "multiclass":
+        return MulticlassAccumulator(class_count, weighted)
+    return RegressionAccumulator(weighted)
