@@ -218,6 +218,11 @@ def test_portable_runner_with_external_worker_pool(name, request, in_process, po
     _check(name, request.getfixturevalue(name), portable_runner, in_process, tmp_path)
 
 
+def test_portable_runner_bundle_repeat_counts_each_row_once(one_big_file, in_process, portable_runner, tmp_path):
+    # job_server.py hands the replay option to its runner (Beam's own job server drops it).
+    _check("one_big_file", one_big_file, [*portable_runner, "--direct_runner_bundle_repeat=1"], in_process, tmp_path)
+
+
 def test_portable_runner_on_beams_own_job_server(many_files, in_process, beams_own_portable_runner, tmp_path):
     # Beam's job server gives a job one SDK worker whatever its options: the same statistics.
     _check("many_files", many_files, beams_own_portable_runner, in_process, tmp_path, workers=1)
