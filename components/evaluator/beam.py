@@ -29,7 +29,13 @@ from sluice.components.artifacts import Examples, Model
 from sluice.components.evaluator import predict
 from sluice.components.evaluator.accumulators import GRID, new_accumulator
 from sluice.components.evaluator.analysis import Analysis, read_weights
-from sluice.components.evaluator.slicing import bucket_edges, bucketed_features, keyed_slices, spec_name
+from sluice.components.evaluator.slicing import (
+    DEFAULT_BUCKETS,
+    bucket_edges,
+    bucketed_features,
+    keyed_slices,
+    spec_name,
+)
 from sluice.components.io.examples import open_parquet, read_batches, read_schema, read_table, split_files
 from sluice.components.io.files import read_bytes, write_bytes
 from sluice.components.sdk import ComponentError
@@ -191,12 +197,13 @@ def _probe(files, model, baseline, settings: dict) -> tuple[str, tuple]:
     if problem != "auto" and (problem == "regression" or from_logits is not None):
         return problem, roles
     rows = min(PROBE_ROWS, settings["example_count_limit"] or PROBE_ROWS)
-    batch = next(read_batches(files[0], OWNER, batch_size=rows), None)
+    path, batch = next(((path, batch) for path in files for batch in read_batches(path, OWNER, batch_size=rows)
+                        if batch.num_rows), (files[0], None))
     if batch is None:
         return ("regression" if problem == "auto" else problem), roles
     table = pa.Table.from_batches([batch])
     labels, has_label, outputs = score_table(
-        table, files[0], _load(model.uri, "model"), _load(baseline.uri if baseline else None, "baseline model"),
+        table, path, _load(model.uri, "model"), _load(baseline.uri if baseline else None, "baseline model"),
         settings["label_key"], settings["prediction_key"], problem, settings["label_vocabulary"])
     if problem == "auto":
         problem, why = predict.infer_problem(outputs[0], labels, has_label)
@@ -259,7 +266,9 @@ def analyze(ctx, examples: Examples, model: Model, baseline: Model | None, evalu
     problem, from_logits = _probe(files, model, baseline, settings)
     plan = Plan(model.uri, baseline.uri if baseline is not None else None, settings["label_key"],
                 settings["prediction_key"], problem, from_logits, settings["decision_threshold"],
-                settings["label_vocabulary"], settings["example_weight_key"], list(specs), dict(buckets), edges)
+                settings["label_vocabulary"], settings["example_weight_key"], list(specs),
+                # every file cuts a feature bucketed in the first one alike, whatever its type there
+                {**{f: DEFAULT_BUCKETS for f in edges}, **buckets}, edges)
     results = evaluation.path(RESULTS_FILE)
     pieces = _pieces(files, limit)
     workers = _run(ctx, pieces, plan, results)

@@ -198,3 +198,17 @@ def test_accumulators_merge_in_any_order_to_one_pass():
     merged_r = RegressionAccumulator(False).add(values[:10], values[:10] * 1.1).merge(
         RegressionAccumulator(False).add(values[10:], values[10:] * 1.1))
     _same_metrics(merged_r.metrics(), whole_r.metrics(), "regression")
+
+
+def test_inference_skips_an_empty_first_file_and_an_int_file_is_bucketed_like_a_float_one(tmp_path, models):
+    good, _ = models
+    examples, table = _binary_data(tmp_path / "data")
+    split = examples.split_uri("eval")
+    pq.write_table(table.slice(0, 0), os.path.join(split, "part-0000-empty.parquet"))  # sorts first
+    second = os.path.join(split, "part-00001-of-00002.parquet")
+    ints = pq.read_table(second)
+    pq.write_table(ints.set_column(ints.schema.get_field_index("fare"), "fare",
+                                   pa.array(np.round(ints.column("fare").to_numpy()).astype(np.int64))), second)
+    got, _ = _compare(tmp_path, REPLAYED, examples=examples, model=good, label_key="label",
+                      slicing_features=["fare"])
+    assert got["problem"] == "binary" and len(got["slices"]) == 4
