@@ -147,22 +147,29 @@ def test_multiclass_string_labels(tmp_path):
         [int(np.sum((truth == a) & (predicted == p))) for p in range(3)] for a in range(3)]
 
 
-def test_regression_weighted_with_a_row_limit_and_inferred_problem(tmp_path, capsys):
+def test_regression_weighted_with_a_row_limit_and_inferred_problem(tmp_path, capsys, monkeypatch):
+    from sluice.components.evaluator import beam as on_beam
+
+    monkeypatch.setattr(on_beam, "PIECE_ROWS", 100)  # each 100-row group a piece: 4 and 30 rows of a fifth
     rng = np.random.default_rng(7)
     rows = 500
     fare = rng.gamma(2.0, 6.0, rows)
     fare[::50] = 0.0
     table = pa.table({"fare": fare, "pred": fare * 0.9 + rng.normal(0, 1.5, rows),
                       "area": np.where(rng.random(rows) < 0.5, "north", "south"),
-                      "miles": rng.random(rows) * 10, "w": rng.random(rows)})
+                      "miles": rng.random(rows) * 10, "w": rng.random(rows),
+                      "floor": np.r_[rng.integers(2, 12, 200), rng.integers(0, 3, rows - 200)]})
     split = tmp_path / "examples" / "Split-eval"
     split.mkdir(parents=True)
     pq.write_table(table, split / "part-00000-of-00001.parquet", row_group_size=100)
     model = _save_feature_model(tmp_path / "m", {"predictions": "pred"})
     got, _ = _compare(tmp_path, REPLAYED, examples=Examples(uri=str(tmp_path / "examples"), split_names=["eval"]),
-                      model=model, label_key="fare", slicing_features=["area", "miles"], example_weight_key="w",
+                      model=model, label_key="fare", slicing_features=["area", "miles", ["floor", "area"]],
+                      example_weight_key="w",
                       example_count_limit=430, thresholds={"rmse": MetricThreshold(upper_bound=3.0)})
-    assert got["overall"]["example_count"] == 430 and got["problem"] == "regression"
+    assert got["overall"]["example_count"] == 430 and got["problem"] == "regression" and got["pieces"] == 5
+    floors = [name.split(",")[0] for name in got["slices"] if name.startswith("floor=")]
+    assert list(dict.fromkeys(floors)) == [f"floor={i}" for i in range(12)]  # numeric order across pieces
     assert "in the first 430 rows" in capsys.readouterr().err
 
 
