@@ -32,8 +32,15 @@ thresholds (``min_improvement`` / ``max_regression``, absolute or, with
 baseline: the ``baseline_model`` input, else the pipeline's latest blessed
 model from the metadata store; without one they are recorded as skipped.
 
-Modules: ``metrics``, ``slicing``, ``thresholds``, ``predict`` (calling the serving
-models), ``report`` (report.html), ``component`` (the executor ``evaluate_model`` and
+On runners with workers (any Beam option but the in-process runner) the predictions and the
+metric accumulation run as a Beam pipeline: each file (or run of row groups) is scored by a
+worker into mergeable accumulators per slice, so the driver's memory stays bounded; AUC and
+the curves then come from a 10,000-bucket score histogram (``engine`` in metrics.json says
+which path ran).
+
+Modules: ``metrics`` (exact, numpy), ``plots``, ``slicing``, ``analysis`` (metrics per slice),
+``thresholds``, ``predict`` (calling the serving models), ``accumulators`` and ``beam`` (the
+Beam path), ``report`` (report.html), ``component`` (the executor ``evaluate_model`` and
 ``Evaluator``).
 """
 
