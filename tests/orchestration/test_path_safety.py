@@ -177,7 +177,7 @@ def test_pusher_ignores_other_symlinks_and_never_writes_through_them(tmp_path):
 
 
 def test_pusher_removes_staging_folders_of_dead_pushes_only(tmp_path):
-    from sluice.components.pusher import _process_tag
+    from sluice.components.pusher.component import _process_tag
 
     serving = tmp_path / "serving"
     (serving / ".push-999999999.1-dead" / "model").mkdir(parents=True)  # its process is gone
