@@ -3,8 +3,9 @@
 Every split side by side, and a baseline span's splits when given: one row per feature with
 each split's statistics, its missing share, its drift (the Jensen-Shannon divergence, TFDV's
 drift measure) against the first split and against the baseline, and a chart with every split
-(numeric histograms on one value axis, categorical top values as bars). Rows sort by name,
-missing share and drift, and filter by name, in the browser.
+(numeric histograms on one value axis, categorical top values as bars; at most ``MAX_CHARTS``
+charts, for the most drifted features). Rows sort by name, missing share and drift, and filter
+by name, in the browser.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sluice.components.reports import charts
 from sluice.components.tfdv import DatasetView, FeatureView, jensen_shannon_divergence
 
 TOP_VALUES_CHARTED = 10
+MAX_CHARTS = 100  # features charted per report: the most drifted, then the most missing
 _CELL_KEYS = ("count", "missing_pct", "mean", "std_dev", "min", "median", "max", "zeros_pct", "unique",
               "avg_length", "top")
 
@@ -49,10 +51,18 @@ def render_report(columns: list[Column]) -> str:
     for column in columns:
         keys.update(dict.fromkeys(view.key for view in column.view.features))
     features = [_feature_row(key, columns) for key in keys]
+    # A chart costs tens of milliseconds: a wide dataset gets them for its most drifted
+    # (then most missing) features only.
+    charted = sorted(features, key=lambda f: (-(f["drift_max"] or 0.0), -f["missing_max"]))[:MAX_CHARTS]
+    for feature in charted:
+        feature["chart"] = _chart(feature["name"], feature["kind"], feature.pop("present"))
+    for feature in features:
+        feature.pop("present", None)
     legend = [{"label": c.label, "color": charts.COLORS[i % len(charts.COLORS)],
                "num_examples": int(c.view.num_examples), "num_features": len(c.view.features)}
               for i, c in enumerate(columns)]
-    return reports.render("statistics.html.j2", columns=legend, features=features)
+    return reports.render("statistics.html.j2", columns=legend, features=features,
+                          charted=len(charted), max_charts=MAX_CHARTS)
 
 
 def _kind(view: FeatureView) -> str:
@@ -76,7 +86,7 @@ def _feature_row(key: str, columns: list[Column]) -> dict[str, Any]:
     return {
         "name": key, "type": first.type, "kind": kind, "cells": cells,
         "missing_max": max(missing, default=0.0), "drift_max": max(drifts, default=None),
-        "chart": _chart(key, kind, present),
+        "chart": None, "present": present,
     }
 
 

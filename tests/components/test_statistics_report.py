@@ -103,3 +103,16 @@ def test_charts_show_every_split_and_the_same_data_gives_the_same_page(spans):
     datasets = {s: default_dataset(load_statistics(os.path.join(second.split_uri(s), "FeatureStats.pb"), "test"))
                 for s in second.split_names}
     assert render_report(columns_for(datasets)) == render_report(columns_for(datasets))
+
+
+def test_a_wide_dataset_charts_its_most_drifted_features_only(tmp_path, monkeypatch):
+    from sluice.components.statistics_gen import report
+
+    monkeypatch.setattr(report, "MAX_CHARTS", 2)
+    wide = {f"f{i}": pa.array([float(j % 7) for j in range(60)]) for i in range(5)}
+    shifted = dict(wide, f3=pa.array([float(j % 7) + 40 for j in range(60)]))
+    output = _statistics(tmp_path, "wide", {"train": pa.table(wide), "eval": pa.table(shifted)})
+    page = Path(output.path("report.html")).read_text()
+    rows = _rows(page)
+    assert page.count("<svg") == 2 and "<svg" in rows["f3"]  # the drifted feature is one of them
+    assert "Charts are drawn for 2 of the 5 features" in page
