@@ -19,15 +19,8 @@ Model Registry side: upload, register, tags, the ``champion`` alias).
 """
 
 from sluice.components.pusher.component import (
-    ALIAS,
-    ARTIFACT_PATH,
-    EXECUTION_TAG,
-    FINGERPRINT_TAG,
     MARKER,
-    MODEL_URI_TAG,
-    SERVING_TAG,
     Pusher,
-    Registry,
     model_fingerprint,
     place_version,
     push_model,
@@ -35,6 +28,15 @@ from sluice.components.pusher.component import (
     remove_stale_staging,
     rename_no_replace,
     stage_copy,
+)
+from sluice.components.pusher.registry import (
+    ALIAS,
+    ARTIFACT_PATH,
+    EXECUTION_TAG,
+    FINGERPRINT_TAG,
+    MODEL_URI_TAG,
+    SERVING_TAG,
+    Registry,
     upload_model,
 )
 

@@ -13,27 +13,13 @@ import tempfile
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing, PushedModel
 from sluice.components.pusher.registry import (
-    ALIAS,
-    ARTIFACT_PATH,
-    EXECUTION_TAG,
-    FINGERPRINT_TAG,
-    MODEL_URI_TAG,
-    SERVING_TAG,
     Registry,
-    upload_model,
 )
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 
-__all__ = [  # the registry's names too: the package exports them
-    "ALIAS",
-    "ARTIFACT_PATH",
-    "EXECUTION_TAG",
-    "FINGERPRINT_TAG",
+__all__ = [
     "MARKER",
-    "MODEL_URI_TAG",
-    "SERVING_TAG",
     "Pusher",
-    "Registry",
     "model_fingerprint",
     "place_version",
     "push_model",
@@ -41,7 +27,6 @@ __all__ = [  # the registry's names too: the package exports them
     "remove_stale_staging",
     "rename_no_replace",
     "stage_copy",
-    "upload_model",
 ]
 
 MARKER = ".sluice-push.json"  # in each version folder: which model it holds and where it is registered
