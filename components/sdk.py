@@ -182,6 +182,16 @@ class ExecutionContext:
         code = f"import sys; from {module} import {function}; sys.exit({function}(sys.argv[1:]))"
         return [sys.executable, "-c", code]
 
+    def run_workers(self, entry: str, request: dict[str, Any], count: int,
+                    warm_imports: tuple[str, ...] = ()) -> list:
+        """Runs ``entry`` in ``count`` workers forming one TensorFlow cluster (TF_CONFIG in each
+        worker's environment), each called with ``[REQUEST.json, RESULT.json]``; returns their
+        ``WorkerResult``s in index order. Local processes on loopback, unless the runner launches
+        workers its own way (Kubeflow: a TFJob); see ``worker_processes``."""
+        from sluice.components import worker_processes
+
+        return worker_processes.launch(self, entry, request, count, tuple(warm_imports))
+
     @property
     def beam_default_runner(self) -> bool:
         """True when the pipeline gives no Beam option but the in-process runner.
@@ -345,13 +355,16 @@ class Component:
     """
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, version: str = "1",
-                 warm_imports: tuple[str, ...] = ()):
+                 warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None):
         self.fn = fn
         self.name = name or fn.__name__
         self.version = version
         # Heavy modules the executor imports (e.g. "tensorflow"): a runner may import
         # them in the background while earlier components run.
         self.warm_imports = tuple(warm_imports)
+        # The parameter holding how many workers the executor starts with ``ctx.run_workers``
+        # (e.g. the Trainer's "num_workers"): a compiler may prepare the task to launch them.
+        self.workers_parameter = workers_parameter
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
@@ -451,11 +464,12 @@ def source_tree_digest(root: str) -> str:
 
 
 def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str = "1",
-              warm_imports: tuple[str, ...] = ()):
+              warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None):
     """Turns a typed function into a component (usable bare or as ``@component(...)``)."""
     if fn is None:
-        return lambda f: Component(f, name=name, version=version, warm_imports=warm_imports)
-    return Component(fn, name=name, version=version, warm_imports=warm_imports)
+        return lambda f: Component(f, name=name, version=version, warm_imports=warm_imports,
+                                   workers_parameter=workers_parameter)
+    return Component(fn, name=name, version=version, warm_imports=warm_imports, workers_parameter=workers_parameter)
 
 
 # --- nodes and channels ------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 import pydantic
 
 from sluice.components.sdk import DefinitionError, Node
+from sluice.orchestration import kubeflow_jobs
 from sluice.orchestration.secrets import has_credentials, mask_text, mask_uri
 
 TARGETS = ("kubeflow",)
@@ -76,6 +77,8 @@ class KubeflowResources(pydantic.BaseModel):
     backoff_duration: str = "30s"
     backoff_factor: float = 2.0
     backoff_max_duration: str = "3600s"
+    # How long a task waits for the workers it launches (a TFJob, see kubeflow_jobs) before deleting them.
+    workers_timeout_seconds: int = pydantic.Field(86400, ge=1)
 
     @pydantic.field_validator("cpu_request", "cpu_limit")
     @classmethod
@@ -200,6 +203,8 @@ def compile_kubeflow(
 
     _check_options(image, tracking_uri, target)
     ir, params = _compile_ir(pipeline, tracking_uri, source)
+    ir["pipeline"]["image"] = image  # the workers' image, where a task launches them
+    workers = {node.id: kubeflow_jobs.worker_count(node) for node in pipeline.components}
 
     taken: set[str] = set()
     param_idents = {name: _identifier(f"param_{name}", taken) for name in params}
@@ -217,7 +222,7 @@ def compile_kubeflow(
     }
 
     def build(**values: Any) -> None:
-        _add_tasks(ir, ir_json, kfp_components, param_idents, values)
+        _add_tasks(ir, ir_json, kfp_components, param_idents, values, workers)
 
     # The pipeline function's signature is the pipeline's parameters, typed.
     sig_args = ", ".join(f"{name}: {_kfp_type(value)} = {value!r}" for name, value in params.items())
@@ -231,7 +236,8 @@ def compile_kubeflow(
                                description=f"Sluice pipeline {ir['pipeline']['name']}")(namespace["pipeline_fn"])
     compiler.Compiler().compile(pipeline_fn, output_path)
     return {"pipeline": ir["pipeline"]["name"], "tasks": [n["id"] for n in ir["nodes"]], "image": image,
-            "parameters": params, "output": output_path}
+            "parameters": params, "output": output_path,
+            "worker_launchers": {node_id: count for node_id, count in workers.items() if count > 1}}
 
 
 def _check_options(image: str | None, tracking_uri: str | None, target: str) -> None:
@@ -339,8 +345,9 @@ def _load_module(lines: list[str]):
 
 
 def _add_tasks(ir: dict[str, Any], ir_json: str, kfp_components: dict[str, Any], param_idents: dict[str, str],
-               values: dict[str, Any]) -> None:
-    """The pipeline function's body: one task per node, wired to its inputs and upstream nodes."""
+               values: dict[str, Any], workers: dict[str, int]) -> None:
+    """The pipeline function's body: one task per node, wired to its inputs and upstream nodes; a node
+    starting workers of its own gets a task that launches them (``kubeflow_jobs.mark_task``)."""
     from kfp import dsl
 
     tasks: dict[str, Any] = {}
@@ -357,6 +364,8 @@ def _add_tasks(ir: dict[str, Any], ir_json: str, kfp_components: dict[str, Any],
             if dep not in {src["node"] for src in node["inputs"].values()}:
                 task.after(tasks[dep])
         _apply_resources(task, node["platform_config"].get("kubeflow") or {})
+        if workers.get(node["id"], 1) > 1:
+            kubeflow_jobs.mark_task(task, workers[node["id"]])
         if ir["pipeline"].get("tracking_uri"):
             task.set_env_variable("SLUICE_TRACKING_URI", ir["pipeline"]["tracking_uri"])
         tasks[node["id"]] = task

@@ -19,7 +19,9 @@ from sluice.components.sdk import ComponentError
 from sluice.orchestration import runtime
 from sluice.orchestration.execution import run_node
 from sluice.orchestration.kubeflow import decode_ir
+from sluice.orchestration.kubeflow_jobs import TFJobLauncher
 from sluice.orchestration.metadata import BLOCKED, EXECUTED, MetadataStore, default_tracking_uri
+from sluice.orchestration.runtime import processes
 from sluice.orchestration.secrets import mask_text
 
 SLUICE_META = "sluice"
@@ -37,6 +39,7 @@ def _rebuild_ir(ir: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     fresh = compile_pipeline(pipe)
     fresh["pipeline"]["source"] = ir["pipeline"]["source"]
     fresh["pipeline"]["tracking_uri"] = ir["pipeline"].get("tracking_uri")
+    fresh["pipeline"]["image"] = ir["pipeline"].get("image")
     return fresh
 
 
@@ -86,8 +89,11 @@ def _run_task(ir_json: str, node_id: str, kfp_run_id: str, params: dict[str, Any
         record = dict(kfp_artifact.metadata.get(SLUICE_META) or {"type": node["inputs"][name]["type"]})
         record["uri"] = kfp_artifact.path
         in_artifacts[name] = [Artifact.from_record(record)]
-    result = run_node(node, spec, in_artifacts, store, parent, enable_cache=False,
-                      output_uris={name: art.path for name, art in outputs.items()})
+    # Workers a component starts are a TFJob's replicas (kubeflow_jobs), made only if it asks for them.
+    timeout = (node["platform_config"].get("kubeflow") or {}).get("workers_timeout_seconds", 86400)
+    with processes.worker_launcher(TFJobLauncher(spec.get("image"), kfp_run_id, timeout)):
+        result = run_node(node, spec, in_artifacts, store, parent, enable_cache=False,
+                          output_uris={name: art.path for name, art in outputs.items()})
     for name, kfp_artifact in outputs.items():
         published = result.outputs[name][0]
         kfp_artifact.metadata[SLUICE_META] = published.to_record()

@@ -126,19 +126,17 @@ def run_trainer(
     Exactly one of ``module_file`` (a .py defining ``run_fn``) or ``run_fn`` (a dotted
     ``"package.module.function"``) is required.
 
-    ``hyperparameters``: a Tuner's ``best_hyperparameters`` (``run_fn`` gets its keras-tuner
-    config, as in TFX: ``keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)``)
-    or a dict given as it is.
+    ``hyperparameters``: a Tuner's ``best_hyperparameters`` (``run_fn`` gets its keras-tuner config, as
+    in TFX: ``keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)``) or a dict as it is.
 
     ``distribution``: ``auto`` mirrors over GPUs when there are any, else the
     default strategy; ``mirrored``; ``multi_worker`` (TF_CONFIG or
     ``cluster_spec``: a TF_CONFIG-shaped dict; or neither, with ``num_workers`` > 1: the
-    Trainer starts that many worker processes on this machine, on loopback, worker 0 the
-    chief); ``tpu``; ``one_device``.
-    ``base_model``, when wired, is passed to ``run_fn`` for warm starts; with
-    ``warm_start_from_last_push`` and nothing wired, the base is the model this
-    pipeline's Pusher pushed last (found in the metadata store), so retraining
-    on a new span continues from the serving model.
+    runner starts that many workers, worker 0 the chief: processes on loopback locally, a
+    TFJob on Kubeflow); ``tpu``; ``one_device``.
+    ``base_model``, when wired, is passed to ``run_fn`` for warm starts; with ``warm_start_from_last_push``
+    and nothing wired, the base is the model this pipeline's Pusher pushed last (found in the metadata
+    store), so retraining on a new span continues from the serving model.
     """
     ctx = ctx or ExecutionContext()
     if train_steps <= 0:
@@ -154,13 +152,13 @@ def run_trainer(
                         else _last_pushed_model(ctx) if warm_start_from_last_push else None),
         distribution=distribution, cluster_spec=cluster_spec, train_splits=list(train_splits),
         eval_splits=list(eval_splits))
-    if workers.launches_locally(distribution, cluster_spec, num_workers):
-        result = workers.run_local_workers(call, num_workers, ctx)
-        if ctx.tracking_uri and ctx.mlflow_run_id:
-            _log_params(ctx.tracking_uri, ctx.mlflow_run_id, call, result["replicas"])
-        _record(model, train_steps, result["final_metrics"], source, ctx)
+    if not workers.launches_workers(distribution, cluster_spec, num_workers):
+        train(call, ctx)
         return
-    train(call, ctx)
+    result = workers.run_workers(call, num_workers, ctx)
+    if ctx.tracking_uri and ctx.mlflow_run_id:
+        _log_params(ctx.tracking_uri, ctx.mlflow_run_id, call, result["replicas"])
+    _record(model, train_steps, result["final_metrics"], source, ctx)
 
 
 def train(call: TrainingCall, ctx: ExecutionContext) -> dict[str, Any]:
@@ -218,4 +216,4 @@ def _record(model: Model, train_steps: int, final_metrics: dict[str, float], sou
         ctx.log_artifacts(model.serving_dir, "model")
 
 
-Trainer = component(run_trainer, name="Trainer", warm_imports=("tensorflow",))
+Trainer = component(run_trainer, name="Trainer", warm_imports=("tensorflow",), workers_parameter="num_workers")

@@ -7,10 +7,16 @@ this, a worker process would meet the Keras bugs the runner's own process is spa
 
 ``WARM_IMPORTS``: comma-separated module names (``-`` for none); ``ENTRY``:
 ``package.module:function``, called with ``ARGS``; its return value is the exit status.
+
+``worker_launcher``: a runner whose workers are not local processes (Kubeflow's TFJob) installs
+its launcher for ``ExecutionContext.run_workers`` while it runs a component in this process. It
+is a process-wide setting of Sluice's own (``components.worker_processes``), no library patch:
+no version guard.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
@@ -18,6 +24,19 @@ import sys
 def command(entry: str, warm_imports: tuple[str, ...] | list[str]) -> list[str]:
     """The command line that runs ``entry`` in a prepared process (arguments follow it)."""
     return [sys.executable, "-m", __name__, ",".join(warm_imports) or "-", entry]
+
+
+@contextlib.contextmanager
+def worker_launcher(launcher):
+    """Within the block, ``ExecutionContext.run_workers`` calls ``launcher(ctx, entry, request, count,
+    warm_imports)`` (see ``components.worker_processes``); the previous launcher comes back after."""
+    from sluice.components import worker_processes
+
+    previous = worker_processes.install_launcher(launcher)
+    try:
+        yield launcher
+    finally:
+        worker_processes.install_launcher(previous)
 
 
 def main(argv: list[str]) -> int:

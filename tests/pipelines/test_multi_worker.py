@@ -8,21 +8,21 @@ from pathlib import Path
 import pytest
 
 from sluice.components.sdk import ComponentError
-from sluice.components.trainer.workers import launches_locally
+from sluice.components.trainer.workers import launches_workers
 from tests.pipelines.test_penguin import sluice
 
 
 def test_settings_that_clash_are_one_line(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert not launches_locally("auto", None, 1)
-    assert launches_locally("multi_worker", None, 2)
+    assert not launches_workers("auto", None, 1)
+    assert launches_workers("multi_worker", None, 2)
     with pytest.raises(ComponentError, match=r"^Trainer: parameter 'num_workers' is 2, which needs "
                                              r"distribution='multi_worker' \(got 'auto'\)$"):
-        launches_locally("auto", None, 2)
+        launches_workers("auto", None, 2)
     with pytest.raises(ComponentError, match=r"not both$"):
-        launches_locally("multi_worker", {"cluster": {}}, 2)
+        launches_workers("multi_worker", {"cluster": {}}, 2)
     with pytest.raises(ComponentError, match=r"must be at least 1, got 0$"):
-        launches_locally("multi_worker", None, 0)
+        launches_workers("multi_worker", None, 0)
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_penguin_trains_with_two_local_workers(tmp_path):
     evaluator = next(c for c in doc["components"] if c["type"] == "Evaluator")
     metrics = json.loads(Path(evaluator["outputs"]["evaluation"][0], "metrics.json").read_text())
     assert metrics["overall"]["accuracy"] >= 0.9
-    assert not [p for p in os.listdir("/tmp") if p.startswith("sluice-trainer-workers-") and
+    assert not [p for p in os.listdir("/tmp") if p.startswith("sluice-workers-") and
                 os.path.getmtime(os.path.join("/tmp", p)) > os.path.getmtime(tmp_path / "root")]
 
 
