@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from sluice.components import beam_workers
 from sluice.components.artifacts import Examples
 from sluice.components.example_gen import config, inputs, shards
 from sluice.components.example_gen.config import ColumnTypeChanged, SpanRange, SplitConfig, one_line
@@ -19,7 +20,8 @@ from sluice.components.sdk import ComponentError, ExecutionContext, ExternalData
 
 
 def _run(ctx: ExecutionContext, build) -> Any:
-    """Runs the pipeline ``build(p)`` made; ComponentErrors from workers come out as one line."""
+    """Runs the pipeline ``build(p)`` made; ComponentErrors from workers come out as one line. On
+    workers, logs how many processes wrote rows (``workers``)."""
     pipeline = ctx.beam_pipeline()
     build(pipeline)
     try:
@@ -32,6 +34,9 @@ def _run(ctx: ExecutionContext, build) -> Any:
         if line is None:
             raise
         raise ComponentError(one_line(line)) from None
+    workers = beam_workers.workers_of(result) if beam_workers.asks_for_workers(ctx.beam_pipeline_args) else None
+    if workers is not None:
+        ctx.log_metric("workers", workers)  # how many processes wrote rows
     return result
 
 
@@ -92,7 +97,7 @@ def csv_example_gen(
     splits = split_names(resolved.files, output_config)
 
     # On workers, large files are cut into byte ranges; in-process, a file is parsed on threads.
-    range_bytes = config.CSV_RANGE_BYTES if transforms.asks_for_workers(ctx.beam_pipeline_args) else None
+    range_bytes = config.CSV_RANGE_BYTES if beam_workers.asks_for_workers(ctx.beam_pipeline_args) else None
 
     def build(p, exact: bool):
         infer = transforms.InferCsvColumns(resolved.files, columns.names, nulls, columns.dictionary, range_bytes)

@@ -20,6 +20,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 import sluice.components.io.coders  # noqa: F401 - registers the RecordBatch coder the elements' coder uses
+from sluice.components.beam_workers import record_worker
 from sluice.components.example_gen import config, csv_ranges, shards, sniff, sources
 from sluice.components.example_gen.columns import CsvColumns, merge_kinds
 from sluice.components.example_gen.config import InputFile, SplitConfig
@@ -112,20 +113,6 @@ def _ranges_and_counts(pbegin, files: list[InputFile], range_bytes: int):
         | "CountQuotes" >> beam.Map(csv_ranges.count_range)
     )
     return ranges, beam.pvalue.AsDict(counts)
-
-
-def asks_for_workers(beam_pipeline_args: list[str]) -> bool:
-    """Whether these Beam options run the pipeline on workers: another runner than the in-process
-    one, or the in-process one with ``direct_num_workers`` other than 1 (0: one per core)."""
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
-
-    from sluice.components.sdk import IN_PROCESS_RUNNERS
-
-    options = PipelineOptions(list(beam_pipeline_args))
-    runner = options.view_as(StandardOptions).runner
-    if runner is not None and runner not in IN_PROCESS_RUNNERS:
-        return True
-    return options.view_as(DirectOptions).direct_num_workers != 1
 
 
 @beam.typehints.with_input_types(tuple[int, ...])
@@ -250,6 +237,7 @@ class WriteShardsFn(beam.DoFn):
 
     def process(self, element):
         self.writer.add(*element)
+        record_worker(element[2].num_rows)
 
     def finish_bundle(self):
         from apache_beam.transforms.window import GlobalWindows
@@ -308,5 +296,4 @@ __all__ = [
     "RecordWrittenShards",
     "SplitAndWriteExamples",
     "WriteShardsFn",
-    "asks_for_workers",
 ]

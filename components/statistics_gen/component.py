@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from sluice.components import beam_workers
 from sluice.components.artifacts import Examples, ExampleStatistics, Schema
 from sluice.components.io.files import exists, read_bytes, write_bytes, write_text
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
@@ -57,7 +58,7 @@ def generate_statistics(
         # One pipeline for all splits: one start-up cost, and the runner may overlap them.
         # The statistics reach the driver through the artifact store: workers write them there.
         with ctx.beam_pipeline() as pipeline:
-            distributed = transforms.wants_distribution(pipeline.options)  # running may rewrite the options
+            distributed = beam_workers.asks_for_workers(pipeline.options)  # running may rewrite the options
             _ = (
                 pipeline
                 | "Statistics" >> transforms.ComputeParquetStatistics(patterns, categorical)
@@ -69,7 +70,7 @@ def generate_statistics(
         # Beam appends the failing step and a traceback; keep the one-line message.
         raise ComponentError(str(exc).splitlines()[0]) from None
     # On a runner with workers: how many processes summarized rows (none where it has no metrics).
-    workers = transforms.workers_of(pipeline.result) if distributed else None
+    workers = beam_workers.workers_of(pipeline.result) if distributed else None
     if workers is not None:
         ctx.log_metric("workers", workers)
     datasets = {}

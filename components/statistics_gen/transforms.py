@@ -6,8 +6,8 @@
   pipeline has few stages; in process, a split's few files are one element, and a combine
   per split merges the files of a split that has many. On a runner with several workers
   every file, and every run of row groups of a big file, is an element of its own.
-- ``record_worker`` / ``workers_of``: each DoFn doing data work counts its rows under
-  its worker process; ``workers_of(result)`` is how many processes did some.
+- Each DoFn doing data work counts its rows under its worker process
+  (``beam_workers.record_worker``).
 - ``ReadParquetBatches | ComputeStatistics``: the same statistics from a PCollection
   of Arrow RecordBatches, for any source of batches.
 
@@ -26,7 +26,6 @@ Outside a pipeline::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,8 +35,8 @@ from apache_beam.transforms.window import GlobalWindows
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 import sluice.components.io.coders  # noqa: F401 - registers the RecordBatch coder
+from sluice.components.beam_workers import asks_for_workers, record_worker
 from sluice.components.io.examples import DEFAULT_BATCH_ROWS, match_files, read_batches
-from sluice.components.sdk import IN_PROCESS_RUNNERS
 from sluice.components.statistics_gen import read_ahead
 from sluice.components.statistics_gen.accumulate import DatasetAccumulator, add_batch, compact, merge_datasets
 from sluice.components.statistics_gen.protos import to_statistics_proto
@@ -46,41 +45,6 @@ from sluice.components.statistics_gen.protos import to_statistics_proto
 FILES_PER_ELEMENT = 16
 
 Statistics = statistics_pb2.DatasetFeatureStatisticsList
-
-# The Beam metrics namespace of the rows each worker process summarized (one counter per process).
-WORKERS_NAMESPACE = "sluice.workers"
-
-
-def record_worker(rows: int) -> None:
-    """Counts ``rows`` summarized by this worker process (call inside a DoFn)."""
-    beam.metrics.Metrics.counter(WORKERS_NAMESPACE, f"pid-{os.getpid()}").inc(rows)
-
-
-def workers_of(result) -> int | None:
-    """How many worker processes summarized rows in a finished pipeline, or None when its
-    runner reports no metrics. Committed counts where the runner has them (a replayed
-    bundle's are not), else attempted ones."""
-    from apache_beam.metrics.metric import MetricsFilter
-
-    try:
-        counters = result.metrics().query(MetricsFilter().with_namespace(WORKERS_NAMESPACE))["counters"]
-    except (NotImplementedError, AttributeError, KeyError):
-        return None
-    if not counters:
-        return None
-    return len({c.key.metric.name for c in counters if (c.committed or c.attempted or 0) > 0})
-
-
-def wants_distribution(options) -> bool:
-    """Whether Beam ``options`` ask for work spread over workers: a runner other than the
-    in-process one, or more than one DirectRunner worker (0 means one per core)."""
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
-
-    runner = options.view_as(StandardOptions).runner
-    if runner is not None and runner not in IN_PROCESS_RUNNERS:
-        return True
-    return options.view_as(DirectOptions).direct_num_workers != 1
-
 
 @beam.typehints.with_input_types(pa.RecordBatch)
 @beam.typehints.with_output_types(Statistics)
@@ -257,7 +221,7 @@ class ComputeParquetStatistics(beam.PTransform):
     ``FILES_PER_ELEMENT`` files, a split's files are one element, merged by the
     worker that reads them; more files are spread over workers one by one and a
     combine per split merges them. With ``distribute`` (by default: when the
-    pipeline's options ask for a runner with several workers, ``wants_distribution``)
+    pipeline's options ask for a runner with several workers, ``beam_workers.asks_for_workers``)
     every file is an element, a big file one per run of row groups
     (``read_ahead.file_pieces``), and the combine merges them. Same statistics as
     ``ReadParquetBatches | ComputeStatistics``, far fewer Beam stages and elements.
@@ -277,7 +241,7 @@ class ComputeParquetStatistics(beam.PTransform):
                     for split, patterns in self.file_patterns_by_split.items()}
         distribute = self.distribute
         if distribute is None:
-            distribute = wants_distribution(pbegin.pipeline.options)
+            distribute = asks_for_workers(pbegin.pipeline.options)
         if distribute:  # the driver cuts big files, so that their pieces go to different workers
             files = [(split, ((path, None if row_groups is None else tuple(row_groups)),))
                      for split, paths in by_split.items() for path in paths

@@ -100,6 +100,7 @@ def test_ranges_on_two_workers_give_the_in_process_rows(data, in_process, tmp_pa
     assert all(count >= RANGES - 1 for count in shards.values()), shards
     assert {s: len(r) for s, r in got.items()} == {s: len(r) for s, r in expected.items()}
     assert got == expected
+    assert ctx.metrics.pop("workers") == 2  # both processes wrote rows
     assert ctx.metrics == expected_metrics
     assert [p.name for p in Path(examples.uri).rglob("*") if p.is_file() and not p.name.startswith("part-")] == []
 
