@@ -133,6 +133,14 @@ def echo_worker(argv: list[str]) -> int:
     return 0
 
 
+def failing_worker(argv: list[str]) -> int:
+    """Worker 1 fails and says why, as the Trainer's workers do."""
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    with open(argv[1], "w") as out:
+        json.dump({"error": "Trainer: run_fn failed"} if index == 1 else {"index": index}, out)
+    return index
+
+
 def _context(tmp_path) -> RunnerContext:
     return RunnerContext(pipeline_name="penguin", component_id="Trainer",
                          execution_id="0f3a9c1e5b7d4e2f8a6b0c9d1e2f3a4b", pipeline_root=str(tmp_path / "root"))
@@ -227,3 +235,14 @@ def test_a_refused_tfjob_is_one_line_and_no_image_is_named(tmp_path, kube, monke
     no_image = r"^Trainer: the compiled pipeline names no image for its workers"
     with processes.worker_launcher(TFJobLauncher(None, "run-42")), pytest.raises(ComponentError, match=no_image):
         _context(tmp_path).run_workers(f"{__name__}:echo_worker", {}, 2)
+
+
+def test_a_worker_that_says_why_it_failed_is_heard_over_the_tfjob(tmp_path, kube):
+    api = kube(operator=True)
+    with processes.worker_launcher(TFJobLauncher(IMAGE, "run-42", timeout_seconds=60)):
+        results = _context(tmp_path).run_workers(f"{__name__}:failing_worker", {}, 2)
+    assert [r.result for r in results] == [{"index": 0}, {"error": "Trainer: run_fn failed"}]
+    assert api.gets >= 1 and [p.returncode for p in api.replicas] == [0, 1]
+    [kept] = os.listdir(tmp_path / "root" / ".sluice-workers")  # kept: it holds the failed worker's result
+    assert sorted(os.listdir(tmp_path / "root" / ".sluice-workers" / kept)) == [
+        "request.json", "result-0.json", "result-1.json"]
