@@ -18,12 +18,19 @@ from typing import Any
 
 from sluice.components.artifacts import Artifact
 from sluice.components.module_files import module_directory_sources
+from sluice.orchestration import object_store
 
 CACHE_KEY_VERSION = "1"
 
 
 def fingerprint_path(path: str) -> str:
-    """A content hash of a file, a folder (recursively) or a glob pattern."""
+    """A content hash of a file, a folder (recursively) or a glob pattern.
+
+    On an object store (``s3://``...) it hashes what the listing says of each object (name, size,
+    time of last change) rather than downloading it.
+    """
+    if object_store.is_remote(path):
+        return _fingerprint_listing(path)
     digest = hashlib.blake2b(digest_size=16)
     if any(ch in path for ch in "*?[") and not os.path.exists(path):
         files = sorted(glob.glob(path, recursive=True))
@@ -45,6 +52,16 @@ def fingerprint_path(path: str) -> str:
             digest.update(hashlib.file_digest(fh, "blake2b").digest())
     if not files:
         digest.update(b"<missing>" + path.encode())
+    return digest.hexdigest()
+
+
+def _fingerprint_listing(uri: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    found = object_store.describe(uri)
+    for name, size, updated in found:
+        digest.update(f"{name}\0{size}\0{updated}\0".encode())
+    if not found:
+        digest.update(b"<missing>" + uri.encode())
     return digest.hexdigest()
 
 

@@ -20,6 +20,11 @@ Publication protocol:
 A cache hit needs a successful record with the same cache key (``cache_keys.cache_key``) *and* its outputs
 still on disk, under this run's pipeline root (a store shared by several roots holds
 other roots' outputs: see ``roots``).
+
+On an object-store root (``s3://``, ``gs://``) there is no rename: inputs are staged to local
+copies, the executor writes to local temporary folders, and step 3 uploads each one to
+``<output>/<execution_id>/`` with its marker object written last; a cache hit also needs the
+marker (see ``object_store``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Any
 
 from sluice.components.artifacts import ARTIFACT_TYPES, Artifact
 from sluice.components.sdk import Component, ComponentError, DefinitionError
-from sluice.orchestration import hooks, roots, runtime
+from sluice.orchestration import hooks, object_store, roots, runtime
 from sluice.orchestration.cache_keys import cache_key, fingerprint_path
 from sluice.orchestration.metadata import BLOCKED, CACHED, EXECUTED, FAILED, Execution, MetadataStore
 from sluice.orchestration.pipeline import load_component
@@ -80,7 +85,9 @@ def output_base(pipeline_root: str, pipeline: str, node_id: str, output: str) ->
 
 
 def outputs_exist(outputs: dict[str, list[Artifact]]) -> bool:
-    return all(os.path.isdir(a.uri) for arts in outputs.values() for a in arts)
+    """Every output is still there: a folder, or on an object store a prefix with its marker."""
+    return all(object_store.is_published(a.uri) if object_store.is_remote(a.uri) else os.path.isdir(a.uri)
+               for arts in outputs.values() for a in arts)
 
 
 # --- running a node ---------------------------------------------------------------------
@@ -118,6 +125,7 @@ def run_node(
     comp = load_component(node["component"])
     params = resolve_parameters(comp, node)
     key = cache_key(node, inputs)
+    object_store.configure(pipeline.get("beam_pipeline_args"))
 
     hit = _reusable_execution(node, store, name, root, key, enable_cache, reuse)
     if hit is not None:
@@ -135,7 +143,10 @@ def run_node(
     )
     final, log_dir = _final_uris(node, root, name, bases, execution_id, output_uris)
     log_path = os.path.join(log_dir, f"{execution_id}.log")
-    tmp = {out: os.path.join(bases[out], f".tmp-{execution_id}-{out}") for out in node["outputs"]}
+    remote = any(object_store.is_remote(uri) for uri in final.values())
+    home = roots.local_root(root)
+    tmp = {out: (os.path.join(home, "tmp", f"{execution_id}-{out}") if remote
+                 else os.path.join(bases[out], f".tmp-{execution_id}-{out}")) for out in node["outputs"]}
     outputs = {
         out: ARTIFACT_TYPES[spec["type"]](uri=tmp[out]) for out, spec in node["outputs"].items()
     }
@@ -151,15 +162,20 @@ def run_node(
     try:
         ctx.artifact_uri = store.artifact_uri(execution_id, root)
         # The IR's warm imports: a component found again by its function's name is rebuilt without them.
-        _execute(comp, node["id"], _executor_kwargs(comp, params, inputs, outputs, ctx), tmp, outputs,
+        staged = _stage_inputs(inputs, home)
+        _execute(comp, node["id"], _executor_kwargs(comp, params, staged, outputs, ctx), tmp, outputs,
                  node.get("warm_imports", comp.warm_imports))
         log_small_outputs(ctx, tmp)
+        if remote:  # marker last, before the record: see object_store
+            _upload_into_place(node["id"], execution_id, outputs, tmp, final, home)
     except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
         seconds = time.monotonic() - started
         message = _describe(exc)
         _write_log(log_path, traceback.format_exc())
         for path in tmp.values():
             shutil.rmtree(path, ignore_errors=True)
+        if remote:
+            _remove_unpublished(final.values())
         store.fail_execution(execution_id, message, seconds, log=log_path)
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -167,7 +183,8 @@ def run_node(
 
     # Publish: move every output into place, then record. A crash between the
     # two leaves a RUNNING record, which the next run cleans up.
-    _move_into_place(node["id"], execution_id, outputs, tmp, final)
+    if not remote:
+        _move_into_place(node["id"], execution_id, outputs, tmp, final)
     seconds = time.monotonic() - started
     published = {out: [art] for out, art in outputs.items()}
     store.publish_execution(name, execution_id, inputs, published, ctx.metrics, seconds,
@@ -243,8 +260,9 @@ def _final_uris(node: dict[str, Any], root: str, name: str, bases: dict[str, str
         final = {out: output_uris[out].rstrip("/") for out in node["outputs"]}
         log_dir = os.path.join(os.path.dirname(next(iter(bases.values()), root)), ".logs")
     else:
-        final = {out: os.path.join(base, execution_id) for out, base in bases.items()}
-        log_dir = roots.safe_join(root, name, node["id"], ".logs")
+        final = {out: roots.safe_join(base, execution_id) for out, base in bases.items()}
+        # A remote root's logs stay in its local folder (roots.local_root).
+        log_dir = roots.safe_join(roots.local_root(root), name, node["id"], ".logs")
     return final, log_dir
 
 
@@ -285,6 +303,34 @@ def _move_into_place(node_id: str, execution_id: str, outputs: dict[str, Artifac
         hooks.during_publish(node_id, out)
 
 
+def _stage_inputs(inputs: dict[str, list[Artifact]], home: str) -> dict[str, list[Artifact]]:
+    """The inputs as the executor gets them: an artifact on an object store as its local staged copy."""
+    return {name: [dataclasses.replace(a, uri=object_store.stage_in(a.uri, home))
+                   if object_store.is_remote(a.uri) else a for a in arts]
+            for name, arts in inputs.items()}
+
+
+def _upload_into_place(node_id: str, execution_id: str, outputs: dict[str, Artifact], tmp: dict[str, str],
+                       final: dict[str, str], home: str) -> None:
+    """Uploads every output, each with its marker last; the local folders become their staged copies."""
+    for out in outputs:
+        object_store.publish(tmp[out], final[out], execution_id)
+        hooks.during_publish(node_id, out)
+    for out, art in outputs.items():
+        object_store.keep_staged(tmp[out], final[out], home)
+        art.uri = final[out]
+        art.id = f"{execution_id}:{out}"
+
+
+def _remove_unpublished(uris) -> None:
+    """Deletes what a failed upload left (no marker, so never read); what stays is harmless."""
+    for uri in uris:
+        try:
+            object_store.delete_prefix(uri)
+        except Exception:  # noqa: BLE001 - the store may be what failed
+            pass
+
+
 def _describe(exc: BaseException) -> str:
     """The failure as recorded in the store and raised to the runner, credentials masked."""
     if isinstance(exc, (ComponentError, DefinitionError)):
@@ -308,6 +354,9 @@ def recover_abandoned(store: MetadataStore, pipeline: str) -> list[Execution]:
     recovered = []
     for record, planned in store.find_abandoned(pipeline):
         for out, base in planned.items():
+            if object_store.is_remote(base):  # its upload may be half done: never marked, so deleted
+                _remove_unpublished([object_store.join(base, record.id)])
+                continue
             for leftover in (os.path.join(base, f".tmp-{record.id}-{out}"), os.path.join(base, record.id)):
                 shutil.rmtree(leftover, ignore_errors=True)
         store.mark_abandoned(record)

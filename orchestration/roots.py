@@ -27,6 +27,11 @@ experiments get the server's default location (``experiment_location``), and run
 
 **A cache hit reuses only outputs under this root** (``all_inside``): an execution recorded by a
 run rooted elsewhere is simply not a hit.
+
+**A root on an object store** (``s3://bucket/prefix``, ``gs://...``): artifacts go under it, joined
+with ``/`` (``object_store.join``), but ``metadata.db``, ``mlflow-artifacts`` and execution logs go
+to its local folder (``local_root``, that is ``object_store.local_home``): SQLite and MLflow's file
+store need a local disk.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import urllib.parse
 import urllib.request
 
 from sluice.components.sdk import DefinitionError
+from sluice.orchestration import object_store
 
 STORE_FILE = "metadata.db"
 ARTIFACTS_DIR = "mlflow-artifacts"
@@ -72,8 +78,15 @@ def uri_to_path(uri: str) -> str | None:
     return None
 
 
+def local_root(root: str) -> str:
+    """The local folder of a run's own files: the root itself, or a remote root's local folder."""
+    return object_store.local_home(root) if object_store.is_remote(root) else root
+
+
 def is_inside(path: str, root: str) -> bool:
     """``path`` is ``root`` or under it, both as written and once symlinks are resolved."""
+    if object_store.is_remote(root) or object_store.is_remote(path):
+        return object_store.is_remote(root) and object_store.is_remote(path) and object_store.is_inside(path, root)
     path, root = os.path.abspath(path), os.path.abspath(root)
     if os.path.commonpath([path, root]) != root:
         return False
@@ -85,8 +98,11 @@ def safe_join(root: str, *parts: str) -> str:
     """``root/parts...``, refusing any path that leaves the root, also through a symlink.
 
     Ids are validated, but a folder (or ``metadata.db``) inside the root may have been
-    replaced by a symlink pointing elsewhere; nothing is ever written through it.
+    replaced by a symlink pointing elsewhere; nothing is ever written through it. A remote
+    root has no symlinks: ``object_store.join`` refuses ``..`` parts.
     """
+    if object_store.is_remote(root):
+        return object_store.join(root, *parts)
     path = os.path.abspath(os.path.join(root, *parts))
     if os.path.commonpath([path, os.path.abspath(root)]) != os.path.abspath(root):
         raise DefinitionError(f"path {os.path.join(*parts)!r} escapes the pipeline root")
@@ -100,12 +116,12 @@ def safe_join(root: str, *parts: str) -> str:
 
 def store_file(root: str) -> str:
     """``<root>/metadata.db``, the default SQLite store (refused if it leads out of the root)."""
-    return safe_join(root, STORE_FILE)
+    return safe_join(local_root(root), STORE_FILE)
 
 
 def artifacts_dir(root: str) -> str:
     """``<root>/mlflow-artifacts`` (refused if it leads out of the root)."""
-    return safe_join(root, ARTIFACTS_DIR)
+    return safe_join(local_root(root), ARTIFACTS_DIR)
 
 
 def all_inside(paths: list[str], root: str) -> bool:
@@ -135,8 +151,8 @@ def artifact_destination(tracking_uri: str, run_artifact_uri: str, root: str, ru
     local = uri_to_path(run_artifact_uri)
     if local is None:
         return run_artifact_uri
-    base = artifacts_dir(root)
-    if os.path.commonpath([local, os.path.abspath(root)]) == os.path.abspath(root):
-        safe_join(root, os.path.relpath(local, root))
+    base, home = artifacts_dir(root), local_root(root)
+    if os.path.commonpath([local, os.path.abspath(home)]) == os.path.abspath(home):
+        safe_join(home, os.path.relpath(local, home))
         return run_artifact_uri
     return file_uri(safe_join(base, run_id, "artifacts"))

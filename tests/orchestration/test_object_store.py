@@ -1,0 +1,156 @@
+"""Pipeline roots on an object store: moto's S3 server on loopback as the store, Beam's S3
+filesystem pointed at it through the pipeline's options (``object_store``)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import pytest
+
+from sluice.orchestration import execution, object_store, roots
+from sluice.orchestration.cache_keys import fingerprint_path
+from tests.conftest import REPO, free_port
+
+KEY_ID, SECRET = "AKIDLOOPBACK7Q2", "loopbackSecretKey9Zx"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """The endpoint of an S3 server on loopback, and the Beam options reaching it."""
+    port = free_port()
+    server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+            time.sleep(0.1)
+    endpoint = f"http://127.0.0.1:{port}"
+    args = [f"--s3_endpoint_url={endpoint}", f"--s3_access_key_id={KEY_ID}", f"--s3_secret_access_key={SECRET}",
+            "--s3_region_name=us-east-1"]
+    yield endpoint, args
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def make_bucket(endpoint: str) -> str:
+    name = f"sluice-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET,
+                 region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def test_publish_writes_the_marker_last_and_only_marked_prefixes_count(s3, tmp_path):
+    endpoint, args = s3
+    object_store.configure(args + ["--runner=DirectRunner"])
+    folder = tmp_path / "out"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("A")
+    (folder / "sub" / "BLESSED").write_bytes(b"")  # empty objects: Beam's S3 writer cannot make them
+    base = f"s3://{make_bucket(endpoint)}/root/p/Node/out"
+    uri = object_store.join(base, "e1")
+
+    object_store.upload_dir(str(folder), uri)  # a publication cut short: every file, no marker
+    assert not object_store.is_published(uri)
+    assert not execution.outputs_exist({"out": [roots_artifact(uri)]})
+    with pytest.raises(FileNotFoundError, match="_SLUICE_PUBLISHED"):
+        object_store.stage_in(uri, str(tmp_path / "home"))
+
+    object_store.publish(str(folder), uri, "e1")
+    assert object_store.list_files(uri) == [f"{uri}/_SLUICE_PUBLISHED", f"{uri}/a.txt", f"{uri}/sub/BLESSED"]
+    marker = json.loads(object_store.read_bytes(f"{uri}/_SLUICE_PUBLISHED"))
+    assert marker == {"execution_id": "e1", "files": ["a.txt", "sub/BLESSED"]}
+    assert execution.outputs_exist({"out": [roots_artifact(uri)]})
+
+    staged = object_store.stage_in(uri, str(tmp_path / "home"))
+    assert sorted(os.listdir(staged)) == ["a.txt", "sub"]  # the marker is not part of the payload
+    assert (tmp_path / staged / "a.txt").read_text() == "A"
+    assert os.path.getsize(os.path.join(staged, "sub", "BLESSED")) == 0
+
+    before = fingerprint_path(uri)
+    object_store.write_bytes(f"{uri}/a.txt", b"changed")
+    assert fingerprint_path(uri) != before
+    assert object_store.delete_prefix(uri) and object_store.list_files(uri) == []
+    with pytest.raises(Exception, match="escapes"):
+        object_store.join(base, "../other")
+    assert not roots.is_inside(f"{base}x/e1", base) and roots.is_inside(uri, base)
+
+
+def roots_artifact(uri):
+    from sluice.components.artifacts import Artifact
+
+    return Artifact(uri=uri)
+
+
+@pytest.mark.slow
+def test_penguin_runs_on_an_s3_root_publishes_with_markers_and_caches(s3, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from sluice.orchestration import records
+    from sluice.orchestration.loader import build_pipeline
+    from sluice.orchestration.local_runner import run_pipeline
+    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
+
+    endpoint, args = s3
+    root = f"s3://{make_bucket(endpoint)}/root"
+    params = ["train_steps=10", "eval_steps=2", "min_accuracy=0", f"serving_dir={tmp_path / 'serving'}",
+              "beam_pipeline_args=" + json.dumps(args)]
+    cache, ws = tmp_path / "cache", tmp_path / "ws"
+    ws.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SLUICE_CACHE_DIR": str(cache)}
+    for name in ("MLFLOW_TRACKING_URI", "SLUICE_PIPELINE_ROOT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(name, None)
+    argv = [sys.executable, "-m", "sluice.orchestration.cli", "run", "penguin", "--pipeline-root", root, "--json"]
+    proc = subprocess.run(argv + [a for p in params for a in ("--param", p)], capture_output=True, text=True,
+                          cwd=ws, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = json.loads(proc.stdout)
+    assert {c["status"] for c in first["components"]} == {"executed"}
+    uris = [u for c in first["components"] for us in c["outputs"].values() for u in us]
+    assert len(uris) >= 8 and all(u.startswith(root + "/penguin/") for u in uris)
+    object_store.configure(args)
+    assert all(object_store.is_published(u) for u in uris)
+
+    # Nothing local is named like the root; the store, logs and staged copies live in the cache folder.
+    assert os.listdir(ws) == []
+    assert not [d for d, dirs, files in os.walk(tmp_path) if "s3:" in dirs + files]
+    assert os.path.isfile(os.path.join(object_store.local_home(root), "metadata.db")) is False  # not under ~/.cache
+    monkeypatch.setenv("SLUICE_CACHE_DIR", str(cache))
+    assert os.path.isfile(os.path.join(object_store.local_home(root), "metadata.db"))
+    # The credentials are nowhere: not in the output, nor in any file the run kept.
+    assert KEY_ID not in proc.stdout + proc.stderr and SECRET not in proc.stdout + proc.stderr
+    for where, _, files in os.walk(cache):
+        for file in files:
+            with open(os.path.join(where, file), "rb") as fh:
+                data = fh.read()
+            assert KEY_ID.encode() not in data and SECRET.encode() not in data, os.path.join(where, file)
+
+    # A process killed mid-publication: a RUNNING record, its upload without marker. The next run deletes it.
+    store = MetadataStore(default_tracking_uri(root), artifact_root=root)
+    base = f"{root}/penguin/Trainer/model"
+    eid = store.start_execution("penguin", first["run_id"], "Trainer", "Trainer", {}, {}, "key",
+                                planned_outputs={"model": base})
+    object_store.write_bytes(object_store.join(base, eid, "saved_model.pb"), b"half")
+    object_store.write_bytes(object_store.join(base, eid, "variables", "variables.index"), b"")
+    MlflowClient(store.tracking_uri).set_tag(eid, records.PID_START, "a process long gone")
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    again = run_pipeline(build_pipeline("penguin", params, pipeline_root=root))
+    assert {c.status for c in again.components} == {"cached"}, [(c.id, c.status) for c in again.components]
+    assert object_store.list_files(object_store.join(base, eid)) == []
+
+    # A publication cut short (the marker never written) is not a cache hit: the Pusher runs again.
+    pusher = next(c for c in first["components"] if c["id"] == "Pusher")
+    pushed = pusher["outputs"]["pushed_model"][0]
+    object_store.delete_files([pushed + "/_SLUICE_PUBLISHED"])
+    third = run_pipeline(build_pipeline("penguin", params, pipeline_root=root))
+    assert {c.id: c.status for c in third.components if c.status != "cached"} == {"Pusher": "executed"}
+    assert object_store.is_published(third.outputs("Pusher")["pushed_model"][0].uri)
