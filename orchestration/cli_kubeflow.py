@@ -28,6 +28,9 @@ def compile_command(pipeline, target, output, image, params, tracking_uri):
     pipe = build_pipeline(pipeline, list(params))
     summary = compile_kubeflow(pipe, output, image=image, tracking_uri=tracking_uri, source=pipeline)
     echo(f"compiled {summary['pipeline']} ({len(summary['tasks'])} tasks) to {output}")
+    for node_id, count in summary.get("worker_launchers", {}).items():
+        echo(f"{node_id} launches its {count} workers as a TFJob (the task's service account needs create, get "
+             f"and delete on tfjobs.kubeflow.org and get on pods)")
 
 
 @click.group()
