@@ -10,6 +10,9 @@ Counts, sums and confusion counts are exact (up to the order of float additions)
 of [0, 1], as TFMA computes them: scores in one bucket count as ties; the ROC and PR curves'
 points are the buckets' lower edges. A NaN score sits below every bucket (as it sorts last in
 the exact computation) and stays off the curves.
+
+``ExactAccumulator`` keeps its rows instead and gives ``metrics``' exact figures: the in-process
+path uses it for splits of up to ``stream.EXACT_ROWS`` rows.
 """
 
 from __future__ import annotations
@@ -262,8 +265,49 @@ class RegressionAccumulator:
         return {}
 
 
-def new_accumulator(problem: str, decision_threshold: float, class_count: int, weighted: bool):
-    """An empty accumulator of the problem's kind."""
+class ExactAccumulator:
+    """Keeps its rows' labels, scores and weights and computes ``metrics``' and ``plots``' exact
+    figures over them at the end, as over a whole split read at once: for splits small enough to keep."""
+
+    def __init__(self, problem: str, decision_threshold: float, class_count: int, weighted: bool):
+        self.problem, self.decision_threshold, self.weighted = problem, decision_threshold, weighted
+        self.empty_scores = np.zeros((0, class_count)) if problem == "multiclass" else np.zeros(0)
+        self.parts: list[tuple] = []
+        self.count = 0
+
+    def add(self, labels, scores, weights=None) -> ExactAccumulator:
+        self.parts.append((labels, scores, weights))
+        self.count += len(labels)
+        return self
+
+    def merge(self, other: ExactAccumulator) -> ExactAccumulator:
+        self.parts += other.parts
+        self.count += other.count
+        return self
+
+    def _rows(self):
+        if not self.parts:
+            return np.zeros(0, dtype=np.int64), self.empty_scores, np.zeros(0) if self.weighted else None
+        labels, scores, weights = zip(*self.parts)
+        return np.concatenate(labels), np.concatenate(scores), np.concatenate(weights) if self.weighted else None
+
+    def metrics(self, class_names=None) -> dict:
+        from sluice.components.evaluator.analysis import metric_function
+
+        return metric_function(self.problem, self.decision_threshold, class_names)(*self._rows())
+
+    def plots(self, class_names=None) -> dict:
+        from sluice.components.evaluator.plots import evaluation_plots
+
+        labels, scores, weights = self._rows()
+        return evaluation_plots(labels, scores, self.problem, self.decision_threshold, class_names, weights)
+
+
+def new_accumulator(problem: str, decision_threshold: float, class_count: int, weighted: bool,
+                    exact: bool = False):
+    """An empty accumulator of the problem's kind (``exact``: one that keeps its rows)."""
+    if exact:
+        return ExactAccumulator(problem, decision_threshold, class_count, weighted)
     if problem == "binary":
         return BinaryAccumulator(decision_threshold, weighted)
     if problem == "multiclass":

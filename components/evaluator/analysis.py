@@ -1,5 +1,5 @@
-"""One evaluation's numbers: metrics overall and per slice, for the model and its baseline, and
-the plot data. Pure numpy over arrays the component has read; no files."""
+"""One evaluation's numbers (metrics overall and per slice, for the model and its baseline, and the
+plot data), the exact metric function of each problem, and the example weights of a table."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import dataclasses
 from typing import Any
 
 from sluice.components.evaluator.metrics import binary_metrics, json_safe, multiclass_metrics, regression_metrics
-from sluice.components.evaluator.plots import evaluation_plots
-from sluice.components.evaluator.slicing import slice_masks
 from sluice.components.sdk import ComponentError
 
 
@@ -31,18 +29,6 @@ class Analysis:
     baseline_plots: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
-class Scored:
-    """The eval rows as numbers: labels (class ids or values), which rows have one, the model's
-    scores, the baseline's (or None) and the example weights (or None)."""
-
-    labels: Any
-    has_label: Any
-    scores: Any
-    baseline_scores: Any = None
-    weights: Any = None
-
-
 def metric_function(problem: str, decision_threshold: float, class_names: list[str] | None):
     """``compute(labels, scores, weights) -> metrics`` for the problem."""
     def compute(labels, scores, weights):
@@ -54,43 +40,9 @@ def metric_function(problem: str, decision_threshold: float, class_names: list[s
     return compute
 
 
-def analyze(scored: Scored, table, problem: str, *, specs: list[str | list[str]], buckets: dict[str, int],
-            min_slice_size: int, decision_threshold: float, label_vocabulary: list[str] | None,
-            data_file: str) -> Analysis:
-    """Metrics overall and per slice (model and baseline) and the model's plot data."""
-    import numpy as np
-
-    compute = metric_function(problem, decision_threshold, label_vocabulary)
-
-    def on(mask, scores):
-        usable = mask & scored.has_label
-        weights = scored.weights[usable] if scored.weights is not None else None
-        return compute(scored.labels[usable], scores[usable], weights)
-
-    everything = np.ones(table.num_rows, dtype=bool)
-    analysis = Analysis(problem, on(everything, scored.scores), {}, {}, [])
-    with_baseline = scored.baseline_scores is not None
-    if with_baseline:
-        analysis.baseline = on(everything, scored.baseline_scores)
-    for spec, name, mask in slice_masks(table, specs, data_file, buckets):
-        analysis.slices[name] = on(mask, scored.scores)
-        analysis.specs[name] = spec
-        if analysis.slices[name]["example_count"] < min_slice_size:
-            analysis.small.append(name)
-        if with_baseline:
-            analysis.baseline_slices[name] = on(mask, scored.baseline_scores)
-    labelled = scored.has_label
-    weights = scored.weights[labelled] if scored.weights is not None else None
-    analysis.plots = evaluation_plots(scored.labels[labelled], scored.scores[labelled], problem,
-                                      decision_threshold, label_vocabulary, weights)
-    if with_baseline:
-        analysis.baseline_plots = evaluation_plots(scored.labels[labelled], scored.baseline_scores[labelled],
-                                                   problem, decision_threshold, label_vocabulary, weights)
-    return analysis
-
-
-def read_weights(table, weight_key: str, data_file: str):
-    """The example weights of the ``weight_key`` column: numbers, none missing or negative."""
+def read_weights(table, weight_key: str, data_file: str, first_row: int = 0):
+    """The example weights of the ``weight_key`` column: numbers, none missing or negative
+    (``first_row``: the file's row number of the table's first row, for errors)."""
     import numpy as np
     import pyarrow as pa
 
@@ -105,6 +57,6 @@ def read_weights(table, weight_key: str, data_file: str):
     bad = ~np.isfinite(weights) | (weights < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ComponentError(f"Evaluator: example weight '{weight_key}' in {data_file} row {row} is "
+        raise ComponentError(f"Evaluator: example weight '{weight_key}' in {data_file} row {first_row + row} is "
                              f"{weights[row]}; weights are finite and >= 0")
     return weights

@@ -22,21 +22,15 @@ import sys
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 
 from sluice.components.artifacts import Examples, Model
 from sluice.components.evaluator import predict
 from sluice.components.evaluator.accumulators import GRID, new_accumulator
 from sluice.components.evaluator.analysis import Analysis, read_weights
-from sluice.components.evaluator.slicing import (
-    DEFAULT_BUCKETS,
-    bucket_edges,
-    bucketed_features,
-    keyed_slices,
-    spec_name,
-)
-from sluice.components.io.examples import open_parquet, read_batches, read_schema, read_table, split_files
+from sluice.components.evaluator.slicing import spec_name
+from sluice.components.evaluator.stream import ROLES, analysis_of, edges_for, fold, slices_of
+from sluice.components.io.examples import open_parquet, read_batches, split_files
 from sluice.components.io.files import read_bytes, write_bytes
 from sluice.components.sdk import ComponentError
 
@@ -48,7 +42,6 @@ PIECE_ROWS = 1_000_000
 RESULTS_FILE = "beam_accumulators.pickle"
 # The Beam metrics namespace of the rows each worker process scored (one counter per process).
 WORKERS_NAMESPACE = "sluice.workers"
-_OVERALL = (-1, (), "overall", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,26 +60,6 @@ class Plan:
     specs: list
     buckets: dict[str, int]
     edges: dict[str, Any]
-
-
-def score_table(table, data_file: str, loaded, loaded_baseline, label_key, prediction_key, problem,
-                label_vocabulary):
-    """(labels, has_label, [model, baseline] outputs) of a table of rows, as the in-process path
-    computes them: labels from their column, or from the model's transform."""
-    label_call = predict.label_call(table, label_key, loaded, data_file)
-    if label_call is None:
-        labels, has_label = predict.read_labels(table.column(label_key).combine_chunks(), label_key, problem,
-                                                label_vocabulary, data_file)
-    calls = [predict.model_call(loaded, prediction_key, "model")]
-    if loaded_baseline is not None:
-        calls.append(predict.model_call(loaded_baseline, prediction_key, "baseline model"))
-    if label_call is not None:
-        calls.append(label_call)
-    outputs = predict.run_signatures(table, calls)
-    if label_call is not None:
-        labels, has_label = predict.read_labels(pa.array(outputs[-1].reshape(-1)), label_key, problem,
-                                                label_vocabulary, data_file)
-    return labels, has_label, outputs[:2 if loaded_baseline is not None else 1]
 
 
 def _load(uri: str | None, role: str):
@@ -119,31 +92,24 @@ class ScoreFn(beam.DoFn):
         yield from found.items()
 
     def _add(self, table, data_file: str, found: dict) -> None:
-        from sluice.components.evaluator.component import _class_ids
-
         plan = self.plan
-        labels, has_label, outputs = score_table(table, data_file, self.loaded, self.loaded_baseline, plan.label_key,
-                                                 plan.prediction_key, plan.problem, plan.label_vocabulary)
-        labels = _class_ids(labels, has_label, plan.problem, plan.label_key, data_file)
-        roles = ("model", "baseline model")
-        scores = [predict.read_scores(raw, plan.problem, roles[i], plan.from_logits[i])
-                  for i, raw in enumerate(outputs)]
-        if plan.problem == "multiclass" and has_label.any() and labels[has_label].max() >= scores[0].shape[1]:
-            raise ComponentError(f"Evaluator: label '{plan.label_key}' has class id {labels[has_label].max()} but "
-                                 f"the model predicts {scores[0].shape[1]} classes")
+        labels, has_label, outputs = predict.score_table(table, data_file, self.loaded, self.loaded_baseline,
+                                                         plan.label_key, plan.prediction_key, plan.problem,
+                                                         plan.label_vocabulary)
+        labels = predict.class_ids(labels, has_label, plan.problem, plan.label_key, data_file)
+        scores = [predict.read_scores(raw, plan.problem, ROLES[role], plan.from_logits[role])
+                  for role, raw in enumerate(outputs)]
+        if plan.problem == "multiclass":
+            predict.check_classes(labels, has_label, scores[0], plan.label_key)
         weights = read_weights(table, plan.example_weight_key, data_file) if plan.example_weight_key else None
-        slices = [(_OVERALL, np.ones(table.num_rows, dtype=bool))]
-        for spec, name, mask, key in keyed_slices(table, plan.specs, data_file, plan.buckets, plan.edges):
-            slices.append(((self.spec_index[spec], key, name, spec), mask))
-        for key, mask in slices:
-            usable = mask & has_label
-            for role, role_scores in enumerate(scores):
-                if (role, key) not in found:
-                    width = role_scores.shape[1] if role_scores.ndim == 2 else 0
-                    found[(role, key)] = new_accumulator(plan.problem, plan.decision_threshold, width,
-                                                         weights is not None)
-                found[(role, key)].add(labels[usable], role_scores[usable],
-                                       weights[usable] if weights is not None else None)
+        slices = slices_of(table, plan.specs, self.spec_index, data_file, plan.buckets, plan.edges)
+
+        def make(role_scores):
+            width = role_scores.shape[1] if role_scores.ndim == 2 else 0
+            return new_accumulator(plan.problem, plan.decision_threshold, width, weights is not None)
+
+        for role, role_scores in enumerate(scores):
+            fold(found, role, slices, labels, has_label, role_scores, weights, make)
 
 
 class MergeFn(beam.CombineFn):
@@ -202,7 +168,7 @@ def _probe(files, model, baseline, settings: dict) -> tuple[str, tuple]:
     if batch is None:
         return ("regression" if problem == "auto" else problem), roles
     table = pa.Table.from_batches([batch])
-    labels, has_label, outputs = score_table(
+    labels, has_label, outputs = predict.score_table(
         table, path, _load(model.uri, "model"), _load(baseline.uri if baseline else None, "baseline model"),
         settings["label_key"], settings["prediction_key"], problem, settings["label_vocabulary"])
     if problem == "auto":
@@ -212,19 +178,6 @@ def _probe(files, model, baseline, settings: dict) -> tuple[str, tuple]:
     if from_logits is None:
         roles = tuple(bool(((raw < 0) | (raw > 1)).any()) for raw in outputs) + (None,) * (2 - len(outputs))
     return problem, roles
-
-
-def _edges(files, specs, buckets, limit) -> dict[str, Any]:
-    """The bucket edges of bucketed slicing features over the rows evaluated (those columns only)."""
-    schema = read_schema(files[0], OWNER)
-    for feature in {f for spec in specs for f in ([spec] if isinstance(spec, str) else spec)}:
-        if feature not in schema.names:
-            raise ComponentError(f"Evaluator: slicing feature '{feature}' is not a column of {files[0]}")
-    features = bucketed_features(schema, specs, buckets)
-    if not features:
-        return {}
-    table = read_table(files, OWNER, columns=features, limit=limit)
-    return {f: bucket_edges(table, f, files[0], buckets.get(f)) for f in features}
 
 
 def _run(ctx, pieces, plan: Plan, results: str) -> int | None:
@@ -262,44 +215,18 @@ def analyze(ctx, examples: Examples, model: Model, baseline: Model | None, evalu
     """
     files = split_files(examples, settings["eval_split"], OWNER)
     limit, specs, buckets = settings["example_count_limit"], settings["slicing_features"], settings["slice_buckets"]
-    edges = _edges(files, specs, buckets, limit)
+    edges, buckets = edges_for(files, specs, buckets, limit)
     problem, from_logits = _probe(files, model, baseline, settings)
     plan = Plan(model.uri, baseline.uri if baseline is not None else None, settings["label_key"],
                 settings["prediction_key"], problem, from_logits, settings["decision_threshold"],
-                settings["label_vocabulary"], settings["example_weight_key"], list(specs),
-                # every file cuts a feature bucketed in the first one alike, whatever its type there
-                {**{f: DEFAULT_BUCKETS for f in edges}, **buckets}, edges)
+                settings["label_vocabulary"], settings["example_weight_key"], list(specs), buckets, edges)
     results = evaluation.path(RESULTS_FILE)
     pieces = _pieces(files, limit)
     workers = _run(ctx, pieces, plan, results)
     merged = dict(pickle.loads(read_bytes(results)))
-    analysis = _analysis(merged, plan, settings["min_slice_size"], baseline is not None)
+    analysis = analysis_of(merged, problem, plan.decision_threshold, plan.label_vocabulary,
+                           plan.example_weight_key is not None, settings["min_slice_size"], baseline is not None)
     engine = {"engine": "beam", "histogram_buckets": GRID, "pieces": len(pieces)}
     if workers is not None:
         engine["workers"] = workers
     return analysis, engine
-
-
-def _analysis(merged: dict, plan: Plan, min_slice_size: int, with_baseline: bool) -> Analysis:
-    """The Analysis of the merged accumulators: slices in the in-process order (spec, then value)."""
-    names = plan.label_vocabulary
-
-    def overall(role):
-        found = merged.get((role, _OVERALL)) or new_accumulator(plan.problem, plan.decision_threshold, 0,
-                                                                plan.example_weight_key is not None)
-        return found
-
-    analysis = Analysis(plan.problem, overall(0).metrics(names), {}, {}, [], plots=overall(0).plots(names))
-    if with_baseline:
-        analysis.baseline = overall(1).metrics(names)
-        analysis.baseline_plots = overall(1).plots(names)
-    slice_keys = sorted((key for role, key in merged if role == 0 and key != _OVERALL), key=lambda k: k[:2])
-    for key in slice_keys:
-        _index, _sort, name, spec = key
-        analysis.slices[name] = merged[(0, key)].metrics(names)
-        analysis.specs[name] = spec
-        if analysis.slices[name]["example_count"] < min_slice_size:
-            analysis.small.append(name)
-        if with_baseline:
-            analysis.baseline_slices[name] = merged[(1, key)].metrics(names)
-    return analysis

@@ -138,13 +138,58 @@ def run_signatures(table, calls: list[SignatureCall]) -> list:
 PROBABILITY_SUM_TOLERANCE = 1e-3
 
 
-def read_scores(raw, problem, role, from_logits: bool | None = None):
+def score_table(table, data_file: str, loaded, loaded_baseline, label_key, prediction_key, problem,
+                label_vocabulary):
+    """(labels, has_label, [model, baseline] outputs) of a table of rows, for both paths (in process
+    and on Beam): labels from the ``label_key`` column, checked before the predictions, or, when the
+    data has no such column (a label made by Transform), from the model's transformed features."""
+    import pyarrow as pa
+
+    call = label_call(table, label_key, loaded, data_file)
+    if call is None:
+        labels, has_label = read_labels(table.column(label_key).combine_chunks(), label_key, problem,
+                                        label_vocabulary, data_file)
+    calls = [model_call(loaded, prediction_key, "model")]
+    if loaded_baseline is not None:
+        calls.append(model_call(loaded_baseline, prediction_key, "baseline model"))
+    if call is not None:
+        calls.append(call)
+    outputs = run_signatures(table, calls)
+    if call is not None:
+        labels, has_label = read_labels(pa.array(outputs[-1].reshape(-1)), label_key, problem, label_vocabulary,
+                                        data_file)
+    return labels, has_label, outputs[:2 if loaded_baseline is not None else 1]
+
+
+def class_ids(labels, has_label, problem: str, label_key: str, data_file: str):
+    """Labels read as numbers (``problem="auto"``), as class ids once the problem is known."""
+    import numpy as np
+
+    if problem == "regression" or labels.dtype.kind != "f":
+        return labels
+    present = labels[has_label]
+    wrong = present[~np.isin(present, (0.0, 1.0))] if problem == "binary" else present[present != np.round(present)]
+    if len(wrong):
+        need = "labels 0/1" if problem == "binary" else "integer class ids"
+        raise ComponentError(f"Evaluator: label '{label_key}' in {data_file} has value {wrong[0]}; a {problem} "
+                             f"problem needs {need}")
+    return labels.astype(np.int64)
+
+
+def check_classes(labels, has_label, scores, label_key: str) -> None:
+    """A multiclass label must name one of the model's classes."""
+    if has_label.any() and labels[has_label].max() >= scores.shape[1]:
+        raise ComponentError(f"Evaluator: label '{label_key}' has class id {labels[has_label].max()} but the "
+                             f"model predicts {scores.shape[1]} classes")
+
+
+def read_scores(raw, problem, role, from_logits: bool | None = None, first_row: int = 0):
     """The serving output as binary probabilities ``[n]``, class probabilities ``[n, classes]`` or
     regression predictions ``[n]``.
 
     Logits become probabilities (sigmoid, or softmax over classes) when ``from_logits`` says so,
     or, when it is None, when some output lies outside [0, 1]. Class probabilities whose rows do
-    not sum to 1 are an error, not a metric.
+    not sum to 1 are an error, not a metric (``first_row``: the row number of ``raw``'s first row).
     """
     import numpy as np
 
@@ -171,8 +216,9 @@ def read_scores(raw, problem, role, from_logits: bool | None = None):
     sums = raw.sum(axis=1)
     off = np.flatnonzero(np.abs(sums - 1.0) > PROBABILITY_SUM_TOLERANCE)
     if len(off):
-        raise ComponentError(f"Evaluator: {role}'s class probabilities do not sum to 1 (row {int(off[0])} sums to "
-                             f"{sums[off[0]]:.4g}); set parameter 'from_logits' to true if they are logits")
+        raise ComponentError(f"Evaluator: {role}'s class probabilities do not sum to 1 (row "
+                             f"{first_row + int(off[0])} sums to {sums[off[0]]:.4g}); set parameter 'from_logits' "
+                             f"to true if they are logits")
     return raw
 
 
@@ -190,12 +236,17 @@ def infer_problem(raw, labels, has_label) -> tuple[str, str]:
     import numpy as np
 
     width = raw.shape[1] if raw.ndim == 2 else 1
+    present = labels[has_label]
+    return problem_of(width, bool(len(present) and np.isin(present, (0.0, 1.0)).all()))
+
+
+def problem_of(width: int, binary_labels: bool) -> tuple[str, str]:
+    """``(problem, why)`` from the model's output width and whether there are labels, every one 0 or 1."""
     if width > 2:
         return "multiclass", f"the model predicts {width} class scores"
     if width == 2:
         return "binary", "the model predicts 2 class scores"
-    present = labels[has_label]
-    if len(present) and np.isin(present, (0.0, 1.0)).all():
+    if binary_labels:
         return "binary", "one score per example and every label is 0 or 1"
     return "regression", "one value per example and labels other than 0 and 1"
 

@@ -255,19 +255,28 @@ def test_bad_inputs_are_clear_errors(tmp_path, binary):
         evaluate_model(model=weak, label_key="label", eval_split="test", **kwargs)
 
 
-def test_multiclass_with_string_labels(tmp_path):
+SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def _penguin_probabilities():
+    """(penguins table with class probabilities p0..p2, true class ids, predicted class ids): the
+    prediction right for every third example, the next class otherwise."""
     from palmerpenguins import load_penguins
 
     frame = load_penguins().dropna().reset_index(drop=True)
-    species = ["Adelie", "Chinstrap", "Gentoo"]
-    truth = frame["species"].map({s: i for i, s in enumerate(species)}).to_numpy()
-    # Probabilities: right for every third example... wrong class otherwise.
+    truth = frame["species"].map({s: i for i, s in enumerate(SPECIES)}).to_numpy()
     predicted = np.where(np.arange(len(frame)) % 3 == 0, truth, (truth + 1) % 3)
     for i in range(3):
         frame[f"p{i}"] = np.where(predicted == i, 0.8, 0.1)
+    return pa.Table.from_pandas(frame, preserve_index=False), truth, predicted
+
+
+def test_multiclass_with_string_labels(tmp_path):
+    table, truth, predicted = _penguin_probabilities()
+    species = SPECIES
     split = tmp_path / "examples" / "Split-eval"
     split.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), split / "part-00000-of-00001.parquet")
+    pq.write_table(table, split / "part-00000-of-00001.parquet")
     model = _save_feature_model(tmp_path / "model", {"probabilities": "p"}, classes=3)
     evaluation, blessing = _outputs(tmp_path)
     evaluate_model(examples=Examples(uri=str(tmp_path / "examples"), split_names=["eval"]), model=model,
@@ -466,3 +475,39 @@ def test_regression_metrics_thresholds_and_blessing(tmp_path, capsys):
     strict = _evaluate(tmp_path, "strict", data, model, label_key="fare", problem="regression",
                        thresholds={"rmse": MetricThreshold(upper_bound=0.5)})
     assert not strict["thresholds"][0]["passed"]
+
+
+def test_streamed_batches_give_the_figures_of_the_whole_split(tmp_path, binary, monkeypatch):
+    """The split read in 64-row batches gives exactly the one-batch figures; over EXACT_ROWS rows, the
+    same counts and sums and AUC from the score histogram; problem and logits are decided over every
+    batch, though the first one holds only 0/1 labels and outputs in [0, 1]."""
+    from sluice.components.evaluator import stream
+
+    examples, _, good, weak = binary
+    params = dict(label_key="label", baseline_model=weak, slicing_features=["payment_type", "fare"])
+    whole = _evaluate(tmp_path, "whole", examples, good, **params)
+    monkeypatch.setattr(stream, "READ_ROWS", 64)
+    assert _evaluate(tmp_path, "batched", examples, good, **params) == whole
+    monkeypatch.setattr(stream, "EXACT_ROWS", 100)
+    sketched = _evaluate(tmp_path, "sketched", examples, good, **params)
+    assert list(sketched["slices"]) == list(whole["slices"]) and sketched["slices"]
+    for got, expected in [(sketched["overall"], whole["overall"]), (sketched["baseline"], whole["baseline"]),
+                          *((sketched["slices"][name], whole["slices"][name]) for name in whole["slices"])]:
+        assert got["example_count"] == expected["example_count"] and got["auc"] == pytest.approx(expected["auc"],
+                                                                                                  abs=1e-3)
+        assert got["log_loss"] == pytest.approx(expected["log_loss"], rel=1e-6)
+
+    rng = np.random.default_rng(3)
+    labels = np.r_[rng.integers(0, 2, 64), rng.integers(0, 2, 236)]
+    logits = np.r_[rng.random(64), rng.normal(0, 3, 236)]  # outside [0, 1] only after the first batch
+    values = np.r_[labels[:64], rng.gamma(2.0, 3.0, 236)]  # labels other than 0/1 only after it
+    guess = values + rng.normal(0, 1, 300)
+    data = _examples(tmp_path / "late", pa.table({"label": labels, "logit": logits, "value": values,
+                                                   "guess": guess}))
+    got = _evaluate(tmp_path, "logits", data, _save_feature_model(tmp_path / "lm", {"outputs": "logit"}),
+                    label_key="label", problem="binary")["overall"]
+    assert got["log_loss"] == pytest.approx(binary_metrics(labels, 1 / (1 + np.exp(-logits)))["log_loss"], rel=1e-6)
+    got = _evaluate(tmp_path, "regression", data, _save_feature_model(tmp_path / "rm", {"outputs": "guess"}),
+                    label_key="value")
+    assert got["problem"] == "regression"
+    assert got["overall"]["mse"] == pytest.approx(np.mean((values - guess) ** 2), rel=1e-6)

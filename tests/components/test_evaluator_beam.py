@@ -17,7 +17,13 @@ from sluice.components.artifacts import Examples
 from sluice.components.evaluator import MetricThreshold, evaluate_model
 from sluice.components.evaluator.accumulators import BinaryAccumulator, RegressionAccumulator
 from sluice.components.sdk import ComponentError, ExecutionContext
-from tests.components.test_evaluator import _binary_data, _outputs, _save_feature_model
+from tests.components.test_evaluator import (
+    SPECIES,
+    _binary_data,
+    _outputs,
+    _penguin_probabilities,
+    _save_feature_model,
+)
 
 MULTI_PROCESSING = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 # In this process (no worker start-up), every bundle replayed and the first attempt's output dropped.
@@ -125,17 +131,10 @@ def test_label_from_the_models_transform_with_bundles_replayed(tmp_path, models)
 
 
 def test_multiclass_string_labels(tmp_path):
-    from palmerpenguins import load_penguins
-
-    frame = load_penguins().dropna().reset_index(drop=True)
-    species = ["Adelie", "Chinstrap", "Gentoo"]
-    truth = frame["species"].map({s: i for i, s in enumerate(species)}).to_numpy()
-    predicted = np.where(np.arange(len(frame)) % 3 == 0, truth, (truth + 1) % 3)
-    for i in range(3):
-        frame[f"p{i}"] = np.where(predicted == i, 0.8, 0.1)
+    table, truth, predicted = _penguin_probabilities()
+    species = SPECIES
     split = tmp_path / "examples" / "Split-eval"
     split.mkdir(parents=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table.slice(0, 200), split / "part-00000-of-00002.parquet")
     pq.write_table(table.slice(200), split / "part-00001-of-00002.parquet")
     model = _save_feature_model(tmp_path / "model", {"probabilities": "p"}, classes=3)
