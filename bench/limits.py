@@ -11,7 +11,15 @@
   on this run's Transform output, ``fit`` on in-memory numpy arrays of the transformed
   train split: batch 40, 4 epochs of 250 steps (1000 steps), validating 150 steps of the
   eval split per epoch, as the taxi ``run_fn`` does. Only ``fit`` is timed.
-- ``keras_predict`` (limit of Evaluator): that model's ``predict_on_batch`` over the whole
+- ``taxi_numpy`` (limit of Transform): ``pipelines/taxi/preprocessing.py``'s preprocessing written
+  in numpy/pyarrow over ExampleGen's output: analysis over the train split (z-score means and
+  deviations, top-1000 vocabularies, 10-bucket quantile boundaries), then every split transformed
+  (z-scores, vocabulary ids with one OOV id, bucket ids, categoricals with 0 for missing, the
+  "tips > 20% of the fare" label) and written as snappy Parquet; analysis, apply and write timed.
+- ``evaluator_floor`` (limit of Evaluator): ``bench/evaluator.py``'s floor: the Trainer's serving
+  model called on the raw eval split in the Evaluator's batch sizes, the label and accuracy, AUC and
+  log loss in numpy; model loading and tracing included, as in the component.
+- ``keras_predict`` (a reference beside Evaluator): that model's ``predict_on_batch`` over the whole
   transformed eval split in 4096-row batches (in memory, as the Evaluator batches), after a
   warm-up call that traces it (the Evaluator's SavedModel comes traced). Keras'
   ``model.predict`` is not used: on this model it is ~3x slower and holds ~2 GB more per
@@ -23,7 +31,7 @@ seconds and the process's RSS peak so far. Run as a fresh process per benchmark 
 ``bench/run.py``:
 
     .venv/bin/python -m bench.limits --csv data.csv --examples EXAMPLES_URI \\
-        --transform-graph GRAPH_URI --transformed TRANSFORMED_URI
+        --transform-graph GRAPH_URI --transformed TRANSFORMED_URI --model MODEL_URI
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ import glob
 import json
 import os
 import resource
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script: bench.*
 
 TRAIN_STEPS = 1000
 EPOCHS = 4
@@ -97,6 +108,90 @@ def parquet_stats(examples_uri: str) -> dict:
             summary[f"{path}:{name}"] = stats
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "rows": rows, "peak_rss": _peak_rss_bytes()}
+
+
+def _filled(table, name: str):
+    """A column as numpy with missing values 0 ('' for strings), as the taxi ``_fill_in_missing``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = table.column(name)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return pc.fill_null(column, "")
+    return pc.fill_null(column.cast(pa.float64()), 0.0).to_numpy()
+
+
+def _taxi_apply(table, stats: dict):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sluice.pipelines.taxi import preprocessing as taxi
+
+    out = {}
+    for key in taxi.DENSE_FLOAT_FEATURE_KEYS:
+        mean, std = stats[key]
+        out[taxi.transformed_name(key)] = (_filled(table, key) - mean) / (std if std > 0 else 1.0)
+    for key in taxi.VOCAB_FEATURE_KEYS:
+        ids = pc.index_in(_filled(table, key), value_set=stats[key])
+        out[taxi.transformed_name(key)] = pc.fill_null(ids, taxi.VOCAB_SIZE).cast(pa.int64())
+    for key in taxi.BUCKET_FEATURE_KEYS:
+        out[taxi.transformed_name(key)] = np.searchsorted(stats[key], _filled(table, key), side="right")
+    for key in taxi.CATEGORICAL_FEATURE_KEYS:
+        out[taxi.transformed_name(key)] = _filled(table, key).astype(np.int64)
+    fare = table.column(taxi.FARE_KEY).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    tips = _filled(table, taxi.LABEL_KEY)
+    out[taxi.transformed_name(taxi.LABEL_KEY)] = np.where(np.isnan(fare), 0, tips > 0.2 * np.nan_to_num(fare)) \
+        .astype(np.int64)
+    return pa.table(out)
+
+
+def _read_split(examples_uri: str, split: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pa.concat_tables([pq.read_table(path) for path in _parquet_files(examples_uri, split)])
+
+
+def taxi_numpy(examples_uri: str, scratch: str) -> dict:
+    """The taxi preprocessing in numpy/pyarrow: analysis over train, then every split transformed and written."""
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from sluice.pipelines.taxi import preprocessing as taxi
+
+    started = time.perf_counter()
+    train = _read_split(examples_uri, "train")
+    stats: dict = {}
+    for key in taxi.DENSE_FLOAT_FEATURE_KEYS:
+        values = _filled(train, key)
+        stats[key] = (values.mean(), values.std())
+    for key in taxi.VOCAB_FEATURE_KEYS:
+        counts = pc.value_counts(_filled(train, key))
+        order = np.argsort(-counts.field("counts").to_numpy(), kind="stable")[:taxi.VOCAB_SIZE]
+        stats[key] = counts.field("values").take(order)
+    quantiles = np.linspace(0, 1, taxi.FEATURE_BUCKET_COUNT + 1)[1:-1]
+    for key in taxi.BUCKET_FEATURE_KEYS:
+        stats[key] = np.quantile(_filled(train, key), quantiles)
+    analyze_seconds = time.perf_counter() - started
+    rows = 0
+    del train
+    for split in ("train", "eval"):
+        table = _read_split(examples_uri, split)
+        rows += table.num_rows
+        target = os.path.join(scratch, f"bench-limit-transformed-{split}.parquet")
+        pq.write_table(_taxi_apply(table, stats), target, compression="snappy")
+        os.remove(target)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "analyze_seconds": analyze_seconds, "rows": rows, "peak_rss": _peak_rss_bytes()}
+
+
+def evaluator_floor(model_uri: str, examples_uri: str) -> dict:
+    from bench.evaluator import floor
+
+    seconds = floor(model_uri, examples_uri, "eval")
+    return {"seconds": seconds, "peak_rss": _peak_rss_bytes()}
 
 
 def _arrays(files: list[str]) -> dict:
@@ -179,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--examples", required=True, help="CsvExampleGen output URI")
     parser.add_argument("--transform-graph", required=True)
     parser.add_argument("--transformed", required=True, help="Transform's transformed_examples URI")
+    parser.add_argument("--model", help="the Trainer's model URI (the Evaluator's floor; skipped without)")
     parser.add_argument("--out", help="write the JSON here (default: stdout)")
     args = parser.parse_args(argv)
     # pyarrow-only limits first, before TensorFlow is imported, so their RSS peak is their own.
@@ -186,8 +282,12 @@ def main(argv: list[str] | None = None) -> None:
     csv_read(args.csv)
     parquet_stats(args.examples)
     results = {"csv_read": csv_read(args.csv), "parquet_stats": parquet_stats(args.examples)}
-    results["csv_to_parquet"] = csv_to_parquet(args.csv, os.path.dirname(os.path.abspath(args.out or ".")))
+    scratch = os.path.dirname(os.path.abspath(args.out or "."))
+    results["csv_to_parquet"] = csv_to_parquet(args.csv, scratch)
+    results["taxi_numpy"] = taxi_numpy(args.examples, scratch)
     results.update(keras_fit_and_predict(args.transform_graph, args.transformed))
+    if args.model:  # after TensorFlow's import (in the fit above), which the pipeline's Evaluator also finds done
+        results["evaluator_floor"] = evaluator_floor(args.model, args.examples)
     text = json.dumps(results)
     if args.out:
         with open(args.out, "w") as fh:

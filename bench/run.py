@@ -1,10 +1,10 @@
 """Taxi pipeline benchmark: per-component time and memory, against limits, TFX, and data size.
 
-    .venv/bin/python bench/run.py                       # 1x, 10x, 100x; 3 repeats; writes bench/RESULTS.md
+    .venv/bin/python bench/run.py                       # 1x, 10x, 100x, 1000x; 3 repeats; writes bench/RESULTS.md
     .venv/bin/python bench/run.py --sizes 1,10 --repeats 1
     .venv/bin/python bench/run.py --quick --out /tmp/b  # 1x, 1 repeat: checks the benchmark works
 
-For each size (1x = the 15k-row taxi CSV; 10x and 100x are made once by ``bench/make_data.py``
+For each size (1x = the 15k-row taxi CSV; 10x, 100x and 1000x are made once by ``bench/make_data.py``
 into ``bench/out/data/``) and each repeat:
 
 1. cold: ``sluice run taxi --param data_root=... --param pipeline_root=<fresh> --json
@@ -43,11 +43,15 @@ from bench.make_data import make_replicated_csv  # noqa: E402
 SOURCE_DIR = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "chicago_taxi"))
 COMPONENTS = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
               "Evaluator", "Pusher"]
-LIMIT_OF = {"CsvExampleGen": "csv_read", "StatisticsGen": "parquet_stats", "Trainer": "keras_fit",
-            "Evaluator": "keras_predict"}
+LIMIT_OF = {"CsvExampleGen": "csv_read", "StatisticsGen": "parquet_stats", "Transform": "taxi_numpy",
+            "Trainer": "keras_fit", "Evaluator": "evaluator_floor"}
 LIMIT_TEXT = {"csv_read": "pyarrow read_csv", "parquet_stats": "pyarrow Parquet scan + min/max/mean/nulls",
-              "keras_fit": "bare Keras fit (1000 steps)", "keras_predict": "bare Keras predict",
+              "taxi_numpy": "taxi preprocessing in numpy/pyarrow (analyze, apply, write)",
+              "keras_fit": "bare Keras fit (1000 steps)", "keras_predict": "ref.: bare Keras predict",
+              "evaluator_floor": "bare batched predict + numpy metrics",
               "csv_to_parquet": "ref.: read_csv + write Parquet"}
+# The limits whose sum bounds the whole run (issue 22: the run <= 1.5x their sum); ExampleGen's is its I/O.
+SUM_OF_LIMITS = ("csv_to_parquet", "parquet_stats", "taxi_numpy", "keras_fit", "evaluator_floor")
 # TFX 1.16 on the same machine type (2 cores), taxi 15k rows, 1000 training steps.
 TFX = {"wall": 134.0, "peak_rss": 1.06e9, "rerun": 35.7,
        "components": {"CsvExampleGen": 18.2, "StatisticsGen": 15.1, "Transform": 44.5, "Trainer": 25.3,
@@ -202,7 +206,8 @@ def run_limits(csv_path: str, outputs: dict, log_dir: str, label: str, source: s
     command = [sys.executable, os.path.join(BENCH, "limits.py"), "--csv", csv_path,
                "--examples", outputs["CsvExampleGen"]["examples"][0],
                "--transform-graph", outputs["Transform"]["transform_graph"][0],
-               "--transformed", outputs["Transform"]["transformed_examples"][0], "--out", out_path]
+               "--transformed", outputs["Transform"]["transformed_examples"][0],
+               "--model", outputs["Trainer"]["model"][0], "--out", out_path]
     done = subprocess.run(command, env=_child_env(source), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{label}: bench/limits.py exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -364,27 +369,55 @@ def _rate(rows: int, seconds: float | None) -> str:
     return f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate / 1e3:.0f} k"
 
 
+def _comp(entry: dict, name: str, mode: str = "cold") -> float:
+    return entry[mode]["components"][name]["seconds"]
+
+
+def _linear(small: dict, big: dict, names: str) -> tuple[str, str, bool]:
+    """The target 'cost grows at most linearly' from ``small`` to ``big`` (10% slack)."""
+    worst = sorted(((_comp(big, n) / _comp(small, n), n) for n in COMPONENTS if _comp(small, n) and _comp(big, n)),
+                   reverse=True)
+    total = big["cold"]["wall"] / small["cold"]["wall"]
+    data_rows = big["rows"] / small["rows"]
+    text = (f"whole run x{total:.1f} for x{data_rows:.0f} rows; worst components: "
+            + ", ".join(f"{n} x{g:.1f}" for g, n in worst[:3]))
+    return (f"cost grows at most linearly {names}", text,
+            all(g <= data_rows * 1.1 for g, _ in worst) and total <= data_rows * 1.1)
+
+
+def targets_1000x(big: dict) -> list[tuple[str, str, bool | None]]:
+    """Issue 22's targets at 15M rows, each a ratio to a limit measured in the same repeat."""
+    rows_out = []
+    ratios, limits = big["ratios"], big["limits"]
+    reference = ratios.get("CsvExampleGen/ref")
+    if reference:
+        rows_out.append(("CsvExampleGen >= 50% of read_csv + Parquet write throughput at 1000x",
+                         f"{100 / reference:.0f}%", 100 / reference >= 50))
+    for name, label in (("StatisticsGen", "a pyarrow scan"), ("Transform", "numpy/pyarrow taxi preprocessing"),
+                        ("Evaluator", "a bare batched predict + numpy metrics")):
+        if ratios.get(name):
+            rows_out.append((f"{name} <= 2x {label} at 1000x", f"{ratios[name]:.1f}x", ratios[name] <= 2))
+    if all(limits.get(name) for name in SUM_OF_LIMITS):
+        total = sum(limits[name]["seconds"] for name in SUM_OF_LIMITS)
+        wall = big["cold"]["wall"]
+        rows_out.append(("whole run <= 1.5x the sum of its components' limits at 1000x",
+                         f"{wall:.0f} s wall / {total:.0f} s = {wall / total:.1f}x", wall <= 1.5 * total))
+    peak = big["cold"]["peak_rss"]
+    rows_out.append(("peak RSS at 1000x <= 1.5 GB", f"{peak / 1e9:.2f} GB", peak <= 1.5e9))
+    return rows_out
+
+
 def targets(summary: dict) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for each of the issue's targets that the data covers."""
     rows_out = []
-    one, ten, hundred = summary.get(1), summary.get(10), summary.get(100)
-
-    def comp(entry, name, mode="cold"):
-        return entry[mode]["components"][name]["seconds"]
-
+    one, ten, hundred, thousand = (summary.get(size) for size in (1, 10, 100, 1000))
+    comp = _comp
     if ten and hundred:
-        worst = []
-        for name in COMPONENTS:
-            t10, t100 = comp(ten, name), comp(hundred, name)
-            if t10 and t100:
-                worst.append((t100 / t10, name))
-        total = hundred["cold"]["wall"] / ten["cold"]["wall"]
-        worst.sort(reverse=True)
-        data_rows = hundred["rows"] / ten["rows"]
-        text = (f"whole run x{total:.1f} for x{data_rows:.0f} rows; worst components: "
-                + ", ".join(f"{n} x{g:.1f}" for g, n in worst[:3]))
-        rows_out.append(("cost grows at most linearly 10x -> 100x", text,
-                         all(g <= data_rows * 1.1 for g, _ in worst) and total <= data_rows * 1.1))
+        rows_out.append(_linear(ten, hundred, "10x -> 100x"))
+    if hundred and thousand:
+        rows_out.append(_linear(hundred, thousand, "100x -> 1000x"))
+    if thousand:
+        rows_out += targets_1000x(thousand)
     if hundred:
         peak = hundred["cold"]["peak_rss"]
         rows_out.append(("peak RSS at 100x <= 2 GB", f"{peak / 1e9:.2f} GB", peak <= 2e9))
@@ -448,7 +481,7 @@ def render(records: list[dict], info: dict, command: str) -> str:
         "- Peak RSS: the whole process's, from `wait4`. Per component: the process RSS peak while the component "
         "ran (50 ms samples mapped onto its start/finish; components run one at a time) and its growth over "
         "the RSS at its start. Memory a component leaves allocated stays in later components' figures.",
-        "- 10x and 100x: the taxi CSV replicated with jittered numbers (`bench/make_data.py`).",
+        "- 10x, 100x and 1000x: the taxi CSV replicated with jittered numbers (`bench/make_data.py`).",
         "",
         "## Whole pipeline",
         "",
@@ -580,6 +613,7 @@ def plot(records: list[dict], plots_dir: str) -> list[str]:
         if all(p is not None for p in peaks):
             ax.plot(rows, [p / MB for p in peaks], "o-", color=colors[i % len(colors)], alpha=0.8,
                     label=f"during {name}")
+    ax.axhline(1.5e9 / MB, color="darkred", linestyle="-.", label="target at 1000x: 1.5 GB")
     ax.axhline(2e9 / MB, color="red", linestyle="--", label="target at 100x: 2 GB")
     ax.axhline(1e9 / MB, color="purple", linestyle="--", alpha=0.6, label="target at 1x: 1 GB")
     ax.axhline(TFX["peak_rss"] / MB, color="orange", linestyle=":", label="TFX 1.16 at 1x")
@@ -609,7 +643,8 @@ def write_report(records: list[dict], info: dict, out: str, command: str) -> str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Taxi pipeline benchmark (see bench/run.py's docstring).")
-    parser.add_argument("--sizes", default="1,10,100", help="comma-separated replication factors (1 = 15k rows)")
+    parser.add_argument("--sizes", default="1,10,100,1000",
+                        help="comma-separated replication factors (1 = 15k rows; 1000 = 15M rows, a 1.73 GB CSV)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1x, 1 repeat: checks the benchmark works")
     parser.add_argument("--out", default=BENCH, help="where RESULTS.md, results.json and plots/ go")

@@ -33,7 +33,8 @@ def test_quick_benchmark_writes_results_and_plots(tmp_path):
     assert summary["cached"]["all_cached"], "the re-run on the same root should be fully cached"
     cold = summary["cold"]
     assert cold["peak_rss"] > 0 and all(c["seconds"] > 0 for c in cold["components"].values())
-    assert set(summary["limits"]) == {"csv_read", "parquet_stats", "keras_fit", "keras_predict", "csv_to_parquet"}
+    assert set(summary["limits"]) == {"csv_read", "parquet_stats", "keras_fit", "keras_predict", "csv_to_parquet",
+                                      "taxi_numpy", "evaluator_floor"}
     assert summary["ratios"]["Trainer"] > 0
 
 
