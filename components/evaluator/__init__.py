@@ -32,16 +32,17 @@ thresholds (``min_improvement`` / ``max_regression``, absolute or, with
 baseline: the ``baseline_model`` input, else the pipeline's latest blessed
 model from the metadata store; without one they are recorded as skipped.
 
-On runners with workers (any Beam option but the in-process runner) the predictions and the
-metric accumulation run as a Beam pipeline: each file (or run of row groups) is scored by a
-worker into mergeable accumulators per slice, so the driver's memory stays bounded; AUC and
-the curves then come from a 10,000-bucket score histogram (``engine`` in metrics.json says
-which path ran).
+In process, the eval split is read in record batches, each scored and folded into mergeable
+accumulators per slice, so memory is bounded by a batch, whatever the split's size; splits of
+up to 1M rows keep exact metrics, larger ones take AUC and the curves from a 10,000-bucket score
+histogram. On runners with workers (any Beam option but the in-process runner) the same runs
+as a Beam pipeline: each file (or run of row groups) is scored by a worker, always with the
+histogram (``engine`` in metrics.json says that path ran).
 
-Modules: ``metrics`` (exact, numpy), ``plots``, ``slicing``, ``analysis`` (metrics per slice),
-``thresholds``, ``predict`` (calling the serving models), ``accumulators`` and ``beam`` (the
-Beam path), ``report`` (report.html), ``component`` (the executor ``evaluate_model`` and
-``Evaluator``).
+Modules: ``metrics`` (exact, numpy), ``plots``, ``slicing``, ``analysis`` (the result and the
+metric functions), ``thresholds``, ``predict`` (calling the serving models), ``accumulators``,
+``stream`` (the in-process path), ``beam`` (the Beam path), ``report`` (report.html),
+``component`` (the executor ``evaluate_model`` and ``Evaluator``).
 """
 
 from sluice.components.evaluator.component import Evaluator, evaluate_model
