@@ -52,5 +52,6 @@ def _string_tensor(array: Any) -> Any:
     _, offsets_buffer, data = array.buffers()
     offsets = np.frombuffer(offsets_buffer, offsets_type)[array.offset: array.offset + len(array) + 1]
     start, end = int(offsets[0]), int(offsets[-1])
-    blob = tf.constant(data[start:end].to_pybytes() if data is not None and end > start else b"")
+    # A 0-d object array: tf.constant of bare bytes goes through a slow per-byte conversion.
+    blob = tf.constant(np.array(data[start:end].to_pybytes() if data is not None and end > start else b"", object))
     return tf.strings.substr(blob, offsets[:-1] - offsets_type(start), np.diff(offsets))

@@ -30,6 +30,9 @@ def test_flat_tensor_strings_sliced_empty_and_non_ascii():
     assert flat_tensor(pa.array(["", ""]), "string").numpy().tolist() == [b"", b""]
     assert flat_tensor(pa.array([], pa.string()), "string").shape == [0]
     assert flat_tensor(pa.array(["x"], pa.large_string()), "string").numpy().tolist() == [b"x"]
+    # NUL bytes, trailing ones too, survive (a fixed-width numpy bytes blob would strip them).
+    assert flat_tensor(pa.array([b"ab\x00", b"\x00", b""], pa.binary()), "string").numpy().tolist() == [
+        b"ab\x00", b"\x00", b""]
 
 
 def test_packed_function_gives_the_eager_results_before_and_after_it_traces_its_wrapper():
