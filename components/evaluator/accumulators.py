@@ -22,7 +22,13 @@ import math
 import numpy as np
 
 from sluice.components.evaluator.metrics import class_names_for, json_safe
-from sluice.components.evaluator.plots import CALIBRATION_BUCKETS, CURVE_MAX_POINTS, _thinned
+from sluice.components.evaluator.plots import (
+    CALIBRATION_BUCKETS,
+    CURVE_MAX_POINTS,
+    _thinned,
+    residual_histogram,
+    residual_keys,
+)
 
 GRID = 10_000
 
@@ -214,6 +220,8 @@ class RegressionAccumulator:
         self.count = 0
         # weight, weighted label mean, squared deviations of labels, prediction, e^2, |e|, nonzero weight, |e/y|
         self.sums = np.zeros(8)
+        self.residual_keys = np.zeros(0, dtype=np.int64)  # plots.residual_keys, with their weights
+        self.residual_weights = np.zeros(0)
 
     def add(self, labels, predictions, weights=None) -> RegressionAccumulator:
         w = _weights(weights, len(labels))
@@ -226,7 +234,13 @@ class RegressionAccumulator:
                           np.dot(w[nonzero], np.abs(errors[nonzero] / labels[nonzero]))])
         self.count += len(labels)
         self._combine(batch)
+        keys, finite = residual_keys(errors)
+        self._merge_residuals(keys[finite], w[finite])
         return self
+
+    def _merge_residuals(self, keys, weights) -> None:
+        self.residual_keys, (self.residual_weights,) = _sparse_merge(np.r_[self.residual_keys, keys],
+                                                                     [np.r_[self.residual_weights, weights]])
 
     def _combine(self, other) -> None:
         weight, mean, spread = self.sums[:3]
@@ -241,6 +255,7 @@ class RegressionAccumulator:
     def merge(self, other: RegressionAccumulator) -> RegressionAccumulator:
         self.count += other.count
         self._combine(other.sums)
+        self._merge_residuals(other.residual_keys, other.residual_weights)
         return self
 
     def metrics(self, class_names=None) -> dict:
@@ -262,7 +277,8 @@ class RegressionAccumulator:
         return json_safe(metrics)
 
     def plots(self, class_names=None) -> dict:
-        return {}
+        """What ``plots.evaluation_plots`` gives: the residual histogram."""
+        return {"residuals": residual_histogram(self.residual_keys, self.residual_weights)} if self.count else {}
 
 
 class ExactAccumulator:

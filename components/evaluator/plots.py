@@ -1,6 +1,6 @@
 """Plot data of an evaluation (metrics.json ``plots``): ROC and precision-recall curves, a
-calibration table and the confusion matrix. The report draws them; the Kubeflow UI reads the
-ROC curve and the confusion matrix."""
+calibration table and the confusion matrix; for regression, a histogram of the residuals. The
+report draws them; the Kubeflow UI reads the ROC curve and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -75,6 +75,52 @@ def calibration(labels, scores, buckets: int = CALIBRATION_BUCKETS, weights=None
             "weight": total[used].tolist()}
 
 
+# Residual buckets per doubling of |prediction - label|: scale-free, so accumulators merge them unchanged.
+RESIDUAL_BUCKETS_PER_OCTAVE = 2
+_RESIDUAL_OFFSET = 100_000  # keeps a bucket's octave index positive inside its signed key
+
+
+def residual_keys(errors):
+    """Each error's bucket key: 0 for no error, else sign x (offset + floor(log2|e| x buckets per octave))."""
+    import numpy as np
+
+    size = np.abs(errors)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        octave = np.floor(np.log2(np.where(size > 0, size, 1.0)) * RESIDUAL_BUCKETS_PER_OCTAVE)
+    keys = np.sign(errors) * (_RESIDUAL_OFFSET + octave)
+    return np.where(np.isfinite(errors), keys, 0).astype(np.int64), np.isfinite(errors)
+
+
+def residual_histogram(keys, weights) -> dict[str, list[float]]:
+    """Residual (prediction - label) buckets in value order: ``low``, ``high`` edges and the ``weight``
+    in each (from ``residual_keys``' keys and the rows' weights summed by key)."""
+    import numpy as np
+
+    low, high = [], []
+    for key in keys:
+        if key == 0:
+            low.append(0.0)
+            high.append(0.0)
+            continue
+        index = (abs(int(key)) - _RESIDUAL_OFFSET) / RESIDUAL_BUCKETS_PER_OCTAVE
+        bounds = (2.0 ** index, 2.0 ** (index + 1 / RESIDUAL_BUCKETS_PER_OCTAVE))
+        low.append(bounds[0] if key > 0 else -bounds[1])
+        high.append(bounds[1] if key > 0 else -bounds[0])
+    order = np.argsort(low, kind="stable")
+    return {"low": [low[i] for i in order], "high": [high[i] for i in order],
+            "weight": [float(weights[i]) for i in order]}
+
+
+def residuals(labels, predictions, weights=None) -> dict[str, list[float]]:
+    """The residual histogram of the rows (see ``residual_histogram``)."""
+    import numpy as np
+
+    keys, finite = residual_keys(predictions - labels)
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    unique, inverse = np.unique(keys[finite], return_inverse=True)
+    return residual_histogram(unique, np.bincount(inverse, weights=w[finite], minlength=len(unique)))
+
+
 def evaluation_plots(labels, scores, problem: str, decision_threshold: float = 0.5,
                      label_vocabulary: list[str] | None = None, weights=None) -> dict[str, Any]:
     """Plot data for metrics.json: a confusion matrix, and for binary problems the ROC and
@@ -82,7 +128,7 @@ def evaluation_plots(labels, scores, problem: str, decision_threshold: float = 0
     import numpy as np
 
     if problem == "regression":
-        return {}
+        return {"residuals": residuals(labels, scores, weights)} if len(labels) else {}
     if problem == "binary":
         predicted = (scores >= decision_threshold).astype(np.int64)
         plots: dict[str, Any] = {"confusion_matrix": {"labels": ["0", "1"],

@@ -65,6 +65,9 @@ def _curves(analysis) -> list[dict[str, Any]]:
                                f"{reports.fmt(analysis.overall.get('calibration'), 3)})",
                       "svg": charts.curves(both("calibration", "mean_prediction", "mean_label"), key="calibration",
                                            xlabel="mean prediction (bucket)", ylabel="mean label", diagonal=True)})
+    if "residuals" in plots:
+        shown.append({"title": "Residuals (prediction - label): share of examples by bucket",
+                      "svg": _residual_bars(plots["residuals"], base.get("residuals"))})
     if "confusion_matrix" in plots:
         matrix = plots["confusion_matrix"]
         shown.append({"title": "Confusion matrix" + (" (at the decision threshold)" if analysis.problem == "binary"
@@ -93,3 +96,21 @@ def _slice_charts(analysis, metric: str) -> list[dict[str, Any]]:
                       "svg": charts.bars(labels, series, key=f"slices{index}", xlabel=metric,
                                          reference=analysis.overall.get(metric), legend=True)})
     return shown
+
+
+def _residual_bars(model: dict, baseline: dict | None):
+    """The residual buckets as bars (shares of each model's weight), the baseline's beside the model's."""
+    names = {(low, high) for part in (model, baseline or {"low": [], "high": []})
+             for low, high in zip(part["low"], part["high"])}
+    buckets = sorted(names)
+
+    def shares(part):
+        total = sum(part["weight"]) or 1.0
+        found = {(low, high): w / total for low, high, w in zip(part["low"], part["high"], part["weight"])}
+        return [found.get(bucket, 0.0) for bucket in buckets]
+
+    series = {"model": shares(model)}
+    if baseline is not None:
+        series["baseline"] = shares(baseline)
+    labels = ["0" if low == high else f"[{reports.fmt(low, 3)}, {reports.fmt(high, 3)})" for low, high in buckets]
+    return charts.bars(labels, series, key="residuals", legend=True)

@@ -471,7 +471,15 @@ def test_regression_metrics_thresholds_and_blessing(tmp_path, capsys):
     assert overall["label_mean"] == pytest.approx(fare.mean()) and set(metrics["slices"]) == {"area=north",
                                                                                                 "area=south"}
     assert [r["passed"] for r in metrics["thresholds"]] == [overall["rmse"] <= 3.0, overall["r2"] >= 0.8]
-    assert metrics["plots"] == {}
+    residuals = metrics["plots"]["residuals"]  # buckets of |error| by half octaves, in value order
+    assert sum(residuals["weight"]) == rows and residuals["low"] == sorted(residuals["low"])
+    for low, high, weight in zip(residuals["low"], residuals["high"], residuals["weight"]):
+        small, big = sorted((abs(low), abs(high)))  # [small, big) of |error|, on the side of the bucket's sign
+        side = np.sign(errors) == np.sign(low)
+        assert weight == np.sum(side & (np.abs(errors) >= small) & (np.abs(errors) < big))
+        assert big / small == pytest.approx(2 ** 0.5)
+    report = Path(tmp_path / "auto" / "evaluation" / "report.html").read_text()
+    assert "Residuals (prediction - label)" in report and report.count("<svg") >= 2
     strict = _evaluate(tmp_path, "strict", data, model, label_key="fare", problem="regression",
                        thresholds={"rmse": MetricThreshold(upper_bound=0.5)})
     assert not strict["thresholds"][0]["passed"]
