@@ -454,8 +454,8 @@ def render(records: list[dict], info: dict, command: str) -> str:
     lines = [
         "# Taxi pipeline benchmark",
         "",
-        "Regenerate (the full run takes 6-20 minutes on 2 cores, depending on load; `--sizes 1,10 --repeats 1` for a "
-        "shorter one):",
+        "Regenerate (the full run, 1000x included, takes 25-60 minutes on 2 cores, depending on load; "
+        "`--sizes 1,10 --repeats 1` for a shorter one):",
         "",
         "```bash",
         ".venv/bin/python bench/run.py",
