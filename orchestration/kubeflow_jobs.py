@@ -152,6 +152,9 @@ class TFJobLauncher:
         if not self.image:
             raise ComponentError(f"{ctx.component_id}: the compiled pipeline names no image for its workers "
                                  f"(compile it again with --image)")
+        if "://" in ctx.pipeline_root:  # the chief writes the task's outputs; the workers need the same paths
+            raise ComponentError(f"{ctx.component_id}: its workers need a pipeline root on a filesystem they mount "
+                                 f"too, not {ctx.pipeline_root.split('://')[0]}://")
         try:
             api = self.api = self.api or KubernetesApi.in_cluster()
         except KubernetesError as exc:

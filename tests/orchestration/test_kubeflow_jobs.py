@@ -226,12 +226,17 @@ def test_a_failed_tfjob_fails_the_trainer_in_one_line(tmp_path, kube, monkeypatc
     assert api.gets == 2  # Running, then Failed
 
 
-def test_a_refused_tfjob_is_one_line_and_no_image_is_named(tmp_path, kube, monkeypatch):
+def test_a_refused_tfjob_an_object_store_root_and_no_image_are_one_line(tmp_path, kube, monkeypatch):
     kube()
     monkeypatch.setenv(kubeflow_jobs.API_ENV, "http://127.0.0.1:9")  # nothing listens there
     unreachable = r"^Trainer: TFJob team-a/sluice-trainer-\S+: cannot reach the Kubernetes API at http://127.0.0.1:9: "
     with processes.worker_launcher(TFJobLauncher(IMAGE, "run-42")), pytest.raises(ComponentError, match=unreachable):
         _context(tmp_path).run_workers(f"{__name__}:echo_worker", {}, 2)
+    ctx = _context(tmp_path)
+    ctx.pipeline_root = "s3://bucket/root"
+    with processes.worker_launcher(TFJobLauncher(IMAGE, "run-42")), pytest.raises(ComponentError, match=(
+            r"^Trainer: its workers need a pipeline root on a filesystem they mount too, not s3://$")):
+        ctx.run_workers(f"{__name__}:echo_worker", {}, 2)
     no_image = r"^Trainer: the compiled pipeline names no image for its workers"
     with processes.worker_launcher(TFJobLauncher(None, "run-42")), pytest.raises(ComponentError, match=no_image):
         _context(tmp_path).run_workers(f"{__name__}:echo_worker", {}, 2)
