@@ -236,7 +236,11 @@ def _reusable_execution(node: dict[str, Any], store: MetadataStore, name: str, r
     for hit in candidates:
         # A store shared by several roots: another root's outputs are not ours to reuse.
         uris = [a.uri for arts in hit.outputs.values() for a in arts]
-        if outputs_exist(hit.outputs) and roots.all_inside(uris, root):
+        try:
+            present = outputs_exist(hit.outputs)
+        except Exception as exc:  # noqa: BLE001 - an object store that does not answer
+            raise ExecutionFailed(node["id"], f"looking for its cached outputs: {_describe(exc)}") from None
+        if present and roots.all_inside(uris, root):
             return hit
     return None
 

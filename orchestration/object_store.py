@@ -115,7 +115,9 @@ def configure(beam_pipeline_args: list[str] | None) -> None:
 
 def _s3io():
     """Beam's S3 IO, one per set of options: each of Beam's ``S3FileSystem`` calls builds a new
-    boto3 client, a large part of a small request's time."""
+    boto3 client, a large part of a small request's time. Listing and existence go through its
+    client (``_s3_listing``, ``_s3_exists``): S3IO's own retry those for minutes on an endpoint
+    that does not answer, where boto3's retries give up within seconds, with one line."""
     from apache_beam.io.aws import s3io
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -152,7 +154,7 @@ def _open(uri: str, mode: str):
 def _listing(prefix: str) -> list[tuple[str, int, float]]:
     """Every object whose name starts with ``prefix``: (URI, size, time of last change)."""
     if prefix.startswith("s3://"):
-        return [(path, size, updated) for path, (size, updated) in _s3io().list_files(prefix, with_metadata=True)]
+        return _s3_listing(prefix)
     found = _filesystem(prefix).match([prefix + "**"])[0].metadata_list
     return [(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in found]
 
@@ -176,8 +178,40 @@ def describe(uri: str) -> list[tuple[str, int, float]]:
     return sorted((posixpath.relpath(path, base), size, updated) for path, size, updated in found)
 
 
+def _s3_listing(prefix: str) -> list[tuple[str, int, float]]:
+    from apache_beam.io.aws import s3io
+    from apache_beam.io.aws.clients.s3 import messages
+
+    bucket, key = s3io.parse_s3_path(prefix, object_optional=True)
+    request, found = messages.ListRequest(bucket, key), []
+    while True:
+        try:
+            response = _s3io().client.list(request)
+        except messages.S3ClientError as exc:
+            if exc.code == 404:  # nothing under the prefix
+                return found
+            raise
+        found += [(f"s3://{bucket}/{item.key}", item.size, item.last_modified.timestamp()) for item in response.items]
+        if not response.next_token:
+            return found
+        request.continuation_token = response.next_token
+
+
+def _s3_exists(uri: str) -> bool:
+    from apache_beam.io.aws import s3io
+    from apache_beam.io.aws.clients.s3 import messages
+
+    try:
+        _s3io().client.get_object_metadata(messages.GetRequest(*s3io.parse_s3_path(uri)))
+    except messages.S3ClientError as exc:
+        if exc.code == 404:
+            return False
+        raise
+    return True
+
+
 def exists(uri: str) -> bool:
-    return _s3io().exists(uri) if uri.startswith("s3://") else _filesystem(uri).exists(uri)
+    return _s3_exists(uri) if uri.startswith("s3://") else _filesystem(uri).exists(uri)
 
 
 def read_bytes(uri: str) -> bytes:
