@@ -2,10 +2,11 @@
 
 ``pack`` turns each column into flat tensors without per-row Python and without a copy where
 Arrow's buffers allow (``arrow_tensor``): a fixed-length feature its values; a variable-length
-one its values, the number of values in each row, and the SparseTensor's width (1 for a scalar
-column, the longest list for a list column). ``unpack`` builds the dense tensors and
-SparseTensors from them, inside the traced graph (``PackedFunction``), so a batch costs one
-call instead of a few eager operations per column.
+one its values, the SparseTensor's indices (made with numpy from the validity bitmap or the list
+lengths: cheaper than TensorFlow's ragged-to-sparse kernel per column and batch) and its dense
+shape ``[rows, width]`` (width 1 for a scalar column, the longest list for a list column).
+``unpack`` builds the dense tensors and SparseTensors from them, inside the traced graph
+(``PackedFunction``), so a batch costs one call instead of a few eager operations per column.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def packed_signature(raw_features: dict[str, Any]) -> dict[str, Any]:
     for name, spec in as_feature_specs(raw_features).items():
         values = tf.TensorSpec([None], spec.tf_dtype())
         signature[name] = values if spec.is_fixed else {
-            "values": values, "lengths": tf.TensorSpec([None], tf.int64), "width": tf.TensorSpec([], tf.int64)}
+            "values": values, "indices": tf.TensorSpec([None, 2], tf.int64), "shape": tf.TensorSpec([2], tf.int64)}
     return signature
 
 
@@ -49,8 +50,8 @@ def pack(batch: Any, raw_features: dict[str, Any]) -> dict[str, Any]:
             if spec.is_fixed:
                 raise ValueError(f"column {name!r} is missing, but the schema says it is always present "
                                  f"with shape {list(spec.shape)}")
-            packed[name] = {"values": _tf().zeros([0], spec.tf_dtype()), "lengths": np.zeros(rows, np.int64),
-                            "width": np.int64(1)}
+            packed[name] = {"values": _tf().zeros([0], spec.tf_dtype()), "indices": np.zeros((0, 2), np.int64),
+                            "shape": np.array([rows, 1], np.int64)}
             continue
         column = batch.column(name)
         if isinstance(column, pa.ChunkedArray):
@@ -74,11 +75,13 @@ def _pack_scalar(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
                              "is always present (shape with presence min_fraction 1)")
         return _values(column, spec.dtype, name)
     if column.null_count:
-        lengths = column.is_valid().to_numpy(zero_copy_only=False).astype(np.int64)
+        present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
         column = column.drop_null()
     else:
-        lengths = np.ones(rows, np.int64)
-    return {"values": _values(column, spec.dtype, name), "lengths": lengths, "width": np.int64(1)}
+        present = np.arange(rows, dtype=np.int64)
+    indices = np.zeros((len(present), 2), np.int64)
+    indices[:, 0] = present
+    return {"values": _values(column, spec.dtype, name), "indices": indices, "shape": np.array([rows, 1], np.int64)}
 
 
 def list_lengths(column: Any) -> Any:
@@ -102,7 +105,19 @@ def _pack_list(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
             raise ValueError(f"column {name!r}: row {int(wrong[0])} has {int(lengths[wrong[0]])} values, but the "
                              f"schema's shape is {list(spec.shape)} ({spec.size} values per row)")
         return values
-    return {"values": values, "lengths": lengths, "width": np.int64(lengths.max() if rows else 0)}
+    return {"values": values, "indices": sparse_indices(lengths),
+            "shape": np.array([rows, lengths.max() if rows else 0], np.int64)}
+
+
+def sparse_indices(lengths: Any) -> Any:
+    """``[values, 2]`` int64 SparseTensor indices (row, position in the row) of rows of ``lengths`` values."""
+    import numpy as np
+
+    total = int(lengths.sum())
+    indices = np.empty((total, 2), np.int64)
+    indices[:, 0] = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    indices[:, 1] = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return indices
 
 
 def _values(column: Any, dtype: str, name: str) -> Any:
@@ -136,12 +151,8 @@ def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, An
         if spec.is_fixed:
             tensors[name] = tf.reshape(part, [-1, *spec.shape])
             continue
-        lengths = tf.convert_to_tensor(part["lengths"], tf.int64)
-        splits = tf.concat([tf.zeros([1], tf.int64), tf.math.cumsum(lengths)], axis=0)
-        # One kernel: tf.repeat or RaggedTensor's constructors would add dozens of ops per feature.
-        indices = tf.raw_ops.RaggedTensorToSparse(rt_nested_splits=[splits], rt_dense_values=part["values"])[0]
-        width = tf.convert_to_tensor(part["width"], tf.int64)
-        tensors[name] = tf.SparseTensor(indices, part["values"], tf.stack([tf.size(lengths, out_type=tf.int64), width]))
+        tensors[name] = tf.SparseTensor(tf.convert_to_tensor(part["indices"], tf.int64), part["values"],
+                                        tf.convert_to_tensor(part["shape"], tf.int64))
     return tensors
 
 
