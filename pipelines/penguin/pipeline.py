@@ -52,8 +52,9 @@ def create_pipeline(
 ) -> Pipeline:
     """``tune``: a Tuner searches the model's learning rate and width first (``tuner_trials``
     trials of ``tuner_steps`` steps) and the Trainer trains with the best values found.
-    ``trainer_workers`` > 1: the Trainer trains with that many worker processes on this machine
-    (``MultiWorkerMirroredStrategy`` over loopback)."""
+    ``trainer_workers`` > 1: the Trainer trains with that many workers
+    (``MultiWorkerMirroredStrategy``): processes on loopback when run locally, a TFJob's replicas
+    on Kubeflow."""
     data_root = data_root or penguins_data_dir()
     # Under the run's root by default: `sluice run --pipeline-root` passes its root here.
     serving_dir = serving_dir or os.path.join(pipeline_root, "serving", "penguin")
