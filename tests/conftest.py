@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -202,3 +204,50 @@ def team_server(tmp_path_factory, postgres):
     _wait_for(url + "/health", proc, log_path, "mlflow server over postgres")
     yield url, root / "artifacts"
     _stop_group(proc)
+
+
+class PenguinGolden:
+    """One completed ``sluice run penguin --pipeline-root <ws>/root --json`` (run in ``<ws>``), kept aside.
+
+    Its artifact URIs are absolute, so the saved root is only valid at ``<ws>/root``:
+    ``checkout()`` puts it back there, undoing whatever the previous user of the run did.
+    """
+
+    def __init__(self, ws: Path, saved: Path, doc: dict, stderr: str):
+        self.ws, self.root, self.saved, self.doc, self.stderr = ws, ws / "root", saved, doc, stderr
+        self.cwd_entries = sorted(os.listdir(ws))  # what the run left in its working folder
+
+    def checkout(self) -> Path:
+        restore(self.saved, self.root)
+        return self.root
+
+
+@pytest.fixture(scope="session")
+def penguin_golden(tmp_path_factory) -> PenguinGolden:
+    """The full penguin run that the crash-safety tests and tests/pipelines/test_penguin.py start from:
+    one run for the session instead of one per module."""
+    ws = tmp_path_factory.mktemp("penguin")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in ("MLFLOW_TRACKING_URI", "SLUICE_PIPELINE_ROOT", "SLUICE_FAULT"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "run", "penguin", "--pipeline-root",
+                           str(ws / "root"), "--json"], capture_output=True, text=True, cwd=ws, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = tmp_path_factory.mktemp("penguin-golden") / "root"
+    shutil.copytree(ws / "root", saved, symlinks=True)
+    return PenguinGolden(ws, saved, json.loads(proc.stdout), proc.stderr)
+
+
+def restore(saved: Path, root: Path) -> None:
+    """Puts the pipeline root saved at ``saved`` back at ``root``.
+
+    The database file is overwritten in place: MLflow keeps a pooled connection
+    per tracking URI in this process, which would go on reading a replaced
+    (deleted) file.
+    """
+    db = root / "metadata.db"
+    if root.exists():
+        for entry in root.iterdir():
+            if entry != db:
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    shutil.copytree(saved, root, symlinks=True, dirs_exist_ok=True)

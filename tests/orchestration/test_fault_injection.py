@@ -1,7 +1,9 @@
 """Crash safety: SIGKILL the penguin pipeline inside every standard component; recovery from the CLI.
 
-One full run of the penguin pipeline is prepared once (``golden``). For each
-component, the test restores that pipeline root at a fixed path, deletes the
+One full run of the penguin pipeline is prepared once (the session's
+``penguin_golden``; a second one at a second path, so that two components' cases
+run at once: ``matrix``). For each
+component, the test restores that pipeline root at its fixed path, deletes the
 component's published outputs (so it misses the cache and executes), then kills
 the run several times in a row inside that component (``SLUICE_FAULT``, read by
 the test plugin ``tests/orchestration/fault_plugin``), and finally runs it to completion.
@@ -21,11 +23,13 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, restore
 from tests.orchestration.fault_plugin import pythonpath
 
 ORDER = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
@@ -49,34 +53,62 @@ def sluice_run(root: Path, fault: str | None = None, watch: str | None = None):
     )
 
 
+# Two roots take the cases in turn, longest first: a `sluice run` keeps about one of CI's two cores busy.
+LONGEST_FIRST = ["Trainer", "Transform", "Evaluator", "CsvExampleGen", "StatisticsGen", "SchemaGen", "Pusher",
+                 "ExampleValidator"]
+
+
 @pytest.fixture(scope="module")
-def golden(tmp_path_factory):
-    """A completed penguin run: (its pipeline root saved aside, the work root path, the run's JSON)."""
-    base = tmp_path_factory.mktemp("faults")
-    work = base / "work" / "root"
-    work.parent.mkdir()
-    proc = sluice_run(work)
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
-    saved = base / "golden"
-    shutil.copytree(work, saved, symlinks=True)
-    yield saved, work, doc
-    print(f"\nfault injection: {TALLY['kills']} kill points tried, {TALLY['landed']} landed inside the component")
+def matrix(penguin_golden, tmp_path_factory, request):
+    """The kill sequences of the selected components, run in two threads, each on its own pipeline root.
 
-
-def restore(saved: Path, root: Path) -> None:
-    """Puts the golden pipeline root back at ``root``.
-
-    The database file is overwritten in place: MLflow keeps a pooled connection
-    per tracking URI in this process, which would go on reading a replaced
-    (deleted) file.
+    A saved root is only valid at its own path (its URIs are absolute), so the second
+    thread first makes its own completed run. Each test case waits for its component's result.
     """
-    db = root / "metadata.db"
-    if root.exists():
-        for entry in root.iterdir():
-            if entry != db:
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    shutil.copytree(saved, root, symlinks=True, dirs_exist_ok=True)
+    name = test_kill_inside_component_publishes_nothing_and_recovers.__name__
+    selected = [item.callspec.params["component"] for item in request.session.items
+                if item.module is request.module and item.originalname == name]
+    pending = [c for c in LONGEST_FIRST if c in selected]
+    results = {c: Future() for c in pending}
+    lock = threading.Lock()
+
+    def second_golden():
+        work = tmp_path_factory.mktemp("faults") / "work" / "root"
+        work.parent.mkdir()
+        proc = sluice_run(work)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        saved = work.parent.parent / "golden"
+        shutil.copytree(work, saved, symlinks=True)
+        return saved, work, json.loads(proc.stdout)
+
+    def worker(make_golden):
+        try:
+            golden, failure = make_golden(), None
+        except BaseException as exc:  # noqa: BLE001 - reported by each case this thread takes
+            golden, failure = None, exc
+        while True:
+            with lock:
+                if not pending:
+                    return
+                component = pending.pop(0)
+            try:
+                if failure is not None:
+                    raise failure
+                kill_and_recover(*golden, component)
+                results[component].set_result(None)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the component's test case
+                results[component].set_exception(exc)
+
+    makers = [lambda: (penguin_golden.saved, penguin_golden.root, penguin_golden.doc)]
+    if len(pending) > 1:
+        makers.append(second_golden)
+    threads = [threading.Thread(target=worker, args=(make,), daemon=True) for make in makers]
+    for thread in threads:
+        thread.start()
+    yield results
+    for thread in threads:
+        thread.join()
+    print(f"\nfault injection: {TALLY['kills']} kill points tried, {TALLY['landed']} landed inside the component")
 
 
 def store_of(root: Path):
@@ -117,8 +149,12 @@ def kill_points(component: str, doc: dict) -> list[tuple[str, bool]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("component", ORDER)
-def test_kill_inside_component_publishes_nothing_and_recovers(golden, component):
-    saved, root, doc = golden
+def test_kill_inside_component_publishes_nothing_and_recovers(matrix, component):
+    matrix[component].result(timeout=1800)  # raises what failed in kill_and_recover
+
+
+def kill_and_recover(saved: Path, root: Path, doc: dict, component: str) -> None:
+    """Kills a run inside ``component`` at each of its kill points, then checks the run that recovers."""
     restore(saved, root)
     comp_dir = root / "penguin" / component
     outputs = [p for p in comp_dir.iterdir() if p.name != ".logs"]
