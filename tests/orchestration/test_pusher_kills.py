@@ -1,6 +1,6 @@
 """A Pusher killed at each of its steps: the next run completes that push, it never pushes the model twice.
 
-One penguin run is prepared with its push undone (``unpushed``: no Pusher
+The session's penguin run is restored with its push undone (``unpushed``: no Pusher
 outputs, no serving folder, no registered model). Then runs follow, each
 SIGKILLed right after one more Pusher step (``SLUICE_FAULT``, read by the test
 plugin ``tests/orchestration/fault_plugin``), each checked for what it left,
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestration.test_fault_injection import leftovers, restore, sluice_run, store_of
+from tests.orchestration.test_fault_injection import leftovers, sluice_run, store_of
 
 pytestmark = pytest.mark.slow
 
@@ -39,23 +39,16 @@ def registry_of(root: Path):
 
 
 @pytest.fixture
-def unpushed(tmp_path_factory):
-    """(saved root, work root, the Trainer's model): a penguin run whose push is undone."""
-    base = tmp_path_factory.mktemp("pusher-kills")
-    work = base / "work" / "root"
-    work.parent.mkdir()
-    proc = sluice_run(work)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(proc.stdout)
-    trainer = next(c for c in doc["components"] if c["id"] == "Trainer")
+def unpushed(penguin_golden):
+    """(work root, the Trainer's model): the session's penguin run, its push undone."""
+    work = penguin_golden.checkout()
+    trainer = next(c for c in penguin_golden.doc["components"] if c["id"] == "Trainer")
     for entry in (work / "penguin" / "Pusher").iterdir():
         if entry.name != ".logs":
             shutil.rmtree(entry)  # the Pusher misses the cache
     shutil.rmtree(work / "serving")
     registry_of(work).delete_registered_model("penguin")
-    saved = base / "unpushed"
-    shutil.copytree(work, saved, symlinks=True)
-    return saved, work, trainer["outputs"]["model"][0]
+    return work, trainer["outputs"]["model"][0]
 
 
 def versions(root: Path) -> list:
@@ -67,8 +60,7 @@ def test_a_pusher_killed_after_each_step_in_turn_is_completed_by_the_next_run(un
     from sluice.components import pusher
     from sluice.components.artifacts import Model
 
-    saved, root, model_uri = unpushed
-    restore(saved, root)
+    root, model_uri = unpushed
     serving = root / "serving" / "penguin"
     killed_ids = []
     for step, fault in STEPS.items():
