@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, _stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +33,55 @@ def sluice(*args, cwd):
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    ws = tmp_path_factory.mktemp("penguin")
+def local_run(penguin_golden):
+    """(workspace, the run's JSON, the run): the session's ``sluice run penguin --pipeline-root ws/root --json``
+    in ws, restored to how that run left it."""
+    penguin_golden.checkout()
+    return penguin_golden.ws, penguin_golden.doc, penguin_golden
+
+
+@pytest.fixture(scope="module")
+def cached_rerun(local_run):
+    """The JSON of one more `sluice run penguin --json` on the same root."""
+    ws = local_run[0]
     proc = sluice("run", "penguin", "--pipeline-root", str(ws / "root"), "--json", cwd=ws)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return ws, json.loads(proc.stdout), proc
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def kfp_local(tmp_path_factory):
+    """(folder, the compile, the kfp.local run of the compiled pipeline, still running): started before the
+    module's other tests, which run beside it (a `sluice run` keeps about one of CI's two cores busy)."""
+    tmp_path = tmp_path_factory.mktemp("penguin-kfp")
+    yaml_path = tmp_path / "penguin.yaml"
+    compiled = sluice("compile", "penguin", "--target", "kubeflow", "-o", str(yaml_path), "--image", "sluice:test",
+                      "--param", f"pipeline_root={tmp_path / 'root'}", "--param",
+                      f"serving_dir={tmp_path / 'serving'}", cwd=tmp_path)
+    code = (
+        "import sys\n"
+        "from kfp import local, components\n"
+        "local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])\n"
+        "components.load_component_from_file(sys.argv[1])()\n"
+    )
+    # Files, not pipes: nobody reads its output until its test.
+    with open(tmp_path / "kfp.out", "w") as out, open(tmp_path / "kfp.err", "w") as err:
+        run = subprocess.Popen([sys.executable, "-c", code, str(yaml_path), str(tmp_path / "kfp")],
+                               stdout=out, stderr=err, env=_env(), cwd=tmp_path, start_new_session=True)
+    yield tmp_path, compiled, run
+    if run.poll() is None:  # its test was not selected, or failed before waiting
+        _stop_group(run)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kfp_first(request):
+    """Starts ``kfp_local`` at the module's start when its test is selected (that test is the module's last)."""
+    if any(item.module is request.module and "kfp_local" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("kfp_local")
 
 
 def test_sluice_run_penguin_runs_all_eight_components_and_pushes(local_run):
-    ws, doc, proc = local_run
+    ws, doc, run = local_run
     assert [c["type"] for c in doc["components"]] == COMPONENTS
     assert {c["status"] for c in doc["components"]} == {"executed"}
     evaluator = next(c for c in doc["components"] if c["type"] == "Evaluator")
@@ -52,70 +92,16 @@ def test_sluice_run_penguin_runs_all_eight_components_and_pushes(local_run):
     assert any(k.startswith("island=") for k in metrics["slices"])
     # --pipeline-root moves everything, the default serving folder included: nothing lands in the cwd.
     assert os.path.isdir(ws / "root" / "serving" / "penguin" / "1")
-    assert os.listdir(ws) == ["root"]
+    assert run.cwd_entries == ["root"]
     # stderr carries no native-library chatter or Python warnings
-    assert "oneDNN" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr[-2000:]
+    assert "oneDNN" not in run.stderr and "Warning" not in run.stderr, run.stderr[-2000:]
 
 
-def test_rerun_is_fully_cached(local_run):
-    ws, first, _ = local_run
-    proc = sluice("run", "penguin", "--pipeline-root", str(ws / "root"), "--json", cwd=ws)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads(proc.stdout)
+def test_rerun_is_fully_cached(local_run, cached_rerun):
+    _, first, _ = local_run
+    doc = cached_rerun
     assert {c["status"] for c in doc["components"]} == {"cached"}, [(c["id"], c["status"]) for c in doc["components"]]
     assert [c["outputs"] for c in doc["components"]] == [c["outputs"] for c in first["components"]]
-
-
-def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing(local_run, tmp_path):
-    ws, doc, _ = local_run
-    yaml_path = tmp_path / "penguin.yaml"
-    proc = sluice("compile", "penguin", "--target", "kubeflow", "-o", str(yaml_path), "--image", "sluice:test",
-                  "--param", f"pipeline_root={tmp_path / 'root'}", "--param", f"serving_dir={tmp_path / 'serving'}",
-                  cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    kroot = tmp_path / "kfp"
-    code = (
-        "import sys\n"
-        "from kfp import local, components\n"
-        "local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=sys.argv[2])\n"
-        "components.load_component_from_file(sys.argv[1])()\n"
-    )
-    run = subprocess.run([sys.executable, "-c", code, str(yaml_path), str(kroot)], capture_output=True, text=True,
-                         env=_env(), timeout=1200, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-    kinds = {}
-    for path in glob.glob(str(kroot / "*" / "*" / "executor_output.json")):
-        outputs = json.loads(Path(path).read_text()).get("artifacts", {})
-        for name, group in outputs.items():
-            meta = group["artifacts"][0].get("metadata", {})
-            if "sluice" in meta:
-                kinds[name] = meta["sluice"]["type"]
-                assert meta["sluice_type"] == f"sluice.{kinds[name]}"  # what KFP's UI lists
-    local_kinds = {}
-    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
-
-    store = MetadataStore(default_tracking_uri(str(ws / "root")))
-    for execution in store.executions(doc["run_id"]):
-        for name, arts in execution.outputs.items():
-            local_kinds[name] = arts[0].TYPE_NAME
-    assert kinds == local_kinds
-    [blessing] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "blessing" / "*BLESSED"))
-    local_evaluator = next(c for c in doc["components"] if c["type"] == "Evaluator")
-    local_blessing = os.listdir(local_evaluator["outputs"]["blessing"][0])
-    assert os.path.basename(blessing) in local_blessing
-    assert os.path.isdir(tmp_path / "serving" / "1")
-    # The Kubeflow UI gets HTML reports and the evaluation's metrics.
-    [report] = glob.glob(str(kroot / "*" / "sluice-statisticsgen" / "statistics_report"))
-    assert "<h1>Statistics</h1>" in Path(report).read_text()  # the side-by-side page, as it is
-    [evaluator_out] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "executor_output.json"))
-    metrics = json.loads(Path(evaluator_out).read_text())["artifacts"]["evaluation_metrics"]["artifacts"][0]["metadata"]
-    assert metrics["accuracy"] >= 0.9
-    # Every task logged its execution to MLflow under one pipeline run.
-    kstore = MetadataStore(default_tracking_uri(str(kroot)))
-    [krun] = kstore.list_pipeline_runs("penguin")
-    assert sorted(e.component_type for e in kstore.executions(krun.id)) == sorted(COMPONENTS)
-    assert krun.status == "executed"
 
 
 def test_tune_adds_a_tuner_whose_best_values_the_trainer_trains_with(tmp_path):
@@ -181,13 +167,11 @@ def test_serve_without_a_registered_model_is_one_line(local_run, tmp_path):
         "error: no registered model 'nothing' with alias 'champion' in sqlite:///"), proc.stderr
 
 
-def test_mlflow_shows_the_pipeline_run_its_parameters_metrics_and_cached_children(local_run):
+def test_mlflow_shows_the_pipeline_run_its_parameters_metrics_and_cached_children(local_run, cached_rerun):
     from mlflow.tracking import MlflowClient
 
     ws, doc, _ = local_run
-    rerun = sluice("run", "penguin", "--pipeline-root", str(ws / "root"), "--json", cwd=ws)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    second = json.loads(rerun.stdout)
+    second = cached_rerun
     client = MlflowClient(doc["tracking_uri"])
     experiment = client.get_experiment_by_name("penguin")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view
@@ -252,3 +236,45 @@ def test_the_terminal_says_what_happened(local_run):
     lineage = sluice("lineage", relative, "--pipeline-root", str(ws / "root"), cwd=ws)
     assert lineage.returncode == 0, lineage.stderr
     assert lineage.stdout.startswith(f"artifact Model {trainer['outputs']['model'][0]}\n")
+
+
+def test_compiled_penguin_runs_on_kfp_local_with_the_same_artifacts_and_blessing(local_run, kfp_local):
+    ws, doc, _ = local_run
+    tmp_path, compiled, run = kfp_local
+    assert compiled.returncode == 0, compiled.stderr
+    run.wait(timeout=1200)
+    assert run.returncode == 0, (tmp_path / "kfp.out").read_text()[-3000:] + (tmp_path / "kfp.err").read_text()[-3000:]
+    kroot = tmp_path / "kfp"
+
+    kinds = {}
+    for path in glob.glob(str(kroot / "*" / "*" / "executor_output.json")):
+        outputs = json.loads(Path(path).read_text()).get("artifacts", {})
+        for name, group in outputs.items():
+            meta = group["artifacts"][0].get("metadata", {})
+            if "sluice" in meta:
+                kinds[name] = meta["sluice"]["type"]
+                assert meta["sluice_type"] == f"sluice.{kinds[name]}"  # what KFP's UI lists
+    local_kinds = {}
+    from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
+
+    store = MetadataStore(default_tracking_uri(str(ws / "root")))
+    for execution in store.executions(doc["run_id"]):
+        for name, arts in execution.outputs.items():
+            local_kinds[name] = arts[0].TYPE_NAME
+    assert kinds == local_kinds
+    [blessing] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "blessing" / "*BLESSED"))
+    local_evaluator = next(c for c in doc["components"] if c["type"] == "Evaluator")
+    local_blessing = os.listdir(local_evaluator["outputs"]["blessing"][0])
+    assert os.path.basename(blessing) in local_blessing
+    assert os.path.isdir(tmp_path / "serving" / "1")
+    # The Kubeflow UI gets HTML reports and the evaluation's metrics.
+    [report] = glob.glob(str(kroot / "*" / "sluice-statisticsgen" / "statistics_report"))
+    assert "<h1>Statistics</h1>" in Path(report).read_text()  # the side-by-side page, as it is
+    [evaluator_out] = glob.glob(str(kroot / "*" / "sluice-evaluator" / "executor_output.json"))
+    metrics = json.loads(Path(evaluator_out).read_text())["artifacts"]["evaluation_metrics"]["artifacts"][0]["metadata"]
+    assert metrics["accuracy"] >= 0.9
+    # Every task logged its execution to MLflow under one pipeline run.
+    kstore = MetadataStore(default_tracking_uri(str(kroot)))
+    [krun] = kstore.list_pipeline_runs("penguin")
+    assert sorted(e.component_type for e in kstore.executions(krun.id)) == sorted(COMPONENTS)
+    assert krun.status == "executed"
