@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, _stop_group
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (SHARED_DATA / "chicago_taxi").is_dir(), reason="no ../shared/data")]
@@ -27,19 +27,29 @@ def metrics_of(doc):
         return json.load(fh)
 
 
-def test_taxi_like_tfx_beats_the_one_line_rule(tmp_path):
-    proc = sluice("run", "taxi", "--param", f"data_root={SHARED_DATA / 'chicago_taxi'}",
-                  "--param", f"pipeline_root={tmp_path / 'root'}", "--json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(proc.stdout)
-    assert len(doc["components"]) == 8 and {c["status"] for c in doc["components"]} == {"executed"}
-    overall = metrics_of(doc)["overall"]
-    assert overall["binary_accuracy"] >= 0.88, overall
-    assert 0.5 < overall["auc"] <= 1.0
-    assert "payment_type=Credit Card" in metrics_of(doc)["slices"]
-    from tests.pipelines.champion import check_pyfunc_champion
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """(folder, the `sluice run taxi` on the whole data, still running): started at the module's start, so that
+    the retraining test runs beside it (a `sluice run` keeps about one of CI's two cores busy)."""
+    tmp_path = tmp_path_factory.mktemp("taxi")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    # Files, not pipes: nobody reads its output until its test.
+    with open(tmp_path / "run.json", "w") as out, open(tmp_path / "run.err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "sluice.orchestration.cli", "run", "taxi",
+                                 "--param", f"data_root={SHARED_DATA / 'chicago_taxi'}",
+                                 "--param", f"pipeline_root={tmp_path / 'root'}", "--json"],
+                                stdout=out, stderr=err, cwd=tmp_path, env=env, start_new_session=True)
+    yield tmp_path, proc
+    if proc.poll() is None:  # its test was not selected, or failed before waiting
+        _stop_group(proc)
 
-    check_pyfunc_champion(doc, "taxi", "outputs")  # binary: one probability per row
+
+@pytest.fixture(scope="module", autouse=True)
+def _full_run_first(request):
+    """Starts ``full_run`` at the module's start when its test is selected (that test is the module's last)."""
+    if any(item.module is request.module and "full_run" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("full_run")
 
 
 def test_retraining_on_a_new_span_pushes_only_a_model_that_is_not_worse(tmp_path):
@@ -84,3 +94,18 @@ def test_retraining_on_a_new_span_pushes_only_a_model_that_is_not_worse(tmp_path
     assert ("Pusher: pushed version 2" in listed.stdout) == regression["passed"]
     if not regression["passed"]:
         assert "Pusher: not pushed:" in listed.stdout
+
+
+def test_taxi_like_tfx_beats_the_one_line_rule(full_run):
+    tmp_path, proc = full_run
+    proc.wait(timeout=900)
+    assert proc.returncode == 0, (tmp_path / "run.err").read_text()[-3000:]
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert len(doc["components"]) == 8 and {c["status"] for c in doc["components"]} == {"executed"}
+    overall = metrics_of(doc)["overall"]
+    assert overall["binary_accuracy"] >= 0.88, overall
+    assert 0.5 < overall["auc"] <= 1.0
+    assert "payment_type=Credit Card" in metrics_of(doc)["slices"]
+    from tests.pipelines.champion import check_pyfunc_champion
+
+    check_pyfunc_champion(doc, "taxi", "outputs")  # binary: one probability per row
