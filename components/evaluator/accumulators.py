@@ -60,24 +60,33 @@ class BinaryAccumulator:
     def add(self, labels, scores, weights=None) -> BinaryAccumulator:
         w = _weights(weights, len(labels))
         actual = labels == 1
-        predicted = scores >= self.decision_threshold
+        positive = np.where(actual, w, 0.0)
         clipped = np.clip(scores, 1e-7, 1 - 1e-7)
-        loss = -np.where(actual, np.log(clipped), np.log(1 - clipped))
+        loss = -np.log(np.where(actual, clipped, 1 - clipped))
+        # 0: true negative, 1: false negative, 2: false positive, 3: true positive (NaN scores: not predicted)
+        tn, fn, fp, tp = np.bincount((scores >= self.decision_threshold) * 2 + actual, weights=w, minlength=4)
         self.count += len(labels)
-        self.sums += [w.sum(), np.dot(w, actual), np.dot(w, scores), np.dot(w, loss),
-                      w[predicted & actual].sum(), w[predicted & ~actual].sum(),
-                      w[~predicted & actual].sum(), w[~predicted & ~actual].sum()]
+        self.sums += [w.sum(), positive.sum(), np.dot(w, scores), np.dot(w, loss), tp, fp, fn, tn]
         finite = np.isfinite(scores)
-        bucket = np.where(finite, 1 + np.minimum(np.clip(np.where(finite, scores, 0.0), 0.0, 1.0) * GRID,
-                                                  GRID - 1).astype(np.int64), 0)
-        self.buckets, self.histogram = _sparse_merge(
-            np.r_[self.buckets, bucket],
-            [np.r_[self.histogram[0], np.where(actual, w, 0.0)], np.r_[self.histogram[1], np.where(actual, 0.0, w)]])
+        every = bool(finite.all())
+        unit = np.clip(scores if every else np.where(finite, scores, 0.0), 0.0, 1.0)
+        bucket = 1 + np.minimum(unit * GRID, GRID - 1).astype(np.int64)
+        if not every:
+            bucket[~finite] = 0
+        # Dense over the grid (counting, no sort), then sparse again: the buckets with rows.
+        rows = np.bincount(bucket, minlength=GRID + 1)
+        dense = np.stack([np.bincount(bucket, weights=positive, minlength=GRID + 1),
+                          np.bincount(bucket, weights=w - positive, minlength=GRID + 1)])
+        dense[:, self.buckets] += self.histogram
+        rows[self.buckets] += 1
+        self.buckets = np.flatnonzero(rows)
+        self.histogram = dense[:, self.buckets]
         # The calibration table's own buckets, exactly as plots.calibration cuts them.
-        kept, fw, fs = actual[finite], w[finite], scores[finite]
-        which = np.clip((np.clip(fs, 0.0, 1.0) * CALIBRATION_BUCKETS).astype(np.int64), 0, CALIBRATION_BUCKETS - 1)
+        if not every:
+            unit, w, positive, scores = unit[finite], w[finite], positive[finite], scores[finite]
+        which = np.minimum((unit * CALIBRATION_BUCKETS).astype(np.int64), CALIBRATION_BUCKETS - 1)
         self.calibration += [np.bincount(which, weights=v, minlength=CALIBRATION_BUCKETS)
-                             for v in (fw, fw * fs, fw * kept)]
+                             for v in (w, w * scores, positive)]
         return self
 
     def merge(self, other: BinaryAccumulator) -> BinaryAccumulator:

@@ -9,9 +9,8 @@ and score histograms from their first row (binary ``auc``/``auc_pr`` and the cur
 ``accumulators.GRID`` buckets, as on Beam).
 
 ``problem="auto"`` and ``from_logits=None`` are decided over every row, as when the split was read at
-once: each reading still possible (binary or regression for one output per example; probabilities or
-logits, for each model) keeps its own accumulators until a row rules it out. Quantile bucket edges of
-bucketed slicing features come first, from those columns alone.
+once (``Reading``: a row that rules out the reading so far starts the split again). Quantile bucket
+edges of bucketed slicing features come first, from those columns alone.
 """
 
 from __future__ import annotations
@@ -115,76 +114,75 @@ def _batches(files: list[str], limit: int | None) -> Iterator[tuple[str, Any, in
             split_row += batch.num_rows
 
 
-class Readings:
-    """The readings of the outputs still possible: (problem, role, logits) -> accumulators by slice key.
+class _RuledOut(Exception):
+    """A row rules out the reading being folded: start again with ``reading``."""
 
-    A reading ends when a row rules it out: binary when a label is neither 0 nor 1 (``problem="auto"``),
-    probabilities when an output lies outside [0, 1] (``from_logits=None``); the one left is chosen.
+    def __init__(self, reading: tuple):
+        super().__init__()
+        self.reading = reading
+
+
+class Reading:
+    """How the outputs are read: the problem and, per model, probabilities or logits.
+
+    Undecided (``problem="auto"``, ``from_logits=None``), it starts as binary (when one output per
+    example) and as probabilities, and folds rows so; a row that rules that out (a label neither 0
+    nor 1, an output outside [0, 1]) raises ``_RuledOut``, and the split is read again from its start
+    with the new reading. A model whose outputs are logits shows one in its first batch, so that
+    rarely costs more than a batch; each change happens at most once.
     """
 
-    def __init__(self, problem: str, from_logits: bool | None, roles: int, make):
-        self.problem, self.from_logits, self.roles, self.make = problem, from_logits, roles, make
-        self.live: dict | None = None
-        self.errors: dict = {}  # a reading whose scores are invalid: the error, raised if it is chosen
-        self.width, self.labelled, self.binary_labels = 1, False, True
-        self.outside = [False] * roles
+    def __init__(self, problem: str, from_logits: bool | None, roles: int):
+        self.asked, self.from_logits, self.roles = problem, from_logits, roles
+        self.problem: str | None = None if problem == "auto" else problem
+        self.logits = [False if from_logits is None else from_logits] * roles
+        self.binary_labels = True  # every label so far 0 or 1 (problem="auto" only)
+        self.labelled = False
+        self.width = 1
+        self.error: ComponentError | None = None  # probabilities that do not sum to 1, unless logits show up
 
-    def _start(self, width: int) -> None:
+    def decide(self, width: int) -> None:
         self.width = width
-        problems = [self.problem] if self.problem != "auto" else (
-            ["binary", "regression"] if width == 1 else [predict.problem_of(width, True)[0]])
-        logits = (False, True) if self.from_logits is None else (self.from_logits,)
-        self.live = {(p, role, lg): {} for p in problems for role in range(self.roles)
-                     for lg in ((None,) if p == "regression" else logits)}
+        if self.problem is None:
+            self.problem = predict.problem_of(width, self.binary_labels)[0]
 
-    def _rule_out(self, labels, has_label, outputs) -> None:
+    def check(self, labels, has_label, outputs) -> None:
+        """Raises ``_RuledOut`` when this batch rules the reading out."""
         present = labels[has_label]
         self.labelled |= bool(len(present))
-        if self.problem == "auto" and self.binary_labels and not np.isin(present, (0.0, 1.0)).all():
-            self.binary_labels = False
-            self.live = {k: v for k, v in self.live.items() if k[0] != "binary"}
+        if self.asked == "auto" and self.problem == "binary" and self.width == 1 \
+                and not np.isin(present, (0.0, 1.0)).all():
+            self.binary_labels, self.problem = False, None
+            raise _RuledOut(self)
         for role, raw in enumerate(outputs):
-            if self.from_logits is None and not self.outside[role] and ((raw < 0) | (raw > 1)).any():
-                self.outside[role] = True
-                self.live = {k: v for k, v in self.live.items() if k[1] != role or k[2] is not False}
+            if self.problem != "regression" and self.from_logits is None and not self.logits[role] \
+                    and ((raw < 0) | (raw > 1)).any():
+                self.logits[role], self.error = True, None
+                raise _RuledOut(self)
 
-    def add(self, labels, has_label, outputs, weights, slices, label_key: str, data_file: str, first_row: int):
-        if self.live is None:
-            self._start(outputs[0].shape[1] if outputs[0].ndim == 2 else 1)
-        self._rule_out(labels, has_label, outputs)
-        ids: dict[str, Any] = {}
-        for key, found in self.live.items():
-            problem, role, logits = key
-            if key in self.errors:
-                continue
-            if problem not in ids:
-                ids[problem] = predict.class_ids(labels, has_label, problem, label_key, data_file)
-            try:
-                scores = predict.read_scores(outputs[role], problem, ROLES[role], logits, first_row)
-            except ComponentError as exc:
-                if logits is not False or self.from_logits is not None:
-                    raise
-                self.errors[key] = exc  # probabilities that do not sum to 1: wrong only if no logits
-                continue
-            if problem == "multiclass":
-                predict.check_classes(ids[problem], has_label, scores, label_key)
-            fold(found, role, slices, ids[problem], has_label, scores, weights, self.make(problem))
+    def scores(self, outputs, first_row: int) -> list | None:
+        """Each model's scores, or None after an error that only logits further on would excuse."""
+        if self.error is not None:
+            return None
+        try:
+            return [predict.read_scores(raw, self.problem, ROLES[role], self.logits[role], first_row)
+                    for role, raw in enumerate(outputs)]
+        except ComponentError as exc:
+            if self.from_logits is not None or self.problem != "multiclass":
+                raise
+            self.error = exc
+            return None
 
-    def result(self) -> tuple[str, dict]:
-        """(problem, accumulators by (role, slice key)) of the reading chosen."""
-        problem = self.problem
-        if problem == "auto":
+    def finish(self) -> str:
+        """The problem, said on stderr when inferred; the error kept, if no logits came."""
+        if self.error is not None:
+            raise self.error
+        if self.asked == "auto":
             problem, why = predict.problem_of(self.width, self.labelled and self.binary_labels)
             print(f"Evaluator: problem inferred as {problem} ({why}); set parameter 'problem' to choose",
                   file=sys.stderr)
-        merged: dict = {}
-        for role in range(self.roles if self.live is not None else 0):
-            logits = None if problem == "regression" else (
-                self.outside[role] if self.from_logits is None else self.from_logits)
-            if (problem, role, logits) in self.errors:
-                raise self.errors[(problem, role, logits)]
-            merged.update(self.live[(problem, role, logits)])
-        return problem, merged
+            self.problem = problem
+        return self.problem or "regression"
 
 
 def analyze(examples: Examples, model: Model, baseline: Model | None, *, label_key, prediction_key, slicing_features,
@@ -202,16 +200,33 @@ def analyze(examples: Examples, model: Model, baseline: Model | None, *, label_k
         return lambda scores: new_accumulator(problem, decision_threshold, scores.shape[1] if scores.ndim == 2 else 0,
                                               weighted, exact)
 
-    readings = Readings(problem, from_logits, 2 if baseline is not None else 1, make)
     loaded = predict.load_serving(model, "model")
     loaded_baseline = predict.load_serving(baseline, "baseline model") if baseline is not None else None
     spec_index = {spec_name(spec): index for index, spec in enumerate(slicing_features)}
-    for path, table, file_row, split_row in _batches(files, limit):
-        labels, has_label, outputs = predict.score_table(table, path, loaded, loaded_baseline, label_key,
-                                                         prediction_key, problem, label_vocabulary)
-        weights = read_weights(table, example_weight_key, path, file_row) if weighted else None
-        slices = slices_of(table, slicing_features, spec_index, path, buckets, edges)
-        readings.add(labels, has_label, outputs, weights, slices, label_key, path, split_row)
-    problem, merged = readings.result()
-    return analysis_of(merged, problem, decision_threshold, label_vocabulary, weighted, min_slice_size,
+    reading = Reading(problem, from_logits, 2 if baseline is not None else 1)
+    while True:
+        found: dict = {}
+        try:
+            for path, table, file_row, split_row in _batches(files, limit):
+                labels, has_label, outputs = predict.score_table(table, path, loaded, loaded_baseline, label_key,
+                                                                 prediction_key, problem, label_vocabulary)
+                reading.decide(outputs[0].shape[1] if outputs[0].ndim == 2 else 1)
+                reading.check(labels, has_label, outputs)
+                weights = read_weights(table, example_weight_key, path, file_row) if weighted else None
+                scores = reading.scores(outputs, split_row)
+                if scores is None:
+                    continue
+                labels = predict.class_ids(labels, has_label, reading.problem, label_key, path)
+                if reading.problem == "multiclass":
+                    predict.check_classes(labels, has_label, scores[0], label_key)
+                slices = slices_of(table, slicing_features, spec_index, path, buckets, edges)
+                for role, role_scores in enumerate(scores):
+                    fold(found, role, slices, labels, has_label, role_scores, weights, make(reading.problem))
+            break
+        except _RuledOut:
+            continue
+    folded_as, problem = reading.problem, reading.finish()
+    if problem != folded_as:  # no row had a label: every accumulator is empty, of the problem inferred
+        found = {key: make(problem)(np.zeros(0)) for key in found}
+    return analysis_of(found, problem, decision_threshold, label_vocabulary, weighted, min_slice_size,
                        baseline is not None, exact)
