@@ -51,8 +51,8 @@ def scale_to_z_score(x: Any, elementwise: bool = False, name: str | None = None,
         def scale(values: Any) -> Any:
             centered = tf.cast(values, x_mean.dtype) - x_mean
             std = tf.sqrt(x_var)
-            nonzero = tf.cast(tf.zeros_like(centered) + tf.cast(std != 0, centered.dtype), tf.bool)
-            return tf.where(nonzero, centered / tf.where(std != 0, std, tf.ones_like(std)), centered)
+            # The condition broadcasts: no batch-sized mask is made.
+            return tf.where(std != 0, centered / tf.where(std != 0, std, tf.ones_like(std)), centered)
 
         return map_any(x, scale)
 

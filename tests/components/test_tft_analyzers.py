@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from sluice import tft
-from sluice.components.tft.accumulators import add_to_accumulator, extract, merge_two, new_accumulator
+from sluice.components.tft.accumulators import add_to_accumulator, batch_moments, extract, merge_two, new_accumulator
 from sluice.components.tft.feature_spec import FeatureSpec
 from sluice.components.tft.graph import load_transform_fn, save_transform_graph
 from sluice.components.tft.output import TransformOutput
@@ -396,3 +396,16 @@ def test_apply_vocabulary_with_a_vocabulary_file_of_ones_own(tmp_path):
     assert column(out, "species") == [1, 0, -1, 2]
     assert column(out, "oov") == [1, 0, 3, 2]
     assert out["output"].num_buckets_for_transformed_feature("oov") == 4
+
+
+def test_batch_moments_leave_out_nan_and_infinite_values_and_take_integers():
+    import tensorflow as tf
+
+    def moments(values, columns=1):
+        return batch_moments(tf.constant(values), columns).numpy().tolist()
+
+    assert moments([1.0, 2.0, 3.0]) == [[3.0], [2.0], [2.0]]
+    assert moments(np.array([1.0, np.nan, 2.0, 3.0, np.inf], np.float32)) == [[3.0], [2.0], [2.0]]
+    assert moments(np.array([1, 2, 3], np.int64)) == [[3.0], [2.0], [2.0]]
+    assert moments(np.array([[1.0, np.nan], [3.0, 4.0]]), 2) == [[2.0, 1.0], [2.0, 4.0], [2.0, 0.0]]
+    assert moments(np.zeros([0], np.float32)) == [[0.0], [0.0], [0.0]]
