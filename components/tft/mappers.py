@@ -73,9 +73,12 @@ def scale_by_min_max(x: Any, output_min: float = 0.0, output_max: float = 1.0, e
         x_min, x_max = _min_max(x, not elementwise, "tft.scale_by_min_max")
 
         def scale(values: Any) -> Any:
-            numerator = values - x_min
-            spread = tf.cast(tf.zeros_like(numerator) + tf.cast(x_min < x_max, tf.float32), tf.bool)
-            unit = tf.where(spread, numerator / tf.where(x_min < x_max, x_max - x_min, 1.0), tf.math.sigmoid(values))
+            spread = x_min < x_max
+            if spread.shape.rank == 0:  # one min and max: one branch runs, no sigmoid of every value for nothing
+                unit = tf.cond(spread, lambda: (values - x_min) / (x_max - x_min), lambda: tf.math.sigmoid(values))
+            else:  # the condition broadcasts: no batch-sized mask is made
+                divisor = tf.where(spread, x_max - x_min, 1.0)
+                unit = tf.where(spread, (values - x_min) / divisor, tf.math.sigmoid(values))
             return unit * (output_max - output_min) + output_min
 
         return map_any(x, scale)
