@@ -5,7 +5,10 @@ metadata store records both; the directory holds the payload. Each type is one
 small class whose docstring states its on-disk layout and properties.
 
 Outputs are written to ``<pipeline_root>/<pipeline>/<component_id>/<output>/<execution_id>/``
-and only appear there once the execution succeeded (see ``orchestration.execution``).
+and only appear there once the execution succeeded (see ``orchestration.execution``). On an
+object-store root (``s3://``, ``gs://``) a component sees local staged copies; the published
+prefix ends with the marker object ``_SLUICE_PUBLISHED``, written last, which readers skip
+(see ``orchestration.object_store``).
 
 >>> examples = Examples(uri="/tmp/ex", split_names=["train", "eval"], span=3)
 >>> examples.split_uri("train")

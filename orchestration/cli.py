@@ -48,12 +48,13 @@ def _run_root(option: str | None, params: list[str]) -> str:
 
 
 def _store(pipeline_root: str | None, tracking_uri: str | None):
+    from sluice.orchestration import roots
     from sluice.orchestration.metadata import MetadataStore, default_tracking_uri
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        root = pipeline_root or _default_root()
-        db = os.path.join(os.path.abspath(root), "metadata.db")
+        root = _absolute(pipeline_root or _default_root())
+        db = roots.store_file(root)
         if not os.path.exists(db):
             raise CliError(f"no metadata store at {db} (run a pipeline first, or pass --pipeline-root/--tracking-uri)")
         uri = default_tracking_uri(root)
@@ -153,6 +154,7 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
 
     stderr.quiet_libraries(False)
     logging.getLogger("sluice.scheduler").setLevel(logging.INFO)
+    from sluice.orchestration import roots
     from sluice.orchestration.loader import build_pipeline
     from sluice.orchestration.local_runner import run_pipeline
     from sluice.orchestration.pipeline import compile_pipeline
@@ -175,7 +177,7 @@ def schedule(pipeline, cron, timezone_name, on_new_span, poll, catch_up, once, p
     def job():
         return run_pipeline(build_pipeline(pipeline, list(params), pipeline_root=root), tracking_uri=tracking_uri)
 
-    scheduler = Scheduler(job, os.path.join(root, ".scheduler"), pipe.name, catch_up=catch_up)
+    scheduler = Scheduler(job, os.path.join(roots.local_root(root), ".scheduler"), pipe.name, catch_up=catch_up)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, lambda *_: scheduler.stop())
     echo(f"scheduling {pipe.name}: " + (f"cron '{cron}' in {timezone_name}" if cron else

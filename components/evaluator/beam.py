@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import pickle
 import re
 import sys
@@ -25,6 +24,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from sluice.components.artifacts import Examples, Model
+from sluice.components.beam_workers import record_worker, workers_of
 from sluice.components.evaluator import predict
 from sluice.components.evaluator.accumulators import GRID, new_accumulator
 from sluice.components.evaluator.analysis import Analysis, read_weights
@@ -40,8 +40,6 @@ PROBE_ROWS = 10_000
 # A file of more rows than this is cut into runs of row groups, each an element of its own.
 PIECE_ROWS = 1_000_000
 RESULTS_FILE = "beam_accumulators.pickle"
-# The Beam metrics namespace of the rows each worker process scored (one counter per process).
-WORKERS_NAMESPACE = "sluice.workers"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +86,7 @@ class ScoreFn(beam.DoFn):
             batch = batch.slice(0, left)
             left -= batch.num_rows
             self._add(pa.Table.from_batches([batch]), path, found)
-        beam.metrics.Metrics.counter(WORKERS_NAMESPACE, f"pid-{os.getpid()}").inc(rows - max(left, 0))
+        record_worker(rows - max(left, 0))
         yield from found.items()
 
     def _add(self, table, data_file: str, found: dict) -> None:
@@ -182,8 +180,6 @@ def _probe(files, model, baseline, settings: dict) -> tuple[str, tuple]:
 
 def _run(ctx, pieces, plan: Plan, results: str) -> int | None:
     """Runs the pipeline; how many worker processes scored rows (None without runner metrics)."""
-    from apache_beam.metrics.metric import MetricsFilter
-
     try:
         with ctx.beam_pipeline() as pipeline:
             _ = (pipeline
@@ -198,11 +194,7 @@ def _run(ctx, pieces, plan: Plan, results: str) -> int | None:
         if found is None:
             raise
         raise ComponentError(re.sub(r" \[while running .*$", "", found.group(0))) from None
-    try:
-        counters = pipeline.result.metrics().query(MetricsFilter().with_namespace(WORKERS_NAMESPACE))["counters"]
-    except (NotImplementedError, AttributeError, KeyError):
-        return None
-    return len({c.key.metric.name for c in counters if (c.committed or c.attempted or 0) > 0}) or None
+    return workers_of(pipeline.result)
 
 
 def analyze(ctx, examples: Examples, model: Model, baseline: Model | None, evaluation, *,

@@ -7,7 +7,6 @@ import os
 from typing import Literal
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing, ModelEvaluation
-from sluice.components.evaluator import stream
 from sluice.components.evaluator.analysis import Analysis
 from sluice.components.evaluator.report import write_report
 from sluice.components.evaluator.thresholds import (
@@ -106,6 +105,8 @@ def _analyze(ctx: ExecutionContext, examples, model, baseline, evaluation, setti
     """(Analysis, what the Beam path records of itself or None): in this process, the split streamed
     in batches; with Beam options asking for a real pipeline, on its workers."""
     if ctx.beam_default_runner:
+        from sluice.components.evaluator import stream  # pyarrow: not when a pipeline is only defined
+
         return stream.analyze(examples, model, baseline, **settings), None
     from sluice.components.evaluator import beam as on_beam
 

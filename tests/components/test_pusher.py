@@ -81,6 +81,13 @@ def test_no_blessing_input_pushes(tmp_path):
     assert pushed.pushed and pushed.version == 1
 
 
+def test_an_object_store_serving_dir_is_one_line_and_nothing_is_made(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ComponentError, match=r"'serving_dir' s3://bucket/serving is not a local folder"):
+        _push(tmp_path, _fake_model(tmp_path), "s3://bucket/serving", "p")
+    assert not (tmp_path / "s3:").exists()
+
+
 def test_symlinks_out_of_the_serving_dir_are_rejected(tmp_path):
     model = _fake_model(tmp_path)
     elsewhere = tmp_path / "elsewhere"
