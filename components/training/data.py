@@ -335,8 +335,9 @@ def _streamed_dataset(files, columns, batch_size, shuffle, repeat, seed, shapes,
 
     from sluice.components.io.examples import open_parquet, read_batches
 
-    head = open_parquet(files[0], owner).read(columns=columns).slice(0, 1)
-    first = _table_to_arrays(head, files[0], shapes, owner)
+    # One row gives the signature (reading a whole file here held a 15M-row split in memory).
+    path, head = next((path, batch) for path in files for batch in read_batches(path, owner, 1, columns=columns))
+    first = _table_to_arrays(head, path, shapes, owner)
     signature = {name: _element_spec(values) for name, values in first.items()}
     units = [(path, group) for path in files for group in range(open_parquet(path, owner).metadata.num_row_groups)]
     chunk_rows, buffer_rows = STREAM_CHUNK_ROWS, STREAM_SHUFFLE_ROWS

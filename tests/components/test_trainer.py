@@ -167,6 +167,15 @@ def test_parquet_dataset_repeats_with_full_batches(tmp_path, monkeypatch, stream
                for b in batches)
 
 
+def test_streamed_dataset_takes_its_signature_from_the_first_file_with_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_data, "IN_MEMORY_ROW_LIMIT", 0)
+    files = _synthetic(tmp_path, files=2)
+    empty = tmp_path / "part-empty.parquet"
+    pq.write_table(pq.read_table(files[0]).slice(0, 0), empty)
+    dataset = parquet_dataset([str(empty), *files], batch_size=8, label_key="label", repeat=False)
+    assert sorted(np.concatenate([f["id"].numpy() for f, _ in dataset])) == list(range(100))
+
+
 def test_parquet_dataset_missing_label_names_label_and_file(tmp_path):
     files = _synthetic(tmp_path, files=1)
     with pytest.raises(ComponentError, match=r"label 'tips' is not a column of .*part-00000-of-00001\.parquet"):
