@@ -251,3 +251,15 @@ def restore(saved: Path, root: Path) -> None:
             if entry != db:
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     shutil.copytree(saved, root, symlinks=True, dirs_exist_ok=True)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """When TFDV parity tests are collected, the TFDV side venv (minutes of pip the first time) is
+    built in a child process from the start, beside the tests before them; the parity tests wait
+    for it on the build's lock (``tfdv_env.ensure_tfdv_venv``)."""
+    from tests.oracle import tfdv_env
+
+    if not any("tfdv_parity" in item.nodeid for item in items) or tfdv_env._is_ready(tfdv_env.venv_dir()):
+        return
+    subprocess.Popen([sys.executable, "-m", "tests.oracle.tfdv_env"], cwd=Path(__file__).resolve().parents[1],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

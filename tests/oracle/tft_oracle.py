@@ -220,25 +220,42 @@ def run_tft_cached(cases: list[Case], work_dir: Path) -> dict[str, EngineResult]
     return results
 
 
-def run_tft_in_subprocess(cases: list[Case], work_dir: Path) -> dict[str, EngineResult]:
-    """``run_tft_batch`` in a child process: after a tf.Transform Beam run the interpreter can crash
+def run_tft_in_subprocess(cases: list[Case], work_dir: Path, processes: int = 2) -> dict[str, EngineResult]:
+    """``run_tft_batch`` in child processes: after a tf.Transform Beam run the interpreter can crash
     at exit (SIGSEGV in TensorFlow's and Beam's teardown), which would turn pytest's exit status red.
-    The child writes its results and leaves with ``os._exit``; cases are pickled (factories by reference)."""
+    Each child writes its results and leaves with ``os._exit``; cases are pickled (factories by
+    reference). The cases are shared out over ``processes`` children that run at once (largest
+    tables first, each to the lightest group): the in-process Beam runner uses one core."""
     import subprocess
     import sys
 
     work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    cases_file, results_file = work_dir / "cases.pickle", work_dir / "results.pickle"
-    _save_pickle(cases, str(cases_file))
+    groups: list[list[Case]] = [[] for _ in range(max(1, min(processes, len(cases))))]
+    weights = [0] * len(groups)
+    for case in sorted(cases, key=lambda c: -c.table.nbytes):
+        lightest = weights.index(min(weights))
+        groups[lightest].append(case)
+        weights[lightest] += case.table.nbytes
     repo = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-m", "tests.oracle.tft_oracle", str(cases_file), str(results_file),
-                           str(work_dir)], cwd=repo, capture_output=True, text=True, timeout=1800,
-                          env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"})
-    if not results_file.is_file():
-        raise RuntimeError(f"the tf.Transform oracle failed (exit {done.returncode}): {done.stderr[-4000:]}")
-    with open(results_file, "rb") as fh:
-        return pickle.load(fh)
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    children = []
+    for index, group in enumerate(groups):
+        folder = work_dir / f"group-{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cases_file, results_file = folder / "cases.pickle", folder / "results.pickle"
+        _save_pickle(group, str(cases_file))
+        child = subprocess.Popen([sys.executable, "-m", "tests.oracle.tft_oracle", str(cases_file), str(results_file),
+                                  str(folder)], cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True, env=env)
+        children.append((child, results_file))
+    results: dict[str, EngineResult] = {}
+    for child, results_file in children:
+        _, stderr = child.communicate(timeout=1800)
+        if not results_file.is_file():
+            raise RuntimeError(f"the tf.Transform oracle failed (exit {child.returncode}): {stderr[-4000:]}")
+        with open(results_file, "rb") as fh:
+            results.update(pickle.load(fh))
+    return results
 
 
 def _main(cases_file: str, results_file: str, work_dir: str) -> None:
