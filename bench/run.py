@@ -670,10 +670,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         sizes = [1] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
         repeats = 1 if args.quick else args.repeats
-        work = args.work or os.path.join(args.out, "out", "work")
+        # Absolute: the pipeline runs in child processes with another working directory.
+        work = os.path.abspath(args.work or os.path.join(args.out, "out", "work"))
         os.makedirs(work, exist_ok=True)
         info = machine()
-        records = run_benchmark(sizes, repeats, work, args.data_dir, args.keep_roots, not args.no_snapshot,
+        records = run_benchmark(sizes, repeats, work, os.path.abspath(args.data_dir), args.keep_roots, not args.no_snapshot,
                                 command.strip())
         info["command"] = command.strip()
     path = write_report(records, info, args.out, command.strip())

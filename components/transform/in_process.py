@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sluice.components.io.examples import read_batches, read_schema
+from sluice.components.io.examples import open_parquet, read_batches
 from sluice.components.tft.accumulators import add_to_accumulator, extract, new_accumulator
 from sluice.components.tft.feature_spec import FeatureSpec
 from sluice.components.tft.packed import PackedFunction
@@ -37,8 +37,9 @@ KEEP_BYTES = 512 << 20
 
 class RowGroups:
     """Reads the examples' Parquet files in batches (``io.examples``, errors naming the file), with
-    ``columns`` the files have; those read with ``keep`` are kept while they fit in ``keep_bytes``,
-    and read again from memory."""
+    ``columns`` the files have; a file read with ``keep`` is kept, and read again from memory, when
+    its size (estimated from its first batch and its row count) fits in what is left of ``keep_bytes``.
+    Deciding up front means a file too big to keep is never held in part."""
 
     def __init__(self, columns: list[str], owner: str, keep_bytes: int = KEEP_BYTES):
         self._columns = columns
@@ -52,18 +53,27 @@ class RowGroups:
             if path in self._kept:
                 yield from self._kept[path]
                 continue
+            parquet_file = open_parquet(path, self._owner)
+            present = [name for name in self._columns if name in parquet_file.schema_arrow.names]
             batches: list[pa.RecordBatch] | None = [] if keep else None
-            present = [name for name in self._columns if name in read_schema(path, self._owner).names]
             # One thread: pyarrow's threads decode list columns several times slower on few cores.
             for batch in read_batches(path, self._owner, columns=present, use_threads=False):
+                if batches == [] and not self._reserve(batch, parquet_file.metadata.num_rows):
+                    batches = None
                 if batches is not None:
                     batches.append(batch)
-                    with self._lock:
-                        self._keep_bytes -= batch.nbytes
-                        batches = batches if self._keep_bytes >= 0 else None
                 yield batch
             if batches is not None:
                 self._kept[path] = batches
+
+    def _reserve(self, first: pa.RecordBatch, rows: int) -> bool:
+        """Takes a file's estimated size from the budget, if it fits."""
+        size = first.nbytes * rows // max(first.num_rows, 1)
+        with self._lock:
+            if size > self._keep_bytes:
+                return False
+            self._keep_bytes -= size
+            return True
 
 
 def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: dict[str, FeatureSpec],

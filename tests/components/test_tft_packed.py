@@ -68,3 +68,10 @@ def test_in_process_reader_keeps_batches_within_its_budget(tmp_path):
         assert first.column_names == ["a"] and first.column("a").to_pylist() == list(range(100))
         assert (path in reader._kept) is kept
         assert pa.Table.from_batches(list(reader([path]))).equals(first)
+    # The budget is taken file by file, up front: a file that does not fit what is left is not kept.
+    other = str(tmp_path / "other.parquet")
+    pq.write_table(pa.table({"a": list(range(100, 200))}), other, row_group_size=10)
+    reader = RowGroups(["a"], "Transform", keep_bytes=1000)  # 100 int64 values: 800 bytes
+    rows = [v for batch in reader([path, other], keep=True) for v in batch.column(0).to_pylist()]
+    assert rows == list(range(200))
+    assert path in reader._kept and other not in reader._kept
