@@ -133,6 +133,11 @@ def test_penguin_runs_on_an_s3_root_publishes_with_markers_and_caches(s3, tmp_pa
                 data = fh.read()
             assert KEY_ID.encode() not in data and SECRET.encode() not in data, os.path.join(where, file)
 
+    # The CLI finds the root's store in its local folder.
+    listed = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "runs", "list", "--pipeline-root", root],
+                            capture_output=True, text=True, cwd=ws, env=env, timeout=120)
+    assert listed.returncode == 0 and first["run_id"] in listed.stdout, listed.stderr[-2000:]
+
     # A process killed mid-publication: a RUNNING record, its upload without marker. The next run deletes it.
     store = MetadataStore(default_tracking_uri(root), artifact_root=root)
     base = f"{root}/penguin/Trainer/model"
