@@ -674,8 +674,8 @@ def main(argv: list[str] | None = None) -> None:
         work = os.path.abspath(args.work or os.path.join(args.out, "out", "work"))
         os.makedirs(work, exist_ok=True)
         info = machine()
-        records = run_benchmark(sizes, repeats, work, os.path.abspath(args.data_dir), args.keep_roots, not args.no_snapshot,
-                                command.strip())
+        records = run_benchmark(sizes, repeats, work, os.path.abspath(args.data_dir), args.keep_roots,
+                                not args.no_snapshot, command.strip())
         info["command"] = command.strip()
     path = write_report(records, info, args.out, command.strip())
     print(f"[bench] wrote {path}", flush=True)
