@@ -263,3 +263,10 @@ def pytest_collection_modifyitems(session, config, items):
         return
     subprocess.Popen([sys.executable, "-m", "tests.oracle.tfdv_env"], cwd=Path(__file__).resolve().parents[1],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def start_at_module_start(request, fixture: str) -> None:
+    """Starts ``fixture`` (a module fixture running in the background) when the module starts, if a
+    selected test of the module uses it (that test comes last in its module and waits for it)."""
+    if any(item.module is request.module and fixture in item.fixturenames for item in request.session.items):
+        request.getfixturevalue(fixture)

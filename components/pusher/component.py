@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 from sluice.components.artifacts import Examples, Model, ModelBlessing, PushedModel
+from sluice.components.io.files import is_remote
 from sluice.components.pusher.registry import (
     Registry,
 )
@@ -50,7 +51,7 @@ def _existing_versions(serving_dir: str) -> list[int]:
 def _prepare_serving_dir(serving_dir: str) -> str:
     if not serving_dir:
         raise ComponentError("Pusher: parameter 'serving_dir' is empty")
-    if "://" in serving_dir:  # os.path.abspath would make ./s3:/bucket/... of it
+    if is_remote(serving_dir):  # os.path.abspath would make ./s3:/bucket/... of it
         raise ComponentError(f"Pusher: parameter 'serving_dir' {serving_dir} is not a local folder; "
                              f"pushes go to a local (or mounted) folder: pass serving_dir=/path")
     serving_dir = os.path.abspath(serving_dir)

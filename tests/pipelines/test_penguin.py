@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, _stop_group
+from tests.conftest import REPO, _stop_group, start_at_module_start
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +76,7 @@ def kfp_local(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def _kfp_first(request):
     """Starts ``kfp_local`` at the module's start when its test is selected (that test is the module's last)."""
-    if any(item.module is request.module and "kfp_local" in item.fixturenames for item in request.session.items):
-        request.getfixturevalue("kfp_local")
+    start_at_module_start(request, "kfp_local")
 
 
 def test_sluice_run_penguin_runs_all_eight_components_and_pushes(local_run):

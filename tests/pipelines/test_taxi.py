@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA, _stop_group
+from tests.conftest import REPO, SHARED_DATA, _stop_group, start_at_module_start
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (SHARED_DATA / "chicago_taxi").is_dir(), reason="no ../shared/data")]
@@ -48,8 +48,7 @@ def full_run(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def _full_run_first(request):
     """Starts ``full_run`` at the module's start when its test is selected (that test is the module's last)."""
-    if any(item.module is request.module and "full_run" in item.fixturenames for item in request.session.items):
-        request.getfixturevalue("full_run")
+    start_at_module_start(request, "full_run")
 
 
 def test_retraining_on_a_new_span_pushes_only_a_model_that_is_not_worse(tmp_path):
