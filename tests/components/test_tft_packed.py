@@ -71,7 +71,10 @@ def test_in_process_reader_keeps_batches_within_its_budget(tmp_path):
     # The budget is taken file by file, up front: a file that does not fit what is left is not kept.
     other = str(tmp_path / "other.parquet")
     pq.write_table(pa.table({"a": list(range(100, 200))}), other, row_group_size=10)
+    # ... and a file refused takes nothing from the budget: a small one after it is still kept.
+    small = str(tmp_path / "small.parquet")
+    pq.write_table(pa.table({"a": list(range(200, 210))}), small)
     reader = RowGroups(["a"], "Transform", keep_bytes=1000)  # 100 int64 values: 800 bytes
-    rows = [v for batch in reader([path, other], keep=True) for v in batch.column(0).to_pylist()]
-    assert rows == list(range(200))
-    assert path in reader._kept and other not in reader._kept
+    rows = [v for batch in reader([path, other, small], keep=True) for v in batch.column(0).to_pylist()]
+    assert rows == list(range(210))
+    assert path in reader._kept and other not in reader._kept and small in reader._kept
