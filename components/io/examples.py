@@ -91,8 +91,12 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
     ``strings_as_dictionary`` reads string and binary columns as Arrow dictionary arrays: decoding
     Parquet's dictionary pages then skips building every string. ``row_groups``: only
     these row groups (None: all). ``use_threads=False`` decodes on this thread only.
+
+    Opened without pyarrow's pre-buffering (its default since pyarrow 15): that reads every
+    selected row group's column chunks up front and holds them until the reader goes, so memory
+    grew with the file, not the batch (bench/PROFILES.md, "Issue 22: the readers' pre-buffering").
     """
-    parquet_file = open_parquet(path, owner)
+    parquet_file = open_parquet(path, owner, pre_buffer=False)
     try:
         if strings_as_dictionary:
             strings = [f.name for f in parquet_file.schema_arrow
@@ -100,7 +104,7 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
             if strings:
                 # The footer already read serves again (one read less, a round trip on remote files).
                 parquet_file = pq.ParquetFile(_source(path), metadata=parquet_file.metadata,
-                                              read_dictionary=strings)
+                                              read_dictionary=strings, pre_buffer=False)
         yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns, row_groups=row_groups,
                                              use_threads=use_threads)
     except (OSError, ValueError) as exc:

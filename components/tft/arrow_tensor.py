@@ -15,13 +15,13 @@ _ALIGNMENT = 64
 
 
 def flat_tensor(array: Any, dtype: str) -> Any:
-    """``array`` (already of type int64, float32, or string/binary, without nulls) as a 1-D tensor."""
+    """``array`` (already of type int64, int32, float32, or string/binary, without nulls) as a 1-D tensor."""
     import pyarrow as pa
     import tensorflow as tf
 
     if dtype == "string":
         return _string_tensor(array)
-    expected = {"int64": pa.int64(), "float32": pa.float32()}[dtype]
+    expected = {"int64": pa.int64(), "int32": pa.int32(), "float32": pa.float32()}[dtype]
     if array.type != expected or array.null_count:
         raise ValueError(f"flat_tensor needs {expected} without nulls, got {array.type}")
     if len(array) and _aligned(array):

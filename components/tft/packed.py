@@ -7,6 +7,10 @@ lengths: cheaper than TensorFlow's ragged-to-sparse kernel per column and batch)
 shape ``[rows, width]`` (width 1 for a scalar column, the longest list for a list column).
 ``unpack`` builds the dense tensors and SparseTensors from them, inside the traced graph
 (``PackedFunction``), so a batch costs one call instead of a few eager operations per column.
+
+Strings travel as a dictionary and int32 codes (``unpack`` gathers them): Parquet's string
+columns are dictionary-encoded, and read as such (``RowGroups``) only the few distinct strings
+are copied into TensorFlow; a plain string column is its own dictionary.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ def packed_signature(raw_features: dict[str, Any]) -> dict[str, Any]:
     tf = _tf()
     signature = {}
     for name, spec in as_feature_specs(raw_features).items():
-        values = tf.TensorSpec([None], spec.tf_dtype())
+        values = {"dictionary": tf.TensorSpec([None], tf.string), "codes": tf.TensorSpec([None], tf.int32)} \
+            if spec.dtype == "string" else tf.TensorSpec([None], spec.tf_dtype())
         signature[name] = values if spec.is_fixed else {
             "values": values, "indices": tf.TensorSpec([None, 2], tf.int64), "shape": tf.TensorSpec([2], tf.int64)}
     return signature
@@ -50,13 +55,13 @@ def pack(batch: Any, raw_features: dict[str, Any]) -> dict[str, Any]:
             if spec.is_fixed:
                 raise ValueError(f"column {name!r} is missing, but the schema says it is always present "
                                  f"with shape {list(spec.shape)}")
-            packed[name] = {"values": _tf().zeros([0], spec.tf_dtype()), "indices": np.zeros((0, 2), np.int64),
-                            "shape": np.array([rows, 1], np.int64)}
+            packed[name] = {"values": _values(pa.array([], spec.dtype), spec.dtype, name),
+                            "indices": np.zeros((0, 2), np.int64), "shape": np.array([rows, 1], np.int64)}
             continue
         column = batch.column(name)
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-        if pa.types.is_dictionary(column.type):
+        if pa.types.is_dictionary(column.type) and (spec.dtype != "string" or column.dictionary.null_count):
             column = column.cast(column.type.value_type)
         is_list = pa.types.is_list(column.type) or pa.types.is_large_list(column.type) \
             or pa.types.is_fixed_size_list(column.type)
@@ -74,14 +79,36 @@ def _pack_scalar(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
             raise ValueError(f"column {name!r} has {column.null_count} missing value(s), but the schema says it "
                              "is always present (shape with presence min_fraction 1)")
         return _values(column, spec.dtype, name)
-    if column.null_count:
-        present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
-        column = column.drop_null()
-    else:
-        present = np.arange(rows, dtype=np.int64)
+    if not column.null_count:
+        indices, shape = _every_row(rows)
+        return {"values": _values(column, spec.dtype, name), "indices": indices, "shape": shape}
+    present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
     indices = np.zeros((len(present), 2), np.int64)
     indices[:, 0] = present
-    return {"values": _values(column, spec.dtype, name), "indices": indices, "shape": np.array([rows, 1], np.int64)}
+    return {"values": _values(column.drop_null(), spec.dtype, name), "indices": indices,
+            "shape": np.array([rows, 1], np.int64)}
+
+
+_EVERY_ROW: dict[int, tuple[Any, Any]] = {}
+_EVERY_ROW_LOCK = threading.Lock()
+
+
+def _every_row(rows: int) -> tuple[Any, Any]:
+    """The indices ``[[0, 0], [1, 0], ...]`` and dense shape ``[rows, 1]`` of a scalar column without
+    nulls, as tensors kept per row count: batches mostly share one size, and most columns have no
+    nulls, so each batch need not build and copy them per column."""
+    with _EVERY_ROW_LOCK:
+        found = _EVERY_ROW.get(rows)
+        if found is None:
+            import numpy as np
+
+            tf = _tf()
+            indices = np.zeros((rows, 2), np.int64)
+            indices[:, 0] = np.arange(rows)
+            if len(_EVERY_ROW) >= 4:
+                _EVERY_ROW.clear()
+            found = _EVERY_ROW[rows] = (tf.constant(indices), tf.constant([rows, 1], tf.int64))
+        return found
 
 
 def list_lengths(column: Any) -> Any:
@@ -127,12 +154,10 @@ def _values(column: Any, dtype: str, name: str) -> Any:
     from sluice.components.tft.arrow_tensor import flat_tensor
 
     try:
+        if dtype == "string":
+            return _strings(column)
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
-        if dtype == "string":
-            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-                    or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
-                column = column.cast(pa.string())
         else:
             target = pa.int64() if dtype == "int64" else pa.float32()
             if column.type != target:
@@ -142,16 +167,42 @@ def _values(column: Any, dtype: str, name: str) -> Any:
     return flat_tensor(column, dtype)
 
 
+def _is_text(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+            or pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
+
+
+def _strings(column: Any) -> dict[str, Any]:
+    """A string column without nulls as ``{"dictionary", "codes"}`` (``unpack`` gathers them)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from sluice.components.tft.arrow_tensor import flat_tensor
+
+    if pa.types.is_dictionary(column.type) and _is_text(column.type.value_type) and not column.dictionary.null_count:
+        dictionary, codes = column.dictionary, column.indices.cast(pa.int32())
+    else:
+        if not _is_text(column.type):
+            column = column.cast(pa.string())
+        dictionary, codes = column, pa.array(np.arange(len(column), dtype=np.int32))
+    return {"dictionary": flat_tensor(dictionary, "string"), "codes": flat_tensor(codes, "int32")}
+
+
 def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, Any]:
     """``pack``'s tensors as the raw inputs: dense ``[rows, *shape]``, or SparseTensor ``[rows, width]``."""
     tf = _tf()
     tensors = {}
     for name, spec in as_feature_specs(raw_features).items():
         part = packed[name]
+        values = part if spec.is_fixed else part["values"]
+        if spec.dtype == "string":
+            values = tf.gather(values["dictionary"], values["codes"])
         if spec.is_fixed:
-            tensors[name] = tf.reshape(part, [-1, *spec.shape])
+            tensors[name] = tf.reshape(values, [-1, *spec.shape])
             continue
-        tensors[name] = tf.SparseTensor(tf.convert_to_tensor(part["indices"], tf.int64), part["values"],
+        tensors[name] = tf.SparseTensor(tf.convert_to_tensor(part["indices"], tf.int64), values,
                                         tf.convert_to_tensor(part["shape"], tf.int64))
     return tensors
 

@@ -57,7 +57,8 @@ class RowGroups:
             present = [name for name in self._columns if name in parquet_file.schema_arrow.names]
             batches: list[pa.RecordBatch] | None = [] if keep else None
             # One thread: pyarrow's threads decode list columns several times slower on few cores.
-            for batch in read_batches(path, self._owner, columns=present, use_threads=False):
+            for batch in read_batches(path, self._owner, columns=present, use_threads=False,
+                                      strings_as_dictionary=True):
                 if batches == [] and not self._reserve(batch, parquet_file.metadata.num_rows):
                     batches = None
                 if batches is not None:

@@ -57,6 +57,30 @@ def test_packed_function_gives_the_eager_results_before_and_after_it_traces_its_
     assert packed._wrapper is not None
 
 
+def test_strings_read_as_a_dictionary_give_the_plain_columns_tensors(tmp_path):
+    """Transform reads Parquet strings dictionary-encoded; the raw tensors are the plain column's,
+    nulls, a null in the dictionary itself, fixed-shape strings and a batch of only nulls included."""
+    raw = {"company": FeatureSpec("string"), "kind": FeatureSpec("string", (1,)), "n": FeatureSpec("int64")}
+    table = pa.table({"company": pa.array(["b", None, "a", "b", "", None, "c\n"]),
+                      "kind": pa.array(["x", "y", "x", "x", "z", "y", "x"]),
+                      "n": pa.array([1, 2, None, 4, 5, 6, 7], pa.int64())})
+    pq.write_table(table, tmp_path / "t.parquet")
+    as_dictionary = pq.read_table(tmp_path / "t.parquet", read_dictionary=["company", "kind"])
+    assert pa.types.is_dictionary(as_dictionary.schema.field("company").type)
+    null_in_dictionary = table.set_column(0, "company", pa.DictionaryArray.from_arrays(
+        pa.array([0, 1, 2, 0, 3, 1, 4], pa.int32()), pa.array(["b", None, "a", "", "c\n"])))
+    all_null = pa.table({"company": pa.array([None, None], pa.string()).dictionary_encode(),
+                         "kind": pa.array(["x", "y"]).dictionary_encode(), "n": pa.array([1, 2], pa.int64())})
+    for plain, other in ((table, as_dictionary), (table, null_in_dictionary), (all_null.cast(pa.schema(
+            [("company", pa.string()), ("kind", pa.string()), ("n", pa.int64())])), all_null)):
+        expected, got = arrow_to_raw_tensors(plain, raw), arrow_to_raw_tensors(other, raw)
+        for name in ("company", "n"):
+            for part in ("indices", "values", "dense_shape"):
+                np.testing.assert_array_equal(getattr(got[name], part).numpy(), getattr(expected[name], part).numpy())
+        np.testing.assert_array_equal(got["kind"].numpy(), expected["kind"].numpy())
+    assert arrow_to_raw_tensors(table, raw)["company"].values.numpy().tolist() == [b"b", b"a", b"b", b"", b"c\n"]
+
+
 def test_in_process_reader_keeps_batches_within_its_budget(tmp_path):
     from sluice.components.transform.in_process import RowGroups
 
