@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 # TensorFlow refuses (aborts on) a buffer not aligned to EIGEN_MAX_ALIGN_BYTES; 64 is the largest.
-_ALIGNMENT = 64
+ALIGNMENT = 64
 
 
 def flat_tensor(array: Any, dtype: str) -> Any:
@@ -31,7 +31,7 @@ def flat_tensor(array: Any, dtype: str) -> Any:
 
 def _aligned(array: Any) -> bool:
     data = array.buffers()[1]
-    return (data.address + array.offset * array.type.byte_width) % _ALIGNMENT == 0
+    return (data.address + array.offset * array.type.byte_width) % ALIGNMENT == 0
 
 
 def _string_tensor(array: Any) -> Any:

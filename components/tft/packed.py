@@ -83,10 +83,33 @@ def _pack_scalar(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
         indices, shape = _every_row(rows)
         return {"values": _values(column, spec.dtype, name), "indices": indices, "shape": shape}
     present = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
-    indices = np.zeros((len(present), 2), np.int64)
+    indices = aligned_empty((len(present), 2), np.int64)
     indices[:, 0] = present
-    return {"values": _values(column.drop_null(), spec.dtype, name), "indices": indices,
+    indices[:, 1] = 0
+    return {"values": _values(column.drop_null(), spec.dtype, name), "indices": as_tensor(indices),
             "shape": np.array([rows, 1], np.int64)}
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> Any:
+    """``np.empty`` whose data starts on TensorFlow's alignment, so ``as_tensor`` need not copy it."""
+    import numpy as np
+
+    from sluice.components.tft.arrow_tensor import ALIGNMENT
+
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start: start + size].view(dtype).reshape(shape)
+
+
+def as_tensor(array: Any) -> Any:
+    """A C-contiguous numpy array as a tensor: through DLPack (no copy) when aligned, else copied."""
+    from sluice.components.tft.arrow_tensor import ALIGNMENT
+
+    tf = _tf()
+    if array.size and array.flags.c_contiguous and array.ctypes.data % ALIGNMENT == 0:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.constant(array)
 
 
 _EVERY_ROW: dict[int, tuple[Any, Any]] = {}
@@ -132,7 +155,7 @@ def _pack_list(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
             raise ValueError(f"column {name!r}: row {int(wrong[0])} has {int(lengths[wrong[0]])} values, but the "
                              f"schema's shape is {list(spec.shape)} ({spec.size} values per row)")
         return values
-    return {"values": values, "indices": sparse_indices(lengths),
+    return {"values": values, "indices": as_tensor(sparse_indices(lengths)),
             "shape": np.array([rows, lengths.max() if rows else 0], np.int64)}
 
 
@@ -141,7 +164,7 @@ def sparse_indices(lengths: Any) -> Any:
     import numpy as np
 
     total = int(lengths.sum())
-    indices = np.empty((total, 2), np.int64)
+    indices = aligned_empty((total, 2), np.int64)
     indices[:, 0] = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
     indices[:, 1] = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return indices

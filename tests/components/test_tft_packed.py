@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from sluice.components.tft.arrow_tensor import flat_tensor
 from sluice.components.tft.feature_spec import FeatureSpec
-from sluice.components.tft.packed import PackedFunction
+from sluice.components.tft.packed import PackedFunction, aligned_empty, as_tensor
 from sluice.components.tft.tensors import arrow_to_raw_tensors
 
 
@@ -21,6 +21,16 @@ def test_flat_tensor_numbers_aligned_or_sliced_off_alignment():
     ints = pa.array(np.arange(10, dtype=np.int64)).slice(1, 5)
     assert flat_tensor(ints, "int64").numpy().tolist() == [1, 2, 3, 4, 5]
     assert flat_tensor(pa.array([], pa.float32()), "float32").shape == [0]
+
+
+def test_numpy_indices_reach_tensorflow_aligned_or_copied():
+    indices = aligned_empty((5, 2), np.int64)
+    assert indices.ctypes.data % 64 == 0
+    indices[:] = np.arange(10).reshape(5, 2)
+    np.testing.assert_array_equal(as_tensor(indices).numpy(), np.arange(10).reshape(5, 2))
+    off = np.arange(11, dtype=np.int64)[1:] if np.arange(11).ctypes.data % 64 == 0 else np.arange(10, dtype=np.int64)
+    np.testing.assert_array_equal(as_tensor(off).numpy(), off)
+    assert as_tensor(aligned_empty((0, 2), np.int64)).shape == [0, 2]
 
 
 def test_flat_tensor_strings_sliced_empty_and_non_ascii():
