@@ -10,7 +10,7 @@ shape ``[rows, width]`` (width 1 for a scalar column, the longest list for a lis
 
 Strings travel as a dictionary and int32 codes (``unpack`` gathers them): Parquet's string
 columns are dictionary-encoded, and read as such (``RowGroups``) only the few distinct strings
-are copied into TensorFlow; a plain string column is its own dictionary.
+are copied into TensorFlow; a plain string column is sent as the dictionary, with no codes.
 """
 
 from __future__ import annotations
@@ -199,18 +199,24 @@ def _is_text(arrow_type: Any) -> bool:
 
 def _strings(column: Any) -> dict[str, Any]:
     """A string column without nulls as ``{"dictionary", "codes"}`` (``unpack`` gathers them)."""
-    import numpy as np
     import pyarrow as pa
 
     from sluice.components.tft.arrow_tensor import flat_tensor
 
     if pa.types.is_dictionary(column.type) and _is_text(column.type.value_type) and not column.dictionary.null_count:
         dictionary, codes = column.dictionary, column.indices.cast(pa.int32())
-    else:
-        if not _is_text(column.type):
-            column = column.cast(pa.string())
-        dictionary, codes = column, pa.array(np.arange(len(column), dtype=np.int32))
+        if not len(codes):
+            dictionary = dictionary.slice(0, 0)
+    else:  # no codes: the dictionary is the column itself
+        dictionary, codes = column if _is_text(column.type) else column.cast(pa.string()), pa.array([], pa.int32())
     return {"dictionary": flat_tensor(dictionary, "string"), "codes": flat_tensor(codes, "int32")}
+
+
+def _gather_strings(part: dict[str, Any]) -> Any:
+    """``_strings``' output as the column's string tensor."""
+    tf = _tf()
+    dictionary, codes = part["dictionary"], part["codes"]
+    return tf.cond(tf.equal(tf.size(codes), 0), lambda: dictionary, lambda: tf.gather(dictionary, codes))
 
 
 def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +227,7 @@ def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, An
         part = packed[name]
         values = part if spec.is_fixed else part["values"]
         if spec.dtype == "string":
-            values = tf.gather(values["dictionary"], values["codes"])
+            values = _gather_strings(values)
         if spec.is_fixed:
             tensors[name] = tf.reshape(values, [-1, *spec.shape])
             continue
