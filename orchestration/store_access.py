@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 import sqlite3
 import urllib.parse
@@ -195,10 +196,13 @@ def _build(uri: str, path: str) -> None:
     folder = os.path.dirname(path)
     temp = f"{path}{_TEMP}{os.getpid()}-{secrets.token_hex(4)}"
     temp_uri = roots.sqlite_uri(temp)
+    artifact_root = roots.file_uri(os.path.join(folder, "mlflow-artifacts"))
     try:
-        store = SqlAlchemyStore(temp_uri, roots.file_uri(os.path.join(folder, "mlflow-artifacts")))
-        store.engine.dispose()  # its file is about to be renamed: no connection may outlive it
-        getattr(SqlAlchemyStore, "_engine_map", {}).pop(temp_uri, None)
+        if not _copy_template(temp, artifact_root):
+            store = SqlAlchemyStore(temp_uri, artifact_root)
+            store.engine.dispose()  # its file is about to be renamed: no connection may outlive it
+            getattr(SqlAlchemyStore, "_engine_map", {}).pop(temp_uri, None)
+            _keep_template(temp)
         fd = os.open(temp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -216,6 +220,61 @@ def _build(uri: str, path: str) -> None:
         raise _error(uri, "creating the store failed: " + _cause_text(exc, folder)) from None
     finally:
         quiet_mlflow()  # alembic's configuration resets log levels
+
+
+def _template_path() -> str:
+    """Where a new, empty store of this MLflow version and schema revision is kept for copying."""
+    import mlflow
+
+    from sluice.orchestration.object_store import cache_dir
+
+    return os.path.join(cache_dir(), "stores", f"mlflow-{mlflow.__version__}-{_head_revision()}.db")
+
+
+def _copy_template(temp: str, artifact_root: str) -> bool:
+    """A new store at ``temp`` copied from the kept empty one (MLflow's migrations take seconds), with
+    its default experiment where MLflow would put it; False (nothing left at ``temp``) when there is
+    no usable copy."""
+    import time
+
+    from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
+
+    template = _template_path()
+    if not os.path.exists(template):
+        return False
+    now = int(time.time() * 1000)
+    try:
+        shutil.copyfile(template, temp)
+        con = sqlite3.connect(temp)
+        try:
+            with con:
+                con.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                            "WHERE experiment_id = 0",
+                            (append_to_uri_path(resolve_uri_if_local(artifact_root), "0"), now, now))
+        finally:
+            con.close()
+        if _inspect(roots.sqlite_uri(temp), temp)[0] == "":
+            return True
+    except Exception as exc:  # noqa: BLE001 - a broken copy (disk, sqlite, a bad file): migrate as without one
+        _log.debug("store template %s not used: %s", template, exc)
+    for name in (temp, *(temp + side for side in _SIDE_FILES)):
+        with contextlib.suppress(OSError):
+            os.remove(name)
+    return False
+
+
+def _keep_template(migrated: str) -> None:
+    """Keeps a copy of a store MLflow just migrated (best effort: an unwritable cache only costs time)."""
+    template = _template_path()
+    staging = f"{template}{_TEMP}{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.makedirs(os.path.dirname(template), exist_ok=True)
+        shutil.copyfile(migrated, staging)
+        os.replace(staging, template)
+    except OSError as exc:
+        _log.debug("store template %s not kept: %s", template, exc)
+        with contextlib.suppress(OSError):
+            os.remove(staging)
 
 
 def _fsync_folder(folder: str) -> None:

@@ -116,8 +116,9 @@ def test_a_kill_during_store_creation_never_needs_hand_repair(tmp_path):
     landed = None
     for attempt in range(12):
         root = tmp_path / f"root{attempt}"
+        # An empty cache: no kept store to copy, so MLflow migrates (and the kill can land inside).
         child = subprocess.Popen([sys.executable, "-c", KILL_CHILD, str(root)], stdout=subprocess.PIPE, text=True,
-                                 env=_env())
+                                 env={**_env(), "SLUICE_CACHE_DIR": str(tmp_path / f"cache{attempt}")})
         assert child.stdout.readline().strip() == "ready"
         time.sleep(0.1 + 0.25 * attempt)
         child.send_signal(signal.SIGKILL)
@@ -145,6 +146,38 @@ def _legacy_half_migrated(db, stray_table):
         with engine.begin() as con:
             con.execute(sqlalchemy.text(f"CREATE TABLE {stray_table} (key VARCHAR(250))"))
     engine.dispose()
+
+
+def _schema_and_default_experiment(db):
+    con = sqlite3.connect(db)
+    try:
+        schema = sorted(r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
+        location = con.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0").fetchone()[0]
+    finally:
+        con.close()
+    return schema, location
+
+
+def test_new_stores_are_copies_of_a_kept_migrated_one_and_a_broken_copy_is_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLUICE_CACHE_DIR", str(tmp_path / "cache"))
+    MetadataStore(default_tracking_uri(str(tmp_path / "a")))  # migrated by MLflow; a copy is kept
+    (template,) = (tmp_path / "cache" / "stores").glob("mlflow-*.db")
+    second = MetadataStore(default_tracking_uri(str(tmp_path / "b")))
+    schema_a, location_a = _schema_and_default_experiment(tmp_path / "a" / "metadata.db")
+    schema_b, location_b = _schema_and_default_experiment(tmp_path / "b" / "metadata.db")
+    assert schema_b == schema_a
+    assert location_b == location_a.replace(str(tmp_path / "a"), str(tmp_path / "b")) != location_a
+    run_id = _record_run(second)
+    assert [r.id for r in second.list_pipeline_runs("p")] == [run_id]
+
+    template.write_bytes(b"not a database")
+    third = MetadataStore(default_tracking_uri(str(tmp_path / "c")))
+    assert _record_run(third)
+    # Replaced by a good copy. (Two migrations in one process may word a table's SQL differently.)
+    assert _schema_and_default_experiment(template)[0] == _schema_and_default_experiment(
+        tmp_path / "c" / "metadata.db")[0]
+    assert _head(template) == _head(tmp_path / "a" / "metadata.db")
+    assert not list(tmp_path.glob("c/*.creating-*"))
 
 
 @pytest.mark.parametrize("stray", ["", "_alembic_tmp_params"])
