@@ -248,15 +248,18 @@ class PackedFunction:
     EAGER_BATCHES = 4
     EAGER_MAX_BYTES = 4 << 20
 
-    def __init__(self, function: Any, raw_features: dict[str, Any]):
+    def __init__(self, function: Any, raw_features: dict[str, Any], used: set[str] | None = None):
         self.raw_features = as_feature_specs(raw_features)
+        # Only the features ``function``'s results depend on are packed; the others get empty tensors.
+        self._packed_features = {name: spec for name, spec in self.raw_features.items()
+                                 if used is None or name in used}
         self._function = function
         self._wrapper = None
         self._calls = 0
         self._lock = threading.Lock()
 
     def __call__(self, batch: Any) -> Any:
-        packed = pack(batch, self.raw_features)
+        packed = pack(batch, self._packed_features)
         if self._wrapper is None:
             with self._lock:
                 self._calls += 1
@@ -264,15 +267,59 @@ class PackedFunction:
                 if not eager and self._wrapper is None:
                     self._wrapper = self._trace()
             if eager:
-                return self._function(unpack(packed, self.raw_features))
+                return self._function(self._inputs(packed))
         return self._wrapper(packed)
+
+    def _inputs(self, packed: dict[str, Any]) -> dict[str, Any]:
+        tensors = unpack(packed, self._packed_features)
+        for name, spec in self.raw_features.items():
+            if name not in tensors:
+                tensors[name] = _empty_input(spec)
+        return tensors
 
     def _trace(self) -> Any:
         tf = _tf()
-        function, features = self._function, self.raw_features
 
-        @tf.function(input_signature=[packed_signature(features)], autograph=False)
+        @tf.function(input_signature=[packed_signature(self._packed_features)], autograph=False)
         def from_packed(packed):
-            return function(unpack(packed, features))
+            return self._function(self._inputs(packed))
 
         return from_packed.get_concrete_function()
+
+
+def _empty_input(spec: FeatureSpec) -> Any:
+    """A raw input of no rows, for a feature the function's results do not depend on."""
+    tf = _tf()
+    values = tf.zeros([0], spec.tf_dtype())
+    if spec.is_fixed:
+        return tf.reshape(values, [0, *spec.shape])
+    return tf.SparseTensor(tf.zeros([0, 2], tf.int64), values, tf.constant([0, 1], tf.int64))
+
+
+def consumed_features(function: Any, raw_features: dict[str, Any]) -> set[str]:
+    """The raw features a concrete function's outputs (or its stateful ops) depend on.
+
+    Its graph holds every op ``preprocessing_fn`` made, outputs it does not return included; only
+    ops reached backwards from what it returns and runs count. All features when its inputs cannot
+    be matched to them.
+    """
+    tf = _tf()
+    graph = function.graph
+    specs = function.structured_input_signature[0][0]
+    if not isinstance(specs, dict):
+        return set(raw_features)
+    names = [name for name in sorted(specs) for _ in tf.nest.flatten(specs[name], expand_composites=True)]
+    placeholders = graph.inputs[:len(graph.inputs) - len(function.captured_inputs)]
+    if len(names) != len(placeholders):
+        return set(raw_features)
+    feature_of = {tensor.op.name: name for tensor, name in zip(placeholders, names)}
+    seen: set[str] = set()
+    pending = [tensor.op for tensor in graph.outputs] + list(graph.control_outputs)
+    while pending:
+        op = pending.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        pending.extend(tensor.op for tensor in op.inputs)
+        pending.extend(op.control_inputs)
+    return {feature_of[name] for name in seen if name in feature_of}

@@ -355,13 +355,19 @@ class AnalysisFunction:
         made._packed = None
         return made
 
+    def consumed_features(self) -> set[str]:
+        """The raw features this phase's analyzer inputs depend on (the rows' other columns go unread)."""
+        from sluice.components.tft.packed import consumed_features
+
+        return consumed_features(self.function, self.raw_features)
+
     def __call__(self, batch: Any) -> dict[str, Any]:
         import numpy as np
 
         from sluice.components.tft.packed import PackedFunction
 
         if self._packed is None:  # traced on first use: a Beam DoFn builds this object on a worker
-            self._packed = PackedFunction(self.function, self.raw_features)
+            self._packed = PackedFunction(self.function, self.raw_features, self.consumed_features())
         outputs = self._packed(batch)
         # np.asarray views the tensor's memory; .numpy() would copy it.
         return import_tf().nest.map_structure(np.asarray, outputs)

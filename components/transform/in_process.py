@@ -38,8 +38,9 @@ KEEP_BYTES = 512 << 20
 class RowGroups:
     """Reads the examples' Parquet files in batches (``io.examples``, errors naming the file), with
     ``columns`` the files have; a file read with ``keep`` is kept, and read again from memory, when
-    its size (estimated from its first batch and its row count) fits in what is left of ``keep_bytes``.
-    Deciding up front means a file too big to keep is never held in part."""
+    its size (estimated from its first row group and its row count) fits in what is left of
+    ``keep_bytes``. Deciding up front means a file too big to keep is never held in part; such a
+    file is read with only the ``needed`` columns (all when None)."""
 
     def __init__(self, columns: list[str], owner: str, keep_bytes: int = KEEP_BYTES):
         self._columns = columns
@@ -48,28 +49,40 @@ class RowGroups:
         self._kept: dict[str, list[pa.RecordBatch]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, files: list[str], keep: bool = False) -> Iterator[pa.RecordBatch]:
+    def __call__(self, files: list[str], keep: bool = False,
+                 needed: set[str] | None = None) -> Iterator[pa.RecordBatch]:
         for path in files:
             if path in self._kept:
                 yield from self._kept[path]
                 continue
-            parquet_file = open_parquet(path, self._owner)
-            present = [name for name in self._columns if name in parquet_file.schema_arrow.names]
-            batches: list[pa.RecordBatch] | None = [] if keep else None
-            # One thread: pyarrow's threads decode list columns several times slower on few cores.
-            for batch in read_batches(path, self._owner, columns=present, use_threads=False,
-                                      strings_as_dictionary=True):
-                if batches == [] and not self._reserve(batch, parquet_file.metadata.num_rows):
-                    batches = None
-                if batches is not None:
-                    batches.append(batch)
+            metadata = open_parquet(path, self._owner).metadata
+            present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
+            wanted = present if needed is None else [name for name in present if name in needed]
+            groups = list(range(metadata.num_row_groups))
+            if not keep or not groups:
+                yield from self._read(path, wanted, groups)
+                continue
+            first = list(self._read(path, present, groups[:1]))
+            if not self._reserve(sum(b.nbytes for b in first) * metadata.num_rows
+                                 // max(metadata.row_group(0).num_rows, 1)):
+                yield from (batch.select(wanted) for batch in first)
+                yield from self._read(path, wanted, groups[1:])
+                continue
+            batches = first
+            yield from first
+            for batch in self._read(path, present, groups[1:]):
+                batches.append(batch)
                 yield batch
-            if batches is not None:
-                self._kept[path] = batches
+            self._kept[path] = batches
 
-    def _reserve(self, first: pa.RecordBatch, rows: int) -> bool:
+    def _read(self, path: str, columns: list[str], groups: list[int]) -> Iterator[pa.RecordBatch]:
+        if groups:
+            # One thread: pyarrow's threads decode list columns several times slower on few cores.
+            yield from read_batches(path, self._owner, columns=columns, row_groups=groups, use_threads=False,
+                                    strings_as_dictionary=True)
+
+    def _reserve(self, size: int) -> bool:
         """Takes a file's estimated size from the budget, if it fits."""
-        size = first.nbytes * rows // max(first.num_rows, 1)
         with self._lock:
             if size > self._keep_bytes:
                 return False
@@ -86,7 +99,8 @@ def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: 
         function = plan.first_phase if number == 0 and plan.first_phase is not None else \
             AnalysisFunction(preprocessing_fn, raw_features, dict(values), keys, source)
         accumulators = {spec.key: new_accumulator(spec) for spec in specs}
-        parts = (part for table in row_groups(files, keep=True) for part in slices(table))
+        parts = (part for table in row_groups(files, keep=True, needed=function.consumed_features())
+                 for part in slices(table))
         for found in _ordered_map(function, parts):
             for spec in specs:
                 accumulators[spec.key] = add_to_accumulator(spec, accumulators[spec.key], found[spec.key])

@@ -112,3 +112,30 @@ def test_in_process_reader_keeps_batches_within_its_budget(tmp_path):
     rows = [v for batch in reader([path, other, small], keep=True) for v in batch.column(0).to_pylist()]
     assert rows == list(range(210))
     assert path in reader._kept and other not in reader._kept and small in reader._kept
+    # A file too big to keep is read with only the columns the analysis needs, its first row group too.
+    wide = str(tmp_path / "wide.parquet")
+    pq.write_table(pa.table({"a": list(range(30)), "b": ["x"] * 30, "c": [1.0] * 30}), wide, row_group_size=10)
+    reader = RowGroups(["a", "b", "c"], "Transform", keep_bytes=1)
+    batches = list(reader([wide], keep=True, needed={"a", "c"}))
+    assert {tuple(batch.schema.names) for batch in batches} == {("a", "c")}
+    assert [v for batch in batches for v in batch.column("a").to_pylist()] == list(range(30))
+    assert pa.Table.from_batches(list(reader([wide]))).column_names == ["a", "b", "c"]
+
+
+def test_the_analysis_reads_only_the_features_its_analyzers_depend_on():
+    from sluice.components import tft
+    from sluice.components.tft.tracing import trace_analysis
+
+    def preprocessing_fn(inputs):
+        centered = inputs["x"] - tft.mean(inputs["x"])
+        return {"x": centered, "y": inputs["y"] * 2, "z": tft.compute_and_apply_vocabulary(inputs["z"]),
+                "w": tf.strings.length(inputs["w"])}
+
+    raw = {"x": FeatureSpec("float32", (1,)), "y": FeatureSpec("float32", (1,)), "z": FeatureSpec("string", (1,)),
+           "w": FeatureSpec("string", (1,))}
+    plan = trace_analysis(preprocessing_fn, raw)
+    assert plan.first_phase.consumed_features() == {"x", "z"}
+    # Fixed-shape "y" and "w" would be refused as missing if they were packed.
+    found = plan.first_phase(pa.table({"x": pa.array([1.0, 3.0], pa.float32()), "z": pa.array(["a", "b"])}))
+    assert len(found) == 2 and all(np.asarray(v).size for v in tf.nest.flatten(found))
+
