@@ -237,7 +237,7 @@ def _start_hook(nodes: dict[str, dict[str, Any]], progress: Progress) -> Callabl
         if not warming.is_set():
             warming.set()
             runtime.freeze_long_lived()  # the runner's own imports: keeps each component's collection cheap
-            modules = sorted({m for n in nodes.values() for m in n.get("warm_imports", [])})
+            modules = runtime.warm_order({m for n in nodes.values() for m in n.get("warm_imports", [])})
             if modules:
                 threading.Thread(target=_warm_imports, args=(modules,), daemon=True).start()
         progress.started(node_id)

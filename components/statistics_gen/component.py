@@ -113,4 +113,6 @@ def _categorical_int_features(schema: Schema | None) -> list[str]:
     ]
 
 
-StatisticsGen = component(generate_statistics, name="StatisticsGen")
+# Its report's charts: matplotlib imported in the background while earlier components run.
+StatisticsGen = component(generate_statistics, name="StatisticsGen",
+                          warm_imports=("matplotlib.figure", "matplotlib.backends.backend_svg"))

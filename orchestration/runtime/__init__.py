@@ -22,11 +22,11 @@ from __future__ import annotations
 from sluice.orchestration.runtime import keras, log_masking
 from sluice.orchestration.runtime.beam import RunnerContext
 from sluice.orchestration.runtime.heap import release_memory, tune_heap
-from sluice.orchestration.runtime.imports import import_heavy, import_heavy_modules
+from sluice.orchestration.runtime.imports import import_heavy, import_heavy_modules, warm_order
 from sluice.orchestration.runtime.objects import freeze_long_lived
 
 __all__ = ["prepare_process", "prepare_executor", "after_executor", "RunnerContext", "log_masking", "tune_heap",
-           "release_memory", "import_heavy", "import_heavy_modules", "freeze_long_lived"]
+           "release_memory", "import_heavy", "import_heavy_modules", "freeze_long_lived", "warm_order"]
 
 
 def prepare_process() -> None:

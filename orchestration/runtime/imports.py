@@ -169,6 +169,13 @@ def in_flight() -> int:
     return _IMPORTS_IN_FLIGHT
 
 
+def warm_order(modules: set[str] | list[str]) -> list[str]:
+    """``modules`` in the order a runner warms them: a package another one imports only optionally
+    (matplotlib for TensorFlow) after it, so that one's import still leaves it out."""
+    optional = {name for names in _OPTIONAL_FOR.values() for name in names}
+    return sorted(modules, key=lambda module: (module.split(".")[0] in optional, module))
+
+
 def import_heavy(modules: tuple[str, ...] | list[str]) -> bool:
     """Imports a component's ``warm_imports``, leaving out what Keras imports only optionally.
 

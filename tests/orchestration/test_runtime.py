@@ -33,6 +33,16 @@ def test_import_heavy_leaves_out_what_the_module_imports_only_optionally(tmp_pat
     assert not any(isinstance(f, imports._HideWhileImporting) for f in sys.meta_path)
 
 
+def test_runners_warm_a_package_others_import_optionally_after_them():
+    from sluice.components.statistics_gen import StatisticsGen
+    from sluice.components.transform import Transform
+    from sluice.orchestration.runtime import warm_order
+
+    modules = {*StatisticsGen.warm_imports, *Transform.warm_imports}
+    assert warm_order(modules) == ["tensorflow", "matplotlib.backends.backend_svg", "matplotlib.figure"]
+    assert warm_order(["tfx_bsl", "apache_beam"]) == ["apache_beam", "tfx_bsl"]
+
+
 def test_a_module_imported_on_use_is_loaded_only_when_first_used(tmp_path, monkeypatch):
     import sys
 
