@@ -59,7 +59,7 @@ def _source(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def _is_text(arrow_type: pa.DataType) -> bool:
+def is_text(arrow_type: pa.DataType) -> bool:
     """Strings and bytes: the columns Parquet stores with dictionary pages worth keeping."""
     return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
             or pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
@@ -100,7 +100,7 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
     try:
         if strings_as_dictionary:
             strings = [f.name for f in parquet_file.schema_arrow
-                       if _is_text(f.type)]
+                       if is_text(f.type)]
             if strings:
                 # The footer already read serves again (one read less, a round trip on remote files).
                 parquet_file = pq.ParquetFile(_source(path), metadata=parquet_file.metadata,

@@ -190,25 +190,19 @@ def _values(column: Any, dtype: str, name: str) -> Any:
     return flat_tensor(column, dtype)
 
 
-def _is_text(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
-    return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-            or pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type))
-
-
 def _strings(column: Any) -> dict[str, Any]:
     """A string column without nulls as ``{"dictionary", "codes"}`` (``unpack`` gathers them)."""
     import pyarrow as pa
 
+    from sluice.components.io.examples import is_text
     from sluice.components.tft.arrow_tensor import flat_tensor
 
-    if pa.types.is_dictionary(column.type) and _is_text(column.type.value_type) and not column.dictionary.null_count:
+    if pa.types.is_dictionary(column.type) and is_text(column.type.value_type) and not column.dictionary.null_count:
         dictionary, codes = column.dictionary, column.indices.cast(pa.int32())
         if not len(codes):
             dictionary = dictionary.slice(0, 0)
     else:  # no codes: the dictionary is the column itself
-        dictionary, codes = column if _is_text(column.type) else column.cast(pa.string()), pa.array([], pa.int32())
+        dictionary, codes = column if is_text(column.type) else column.cast(pa.string()), pa.array([], pa.int32())
     return {"dictionary": flat_tensor(dictionary, "string"), "codes": flat_tensor(codes, "int32")}
 
 
