@@ -2,7 +2,8 @@
 and failures (read-only, full disk, unreachable server) that read as one line, at once.
 
 An SQLite store is created by letting MLflow migrate a new database in a temporary file next
-to ``metadata.db`` and renaming it into place, all under an exclusive lock on the folder; a
+to ``metadata.db`` (or by copying one it migrated before, kept in the cache folder: the
+migrations take seconds) and renaming it into place, all under an exclusive lock on the folder; a
 process killed (or a disk filling up) at any moment leaves either no store or a complete one,
 plus a temporary file the next opener removes. A database that an older version left
 half-migrated (no schema revision, an old one, or MLflow's ``_alembic_tmp_*`` tables) is
