@@ -7,7 +7,7 @@ process-level settings and library workarounds that runners apply around them:
   credentials masked in every log record);
 - before each executor: ``prepare_executor`` (its heavy imports, frozen once done, or waited for
   while the runner's warm-up thread is still importing them; the Keras workaround for TensorFlow
-  components), and a ``RunnerContext`` for it (Beam's sampler);
+  components), and a ``RunnerContext`` for it (Beam's sampler; multi-process workers that stop);
 - after each executor: ``after_executor`` (``heap.release_memory``);
 - in the CLI: ``stderr`` (native chatter filtered out of the terminal, credentials masked);
 - whenever a metadata store opens: ``mlflow.quiet_mlflow`` (MLflow's log levels and bounded HTTP

@@ -158,6 +158,47 @@ def test_local_beam_pipelines_sample_states_often_so_bundles_end_promptly():
     assert sampler.sampling_period_ms == beam.STATE_SAMPLING_PERIOD_MS  # Beam's own default is 200 ms
 
 
+def test_a_worker_that_connects_after_its_pipeline_ended_is_told_to_stop():
+    """The race behind a hung multi-process pipeline: the runner closes a worker's control
+    connection before the worker has connected; the worker must still get the stop."""
+    import threading
+
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    from sluice.orchestration.runtime import beam
+
+    beam.apply()
+    servicer = worker_handlers.BeamFnControlServicer(worker_manager=None)
+    servicer.get_conn_by_worker_id("worker_7").close()  # the pipeline ends first
+
+    class LateWorker:
+        def invocation_metadata(self):
+            return [("worker_id", "worker_7")]
+
+    sent = []
+    stream = threading.Thread(target=lambda: sent.extend(servicer.Control(iter([]), LateWorker())), daemon=True)
+    stream.start()
+    stream.join(10)
+    assert not stream.is_alive(), "the late worker's control stream never ended"
+    assert sent == []
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_processs_component_error_comes_out_as_its_one_line_and_its_workers_stop():
+    import apache_beam
+
+    from sluice.components.errors import ComponentError
+    from sluice.orchestration.runtime import RunnerContext
+
+    def fail(value):
+        raise ComponentError(f"Toy: row {value} is bad")
+
+    ctx = RunnerContext(beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    for _ in range(2):
+        with pytest.raises(ComponentError, match=r"^Toy: row 1 is bad$"), ctx.beam_pipeline() as p:
+            _ = p | apache_beam.Create([1]) | apache_beam.Map(fail)
+
+
 def test_the_keras_workaround_applies_once_and_only_to_keras_3(monkeypatch):
     import keras
     from keras.src.backend.tensorflow import trainer as keras_tf_trainer
