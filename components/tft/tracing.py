@@ -346,6 +346,7 @@ class AnalysisFunction:
 
         self.function = analysis_inputs.get_concrete_function()
         self._packed = None
+        self._consumed: set[str] | None = None
 
     @classmethod
     def from_traced(cls, function: Any, raw_features: dict[str, Any], context: TraceContext) -> AnalysisFunction:
@@ -353,13 +354,16 @@ class AnalysisFunction:
         made = cls.__new__(cls)
         made.raw_features, made.context, made.function = raw_features, context, function
         made._packed = None
+        made._consumed = None
         return made
 
     def consumed_features(self) -> set[str]:
         """The raw features this phase's analyzer inputs depend on (the rows' other columns go unread)."""
         from sluice.components.tft.packed import consumed_features
 
-        return consumed_features(self.function, self.raw_features)
+        if self._consumed is None:  # the reader and the packing both ask: the graph is walked once
+            self._consumed = consumed_features(self.function, self.raw_features)
+        return self._consumed
 
     def __call__(self, batch: Any) -> dict[str, Any]:
         import numpy as np
