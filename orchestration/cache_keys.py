@@ -8,7 +8,7 @@ before running anything.
 
 File contents are hashed with XXH3-128 (``xxhash``): a run hashes its external data before its
 first component and every output after it is written, so the hash is on the critical path, and
-XXH3 keeps up with reading the file where BLAKE2b ran at a fifth of that (bench/PROFILES.md).
+XXH3 keeps up with reading the file where BLAKE2b ran at an eighth of that (bench/PROFILES.md).
 It guards against changed files, not against a forger; the cache key itself is SHA-256.
 """
 

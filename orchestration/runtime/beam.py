@@ -59,7 +59,7 @@ def _stop_late_workers() -> None:
     original = connection.close
     if getattr(original, "_sluice_patched", False):
         return
-    if not all(hasattr(servicer, name) for name in ("_DONE_MARKER", "UNSTARTED_STATE")):
+    if not (hasattr(connection, "_lock") and all(hasattr(servicer, name) for name in ("_DONE_MARKER", "UNSTARTED_STATE"))):
         return
 
     def close(self):
