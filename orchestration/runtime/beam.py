@@ -59,7 +59,9 @@ def _stop_late_workers() -> None:
     original = connection.close
     if getattr(original, "_sluice_patched", False):
         return
-    if not (hasattr(connection, "_lock") and all(hasattr(servicer, name) for name in ("_DONE_MARKER", "UNSTARTED_STATE"))):
+    written_for = hasattr(connection, "_lock") and all(
+        hasattr(servicer, name) for name in ("_DONE_MARKER", "UNSTARTED_STATE"))
+    if not written_for:
         return
 
     def close(self):
