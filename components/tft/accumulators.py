@@ -92,8 +92,10 @@ def batch_moments(values: Any, columns: int) -> Any:
     """In the analysis graph: one batch's ``[count, mean, sum of squared deviations]`` per column
     (``[3, columns]`` float64), NaN and infinite values left out; ``add_to_accumulator`` merges it.
 
-    A batch without NaN or infinite values (integers never have any) skips the masking: the sums
-    are of the same values, so the moments are the same, for about half the passes over the batch.
+    Integers are never NaN or infinite, so they skip the masking. Floats are masked whether or
+    not the batch has such values: a ``tf.cond`` choosing the unmasked sums when it has none
+    saved about 0.25 ms per 65,536 values but cost 10 ms of tracing per analyzer, more than
+    it saves below tens of millions of rows.
     """
     import tensorflow as tf
 
@@ -101,8 +103,7 @@ def batch_moments(values: Any, columns: int) -> Any:
     matrix = tf.cast(values, tf.float64)
     if not values.dtype.is_floating:
         return _finite_moments(matrix)
-    finite = tf.math.is_finite(values)  # casting to float64 keeps every value finite or not
-    return tf.cond(tf.reduce_all(finite), lambda: _finite_moments(matrix), lambda: _masked_moments(matrix, finite))
+    return _masked_moments(matrix, tf.math.is_finite(values))  # float64 keeps every value finite or not
 
 
 def _finite_moments(matrix: Any) -> Any:
@@ -117,9 +118,9 @@ def _masked_moments(matrix: Any, finite: Any) -> Any:
     import tensorflow as tf
 
     count = tf.reduce_sum(tf.cast(finite, tf.float64), axis=0)
-    zeros = tf.zeros_like(matrix)
-    mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(finite, matrix, zeros), axis=0), count)
-    m2 = tf.reduce_sum(tf.where(finite, tf.square(matrix - mean), zeros), axis=0)
+    zero = tf.constant(0.0, tf.float64)  # broadcast by the select: no batch-sized zeros
+    mean = tf.math.divide_no_nan(tf.reduce_sum(tf.where(finite, matrix, zero), axis=0), count)
+    m2 = tf.reduce_sum(tf.where(finite, tf.square(matrix - mean), zero), axis=0)
     return tf.stack([count, mean, m2])
 
 
@@ -182,9 +183,10 @@ def add_to_accumulator(spec: AnalyzerSpec, acc: Any, values: Any) -> Any:
             if len(pairs):
                 acc.AddValues(pa.array(pairs[:, 0], from_pandas=True), pa.array(pairs[:, 1]))
             return acc
-        matrix = _matrix(spec, values).astype(np.float64)
-        if len(matrix):  # NaN become nulls, which the sketch skips
-            acc.AddValues(pa.array(matrix.reshape(-1), from_pandas=True))
+        flat = _matrix(spec, values).astype(np.float64).reshape(-1)
+        if len(flat):  # NaN become nulls, which the sketch skips; a mask only when there are any
+            nan = np.isnan(flat)
+            acc.AddValues(pa.array(flat, mask=nan) if nan.any() else pa.array(flat))
         return acc
     raise ValueError(f"unknown analyzer kind {spec.kind}")
 

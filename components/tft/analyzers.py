@@ -64,7 +64,7 @@ def _constant(value: Any, dtype: Any, shape: list | None) -> Any:
 
 def _pending(key: str, dtype: Any, shape: list | None, fill: int = 0) -> Any:
     tf = import_tf()
-    return pending(tf.fill(shape or [], tf.constant(fill, dtype)), key)
+    return pending(tf.constant(fill, dtype, shape=shape or []), key)
 
 
 def _mean_and_var(x: Any, reduce_instance_dims: bool = True, output_dtype: Any = None,

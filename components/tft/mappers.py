@@ -48,8 +48,12 @@ def scale_to_z_score(x: Any, elementwise: bool = False, name: str | None = None,
     with tf.compat.v1.name_scope(name, "scale_to_z_score"):
         x_mean, x_var = _mean_and_var(x, not elementwise, output_dtype, "tft.scale_to_z_score")
 
+        known_var = tf.get_static_value(x_var)
+
         def scale(values: Any) -> Any:
             centered = tf.cast(values, x_mean.dtype) - x_mean
+            if known_var is not None and (known_var != 0).all():  # analyzed: no zero to guard against
+                return centered / tf.sqrt(x_var)
             std = tf.sqrt(x_var)
             # The condition broadcasts: no batch-sized mask is made.
             return tf.where(std != 0, centered / tf.where(std != 0, std, tf.ones_like(std)), centered)
@@ -101,13 +105,16 @@ def apply_buckets(x: Any, bucket_boundaries: Any, name: str | None = None) -> An
         boundaries = tf.reshape(tf.convert_to_tensor(bucket_boundaries), [-1])
 
         def bucket(values: Any) -> Any:
-            flat, bounds = tf.reshape(values, [-1]), boundaries
+            flat, bounds = values, boundaries
             if flat.dtype.max > bounds.dtype.max:  # the wider type, as tf.Transform
                 bounds = tf.cast(bounds, flat.dtype)
             else:
                 flat = tf.cast(flat, bounds.dtype)
-            found = tf.searchsorted(bounds, flat, side="right", out_type=tf.int64)
-            return tf.reshape(found, tf.shape(values))
+            # tf.searchsorted(side="right") as its one kernel: its shape handling for any rank
+            # tripled the ops traced per call.
+            found = tf.raw_ops.UpperBound(sorted_inputs=tf.reshape(bounds, [1, -1]), values=tf.reshape(flat, [1, -1]),
+                                          out_type=tf.int64)
+            return tf.reshape(found, [-1] if values.shape.rank == 1 else tf.shape(values))
 
         result = map_any(x, bucket)
         if boundaries.shape[0] is not None:

@@ -264,6 +264,15 @@ class PackedFunction:
                 return self._function(self._inputs(packed))
         return self._wrapper(packed)
 
+    def warm(self, schema: Any) -> None:
+        """Calls ``function`` once on no rows of ``schema``, so that the threads that call it next
+        find it set up in TensorFlow's runtime rather than each setting it up at once. A failure
+        is left for a real batch to raise."""
+        try:
+            self._function(self._inputs(pack(schema.empty_table(), self._packed_features)))
+        except Exception:  # noqa: BLE001, S110 - only a warm-up
+            pass
+
     def _inputs(self, packed: dict[str, Any]) -> dict[str, Any]:
         tensors = unpack(packed, self._packed_features)
         for name, spec in self.raw_features.items():

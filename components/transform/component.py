@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
+from typing import Any
 
 from sluice.components.artifacts import Examples, Schema, TransformGraph
 from sluice.components.sdk import (
@@ -157,12 +158,13 @@ def run_transform(
         _check_column_types(split_shards, raw_features)
     patterns = {split: examples.parquet_pattern(split) for split in files}
 
-    data_columns = read_schema(next(iter(files.values()))[0], OWNER).names
+    examples_schema = read_schema(next(iter(files.values()))[0], OWNER)
+    data_columns = examples_schema.names
     in_process = ctx.beam_default_runner and not any(is_remote(f) for shards in files.values() for f in shards)
     try:
         if in_process:
             analysis = _run_in_process(fn, raw_features, source, files, analyze_splits, transform_splits,
-                                       transform_graph.uri, transformed_examples)
+                                       transform_graph.uri, transformed_examples, examples_schema)
         else:
             analysis = _analyze(ctx, fn, raw_features, source, [patterns[s] for s in analyze_splits],
                                 transform_graph.uri)
@@ -195,8 +197,9 @@ def run_transform(
 
 def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: str, files: dict[str, list[str]],
                     analyze_splits: list[str], transform_splits: list[str], graph_dir: str,
-                    transformed_examples: Examples) -> dict:
-    """Analyze, save the graph, transform, in this process (``in_process``): no Beam pipeline."""
+                    transformed_examples: Examples, examples_schema: Any) -> dict:
+    """Analyze, save the graph, transform, in this process (``in_process``): no Beam pipeline.
+    ``examples_schema``: the examples' Arrow schema."""
     import concurrent.futures
 
     from sluice.components.tft.graph import trace_transform_graph, write_transform_graph
@@ -204,16 +207,19 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
     from sluice.components.tft.tracing import trace_analysis
     from sluice.components.transform.in_process import RowGroups, analyze_in_process, transform_in_process
 
-    plan = trace_analysis(fn, raw_features, source)
+    analyze_files = [f for split in analyze_splits for f in files[split]]
     row_groups = RowGroups(list(raw_features), OWNER)
-    values = analyze_in_process(plan, fn, raw_features, source, [f for s in analyze_splits for f in files[s]],
-                                row_groups)
+    row_groups.prefetch(analyze_files)
+    plan = trace_analysis(fn, raw_features, source)
+    values = analyze_in_process(plan, fn, raw_features, source, analyze_files, row_groups)
     traced = trace_transform_graph(fn, raw_features, values, source)
     # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
     # the GIL: the save and every split's transform run side by side.
     with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool:
         saved = pool.submit(write_transform_graph, traced, values, graph_dir)
         transform = PackedFunction(traced.transform_fn, traced.raw_features)
+        # Set up once here: two splits' threads calling it first at once each paid for the set-up.
+        transform.warm(examples_schema)
         splits = [pool.submit(transform_in_process, transform, traced.features, files[split], row_groups,
                               transformed_examples.split_uri(split))
                   for split in transform_splits]

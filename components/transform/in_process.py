@@ -40,18 +40,60 @@ class RowGroups:
     ``columns`` the files have; a file read with ``keep`` is kept, and read again from memory, when
     its size (estimated from its first row group and its row count) fits in what is left of
     ``keep_bytes``. Deciding up front means a file too big to keep is never held in part; such a
-    file is read with only the ``needed`` columns (all when None)."""
+    file is read with only the ``needed`` columns (all when None). ``prefetch`` reads files to
+    keep in a background thread, ahead of the first pass that reads them."""
 
     def __init__(self, columns: list[str], owner: str, keep_bytes: int = KEEP_BYTES):
         self._columns = columns
         self._owner = owner
         self._keep_bytes = keep_bytes
         self._kept: dict[str, list[pa.RecordBatch]] = {}
+        self._loading: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
+
+    def prefetch(self, files: list[str]) -> None:
+        """Reads ``files`` into memory in a background thread, in order, each when it fits what is
+        left of the budget (the first that does not ends the prefetch); a pass reaching a file
+        still being read waits for it. Parquet decoding releases the GIL, so this overlaps the
+        Python work before the first pass (tracing ``preprocessing_fn``)."""
+        pending = {path: concurrent.futures.Future() for path in files
+                   if path not in self._kept and path not in self._loading}
+        self._loading.update(pending)
+
+        def load() -> None:
+            fits = True
+            for path, future in pending.items():
+                try:
+                    fits = fits and self._load(path)
+                except Exception:  # noqa: BLE001 - the pass reports it, reading the file itself
+                    fits = False
+                finally:
+                    future.set_result(None)
+
+        threading.Thread(target=load, name="prefetch-examples", daemon=True).start()
+
+    def _load(self, path: str) -> bool:
+        """Keeps ``path``'s rows in memory if they fit the budget; says whether they did."""
+        metadata = open_parquet(path, self._owner).metadata
+        present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
+        groups = list(range(metadata.num_row_groups))
+        first = list(self._read(path, present, groups[:1]))
+        if not groups or not self._reserve(self._estimate(first, metadata)):
+            return False
+        self._kept[path] = first + list(self._read(path, present, groups[1:]))
+        return True
+
+    @staticmethod
+    def _estimate(first: list[pa.RecordBatch], metadata: Any) -> int:
+        """A file's size in memory, from its first row group's and its row count."""
+        return sum(b.nbytes for b in first) * metadata.num_rows // max(metadata.row_group(0).num_rows, 1)
 
     def __call__(self, files: list[str], keep: bool = False,
                  needed: set[str] | None = None) -> Iterator[pa.RecordBatch]:
         for path in files:
+            loading = self._loading.pop(path, None)
+            if loading is not None:
+                loading.result()
             if path in self._kept:
                 yield from self._kept[path]
                 continue
@@ -63,8 +105,7 @@ class RowGroups:
                 yield from self._read(path, wanted, groups)
                 continue
             first = list(self._read(path, present, groups[:1]))
-            if not self._reserve(sum(b.nbytes for b in first) * metadata.num_rows
-                                 // max(metadata.row_group(0).num_rows, 1)):
+            if not self._reserve(self._estimate(first, metadata)):
                 yield from (batch.select(wanted) for batch in first)
                 yield from self._read(path, wanted, groups[1:])
                 continue
