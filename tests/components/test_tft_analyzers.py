@@ -180,6 +180,8 @@ def numeric_fn(inputs):
         "bucket_v": tft.bucketize(v, 3, elementwise=True),
         "scaled": tft.scale_by_min_max(v, -1.0, 1.0, elementwise=True),
         "flat": tft.scale_to_0_1(inputs["c"]),  # one distinct value: sigmoid(x), as tf.Transform
+        "flat_z": tft.scale_to_z_score(inputs["c"]),  # no variance: x - mean, as tf.Transform
+        "half_flat_z": tft.scale_to_z_score(tf.concat([inputs["c"], x], axis=1), elementwise=True),
     }
 
 
@@ -210,6 +212,10 @@ def test_elementwise_analyzers_quantiles_and_scaling(tmp_path):
     low, high = v.min(axis=0), v.max(axis=0)
     np.testing.assert_allclose(got["scaled"], (v - low) / (high - low) * 2 - 1, atol=1e-5)
     np.testing.assert_allclose(got["flat"].reshape(-1), 1 / (1 + np.exp(-2.0)), rtol=1e-6)
+    assert got["flat_z"].tolist() == [[0.0]] * 40
+    x64 = x.astype(np.float64)
+    np.testing.assert_array_equal(got["half_flat_z"][:, 0], 0.0)
+    np.testing.assert_allclose(got["half_flat_z"][:, 1], (x64 - x64.mean()) / x64.std(), atol=1e-4)
 
 
 def test_tf_transform_api_sluice_lacks_is_named():
@@ -261,8 +267,15 @@ def test_text_mappers_equal_tensorflow_transforms():
     shuffled = tf.SparseTensor([[0, 3], [1, 1], [1, 4], [0, 1]], ["d", "e", "f", "b"], [2, 5])
     assert as_tuple(tft.sparse_tensor_left_align(shuffled)) == as_tuple(real.sparse_tensor_left_align(shuffled))
     boundaries = tf.constant([[0.0, 5.0, 10.0]])
-    x = tf.constant([[-1.0, 0.0], [4.0, 12.0]])
-    np.testing.assert_array_equal(tft.apply_buckets(x, boundaries).numpy(), real.apply_buckets(x, boundaries).numpy())
+    for x in (tf.constant([[-1.0, 0.0], [4.0, 12.0]]), tf.constant([-1.0, 0.0, 4.0, 5.0, 12.0]),
+              tf.constant([[[1.0, 10.0]], [[5.0, -3.0]]]), tf.constant([3, 10, 11], tf.int64)):
+        ours, theirs = tft.apply_buckets(x, boundaries), real.apply_buckets(x, boundaries)
+        assert ours.shape.as_list() == x.shape.as_list()
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    sparse = tf.SparseTensor([[0, 0], [1, 2]], [5.0, 9.0], [2, 3])
+    assert as_tuple(tft.apply_buckets(sparse, boundaries)) == as_tuple(real.apply_buckets(sparse, boundaries))
+    ragged = tf.ragged.constant([[0.0, 11.0], [], [6.0]])
+    assert tft.apply_buckets(ragged, boundaries).to_list() == [[1, 3], [], [2]]
 
 
 def tfidf_fn(inputs):
@@ -409,3 +422,19 @@ def test_batch_moments_leave_out_nan_and_infinite_values_and_take_integers():
     assert moments(np.array([1, 2, 3], np.int64)) == [[3.0], [2.0], [2.0]]
     assert moments(np.array([[1.0, np.nan], [3.0, 4.0]]), 2) == [[2.0, 1.0], [2.0, 4.0], [2.0, 0.0]]
     assert moments(np.zeros([0], np.float32)) == [[0.0], [0.0], [0.0]]
+    assert moments(np.array([2.0, np.nan, 4.0], np.float64)) == [[2.0], [3.0], [2.0]]
+
+
+def test_batch_moments_of_floats_are_one_function_per_dtype_however_many_graphs_call_it():
+    import tensorflow as tf
+
+    from sluice.components.tft.accumulators import _float_moments
+
+    graphs = [tf.function(lambda x: batch_moments(x, 1), autograph=False).get_concrete_function(
+        tf.TensorSpec([None], tf.float32)) for _ in range(2)]
+    assert _float_moments(tf.float32) is _float_moments(tf.float32)
+    assert _float_moments(tf.float64) is not _float_moments(tf.float32)
+    called = {op.get_attr("f").name for graph in graphs for op in graph.graph.get_operations()
+              if op.type.endswith("PartitionedCall")}
+    assert called == {tf.compat.as_str(_float_moments(tf.float32).name)}
+    assert graphs[1](tf.constant([1.0, np.inf, 3.0])).numpy().tolist() == [[2.0], [2.0], [2.0]]

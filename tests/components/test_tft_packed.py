@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import tensorflow as tf
 
 from sluice.components.tft.arrow_tensor import flat_tensor
@@ -65,6 +66,63 @@ def test_packed_function_gives_the_eager_results_before_and_after_it_traces_its_
         for name in expected:
             np.testing.assert_array_equal(got[name].numpy(), expected[name].numpy(), err_msg=f"{name} batch {i}")
     assert packed._wrapper is not None
+
+
+def test_warming_a_packed_function_runs_it_on_no_rows_and_leaves_its_failures_to_real_batches():
+    raw = {"x": FeatureSpec("float32", (1,))}
+    runs = tf.Variable(0)
+
+    @tf.function(autograph=False)
+    def function(inputs):
+        runs.assign_add(1)
+        return {"y": inputs["x"] * 2.0}
+
+    packed = PackedFunction(function.get_concrete_function({"x": tf.TensorSpec([None, 1], tf.float32)}), raw)
+    packed.warm(pa.schema([("x", pa.float32())]))
+    assert int(runs.numpy()) == 1
+    assert packed(pa.table({"x": pa.array([1.5], pa.float32())}))["y"].numpy().tolist() == [[3.0]]
+
+    @tf.function(autograph=False)
+    def needs_rows(inputs):
+        tf.debugging.assert_positive(tf.size(inputs["x"]), message="no rows")
+        return {"y": inputs["x"]}
+
+    strict = PackedFunction(needs_rows.get_concrete_function({"x": tf.TensorSpec([None, 1], tf.float32)}), raw)
+    strict.warm(pa.schema([("x", pa.float32())]))  # fails on no rows: not raised here
+    strict.warm(pa.schema([("other", pa.int64())]))  # a schema without the feature: not raised either
+    assert strict(pa.table({"x": pa.array([2.0], pa.float32())}))["y"].numpy().tolist() == [[2.0]]
+
+
+def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_path):
+    from sluice.components.sdk import ComponentError
+    from sluice.components.transform.in_process import RowGroups
+
+    paths = []
+    for index in range(3):
+        paths.append(str(tmp_path / f"part-{index}.parquet"))
+        pq.write_table(pa.table({"a": list(range(index * 100, index * 100 + 100)), "b": ["x"] * 100}), paths[-1],
+                       row_group_size=10)
+    plain = pa.Table.from_batches(list(RowGroups(["a", "b"], "Transform", keep_bytes=0)(paths)))
+    reader = RowGroups(["a", "b"], "Transform")
+    reader.prefetch(paths)
+    for loading in list(reader._loading.values()):
+        loading.result()
+    assert all(path in reader._kept for path in paths)  # read in the background, before any pass
+    assert pa.Table.from_batches(list(reader(paths, keep=True, needed={"a"}))).equals(plain)
+    assert not reader._loading
+    # Over the budget: the first file that does not fit ends the prefetch, and nothing is held for it.
+    reader = RowGroups(["a", "b"], "Transform", keep_bytes=2500)  # one file's 100 rows: ~1,600 bytes
+    reader.prefetch(paths)
+    assert [v for batch in reader(paths, keep=True) for v in batch.column("a").to_pylist()] == list(range(300))
+    assert paths[0] in reader._kept and paths[1] not in reader._kept and paths[2] not in reader._kept
+    # A broken file: the prefetch says nothing; the pass reading it gives the one-line error naming it.
+    broken = str(tmp_path / "broken.parquet")
+    with open(broken, "wb") as fh:
+        fh.write(b"not parquet")
+    reader = RowGroups(["a"], "Transform")
+    reader.prefetch([broken, paths[0]])
+    with pytest.raises(ComponentError, match="broken.parquet"):
+        list(reader([broken, paths[0]], keep=True))
 
 
 def test_strings_read_as_a_dictionary_give_the_plain_columns_tensors(tmp_path):
