@@ -77,8 +77,11 @@ class RowGroups:
         metadata = open_parquet(path, self._owner).metadata
         present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
         groups = list(range(metadata.num_row_groups))
+        if not groups:  # an empty file: nothing to hold
+            self._kept[path] = []
+            return True
         first = list(self._read(path, present, groups[:1]))
-        if not groups or not self._reserve(self._estimate(first, metadata)):
+        if not self._reserve(self._estimate(first, metadata)):
             return False
         self._kept[path] = first + list(self._read(path, present, groups[1:]))
         return True

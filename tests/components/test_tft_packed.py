@@ -102,6 +102,9 @@ def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_
         paths.append(str(tmp_path / f"part-{index}.parquet"))
         pq.write_table(pa.table({"a": list(range(index * 100, index * 100 + 100)), "b": ["x"] * 100}), paths[-1],
                        row_group_size=10)
+    empty = str(tmp_path / "empty.parquet")  # no row groups: kept as nothing, and the prefetch goes on
+    pq.ParquetWriter(empty, pa.schema([("a", pa.int64()), ("b", pa.string())])).close()
+    paths.insert(1, empty)
     plain = pa.Table.from_batches(list(RowGroups(["a", "b"], "Transform", keep_bytes=0)(paths)))
     reader = RowGroups(["a", "b"], "Transform")
     reader.prefetch(paths)
@@ -114,7 +117,7 @@ def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_
     reader = RowGroups(["a", "b"], "Transform", keep_bytes=2500)  # one file's 100 rows: ~1,600 bytes
     reader.prefetch(paths)
     assert [v for batch in reader(paths, keep=True) for v in batch.column("a").to_pylist()] == list(range(300))
-    assert paths[0] in reader._kept and paths[1] not in reader._kept and paths[2] not in reader._kept
+    assert paths[0] in reader._kept and paths[2] not in reader._kept and paths[3] not in reader._kept
     # A broken file: the prefetch says nothing; the pass reading it gives the one-line error naming it.
     broken = str(tmp_path / "broken.parquet")
     with open(broken, "wb") as fh:
