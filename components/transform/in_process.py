@@ -49,13 +49,15 @@ class RowGroups:
         self._keep_bytes = keep_bytes
         self._kept: dict[str, list[pa.RecordBatch]] = {}
         self._loading: dict[str, concurrent.futures.Future] = {}
+        self._refused: set[str] = set()  # files the prefetch refused (too big to keep): a pass streams them
         self._lock = threading.Lock()
 
     def prefetch(self, files: list[str]) -> None:
         """Reads ``files`` into memory in a background thread, in order, each when it fits what is
-        left of the budget (the first that does not ends the prefetch); a pass reaching a file
-        still being read waits for it. Parquet decoding releases the GIL, so this overlaps the
-        Python work before the first pass (tracing ``preprocessing_fn``)."""
+        left of the budget (the first that does not ends the prefetch, and a pass streams it
+        without trying it again); a pass reaching a file still being read waits for it. Parquet
+        decoding releases the GIL, so this overlaps the Python work before the first pass (tracing
+        ``preprocessing_fn``)."""
         pending = {path: concurrent.futures.Future() for path in files
                    if path not in self._kept and path not in self._loading}
         self._loading.update(pending)
@@ -74,17 +76,22 @@ class RowGroups:
 
     def _load(self, path: str) -> bool:
         """Keeps ``path``'s rows in memory if they fit the budget; says whether they did."""
-        metadata = open_parquet(path, self._owner).metadata
-        present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
-        groups = list(range(metadata.num_row_groups))
+        metadata, present, groups = self._layout(path)
         if not groups:  # an empty file: nothing to hold
             self._kept[path] = []
             return True
         first = list(self._read(path, present, groups[:1]))
         if not self._reserve(self._estimate(first, metadata)):
+            self._refused.add(path)  # the budget only shrinks: a later pass would refuse it too
             return False
         self._kept[path] = first + list(self._read(path, present, groups[1:]))
         return True
+
+    def _layout(self, path: str) -> tuple[Any, list[str], list[int]]:
+        """A file's Parquet metadata, which of ``columns`` it has, and its row group indices."""
+        metadata = open_parquet(path, self._owner).metadata
+        present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
+        return metadata, present, list(range(metadata.num_row_groups))
 
     @staticmethod
     def _estimate(first: list[pa.RecordBatch], metadata: Any) -> int:
@@ -100,11 +107,9 @@ class RowGroups:
             if path in self._kept:
                 yield from self._kept[path]
                 continue
-            metadata = open_parquet(path, self._owner).metadata
-            present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
+            metadata, present, groups = self._layout(path)
             wanted = present if needed is None else [name for name in present if name in needed]
-            groups = list(range(metadata.num_row_groups))
-            if not keep or not groups:
+            if not keep or not groups or path in self._refused:
                 yield from self._read(path, wanted, groups)
                 continue
             first = list(self._read(path, present, groups[:1]))

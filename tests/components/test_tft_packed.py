@@ -116,8 +116,19 @@ def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_
     # Over the budget: the first file that does not fit ends the prefetch, and nothing is held for it.
     reader = RowGroups(["a", "b"], "Transform", keep_bytes=2500)  # one file's 100 rows: ~1,600 bytes
     reader.prefetch(paths)
-    assert [v for batch in reader(paths, keep=True) for v in batch.column("a").to_pylist()] == list(range(300))
+    for loading in list(reader._loading.values()):
+        loading.result()
+    reads = []
+    plain_read = reader._read
+    reader._read = lambda path, columns, groups: (reads.append((path, columns, groups)), plain_read(path, columns,
+                                                                                                 groups))[1]
+    batches = list(reader(paths, keep=True, needed={"a"}))
+    assert [v for batch in batches for v in batch.column("a").to_pylist()] == list(range(300))
     assert paths[0] in reader._kept and paths[2] not in reader._kept and paths[3] not in reader._kept
+    # The file the prefetch refused is streamed in one read of the needed columns, its first row group
+    # not read again to be refused again; the one after it, never tried, goes the usual way.
+    assert [(groups, columns) for path, columns, groups in reads if path == paths[2]] == [(list(range(10)), ["a"])]
+    assert [groups for path, _, groups in reads if path == paths[3]] == [[0], list(range(1, 10))]
     # A broken file: the prefetch says nothing; the pass reading it gives the one-line error naming it.
     broken = str(tmp_path / "broken.parquet")
     with open(broken, "wb") as fh:
