@@ -355,7 +355,8 @@ class Component:
     """
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, version: str = "1",
-                 warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None):
+                 warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None,
+                 remote_io: bool = False):
         self.fn = fn
         self.name = name or fn.__name__
         self.version = version
@@ -365,6 +366,9 @@ class Component:
         # The parameter holding how many workers the executor starts with ``ctx.run_workers``
         # (e.g. the Trainer's "num_workers"): a compiler may prepare the task to launch them.
         self.workers_parameter = workers_parameter
+        # The executor reads and writes artifacts by URI (``sluice.components.io``), object stores
+        # included: a runner whose Beam workers do not share its disk hands it the store's URIs.
+        self.remote_io = remote_io
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
@@ -464,12 +468,13 @@ def source_tree_digest(root: str) -> str:
 
 
 def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str = "1",
-              warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None):
+              warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None, remote_io: bool = False):
     """Turns a typed function into a component (usable bare or as ``@component(...)``)."""
+    options = dict(name=name, version=version, warm_imports=warm_imports, workers_parameter=workers_parameter,
+                   remote_io=remote_io)
     if fn is None:
-        return lambda f: Component(f, name=name, version=version, warm_imports=warm_imports,
-                                   workers_parameter=workers_parameter)
-    return Component(fn, name=name, version=version, warm_imports=warm_imports, workers_parameter=workers_parameter)
+        return lambda f: Component(f, **options)
+    return Component(fn, **options)
 
 
 # --- nodes and channels ------------------------------------------------------

@@ -109,12 +109,15 @@ def export_serving_model(model, tf_transform_output, export_dir: str, raw_label_
 
 
 def load_serving_model(serving_dir: str, role: str, owner: str):
-    """The loaded SavedModel at ``serving_dir``; an error unless it has a ``serving_default``."""
+    """The loaded SavedModel at ``serving_dir``; an error unless it has a ``serving_default``.
+    On an object store, loaded from a local copy (TensorFlow cannot read every store)."""
     import tensorflow as tf
 
-    if not os.path.isfile(os.path.join(serving_dir, "saved_model.pb")):
+    from sluice.components.io.files import exists, local_copy
+
+    if not exists(os.path.join(serving_dir, "saved_model.pb")):
         raise ComponentError(f"{owner}: {role} has no SavedModel at {serving_dir}")
-    loaded = tf.saved_model.load(serving_dir)
+    loaded = tf.saved_model.load(local_copy(serving_dir))
     if SERVING_SIGNATURE not in loaded.signatures:
         raise ComponentError(f"{owner}: {role} at {serving_dir} has no '{SERVING_SIGNATURE}' signature")
     return loaded

@@ -144,14 +144,15 @@ def run_node(
     final, log_dir = _final_uris(node, root, name, bases, execution_id, output_uris)
     log_path = os.path.join(log_dir, f"{execution_id}.log")
     remote = any(object_store.is_remote(uri) for uri in final.values())
+    # The IR's flag: a component found again by its function's name is rebuilt without it.
+    direct = remote and node.get("remote_io", comp.remote_io) and _workers_elsewhere(pipeline)
     home = roots.local_root(root)
-    tmp = {out: (os.path.join(home, "tmp", f"{execution_id}-{out}") if remote
-                 else os.path.join(bases[out], f".tmp-{execution_id}-{out}")) for out in node["outputs"]}
+    if remote:  # the executor's own reads of the store (a baseline model, say) reach it too
+        object_store.use_for_beam()
+    tmp = _working_folders(final, bases, home, execution_id, remote, direct)
     outputs = {
         out: ARTIFACT_TYPES[spec["type"]](uri=tmp[out]) for out, spec in node["outputs"].items()
     }
-    for path in tmp.values():
-        os.makedirs(path)
     ctx = runtime.RunnerContext(
         pipeline_name=name, component_id=node["id"], execution_id=execution_id,
         beam_pipeline_args=list(pipeline.get("beam_pipeline_args") or []),
@@ -162,20 +163,17 @@ def run_node(
     try:
         ctx.artifact_uri = store.artifact_uri(execution_id, root)
         # The IR's warm imports: a component found again by its function's name is rebuilt without them.
-        staged = _stage_inputs(inputs, home)
+        staged = inputs if direct else _stage_inputs(inputs, home)
         _execute(comp, node["id"], _executor_kwargs(comp, params, staged, outputs, ctx), tmp, outputs,
                  node.get("warm_imports", comp.warm_imports))
         log_small_outputs(ctx, tmp)
         if remote:  # marker last, before the record: see object_store
-            _upload_into_place(node["id"], execution_id, outputs, tmp, final, home)
+            _upload_into_place(node["id"], execution_id, outputs, tmp, final, None if direct else home)
     except BaseException as exc:  # noqa: BLE001 - also KeyboardInterrupt: never publish
         seconds = time.monotonic() - started
         message = _describe(exc)
         _write_log(log_path, traceback.format_exc())
-        for path in tmp.values():
-            shutil.rmtree(path, ignore_errors=True)
-        if remote:
-            _remove_unpublished(final.values())
+        _discard(tmp, final, remote, direct)
         store.fail_execution(execution_id, message, seconds, log=log_path)
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -208,22 +206,35 @@ def log_small_outputs(ctx: runtime.RunnerContext, folders: dict[str, str]) -> No
     with tempfile.TemporaryDirectory(prefix="sluice-outputs-") as scratch:
         total = 0
         for name, folder in folders.items():
-            for where, dirs, files in os.walk(folder):
-                if "saved_model.pb" in files:  # a model: not copied piecemeal
-                    dirs.clear()
+            remote = object_store.is_remote(folder)
+            for rel, size in _output_files(folder):
+                if size > SMALL_OUTPUT_FILE_BYTES or total + size > SMALL_OUTPUTS_BYTES:
                     continue
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for file in sorted(f for f in files if not f.startswith(".")):
-                    path = os.path.join(where, file)
-                    size = os.path.getsize(path)
-                    if size > SMALL_OUTPUT_FILE_BYTES or total + size > SMALL_OUTPUTS_BYTES:
-                        continue
-                    copy = os.path.join(scratch, name, os.path.relpath(path, folder))
-                    os.makedirs(os.path.dirname(copy), exist_ok=True)
-                    shutil.copyfile(path, copy)
-                    total += size
+                copy = os.path.join(scratch, name, *rel.split("/"))
+                os.makedirs(os.path.dirname(copy), exist_ok=True)
+                if remote:
+                    with open(copy, "wb") as fh:
+                        fh.write(object_store.read_bytes(object_store.join(folder, rel)))
+                else:
+                    shutil.copyfile(os.path.join(folder, *rel.split("/")), copy)
+                total += size
         if os.listdir(scratch):
             ctx.log_artifacts(scratch, "outputs")
+
+
+def _output_files(folder: str) -> list[tuple[str, int]]:
+    """(path relative to ``folder``, size) of an output's files, sorted; hidden files and folders
+    (``.x``) and SavedModel folders (not copied piecemeal) left out."""
+    if object_store.is_remote(folder):
+        found = [(rel, size) for rel, size, _ in object_store.describe(folder)]
+    else:
+        found = [(os.path.relpath(os.path.join(where, file), folder).replace(os.sep, "/"),
+                  os.path.getsize(os.path.join(where, file)))
+                 for where, _, files in os.walk(folder) for file in files]
+    models = [rel[:-len("saved_model.pb")] for rel, _ in found if rel.split("/")[-1] == "saved_model.pb"]
+    return sorted((rel, size) for rel, size in found
+                  if not any(part.startswith(".") for part in rel.split("/"))
+                  and not any(rel.startswith(model) for model in models))
 
 
 def _reusable_execution(node: dict[str, Any], store: MetadataStore, name: str, root: str, key: str,
@@ -268,6 +279,20 @@ def _final_uris(node: dict[str, Any], root: str, name: str, bases: dict[str, str
         # A remote root's logs stay in its local folder (roots.local_root).
         log_dir = roots.safe_join(roots.local_root(root), name, node["id"], ".logs")
     return final, log_dir
+
+
+def _working_folders(final: dict[str, str], bases: dict[str, str], home: str, execution_id: str,
+                     remote: bool, direct: bool) -> dict[str, str]:
+    """Where the executor writes each output: a new temporary folder beside it (a local root) or in
+    the root's local folder (an object store); with ``direct``, the final URIs themselves (the
+    marker, written last, makes them artifacts)."""
+    if direct:
+        return dict(final)
+    tmp = {out: (os.path.join(home, "tmp", f"{execution_id}-{out}") if remote
+                 else os.path.join(bases[out], f".tmp-{execution_id}-{out}")) for out in final}
+    for path in tmp.values():
+        os.makedirs(path)
+    return tmp
 
 
 def _executor_kwargs(comp: Component, params: dict[str, Any], inputs: dict[str, list[Artifact]],
@@ -315,15 +340,37 @@ def _stage_inputs(inputs: dict[str, list[Artifact]], home: str) -> dict[str, lis
 
 
 def _upload_into_place(node_id: str, execution_id: str, outputs: dict[str, Artifact], tmp: dict[str, str],
-                       final: dict[str, str], home: str) -> None:
-    """Uploads every output, each with its marker last; the local folders become their staged copies."""
+                       final: dict[str, str], home: str | None) -> None:
+    """Uploads every output, each with its marker last; the local folders become their staged copies.
+    Without ``home``, the executor wrote the outputs in place: only their markers are written."""
     for out in outputs:
-        object_store.publish(tmp[out], final[out], execution_id)
+        if home is None:
+            object_store.publish_in_place(final[out], execution_id)
+        else:
+            object_store.publish(tmp[out], final[out], execution_id)
         hooks.during_publish(node_id, out)
     for out, art in outputs.items():
-        object_store.keep_staged(tmp[out], final[out], home)
+        if home is not None:
+            object_store.keep_staged(tmp[out], final[out], home)
         art.uri = final[out]
         art.id = f"{execution_id}:{out}"
+
+
+def _workers_elsewhere(pipeline: dict[str, Any]) -> bool:
+    """Whether the pipeline's Beam options run work on workers, which may not share this disk."""
+    from sluice.components.beam_workers import asks_for_workers
+
+    return asks_for_workers(pipeline.get("beam_pipeline_args") or [])
+
+
+def _discard(tmp: dict[str, str], final: dict[str, str], remote: bool, direct: bool) -> None:
+    """Removes what a failed execution wrote: its temporary folders, and on an object store
+    anything uploaded or written in place (no marker, so never read)."""
+    if not direct:
+        for path in tmp.values():
+            shutil.rmtree(path, ignore_errors=True)
+    if remote:
+        _remove_unpublished(final.values())
 
 
 def _remove_unpublished(uris) -> None:

@@ -30,12 +30,12 @@ root's default store is SQLite in a local folder for that root (``local_home``:
 ``roots/<bucket>-<hash of the root>``), beside its MLflow artifacts, execution logs and the
 staging cache. A team shares a remote root through a shared tracking URI (``--tracking-uri``).
 
-**What a distributed Beam runner still needs.** Staging runs in the driver: Beam components
-read the staged copy and write to local folders, which only works where workers share the
-driver's disk (DirectRunner, a local portable runner). On Dataflow, Flink or Spark clusters
-the workers must read and write the object store directly: components would take the remote
-URIs, write through Beam's sinks to ``<output>/<execution_id>/`` and the driver would only
-write the marker.
+**Written in place on a runner with workers.** Staging runs in the driver, which only works
+where workers share its disk. On a runner with workers (``beam_workers.asks_for_workers``), a
+component declared ``remote_io`` (the Beam components) is handed the store's URIs instead:
+its inputs unstaged, its outputs the final ``<output>/<execution_id>/`` prefixes, which its
+workers write through Beam's filesystems (``sluice.components.io``); the driver then writes
+only the markers (``publish_in_place``). A failure deletes the prefixes as above.
 """
 
 from __future__ import annotations
@@ -273,9 +273,28 @@ def upload_dir(local_dir: str, uri: str) -> list[str]:
 
 def publish(local_dir: str, uri: str, execution_id: str) -> None:
     """Uploads an output folder to ``uri`` and then, last, its marker: only then is it an artifact."""
-    files = upload_dir(local_dir, uri)
+    _write_marker(uri, execution_id, upload_dir(local_dir, uri))
+
+
+def publish_in_place(uri: str, execution_id: str) -> None:
+    """Publishes what an executor wrote straight to ``uri``: its marker, listing every file there."""
+    prefix = uri.rstrip("/") + "/"
+    _write_marker(uri, execution_id, [path[len(prefix):] for path in list_files(uri) if path != prefix + MARKER])
+
+
+def _write_marker(uri: str, execution_id: str, files: list[str]) -> None:
     marker = {"execution_id": execution_id, "files": files}
     write_bytes(join(uri, MARKER), json.dumps(marker, indent=1).encode())
+
+
+def use_for_beam() -> None:
+    """Hands the configured filesystem options to Beam's ``FileSystems``, so that an executor's own
+    reads and writes of object-store URIs (``sluice.components.io``) reach the same store."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    with _lock:
+        FileSystems.set_options(PipelineOptions(list(_options)))
 
 
 def is_published(uri: str) -> bool:

@@ -109,6 +109,7 @@ def compile_pipeline(pipeline: Pipeline) -> dict[str, Any]:
                 "type": comp.name,
                 "component": {**comp.reference, "name": comp.name, "version": comp.version},
                 "warm_imports": list(comp.warm_imports),
+                "remote_io": comp.remote_io,
                 "code_version": comp.code_version,
                 "inputs": {
                     name: {

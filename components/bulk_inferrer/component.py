@@ -99,4 +99,5 @@ def _rows_written(folder: str) -> int:
     return total
 
 
-BulkInferrer = component(run_bulk_inferrer, name="BulkInferrer", warm_imports=("tensorflow",))
+# Given an object store's URIs, its workers predict from a local copy of the model.
+BulkInferrer = component(run_bulk_inferrer, name="BulkInferrer", warm_imports=("tensorflow",), remote_io=True)

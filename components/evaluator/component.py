@@ -16,6 +16,7 @@ from sluice.components.evaluator.thresholds import (
     check_slice_thresholds,
     check_thresholds,
 )
+from sluice.components.io.files import exists, write_bytes, write_text
 from sluice.components.sdk import ExecutionContext, Input, Output, component
 
 OWNER = "Evaluator"
@@ -29,7 +30,7 @@ def _resolve_baseline(ctx: ExecutionContext, model: Model) -> Model | None:
     for blessing, _execution in found:
         candidate_uri = getattr(blessing, "model_uri", "")
         if candidate_uri and candidate_uri != model.uri and \
-                os.path.isfile(os.path.join(candidate_uri, "Format-Serving", "saved_model.pb")):
+                exists(os.path.join(candidate_uri, "Format-Serving", "saved_model.pb")):
             return Model(uri=candidate_uri)
     return None
 
@@ -135,21 +136,21 @@ def _write_outputs(evaluation, blessing, model, baseline, blessed: bool, reason:
     """metrics.json and report.html into the evaluation; the BLESSED / NOT_BLESSED marker.
     ``engine``: what the Beam path records of itself (none in process)."""
     baseline_uri = baseline.uri if baseline is not None else None
-    with open(evaluation.path("metrics.json"), "w") as out:
-        json.dump({**(engine or {}), "problem": evaluation.problem, "overall": analysis.overall,
-                   "slices": analysis.slices,
-                   "slice_specs": analysis.specs, "small_slices": analysis.small,
-                   "baseline": analysis.baseline, "baseline_slices": analysis.baseline_slices,
-                   "baseline_model_uri": baseline_uri, "thresholds": results, "plots": analysis.plots,
-                   "baseline_plots": analysis.baseline_plots}, out, indent=2)
+    write_text(evaluation.path("metrics.json"), json.dumps(
+        {**(engine or {}), "problem": evaluation.problem, "overall": analysis.overall, "slices": analysis.slices,
+         "slice_specs": analysis.specs, "small_slices": analysis.small,
+         "baseline": analysis.baseline, "baseline_slices": analysis.baseline_slices,
+         "baseline_model_uri": baseline_uri, "thresholds": results, "plots": analysis.plots,
+         "baseline_plots": analysis.baseline_plots}, indent=2))
     write_report(evaluation.path("report.html"), analysis, blessed=blessed, reason=reason, model_uri=model.uri,
                  baseline_uri=baseline_uri, thresholds=results, headline=headline)
     evaluation.blessed = blessed
 
-    open(blessing.path("BLESSED" if blessed else "NOT_BLESSED"), "w").close()
+    write_bytes(blessing.path("BLESSED" if blessed else "NOT_BLESSED"), b"")
     blessing.blessed = blessed
     blessing.model_uri = model.uri
     blessing.reason = reason
 
 
-Evaluator = component(evaluate_model, name="Evaluator", warm_imports=("tensorflow",))
+# Given an object store's URIs, its workers score from a local copy of the model.
+Evaluator = component(evaluate_model, name="Evaluator", warm_imports=("tensorflow",), remote_io=True)

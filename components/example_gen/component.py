@@ -188,6 +188,7 @@ def _split_write_publish(ctx, examples, resolved, output_config, output_format, 
     _publish(examples, resolved, splits, rows, output_format, ctx)
 
 
-CsvExampleGen = component(csv_example_gen, name="CsvExampleGen")
-ParquetExampleGen = component(parquet_example_gen, name="ParquetExampleGen")
-ImportExampleGen = component(import_example_gen, name="ImportExampleGen")
+# Every read and write goes through Beam's filesystems: on workers, the Examples go straight to the store.
+CsvExampleGen = component(csv_example_gen, name="CsvExampleGen", remote_io=True)
+ParquetExampleGen = component(parquet_example_gen, name="ParquetExampleGen", remote_io=True)
+ImportExampleGen = component(import_example_gen, name="ImportExampleGen", remote_io=True)

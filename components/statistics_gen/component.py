@@ -7,7 +7,7 @@ from typing import Any
 
 from sluice.components import beam_workers
 from sluice.components.artifacts import Examples, ExampleStatistics, Schema
-from sluice.components.io.files import exists, read_bytes, write_bytes, write_text
+from sluice.components.io.files import exists, makedirs, read_bytes, write_bytes, write_text
 from sluice.components.sdk import ComponentError, ExecutionContext, Input, Output, component
 from sluice.components.statistics_gen.report import columns_for, render_report
 
@@ -51,7 +51,7 @@ def generate_statistics(
 
     outputs = {}
     for split in splits:
-        os.makedirs(statistics.split_uri(split), exist_ok=True)
+        makedirs(statistics.split_uri(split))
         outputs[split] = os.path.join(statistics.split_uri(split), FEATURE_STATS_FILE)
     patterns = {split: [examples.parquet_pattern(split)] for split in splits}
     try:
@@ -114,5 +114,5 @@ def _categorical_int_features(schema: Schema | None) -> list[str]:
 
 
 # Its report's charts: matplotlib imported in the background while earlier components run.
-StatisticsGen = component(generate_statistics, name="StatisticsGen",
+StatisticsGen = component(generate_statistics, name="StatisticsGen", remote_io=True,
                           warm_imports=("matplotlib.figure", "matplotlib.backends.backend_svg"))

@@ -145,7 +145,7 @@ def run_transform(
     ``preprocessing_fn`` (a dotted ``"package.module.function"``) is required.
     """
     from sluice.components.io.examples import read_schema, split_files
-    from sluice.components.io.files import is_remote
+    from sluice.components.io.files import is_remote, read_bytes, write_bytes
     from sluice.components.transform.column_hints import column_hint
 
     ctx = ctx or ExecutionContext()
@@ -181,12 +181,10 @@ def run_transform(
         raise ComponentError(f"Transform: running preprocessing_fn from {source} on {examples.uri} "
                              f"failed: {summary.rstrip('.') if hint else summary}{hint}") from exc
 
-    with open(post_transform_schema.file, "w") as fh, \
-            open(os.path.join(transform_graph.uri, TRANSFORMED_METADATA_DIR, SCHEMA_FILE)) as src:
-        fh.write(src.read())
+    write_bytes(post_transform_schema.file,
+                read_bytes(os.path.join(transform_graph.uri, TRANSFORMED_METADATA_DIR, SCHEMA_FILE)))
     # The raw schema as given (with its domains), where tf.Transform keeps raw_metadata.
-    with open(schema.file) as src, open(os.path.join(transform_graph.uri, RAW_METADATA_DIR, SCHEMA_FILE), "w") as fh:
-        fh.write(src.read())
+    write_bytes(os.path.join(transform_graph.uri, RAW_METADATA_DIR, SCHEMA_FILE), read_bytes(schema.file))
     transformed_examples.split_names = list(transform_splits)
     transformed_examples.span = examples.span
     transformed_examples.version = examples.version
@@ -230,17 +228,22 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
 
 def _analyze(ctx: ExecutionContext, fn: Callable, raw_features: dict[str, FeatureSpec], source: str,
              patterns: list[str], graph_dir: str) -> dict:
-    """One Beam pass computing every analyzer; then the graph saved with their values."""
+    """One Beam pass computing every analyzer; then the graph saved with their values.
+
+    The values reach this process through a file in ``graph_dir``, which may be an object
+    store's URI (workers need not share this disk); TensorFlow saves the graph into a local
+    folder, uploaded to such a URI."""
     import shutil
+    import tempfile
 
     import apache_beam as beam
 
+    from sluice.components.io.files import is_remote, makedirs, read_bytes, remove, upload_dir
     from sluice.components.tft.graph import save_transform_graph
     from sluice.components.transform import transforms
 
-    scratch = os.path.join(graph_dir, ".analysis")
-    os.makedirs(scratch, exist_ok=True)
-    values_file = os.path.join(scratch, "values.pickle")
+    makedirs(graph_dir)
+    values_file = os.path.join(graph_dir, ".analysis-values.pickle")
     try:
         analyze = transforms.AnalyzeDataset(fn, raw_features, source)
         with ctx.beam_pipeline() as pipeline:
@@ -250,11 +253,18 @@ def _analyze(ctx: ExecutionContext, fn: Callable, raw_features: dict[str, Featur
                 | "Analyze" >> analyze
                 | "WriteValues" >> beam.Map(transforms.write_pickle, values_file)
             )
-        with open(values_file, "rb") as fh:
-            values = pickle.load(fh)
-        return save_transform_graph(fn, raw_features, values, graph_dir, source)
+        values = pickle.loads(read_bytes(values_file))
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove(values_file)
+    if not is_remote(graph_dir):
+        return save_transform_graph(fn, raw_features, values, graph_dir, source)
+    local = tempfile.mkdtemp(prefix="sluice-transform-graph-")
+    try:
+        analysis = save_transform_graph(fn, raw_features, values, local, source)
+        upload_dir(local, graph_dir)
+        return analysis
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 def _transform(ctx: ExecutionContext, graph_dir: str, analysis: dict, patterns: list[tuple[str, str]],
@@ -262,13 +272,14 @@ def _transform(ctx: ExecutionContext, graph_dir: str, analysis: dict, patterns: 
     """One Beam pipeline applying the saved graph to each split, written as Parquet shards."""
     import apache_beam as beam
 
+    from sluice.components.io.files import makedirs
     from sluice.components.tft.tensors import arrow_schema
     from sluice.components.transform import transforms
 
     with ctx.beam_pipeline() as pipeline:
         for split, pattern in patterns:
             out_dir = transformed_examples.split_uri(split)
-            os.makedirs(out_dir, exist_ok=True)
+            makedirs(out_dir)
             _ = (
                 pipeline
                 | f"Read[{split}]" >> transforms.ReadRawBatches([pattern])
@@ -297,4 +308,5 @@ def _summarize_failure(exc: BaseException, source: str) -> str:
     return f"{where}{message or type(exc).__name__}"
 
 
-Transform = component(run_transform, name="Transform", warm_imports=("tensorflow",))
+# Given an object store's URIs, it runs on Beam; workers read the graph from a local copy.
+Transform = component(run_transform, name="Transform", warm_imports=("tensorflow",), remote_io=True)

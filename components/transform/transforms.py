@@ -11,6 +11,7 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
+from sluice.components.io.files import local_copy, write_bytes
 from sluice.components.tft.accumulators import add_to_accumulator, extract, merge_two, new_accumulator
 from sluice.components.tft.feature_spec import as_feature_specs
 from sluice.components.tft.graph import load_transform_fn
@@ -115,7 +116,7 @@ class TransformBatchDoFn(beam.DoFn):
         self._dir = transform_graph_dir
 
     def setup(self):
-        self._output = TransformOutput(self._dir)
+        self._output = TransformOutput(local_copy(self._dir))  # TensorFlow cannot read every store
         self._types = self._output.raw_features
         self._features = self._output.transformed_features
         self._function = PackedFunction(load_transform_fn(self._output.transform_savedmodel_dir), self._types)
@@ -155,6 +156,6 @@ class ReadRawBatches(beam.PTransform):
 
 
 def write_pickle(value: Any, path: str) -> None:
-    """Writes the analyzer values where the executor reads them back after the pipeline ran."""
-    with open(path, "wb") as fh:
-        pickle.dump(value, fh)
+    """Writes the analyzer values where the executor reads them back after the pipeline ran (a
+    path or an object-store URI: workers need not share the executor's disk)."""
+    write_bytes(path, pickle.dumps(value))

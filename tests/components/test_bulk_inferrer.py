@@ -15,6 +15,7 @@ from sluice.components.bulk_inferrer import run_bulk_inferrer
 from sluice.components.sdk import ComponentError, ExecutionContext
 from tests.components.test_trainer import REPO, _outputs, _transformed
 from tests.conftest import SHARED_DATA
+from tests.orchestration.test_object_store import s3  # noqa: F401 - a fixture
 
 TAXI_CSV = SHARED_DATA / "chicago_taxi" / "data.csv"
 needs_taxi = pytest.mark.skipif(not TAXI_CSV.is_file(), reason="no ../shared/data")
@@ -153,3 +154,31 @@ def test_bad_inputs_are_one_line_naming_the_parameter(case, tmp_path):
         params, message = {}, r"^BulkInferrer: serving output\(s\) \['doubled'\] are also input columns"
     with pytest.raises(ComponentError, match=message):
         _infer(tmp_path, examples, model, **params)
+
+
+@needs_taxi
+def test_on_an_object_store_it_reads_and_writes_the_store_itself(taxi_model, tmp_path, s3):  # noqa: F811
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from sluice.components.io import files
+    from tests.orchestration.test_object_store import make_bucket
+
+    raw, model = taxi_model
+    local = _infer(tmp_path, raw, model, splits=["eval"], key_columns=["row_id"])
+    endpoint, args = s3
+    FileSystems.set_options(PipelineOptions(args))  # every Beam pipeline made sets them again
+    bucket = f"s3://{make_bucket(endpoint)}"
+    files.upload_dir(raw.uri, f"{bucket}/examples")
+    files.upload_dir(model.uri, f"{bucket}/model")
+    remote = InferenceResult(uri=f"{bucket}/inference")
+    run_bulk_inferrer(examples=Examples(uri=f"{bucket}/examples", split_names=["eval"]),
+                      model=Model(uri=f"{bucket}/model"), inference_result=remote,
+                      ctx=ExecutionContext(beam_pipeline_args=args), key_columns=["row_id"])
+    assert remote.rows == local.rows == 1000
+    written = files.list_folder(remote.uri)
+    assert written and all(f.startswith("Split-eval/part-") for f in written), written
+    copy = files.local_copy(remote.uri)
+    got = pq.read_table(os.path.join(copy, "Split-eval")).sort_by("row_id")
+    expected = pq.read_table(local.split_uri("eval")).sort_by("row_id")
+    np.testing.assert_allclose(got.column("outputs").to_numpy(), expected.column("outputs").to_numpy(), rtol=1e-6)

@@ -38,12 +38,19 @@ def _start(args: list[str], port: int, log: Path, what: str, env=None) -> subpro
 
 @pytest.fixture(scope="session")
 def worker_pool(tmp_path_factory):
-    """Beam's external worker pool on 127.0.0.1 (each SDK worker it starts is a process); its port."""
+    """Beam's external worker pool on 127.0.0.1 (each SDK worker it starts is a process); its port.
+
+    Each worker boots as in Beam's SDK container (``boot.py``): with the job's pipeline options."""
     port = free_port()
-    # The pool starts each SDK worker as `python -c ...` from PATH: this interpreter's, with Sluice.
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    pool = _start([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
-                  port, tmp_path_factory.mktemp("worker-pool") / "worker_pool.log", "Beam worker pool", env=env)
+    folder = tmp_path_factory.mktemp("worker-pool")
+    boot = folder / "boot"
+    boot.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "boot.py"}" "$@"\n')
+    boot.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent.parent),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    pool = _start([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}",
+                   f"--container_executable={boot}"],
+                  port, folder / "worker_pool.log", "Beam worker pool", env=env)
     yield port
     _stop_group(pool)
 

@@ -3,6 +3,7 @@ filesystem pointed at it through the pipeline's options (``object_store``)."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import uuid
 import boto3
 import pytest
 
+from sluice.components.artifacts import Model
+from sluice.components.sdk import ComponentError, Input, Output, component
 from sluice.orchestration import execution, object_store, roots
 from sluice.orchestration.cache_keys import fingerprint_path
 from tests.conftest import REPO, free_port
@@ -159,3 +162,62 @@ def test_penguin_runs_on_an_s3_root_publishes_with_markers_and_caches(s3, tmp_pa
     third = run_pipeline(build_pipeline("penguin", params, pipeline_root=root))
     assert {c.id: c.status for c in third.components if c.status != "cached"} == {"Pusher": "executed"}
     assert object_store.is_published(third.outputs("Pusher")["pushed_model"][0].uri)
+
+
+def _write_in_place(model: Output[Model], fail: bool = False) -> None:
+    from sluice.components.io.files import write_bytes
+
+    handed.append(model.uri)
+    write_bytes(model.path("weights.json"), b'{"w": 1}')
+    write_bytes(model.path("sub", "BLESSED"), b"")  # an empty object: Beam's S3 writer cannot make it
+    if fail:
+        raise ComponentError("WriteInPlace: asked to fail")
+
+
+def _read_staged(model: Input[Model], copy: Output[Model]) -> None:
+    handed.append(model.uri)
+    shutil.copyfile(os.path.join(model.uri, "weights.json"), copy.path("weights.json"))
+
+
+handed: list[str] = []
+WriteInPlace = component(_write_in_place, name="WriteInPlace", remote_io=True)
+ReadStaged = component(_read_staged, name="ReadStaged")
+
+
+def test_a_remote_io_component_on_workers_writes_in_place_and_others_stay_staged(s3, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from sluice.orchestration.local_runner import run_pipeline
+    from sluice.orchestration.pipeline import Pipeline
+
+    endpoint, args = s3
+    monkeypatch.setenv("SLUICE_CACHE_DIR", str(tmp_path / "cache"))
+    root = f"s3://{make_bucket(endpoint)}/root"
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    workers = [*args, "--direct_num_workers=2"]  # a runner with workers: they may not share this disk
+
+    def pipeline(fail: bool) -> Pipeline:
+        first = WriteInPlace(fail=fail)
+        return Pipeline("inplace", [first, ReadStaged(model=first.outputs["model"])], root,
+                        beam_pipeline_args=workers)
+
+    handed.clear()
+    result = run_pipeline(pipeline(fail=False), tracking_uri=tracking)
+    assert result.ok, result.error
+    (written,), (copied,) = result.outputs("WriteInPlace")["model"], result.outputs("ReadStaged")["copy"]
+    # Handed its final URI (no local folder, no upload); the other component got a staged local copy.
+    assert handed == [written.uri, object_store.staged_path(written.uri, object_store.local_home(root))]
+    object_store.configure(args)
+    marker = json.loads(object_store.read_bytes(object_store.join(written.uri, object_store.MARKER)))
+    assert marker == {"execution_id": written.uri.rsplit("/", 1)[1], "files": ["sub/BLESSED", "weights.json"]}
+    assert object_store.is_published(copied.uri) and written.fingerprint
+    assert object_store.read_bytes(object_store.join(copied.uri, "weights.json")) == b'{"w": 1}'
+    # Its small files reach the execution's MLflow run as a local output's do.
+    logged = MlflowClient(tracking).list_artifacts(result.components[0].execution_id, "outputs/model")
+    assert [a.path for a in logged] == ["outputs/model/sub", "outputs/model/weights.json"]
+
+    failed = run_pipeline(pipeline(fail=True), tracking_uri=tracking, enable_cache=False)
+    assert not failed.ok and "WriteInPlace: asked to fail" in failed.error
+    base = object_store.join(root, "inplace", "WriteInPlace", "model")
+    left = [uri for uri in object_store.list_files(base) if not uri.startswith(written.uri + "/")]
+    assert left == []  # what the failed execution wrote in place is gone

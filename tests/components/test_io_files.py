@@ -1,0 +1,53 @@
+"""Whole files and folders by URI (``sluice.components.io.files``) on an S3 server on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from sluice.components.io import files
+from tests.orchestration.test_object_store import make_bucket, s3  # noqa: F401 - a fixture
+
+
+@pytest.fixture
+def bucket(s3):  # noqa: F811
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    endpoint, args = s3
+    FileSystems.set_options(PipelineOptions(args))
+    yield f"s3://{make_bucket(endpoint)}"
+    FileSystems.set_options(PipelineOptions([]))
+
+
+def test_a_folder_goes_up_and_comes_back_byte_for_byte(bucket, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "model"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"\x08\x01graph")
+    (folder / "variables" / "part.gz").write_bytes(gzip.compress(b"weights"))  # not compressed again
+    (folder / "BLESSED").write_bytes(b"")
+    uri = f"{bucket}/root/model/e1"
+    files.makedirs(uri)  # nothing to make on a store: no local s3:/ folder
+    assert sorted(os.listdir(tmp_path)) == ["model"]
+
+    files.upload_dir(str(folder), uri)
+    assert files.list_folder(uri) == files.list_folder(str(folder)) == ["BLESSED", "saved_model.pb",
+                                                                        "variables/part.gz"]
+    copy = files.local_copy(uri)
+    assert copy != uri and files.local_copy(uri) == copy  # downloaded once per process
+    for rel in files.list_folder(str(folder)):
+        assert Path(copy, rel).read_bytes() == (folder / rel).read_bytes(), rel
+    assert files.local_copy(str(folder)) == str(folder)
+
+    files.remove(f"{uri}/BLESSED")
+    files.remove(f"{uri}/BLESSED")  # gone already: nothing to do
+    assert not files.exists(f"{uri}/BLESSED") and files.exists(f"{uri}/saved_model.pb")
+    local = tmp_path / "scratch.pickle"
+    local.write_bytes(b"x")
+    files.remove(str(local))
+    files.remove(str(local))
+    assert not local.exists()
