@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from sluice.orchestration import object_store
-from tests.conftest import REPO
-from tests.orchestration.test_object_store import KEY_ID, SECRET, make_bucket, s3  # noqa: F401 - a fixture
+from tests.orchestration.test_object_store import (  # noqa: F401 - s3: a fixture
+    KEY_ID,
+    SECRET,
+    cli_env,
+    make_bucket,
+    run_penguin,
+    s3,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -24,26 +28,14 @@ IN_PLACE = {"CsvExampleGen", "StatisticsGen", "Transform", "Evaluator"}
 NEVER_LOCAL = {("Evaluator", "evaluation"), ("Transform", "post_transform_schema")}
 
 
-def _run_penguin(root: str, args: list[str], tmp_path, cache) -> dict:
-    params = ["train_steps=10", "eval_steps=2", "min_accuracy=0", f"serving_dir={tmp_path / 'serving'}",
-              "beam_pipeline_args=" + json.dumps(args)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SLUICE_CACHE_DIR": str(cache)}
-    for name in ("MLFLOW_TRACKING_URI", "SLUICE_PIPELINE_ROOT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.pop(name, None)
-    argv = [sys.executable, "-m", "sluice.orchestration.cli", "run", "penguin", "--pipeline-root", root, "--json"]
-    proc = subprocess.run(argv + [a for p in params for a in ("--param", p)], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=540)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert KEY_ID not in proc.stdout + proc.stderr and SECRET not in proc.stdout + proc.stderr
-    return json.loads(proc.stdout)
-
-
 def test_beam_components_write_the_store_in_place_on_the_portable_runner(s3, portable_runner, tmp_path,  # noqa: F811
                                                                          monkeypatch):
     endpoint, s3_args = s3
     root = f"s3://{make_bucket(endpoint)}/root"
     cache = tmp_path / "cache"
-    result = _run_penguin(root, [*portable_runner, *s3_args], tmp_path, cache)
+    proc = run_penguin(root, [*portable_runner, *s3_args], tmp_path, cli_env(cache), tmp_path / "serving")
+    assert KEY_ID not in proc.stdout + proc.stderr and SECRET not in proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
     components = {c["id"]: c for c in result["components"]}
     assert {c["status"] for c in components.values()} == {"executed"}, components
 

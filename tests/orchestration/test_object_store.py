@@ -51,6 +51,31 @@ def make_bucket(endpoint: str) -> str:
     return name
 
 
+def cli_env(cache) -> dict[str, str]:
+    """The environment of a ``sluice`` command on a remote root: its local folder under ``cache``,
+    no tracking URI, root or AWS credentials of the caller's."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SLUICE_CACHE_DIR": str(cache)}
+    for name in ("MLFLOW_TRACKING_URI", "SLUICE_PIPELINE_ROOT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(name, None)
+    return env
+
+
+def penguin_params(beam_args: list[str], serving_dir) -> list[str]:
+    """The penguin pipeline's parameters for a short run with these Beam options."""
+    return ["train_steps=10", "eval_steps=2", "min_accuracy=0", f"serving_dir={serving_dir}",
+            "beam_pipeline_args=" + json.dumps(beam_args)]
+
+
+def run_penguin(root: str, beam_args: list[str], cwd, env: dict[str, str], serving_dir) -> subprocess.CompletedProcess:
+    """``sluice run penguin --json`` on ``root``, trained briefly; asserts it succeeded."""
+    params = penguin_params(beam_args, serving_dir)
+    argv = [sys.executable, "-m", "sluice.orchestration.cli", "run", "penguin", "--pipeline-root", root, "--json"]
+    proc = subprocess.run(argv + [a for p in params for a in ("--param", p)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def test_publish_writes_the_marker_last_and_only_marked_prefixes_count(s3, tmp_path):
     endpoint, args = s3
     object_store.configure(args + ["--runner=DirectRunner"])
@@ -104,17 +129,10 @@ def test_penguin_runs_on_an_s3_root_publishes_with_markers_and_caches(s3, tmp_pa
 
     endpoint, args = s3
     root = f"s3://{make_bucket(endpoint)}/root"
-    params = ["train_steps=10", "eval_steps=2", "min_accuracy=0", f"serving_dir={tmp_path / 'serving'}",
-              "beam_pipeline_args=" + json.dumps(args)]
     cache, ws = tmp_path / "cache", tmp_path / "ws"
     ws.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SLUICE_CACHE_DIR": str(cache)}
-    for name in ("MLFLOW_TRACKING_URI", "SLUICE_PIPELINE_ROOT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.pop(name, None)
-    argv = [sys.executable, "-m", "sluice.orchestration.cli", "run", "penguin", "--pipeline-root", root, "--json"]
-    proc = subprocess.run(argv + [a for p in params for a in ("--param", p)], capture_output=True, text=True,
-                          cwd=ws, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    env, params = cli_env(cache), penguin_params(args, tmp_path / "serving")
+    proc = run_penguin(root, args, ws, env, tmp_path / "serving")
     first = json.loads(proc.stdout)
     assert {c["status"] for c in first["components"]} == {"executed"}
     uris = [u for c in first["components"] for us in c["outputs"].values() for u in us]
