@@ -3,6 +3,8 @@
 - ``asks_for_workers(options)``: whether Beam options run the pipeline on workers (another
   runner than the in-process one, or it with ``direct_num_workers`` other than 1; 0 means one
   per core). Components spread work (files, byte ranges, row groups) only then.
+- ``runs_elsewhere(options)``: whether they name another runner than the in-process one, whose
+  workers may not share this machine's disk.
 - ``record_worker(rows)``: inside a DoFn, counts ``rows`` under this worker process (one Beam
   counter per process id, namespace ``WORKERS_NAMESPACE``).
 - ``workers_of(result)``: after the run, how many processes counted some rows, or None where the
@@ -28,6 +30,20 @@ def asks_for_workers(options) -> bool:
     if runner is not None and runner not in IN_PROCESS_RUNNERS:
         return True
     return options.view_as(DirectOptions).direct_num_workers != 1
+
+
+def runs_elsewhere(options) -> bool:
+    """Whether Beam ``options`` name another runner than the in-process one (a portable runner,
+    Dataflow, Flink, Spark...), whose workers may run without this machine's disk. The
+    DirectRunner's worker processes share it, and get no filesystem options of the pipeline's."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from sluice.components.sdk import IN_PROCESS_RUNNERS
+
+    if not isinstance(options, PipelineOptions):
+        options = PipelineOptions(list(options))
+    runner = options.view_as(StandardOptions).runner
+    return runner is not None and runner not in IN_PROCESS_RUNNERS
 
 
 def record_worker(rows: int) -> None:

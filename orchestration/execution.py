@@ -357,10 +357,10 @@ def _upload_into_place(node_id: str, execution_id: str, outputs: dict[str, Artif
 
 
 def _workers_elsewhere(pipeline: dict[str, Any]) -> bool:
-    """Whether the pipeline's Beam options run work on workers, which may not share this disk."""
-    from sluice.components.beam_workers import asks_for_workers
+    """Whether the pipeline's Beam runner has workers that may not share this disk."""
+    from sluice.components.beam_workers import runs_elsewhere
 
-    return asks_for_workers(pipeline.get("beam_pipeline_args") or [])
+    return runs_elsewhere(pipeline.get("beam_pipeline_args") or [])
 
 
 def _discard(tmp: dict[str, str], final: dict[str, str], remote: bool, direct: bool) -> None:

@@ -31,7 +31,7 @@ root's default store is SQLite in a local folder for that root (``local_home``:
 staging cache. A team shares a remote root through a shared tracking URI (``--tracking-uri``).
 
 **Written in place on a runner with workers.** Staging runs in the driver, which only works
-where workers share its disk. On a runner with workers (``beam_workers.asks_for_workers``), a
+where workers share its disk. On another runner than the DirectRunner (``beam_workers.runs_elsewhere``), a
 component declared ``remote_io`` (the Beam components) is handed the store's URIs instead:
 its inputs unstaged, its outputs the final ``<output>/<execution_id>/`` prefixes, which its
 workers write through Beam's filesystems (``sluice.components.io``); the driver then writes

@@ -212,12 +212,13 @@ def test_a_remote_io_component_on_workers_writes_in_place_and_others_stay_staged
     monkeypatch.setenv("SLUICE_CACHE_DIR", str(tmp_path / "cache"))
     root = f"s3://{make_bucket(endpoint)}/root"
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    workers = [*args, "--direct_num_workers=2"]  # a runner with workers: they may not share this disk
+    # A runner whose workers may not share this disk (none runs: the components use no Beam).
+    elsewhere = [*args, "--runner=PortableRunner", "--job_endpoint=localhost:1"]
 
-    def pipeline(fail: bool) -> Pipeline:
+    def pipeline(fail: bool, beam_args: list[str] = elsewhere) -> Pipeline:
         first = WriteInPlace(fail=fail)
         return Pipeline("inplace", [first, ReadStaged(model=first.outputs["model"])], root,
-                        beam_pipeline_args=workers)
+                        beam_pipeline_args=beam_args)
 
     handed.clear()
     result = run_pipeline(pipeline(fail=False), tracking_uri=tracking)
@@ -234,8 +235,16 @@ def test_a_remote_io_component_on_workers_writes_in_place_and_others_stay_staged
     logged = MlflowClient(tracking).list_artifacts(result.components[0].execution_id, "outputs/model")
     assert [a.path for a in logged] == ["outputs/model/sub", "outputs/model/weights.json"]
 
+    # The DirectRunner's worker processes share this disk and get none of the pipeline's filesystem
+    # options: staged, the component writes a local folder.
+    local_workers = [*args, "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    handed.clear()
+    staged = run_pipeline(pipeline(fail=False, beam_args=local_workers), tracking_uri=tracking, enable_cache=False)
+    assert staged.ok and not object_store.is_remote(handed[0]) and os.path.isabs(handed[0])
+    published = [written.uri, staged.outputs("WriteInPlace")["model"][0].uri]
+
     failed = run_pipeline(pipeline(fail=True), tracking_uri=tracking, enable_cache=False)
     assert not failed.ok and "WriteInPlace: asked to fail" in failed.error
     base = object_store.join(root, "inplace", "WriteInPlace", "model")
-    left = [uri for uri in object_store.list_files(base) if not uri.startswith(written.uri + "/")]
+    left = [uri for uri in object_store.list_files(base) if not uri.startswith(tuple(p + "/" for p in published))]
     assert left == []  # what the failed execution wrote in place is gone
