@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -36,13 +37,12 @@ def _start(args: list[str], port: int, log: Path, what: str, env=None) -> subpro
     return proc
 
 
-@pytest.fixture(scope="session")
-def worker_pool(tmp_path_factory):
+@contextlib.contextmanager
+def worker_pool_at(folder: Path):
     """Beam's external worker pool on 127.0.0.1 (each SDK worker it starts is a process); its port.
 
     Each worker boots as in Beam's SDK container (``boot.py``): with the job's pipeline options."""
     port = free_port()
-    folder = tmp_path_factory.mktemp("worker-pool")
     boot = folder / "boot"
     boot.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "boot.py"}" "$@"\n')
     boot.chmod(0o755)
@@ -51,30 +51,46 @@ def worker_pool(tmp_path_factory):
     pool = _start([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}",
                    f"--container_executable={boot}"],
                   port, folder / "worker_pool.log", "Beam worker pool", env=env)
-    yield port
-    _stop_group(pool)
+    try:
+        yield port
+    finally:
+        _stop_group(pool)
 
 
-def _job_server(command: list[str], pool_port: int, logs: Path, extra: list[str]):
+@contextlib.contextmanager
+def job_server_at(logs: Path, pool_port: int, command: list[str] | None = None,
+                  extra: tuple[str, ...] = ("--direct_num_workers=2",)):
+    """A Beam job server on loopback running jobs on the pool at ``pool_port``; the PortableRunner's
+    options (``extra`` added). By default ``job_server.py``, two SDK workers a job."""
+    command = command or [sys.executable, str(HERE / "job_server.py")]
     port = free_port()
     jobs = _start([*command, f"--port={port}"], port, logs / "job_server.log", "Beam job server")
-    yield [
-        "--runner=PortableRunner", f"--job_endpoint=localhost:{port}",
-        "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}", *extra,
-    ]
-    _stop_group(jobs)
+    try:
+        yield [
+            "--runner=PortableRunner", f"--job_endpoint=localhost:{port}",
+            "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}", *extra,
+        ]
+    finally:
+        _stop_group(jobs)
+
+
+@pytest.fixture(scope="session")
+def worker_pool(tmp_path_factory):
+    with worker_pool_at(tmp_path_factory.mktemp("worker-pool")) as port:
+        yield port
 
 
 @pytest.fixture(scope="session")
 def portable_runner(worker_pool, tmp_path_factory):
     """Beam options for the PortableRunner on loopback, two SDK workers per job: the job server is
     ``job_server.py`` (Beam's, with the job's worker count passed on to its runner)."""
-    yield from _job_server([sys.executable, str(HERE / "job_server.py")], worker_pool,
-                           tmp_path_factory.mktemp("job-server"), ["--direct_num_workers=2"])
+    with job_server_at(tmp_path_factory.mktemp("job-server"), worker_pool) as options:
+        yield options
 
 
 @pytest.fixture(scope="session")
 def beams_own_portable_runner(worker_pool, tmp_path_factory):
     """Beam options for the PortableRunner on Beam's own local job server, unchanged (one SDK worker a job)."""
-    yield from _job_server([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main"],
-                           worker_pool, tmp_path_factory.mktemp("beam-job-server"), [])
+    command = [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main"]
+    with job_server_at(tmp_path_factory.mktemp("beam-job-server"), worker_pool, command, extra=()) as options:
+        yield options

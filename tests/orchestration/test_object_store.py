@@ -1,6 +1,7 @@
 """Pipeline roots on an object store: moto's S3 server on loopback as the store, Beam's S3
 filesystem pointed at it through the pipeline's options (``object_store``)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,26 +23,34 @@ from tests.conftest import REPO, free_port
 KEY_ID, SECRET = "AKIDLOOPBACK7Q2", "loopbackSecretKey9Zx"
 
 
-@pytest.fixture(scope="module")
-def s3():
-    """The endpoint of an S3 server on loopback, and the Beam options reaching it."""
+@contextlib.contextmanager
+def s3_server():
+    """moto's S3 server on loopback: its endpoint, and the Beam options reaching it."""
     port = free_port()
     server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1",
                                "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.1)
-    endpoint = f"http://127.0.0.1:{port}"
-    args = [f"--s3_endpoint_url={endpoint}", f"--s3_access_key_id={KEY_ID}", f"--s3_secret_access_key={SECRET}",
-            "--s3_region_name=us-east-1"]
-    yield endpoint, args
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        endpoint = f"http://127.0.0.1:{port}"
+        yield endpoint, [f"--s3_endpoint_url={endpoint}", f"--s3_access_key_id={KEY_ID}",
+                         f"--s3_secret_access_key={SECRET}", "--s3_region_name=us-east-1"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """The endpoint of an S3 server on loopback, and the Beam options reaching it."""
+    with s3_server() as found:
+        yield found
 
 
 def make_bucket(endpoint: str) -> str:
