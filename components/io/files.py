@@ -9,6 +9,7 @@ from a local copy (``local_copy``) and written locally, then uploaded (``upload_
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -56,9 +57,11 @@ def _put_empty_s3(path: str) -> None:
     S3 refuses, so it is put in one request through the client of Beam's S3 filesystem."""
     from apache_beam.io.aws import s3io
     from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     bucket, key = s3io.parse_s3_path(path)
-    options = FileSystems.get_filesystem(path)._options
+    # The options Beam's S3 filesystem was built with (Beam 2.77 keeps them as ``_options``).
+    options = getattr(FileSystems.get_filesystem(path), "_options", None) or PipelineOptions([])
     s3io.S3IO(options=options).client.client.put_object(Bucket=bucket, Key=key, Body=b"")
 
 
@@ -107,7 +110,8 @@ def list_folder(uri: str) -> list[str]:
 
 def local_copy(uri: str) -> str:
     """A local folder holding the folder ``uri``: ``uri`` itself when local; for a URI, a copy
-    downloaded once per process (artifacts never change once published) into a temporary folder."""
+    downloaded once per process (artifacts never change once published) into a temporary folder,
+    removed when the process exits."""
     if not is_remote(uri):
         return uri
     from apache_beam.io.filesystems import CompressionTypes, FileSystems
@@ -115,6 +119,8 @@ def local_copy(uri: str) -> str:
     with _copies_lock:
         if uri in _copies:
             return _copies[uri]
+        if not _copies:
+            atexit.register(_remove_copies)
         target = tempfile.mkdtemp(prefix="sluice-copy-")
         for rel in list_folder(uri):
             path = os.path.join(target, *rel.split("/"))
@@ -124,6 +130,11 @@ def local_copy(uri: str) -> str:
                 shutil.copyfileobj(src, dst, _CHUNK)
         _copies[uri] = target
         return target
+
+
+def _remove_copies() -> None:
+    for folder in _copies.values():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def upload_dir(local_dir: str, uri: str) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,3 +54,24 @@ def test_a_folder_goes_up_and_comes_back_byte_for_byte(bucket, tmp_path, monkeyp
     files.remove(str(local))
     files.remove(str(local))
     assert not local.exists()
+
+
+def test_local_copies_are_removed_when_the_process_exits(bucket, s3, tmp_path):  # noqa: F811
+    _, args = s3
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "saved_model.pb").write_bytes(b"graph")
+    files.upload_dir(str(tmp_path / "model"), f"{bucket}/model")
+    script = (
+        "import sys\n"
+        "from apache_beam.io.filesystems import FileSystems\n"
+        "from apache_beam.options.pipeline_options import PipelineOptions\n"
+        "from sluice.components.io.files import local_copy\n"
+        "FileSystems.set_options(PipelineOptions(sys.argv[2:]))\n"
+        "print(local_copy(sys.argv[1]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, f"{bucket}/model", *args], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    copy = proc.stdout.strip()
+    assert copy.startswith(tempfile.gettempdir()) and not os.path.exists(copy)
+
