@@ -386,14 +386,12 @@ def _fail(exc: BaseException, debug: bool, prefix: str = "") -> int:
 def entry_point() -> None:
     """The ``sluice`` console script: ``main``, then a fast exit.
 
-    Everything is recorded and flushed by then; skipping interpreter teardown
-    saves seconds of TensorFlow and Beam thread shutdown after a run.
+    Everything is recorded by then; the exit handlers run, the interpreter's teardown
+    is skipped (``runtime.exit``).
     """
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
+    from sluice.orchestration.runtime.exit import exit_now
+
+    exit_now(main())
 
 
 if __name__ == "__main__":

@@ -227,7 +227,8 @@ def penguin_golden(tmp_path_factory) -> PenguinGolden:
     """The full penguin run that the crash-safety tests and tests/pipelines/test_penguin.py start from:
     one run for the session instead of one per module."""
     ws = tmp_path_factory.mktemp("penguin")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    temp = tmp_path_factory.mktemp("penguin-tmpdir")  # what the run leaves in its temp folder
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temp)}
     for name in ("MLFLOW_TRACKING_URI", "SLUICE_PIPELINE_ROOT", "SLUICE_FAULT"):
         env.pop(name, None)
     proc = subprocess.run([sys.executable, "-m", "sluice.orchestration.cli", "run", "penguin", "--pipeline-root",
@@ -235,7 +236,9 @@ def penguin_golden(tmp_path_factory) -> PenguinGolden:
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = tmp_path_factory.mktemp("penguin-golden") / "root"
     shutil.copytree(ws / "root", saved, symlinks=True)
-    return PenguinGolden(ws, saved, json.loads(proc.stdout), proc.stderr)
+    golden = PenguinGolden(ws, saved, json.loads(proc.stdout), proc.stderr)
+    golden.temp_entries = sorted(os.listdir(temp))
+    return golden
 
 
 def restore(saved: Path, root: Path) -> None:

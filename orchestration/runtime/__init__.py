@@ -9,7 +9,8 @@ process-level settings and library workarounds that runners apply around them:
   while the runner's warm-up thread is still importing them; the Keras workaround for TensorFlow
   components), and a ``RunnerContext`` for it (Beam's sampler; multi-process workers that stop);
 - after each executor: ``after_executor`` (``heap.release_memory``);
-- in the CLI: ``stderr`` (native chatter filtered out of the terminal, credentials masked);
+- in the CLI: ``stderr`` (native chatter filtered out of the terminal, credentials masked) and
+  ``exit.exit_now`` (the exit handlers, then no interpreter teardown);
 - whenever a metadata store opens: ``mlflow.quiet_mlflow`` (MLflow's log levels and bounded HTTP
   retries; ``mlflow_sqlite``: its SQLite folder creation reads an encoded URI as SQLAlchemy does).
 

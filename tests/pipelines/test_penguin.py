@@ -96,6 +96,12 @@ def test_sluice_run_penguin_runs_all_eight_components_and_pushes(local_run):
     assert "oneDNN" not in run.stderr and "Warning" not in run.stderr, run.stderr[-2000:]
 
 
+def test_the_run_leaves_nothing_in_its_temp_folder(local_run):
+    """TensorFlow's AutoGraph writes a temporary module per traced function and removes it at exit:
+    the CLI's fast exit runs the exit handlers first."""
+    assert local_run[2].temp_entries == []
+
+
 def test_rerun_is_fully_cached(local_run, cached_rerun):
     _, first, _ = local_run
     doc = cached_rerun
