@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from collections.abc import Sequence
 
 from markupsafe import Markup
@@ -19,6 +20,7 @@ __all__ = ["COLORS", "bars", "curves", "histograms", "matrix"]
 
 COLORS = ("#4a7fb5", "#e07b39", "#5aa55a", "#9467bd", "#8c564b", "#d62728")
 _WIDTH = 2.8  # inches
+_reused = threading.local()  # per thread: matplotlib figures are not thread-safe
 _STYLE = {"svg.fonttype": "none", "font.size": 7, "axes.spines.top": False, "axes.spines.right": False,
           "axes.titlesize": 7, "legend.fontsize": 6, "legend.frameon": False}
 
@@ -62,17 +64,35 @@ def histograms(series: dict[str, tuple[Sequence[float], Sequence[float]]], key: 
     import matplotlib
 
     with matplotlib.rc_context(_STYLE):
-        figure = _figure(1.6, key)
-        axes = figure.add_axes((0.14, 0.25, 0.82, 0.68))
+        axes = _histogram_axes(key)
         for color, (label, (edges, shares)) in zip(COLORS, series.items()):
             edges, shares = _finite_buckets(list(edges), list(shares))
             if shares:
                 axes.stairs(shares, edges, label=label, color=color, linewidth=1.2,
                             fill=len(series) == 1, alpha=0.85)
-        _plain_numbers(axes.xaxis)
+        axes.relim()
+        axes.autoscale_view()
         axes.set_xlabel(xlabel)
+        return _svg(axes.figure)
+
+
+def _histogram_axes(key: str):
+    """This thread's histogram axes, emptied; call inside ``rc_context(_STYLE)``.
+
+    Building a figure's axes and ticks costs more than drawing them, and every histogram has
+    the same frame: one axes per thread is reused, its previous outlines removed. The SVG is
+    the same, byte for byte, as from a new figure (tested)."""
+    axes = getattr(_reused, "histogram_axes", None)
+    if axes is None:
+        axes = _figure(1.6, key).add_axes((0.14, 0.25, 0.82, 0.68))
+        _plain_numbers(axes.xaxis)
         axes.set_ylabel("share")
-        return _svg(figure)
+        _reused.histogram_axes = axes
+    for patch in list(axes.patches):
+        patch.remove()
+    axes.relim()
+    axes.figure.sluice_key = key
+    return axes
 
 
 def _finite_buckets(edges: list[float], shares: list[float]) -> tuple[list[float], list[float]]:
