@@ -124,8 +124,8 @@ def run_node(
     name, root = pipeline["name"], pipeline["pipeline_root"]
     comp = load_component(node["component"])
     params = resolve_parameters(comp, node)
+    object_store.configure(pipeline.get("beam_pipeline_args"))  # before the key: it may hash remote data
     key = cache_key(node, inputs)
-    object_store.configure(pipeline.get("beam_pipeline_args"))
 
     hit = _reusable_execution(node, store, name, root, key, enable_cache, reuse)
     if hit is not None:
@@ -147,8 +147,6 @@ def run_node(
     # The IR's flag: a component found again by its function's name is rebuilt without it.
     direct = remote and node.get("remote_io", comp.remote_io) and _workers_elsewhere(pipeline)
     home = roots.local_root(root)
-    if remote:  # the executor's own reads of the store (a baseline model, say) reach it too
-        object_store.use_for_beam()
     tmp = _working_folders(final, bases, home, execution_id, remote, direct)
     outputs = {
         out: ARTIFACT_TYPES[spec["type"]](uri=tmp[out]) for out, spec in node["outputs"].items()

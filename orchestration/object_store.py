@@ -5,9 +5,10 @@
 writer every store, the executor boundary stages: an input artifact on a remote root is copied
 once into a local cache (``stage_in``; published artifacts never change, so the URI is the
 cache key) and the component gets the local copy; outputs are written to local temporary
-folders exactly as on a local root, and published by ``publish``. One IO layer, Beam's
-``FileSystems``, does every remote read and write, so any store Beam has a filesystem for
-works; ``s3://`` is tested (against moto's S3 server on loopback), ``gs://`` is not.
+folders exactly as on a local root, and published by ``publish``. One IO layer,
+``sluice.components.io.stores`` (Beam's filesystems), does every remote read and write, for the
+runner and the executors alike, so any store Beam has a filesystem for works; ``s3://`` is
+tested (against moto's S3 server on loopback), ``gs://`` is not.
 
 **Atomic publication without rename.** Object stores have no rename, so an upload is seen
 half done. ``publish`` uploads an output's files to ``<output>/<execution_id>/`` and then,
@@ -48,21 +49,15 @@ import posixpath
 import re
 import shutil
 import tempfile
-import threading
 import urllib.parse
-from typing import Any
 
+from sluice.components.io import stores
 from sluice.components.sdk import DefinitionError
 
 MARKER = "_SLUICE_PUBLISHED"
 CACHE_ENV = "SLUICE_CACHE_DIR"
-_CHUNK = 8 << 20
 # Beam options a filesystem reads (S3Options, GoogleCloudOptions); the rest of the pipeline's are not ours.
 _FS_OPTION_PREFIXES = ("--s3_", "--project", "--impersonate_service_account")
-
-_lock = threading.Lock()
-_options: list[str] = []
-_filesystems: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
 def is_remote(uri: str) -> bool:
@@ -106,63 +101,14 @@ def local_home(root: str) -> str:
 
 
 def configure(beam_pipeline_args: list[str] | None) -> None:
-    """Takes the filesystem options (``--s3_*``...) of a pipeline's Beam arguments for later calls."""
-    global _options
-    wanted = [a for a in beam_pipeline_args or [] if a.startswith(_FS_OPTION_PREFIXES)]
-    with _lock:
-        _options = wanted
-
-
-def _s3io():
-    """Beam's S3 IO, one per set of options: each of Beam's ``S3FileSystem`` calls builds a new
-    boto3 client, a large part of a small request's time. Listing and existence go through its
-    client (``_s3_listing``, ``_s3_exists``): S3IO's own retry those for minutes on an endpoint
-    that does not answer, where boto3's retries give up within seconds, with one line."""
-    from apache_beam.io.aws import s3io
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    with _lock:
-        key = ("s3", tuple(_options))
-        if key not in _filesystems:
-            _filesystems[key] = s3io.S3IO(options=PipelineOptions(list(key[1])))
-        return _filesystems[key]
-
-
-def _filesystem(uri: str):
-    """Beam's filesystem for ``uri``'s scheme, built with the configured options (one per scheme)."""
-    from apache_beam.io.filesystem import FileSystem
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    scheme = FileSystems.get_scheme(uri)
-    with _lock:
-        key = (scheme, tuple(_options))
-        if key not in _filesystems:
-            FileSystems.get_filesystem(uri)  # imports the scheme's module; one clear error if none
-            cls = next(fs for fs in FileSystem.get_all_subclasses() if fs.scheme() == scheme)
-            _filesystems[key] = cls(pipeline_options=PipelineOptions(list(key[1])))
-        return _filesystems[key]
-
-
-def _open(uri: str, mode: str):
-    if uri.startswith("s3://"):
-        return _s3io().open(uri, mode)
-    fs = _filesystem(uri)
-    return fs.open(uri) if mode == "rb" else fs.create(uri)
-
-
-def _listing(prefix: str) -> list[tuple[str, int, float]]:
-    """Every object whose name starts with ``prefix``: (URI, size, time of last change)."""
-    if prefix.startswith("s3://"):
-        return _s3_listing(prefix)
-    found = _filesystem(prefix).match([prefix + "**"])[0].metadata_list
-    return [(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in found]
+    """Makes the filesystem options (``--s3_*``...) of a pipeline's Beam arguments the process's
+    (``stores.set_options``): the runner's own reads and writes, and its executors', use them."""
+    stores.set_options(a for a in beam_pipeline_args or [] if a.startswith(_FS_OPTION_PREFIXES))
 
 
 def list_files(uri: str) -> list[str]:
     """Every object under the prefix ``uri/``, as full URIs, sorted."""
-    prefix = uri.rstrip("/") + "/"
-    return sorted(path for path, _, _ in _listing(prefix) if path.startswith(prefix) and not path.endswith("/"))
+    return [f"{uri.rstrip('/')}/{rel}" for rel in stores.list_folder(uri)]
 
 
 def describe(uri: str) -> list[tuple[str, int, float]]:
@@ -170,110 +116,31 @@ def describe(uri: str) -> list[tuple[str, int, float]]:
     ``uri/``, or of each object a glob pattern matches (names relative to the pattern's folder)."""
     if any(ch in uri for ch in "*?["):
         base = posixpath.dirname(re.split(r"[*?[]", uri)[0])
-        found = [f for f in _listing(base + "/") if fnmatch.fnmatchcase(f[0], uri)]
+        found = [f for f in stores.listing(base + "/") if fnmatch.fnmatchcase(f[0], uri)]
     elif exists(uri):
-        base, found = posixpath.dirname(uri), [f for f in _listing(uri) if f[0] == uri]
+        base, found = posixpath.dirname(uri), [f for f in stores.listing(uri) if f[0] == uri]
     else:
-        base, found = uri.rstrip("/"), [f for f in _listing(uri.rstrip("/") + "/") if not f[0].endswith("/")]
+        base = uri.rstrip("/")
+        found = [f for f in stores.listing(base + "/") if not f[0].endswith("/")]
     return sorted((posixpath.relpath(path, base), size, updated) for path, size, updated in found)
 
 
-def _s3_listing(prefix: str) -> list[tuple[str, int, float]]:
-    from apache_beam.io.aws import s3io
-    from apache_beam.io.aws.clients.s3 import messages
-
-    bucket, key = s3io.parse_s3_path(prefix, object_optional=True)
-    request, found = messages.ListRequest(bucket, key), []
-    while True:
-        try:
-            response = _s3io().client.list(request)
-        except messages.S3ClientError as exc:
-            if exc.code == 404:  # nothing under the prefix
-                return found
-            raise
-        found += [(f"s3://{bucket}/{item.key}", item.size, item.last_modified.timestamp()) for item in response.items]
-        if not response.next_token:
-            return found
-        request.continuation_token = response.next_token
-
-
-def _s3_exists(uri: str) -> bool:
-    from apache_beam.io.aws import s3io
-    from apache_beam.io.aws.clients.s3 import messages
-
-    try:
-        _s3io().client.get_object_metadata(messages.GetRequest(*s3io.parse_s3_path(uri)))
-    except messages.S3ClientError as exc:
-        if exc.code == 404:
-            return False
-        raise
-    return True
-
-
-def exists(uri: str) -> bool:
-    return _s3_exists(uri) if uri.startswith("s3://") else _filesystem(uri).exists(uri)
-
-
-def read_bytes(uri: str) -> bytes:
-    with _open(uri, "rb") as fh:
-        return fh.read()
-
-
-def write_bytes(uri: str, data: bytes) -> None:
-    if not data and uri.startswith("s3://"):
-        _put_empty_s3(uri)
-        return
-    with _open(uri, "wb") as fh:
-        fh.write(data)
+exists, read_bytes, write_bytes = stores.exists, stores.read_bytes, stores.write_bytes
 
 
 def delete_prefix(uri: str) -> list[str]:
     """Deletes every object under ``uri/`` (an unpublished upload); returns what it deleted."""
     files = list_files(uri)
-    delete_files(files)
+    stores.delete(files)
     return files
-
-
-def delete_files(uris: list[str]) -> None:
-    """Deletes these objects (all of one store)."""
-    if uris and uris[0].startswith("s3://"):
-        _s3io().delete_paths(uris)
-    elif uris:
-        _filesystem(uris[0]).delete(uris)
-
-
-def _put_empty_s3(uri: str) -> None:
-    """An empty object (``BLESSED``...): Beam's S3 writer completes a multipart upload of no part,
-    which S3 refuses, so it is put in one request through the client Beam's S3 IO configures."""
-    from apache_beam.io.aws import s3io
-
-    bucket, key = s3io.parse_s3_path(uri)
-    _s3io().client.client.put_object(Bucket=bucket, Key=key, Body=b"")
 
 
 # --- publication ---------------------------------------------------------------------------------
 
 
-def upload_dir(local_dir: str, uri: str) -> list[str]:
-    """Copies ``local_dir``'s files to ``uri/...``; returns their paths relative to it."""
-    names = []
-    for where, dirs, files in os.walk(local_dir):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(where, name)
-            rel = os.path.relpath(path, local_dir).replace(os.sep, "/")
-            if os.path.getsize(path) == 0:
-                write_bytes(join(uri, rel), b"")
-            else:
-                with open(path, "rb") as src, _open(join(uri, rel), "wb") as dst:
-                    shutil.copyfileobj(src, dst, _CHUNK)
-            names.append(rel)
-    return names
-
-
 def publish(local_dir: str, uri: str, execution_id: str) -> None:
     """Uploads an output folder to ``uri`` and then, last, its marker: only then is it an artifact."""
-    _write_marker(uri, execution_id, upload_dir(local_dir, uri))
+    _write_marker(uri, execution_id, stores.upload_dir(local_dir, uri))
 
 
 def publish_in_place(uri: str, execution_id: str) -> None:
@@ -287,33 +154,9 @@ def _write_marker(uri: str, execution_id: str, files: list[str]) -> None:
     write_bytes(join(uri, MARKER), json.dumps(marker, indent=1).encode())
 
 
-def use_for_beam() -> None:
-    """Hands the configured filesystem options to Beam's ``FileSystems``, so that an executor's own
-    reads and writes of object-store URIs (``sluice.components.io``) reach the same store."""
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    with _lock:
-        FileSystems.set_options(PipelineOptions(list(_options)))
-
-
 def is_published(uri: str) -> bool:
     """Whether the artifact at ``uri`` was published whole (its marker exists)."""
     return exists(join(uri, MARKER))
-
-
-def download_dir(uri: str, local_dir: str) -> None:
-    """Copies the objects under ``uri/`` into ``local_dir`` (the marker left out)."""
-    prefix = uri.rstrip("/") + "/"
-    os.makedirs(local_dir, exist_ok=True)
-    for path in list_files(uri):
-        rel = path[len(prefix):]
-        if rel == MARKER:
-            continue
-        target = os.path.join(local_dir, *rel.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with _open(path, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
 
 
 def staged_path(uri: str, home: str) -> str:
@@ -331,7 +174,7 @@ def stage_in(uri: str, home: str) -> str:
     os.makedirs(os.path.dirname(target), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(target))
     try:
-        download_dir(uri, scratch)
+        stores.download_dir(uri, scratch, skip=(MARKER,))
         os.replace(scratch, target)
     except OSError:
         if not os.path.isdir(target):  # not another thread's copy arriving first

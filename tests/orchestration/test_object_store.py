@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from sluice.components.artifacts import Model
+from sluice.components.io import stores
 from sluice.components.sdk import ComponentError, Input, Output, component
 from sluice.orchestration import execution, object_store, roots
 from sluice.orchestration.cache_keys import fingerprint_path
@@ -95,7 +96,7 @@ def test_publish_writes_the_marker_last_and_only_marked_prefixes_count(s3, tmp_p
     base = f"s3://{make_bucket(endpoint)}/root/p/Node/out"
     uri = object_store.join(base, "e1")
 
-    object_store.upload_dir(str(folder), uri)  # a publication cut short: every file, no marker
+    stores.upload_dir(str(folder), uri)  # a publication cut short: every file, no marker
     assert not object_store.is_published(uri)
     assert not execution.outputs_exist({"out": [roots_artifact(uri)]})
     with pytest.raises(FileNotFoundError, match="_SLUICE_PUBLISHED"):
@@ -185,7 +186,7 @@ def test_penguin_runs_on_an_s3_root_publishes_with_markers_and_caches(s3, tmp_pa
     # A publication cut short (the marker never written) is not a cache hit: the Pusher runs again.
     pusher = next(c for c in first["components"] if c["id"] == "Pusher")
     pushed = pusher["outputs"]["pushed_model"][0]
-    object_store.delete_files([pushed + "/_SLUICE_PUBLISHED"])
+    stores.delete([pushed + "/_SLUICE_PUBLISHED"])
     third = run_pipeline(build_pipeline("penguin", params, pipeline_root=root))
     assert {c.id: c.status for c in third.components if c.status != "cached"} == {"Pusher": "executed"}
     assert object_store.is_published(third.outputs("Pusher")["pushed_model"][0].uri)
