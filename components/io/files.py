@@ -17,7 +17,8 @@ import threading
 
 from sluice.components.io import stores
 
-_copies: dict[str, str] = {}
+_copies: dict[str, str] = {}  # URI -> its local copy
+_copy_locks: dict[str, threading.Lock] = {}  # URI -> held while it downloads
 _copies_lock = threading.Lock()
 
 
@@ -79,18 +80,27 @@ def list_folder(uri: str) -> list[str]:
 def local_copy(uri: str) -> str:
     """A local folder holding the folder ``uri``: ``uri`` itself when local; for a URI, a copy
     downloaded once per process (artifacts never change once published) into a temporary folder,
-    removed when the process exits."""
+    removed when the process exits. Threads asking for one URI wait for its one download; other
+    URIs download meanwhile."""
     if not is_remote(uri):
         return uri
     with _copies_lock:
         if uri in _copies:
             return _copies[uri]
-        if not _copies:
+        if not _copy_locks:
             atexit.register(_remove_copies)
-        target = tempfile.mkdtemp(prefix="sluice-copy-")
-        stores.download_dir(uri, target)
-        _copies[uri] = target
-        return target
+        lock = _copy_locks.setdefault(uri, threading.Lock())
+    with lock:
+        if uri not in _copies:
+            target = tempfile.mkdtemp(prefix="sluice-copy-")
+            try:
+                stores.download_dir(uri, target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+            with _copies_lock:
+                _copies[uri] = target
+        return _copies[uri]
 
 
 def _remove_copies() -> None:

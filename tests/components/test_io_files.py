@@ -75,3 +75,26 @@ def test_local_copies_are_removed_when_the_process_exits(bucket, s3, tmp_path): 
     copy = proc.stdout.strip()
     assert copy.startswith(tempfile.gettempdir()) and not os.path.exists(copy)
 
+
+
+def test_one_uri_downloads_once_while_another_downloads_beside_it(monkeypatch, tmp_path):
+    """Threads asking for one folder share its one download; a slow download holds up no other folder."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    release, calls = threading.Event(), []
+
+    def download(uri, target):
+        calls.append(uri)
+        if uri.endswith("slow"):
+            assert release.wait(30), "never released"
+        Path(target, "saved_model.pb").write_bytes(uri.encode())
+
+    monkeypatch.setattr(files.stores, "download_dir", download)
+    with ThreadPoolExecutor(3) as pool:
+        slow = [pool.submit(files.local_copy, "s3://b/slow") for _ in range(2)]
+        fast = pool.submit(files.local_copy, "s3://b/fast").result(timeout=10)  # not behind the slow one
+        assert Path(fast, "saved_model.pb").read_bytes() == b"s3://b/fast"
+        release.set()
+        copies = {future.result(timeout=10) for future in slow}
+    assert len(copies) == 1 and sorted(calls) == ["s3://b/fast", "s3://b/slow"]
