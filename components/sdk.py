@@ -356,7 +356,7 @@ class Component:
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, version: str = "1",
                  warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None,
-                 remote_io: bool = False):
+                 remote_io: bool = False, remote_inputs: tuple[str, ...] = ()):
         self.fn = fn
         self.name = name or fn.__name__
         self.version = version
@@ -369,11 +369,17 @@ class Component:
         # The executor reads and writes artifacts by URI (``sluice.components.io``), object stores
         # included: a runner whose Beam workers do not share its disk hands it the store's URIs.
         self.remote_io = remote_io
+        # Inputs the executor reads by URI on any runner (the Pusher's one-row input example):
+        # a remote root hands them over as they are, rather than downloading them first.
+        self.remote_inputs = tuple(remote_inputs)
         self.inputs: dict[str, ArtifactSpec] = {}
         self.outputs: dict[str, ArtifactSpec] = {}
         self.parameters: dict[str, ParameterSpec] = {}
         self.context_parameter: str | None = None
         self._parse_signature()
+        unknown = [name for name in self.remote_inputs if name not in self.inputs]
+        if unknown:
+            raise DefinitionError(f"component {self.name}: remote_inputs names no input: {', '.join(unknown)}")
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
         if "<locals>" in fn.__qualname__:
@@ -468,10 +474,11 @@ def source_tree_digest(root: str) -> str:
 
 
 def component(fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str = "1",
-              warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None, remote_io: bool = False):
+              warm_imports: tuple[str, ...] = (), workers_parameter: str | None = None, remote_io: bool = False,
+              remote_inputs: tuple[str, ...] = ()):
     """Turns a typed function into a component (usable bare or as ``@component(...)``)."""
     options = dict(name=name, version=version, warm_imports=warm_imports, workers_parameter=workers_parameter,
-                   remote_io=remote_io)
+                   remote_io=remote_io, remote_inputs=remote_inputs)
     if fn is None:
         return lambda f: Component(f, **options)
     return Component(fn, **options)

@@ -161,7 +161,8 @@ def run_node(
     try:
         ctx.artifact_uri = store.artifact_uri(execution_id, root)
         # The IR's warm imports: a component found again by its function's name is rebuilt without them.
-        staged = inputs if direct else _stage_inputs(inputs, home)
+        unstaged = node.get("remote_inputs", comp.remote_inputs)  # the IR's, as for remote_io
+        staged = inputs if direct else _stage_inputs(inputs, home, unstaged)
         _execute(comp, node["id"], _executor_kwargs(comp, params, staged, outputs, ctx), tmp, outputs,
                  node.get("warm_imports", comp.warm_imports))
         log_small_outputs(ctx, tmp)
@@ -330,10 +331,11 @@ def _move_into_place(node_id: str, execution_id: str, outputs: dict[str, Artifac
         hooks.during_publish(node_id, out)
 
 
-def _stage_inputs(inputs: dict[str, list[Artifact]], home: str) -> dict[str, list[Artifact]]:
-    """The inputs as the executor gets them: an artifact on an object store as its local staged copy."""
+def _stage_inputs(inputs: dict[str, list[Artifact]], home: str, unstaged=()) -> dict[str, list[Artifact]]:
+    """The inputs as the executor gets them: an artifact on an object store as its local staged copy,
+    but those of the ``unstaged`` inputs, which the executor reads by URI."""
     return {name: [dataclasses.replace(a, uri=object_store.stage_in(a.uri, home))
-                   if object_store.is_remote(a.uri) else a for a in arts]
+                   if object_store.is_remote(a.uri) and name not in unstaged else a for a in arts]
             for name, arts in inputs.items()}
 
 

@@ -36,7 +36,9 @@ where workers share its disk. On another runner than the DirectRunner (``beam_wo
 component declared ``remote_io`` (the Beam components) is handed the store's URIs instead:
 its inputs unstaged, its outputs the final ``<output>/<execution_id>/`` prefixes, which its
 workers write through Beam's filesystems (``sluice.components.io``); the driver then writes
-only the markers (``publish_in_place``). A failure deletes the prefixes as above.
+only the markers (``publish_in_place``). A failure deletes the prefixes as above. An input a
+component declares in ``remote_inputs`` (the Pusher's examples: it reads a few rows) is handed
+over unstaged on any runner.
 """
 
 from __future__ import annotations

@@ -110,6 +110,7 @@ def compile_pipeline(pipeline: Pipeline) -> dict[str, Any]:
                 "component": {**comp.reference, "name": comp.name, "version": comp.version},
                 "warm_imports": list(comp.warm_imports),
                 "remote_io": comp.remote_io,
+                "remote_inputs": list(comp.remote_inputs),
                 "code_version": comp.code_version,
                 "inputs": {
                     name: {

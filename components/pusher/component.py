@@ -300,4 +300,5 @@ def push_model(
     ctx.log_metric("pushed", 1.0 if record["pushed"] else 0.0)
 
 
-Pusher = component(push_model, name="Pusher")
+# The examples give only the input example's first rows: read by URI, never downloaded whole.
+Pusher = component(push_model, name="Pusher", remote_inputs=("examples",))

@@ -23,9 +23,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 # The components declared ``remote_io``: handed the store's URIs on a runner with workers.
 IN_PLACE = {"CsvExampleGen", "StatisticsGen", "Transform", "Evaluator"}
-# Their outputs that no component running in the driver (SchemaGen, Trainer, Pusher...) reads: these
-# never reach the driver's disk. The others are downloaded once by the driver-side component reading them.
-NEVER_LOCAL = {("Evaluator", "evaluation"), ("Transform", "post_transform_schema")}
+# Their outputs that no component running in the driver (SchemaGen, Trainer, Pusher...) downloads: these
+# never reach the driver's disk (the Pusher reads its input example from the raw examples by URI,
+# ``remote_inputs``). The others are downloaded once by the driver-side component reading them.
+NEVER_LOCAL = {("Evaluator", "evaluation"), ("Transform", "post_transform_schema"), ("CsvExampleGen", "examples")}
 
 
 def test_beam_components_write_the_store_in_place_on_the_portable_runner(s3, portable_runner, tmp_path,  # noqa: F811

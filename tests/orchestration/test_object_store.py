@@ -16,7 +16,7 @@ import pytest
 
 from sluice.components.artifacts import Model
 from sluice.components.io import stores
-from sluice.components.sdk import ComponentError, Input, Output, component
+from sluice.components.sdk import ComponentError, DefinitionError, Input, Output, component
 from sluice.orchestration import execution, object_store, roots
 from sluice.orchestration.cache_keys import fingerprint_path
 from tests.conftest import REPO, free_port
@@ -258,3 +258,37 @@ def test_a_remote_io_component_on_workers_writes_in_place_and_others_stay_staged
     base = object_store.join(root, "inplace", "WriteInPlace", "model")
     left = [uri for uri in object_store.list_files(base) if not uri.startswith(tuple(p + "/" for p in published))]
     assert left == []  # what the failed execution wrote in place is gone
+
+
+def _read_by_uri(model: Input[Model], copy: Output[Model]) -> None:
+    from sluice.components.io.files import read_bytes
+
+    handed.append(model.uri)
+    with open(copy.path("weights.json"), "wb") as fh:
+        fh.write(read_bytes(model.path("weights.json")))
+
+
+ReadByUri = component(_read_by_uri, name="ReadByUri", remote_inputs=("model",))
+
+
+def test_an_input_read_by_uri_is_handed_over_unstaged(s3, tmp_path, monkeypatch):
+    from sluice.orchestration.local_runner import run_pipeline
+    from sluice.orchestration.pipeline import Pipeline
+
+    endpoint, args = s3
+    monkeypatch.setenv("SLUICE_CACHE_DIR", str(tmp_path / "cache"))
+    root = f"s3://{make_bucket(endpoint)}/root"
+    first = WriteInPlace(fail=False)  # in process: staged, uploaded
+    handed.clear()
+    result = run_pipeline(Pipeline("byuri", [first, ReadByUri(model=first.outputs["model"])], root,
+                                   beam_pipeline_args=args), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert result.ok, result.error
+    (written,) = result.outputs("WriteInPlace")["model"]
+    assert object_store.is_remote(written.uri) and handed[1] == written.uri  # the store's URI, no local copy
+    (copied,) = result.outputs("ReadByUri")["copy"]
+    assert object_store.read_bytes(object_store.join(copied.uri, "weights.json")) == b'{"w": 1}'
+
+
+def test_remote_inputs_must_name_inputs():
+    with pytest.raises(DefinitionError, match=r"^component Bad: remote_inputs names no input: modle$"):
+        component(_read_by_uri, name="Bad", remote_inputs=("modle",))
