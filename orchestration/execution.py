@@ -331,7 +331,8 @@ def _move_into_place(node_id: str, execution_id: str, outputs: dict[str, Artifac
         hooks.during_publish(node_id, out)
 
 
-def _stage_inputs(inputs: dict[str, list[Artifact]], home: str, unstaged=()) -> dict[str, list[Artifact]]:
+def _stage_inputs(inputs: dict[str, list[Artifact]], home: str,
+                  unstaged: tuple[str, ...] | list[str] = ()) -> dict[str, list[Artifact]]:
     """The inputs as the executor gets them: an artifact on an object store as its local staged copy,
     but those of the ``unstaged`` inputs, which the executor reads by URI."""
     return {name: [dataclasses.replace(a, uri=object_store.stage_in(a.uri, home))
