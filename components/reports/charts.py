@@ -90,7 +90,6 @@ def _histogram_axes(key: str):
         _reused.histogram_axes = axes
     for patch in list(axes.patches):
         patch.remove()
-    axes.relim()
     axes.figure.sluice_key = key
     return axes
 
