@@ -18,11 +18,14 @@ import sys
 
 
 def exit_now(code: int) -> None:
-    """Flush the streams, run the ``atexit`` handlers, and end the process with ``code``."""
+    """Run the ``atexit`` handlers and end the process with ``code``; what was printed before and by
+    them is flushed first."""
     sys.stdout.flush()
     sys.stderr.flush()
     run_handlers = getattr(atexit, "_run_exitfuncs", None)
     if run_handlers is not None:
         run_handlers()
     logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(code)

@@ -1,4 +1,8 @@
-"""The runtime room: what runners do to their process around components (heap, imports, Beam, Keras)."""
+"""The runtime room: what runners do to their process around components (heap, imports, Beam, Keras, exit)."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -253,3 +257,16 @@ def test_import_heavy_waits_for_the_same_import_on_another_thread(tmp_path, monk
     finally:
         warm.join()
         sys.modules.pop("sluice_fake_slow3", None)
+
+
+def test_exit_now_runs_the_exit_handlers_and_keeps_what_they_print(tmp_path):
+    script = ("import atexit\n"
+              "atexit.register(lambda: print('from the handler'))\n"
+              "from sluice.orchestration.runtime.exit import exit_now\n"
+              "print('before')\n"
+              "exit_now(3)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open(tmp_path / "out.txt", "w") as out:  # a file: stdout fully buffered
+        code = subprocess.run([sys.executable, "-c", script], stdout=out, env=env, timeout=120).returncode
+    assert code == 3
+    assert (tmp_path / "out.txt").read_text() == "before\nfrom the handler\n"
