@@ -264,14 +264,34 @@ class PackedFunction:
                 return self._function(self._inputs(packed))
         return self._wrapper(packed)
 
-    def warm(self, schema: Any) -> None:
-        """Calls ``function`` once on no rows of ``schema``, so that the threads that call it next
-        find it set up in TensorFlow's runtime rather than each setting it up at once. A failure
-        is left for a real batch to raise."""
+    def warm(self, schema: Any, batched: bool = False) -> None:
+        """Sets up, on no rows of ``schema``, the path the batches to come will take, so that the
+        threads calling it next find it ready in TensorFlow's runtime rather than each setting it
+        up at once: with ``batched`` (many or big batches, ``expects_batched``) the traced wrapper,
+        traced and run, and every call goes through it; else ``function`` run eagerly. Setting up
+        the other path would be wasted: the wrapper's graph holds ``function``'s, and TensorFlow
+        prepares each graph it runs anew. A failure is left for a real batch to raise."""
         try:
-            self._function(self._inputs(pack(schema.empty_table(), self._packed_features)))
+            packed = pack(schema.empty_table(), self._packed_features)
+            if batched:
+                self.use_wrapper()
+                self._wrapper(packed)
+            else:
+                self._function(self._inputs(packed))
         except Exception:  # noqa: BLE001, S110 - only a warm-up
             pass
+
+    def use_wrapper(self) -> None:
+        """Traces the wrapper now (if not yet); every call from now on goes through it."""
+        with self._lock:
+            if self._wrapper is None:
+                self._wrapper = self._trace()
+
+    @classmethod
+    def expects_batched(cls, batches: int, nbytes: int) -> bool:
+        """Whether ``batches`` batches of ``nbytes`` in all go through the traced wrapper rather
+        than each being unpacked eagerly (at most ``EAGER_BATCHES`` batches under ``EAGER_MAX_BYTES``)."""
+        return batches > cls.EAGER_BATCHES or nbytes >= cls.EAGER_MAX_BYTES
 
     def _inputs(self, packed: dict[str, Any]) -> dict[str, Any]:
         tensors = unpack(packed, self._packed_features)

@@ -365,13 +365,20 @@ class AnalysisFunction:
             self._consumed = consumed_features(self.function, self.raw_features)
         return self._consumed
 
+    def warm(self, schema: Any, batched: bool) -> None:
+        """Sets up the path batches of ``schema`` will take before the first comes (``PackedFunction.warm``)."""
+        self._packed_function().warm(schema, batched)
+
+    def _packed_function(self) -> Any:
+        from sluice.components.tft.packed import PackedFunction
+
+        if self._packed is None:  # made on first use: a Beam DoFn builds this object on a worker
+            self._packed = PackedFunction(self.function, self.raw_features, self.consumed_features())
+        return self._packed
+
     def __call__(self, batch: Any) -> dict[str, Any]:
         import numpy as np
 
-        from sluice.components.tft.packed import PackedFunction
-
-        if self._packed is None:  # traced on first use: a Beam DoFn builds this object on a worker
-            self._packed = PackedFunction(self.function, self.raw_features, self.consumed_features())
-        outputs = self._packed(batch)
+        outputs = self._packed_function()(batch)
         # np.asarray views the tensor's memory; .numpy() would copy it.
         return import_tf().nest.map_structure(np.asarray, outputs)

@@ -207,17 +207,22 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
 
     analyze_files = [f for split in analyze_splits for f in files[split]]
     row_groups = RowGroups(list(raw_features), OWNER)
-    row_groups.prefetch(analyze_files)
+    # The other splits' files too, after the analyzed ones: read while the analysis leaves a core free.
+    others = [f for split in transform_splits for f in files[split] if f not in analyze_files]
+    row_groups.prefetch(analyze_files + others)
     plan = trace_analysis(fn, raw_features, source)
-    values = analyze_in_process(plan, fn, raw_features, source, analyze_files, row_groups)
+    values = analyze_in_process(plan, fn, raw_features, source, analyze_files, row_groups, examples_schema)
     traced = trace_transform_graph(fn, raw_features, values, source)
     # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
     # the GIL: the save and every split's transform run side by side.
+    transform = PackedFunction(traced.transform_fn, traced.raw_features)
+    batched = row_groups.expects_batched([f for split in transform_splits for f in files[split]])
+    if batched:  # tracing is Python: done before the save's Python competes with it for the GIL
+        transform.use_wrapper()
     with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool:
         saved = pool.submit(write_transform_graph, traced, values, graph_dir)
-        transform = PackedFunction(traced.transform_fn, traced.raw_features)
         # Set up once here: two splits' threads calling it first at once each paid for the set-up.
-        transform.warm(examples_schema)
+        transform.warm(examples_schema, batched)
         splits = [pool.submit(transform_in_process, transform, traced.features, files[split], row_groups,
                               transformed_examples.split_uri(split))
                   for split in transform_splits]

@@ -33,6 +33,8 @@ from sluice.components.tft.tracing import AnalysisFunction, AnalysisPlan
 SHARD_NAME = "part-00000-of-00001.parquet"
 # The analyze splits' rows are kept in memory for the transform pass up to this many bytes (as Arrow).
 KEEP_BYTES = 512 << 20
+# Bytes per value in memory, by Parquet physical type (8 for others: strings, read as codes or text).
+_WIDTHS = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8}
 
 
 class RowGroups:
@@ -124,6 +126,22 @@ class RowGroups:
                 yield batch
             self._kept[path] = batches
 
+    def expects_batched(self, files: list[str], needed: set[str] | None = None) -> bool:
+        """Whether a pass over ``files`` (their ``needed`` columns, all when None) goes through a
+        packed function's traced wrapper (``PackedFunction.expects_batched``), from the files'
+        footers: their row groups, and their values at each type's width in memory."""
+        groups, nbytes = 0, 0
+        for path in files:
+            metadata, present, _ = self._layout(path)
+            owners = _leaf_owners(metadata.schema.to_arrow_schema())
+            leaves = [c for c, name in enumerate(owners) if name in present and (needed is None or name in needed)]
+            for index in range(metadata.num_row_groups):
+                group = metadata.row_group(index)
+                groups += 1
+                nbytes += sum(group.column(c).num_values * _WIDTHS.get(group.column(c).physical_type, 8)
+                              for c in leaves)
+        return PackedFunction.expects_batched(groups, nbytes)
+
     def _read(self, path: str, columns: list[str], groups: list[int]) -> Iterator[pa.RecordBatch]:
         if groups:
             # One thread: pyarrow's threads decode list columns several times slower on few cores.
@@ -139,14 +157,25 @@ class RowGroups:
             return True
 
 
+def _leaf_owners(schema: pa.Schema) -> list[str]:
+    """The top-level field of each of a Parquet file's leaf columns, in the file's column order."""
+    def leaves(arrow_type: pa.DataType) -> int:
+        return sum(leaves(arrow_type.field(i).type) for i in range(arrow_type.num_fields)) \
+            if arrow_type.num_fields else 1
+
+    return [field.name for field in schema for _ in range(leaves(field.type))]
+
+
 def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: dict[str, FeatureSpec],
-                       source: str, files: list[str], row_groups: RowGroups) -> dict[str, Any]:
-    """``{analyzer key: value}`` of every analyzer, phase after phase."""
+                       source: str, files: list[str], row_groups: RowGroups, schema: pa.Schema) -> dict[str, Any]:
+    """``{analyzer key: value}`` of every analyzer, phase after phase (``schema``: the files' Arrow schema)."""
     values: dict[str, Any] = {}
     for number, specs in enumerate(plan.phases):
         keys = [spec.key for spec in specs]
         function = plan.first_phase if number == 0 and plan.first_phase is not None else \
             AnalysisFunction(preprocessing_fn, raw_features, dict(values), keys, source)
+        # Set up while the prefetch still reads the first rows.
+        function.warm(schema, row_groups.expects_batched(files, function.consumed_features()))
         accumulators = {spec.key: new_accumulator(spec) for spec in specs}
         parts = (part for table in row_groups(files, keep=True, needed=function.consumed_features())
                  for part in slices(table))

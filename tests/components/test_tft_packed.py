@@ -93,6 +93,52 @@ def test_warming_a_packed_function_runs_it_on_no_rows_and_leaves_its_failures_to
     assert strict(pa.table({"x": pa.array([2.0], pa.float32())}))["y"].numpy().tolist() == [[2.0]]
 
 
+def test_warming_for_batches_sets_up_the_wrapper_and_every_call_then_goes_through_it():
+    raw = {"x": FeatureSpec("float32"), "s": FeatureSpec("string")}
+
+    @tf.function(autograph=False)
+    def function(inputs):
+        return {"n": tf.sparse.reduce_sum(inputs["x"], axis=1), "k": tf.size(inputs["s"].values)}
+
+    schema = pa.schema([("x", pa.float32()), ("s", pa.string())])
+    batch = pa.table({"x": pa.array([1.0, None, 3.0], pa.float32()), "s": pa.array(["a", "b", None])})
+    for batched in (True, False):
+        packed = PackedFunction(function, raw)
+        unpacked_eagerly = []
+
+        def counted(parts, inputs=packed._inputs, calls=unpacked_eagerly):
+            calls.append(1)
+            return inputs(parts)
+
+        packed._inputs = counted
+        packed.warm(schema, batched=batched)
+        assert (packed._wrapper is not None) is batched
+        after_warm = len(unpacked_eagerly)  # batched: once, to trace the wrapper; eager: the run on no rows
+        for _ in range(3):  # small batches: eager unless warmed for batches
+            got = packed(batch)
+            assert got["n"].numpy().tolist() == [1.0, 0.0, 3.0] and int(got["k"]) == 2
+        assert len(unpacked_eagerly) - after_warm == (0 if batched else 3)
+
+
+def test_the_reader_tells_from_the_footers_whether_a_pass_goes_through_the_wrapper(tmp_path):
+    from sluice.components.transform.in_process import RowGroups, _leaf_owners
+
+    small, wide, many = (str(tmp_path / f"{name}.parquet") for name in ("small", "wide", "many"))
+    pq.write_table(pa.table({"a": list(range(100)), "b": ["x"] * 100}), small)
+    # 2,000 rows of 784 floats: ~6 MB in memory, over the eager path's 4 MB; 'a' alone is 16 KB.
+    pq.write_table(pa.table({"a": list(range(2000)), "image": pa.array([[0.5] * 784] * 2000, pa.list_(pa.float32()))}),
+                   wide)
+    pq.write_table(pa.table({"a": list(range(100))}), many, row_group_size=10)  # 10 row groups: 10 batches
+    reader = RowGroups(["a", "b", "image"], "Transform")
+    assert not reader.expects_batched([small])
+    assert reader.expects_batched([wide])
+    assert not reader.expects_batched([wide], needed={"a"})
+    assert reader.expects_batched([many])
+    assert _leaf_owners(pa.schema([("a.b", pa.list_(pa.float32())), ("m", pa.map_(pa.string(), pa.int64())),
+                                   ("s", pa.struct([("x", pa.int32()), ("y", pa.list_(pa.string()))])),
+                                   ("c", pa.int64())])) == ["a.b", "m", "m", "s", "s", "c"]
+
+
 def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_path):
     from sluice.components.sdk import ComponentError
     from sluice.components.transform.in_process import RowGroups

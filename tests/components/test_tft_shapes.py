@@ -94,6 +94,9 @@ def test_outputs_to_arrow_are_vectorized_list_columns():
     assert str(table.schema.field("m").type) == \
         "fixed_size_list<item: fixed_size_list<item: float not null>[2] not null>[2]"
     assert table.column("m").to_pylist()[1] == [[4.0, 5.0], [6.0, 7.0]]
+    # A var-len list's items, and every column itself, too (a row without values is an empty list).
+    assert str(table.schema.field("v").type) == "list<item: int64 not null>"
+    assert not any(field.nullable for field in table.schema)
 
 
 MODULE = """
@@ -146,6 +149,9 @@ def test_fixed_and_var_len_outputs_round_trip_through_parquet(shapes_run):
     train = pq.read_table(shapes_run["transformed_examples"].split_uri("train"))
     raw = shapes_run["splits"]["train"]
     types = {f.name: str(f.type) for f in train.schema}
+    # Written as Parquet's required columns: no definition levels for a scalar, one fewer for a list.
+    shard = next(Path(shapes_run["transformed_examples"].split_uri("train")).glob("*.parquet"))
+    assert not any(f.nullable for f in pq.read_schema(shard))
     assert types["img_xf"].startswith("fixed_size_list<") and types["img_xf"].endswith(">[784]")
     assert types["onehot"].endswith(">[3]") and types["tokens_xf"].startswith("list<")
     assert types["tokens_upper"].startswith("list<") and types["x_xf"] == "float"
