@@ -213,12 +213,12 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
     plan = trace_analysis(fn, raw_features, source)
     values = analyze_in_process(plan, fn, raw_features, source, analyze_files, row_groups, examples_schema)
     traced = trace_transform_graph(fn, raw_features, values, source)
-    # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
-    # the GIL: the save and every split's transform run side by side.
     transform = PackedFunction(traced.transform_fn, traced.raw_features)
     batched = row_groups.expects_batched([f for split in transform_splits for f in files[split]])
     if batched:  # tracing is Python: done before the save's Python competes with it for the GIL
         transform.use_wrapper()
+    # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
+    # the GIL: the save and every split's transform run side by side.
     with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool:
         saved = pool.submit(write_transform_graph, traced, values, graph_dir)
         # Set up once here: two splits' threads calling it first at once each paid for the set-up.
