@@ -136,6 +136,7 @@ def test_vocabulary_ranking_options():
 
 UNSUPPORTED = [
     ("coverage_frequency_threshold", lambda x, n: tft.vocabulary(x, coverage_frequency_threshold=3)),
+    ("coverage_top_k", lambda x, n: tft.compute_and_apply_vocabulary(x, coverage_top_k=3)),
     ("labels", lambda x, n: tft.compute_and_apply_vocabulary(x, labels=tf.cast(n, tf.int64))),
     ("key_fn", lambda x, n: tft.vocabulary(x, key_fn=lambda t: t)),
     ("file_format", lambda x, n: tft.vocabulary(x, file_format="tfrecord_gzip")),
@@ -297,6 +298,57 @@ def test_tfidf_as_tensorflow_transforms_example(tmp_path):
     assert index[1] == [0, 2, 3, 0, 1]
     np.testing.assert_allclose(weight[1], [0.6, 0.28109303, 0.28109303, 0.33333334, 0.9369768], rtol=1e-6)
     assert as_tuple(out["by_buckets"]) == as_tuple(out["tf_idf"])
+
+
+def test_tfidf_without_smoothing_uses_the_plain_inverse_document_frequency(tmp_path):
+    # smooth=False: idf = 1 + log(documents / documents with the term), tf.Transform's formula.
+    def preprocessing_fn(inputs):
+        index, weight = tft.tfidf(tft.compute_and_apply_vocabulary(inputs["x"]), 4, smooth=False)
+        return {"index": index, "weight": weight}
+
+    table = pa.table({"x": [["I", "like", "pie", "pie", "pie"], ["yum", "yum", "pie"]]})
+    out = run_engine(preprocessing_fn, table, {"x": FeatureSpec("string")}, tmp_path)["transformed"]
+    assert as_tuple(out["index"])[1] == [0, 2, 3, 0, 1]
+    once = 1 + np.log(2.0)  # a term in one of the two documents
+    np.testing.assert_allclose(as_tuple(out["weight"])[1], [3 / 5, once / 5, once / 5, 1 / 3, 2 / 3 * once],
+                               rtol=1e-6)
+
+
+def test_output_dtype_gives_the_statistics_and_z_scores_in_that_type(tmp_path):
+    traced_dtypes = []
+
+    def preprocessing_fn(inputs):
+        x = inputs["x"]
+        outputs = {"z": tft.scale_to_z_score(x, output_dtype=tf.float64),
+                   "mean": tft.mean(x, output_dtype=tf.float64) + tf.zeros_like(x, tf.float64),
+                   "var": tft.var(x, output_dtype=tf.float64) + tf.zeros_like(x, tf.float64)}
+        traced_dtypes.append({name: tensor.dtype for name, tensor in outputs.items()})
+        return outputs
+
+    values = np.array([1.5, 2.25, 7.0, -3.125, 0.1], np.float32)
+    out = run_engine(preprocessing_fn, pa.table({"x": values}), {"x": dense("float32")}, tmp_path)["transformed"]
+    # float64 in the graph; materialized, as every float output, as float32 (tf.Example's float type).
+    assert traced_dtypes and all(set(found.values()) == {tf.float64} for found in traced_dtypes)
+    wide = values.astype(np.float64)
+    np.testing.assert_allclose(out["mean"].numpy().ravel(), np.full(5, wide.mean()), rtol=1e-7)
+    np.testing.assert_allclose(out["var"].numpy().ravel(), np.full(5, wide.var()), rtol=1e-7)
+    np.testing.assert_allclose(out["z"].numpy().ravel(), (wide - wide.mean()) / wide.std(), rtol=1e-6)
+
+
+def test_asking_for_an_unknown_vocabulary_or_the_buckets_of_a_plain_tensor_is_a_one_line_error():
+    def unknown_vocabulary(inputs):
+        tft.vocabulary(inputs["s"], vocab_filename="words")
+        return {"n": inputs["n"] + tf.cast(tft.experimental.get_vocabulary_size_by_name("wrods"), tf.float32)}
+
+    def plain_buckets(inputs):
+        return {"n": inputs["n"] + tf.cast(tft.get_num_buckets_for_transformed_feature(inputs["n"]), tf.float32)}
+
+    raw = {"s": dense("string"), "n": dense("float32")}
+    for fn, expected in ((unknown_vocabulary, "no tft.vocabulary in this preprocessing_fn writes 'wrods'"),
+                         (plain_buckets, "tft.get_num_buckets_for_transformed_feature: the tensor is not")):
+        with pytest.raises(PreprocessingFnError, match=expected) as info:
+            plan_analysis(fn, raw, "my_module.py")
+        assert "\n" not in str(info.value)
 
 
 # --- side by side with real tensorflow-transform ---------------------------------------------

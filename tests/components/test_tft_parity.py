@@ -16,7 +16,8 @@ results are cached by content (``tft_oracle.run_tft_cached``); Sluice runs every
 
 Tolerances: float rounding only (1e-5; sums and variances of a few hundred values 1e-3/1e-4).
 ``bucketize`` and ``quantiles`` come from different quantile sketches in the two engines, yet on
-these rows they give the same boundaries, so bucket ids and quantiles are compared exactly too.
+these rows they give the same boundaries, so bucket ids are compared exactly too (the boundaries
+``quantiles`` returns are float outputs, within the float tolerance).
 """
 
 from __future__ import annotations
