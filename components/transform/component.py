@@ -208,13 +208,13 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
     analyze_files = [f for split in analyze_splits for f in files[split]]
     row_groups = RowGroups(list(raw_features), OWNER)
     # The other splits' files too, after the analyzed ones: read while the analysis leaves a core free.
-    others = [f for split in transform_splits for f in files[split] if f not in analyze_files]
-    row_groups.prefetch(analyze_files + others)
+    transform_files = [f for split in transform_splits for f in files[split]]
+    row_groups.prefetch(analyze_files + [f for f in transform_files if f not in analyze_files])
     plan = trace_analysis(fn, raw_features, source)
     values = analyze_in_process(plan, fn, raw_features, source, analyze_files, row_groups, examples_schema)
     traced = trace_transform_graph(fn, raw_features, values, source)
     transform = PackedFunction(traced.transform_fn, traced.raw_features)
-    batched = row_groups.expects_batched([f for split in transform_splits for f in files[split]])
+    batched = row_groups.expects_batched(transform_files)
     if batched:  # tracing is Python: done before the save's Python competes with it for the GIL
         transform.use_wrapper()
     # Saving is mostly Python; running the graph and encoding Parquet are kernels that release

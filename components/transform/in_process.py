@@ -52,6 +52,7 @@ class RowGroups:
         self._kept: dict[str, list[pa.RecordBatch]] = {}
         self._loading: dict[str, concurrent.futures.Future] = {}
         self._refused: set[str] = set()  # files the prefetch refused (too big to keep): a pass streams them
+        self._layouts: dict[str, tuple[Any, list[str], list[int]]] = {}  # each footer read once
         self._lock = threading.Lock()
 
     def prefetch(self, files: list[str]) -> None:
@@ -91,9 +92,12 @@ class RowGroups:
 
     def _layout(self, path: str) -> tuple[Any, list[str], list[int]]:
         """A file's Parquet metadata, which of ``columns`` it has, and its row group indices."""
-        metadata = open_parquet(path, self._owner).metadata
-        present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
-        return metadata, present, list(range(metadata.num_row_groups))
+        found = self._layouts.get(path)
+        if found is None:
+            metadata = open_parquet(path, self._owner).metadata
+            present = [name for name in self._columns if name in metadata.schema.to_arrow_schema().names]
+            found = self._layouts[path] = (metadata, present, list(range(metadata.num_row_groups)))
+        return found
 
     @staticmethod
     def _estimate(first: list[pa.RecordBatch], metadata: Any) -> int:

@@ -120,7 +120,8 @@ def test_warming_for_batches_sets_up_the_wrapper_and_every_call_then_goes_throug
         assert len(unpacked_eagerly) - after_warm == (0 if batched else 3)
 
 
-def test_the_reader_tells_from_the_footers_whether_a_pass_goes_through_the_wrapper(tmp_path):
+def test_the_reader_tells_from_the_footers_whether_a_pass_goes_through_the_wrapper(tmp_path, monkeypatch):
+    from sluice.components.transform import in_process
     from sluice.components.transform.in_process import RowGroups, _leaf_owners
 
     small, wide, many = (str(tmp_path / f"{name}.parquet") for name in ("small", "wide", "many"))
@@ -134,6 +135,14 @@ def test_the_reader_tells_from_the_footers_whether_a_pass_goes_through_the_wrapp
     assert reader.expects_batched([wide])
     assert not reader.expects_batched([wide], needed={"a"})
     assert reader.expects_batched([many])
+    # Each footer is read once, whatever asks for it: the estimates above and the passes after them.
+    opened = []
+    plain_open = in_process.open_parquet
+    monkeypatch.setattr(in_process, "open_parquet",
+                        lambda path, owner: (opened.append(path), plain_open(path, owner))[1])
+    assert reader.expects_batched([small, many])
+    assert sum(batch.num_rows for batch in reader([small, wide, many], keep=True)) == 2200
+    assert opened == []
     assert _leaf_owners(pa.schema([("a.b", pa.list_(pa.float32())), ("m", pa.map_(pa.string(), pa.int64())),
                                    ("s", pa.struct([("x", pa.int32()), ("y", pa.list_(pa.string()))])),
                                    ("c", pa.int64())])) == ["a.b", "m", "m", "s", "s", "c"]
