@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import os
 import threading
 from collections.abc import Iterator
@@ -35,59 +36,100 @@ SHARD_NAME = "part-00000-of-00001.parquet"
 KEEP_BYTES = 512 << 20
 # Bytes per value in memory, by Parquet physical type (8 for others: strings, read as codes or text).
 _WIDTHS = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8}
+# A batch read holds about this many bytes of its widest column, Parquet's levels (2 bytes each)
+# counted: the column's decode buffers then stay blocks the heap reuses, not fresh pages that the
+# read faults in and grows by copying (wide rows: bench/PROFILES.md). Narrow columns read in
+# READ_BATCH_ROWS rows, fewer calls; at least MIN_BATCH_ROWS.
+READ_BATCH_BYTES = 8 << 20
+READ_BATCH_ROWS = 131072
+MIN_BATCH_ROWS = 256
+
+
+class _Loading:
+    """A file the prefetch is reading: its batches so far, handed to a pass as each comes."""
+
+    def __init__(self):
+        self.batches: list[pa.RecordBatch] = []
+        self.kept = False  # whether the prefetch read it all (else a pass reads what it lacks)
+        self._done = False
+        self._changed = threading.Condition()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        with self._changed:
+            self.batches.append(batch)
+            self._changed.notify_all()
+
+    def finish(self, kept: bool) -> None:
+        with self._changed:
+            self.kept, self._done = kept, True
+            self._changed.notify_all()
+
+    def follow(self) -> Iterator[pa.RecordBatch]:
+        """Every batch read, waiting for each, until the prefetch is done with the file."""
+        index = 0
+        while True:
+            with self._changed:
+                while index == len(self.batches) and not self._done:
+                    self._changed.wait()
+                if index == len(self.batches):
+                    return
+                batch = self.batches[index]
+            index += 1
+            yield batch
 
 
 class RowGroups:
     """Reads the examples' Parquet files in batches (``io.examples``, errors naming the file), with
     ``columns`` the files have; a file read with ``keep`` is kept, and read again from memory, when
-    its size (estimated from its first row group and its row count) fits in what is left of
-    ``keep_bytes``. Deciding up front means a file too big to keep is never held in part; such a
-    file is read with only the ``needed`` columns (all when None). ``prefetch`` reads files to
-    keep in a background thread, ahead of the first pass that reads them."""
+    its size (estimated from its footer) fits in what is left of ``keep_bytes``. Deciding up
+    front means a file too big to keep is never held in part; such a file is read with only the
+    ``needed`` columns (all when None). ``prefetch`` reads files to keep in a background thread,
+    ahead of the first pass that reads them, which takes each batch as it is read."""
 
     def __init__(self, columns: list[str], owner: str, keep_bytes: int = KEEP_BYTES):
         self._columns = columns
         self._owner = owner
         self._keep_bytes = keep_bytes
         self._kept: dict[str, list[pa.RecordBatch]] = {}
-        self._loading: dict[str, concurrent.futures.Future] = {}
-        self._refused: set[str] = set()  # files the prefetch refused (too big to keep): a pass streams them
+        self._loading: dict[str, _Loading] = {}
+        self._refused: set[str] = set()  # files too big to keep: a pass streams them
         self._layouts: dict[str, tuple[Any, list[str], list[int]]] = {}  # each footer read once
+        self._batch_rows: dict[tuple[str, tuple[str, ...]], int] = {}
         self._lock = threading.Lock()
 
     def prefetch(self, files: list[str]) -> None:
         """Reads ``files`` into memory in a background thread, in order, each when it fits what is
         left of the budget (the first that does not ends the prefetch, and a pass streams it
-        without trying it again); a pass reaching a file still being read waits for it. Parquet
-        decoding releases the GIL, so this overlaps the Python work before the first pass (tracing
-        ``preprocessing_fn``)."""
-        pending = {path: concurrent.futures.Future() for path in files
-                   if path not in self._kept and path not in self._loading}
+        without trying it again); a pass reaching a file being read takes its batches as they
+        come. Parquet decoding releases the GIL, so this overlaps the Python work before the
+        first pass (tracing ``preprocessing_fn``) and the analysis of the batches before."""
+        pending = {path: _Loading() for path in files if path not in self._kept and path not in self._loading}
         self._loading.update(pending)
 
         def load() -> None:
             fits = True
-            for path, future in pending.items():
+            for path, loading in pending.items():
+                kept = False
                 try:
-                    fits = fits and self._load(path)
+                    kept = fits = fits and self._load(path, loading)
                 except Exception:  # noqa: BLE001 - the pass reports it, reading the file itself
                     fits = False
                 finally:
-                    future.set_result(None)
+                    if kept:  # before it leaves _loading: a pass looks there first, then here
+                        self._kept[path] = loading.batches
+                    del self._loading[path]
+                    loading.finish(kept)
 
         threading.Thread(target=load, name="prefetch-examples", daemon=True).start()
 
-    def _load(self, path: str) -> bool:
+    def _load(self, path: str, loading: _Loading) -> bool:
         """Keeps ``path``'s rows in memory if they fit the budget; says whether they did."""
         metadata, present, groups = self._layout(path)
-        if not groups:  # an empty file: nothing to hold
-            self._kept[path] = []
-            return True
-        first = list(self._read(path, present, groups[:1]))
-        if not self._reserve(self._estimate(first, metadata)):
+        if not self._reserve(sum(_leaf_bytes(metadata, present))):
             self._refused.add(path)  # the budget only shrinks: a later pass would refuse it too
             return False
-        self._kept[path] = first + list(self._read(path, present, groups[1:]))
+        for batch in self._read(path, present, groups):
+            loading.add(batch)
         return True
 
     def _layout(self, path: str) -> tuple[Any, list[str], list[int]]:
@@ -99,33 +141,30 @@ class RowGroups:
             found = self._layouts[path] = (metadata, present, list(range(metadata.num_row_groups)))
         return found
 
-    @staticmethod
-    def _estimate(first: list[pa.RecordBatch], metadata: Any) -> int:
-        """A file's size in memory, from its first row group's and its row count."""
-        return sum(b.nbytes for b in first) * metadata.num_rows // max(metadata.row_group(0).num_rows, 1)
-
     def __call__(self, files: list[str], keep: bool = False,
                  needed: set[str] | None = None) -> Iterator[pa.RecordBatch]:
         for path in files:
-            loading = self._loading.pop(path, None)
+            loading = self._loading.get(path)
+            taken = 0
             if loading is not None:
-                loading.result()
+                for batch in loading.follow():
+                    taken += 1
+                    yield batch
+                if loading.kept:
+                    continue
             if path in self._kept:
                 yield from self._kept[path]
                 continue
             metadata, present, groups = self._layout(path)
+            if taken:  # the prefetch failed part-way: the same batches on, read here (its error raised here)
+                yield from itertools.islice(self._read(path, present, groups), taken, None)
+                continue
             wanted = present if needed is None else [name for name in present if name in needed]
-            if not keep or not groups or path in self._refused:
+            if not keep or path in self._refused or not self._reserve(sum(_leaf_bytes(metadata, present))):
                 yield from self._read(path, wanted, groups)
                 continue
-            first = list(self._read(path, present, groups[:1]))
-            if not self._reserve(self._estimate(first, metadata)):
-                yield from (batch.select(wanted) for batch in first)
-                yield from self._read(path, wanted, groups[1:])
-                continue
-            batches = first
-            yield from first
-            for batch in self._read(path, present, groups[1:]):
+            batches = []
+            for batch in self._read(path, present, groups):
                 batches.append(batch)
                 yield batch
             self._kept[path] = batches
@@ -133,24 +172,32 @@ class RowGroups:
     def expects_batched(self, files: list[str], needed: set[str] | None = None) -> bool:
         """Whether a pass over ``files`` (their ``needed`` columns, all when None) goes through a
         packed function's traced wrapper (``PackedFunction.expects_batched``), from the files'
-        footers: their row groups, and their values at each type's width in memory."""
-        groups, nbytes = 0, 0
+        footers: their row groups or read batches, and their values at each type's width in memory."""
+        batches, nbytes = 0, 0
         for path in files:
             metadata, present, _ = self._layout(path)
-            owners = _leaf_owners(metadata.schema.to_arrow_schema())
-            leaves = [c for c, name in enumerate(owners) if name in present and (needed is None or name in needed)]
-            for index in range(metadata.num_row_groups):
-                group = metadata.row_group(index)
-                groups += 1
-                nbytes += sum(group.column(c).num_values * _WIDTHS.get(group.column(c).physical_type, 8)
-                              for c in leaves)
-        return PackedFunction.expects_batched(groups, nbytes)
+            wanted = [name for name in present if needed is None or name in needed]
+            rows = self._rows_per_batch(path, wanted)
+            batches += max(metadata.num_row_groups, -(-metadata.num_rows // rows))
+            nbytes += sum(_leaf_bytes(metadata, wanted))
+        return PackedFunction.expects_batched(batches, nbytes)
+
+    def _rows_per_batch(self, path: str, columns: list[str]) -> int:
+        """Rows per batch read of ``columns``: about ``READ_BATCH_BYTES`` of the widest, from the footer."""
+        key = (path, tuple(columns))
+        rows = self._batch_rows.get(key)
+        if rows is None:
+            metadata = self._layout(path)[0]
+            row_bytes = max(_leaf_bytes(metadata, columns, levels=True), default=0) / max(metadata.num_rows, 1)
+            rows = self._batch_rows[key] = max(MIN_BATCH_ROWS, min(READ_BATCH_ROWS,
+                                                                   int(READ_BATCH_BYTES / max(row_bytes, 1))))
+        return rows
 
     def _read(self, path: str, columns: list[str], groups: list[int]) -> Iterator[pa.RecordBatch]:
         if groups:
             # One thread: pyarrow's threads decode list columns several times slower on few cores.
-            yield from read_batches(path, self._owner, columns=columns, row_groups=groups, use_threads=False,
-                                    strings_as_dictionary=True)
+            yield from read_batches(path, self._owner, self._rows_per_batch(path, columns), columns=columns,
+                                    row_groups=groups, use_threads=False, strings_as_dictionary=True)
 
     def _reserve(self, size: int) -> bool:
         """Takes a file's estimated size from the budget, if it fits."""
@@ -159,6 +206,21 @@ class RowGroups:
                 return False
             self._keep_bytes -= size
             return True
+
+
+def _leaf_bytes(metadata: Any, columns: list[str], levels: bool = False) -> list[int]:
+    """The bytes of each leaf column of ``columns`` in memory, values at their type's width, from
+    a file's footer; with ``levels``, 2 bytes more per value for each kind of level (repetition,
+    definition) the leaf has."""
+    owners = _leaf_owners(metadata.schema.to_arrow_schema())
+    leaves = [c for c, name in enumerate(owners) if name in columns]
+    widths = {c: _WIDTHS.get(metadata.schema.column(c).physical_type, 8) for c in leaves}
+    if levels:
+        for c in leaves:
+            column = metadata.schema.column(c)
+            widths[c] += 2 * ((column.max_definition_level > 0) + (column.max_repetition_level > 0))
+    return [sum(metadata.row_group(index).column(c).num_values for index in range(metadata.num_row_groups))
+            * widths[c] for c in leaves]
 
 
 def _leaf_owners(schema: pa.Schema) -> list[str]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -164,15 +166,15 @@ def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_
     reader = RowGroups(["a", "b"], "Transform")
     reader.prefetch(paths)
     for loading in list(reader._loading.values()):
-        loading.result()
+        list(loading.follow())
     assert all(path in reader._kept for path in paths)  # read in the background, before any pass
-    assert pa.Table.from_batches(list(reader(paths, keep=True, needed={"a"}))).equals(plain)
     assert not reader._loading
+    assert pa.Table.from_batches(list(reader(paths, keep=True, needed={"a"}))).equals(plain)
     # Over the budget: the first file that does not fit ends the prefetch, and nothing is held for it.
-    reader = RowGroups(["a", "b"], "Transform", keep_bytes=2500)  # one file's 100 rows: ~1,600 bytes
+    reader = RowGroups(["a", "b"], "Transform", keep_bytes=2500)  # one file's 100 rows: 1,600 bytes
     reader.prefetch(paths)
     for loading in list(reader._loading.values()):
-        loading.result()
+        list(loading.follow())
     reads = []
     plain_read = reader._read
     reader._read = lambda path, columns, groups: (reads.append((path, columns, groups)), plain_read(path, columns,
@@ -180,10 +182,10 @@ def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_
     batches = list(reader(paths, keep=True, needed={"a"}))
     assert [v for batch in batches for v in batch.column("a").to_pylist()] == list(range(300))
     assert paths[0] in reader._kept and paths[2] not in reader._kept and paths[3] not in reader._kept
-    # The file the prefetch refused is streamed in one read of the needed columns, its first row group
-    # not read again to be refused again; the one after it, never tried, goes the usual way.
-    assert [(groups, columns) for path, columns, groups in reads if path == paths[2]] == [(list(range(10)), ["a"])]
-    assert [groups for path, _, groups in reads if path == paths[3]] == [[0], list(range(1, 10))]
+    # The file the prefetch refused, and the one after it, never tried, are streamed in one read of
+    # the needed columns: the footer tells they do not fit.
+    for path in paths[2:]:
+        assert [(groups, columns) for read, columns, groups in reads if read == path] == [(list(range(10)), ["a"])]
     # A broken file: the prefetch says nothing; the pass reading it gives the one-line error naming it.
     broken = str(tmp_path / "broken.parquet")
     with open(broken, "wb") as fh:
@@ -192,6 +194,54 @@ def test_prefetched_files_are_kept_and_read_back_as_a_plain_read_gives_them(tmp_
     reader.prefetch([broken, paths[0]])
     with pytest.raises(ComponentError, match="broken.parquet"):
         list(reader([broken, paths[0]], keep=True))
+
+
+def test_a_pass_takes_each_batch_as_the_prefetch_reads_it(tmp_path):
+    """The analysis starts on the first batch, not once the whole file is read; a prefetch failing
+    part-way leaves the pass to read on from where it stopped (where an error that lasts is raised)."""
+    from sluice.components.transform.in_process import RowGroups
+
+    path = str(tmp_path / "wide.parquet")
+    image = pa.array([[float(row)] * 784 for row in range(4000)], pa.list_(pa.float32()))
+    pq.write_table(pa.table({"image": image, "n": pa.array(range(4000), pa.int64())}), path)
+    reader = RowGroups(["image", "n"], "Transform")
+    # 784 floats a row, each with two levels: 6,272 bytes, so 8 MB of the widest column is 1,337 rows.
+    assert reader._rows_per_batch(path, ["image", "n"]) == 1337
+    assert reader._rows_per_batch(path, ["n"]) == 131072  # narrow columns: READ_BATCH_ROWS
+    gate = threading.Event()
+    plain_read = reader._read
+
+    def read_then_wait(path, columns, groups):
+        for index, batch in enumerate(plain_read(path, columns, groups)):
+            if index == 1:
+                gate.wait(10)
+            yield batch
+
+    reader._read = read_then_wait
+    threading.Timer(5, gate.set).start()  # a pass waiting for the whole file would get its batch after this
+    reader.prefetch([path])
+    batches = reader([path], keep=True)
+    first = next(batches)
+    assert not gate.is_set() and first.num_rows == 1337
+    gate.set()
+    assert [b.num_rows for b in batches] == [1337, 1326] and path in reader._kept
+    # Failing part-way: the pass gets the batches read, then reads on itself and raises the error.
+    reader = RowGroups(["image", "n"], "Transform")
+    plain_read = reader._read
+    reads = []
+
+    def fail_after_one(path, columns, groups):
+        reads.append(columns)
+        batches = plain_read(path, columns, groups)
+        yield next(batches)
+        if len(reads) == 1:
+            raise OSError("disk went away")
+        yield from batches
+
+    reader._read = fail_after_one
+    reader.prefetch([path])
+    rows = [v[0] for batch in reader([path], keep=True) for v in batch.column("image").to_pylist()]
+    assert rows == [float(row) for row in range(4000)] and len(reads) == 2 and path not in reader._kept
 
 
 def test_strings_read_as_a_dictionary_give_the_plain_columns_tensors(tmp_path):
