@@ -313,5 +313,9 @@ def _summarize_failure(exc: BaseException, source: str) -> str:
     return f"{where}{message or type(exc).__name__}"
 
 
-# Given an object store's URIs, it runs on Beam; workers read the graph from a local copy.
-Transform = component(run_transform, name="Transform", warm_imports=("tensorflow",), remote_io=True)
+# Given an object store's URIs, it runs on Beam; workers read the graph from a local copy. Its
+# warm imports name the engine's own modules too (imported on first use otherwise): a runner
+# imports them in the background while earlier components run.
+Transform = component(run_transform, name="Transform", remote_io=True, warm_imports=(
+    "tensorflow", "sluice.components.tfdv", "sluice.components.transform.column_hints",
+    "sluice.components.transform.in_process"))
