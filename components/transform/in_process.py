@@ -125,7 +125,7 @@ class RowGroups:
     def _load(self, path: str, loading: _Loading) -> bool:
         """Keeps ``path``'s rows in memory if they fit the budget; says whether they did."""
         metadata, present, groups = self._layout(path)
-        if not self._reserve(sum(_leaf_bytes(metadata, present))):
+        if not self._reserve(metadata, present):
             self._refused.add(path)  # the budget only shrinks: a later pass would refuse it too
             return False
         for batch in self._read(path, present, groups):
@@ -159,8 +159,8 @@ class RowGroups:
             if taken:  # the prefetch failed part-way: the same batches on, read here (its error raised here)
                 yield from itertools.islice(self._read(path, present, groups), taken, None)
                 continue
-            wanted = present if needed is None else [name for name in present if name in needed]
-            if not keep or path in self._refused or not self._reserve(sum(_leaf_bytes(metadata, present))):
+            wanted = _wanted(present, needed)
+            if not keep or path in self._refused or not self._reserve(metadata, present):
                 yield from self._read(path, wanted, groups)
                 continue
             batches = []
@@ -176,7 +176,7 @@ class RowGroups:
         batches, nbytes = 0, 0
         for path in files:
             metadata, present, _ = self._layout(path)
-            wanted = [name for name in present if needed is None or name in needed]
+            wanted = _wanted(present, needed)
             rows = self._rows_per_batch(path, wanted)
             batches += max(metadata.num_row_groups, -(-metadata.num_rows // rows))
             nbytes += sum(_leaf_bytes(metadata, wanted))
@@ -199,13 +199,20 @@ class RowGroups:
             yield from read_batches(path, self._owner, self._rows_per_batch(path, columns), columns=columns,
                                     row_groups=groups, use_threads=False, strings_as_dictionary=True)
 
-    def _reserve(self, size: int) -> bool:
-        """Takes a file's estimated size from the budget, if it fits."""
+    def _reserve(self, metadata: Any, present: list[str]) -> bool:
+        """Takes a file's size in memory (its ``present`` columns, estimated from its footer
+        ``metadata``) from the budget, if it fits."""
+        size = sum(_leaf_bytes(metadata, present))
         with self._lock:
             if size > self._keep_bytes:
                 return False
             self._keep_bytes -= size
             return True
+
+
+def _wanted(present: list[str], needed: set[str] | None) -> list[str]:
+    """The ``present`` columns a pass needs (all when ``needed`` is None), in the file's order."""
+    return present if needed is None else [name for name in present if name in needed]
 
 
 def _leaf_bytes(metadata: Any, columns: list[str], levels: bool = False) -> list[int]:
