@@ -13,7 +13,7 @@ import os
 
 from sluice.components.io.examples import DEFAULT_BATCH_ROWS, open_parquet, read_batches
 from sluice.components.sdk import ComponentError
-from sluice.components.statistics_gen.accumulate import DatasetAccumulator, add_batch, compact
+from sluice.components.statistics_gen.accumulate import DatasetAccumulator, add_batch, compact, merge_datasets
 
 # Pieces of files summarized at once per process.
 FILES_IN_FLIGHT = min(4, os.cpu_count() or 1)
@@ -65,12 +65,47 @@ def file_pieces(path: str, piece_rows: int) -> list[list[int] | None]:
     return pieces
 
 
-def summarize_piece(read_ahead: ReadAhead, handoff, categorical_int_features: frozenset[str]):
-    """The compacted DatasetAccumulator of one piece of a file, its batches as ``read_ahead`` decodes them."""
+def summarize_piece(read_ahead: ReadAhead, handoff, categorical_int_features: frozenset[str],
+                    merge: InOrderMerge, index: int) -> None:
+    """Hands ``merge`` the compacted DatasetAccumulator of piece number ``index`` of an element,
+    its batches as ``read_ahead`` decodes them (not returned: a future would keep it alive)."""
     accumulator = DatasetAccumulator()
     for batch in read_ahead.batches(handoff):
         add_batch(accumulator, batch, categorical_int_features, parallel_columns=False)
-    return compact(accumulator)
+    merge.add(index, compact(accumulator))
+
+
+class InOrderMerge:
+    """An element's piece accumulators merged in piece order as they are done (``add``).
+
+    The same left fold as ``merge_datasets`` over the whole list, so the same statistics, but
+    only the pieces done ahead of an earlier one wait: a split of many pieces (a 1000x train file
+    is ~80) no longer holds every piece's sketches until the last is done.
+    """
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._done: dict[int, DatasetAccumulator] = {}
+        self._next = 0
+        self._merged: DatasetAccumulator | None = None
+
+    def add(self, index: int, accumulator: DatasetAccumulator) -> None:
+        """Piece ``index``'s accumulator (each index once, from 0), merged once those before it are."""
+        with self._lock:
+            self._done[index] = accumulator
+            while self._next in self._done:
+                piece = self._done.pop(self._next)
+                self._merged = piece if self._merged is None else merge_datasets([self._merged, piece])
+                self._next += 1
+
+    def result(self, pieces: int) -> DatasetAccumulator:
+        """The merge of pieces ``0..pieces-1``, all added; compacted when there was more than one."""
+        with self._lock:
+            if self._next != pieces:
+                raise RuntimeError(f"InOrderMerge: {self._next} of {pieces} pieces merged")
+            return compact(self._merged) if pieces > 1 else self._merged
 
 
 class ReadAhead:

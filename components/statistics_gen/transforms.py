@@ -103,8 +103,9 @@ class SummarizeFilesFn(beam.DoFn):
 
     The pieces of the bundle's files are summarized concurrently on ``read_ahead.file_pool``
     and decoded ahead of them by the bundle's ``ReadAhead``. An element's pieces are merged
-    in file order. At most ``read_ahead.FILES_IN_FLIGHT`` elements are held back; the rest
-    are emitted when the bundle finishes.
+    in file order as each is done (``read_ahead.InOrderMerge``): a split of many pieces keeps
+    only those in flight. At most ``read_ahead.FILES_IN_FLIGHT`` elements are held back; the
+    rest are emitted when the bundle finishes.
     """
 
     def __init__(self, batch_size: int, categorical_int_features: frozenset[str]):
@@ -118,12 +119,12 @@ class SummarizeFilesFn(beam.DoFn):
 
     def process(self, split_and_paths):
         split, files = split_and_paths
-        futures = []
-        for path, row_groups in _pieces(files):
+        futures, merge = [], read_ahead.InOrderMerge()
+        for index, (path, row_groups) in enumerate(_pieces(files)):
             handoff = self._read_ahead.add(path, row_groups, self.batch_size)
             futures.append(read_ahead.file_pool().submit(read_ahead.summarize_piece, self._read_ahead, handoff,
-                                                         self.categorical_int_features))
-        self._pending.append((split, futures))
+                                                         self.categorical_int_features, merge, index))
+        self._pending.append((split, futures, merge))
         while len(self._pending) > read_ahead.FILES_IN_FLIGHT:
             yield self._next_result()
 
@@ -138,11 +139,12 @@ class SummarizeFilesFn(beam.DoFn):
             reading.stop()
 
     def _next_result(self):
-        split, futures = self._pending.pop(0)
+        split, futures, merge = self._pending.pop(0)
         try:
-            pieces = [future.result() for future in futures]
+            for future in futures:
+                future.result()
         except BaseException:
-            for _, others in self._pending:  # files not started yet are not read for nothing
+            for _, others, _ in self._pending:  # files not started yet are not read for nothing
                 for future in others:
                     future.cancel()
             for future in futures:
@@ -150,7 +152,7 @@ class SummarizeFilesFn(beam.DoFn):
             self._pending = []
             self._read_ahead.stop()  # summaries still running get an error for what was not read
             raise
-        merged = compact(merge_datasets(pieces)) if len(pieces) > 1 else pieces[0]
+        merged = merge.result(len(futures))  # merged as the pieces were done
         record_worker(merged.num_examples)
         return split, merged
 

@@ -594,6 +594,46 @@ def test_a_big_file_is_summarized_in_pieces_of_whole_row_groups(tmp_path, pengui
                     _check_same_statistics, label="same")
 
 
+def test_a_big_files_pieces_are_merged_as_they_are_done_not_held_to_the_end(tmp_path, penguins, monkeypatch):
+    # 34 pieces of one split: each piece's accumulator is merged in file order once done, so only
+    # the pieces in flight are alive at any time (all 34 were, until the last was done), and the
+    # statistics are those of one left fold over the pieces in order.
+    import threading
+    import weakref
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(penguins, path, row_group_size=10)
+    monkeypatch.setattr(reading, "PIECE_ROWS", 10)
+    alive, most, lock = [0], [0], threading.Lock()
+
+    def gone():
+        with lock:
+            alive[0] -= 1
+
+    class Counted(reading.DatasetAccumulator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            with lock:
+                alive[0] += 1
+                most[0] = max(most[0], alive[0])
+            weakref.finalize(self, gone)
+
+    monkeypatch.setattr(reading, "DatasetAccumulator", Counted)
+    fn = transforms.SummarizeFilesFn(16, frozenset())
+    fn.start_bundle()
+    emitted = list(fn.process(("train", (str(path),)))) + [v.value for v in fn.finish_bundle()]
+    assert len(reading.file_pieces(str(path), 10)) == 34
+    assert [(split, merged.num_examples) for split, merged in emitted] == [("train", 344)]
+    assert 1 <= most[0] <= 10  # those being summarized, the merge, a few done ahead of an earlier one
+
+    one_by_one = reading.InOrderMerge()
+    pieces = [transforms.StatisticsCombineFn("train", frozenset()).add_input(reading.DatasetAccumulator(), batch)
+              for batch in penguins.to_batches(max_chunksize=100)]
+    for index in (2, 0, 3, 1):  # done out of order: merged in order all the same
+        one_by_one.add(index, pieces[index])
+    assert one_by_one.result(4).num_examples == 344
+
+
 def _rank_errors(x, ranks, got):
     """How far each returned value's ranks in sorted ``x`` lie from the rank asked for."""
     ordered = np.sort(x)
