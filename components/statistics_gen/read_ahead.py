@@ -79,8 +79,8 @@ class InOrderMerge:
     """An element's piece accumulators merged in piece order as they are done (``add``).
 
     The same left fold as ``merge_datasets`` over the whole list, so the same statistics, but
-    only the pieces done ahead of an earlier one wait: a split of many pieces (a 1000x train file
-    is ~80) no longer holds every piece's sketches until the last is done.
+    only the pieces done ahead of an earlier one wait: a split of many pieces (the 1000x train
+    split has 76) no longer holds every piece's sketches until the last is done.
     """
 
     def __init__(self):
