@@ -4,7 +4,9 @@ The files of a bundle (e.g. the train and the eval split), and the pieces of who
 row groups a big file is cut into (``file_pieces``), are summarized at the same
 time on ``file_pool``, one thread per piece with its columns done inline: this
 keeps the cores busy without the per-batch wait for the slowest column that a
-column pool has. A bundle's ``ReadAhead`` decodes the pieces ahead of them, in order.
+column pool has. A bundle's ``ReadAhead`` decodes the pieces ahead of them, in order,
+and an element's ``InOrderMerge`` folds each piece's accumulator into the element's as soon
+as the pieces before it are folded.
 """
 
 from __future__ import annotations
