@@ -626,12 +626,17 @@ def test_a_big_files_pieces_are_merged_as_they_are_done_not_held_to_the_end(tmp_
     assert [(split, merged.num_examples) for split, merged in emitted] == [("train", 344)]
     assert 1 <= most[0] <= 10  # those being summarized, the merge, a few done ahead of an earlier one
 
-    one_by_one = reading.InOrderMerge()
-    pieces = [transforms.StatisticsCombineFn("train", frozenset()).add_input(reading.DatasetAccumulator(), batch)
-              for batch in penguins.to_batches(max_chunksize=100)]
+    def summaries():  # merging changes the first piece: each fold gets its own
+        return [transforms.StatisticsCombineFn("train", frozenset()).add_input(reading.DatasetAccumulator(), batch)
+                for batch in penguins.to_batches(max_chunksize=100)]
+
+    one_by_one, pieces = reading.InOrderMerge(), summaries()
     for index in (2, 0, 3, 1):  # done out of order: merged in order all the same
         one_by_one.add(index, pieces[index])
-    assert one_by_one.result(4).num_examples == 344
+    merged = one_by_one.result(4)
+    assert merged.num_examples == 344
+    in_order = reading.compact(reading.merge_datasets(summaries()))
+    assert transforms.to_statistics_proto(merged, "train") == transforms.to_statistics_proto(in_order, "train")
 
 
 def _rank_errors(x, ranks, got):
