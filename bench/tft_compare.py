@@ -309,10 +309,11 @@ def child(engine: str, case: str, data: Path, out: Path) -> dict:
     the Transform component's warm imports, which a runner imports before the component runs.
 
     Both engines run in a process set up as ``sluice run`` sets up its own (``prepare_process``:
-    the heap keeps big blocks instead of page-faulting them afresh); tf.Transform gets it too,
-    so the comparison is of the engines alone.
+    the heap keeps big blocks instead of page-faulting them afresh; ``prepare_executor``: the
+    workarounds for TensorFlow components, such as SavedModel signatures wrapped without
+    AutoGraph); tf.Transform gets them too, so the comparison is of the engines alone.
     """
-    from sluice.orchestration.runtime import prepare_process
+    from sluice.orchestration.runtime import prepare_executor, prepare_process
 
     prepare_process()
     started = time.perf_counter()
@@ -321,13 +322,12 @@ def child(engine: str, case: str, data: Path, out: Path) -> dict:
 
     if engine == "tft":
         import tensorflow_transform.beam  # noqa: F401
-    else:  # what a runner imports before the component runs: its warm imports, its engine's modules
-        import importlib
 
+        prepare_executor(("tensorflow",))
+    else:  # what a runner does before the component runs: its warm imports, and their workarounds
         from sluice.components.transform import Transform
 
-        for module in Transform.warm_imports:
-            importlib.import_module(module)
+        prepare_executor(Transform.warm_imports)
     imported = time.perf_counter()
     (run_tft if engine == "tft" else run_sluice)(case, data, out)
     finished = time.perf_counter()

@@ -10,7 +10,7 @@ shape ``[rows, width]`` (width 1 for a scalar column, the longest list for a lis
 
 Strings travel as a dictionary and int32 codes (``unpack`` gathers them): Parquet's string
 columns are dictionary-encoded, and read as such (``RowGroups``) only the few distinct strings
-are copied into TensorFlow; a plain string column is sent as the dictionary, with no codes.
+are copied into TensorFlow; a plain string column is sent as its own dictionary, codes 0, 1, ...
 """
 
 from __future__ import annotations
@@ -201,16 +201,18 @@ def _strings(column: Any) -> dict[str, Any]:
         dictionary, codes = column.dictionary, column.indices.cast(pa.int32())
         if not len(codes):
             dictionary = dictionary.slice(0, 0)
-    else:  # no codes: the dictionary is the column itself
-        dictionary, codes = column if is_text(column.type) else column.cast(pa.string()), pa.array([], pa.int32())
+    else:  # the dictionary is the column itself, each row its own code (rare: strings are read as dictionaries)
+        import numpy as np
+
+        dictionary = column if is_text(column.type) else column.cast(pa.string())
+        codes = pa.array(np.arange(len(column), dtype=np.int32))
     return {"dictionary": flat_tensor(dictionary, "string"), "codes": flat_tensor(codes, "int32")}
 
 
 def _gather_strings(part: dict[str, Any]) -> Any:
-    """``_strings``' output as the column's string tensor."""
-    tf = _tf()
-    dictionary, codes = part["dictionary"], part["codes"]
-    return tf.cond(tf.equal(tf.size(codes), 0), lambda: dictionary, lambda: tf.gather(dictionary, codes))
+    """``_strings``' output as the column's string tensor (a plain gather: a ``tf.cond`` choosing
+    between the dictionary and the gather cost more to trace and prepare than the rare copy)."""
+    return _tf().gather(part["dictionary"], part["codes"])
 
 
 def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, Any]:

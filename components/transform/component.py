@@ -31,6 +31,9 @@ from sluice.components.tft.graph import RAW_METADATA_DIR, SCHEMA_FILE, TRANSFORM
 from sluice.components.tft.tracing import PreprocessingFnError
 
 OWNER = "Transform"
+# Threads transforming the splits' batches in process (one pool for all splits); more than the
+# cores only adds contention for the GIL, more than 4 was never measured.
+TRANSFORM_WORKERS = min(4, max(2, os.cpu_count() or 2))
 
 
 def load_preprocessing_fn(module_file: str | None, preprocessing_fn: str | None) -> tuple[Callable, str]:
@@ -219,12 +222,13 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
         transform.use_wrapper()
     # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
     # the GIL: the save and every split's transform run side by side.
-    with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool:
+    with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool, \
+            concurrent.futures.ThreadPoolExecutor(TRANSFORM_WORKERS, thread_name_prefix="transform-batch") as compute:
         saved = pool.submit(write_transform_graph, traced, values, graph_dir)
         # Set up once here: two splits' threads calling it first at once each paid for the set-up.
         transform.warm(examples_schema, batched)
         splits = [pool.submit(transform_in_process, transform, traced.features, files[split], row_groups,
-                              transformed_examples.split_uri(split))
+                              transformed_examples.split_uri(split), compute)
                   for split in transform_splits]
         for done in splits:
             done.result()

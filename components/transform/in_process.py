@@ -252,11 +252,60 @@ def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: 
         accumulators = {spec.key: new_accumulator(spec) for spec in specs}
         parts = (part for table in row_groups(files, keep=True, needed=function.consumed_features())
                  for part in slices(table))
-        for found in _ordered_map(function, parts):
-            for spec in specs:
-                accumulators[spec.key] = add_to_accumulator(spec, accumulators[spec.key], found[spec.key])
+        with SketchLanes([spec for spec in specs if spec.kind in SketchLanes.KINDS], accumulators) as lanes:
+            for found in _ordered_map(function, parts):
+                lanes.add(found)
+                for spec in specs:
+                    if spec.kind not in SketchLanes.KINDS:
+                        accumulators[spec.key] = add_to_accumulator(spec, accumulators[spec.key], found[spec.key])
         values.update({spec.key: extract(spec, accumulators[spec.key]) for spec in specs})
     return values
+
+
+class SketchLanes:
+    """Folds the batches of the analyzers whose adds are long and release the GIL (tfx_bsl's
+    quantiles sketches) on ``LANES`` threads of their own, each analyzer on one thread, in batch
+    order (a sketch depends on the order of its values), while the analysis thread computes the
+    next batch. One thread folding every sketch was the analysis's slowest step (bench/PROFILES.md).
+    At most ``AHEAD`` batches wait for the lanes."""
+
+    KINDS = ("quantiles",)
+    LANES = 2
+    AHEAD = 2
+
+    def __init__(self, specs: list, accumulators: dict[str, Any]):
+        self._specs = specs
+        self._accumulators = accumulators
+        count = min(self.LANES, len(specs))
+        self._lanes = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"sketch-{lane}")
+                       for lane in range(count)]
+        self._pending: collections.deque = collections.deque()
+
+    def add(self, found: dict[str, Any]) -> None:
+        """Hands a batch's analyzer inputs to the lanes (waiting while ``AHEAD`` batches are queued)."""
+        if not self._specs:
+            return
+        while len(self._pending) >= self.AHEAD:
+            for done in self._pending.popleft():
+                done.result()
+        self._pending.append([self._lanes[index % len(self._lanes)].submit(self._fold, spec, found[spec.key])
+                              for index, spec in enumerate(self._specs)])
+
+    def _fold(self, spec: Any, values: Any) -> None:
+        self._accumulators[spec.key] = add_to_accumulator(spec, self._accumulators[spec.key], values)
+
+    def __enter__(self) -> SketchLanes:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            while self._pending:
+                for done in self._pending.popleft():
+                    if exc_info[0] is None:
+                        done.result()
+        finally:
+            for lane in self._lanes:
+                lane.shutdown(wait=True, cancel_futures=exc_info[0] is not None)
 
 
 def _ordered_map(function: Any, items: Iterator[Any]) -> Iterator[Any]:
@@ -274,11 +323,15 @@ def _ordered_map(function: Any, items: Iterator[Any]) -> Iterator[Any]:
 
 
 def transform_in_process(transform: PackedFunction, features: dict[str, FeatureSpec], files: list[str],
-                         row_groups: RowGroups, out_dir: str) -> int:
+                         row_groups: RowGroups, out_dir: str,
+                         compute: concurrent.futures.Executor | None = None) -> int:
     """Applies ``transform`` to ``files``' rows; writes them to ``out_dir``; returns the row count.
 
     A batch is written in a second thread while the next one is transformed (Parquet's
-    encoder and TensorFlow's kernels both release the GIL).
+    encoder and TensorFlow's kernels both release the GIL). With ``compute``, the batches are
+    transformed there, up to ``COMPUTE_AHEAD`` at once, and written in order: splits sharing
+    one such pool keep every worker busy to the end, where a thread per split left the
+    smaller split's core idle while the bigger one finished (bench/PROFILES.md).
     """
     schema = arrow_schema(features)
     rows = 0
@@ -287,17 +340,44 @@ def transform_in_process(transform: PackedFunction, features: dict[str, FeatureS
     # named "item", as Beam's Parquet sink names them.
     strings = [field.name for field in schema if pa.types.is_string(field.type)]
     path = os.path.join(out_dir, SHARD_NAME)
+
+    def apply(part: pa.RecordBatch) -> pa.Table:
+        return tensors_to_arrow(transform(part), features)
+
+    ahead = COMPUTE_AHEAD if compute is not None else 0
     with pq.ParquetWriter(path, schema, compression="none", use_dictionary=strings or False, write_statistics=False,
                           use_compliant_nested_type=False) as writer, \
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-transformed") as pool:
         writing = None
-        for table in row_groups(files):
-            for part in slices(table):
-                transformed = tensors_to_arrow(transform(part), features)
-                if writing is not None:
-                    writing.result()
-                writing = pool.submit(writer.write_table, transformed)
-                rows += part.num_rows
+        pending: collections.deque = collections.deque()
+        try:
+            for table in row_groups(files):
+                for part in slices(table):
+                    pending.append((compute.submit(apply, part) if compute is not None else None, part))
+                    while len(pending) > ahead:
+                        writing, written = _write_next(pending, apply, writer, pool, writing)
+                        rows += written
+            while pending:
+                writing, written = _write_next(pending, apply, writer, pool, writing)
+                rows += written
+        finally:
+            for future, _ in pending:  # after a failure: the batches not yet started are dropped
+                if future is not None:
+                    future.cancel()
         if writing is not None:
             writing.result()
     return rows
+
+
+# Batches of a split transformed at once on a shared ``compute`` pool (``transform_in_process``).
+COMPUTE_AHEAD = 2
+
+
+def _write_next(pending: collections.deque, apply: Any, writer: Any, pool: Any, writing: Any) -> tuple[Any, int]:
+    """Takes the oldest batch's transformed table (computed here if no pool did) and hands it to
+    the writer thread once the previous write is done; returns that write's future and its rows."""
+    future, part = pending.popleft()
+    transformed = future.result() if future is not None else apply(part)
+    if writing is not None:
+        writing.result()
+    return pool.submit(writer.write_table, transformed), part.num_rows

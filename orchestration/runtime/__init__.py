@@ -6,8 +6,9 @@ process-level settings and library workarounds that runners apply around them:
 - once, at a runner's start: ``prepare_process`` (``heap.tune_heap``; ``log_masking.install``:
   credentials masked in every log record);
 - before each executor: ``prepare_executor`` (its heavy imports, frozen once done, or waited for
-  while the runner's warm-up thread is still importing them; the Keras workaround for TensorFlow
-  components), and a ``RunnerContext`` for it (Beam's sampler; multi-process workers that stop);
+  while the runner's warm-up thread is still importing them; for TensorFlow components the Keras
+  workaround and ``tf_signatures``: SavedModel signatures wrapped without AutoGraph), and a
+  ``RunnerContext`` for it (Beam's sampler; multi-process workers that stop);
 - after each executor: ``after_executor`` (``heap.release_memory``);
 - in the CLI: ``stderr`` (native chatter filtered out of the terminal, credentials masked) and
   ``exit.exit_now`` (the exit handlers, then no interpreter teardown);
@@ -20,7 +21,7 @@ does nothing for one it was not written for.
 
 from __future__ import annotations
 
-from sluice.orchestration.runtime import keras, log_masking
+from sluice.orchestration.runtime import keras, log_masking, tf_signatures
 from sluice.orchestration.runtime.beam import RunnerContext
 from sluice.orchestration.runtime.heap import release_memory, tune_heap
 from sluice.orchestration.runtime.imports import import_heavy, import_heavy_modules, warm_order
@@ -41,6 +42,7 @@ def prepare_executor(warm_imports: tuple[str, ...] | list[str]) -> None:
     import_heavy_modules(warm_imports)
     if "tensorflow" in warm_imports:
         keras.apply()
+        tf_signatures.apply()
 
 
 def after_executor() -> None:

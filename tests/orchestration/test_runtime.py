@@ -224,6 +224,52 @@ def test_the_keras_workaround_applies_once_and_only_to_keras_3(monkeypatch):
     assert keras_tf_trainer.reduce_per_replica is patched  # idempotent
 
 
+def test_saved_model_signatures_are_traced_without_autograph_once_a_runner_prepared_tensorflow(
+        monkeypatch, tmp_path):
+    import tensorflow as tf
+    from tensorflow.python.autograph.impl import api as autograph
+    from tensorflow.python.eager import def_function
+    from tensorflow.python.saved_model import signature_serialization
+
+    from sluice.orchestration import runtime
+
+    # TensorFlow as it comes (a runner in this test process may have prepared it already).
+    monkeypatch.setattr(signature_serialization, "def_function", def_function)
+    monkeypatch.setattr(signature_serialization, "_sluice_patched", False, raising=False)
+    converted = []
+    convert = autograph.converted_call
+
+    def counting(function, *args, **kwargs):
+        converted.append(getattr(function, "__name__", repr(function)))
+        return convert(function, *args, **kwargs)
+
+    monkeypatch.setattr(autograph, "converted_call", counting)
+
+    def save_and_serve(name: str) -> list[float]:
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], autograph=False)
+        def double(x):
+            return {"y": x * 2}
+
+        module = tf.Module()
+        module.double = double
+        signatures = {"serving_default": double.get_concrete_function()}
+        tf.saved_model.save(module, str(tmp_path / name), signatures=signatures)
+        served = tf.saved_model.load(str(tmp_path / name)).signatures["serving_default"](x=tf.constant([1.5, -2.0]))
+        return served["y"].numpy().tolist()
+
+    assert save_and_serve("as_it_comes") == [3.0, -4.0]
+    assert any(name.startswith("signature_wrapper") for name in converted)  # TensorFlow converts its wrapper
+    converted.clear()
+    monkeypatch.setattr(tf, "__version__", "3.0.0")
+    runtime.tf_signatures.apply()
+    assert signature_serialization.def_function is def_function  # another major version: left alone
+    monkeypatch.setattr(tf, "__version__", "2.21.0")
+    runtime.prepare_executor(("tensorflow",))  # what a runner does before a TensorFlow component
+    runtime.tf_signatures.apply()  # idempotent
+    assert save_and_serve("prepared") == [3.0, -4.0]
+    assert not [name for name in converted if name.startswith("signature_wrapper")]
+
+
 def test_the_state_sampling_period_is_left_alone_outside_beam_2(monkeypatch):
     import apache_beam
     from apache_beam.runners.worker import statesampler
