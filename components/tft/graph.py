@@ -107,7 +107,10 @@ def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_di
     module.initializers = [r._initializer for r in traced.resources if hasattr(r, "_initializer")]  # noqa: SLF001
     module.transform_fn = concrete  # the traced function itself: tracing again would make new tables
     graph_dir = os.path.join(output_dir, TRANSFORM_FN_DIR)
-    tf.saved_model.save(module, graph_dir, signatures={"serving_default": transform_examples.get_concrete_function()})
+    # TF1-style save and restore ops (the saver) only restore state: without any, they are cost only.
+    options = tf.saved_model.SaveOptions(experimental_skip_saver=not _has_state(module, concrete))
+    tf.saved_model.save(module, graph_dir, signatures={"serving_default": transform_examples.get_concrete_function()},
+                        options=options)
 
     annotations, features = traced.annotations, traced.features
     vocabularies = _write_vocabularies(context, values, annotations, graph_dir)
@@ -133,6 +136,19 @@ def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_di
         with open(os.path.join(output_dir, folder, SCHEMA_FILE), "w") as fh:
             fh.write(text)
     return analysis
+
+
+def _has_state(module: Any, concrete: Any) -> bool:
+    """Whether a SavedModel of ``module`` holds state a checkpoint restores: variables, or a resource
+    that saves tensors (a ``MutableHashTable``; not the static tables vocabularies use, which their
+    initializers fill on load). Without any, TensorFlow's loaders (Python, TF1 and C++) restore
+    nothing and need no saver."""
+    from tensorflow.python.trackable.base import Trackable
+
+    if concrete.variables or module.variables:
+        return True
+    resources = [*module.tables, *module.resources]
+    return any(type(r)._serialize_to_tensors is not Trackable._serialize_to_tensors for r in resources)
 
 
 def raw_dependencies(concrete: Any, raw_features: dict[str, FeatureSpec]) -> dict[str, list[str]]:

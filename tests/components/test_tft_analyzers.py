@@ -463,6 +463,49 @@ def test_apply_vocabulary_with_a_vocabulary_file_of_ones_own(tmp_path):
     assert out["output"].num_buckets_for_transformed_feature("oov") == 4
 
 
+def _saver_def_and_tf1_lookup(graph_dir: Path, tokens: list[str]) -> tuple[bool, list]:
+    """Whether a saved transform graph has a TF1 saver, and its serving signature run in a TF1 session."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((graph_dir / "saved_model.pb").read_bytes())
+    examples = [tf.train.Example(features=tf.train.Features(feature={"s": tf.train.Feature(
+        bytes_list=tf.train.BytesList(value=[token.encode()]))})).SerializeToString() for token in tokens]
+    with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(graph_dir))
+        signature = meta_graph.signature_def["serving_default"]
+        ids = session.run(signature.outputs["id"].name, {signature.inputs["examples"].name: examples})
+    return saved.meta_graphs[0].HasField("saver_def"), ids.reshape(-1).tolist()
+
+
+def test_a_graph_without_state_is_saved_without_a_saver_and_still_serves_in_tf1_sessions(tmp_path):
+    from sluice.components.tft.graph import _has_state
+
+    def static(inputs):
+        return {"id": tft.compute_and_apply_vocabulary(inputs["s"], num_oov_buckets=1)}
+
+    out = run_engine(static, pa.table({"s": ["b", "a", "b"]}), {"s": dense("string")}, tmp_path)
+    assert column(out, "id") == [0, 1, 0]
+    assert _saver_def_and_tf1_lookup(tmp_path / "transform_fn", ["a", "b", "zz"]) == (False, [1, 0, 2])
+
+    # What a checkpoint restores keeps the saver: a variable, or a table that saves its contents.
+    @tf.function(input_signature=[], autograph=False)
+    def nothing():
+        return tf.constant(0)
+
+    def module(**attributes):
+        made = tf.Module()
+        made.tables, made.resources = attributes.pop("tables", []), attributes.pop("resources", [])
+        for name, value in attributes.items():
+            setattr(made, name, value)
+        return made
+
+    static_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(["a"], [0], tf.string, tf.int64), -1)
+    concrete = nothing.get_concrete_function()
+    assert not _has_state(module(tables=[static_table]), concrete)
+    assert _has_state(module(resources=[tf.lookup.experimental.MutableHashTable(tf.string, tf.int64, -1)]), concrete)
+    assert _has_state(module(weights=tf.Variable(1.0)), concrete)
+
+
 def test_batch_moments_leave_out_nan_and_infinite_values_and_take_integers():
     import tensorflow as tf
 
