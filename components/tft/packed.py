@@ -50,13 +50,14 @@ def pack(batch: Any, raw_features: dict[str, Any]) -> dict[str, Any]:
 
     rows = batch.num_rows
     packed = {}
+    columns = set(batch.column_names)
     for name, spec in as_feature_specs(raw_features).items():
-        if name not in batch.column_names:
+        if name not in columns:
             if spec.is_fixed:
                 raise ValueError(f"column {name!r} is missing, but the schema says it is always present "
                                  f"with shape {list(spec.shape)}")
             packed[name] = {"values": _values(pa.array([], spec.dtype), spec.dtype, name),
-                            "indices": np.zeros((0, 2), np.int64), "shape": np.array([rows, 1], np.int64)}
+                            "indices": np.zeros((0, 2), np.int64), "shape": _every_row(rows)[1]}
             continue
         column = batch.column(name)
         if isinstance(column, pa.ChunkedArray):
@@ -87,7 +88,7 @@ def _pack_scalar(column: Any, spec: FeatureSpec, rows: int, name: str) -> Any:
     indices[:, 0] = present
     indices[:, 1] = 0
     return {"values": _values(column.drop_null(), spec.dtype, name), "indices": as_tensor(indices),
-            "shape": np.array([rows, 1], np.int64)}
+            "shape": _every_row(rows)[1]}
 
 
 def aligned_empty(shape: tuple[int, ...], dtype: Any) -> Any:
