@@ -31,8 +31,9 @@ from sluice.components.tft.graph import RAW_METADATA_DIR, SCHEMA_FILE, TRANSFORM
 from sluice.components.tft.tracing import PreprocessingFnError
 
 OWNER = "Transform"
-# Threads transforming the splits' batches in process (one pool for all splits); more than the
-# cores only adds contention for the GIL, more than 4 was never measured.
+# Threads transforming the splits' batches in process (one pool for all splits): one per core,
+# measured on 2 cores (3 was no faster there, bench/PROFILES.md); capped at 4, as no bigger
+# machine was measured.
 TRANSFORM_WORKERS = min(4, max(2, os.cpu_count() or 2))
 
 
