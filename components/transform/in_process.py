@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import threading
@@ -313,13 +314,24 @@ def _ordered_map(function: Any, items: Iterator[Any]) -> Iterator[Any]:
     and run through TensorFlow (which releases the GIL) while this thread folds the last one.
     More threads measured no faster on two cores (bench/PROFILES.md)."""
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="analyze") as pool:
-        pending: collections.deque = collections.deque()
+        yield from _map_ahead(function, items, pool, 1)
+
+
+def _map_ahead(function: Any, items: Iterator[Any], pool: concurrent.futures.Executor,
+               ahead: int) -> Iterator[Any]:
+    """``map(function, items)`` on ``pool``, in order, with up to ``ahead`` items submitted beyond
+    the one being waited for; those not started yet are cancelled if the caller stops early."""
+    pending: collections.deque = collections.deque()
+    try:
         for item in items:
             pending.append(pool.submit(function, item))
-            if len(pending) > 1:
+            if len(pending) > ahead:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def transform_in_process(transform: PackedFunction, features: dict[str, FeatureSpec], files: list[str],
@@ -341,29 +353,22 @@ def transform_in_process(transform: PackedFunction, features: dict[str, FeatureS
     strings = [field.name for field in schema if pa.types.is_string(field.type)]
     path = os.path.join(out_dir, SHARD_NAME)
 
-    def apply(part: pa.RecordBatch) -> pa.Table:
-        return tensors_to_arrow(transform(part), features)
+    def apply(part: pa.RecordBatch) -> tuple[pa.Table, int]:
+        return tensors_to_arrow(transform(part), features), part.num_rows
 
-    ahead = COMPUTE_AHEAD if compute is not None else 0
+    parts = (part for table in row_groups(files) for part in slices(table))
+    transformed = _map_ahead(apply, parts, compute, COMPUTE_AHEAD) if compute is not None \
+        else (apply(part) for part in parts)
     with pq.ParquetWriter(path, schema, compression="none", use_dictionary=strings or False, write_statistics=False,
                           use_compliant_nested_type=False) as writer, \
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-transformed") as pool:
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-transformed") as pool, \
+            contextlib.closing(transformed) as batches:
         writing = None
-        pending: collections.deque = collections.deque()
-        try:
-            for table in row_groups(files):
-                for part in slices(table):
-                    pending.append((compute.submit(apply, part) if compute is not None else None, part))
-                    while len(pending) > ahead:
-                        writing, written = _write_next(pending, apply, writer, pool, writing)
-                        rows += written
-            while pending:
-                writing, written = _write_next(pending, apply, writer, pool, writing)
-                rows += written
-        finally:
-            for future, _ in pending:  # after a failure: the batches not yet started are dropped
-                if future is not None:
-                    future.cancel()
+        for table, count in batches:
+            if writing is not None:
+                writing.result()
+            writing = pool.submit(writer.write_table, table)
+            rows += count
         if writing is not None:
             writing.result()
     return rows
@@ -371,13 +376,3 @@ def transform_in_process(transform: PackedFunction, features: dict[str, FeatureS
 
 # Batches of a split transformed at once on a shared ``compute`` pool (``transform_in_process``).
 COMPUTE_AHEAD = 2
-
-
-def _write_next(pending: collections.deque, apply: Any, writer: Any, pool: Any, writing: Any) -> tuple[Any, int]:
-    """Takes the oldest batch's transformed table (computed here if no pool did) and hands it to
-    the writer thread once the previous write is done; returns that write's future and its rows."""
-    future, part = pending.popleft()
-    transformed = future.result() if future is not None else apply(part)
-    if writing is not None:
-        writing.result()
-    return pool.submit(writer.write_table, transformed), part.num_rows
