@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.components.tft.feature_spec import FeatureSpec, add_to_schema, as_feature_specs, describe
+from sluice.components.tft.packed import pack_in_graph, packed_signature, unpack
 from sluice.components.tft.tensors import complete_raw_features, dtype_name, import_tf, raw_input_signature
 from sluice.components.tft.tracing import TraceContext, call_user_fn, normalize_outputs, tracing
 
@@ -32,15 +33,31 @@ SCHEMA_FILE = "schema.pbtxt"
 
 @dataclasses.dataclass
 class TracedGraph:
-    """``preprocessing_fn`` traced with its analyzed values: ``transform_fn`` is the concrete function
-    (raw tensor dict -> outputs), usable in this process before and after it is saved."""
+    """``preprocessing_fn`` traced with its analyzed values: ``packed_fn`` is the concrete function of
+    ``packed.pack``'s tensors (what a batch is given), usable in this process before and after it
+    is saved; ``raw_fn()`` the one of the raw tensor dict the SavedModel holds, which packs them
+    in its graph and calls ``packed_fn``."""
 
     raw_features: dict[str, FeatureSpec]
-    transform_fn: Any
+    packed_fn: Any
     context: TraceContext
     annotations: dict[str, dict[str, Any]]
     features: dict[str, FeatureSpec]
     resources: list[Any]
+    _raw_fn: Any = None
+
+    def raw_fn(self) -> Any:
+        """The concrete function of the raw tensor dict (dense, or SparseTensor) -> outputs."""
+        if self._raw_fn is None:
+            tf = import_tf()
+            packed_fn, raw_features = self.packed_fn, self.raw_features
+
+            @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
+            def transform_fn(inputs):
+                return packed_fn(pack_in_graph(inputs, raw_features))
+
+            self._raw_fn = transform_fn.get_concrete_function()
+        return self._raw_fn
 
 
 def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any],
@@ -66,10 +83,10 @@ def trace_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, An
     context = TraceContext("transform", dict(values))
     annotations: dict[str, dict[str, Any]] = {}
 
-    @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
-    def transform_fn(inputs):
+    @tf.function(input_signature=[packed_signature(raw_features)], autograph=False)
+    def transform_fn(packed):
         with tracing(context):
-            outputs = call_user_fn(preprocessing_fn, inputs, source)
+            outputs = call_user_fn(preprocessing_fn, unpack(packed, raw_features), source)
             normalized = normalize_outputs(outputs, source)
         for name, tensor in outputs.items():
             target = tensor.values if isinstance(tensor, (tf.SparseTensor, tf.RaggedTensor)) else tensor
@@ -92,7 +109,7 @@ def trace_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, An
 def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_dir: str) -> dict[str, Any]:
     """Saves a traced graph as ``save_transform_graph`` describes; returns the analysis description."""
     tf = import_tf()
-    raw_features, concrete, context = traced.raw_features, traced.transform_fn, traced.context
+    raw_features, concrete, context = traced.raw_features, traced.raw_fn(), traced.context
     parse_spec = {name: spec.parse_spec(with_default=True) for name, spec in raw_features.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
@@ -108,7 +125,7 @@ def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_di
     module.transform_fn = concrete  # the traced function itself: tracing again would make new tables
     graph_dir = os.path.join(output_dir, TRANSFORM_FN_DIR)
     # TF1-style save and restore ops (the saver) only restore state: without any, they are cost only.
-    options = tf.saved_model.SaveOptions(experimental_skip_saver=not _has_state(module, concrete))
+    options = tf.saved_model.SaveOptions(experimental_skip_saver=not _has_state(module, traced.packed_fn))
     tf.saved_model.save(module, graph_dir, signatures={"serving_default": transform_examples.get_concrete_function()},
                         options=options)
 
@@ -118,7 +135,7 @@ def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_di
         "format_version": FORMAT_VERSION,
         "raw_features": describe(raw_features),
         "transformed_features": describe(features),
-        "depends_on": raw_dependencies(concrete, raw_features),
+        "depends_on": raw_dependencies(traced.packed_fn, raw_features),
         "annotations": annotations,
         "vocabularies": vocabularies,
         # tft.annotate_asset: {asset key: vocabulary file name}
@@ -152,9 +169,10 @@ def _has_state(module: Any, concrete: Any) -> bool:
 
 
 def raw_dependencies(concrete: Any, raw_features: dict[str, FeatureSpec]) -> dict[str, list[str]]:
-    """``{output: [raw features it is computed from]}`` (walks the traced graph back to its inputs)."""
+    """``{output: [raw features it is computed from]}`` (walks the graph of ``concrete``, a function
+    of ``packed.pack``'s tensors, back to its inputs)."""
     tf = import_tf()
-    signature = raw_input_signature(raw_features)
+    signature = packed_signature(raw_features)
     owners = [name for name in sorted(signature)
               for _ in tf.nest.flatten(signature[name], expand_composites=True)]
     placeholder_of = {t.op.name: name for t, name in zip(concrete.inputs, owners, strict=False)}

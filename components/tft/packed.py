@@ -7,6 +7,8 @@ lengths: cheaper than TensorFlow's ragged-to-sparse kernel per column and batch)
 shape ``[rows, width]`` (width 1 for a scalar column, the longest list for a list column).
 ``unpack`` builds the dense tensors and SparseTensors from them, inside the traced graph
 (``PackedFunction``), so a batch costs one call instead of a few eager operations per column.
+Transform traces ``preprocessing_fn`` on ``pack``'s tensors directly (``packed_input``);
+``pack_in_graph`` packs raw tensors in a graph, for a function over them (the saved graph's).
 
 Strings travel as a dictionary and int32 codes (``unpack`` gathers them): Parquet's string
 columns are dictionary-encoded, and read as such (``RowGroups``) only the few distinct strings
@@ -216,6 +218,21 @@ def _gather_strings(part: dict[str, Any]) -> Any:
     return _tf().gather(part["dictionary"], part["codes"])
 
 
+def pack_in_graph(tensors: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, Any]:
+    """Raw tensors (dense ``[rows, *shape]``, or 2-D SparseTensors) as ``pack`` gives them, in a graph:
+    a string column is its own dictionary, with codes 0, 1, ..."""
+    tf = _tf()
+    packed = {}
+    for name, spec in as_feature_specs(raw_features).items():
+        tensor = tensors[name]
+        values = tf.reshape(tensor, [-1]) if spec.is_fixed else tensor.values
+        if spec.dtype == "string":
+            values = {"dictionary": values, "codes": tf.range(tf.size(values, tf.int32), dtype=tf.int32)}
+        packed[name] = values if spec.is_fixed else {
+            "values": values, "indices": tensor.indices, "shape": tensor.dense_shape}
+    return packed
+
+
 def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, Any]:
     """``pack``'s tensors as the raw inputs: dense ``[rows, *shape]``, or SparseTensor ``[rows, width]``."""
     tf = _tf()
@@ -234,24 +251,30 @@ def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, An
 
 
 class PackedFunction:
-    """``function`` (raw inputs -> outputs) called on Arrow batches.
+    """``function`` called on Arrow batches.
 
-    Small batches, up to ``EAGER_BATCHES`` of them, are unpacked eagerly; from then on, or from
-    the first big batch, ``function`` is called through a traced wrapper that unpacks in its
-    graph: tracing the wrapper costs about what a few eager unpackings do, and each later batch
-    is one call.
+    With ``packed_input``, ``function`` is a concrete function of ``packed_signature`` (traced on
+    ``pack``'s tensors, as Transform traces ``preprocessing_fn``): a batch is packed and passed
+    as it is. Otherwise it takes the raw inputs: small batches, up to ``EAGER_BATCHES`` of them,
+    are unpacked eagerly; from then on, or from the first big batch, ``function`` is called
+    through a traced wrapper that unpacks in its graph: tracing the wrapper costs about what a
+    few eager unpackings do, and each later batch is one call.
     """
 
     EAGER_BATCHES = 4
     EAGER_MAX_BYTES = 4 << 20
 
-    def __init__(self, function: Any, raw_features: dict[str, Any], used: set[str] | None = None):
+    def __init__(self, function: Any, raw_features: dict[str, Any], used: set[str] | None = None,
+                 packed_input: bool = False):
         self.raw_features = as_feature_specs(raw_features)
         # Only the features ``function``'s results depend on are packed; the others get empty tensors.
         self._packed_features = {name: spec for name, spec in self.raw_features.items()
                                  if used is None or name in used}
         self._function = function
-        self._wrapper = None
+        self._packed_input = packed_input
+        self._unused = {name: _empty_packed(spec) for name, spec in self.raw_features.items()
+                        if name not in self._packed_features} if packed_input else {}
+        self._wrapper = function if packed_input else None
         self._calls = 0
         self._lock = threading.Lock()
 
@@ -265,20 +288,20 @@ class PackedFunction:
                     self._wrapper = self._trace()
             if eager:
                 return self._function(self._inputs(packed))
+        if self._unused:
+            packed.update(self._unused)
         return self._wrapper(packed)
 
-    def warm(self, schema: Any, batched: bool = False) -> None:
+    def warm(self, schema: Any) -> None:
         """Sets up, on no rows of ``schema``, the path the batches to come will take, so that the
         threads calling it next find it ready in TensorFlow's runtime rather than each setting it
-        up at once: with ``batched`` (many or big batches, ``expects_batched``) the traced wrapper,
-        traced and run, and every call goes through it; else ``function`` run eagerly. Setting up
-        the other path would be wasted: the wrapper's graph holds ``function``'s, and TensorFlow
+        up at once: with ``packed_input``, or once the wrapper is traced, the traced function
+        run; else ``function`` run eagerly. Setting up the other path would be wasted: TensorFlow
         prepares each graph it runs anew. A failure is left for a real batch to raise."""
         try:
             packed = pack(schema.empty_table(), self._packed_features)
-            if batched:
-                self.use_wrapper()
-                self._wrapper(packed)
+            if self._wrapper is not None:
+                self._wrapper({**packed, **self._unused})
             else:
                 self._function(self._inputs(packed))
         except Exception:  # noqa: BLE001, S110 - only a warm-up
@@ -289,12 +312,6 @@ class PackedFunction:
         with self._lock:
             if self._wrapper is None:
                 self._wrapper = self._trace()
-
-    @classmethod
-    def expects_batched(cls, batches: int, nbytes: int) -> bool:
-        """Whether ``batches`` batches of ``nbytes`` in all go through the traced wrapper rather
-        than each being unpacked eagerly (at most ``EAGER_BATCHES`` batches under ``EAGER_MAX_BYTES``)."""
-        return batches > cls.EAGER_BATCHES or nbytes >= cls.EAGER_MAX_BYTES
 
     def _inputs(self, packed: dict[str, Any]) -> dict[str, Any]:
         tensors = unpack(packed, self._packed_features)
@@ -311,6 +328,18 @@ class PackedFunction:
             return self._function(self._inputs(packed))
 
         return from_packed.get_concrete_function()
+
+
+def _empty_packed(spec: FeatureSpec) -> Any:
+    """``pack``'s tensors for a feature of no rows (one a function's results do not depend on)."""
+    import numpy as np
+
+    tf = _tf()
+    values = {"dictionary": tf.zeros([0], tf.string), "codes": tf.zeros([0], tf.int32)} \
+        if spec.dtype == "string" else tf.zeros([0], spec.tf_dtype())
+    if spec.is_fixed:
+        return values
+    return {"values": values, "indices": tf.zeros([0, 2], tf.int64), "shape": tf.constant(np.array([0, 1], np.int64))}
 
 
 def _empty_input(spec: FeatureSpec) -> Any:

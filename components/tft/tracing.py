@@ -4,7 +4,8 @@
 input tensor and returns a placeholder (``analyze``/``pending``). ``plan_analysis`` orders
 the analyzers into phases: one whose input depends on another analyzer's result runs in a
 later phase. ``AnalysisFunction`` is the traced ``tf.function`` computing a phase's analyzer
-inputs from raw Arrow batches.
+inputs from raw Arrow batches. ``preprocessing_fn`` is traced on ``packed.pack``'s tensors,
+unpacked into its inputs in the same graph: one function per batch, no wrapper to trace.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.components.sdk import user_code_line
-from sluice.components.tft.tensors import import_tf, raw_input_signature
+from sluice.components.tft.packed import packed_signature, unpack
+from sluice.components.tft.tensors import import_tf
 
 MAX_PHASES = 10
 
@@ -121,13 +123,15 @@ def analyze(kind: str, x: Any, elementwise: bool = False, **config: Any) -> Any:
 
 def _reduced_in_graph(kind: str, values: Any, config: dict[str, Any]) -> Any:
     """An analyzer's input as its batch partial where one is cheaper to hand over than every value:
-    moments for ``mean_and_var``, unique values and their counts for unweighted counting."""
+    moments for ``mean_and_var``, unique values and their counts for unweighted counting (counted
+    on dictionary codes where the strings come from a dictionary)."""
     from sluice.components.tft.accumulators import batch_counts, batch_moments  # it imports this module
+    from sluice.components.tft.dictionary import dictionary_counts
 
     if kind == "mean_and_var":
         return {"moments": batch_moments(values, _prod(config.get("elementwise_shape") or []))}
     if kind in ("vocabulary", "count_per_value") and not config.get("weighted"):
-        return batch_counts(values)
+        return dictionary_counts(values) or batch_counts(values)
     return values
 
 
@@ -302,10 +306,10 @@ def trace_analysis(preprocessing_fn: Callable, raw_features: dict[str, Any],
     tf = import_tf()
     context = TraceContext("analyze", {})
 
-    @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
-    def analysis_inputs(inputs):
+    @tf.function(input_signature=[packed_signature(raw_features)], autograph=False)
+    def analysis_inputs(packed):
         with tracing(context):
-            normalize_outputs(call_user_fn(preprocessing_fn, inputs, source), source)
+            normalize_outputs(call_user_fn(preprocessing_fn, unpack(packed, raw_features), source), source)
         return dict(context.inputs)
 
     concrete = analysis_inputs.get_concrete_function()
@@ -333,10 +337,10 @@ class AnalysisFunction:
         self.context = TraceContext("analyze", dict(known_values))
         context = self.context
 
-        @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
-        def analysis_inputs(inputs):
+        @tf.function(input_signature=[packed_signature(raw_features)], autograph=False)
+        def analysis_inputs(packed):
             with tracing(context):
-                call_user_fn(preprocessing_fn, inputs, source)
+                call_user_fn(preprocessing_fn, unpack(packed, raw_features), source)
             missing = [k for k in keys if k not in context.inputs]
             if missing:
                 raise PreprocessingFnError(
@@ -365,15 +369,15 @@ class AnalysisFunction:
             self._consumed = consumed_features(self.function, self.raw_features)
         return self._consumed
 
-    def warm(self, schema: Any, batched: bool) -> None:
-        """Sets up the path batches of ``schema`` will take before the first comes (``PackedFunction.warm``)."""
-        self._packed_function().warm(schema, batched)
+    def warm(self, schema: Any) -> None:
+        """Sets up the function for batches of ``schema`` before the first comes (``PackedFunction.warm``)."""
+        self._packed_function().warm(schema)
 
     def _packed_function(self) -> Any:
         from sluice.components.tft.packed import PackedFunction
 
         if self._packed is None:  # made on first use: a Beam DoFn builds this object on a worker
-            self._packed = PackedFunction(self.function, self.raw_features, self.consumed_features())
+            self._packed = PackedFunction(self.function, self.raw_features, self.consumed_features(), packed_input=True)
         return self._packed
 
     def __call__(self, batch: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from sluice.components.tft.analyzers import reject_unsupported, values_of
+from sluice.components.tft.dictionary import map_through_dictionary
 from sluice.components.tft.mappers import annotate_any, map_any
 from sluice.components.tft.tensors import import_tf
 from sluice.components.tft.tracing import PreprocessingFnError, TraceContext, analyze, current_context, pending
@@ -153,7 +154,8 @@ def apply_vocabulary(x: Any, deferred_vocab_filename_tensor: Any, *, default_val
         keys = vocab.get("keys", vocab["tokens"])
         table = _lookup_table(context, key, vocab, num_oov_buckets, default_value)
         key_dtype = tf.string if vocab["input_dtype"] == "string" else tf.int64
-        result = map_any(x, lambda values: table.lookup(tf.cast(values, key_dtype)))
+        # Strings from a batch's dictionary: each distinct one looked up once (``dictionary``).
+        result = map_any(x, lambda values: map_through_dictionary(tf.cast(values, key_dtype), table.lookup))
         if num_oov_buckets > 0:
             low, high = 0, len(keys) + num_oov_buckets - 1
         else:

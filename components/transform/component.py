@@ -217,17 +217,14 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
     plan = trace_analysis(fn, raw_features, source)
     values = analyze_in_process(plan, fn, raw_features, source, analyze_files, row_groups, examples_schema)
     traced = trace_transform_graph(fn, raw_features, values, source)
-    transform = PackedFunction(traced.transform_fn, traced.raw_features)
-    batched = row_groups.expects_batched(transform_files)
-    if batched:  # tracing is Python: done before the save's Python competes with it for the GIL
-        transform.use_wrapper()
+    transform = PackedFunction(traced.packed_fn, traced.raw_features, packed_input=True)
     # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
     # the GIL: the save and every split's transform run side by side.
     with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool, \
             concurrent.futures.ThreadPoolExecutor(TRANSFORM_WORKERS, thread_name_prefix="transform-batch") as compute:
         saved = pool.submit(write_transform_graph, traced, values, graph_dir)
         # Set up once here: two splits' threads calling it first at once each paid for the set-up.
-        transform.warm(examples_schema, batched)
+        transform.warm(examples_schema)
         splits = [pool.submit(transform_in_process, transform, traced.features, files[split], row_groups,
                               transformed_examples.split_uri(split), compute)
                   for split in transform_splits]

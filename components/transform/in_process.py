@@ -170,19 +170,6 @@ class RowGroups:
                 yield batch
             self._kept[path] = batches
 
-    def expects_batched(self, files: list[str], needed: set[str] | None = None) -> bool:
-        """Whether a pass over ``files`` (their ``needed`` columns, all when None) goes through a
-        packed function's traced wrapper (``PackedFunction.expects_batched``), from the files'
-        footers: their row groups or read batches, and their values at each type's width in memory."""
-        batches, nbytes = 0, 0
-        for path in files:
-            metadata, present, _ = self._layout(path)
-            wanted = _wanted(present, needed)
-            rows = self._rows_per_batch(path, wanted)
-            batches += max(metadata.num_row_groups, -(-metadata.num_rows // rows))
-            nbytes += sum(_leaf_bytes(metadata, wanted))
-        return PackedFunction.expects_batched(batches, nbytes)
-
     def _rows_per_batch(self, path: str, columns: list[str]) -> int:
         """Rows per batch read of ``columns``: about ``READ_BATCH_BYTES`` of the widest, from the footer."""
         key = (path, tuple(columns))
@@ -249,7 +236,7 @@ def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: 
         function = plan.first_phase if number == 0 and plan.first_phase is not None else \
             AnalysisFunction(preprocessing_fn, raw_features, dict(values), keys, source)
         # Set up while the prefetch still reads the first rows.
-        function.warm(schema, row_groups.expects_batched(files, function.consumed_features()))
+        function.warm(schema)
         accumulators = {spec.key: new_accumulator(spec) for spec in specs}
         parts = (part for table in row_groups(files, keep=True, needed=function.consumed_features())
                  for part in slices(table))

@@ -1,5 +1,6 @@
 """Arrow batches into TensorFlow: ``arrow_tensor.flat_tensor`` (no copies where Arrow's buffers allow) and
-``packed`` (flat tensors per feature, unpacked eagerly or in a traced wrapper); the in-process reader."""
+``packed`` (flat tensors per feature, unpacked eagerly, in a traced wrapper, or by a function traced on them);
+the in-process reader."""
 
 from __future__ import annotations
 
@@ -95,56 +96,48 @@ def test_warming_a_packed_function_runs_it_on_no_rows_and_leaves_its_failures_to
     assert strict(pa.table({"x": pa.array([2.0], pa.float32())}))["y"].numpy().tolist() == [[2.0]]
 
 
-def test_warming_for_batches_sets_up_the_wrapper_and_every_call_then_goes_through_it():
-    raw = {"x": FeatureSpec("float32"), "s": FeatureSpec("string")}
+def test_a_function_of_packed_tensors_takes_each_batch_packed_and_empty_tensors_for_the_features_it_does_not_use():
+    from sluice.components.tft.packed import packed_signature, unpack
 
-    @tf.function(autograph=False)
-    def function(inputs):
-        return {"n": tf.sparse.reduce_sum(inputs["x"], axis=1), "k": tf.size(inputs["s"].values)}
+    raw = {"x": FeatureSpec("float32"), "s": FeatureSpec("string"), "unused": FeatureSpec("float32", (3,))}
+    calls = []
 
-    schema = pa.schema([("x", pa.float32()), ("s", pa.string())])
+    @tf.function(input_signature=[packed_signature(raw)], autograph=False)
+    def function(packed):
+        calls.append(1)  # Python: runs when traced, not when called
+        inputs = unpack(packed, raw)
+        return {"n": tf.sparse.reduce_sum(inputs["x"], axis=1), "k": tf.size(inputs["s"].values),
+                "rows_unused": tf.shape(inputs["unused"])[0]}
+
+    concrete = function.get_concrete_function()
+    packed = PackedFunction(concrete, raw, used={"x", "s"}, packed_input=True)
+    packed.warm(pa.schema([("x", pa.float32()), ("s", pa.string())]))
+    # The fixed-shape feature it does not use is absent from the batch, and not refused.
     batch = pa.table({"x": pa.array([1.0, None, 3.0], pa.float32()), "s": pa.array(["a", "b", None])})
-    for batched in (True, False):
-        packed = PackedFunction(function, raw)
-        unpacked_eagerly = []
-
-        def counted(parts, inputs=packed._inputs, calls=unpacked_eagerly):
-            calls.append(1)
-            return inputs(parts)
-
-        packed._inputs = counted
-        packed.warm(schema, batched=batched)
-        assert (packed._wrapper is not None) is batched
-        after_warm = len(unpacked_eagerly)  # batched: once, to trace the wrapper; eager: the run on no rows
-        for _ in range(3):  # small batches: eager unless warmed for batches
-            got = packed(batch)
-            assert got["n"].numpy().tolist() == [1.0, 0.0, 3.0] and int(got["k"]) == 2
-        assert len(unpacked_eagerly) - after_warm == (0 if batched else 3)
+    for _ in range(6):  # more batches than the raw path runs eagerly: no wrapper is ever traced
+        got = packed(batch)
+        assert got["n"].numpy().tolist() == [1.0, 0.0, 3.0] and int(got["k"]) == 2 and int(got["rows_unused"]) == 0
+    assert packed._wrapper is concrete and len(calls) == 1
 
 
-def test_the_reader_tells_from_the_footers_whether_a_pass_goes_through_the_wrapper(tmp_path, monkeypatch):
+def test_the_reader_reads_each_footer_once(tmp_path, monkeypatch):
     from sluice.components.transform import in_process
     from sluice.components.transform.in_process import RowGroups, _leaf_owners
 
     small, wide, many = (str(tmp_path / f"{name}.parquet") for name in ("small", "wide", "many"))
     pq.write_table(pa.table({"a": list(range(100)), "b": ["x"] * 100}), small)
-    # 2,000 rows of 784 floats: ~6 MB in memory, over the eager path's 4 MB; 'a' alone is 16 KB.
     pq.write_table(pa.table({"a": list(range(2000)), "image": pa.array([[0.5] * 784] * 2000, pa.list_(pa.float32()))}),
                    wide)
-    pq.write_table(pa.table({"a": list(range(100))}), many, row_group_size=10)  # 10 row groups: 10 batches
-    reader = RowGroups(["a", "b", "image"], "Transform")
-    assert not reader.expects_batched([small])
-    assert reader.expects_batched([wide])
-    assert not reader.expects_batched([wide], needed={"a"})
-    assert reader.expects_batched([many])
-    # Each footer is read once, whatever asks for it: the estimates above and the passes after them.
+    pq.write_table(pa.table({"a": list(range(100))}), many, row_group_size=10)
+    reader = RowGroups(["a", "b", "image"], "Transform", keep_bytes=1)  # nothing kept: each pass reads the files
+    # Each footer is read once, however many passes read the file.
     opened = []
     plain_open = in_process.open_parquet
     monkeypatch.setattr(in_process, "open_parquet",
                         lambda path, owner: (opened.append(path), plain_open(path, owner))[1])
-    assert reader.expects_batched([small, many])
-    assert sum(batch.num_rows for batch in reader([small, wide, many], keep=True)) == 2200
-    assert opened == []
+    for _ in range(2):
+        assert sum(batch.num_rows for batch in reader([small, wide, many], keep=True)) == 2200
+    assert opened == [small, wide, many]
     assert _leaf_owners(pa.schema([("a.b", pa.list_(pa.float32())), ("m", pa.map_(pa.string(), pa.int64())),
                                    ("s", pa.struct([("x", pa.int32()), ("y", pa.list_(pa.string()))])),
                                    ("c", pa.int64())])) == ["a.b", "m", "m", "s", "s", "c"]
