@@ -233,9 +233,11 @@ class TransformGraph(Artifact):
 
     Layout::
 
-        <uri>/transform_fn/          (TF SavedModel: raw features -> transformed features)
+        <uri>/transform_fn/          (TF SavedModel: raw features -> transformed features; signature
+                                      serving_default on serialized tf.Examples, function transform_fn
+                                      on the raw features packed as tft.packed packs them)
         <uri>/transformed_metadata/schema.pbtxt
-        <uri>/analysis.json          (the analyzers' computed constants)
+        <uri>/analysis.json          (the analyzers' computed constants, format_version)
 
     No properties.
     """

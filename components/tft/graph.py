@@ -1,6 +1,7 @@
 """The transform graph on disk: traced with the analyzed values as constants, saved, loaded.
 
-``<uri>/transform_fn/`` is a SavedModel (``transform_fn`` takes the raw tensor dict, dense
+``<uri>/transform_fn/`` is a SavedModel (``transform_fn`` takes the raw features as
+``packed.pack`` gives them, ``packed.pack_in_graph`` makes them from the raw tensor dict, dense
 for fixed-length features and SparseTensor for variable-length ones; signature
 ``serving_default`` takes serialized tf.Examples) with the vocabulary files under
 ``transform_fn/assets/``; ``<uri>/analysis.json`` describes the analyzers, features (dtype
@@ -19,45 +20,32 @@ from typing import Any
 
 from sluice.components.tft.feature_spec import FeatureSpec, add_to_schema, as_feature_specs, describe
 from sluice.components.tft.packed import pack_in_graph, packed_signature, unpack
-from sluice.components.tft.tensors import complete_raw_features, dtype_name, import_tf, raw_input_signature
+from sluice.components.tft.tensors import complete_raw_features, dtype_name, import_tf
 from sluice.components.tft.tracing import TraceContext, call_user_fn, normalize_outputs, tracing
 
 TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORMED_METADATA_DIR = "transformed_metadata"
 RAW_METADATA_DIR = "metadata"
 ANALYSIS_FILE = "analysis.json"
-# 2: features are {"dtype", "shape"} (shape null: variable length); 1 had bare dtype names.
-FORMAT_VERSION = 2
+# 3: the SavedModel's transform_fn takes packed.pack's tensors; 2 took the raw tensor dict, and
+# features are {"dtype", "shape"} (shape null: variable length); 1 had bare dtype names.
+FORMAT_VERSION = 3
+PACKED_INPUT_SINCE = 3
 SCHEMA_FILE = "schema.pbtxt"
 
 
 @dataclasses.dataclass
 class TracedGraph:
-    """``preprocessing_fn`` traced with its analyzed values: ``packed_fn`` is the concrete function of
-    ``packed.pack``'s tensors (what a batch is given), usable in this process before and after it
-    is saved; ``raw_fn()`` the one of the raw tensor dict the SavedModel holds, which packs them
-    in its graph and calls ``packed_fn``."""
+    """``preprocessing_fn`` traced with its analyzed values: ``transform_fn`` is the concrete function
+    of ``packed.pack``'s tensors (what a batch is given), usable in this process before and after it
+    is saved."""
 
     raw_features: dict[str, FeatureSpec]
-    packed_fn: Any
+    transform_fn: Any
     context: TraceContext
     annotations: dict[str, dict[str, Any]]
     features: dict[str, FeatureSpec]
     resources: list[Any]
-    _raw_fn: Any = None
-
-    def raw_fn(self) -> Any:
-        """The concrete function of the raw tensor dict (dense, or SparseTensor) -> outputs."""
-        if self._raw_fn is None:
-            tf = import_tf()
-            packed_fn, raw_features = self.packed_fn, self.raw_features
-
-            @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
-            def transform_fn(inputs):
-                return packed_fn(pack_in_graph(inputs, raw_features))
-
-            self._raw_fn = transform_fn.get_concrete_function()
-        return self._raw_fn
 
 
 def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any],
@@ -65,7 +53,7 @@ def save_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, Any
     """Traces ``preprocessing_fn`` with the analyzed ``values`` and saves the transform graph.
 
     ``raw_features``: ``{name: FeatureSpec}``. Writes ``<output_dir>/transform_fn/``
-    (SavedModel: ``transform_fn`` takes the raw tensor dict; signature ``serving_default``
+    (SavedModel: ``transform_fn`` takes ``packed.pack``'s tensors; signature ``serving_default``
     takes serialized tf.Examples, parsed with the raw feature spec, a fixed-length feature
     that is absent, such as the label, as zeros),
     the vocabulary files under ``transform_fn/assets/``, ``analysis.json`` and
@@ -109,13 +97,13 @@ def trace_transform_graph(preprocessing_fn: Callable, raw_features: dict[str, An
 def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_dir: str) -> dict[str, Any]:
     """Saves a traced graph as ``save_transform_graph`` describes; returns the analysis description."""
     tf = import_tf()
-    raw_features, concrete, context = traced.raw_features, traced.raw_fn(), traced.context
+    raw_features, concrete, context = traced.raw_features, traced.transform_fn, traced.context
     parse_spec = {name: spec.parse_spec(with_default=True) for name, spec in raw_features.items()}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def transform_examples(serialized):
         parsed = tf.io.parse_example(serialized, parse_spec)
-        return signature_outputs(concrete(complete_raw_features(parsed, raw_features)))
+        return signature_outputs(concrete(pack_in_graph(complete_raw_features(parsed, raw_features), raw_features)))
 
     module = tf.Module()
     module.tables = list(context.tables.values())
@@ -125,7 +113,7 @@ def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_di
     module.transform_fn = concrete  # the traced function itself: tracing again would make new tables
     graph_dir = os.path.join(output_dir, TRANSFORM_FN_DIR)
     # TF1-style save and restore ops (the saver) only restore state: without any, they are cost only.
-    options = tf.saved_model.SaveOptions(experimental_skip_saver=not _has_state(module, traced.packed_fn))
+    options = tf.saved_model.SaveOptions(experimental_skip_saver=not _has_state(module, concrete))
     tf.saved_model.save(module, graph_dir, signatures={"serving_default": transform_examples.get_concrete_function()},
                         options=options)
 
@@ -135,7 +123,7 @@ def write_transform_graph(traced: TracedGraph, values: dict[str, Any], output_di
         "format_version": FORMAT_VERSION,
         "raw_features": describe(raw_features),
         "transformed_features": describe(features),
-        "depends_on": raw_dependencies(traced.packed_fn, raw_features),
+        "depends_on": raw_dependencies(concrete, raw_features),
         "annotations": annotations,
         "vocabularies": vocabularies,
         # tft.annotate_asset: {asset key: vocabulary file name}
@@ -273,6 +261,12 @@ def transformed_schema_text(features: dict[str, Any], annotations: dict[str, dic
 
 _loaded_graphs: dict[tuple, Any] = {}
 _loaded_graphs_lock = threading.Lock()
+
+
+def takes_packed_input(analysis: dict[str, Any]) -> bool:
+    """Whether the saved ``transform_fn`` described by ``analysis`` takes ``packed.pack``'s tensors
+    (else, from an older Sluice, the raw tensor dict)."""
+    return analysis.get("format_version", 1) >= PACKED_INPUT_SINCE
 
 
 def load_transform_fn(transform_fn_dir: str) -> Any:

@@ -14,6 +14,7 @@ from sluice.components.tft.graph import (
     SCHEMA_FILE,
     TRANSFORM_FN_DIR,
     TRANSFORMED_METADATA_DIR,
+    takes_packed_input,
 )
 
 
@@ -119,7 +120,7 @@ class TransformOutput:
             from sluice.components.tft.layer import TransformFeaturesLayer
 
             self._layer = TransformFeaturesLayer(self.transform_savedmodel_dir, self.analysis["raw_features"],
-                                                 self.analysis.get("depends_on"))
+                                                 self.analysis.get("depends_on"), takes_packed_input(self.analysis))
         return self._layer
 
     def transform_raw_features(self, raw_features: dict[str, Any],

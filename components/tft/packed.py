@@ -253,6 +253,7 @@ def unpack(packed: dict[str, Any], raw_features: dict[str, Any]) -> dict[str, An
 class PackedFunction:
     """``function`` called on Arrow batches.
 
+    Without ``optimize``, it runs without TensorFlow's graph optimizer (``call_unoptimized``).
     With ``packed_input``, ``function`` is a concrete function of ``packed_signature`` (traced on
     ``pack``'s tensors, as Transform traces ``preprocessing_fn``): a batch is packed and passed
     as it is. Otherwise it takes the raw inputs: small batches, up to ``EAGER_BATCHES`` of them,
@@ -265,7 +266,7 @@ class PackedFunction:
     EAGER_MAX_BYTES = 4 << 20
 
     def __init__(self, function: Any, raw_features: dict[str, Any], used: set[str] | None = None,
-                 packed_input: bool = False):
+                 packed_input: bool = False, optimize: bool = True):
         self.raw_features = as_feature_specs(raw_features)
         # Only the features ``function``'s results depend on are packed; the others get empty tensors.
         self._packed_features = {name: spec for name, spec in self.raw_features.items()
@@ -275,6 +276,7 @@ class PackedFunction:
         self._unused = {name: _empty_packed(spec) for name, spec in self.raw_features.items()
                         if name not in self._packed_features} if packed_input else {}
         self._wrapper = function if packed_input else None
+        self._optimize = optimize
         self._calls = 0
         self._lock = threading.Lock()
 
@@ -290,7 +292,10 @@ class PackedFunction:
                 return self._function(self._inputs(packed))
         if self._unused:
             packed.update(self._unused)
-        return self._wrapper(packed)
+        return self._call(packed)
+
+    def _call(self, packed: dict[str, Any]) -> Any:
+        return self._wrapper(packed) if self._optimize else call_unoptimized(self._wrapper, packed)
 
     def warm(self, schema: Any) -> None:
         """Sets up, on no rows of ``schema``, the path the batches to come will take, so that the
@@ -301,7 +306,7 @@ class PackedFunction:
         try:
             packed = pack(schema.empty_table(), self._packed_features)
             if self._wrapper is not None:
-                self._wrapper({**packed, **self._unused})
+                self._call({**packed, **self._unused})
             else:
                 self._function(self._inputs(packed))
         except Exception:  # noqa: BLE001, S110 - only a warm-up
@@ -328,6 +333,37 @@ class PackedFunction:
             return self._function(self._inputs(packed))
 
         return from_packed.get_concrete_function()
+
+
+_UNOPTIMIZED: dict[bytes, Any] = {}
+
+
+def call_unoptimized(function: Any, *args: Any) -> Any:
+    """``function(*args)`` with TensorFlow's graph optimizer (grappler) off: TensorFlow prepares a
+    function on its first call, and grappler is most of that (tens of ms); it pays only where
+    the optimized graph saves more on the batches to come (bench/PROFILES.md). The options are
+    TensorFlow's function call options of this thread, set for the call and put back; every call
+    of a function must get the same (they are part of what TensorFlow caches it under). Where
+    this TensorFlow has no such options, the call is plain."""
+    try:
+        from tensorflow.core.protobuf import config_pb2
+        from tensorflow.python.eager import context
+
+        current = context.context()
+        previous = current.function_call_options
+        serialized = previous.config_proto_serialized
+    except (ImportError, AttributeError):
+        return function(*args)
+    options = _UNOPTIMIZED.get(serialized)
+    if options is None:
+        config = config_pb2.ConfigProto.FromString(serialized)
+        config.graph_options.rewrite_options.disable_meta_optimizer = True
+        options = _UNOPTIMIZED[serialized] = context.FunctionCallOptions(previous.executor_type, config)
+    current.function_call_options = options
+    try:
+        return function(*args)
+    finally:
+        current.function_call_options = previous
 
 
 def _empty_packed(spec: FeatureSpec) -> Any:

@@ -217,7 +217,7 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
     plan = trace_analysis(fn, raw_features, source)
     values = analyze_in_process(plan, fn, raw_features, source, analyze_files, row_groups, examples_schema)
     traced = trace_transform_graph(fn, raw_features, values, source)
-    transform = PackedFunction(traced.packed_fn, traced.raw_features, packed_input=True)
+    transform = PackedFunction(traced.transform_fn, traced.raw_features, packed_input=True)
     # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
     # the GIL: the save and every split's transform run side by side.
     with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool, \

@@ -14,7 +14,7 @@ import pyarrow as pa
 from sluice.components.io.files import local_copy, write_bytes
 from sluice.components.tft.accumulators import add_to_accumulator, extract, merge_two, new_accumulator
 from sluice.components.tft.feature_spec import as_feature_specs
-from sluice.components.tft.graph import load_transform_fn
+from sluice.components.tft.graph import load_transform_fn, takes_packed_input
 from sluice.components.tft.output import TransformOutput
 from sluice.components.tft.packed import PackedFunction
 from sluice.components.tft.tensors import slices, tensors_to_arrow
@@ -119,7 +119,8 @@ class TransformBatchDoFn(beam.DoFn):
         self._output = TransformOutput(local_copy(self._dir))  # TensorFlow cannot read every store
         self._types = self._output.raw_features
         self._features = self._output.transformed_features
-        self._function = PackedFunction(load_transform_fn(self._output.transform_savedmodel_dir), self._types)
+        self._function = PackedFunction(load_transform_fn(self._output.transform_savedmodel_dir), self._types,
+                                        packed_input=takes_packed_input(self._output.analysis))
 
     def process(self, batch):
         for part in slices(batch):

@@ -20,6 +20,7 @@ from sluice.components.tft.accumulators import add_to_accumulator, batch_moments
 from sluice.components.tft.feature_spec import FeatureSpec
 from sluice.components.tft.graph import load_transform_fn, save_transform_graph
 from sluice.components.tft.output import TransformOutput
+from sluice.components.tft.packed import pack
 from sluice.components.tft.tracing import AnalysisFunction, PreprocessingFnError, plan_analysis
 
 tf = pytest.importorskip("tensorflow")
@@ -40,7 +41,7 @@ def run_engine(preprocessing_fn, table: pa.Table, raw_features: dict, out_dir: P
     analysis = save_transform_graph(preprocessing_fn, raw_features, values, str(out_dir))
     output = TransformOutput(str(out_dir))
     transform = load_transform_fn(output.transform_savedmodel_dir)
-    transformed = transform(tft.arrow_to_raw_tensors(table, raw_features))
+    transformed = transform(pack(table, raw_features))
     assets = out_dir / "transform_fn" / "assets"
     files = {p.name: p.read_bytes() for p in sorted(assets.iterdir())}
     return {"values": values, "analysis": analysis, "output": output, "files": files,

@@ -309,3 +309,33 @@ def test_the_analysis_reads_only_the_features_its_analyzers_depend_on():
     found = plan.first_phase(pa.table({"x": pa.array([1.0, 3.0], pa.float32()), "z": pa.array(["a", "b"])}))
     assert len(found) == 2 and all(np.asarray(v).size for v in tf.nest.flatten(found))
 
+
+
+def test_an_unoptimized_call_runs_without_grappler_on_this_thread_and_puts_the_options_back():
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
+
+    from sluice.components.tft.packed import call_unoptimized
+
+    def optimizer_disabled() -> bool:
+        serialized = context.context().function_call_options.config_proto_serialized
+        return config_pb2.ConfigProto.FromString(serialized).graph_options.rewrite_options.disable_meta_optimizer
+
+    before = context.context().function_call_options
+    assert not optimizer_disabled()
+    assert call_unoptimized(optimizer_disabled)
+    assert context.context().function_call_options is before
+
+    def fails():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        call_unoptimized(fails)
+    assert context.context().function_call_options is before
+    # Every call gets the same options: TensorFlow caches a prepared function under them.
+    seen = [call_unoptimized(lambda: context.context().function_call_options) for _ in range(2)]
+    assert seen[0] is seen[1]
+
+    concrete = tf.function(lambda x: {"y": x * 2.0}, autograph=False).get_concrete_function(
+        tf.TensorSpec([None], tf.float32))
+    assert call_unoptimized(concrete, tf.constant([1.5]))["y"].numpy().tolist() == [3.0]

@@ -290,3 +290,47 @@ def test_parquet_dataset_on_raw_examples_takes_the_schema_shapes(shapes_run):
     assert isinstance(features["tokens"], tf.SparseTensor)
     with pytest.raises(ComponentError, match=r"column 'img' in .*: row 0 has 784 values, but its shape is \[10\]"):
         trainer_data.parquet_dataset(files, 8, shapes={"img": (10,)}, repeat=False)
+
+
+def test_a_transform_graph_of_an_older_sluice_taking_raw_tensors_still_applies(shapes_run, tmp_path):
+    """Format 2 saved ``transform_fn`` on the raw tensor dict; format 3 on ``packed.pack``'s tensors."""
+    import json
+    import shutil
+
+    import tensorflow as tf
+
+    from sluice.components.tft.packed import pack_in_graph
+    from sluice.components.tft.tensors import raw_input_signature
+    from sluice.components.transform.transforms import TransformBatchDoFn
+
+    current = tft.TFTransformOutput(shapes_run["transform_graph"])
+    assert current.analysis["format_version"] == 3
+    old_dir = tmp_path / "old_graph"
+    shutil.copytree(shapes_run["transform_graph"].uri, old_dir)
+    raw_features = current.raw_features
+    loaded = tf.saved_model.load(current.transform_savedmodel_dir)
+
+    @tf.function(input_signature=[raw_input_signature(raw_features)], autograph=False)
+    def on_raw_tensors(inputs):
+        return loaded.transform_fn(pack_in_graph(inputs, raw_features))
+
+    module = tf.Module()
+    module.loaded, module.transform_fn = loaded, on_raw_tensors.get_concrete_function()
+    shutil.rmtree(old_dir / "transform_fn")
+    tf.saved_model.save(module, str(old_dir / "transform_fn"))
+    shutil.copytree(Path(current.transform_savedmodel_dir) / "assets", old_dir / "transform_fn" / "assets",
+                    dirs_exist_ok=True)
+    analysis = json.loads((old_dir / "analysis.json").read_text())
+    (old_dir / "analysis.json").write_text(json.dumps({**analysis, "format_version": 2}))
+
+    raw = shapes_run["splits"]["eval"]
+    expected = pq.read_table(shapes_run["transformed_examples"].split_uri("eval"))
+    old = tft.TFTransformOutput(str(old_dir))
+    spec = old.raw_feature_spec()
+    parsed = tf.io.parse_example(tf.constant(serialized_examples(raw)), spec)
+    for output in (old, current):
+        transformed = output.transform_raw_features(parsed)
+        np.testing.assert_array_equal(transformed["onehot"].numpy(), np.array(expected.column("onehot").to_pylist()))
+    do_fn = TransformBatchDoFn(str(old_dir))
+    do_fn.setup()
+    assert pa.concat_tables(do_fn.process(raw)).equals(expected)
