@@ -312,12 +312,6 @@ class PackedFunction:
         except Exception:  # noqa: BLE001, S110 - only a warm-up
             pass
 
-    def use_wrapper(self) -> None:
-        """Traces the wrapper now (if not yet); every call from now on goes through it."""
-        with self._lock:
-            if self._wrapper is None:
-                self._wrapper = self._trace()
-
     def _inputs(self, packed: dict[str, Any]) -> dict[str, Any]:
         tensors = unpack(packed, self._packed_features)
         for name, spec in self.raw_features.items():
