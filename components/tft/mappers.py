@@ -12,6 +12,8 @@ import builtins
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from sluice.components.tft.analyzers import _mean_and_var, _min_max, quantiles, values_of
 from sluice.components.tft.tensors import import_tf
 from sluice.components.tft.tracing import PreprocessingFnError, annotate, current_context, pending
@@ -75,12 +77,18 @@ def scale_by_min_max(x: Any, output_min: float = 0.0, output_max: float = 1.0, e
     with tf.compat.v1.name_scope(name, "scale_by_min_max"):
         x = map_any(x, lambda v: tf.cast(v, tf.float32))
         x_min, x_max = _min_max(x, not elementwise, "tft.scale_by_min_max")
+        # Known once analyzed, and for a pending analyzer's stand-in (no analyzer of its phase reads
+        # what is computed from it): the branch is chosen here, and no tf.cond goes in the graph.
+        low, high = tf.get_static_value(x_min), tf.get_static_value(x_max)
+        known_spread = None if low is None or high is None else np.asarray(low < high)
 
         def scale(values: Any) -> Any:
-            spread = x_min < x_max
-            if spread.shape.rank == 0:  # one min and max: one branch runs, no sigmoid of every value for nothing
-                unit = tf.cond(spread, lambda: (values - x_min) / (x_max - x_min), lambda: tf.math.sigmoid(values))
-            else:  # the condition broadcasts: no batch-sized mask is made
+            if known_spread is not None and known_spread.all():
+                unit = (values - x_min) / (x_max - x_min)
+            elif known_spread is not None and not known_spread.any():
+                unit = tf.math.sigmoid(values)
+            else:  # some columns flat (elementwise): the condition broadcasts, no batch-sized mask is made
+                spread = x_min < x_max
                 divisor = tf.where(spread, x_max - x_min, 1.0)
                 unit = tf.where(spread, (values - x_min) / divisor, tf.math.sigmoid(values))
             return unit * (output_max - output_min) + output_min
