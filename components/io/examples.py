@@ -88,8 +88,8 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
                  use_threads: bool = True) -> Iterator[pa.RecordBatch]:
     """Yields the RecordBatches of one Parquet file.
 
-    ``strings_as_dictionary`` reads string and binary columns as Arrow dictionary arrays: decoding
-    Parquet's dictionary pages then skips building every string. ``row_groups``: only
+    ``strings_as_dictionary`` reads string and binary columns, and the values of lists of them, as
+    Arrow dictionary arrays: decoding Parquet's dictionary pages then skips building every string. ``row_groups``: only
     these row groups (None: all). ``use_threads=False`` decodes on this thread only.
 
     Opened without pyarrow's pre-buffering (its default since pyarrow 15): that reads every
@@ -98,17 +98,43 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
     """
     parquet_file = open_parquet(path, owner, pre_buffer=False)
     try:
+        nested = False
         if strings_as_dictionary:
-            strings = [f.name for f in parquet_file.schema_arrow
-                       if is_text(f.type)]
+            strings, nested = _text_leaves(parquet_file)
             if strings:
                 # The footer already read serves again (one read less, a round trip on remote files).
                 parquet_file = pq.ParquetFile(_source(path), metadata=parquet_file.metadata,
                                               read_dictionary=strings, pre_buffer=False)
-        yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns, row_groups=row_groups,
-                                             use_threads=use_threads)
+        # A batch across row groups holds two dictionaries of a column, which Arrow cannot give
+        # for the values of a list: with lists of text read as dictionaries, each row group apart.
+        groups = row_groups if row_groups is not None else range(parquet_file.metadata.num_row_groups)
+        for part in ([[group] for group in groups] if nested else [row_groups]):
+            yield from parquet_file.iter_batches(batch_size=batch_size, columns=columns, row_groups=part,
+                                                 use_threads=use_threads)
     except (OSError, ValueError) as exc:
         raise _broken(path, exc, owner) from None
+
+
+def _text_leaves(parquet_file: pq.ParquetFile) -> tuple[list[str], bool]:
+    """The Parquet paths of a file's text columns and of the values of its lists of text (a list's
+    values are a leaf of their own, such as ``tokens.list.element``), and whether there are lists."""
+    def listed(arrow_type: pa.DataType) -> bool:
+        return (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) and is_text(arrow_type.value_type)
+
+    schema = parquet_file.schema
+    owners = leaf_owners(parquet_file.schema_arrow)
+    text = {f.name for f in parquet_file.schema_arrow if is_text(f.type) or listed(f.type)}
+    nested = any(listed(f.type) for f in parquet_file.schema_arrow)
+    return [schema.column(leaf).path for leaf, name in enumerate(owners) if name in text], nested
+
+
+def leaf_owners(schema: pa.Schema) -> list[str]:
+    """The top-level field of each of a Parquet file's leaf columns, in the file's column order."""
+    def leaves(arrow_type: pa.DataType) -> int:
+        return sum(leaves(arrow_type.field(i).type) for i in range(arrow_type.num_fields)) \
+            if arrow_type.num_fields else 1
+
+    return [field.name for field in schema for _ in range(leaves(field.type))]
 
 
 def read_table(files: list[str], owner: str, columns: list[str] | None = None,

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sluice.components.io.examples import open_parquet, read_batches
+from sluice.components.io.examples import leaf_owners, open_parquet, read_batches
 from sluice.components.tft.accumulators import add_to_accumulator, extract, new_accumulator
 from sluice.components.tft.feature_spec import FeatureSpec
 from sluice.components.tft.packed import PackedFunction
@@ -207,7 +207,7 @@ def _leaf_bytes(metadata: Any, columns: list[str], levels: bool = False) -> list
     """The bytes of each leaf column of ``columns`` in memory, values at their type's width, from
     a file's footer; with ``levels``, 2 bytes more per value for each kind of level (repetition,
     definition) the leaf has."""
-    owners = _leaf_owners(metadata.schema.to_arrow_schema())
+    owners = leaf_owners(metadata.schema.to_arrow_schema())
     leaves = [c for c, name in enumerate(owners) if name in columns]
     widths = {c: _WIDTHS.get(metadata.schema.column(c).physical_type, 8) for c in leaves}
     if levels:
@@ -216,15 +216,6 @@ def _leaf_bytes(metadata: Any, columns: list[str], levels: bool = False) -> list
             widths[c] += 2 * ((column.max_definition_level > 0) + (column.max_repetition_level > 0))
     return [sum(metadata.row_group(index).column(c).num_values for index in range(metadata.num_row_groups))
             * widths[c] for c in leaves]
-
-
-def _leaf_owners(schema: pa.Schema) -> list[str]:
-    """The top-level field of each of a Parquet file's leaf columns, in the file's column order."""
-    def leaves(arrow_type: pa.DataType) -> int:
-        return sum(leaves(arrow_type.field(i).type) for i in range(arrow_type.num_fields)) \
-            if arrow_type.num_fields else 1
-
-    return [field.name for field in schema for _ in range(leaves(field.type))]
 
 
 def analyze_in_process(plan: AnalysisPlan, preprocessing_fn: Any, raw_features: dict[str, FeatureSpec],

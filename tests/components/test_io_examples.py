@@ -1,0 +1,37 @@
+"""``io.examples``: Parquet examples read in batches, strings (also inside lists) as dictionaries."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sluice.components.io.examples import leaf_owners, read_batches
+
+
+def test_strings_and_lists_of_strings_are_read_as_dictionaries_holding_the_same_values(tmp_path):
+    path = str(tmp_path / "examples.parquet")
+    table = pa.table({
+        "city": ["Chicago", None, "Evanston", "Chicago"],
+        "tokens": pa.array([["a", "b"], None, [], ["b", "b", "c"]], pa.list_(pa.string())),
+        "a.b": pa.array([["x"], ["y", "x"], ["z"], []], pa.list_(pa.string())),  # a dot in the name
+        "image": pa.array([[0.5, 1.0]] * 4, pa.list_(pa.float32())),
+        "point": pa.array([{"x": 1, "tag": "p"}] * 4),  # a struct's text stays plain
+        "n": [1, 2, 3, 4],
+    })
+    pq.write_table(table, path, row_group_size=2)
+    batches = list(read_batches(path, "Transform", 3, strings_as_dictionary=True))
+    read = pa.Table.from_batches(batches)
+    assert pa.types.is_dictionary(read.schema.field("city").type)
+    for name in ("tokens", "a.b"):
+        assert pa.types.is_dictionary(read.schema.field(name).type.value_type), name
+    assert read.schema.field("image").type == table.schema.field("image").type
+    assert read.schema.field("point").type == table.schema.field("point").type
+    assert read.cast(table.schema).equals(table)
+    plain = pa.Table.from_batches(list(read_batches(path, "Transform", 3)))
+    assert plain.schema == table.schema
+
+
+def test_leaf_owners_name_the_top_level_field_of_each_parquet_leaf():
+    schema = pa.schema([("a.b", pa.list_(pa.float32())), ("m", pa.map_(pa.string(), pa.int64())),
+                        ("s", pa.struct([("x", pa.int32()), ("y", pa.list_(pa.string()))])), ("c", pa.int64())])
+    assert leaf_owners(schema) == ["a.b", "m", "m", "s", "s", "c"]
