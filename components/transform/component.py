@@ -219,20 +219,18 @@ def _run_in_process(fn: Callable, raw_features: dict[str, FeatureSpec], source: 
     traced = trace_transform_graph(fn, raw_features, values, source)
     transform = PackedFunction(traced.transform_fn, traced.raw_features, packed_input=True)
     # Saving is mostly Python; running the graph and encoding Parquet are kernels that release
-    # the GIL: the save and every split's transform run side by side. The save runs on this
-    # thread, which traced the graphs: TensorFlow sets up an op kind once per thread
-    # (oneDNN's graph pass keeps what it looked up per thread), and most of the save's are set up here.
-    with concurrent.futures.ThreadPoolExecutor(len(transform_splits), thread_name_prefix="transform") as pool, \
+    # the GIL: the save and every split's transform run side by side.
+    with concurrent.futures.ThreadPoolExecutor(1 + len(transform_splits), thread_name_prefix="transform") as pool, \
             concurrent.futures.ThreadPoolExecutor(TRANSFORM_WORKERS, thread_name_prefix="transform-batch") as compute:
+        saved = pool.submit(write_transform_graph, traced, values, graph_dir)
         # Set up once here: two splits' threads calling it first at once each paid for the set-up.
         transform.warm(examples_schema)
         splits = [pool.submit(transform_in_process, transform, traced.features, files[split], row_groups,
                               transformed_examples.split_uri(split), compute)
                   for split in transform_splits]
-        analysis = write_transform_graph(traced, values, graph_dir)
         for done in splits:
             done.result()
-        return analysis
+        return saved.result()
 
 
 def _analyze(ctx: ExecutionContext, fn: Callable, raw_features: dict[str, FeatureSpec], source: str,
