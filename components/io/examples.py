@@ -88,9 +88,10 @@ def read_batches(path: str, owner: str, batch_size: int = DEFAULT_BATCH_ROWS, co
                  use_threads: bool = True) -> Iterator[pa.RecordBatch]:
     """Yields the RecordBatches of one Parquet file.
 
-    ``strings_as_dictionary`` reads string and binary columns, and the values of lists of them, as
-    Arrow dictionary arrays: decoding Parquet's dictionary pages then skips building every string. ``row_groups``: only
-    these row groups (None: all). ``use_threads=False`` decodes on this thread only.
+    ``strings_as_dictionary`` reads string and binary columns, and the values of lists of them,
+    as Arrow dictionary arrays: decoding Parquet's dictionary pages then skips building every
+    string. ``row_groups``: only these row groups (None: all). ``use_threads=False`` decodes on
+    this thread only.
 
     Opened without pyarrow's pre-buffering (its default since pyarrow 15): that reads every
     selected row group's column chunks up front and holds them until the reader goes, so memory

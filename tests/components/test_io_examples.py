@@ -18,8 +18,11 @@ def test_strings_and_lists_of_strings_are_read_as_dictionaries_holding_the_same_
         "point": pa.array([{"x": 1, "tag": "p"}] * 4),  # a struct's text stays plain
         "n": [1, 2, 3, 4],
     })
-    pq.write_table(table, path, row_group_size=2)
+    # Batches of 3 rows from row groups of 2; one row group's dictionary outgrows its page (Parquet
+    # then writes the rest plainly).
+    pq.write_table(table, path, row_group_size=2, dictionary_pagesize_limit=4)
     batches = list(read_batches(path, "Transform", 3, strings_as_dictionary=True))
+    assert [batch.num_rows for batch in batches] == [2, 2]  # a batch never spans row groups here
     read = pa.Table.from_batches(batches)
     assert pa.types.is_dictionary(read.schema.field("city").type)
     for name in ("tokens", "a.b"):
