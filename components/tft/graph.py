@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.components.tft.feature_spec import FeatureSpec, add_to_schema, as_feature_specs, describe
-from sluice.components.tft.packed import pack_in_graph, packed_signature, unpack
+from sluice.components.tft.packed import pack_in_graph, packed_signature, placeholder_features, unpack
 from sluice.components.tft.tensors import complete_raw_features, dtype_name, import_tf
 from sluice.components.tft.tracing import TraceContext, call_user_fn, normalize_outputs, tracing
 
@@ -158,12 +158,12 @@ def _has_state(module: Any, concrete: Any) -> bool:
 
 def raw_dependencies(concrete: Any, raw_features: dict[str, FeatureSpec]) -> dict[str, list[str]]:
     """``{output: [raw features it is computed from]}`` (walks the graph of ``concrete``, a function
-    of ``packed.pack``'s tensors, back to its inputs)."""
+    of ``packed.pack``'s tensors, back to its inputs); every raw feature when its inputs cannot be
+    matched to them."""
     tf = import_tf()
-    signature = packed_signature(raw_features)
-    owners = [name for name in sorted(signature)
-              for _ in tf.nest.flatten(signature[name], expand_composites=True)]
-    placeholder_of = {t.op.name: name for t, name in zip(concrete.inputs, owners, strict=False)}
+    placeholder_of = placeholder_features(concrete)
+    if placeholder_of is None:
+        return {name: sorted(raw_features) for name in sorted(concrete.structured_outputs)}
     found_for: dict[str, set[str]] = {}
 
     def walk(op: Any) -> set[str]:

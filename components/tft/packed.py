@@ -381,6 +381,21 @@ def _empty_input(spec: FeatureSpec) -> Any:
     return tf.SparseTensor(tf.zeros([0, 2], tf.int64), values, tf.constant([0, 1], tf.int64))
 
 
+def placeholder_features(function: Any) -> dict[str, str] | None:
+    """``{placeholder op name: raw feature}`` of a concrete function of ``packed_signature``'s
+    tensors (each feature's flattened tensors, features in sorted order); None when its inputs
+    cannot be matched to its signature."""
+    tf = _tf()
+    specs = function.structured_input_signature[0][0]
+    if not isinstance(specs, dict):
+        return None
+    names = [name for name in sorted(specs) for _ in tf.nest.flatten(specs[name], expand_composites=True)]
+    placeholders = function.graph.inputs[:len(function.graph.inputs) - len(function.captured_inputs)]
+    if len(names) != len(placeholders):
+        return None
+    return {tensor.op.name: name for tensor, name in zip(placeholders, names)}
+
+
 def consumed_features(function: Any, raw_features: dict[str, Any]) -> set[str]:
     """The raw features a concrete function's outputs (or its stateful ops) depend on.
 
@@ -388,16 +403,10 @@ def consumed_features(function: Any, raw_features: dict[str, Any]) -> set[str]:
     ops reached backwards from what it returns and runs count. All features when its inputs cannot
     be matched to them.
     """
-    tf = _tf()
+    feature_of = placeholder_features(function)
+    if feature_of is None:
+        return set(raw_features)
     graph = function.graph
-    specs = function.structured_input_signature[0][0]
-    if not isinstance(specs, dict):
-        return set(raw_features)
-    names = [name for name in sorted(specs) for _ in tf.nest.flatten(specs[name], expand_composites=True)]
-    placeholders = graph.inputs[:len(graph.inputs) - len(function.captured_inputs)]
-    if len(names) != len(placeholders):
-        return set(raw_features)
-    feature_of = {tensor.op.name: name for tensor, name in zip(placeholders, names)}
     seen: set[str] = set()
     pending = [tensor.op for tensor in graph.outputs] + list(graph.control_outputs)
     while pending:

@@ -336,3 +336,29 @@ def test_an_unoptimized_call_runs_without_grappler_on_this_thread_and_puts_the_o
     concrete = tf.function(lambda x: {"y": x * 2.0}, autograph=False).get_concrete_function(
         tf.TensorSpec([None], tf.float32))
     assert call_unoptimized(concrete, tf.constant([1.5]))["y"].numpy().tolist() == [3.0]
+
+
+def test_each_transformed_output_names_the_raw_features_it_is_computed_from():
+    from sluice.components.tft.graph import raw_dependencies
+    from sluice.components.tft.packed import consumed_features, packed_signature, unpack
+
+    raw = {"x": FeatureSpec("float32", (1,)), "tags": FeatureSpec("string"), "n": FeatureSpec("int64", (1,)),
+           "unused": FeatureSpec("float32", (1,))}
+
+    @tf.function(input_signature=[packed_signature(raw)], autograph=False)
+    def transform(packed):
+        inputs = unpack(packed, raw)
+        return {"scaled": inputs["x"] * 2.0, "count": tf.size(inputs["tags"].values, tf.int64) + inputs["n"][:, 0],
+                "constant": tf.zeros([3])}
+
+    concrete = transform.get_concrete_function()
+    assert raw_dependencies(concrete, raw) == {"constant": [], "count": ["n", "tags"], "scaled": ["x"]}
+    assert consumed_features(concrete, raw) == {"x", "tags", "n"}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], autograph=False)
+    def unmatched(values):  # not a function of packed tensors: every feature counts
+        return {"doubled": values * 2.0}
+
+    other = unmatched.get_concrete_function()
+    assert raw_dependencies(other, raw) == {"doubled": ["n", "tags", "unused", "x"]}
+    assert consumed_features(other, raw) == set(raw)
