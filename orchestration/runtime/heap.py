@@ -30,7 +30,9 @@ def tune_heap() -> None:
       blocks, and ``release_memory`` hands them back after each component.
     - **Arrow's buffers from this same heap** (Arrow's system pool). Arrow's default, mimalloc,
       hands freed pages back almost at once and zeroes them afresh on reuse, which dominates a
-      first call in a fresh process; one heap for both also keeps the peak lowest.
+      first call in a fresh process; one heap for both also keeps the peak lowest. Set before
+      pyarrow is imported, this covers the buffers Arrow's C++ code allocates for itself too
+      (the Parquet writer's levels and pages), and the processes this one starts.
 
     Runners call it once, before starting threads; ``MALLOC_*`` settings in the environment win,
     as does ``ARROW_DEFAULT_MEMORY_POOL``.
@@ -51,7 +53,13 @@ def tune_heap() -> None:
 
 
 def _choose_arrow_pool() -> None:
+    """Arrow's system pool: through ``ARROW_DEFAULT_MEMORY_POOL``, which libarrow reads once, as
+    it loads, for every buffer it allocates; once pyarrow is loaded, only as pyarrow's own pool
+    (``pa.set_memory_pool``), which Arrow's C++ code does not use for its own buffers."""
     if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return
+    if "pyarrow" not in sys.modules:
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
         return
     import pyarrow as pa
 

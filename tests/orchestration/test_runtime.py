@@ -94,6 +94,33 @@ def test_tune_heap_gives_arrow_the_system_heap(monkeypatch):
     monkeypatch.setattr(pa, "set_memory_pool", chosen.append)
     heap.tune_heap()
     assert [pool.backend_name for pool in chosen] == ["system"]
+    assert "ARROW_DEFAULT_MEMORY_POOL" not in os.environ  # too late for libarrow: pyarrow's own pool only
+
+
+def test_tune_heap_before_pyarrow_loads_gives_arrows_own_buffers_the_system_heap_too():
+    # The Parquet writer and reader allocate levels and pages from Arrow's C++ default pool,
+    # which pyarrow's pool does not cover: none of it may come from mimalloc. os._exit skips
+    # the interpreter teardown, where pyarrow 25 sometimes aborts.
+    script = """
+import os
+from sluice.orchestration.runtime import heap
+heap.tune_heap()
+import io
+import pyarrow as pa
+import pyarrow.parquet as pq
+table = pa.table({"image": pa.array([[0.5] * 784] * 500, pa.list_(pa.float32()))})
+sink = io.BytesIO()
+pq.write_table(table, sink)
+assert pq.read_table(io.BytesIO(sink.getvalue())).equals(table)
+print(pa.mimalloc_memory_pool().max_memory(), pa.system_memory_pool().max_memory(), flush=True)
+os._exit(0)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    from_mimalloc, from_system = map(int, done.stdout.split())
+    assert from_mimalloc == 0
+    assert from_system > 500 * 784 * 4
 
 
 def test_hiding_applies_only_to_the_importing_thread():
