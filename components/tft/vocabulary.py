@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sluice.components.tft.analyzers import reject_unsupported, values_of
@@ -152,10 +153,10 @@ def apply_vocabulary(x: Any, deferred_vocab_filename_tensor: Any, *, default_val
             _remember_pending(context, result, key)
             return result
         keys = vocab.get("keys", vocab["tokens"])
-        table = _lookup_table(context, key, vocab, num_oov_buckets, default_value)
+        lookup = _lookup(context, key, vocab, num_oov_buckets, default_value)
         key_dtype = tf.string if vocab["input_dtype"] == "string" else tf.int64
         # Strings from a batch's dictionary: each distinct one looked up once (``dictionary``).
-        result = map_any(x, lambda values: map_through_dictionary(tf.cast(values, key_dtype), table.lookup))
+        result = map_any(x, lambda values: map_through_dictionary(tf.cast(values, key_dtype), lookup))
         if num_oov_buckets > 0:
             low, high = 0, len(keys) + num_oov_buckets - 1
         else:
@@ -197,22 +198,34 @@ def _remember_pending(context: TraceContext, result: Any, key: str) -> None:
     context.pending_buckets[target.ref()] = key
 
 
-def _lookup_table(context: TraceContext, key: str, vocab: dict, num_oov_buckets: int, default_value: Any) -> Any:
+def _lookup(context: TraceContext, key: str, vocab: dict, num_oov_buckets: int, default_value: Any) -> Callable:
+    """The lookup of ``vocab``'s keys: their indices, out-of-vocabulary keys to ``default_value``
+    or, with ``num_oov_buckets``, hashed into that many buckets after the keys as
+    ``tf.lookup.StaticVocabularyTable`` hashes them. One ``StaticHashTable`` per vocabulary, bucket
+    count and default, and nothing else: that class wraps a second resource around such a table,
+    which a SavedModel then saves with three functions of its own (bench/PROFILES.md)."""
     tf = import_tf()
+    keys = vocab.get("keys", vocab["tokens"])
     cache_key = (key, num_oov_buckets, int(default_value))
     if cache_key not in context.tables:
-        keys = vocab.get("keys", vocab["tokens"])
         # Created eagerly (outside the traced graph) so a SavedModel tracks it as a resource.
         with tf.init_scope():
             dtype = tf.string if vocab["input_dtype"] == "string" else tf.int64
             initializer = tf.lookup.KeyValueTensorInitializer(
                 tf.constant(keys, dtype=dtype, shape=[len(keys)]), tf.range(len(keys), dtype=tf.int64))
-            if num_oov_buckets > 0:
-                table = tf.lookup.StaticVocabularyTable(initializer, num_oov_buckets)
-            else:
-                table = tf.lookup.StaticHashTable(initializer, tf.constant(int(default_value), tf.int64))
-        context.tables[cache_key] = table
-    return context.tables[cache_key]
+            missing = -1 if num_oov_buckets > 0 else int(default_value)
+            context.tables[cache_key] = tf.lookup.StaticHashTable(initializer, tf.constant(missing, tf.int64))
+    table = context.tables[cache_key]
+    if num_oov_buckets <= 0:
+        return table.lookup
+
+    def lookup_or_hash(values: Any) -> Any:
+        ids = table.lookup(values)
+        text = values if values.dtype == tf.string else tf.strings.as_string(values)
+        buckets = tf.strings.to_hash_bucket_fast(text, num_oov_buckets) + len(keys)
+        return tf.where(tf.not_equal(ids, -1), ids, buckets)
+
+    return lookup_or_hash
 
 
 def compute_and_apply_vocabulary(x: Any, *, default_value: Any = -1, top_k: int | None = None,

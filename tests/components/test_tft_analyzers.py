@@ -534,3 +534,15 @@ def test_batch_moments_of_floats_are_one_function_per_dtype_however_many_graphs_
               if op.type.endswith("PartitionedCall")}
     assert called == {tf.compat.as_str(_float_moments(tf.float32).name)}
     assert graphs[1](tf.constant([1.0, np.inf, 3.0])).numpy().tolist() == [[2.0], [2.0], [2.0]]
+
+
+def test_each_vocabulary_lookup_saves_one_resource(vocabularies):
+    # One hash table per lookup (s1, s2, s3, s4, s5, s6, applied, freq), the out-of-vocabulary
+    # buckets hashed beside it: tf.lookup.StaticVocabularyTable would add a second resource around
+    # s5's table, which the SavedModel saves with three functions of its own.
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((Path(vocabularies["output"].transform_savedmodel_dir) / "saved_model.pb").read_bytes())
+    nodes = saved.meta_graphs[0].object_graph_def.nodes
+    assert sum(node.WhichOneof("kind") == "resource" for node in nodes) == 8
