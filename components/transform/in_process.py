@@ -327,7 +327,7 @@ def transform_in_process(transform: PackedFunction, features: dict[str, FeatureS
     rows = 0
     os.makedirs(out_dir, exist_ok=True)
     # Dictionaries pay off for strings only; no statistics: nothing reads them; list items are
-    # named "item", as Beam's Parquet sink names them.
+    # named "item", as Beam's Parquet sink names them; values encoded WRITE_BATCH_VALUES at a time.
     strings = [field.name for field in schema if pa.types.is_string(field.type)]
     path = os.path.join(out_dir, SHARD_NAME)
 
@@ -338,7 +338,7 @@ def transform_in_process(transform: PackedFunction, features: dict[str, FeatureS
     transformed = _map_ahead(apply, parts, compute, COMPUTE_AHEAD) if compute is not None \
         else (apply(part) for part in parts)
     with pq.ParquetWriter(path, schema, compression="none", use_dictionary=strings or False, write_statistics=False,
-                          use_compliant_nested_type=False) as writer, \
+                          use_compliant_nested_type=False, write_batch_size=WRITE_BATCH_VALUES) as writer, \
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="write-transformed") as pool, \
             contextlib.closing(transformed) as batches:
         writing = None
@@ -352,5 +352,8 @@ def transform_in_process(transform: PackedFunction, features: dict[str, FeatureS
     return rows
 
 
+# Values the Parquet writer encodes at a time (pyarrow's default: 1,024): fewer rounds per column
+# chunk, 12% less CPU writing 784-float vectors (bench/PROFILES.md).
+WRITE_BATCH_VALUES = 65536
 # Batches of a split transformed at once on a shared ``compute`` pool (``transform_in_process``).
 COMPUTE_AHEAD = 2
