@@ -29,10 +29,12 @@ def tune_heap() -> None:
       goes back to the kernel, and the next one page-faults afresh. The heap then keeps such
       blocks, and ``release_memory`` hands them back after each component.
     - **Arrow's buffers from this same heap** (Arrow's system pool). Arrow's default, mimalloc,
-      hands freed pages back almost at once and zeroes them afresh on reuse, which dominates a
-      first call in a fresh process; one heap for both also keeps the peak lowest. Set before
-      pyarrow is imported, this covers the buffers Arrow's C++ code allocates for itself too
-      (the Parquet writer's levels and pages), and the processes this one starts.
+      kept handing out fresh pages to fault in and zero (2 MB at a time under transparent huge
+      pages) where this heap reuses what was freed: a list-column Transform spent a tenth of its
+      CPU there, and StatisticsGen at 1000x grew no less with it. One heap for both also keeps the
+      peak lowest. Set before pyarrow is imported, this covers the buffers Arrow's C++ code
+      allocates for itself too (the Parquet reader's and writer's pages and levels), and the
+      processes this one starts (bench/PROFILES.md).
 
     Runners call it once, before starting threads; ``MALLOC_*`` settings in the environment win,
     as does ``ARROW_DEFAULT_MEMORY_POOL``.
