@@ -30,7 +30,7 @@ def tune_heap() -> None:
       blocks, and ``release_memory`` hands them back after each component.
     - **Arrow's buffers from this same heap** (Arrow's system pool). Arrow's default, mimalloc,
       kept handing out fresh pages to fault in and zero (2 MB at a time under transparent huge
-      pages) where this heap reuses what was freed: a list-column Transform spent a tenth of its
+      pages) where this heap reuses what was freed: a list-column Transform spent 9% of its
       CPU there, and StatisticsGen at 1000x grew no less with it. One heap for both also keeps the
       peak lowest. Set before pyarrow is imported, this covers the buffers Arrow's C++ code
       allocates for itself too (the Parquet reader's and writer's pages and levels), and the
