@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import threading
 from typing import Any
 
 from sluice.components.tft.tracing import AnalyzerSpec
@@ -92,21 +93,43 @@ def batch_moments(values: Any, columns: int) -> Any:
     """In the analysis graph: one batch's ``[count, mean, sum of squared deviations]`` per column
     (``[3, columns]`` float64), NaN and infinite values left out; ``add_to_accumulator`` merges it.
 
-    Without control flow: a ``tf.cond`` between the plain and the masked moments took half the
-    planning trace of a ``preprocessing_fn`` with one z-score, and its branches were functions of
-    their own to prepare (bench/PROFILES.md). The masked moments are computed instead on the
-    batch's rows when some value is not finite, and on no rows otherwise, so the common case pays
-    one more pass (``is_finite``) over the batch; a select picks the result. Integers are always finite.
+    Floats go through one ``tf.function`` per dtype, traced once per process and called from every
+    graph (about 50 ops, which each analyzer's graph would trace again). It holds no control flow:
+    a ``tf.cond`` between the plain and the masked moments took half the planning trace of a
+    ``preprocessing_fn`` with one z-score, and its branches were functions of their own to prepare
+    (bench/PROFILES.md). The masked moments are computed instead on the batch's rows when some value
+    is not finite, and on no rows otherwise, so the common case pays one more pass (``is_finite``)
+    over the batch; a select picks the result. Integers are always finite.
     """
     import tensorflow as tf
 
     values = tf.reshape(values, [-1, columns])
-    matrix = tf.cast(values, tf.float64)
     if not values.dtype.is_floating:
-        return _finite_moments(matrix)
-    all_finite = tf.reduce_all(tf.math.is_finite(values))  # casting to float64 keeps each value finite or not
-    masked_rows = tf.gather(matrix, tf.range(tf.shape(matrix)[0] * tf.cast(tf.logical_not(all_finite), tf.int32)))
-    return tf.where(all_finite, _finite_moments(matrix), _masked_moments(masked_rows, tf.math.is_finite(masked_rows)))
+        return _finite_moments(tf.cast(values, tf.float64))
+    return _float_moments(values.dtype)(values)
+
+
+_FLOAT_MOMENTS: dict[Any, Any] = {}
+_FLOAT_MOMENTS_LOCK = threading.Lock()
+
+
+def _float_moments(dtype: Any) -> Any:
+    """The concrete function of ``[values, columns]`` floats of ``dtype`` to their moments."""
+    import tensorflow as tf
+
+    with _FLOAT_MOMENTS_LOCK:
+        if dtype not in _FLOAT_MOMENTS:
+            @tf.function(input_signature=[tf.TensorSpec([None, None], dtype)], autograph=False)
+            def moments(values: Any) -> Any:
+                matrix = tf.cast(values, tf.float64)
+                all_finite = tf.reduce_all(tf.math.is_finite(values))  # casting keeps each value finite or not
+                masked_rows = tf.gather(matrix, tf.range(tf.shape(matrix)[0]
+                                                         * tf.cast(tf.logical_not(all_finite), tf.int32)))
+                return tf.where(all_finite, _finite_moments(matrix),
+                                _masked_moments(masked_rows, tf.math.is_finite(masked_rows)))
+
+            _FLOAT_MOMENTS[dtype] = moments.get_concrete_function()
+        return _FLOAT_MOMENTS[dtype]
 
 
 def _finite_moments(matrix: Any) -> Any:

@@ -521,16 +521,22 @@ def test_batch_moments_leave_out_nan_and_infinite_values_and_take_integers():
     assert moments(np.array([2.0, np.nan, 4.0], np.float64)) == [[2.0], [3.0], [2.0]]
 
 
-def test_batch_moments_trace_no_control_flow_and_mask_only_a_batch_with_nan_or_inf():
+def test_batch_moments_of_floats_are_one_function_per_dtype_without_control_flow():
     import tensorflow as tf
 
-    concrete = tf.function(lambda x: batch_moments(x, 2), autograph=False).get_concrete_function(
-        tf.TensorSpec([None], tf.float32))
-    kinds = {op.type for op in concrete.graph.get_operations()}
+    from sluice.components.tft.accumulators import _float_moments
+
+    graphs = [tf.function(lambda x: batch_moments(x, 2), autograph=False).get_concrete_function(
+        tf.TensorSpec([None], tf.float32)) for _ in range(2)]
+    assert _float_moments(tf.float32) is _float_moments(tf.float32)
+    assert _float_moments(tf.float64) is not _float_moments(tf.float32)
+    called = {op.get_attr("f").name for graph in graphs for op in graph.graph.get_operations()
+              if op.type.endswith("PartitionedCall")}
+    assert called == {tf.compat.as_str(_float_moments(tf.float32).name)}
+    kinds = {op.type for op in _float_moments(tf.float32).graph.get_operations()}
     assert not kinds & {"If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall"}
-    finite = np.array([1.0, 2.0, 3.0, 6.0], np.float32)
-    assert concrete(tf.constant(finite)).numpy().tolist() == [[2.0, 2.0], [2.0, 4.0], [2.0, 8.0]]
-    assert concrete(tf.constant([1.0, np.inf, 3.0, 4.0, np.nan, 6.0])).numpy().tolist() == \
+    assert graphs[1](tf.constant([1.0, 2.0, 3.0, 6.0])).numpy().tolist() == [[2.0, 2.0], [2.0, 4.0], [2.0, 8.0]]
+    assert graphs[1](tf.constant([1.0, np.inf, 3.0, 4.0, np.nan, 6.0])).numpy().tolist() == \
         [[2.0, 2.0], [2.0, 5.0], [2.0, 2.0]]
 
 
